@@ -1,0 +1,35 @@
+# toygun: PGXS build. `make && make install`, then see README.md for the tests.
+
+EXTENSION   = toygun
+EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
+MODULE_big  = toygun
+OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+
+# The install script is built from one piece per concern, in this order.
+SQL_PIECES  = src/sql/schema.sql src/sql/outcome.sql src/sql/define.sql \
+              src/sql/objects.sql src/sql/grants.sql
+DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
+DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+
+PG_CPPFLAGS = -Isrc
+PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+              -Wno-missing-field-initializers
+SHLIB_LINK  = -lsodium
+
+# pg_regress (sql/ + expected/) and isolation (specs/ + expected/) run on
+# temporary instances that preload toygun: run `make installcheck` as a
+# non-root user, or use `bin/toygun test`, which does everything.
+REGRESS        = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS   = --temp-instance=./tmp_check --temp-config=./test/regress.conf
+ISOLATION      = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=./test/regress.conf
+EXTRA_CLEAN    = tmp_check tmp_check_iso output_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PIECES) Makefile
+	( printf '%s\n' '-- generated from src/sql/*.sql by make; do not edit' \
+	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
+	  cat $(SQL_PIECES) ) > $@

@@ -1,0 +1,794 @@
+/*
+ * object.c
+ *		Resources and tasks as stored rows: locking one, transitions made in
+ *		memory, and saving state, attrs, step, run_at and history together.
+ *		Also the API that creates and moves objects by hand.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+#include "toygun.h"
+
+PG_FUNCTION_INFO_V1(toygun_create_resource);
+PG_FUNCTION_INFO_V1(toygun_start_task);
+PG_FUNCTION_INFO_V1(toygun_transition_task);
+PG_FUNCTION_INFO_V1(toygun_stop_task);
+PG_FUNCTION_INFO_V1(toygun_panic_task);
+PG_FUNCTION_INFO_V1(toygun_rewind_task);
+PG_FUNCTION_INFO_V1(toygun_transition_resource);
+PG_FUNCTION_INFO_V1(toygun_stop_resource);
+
+static SPIPlanPtr lock_task_plan;
+static SPIPlanPtr lock_resource_plan;
+static SPIPlanPtr lock_task_skip_plan;
+static SPIPlanPtr lock_resource_skip_plan;
+static SPIPlanPtr save_task_plan;
+static SPIPlanPtr save_resource_plan;
+static SPIPlanPtr insert_step_plan;
+static SPIPlanPtr park_tasks_plan;
+static SPIPlanPtr rearm_tasks_plan;
+static SPIPlanPtr other_live_run_plan;
+static SPIPlanPtr rewind_target_plan;
+static SPIPlanPtr resource_for_start_plan;
+static SPIPlanPtr parent_exists_plan;
+static SPIPlanPtr insert_resource_plan;
+static SPIPlanPtr insert_task_plan;
+static SPIPlanPtr live_run_plan;
+
+#define LOCK_TASK_SQL \
+	"SELECT t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
+	"       r.type, r.state" \
+	"  FROM toygun.task t LEFT JOIN toygun.resource r ON r.id = t.resource_id" \
+	" WHERE t.id = $1 FOR UPDATE OF t"
+#define LOCK_RESOURCE_SQL \
+	"SELECT r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
+	"       r.type, NULL::pg_catalog.text" \
+	"  FROM toygun.resource r WHERE r.id = $1 FOR UPDATE"
+
+static Datum
+copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, col - 1);
+	Datum		d = SPI_getbinval(tup, desc, col, isnull);
+
+	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+}
+
+/*
+ * Lock a resource or task row FOR UPDATE and read it. With skip_locked, a
+ * row locked by someone else reads as missing. Returns NULL if there is no
+ * such row and missing_ok.
+ */
+ToygunObject *
+toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+	SPIPlanPtr	plan;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	ToygunObject *obj;
+	bool		isnull;
+
+	if (kind == TOYGUN_TASK)
+		plan = skip_locked
+			? toygun_plan(&lock_task_skip_plan, LOCK_TASK_SQL " SKIP LOCKED", 1, argtypes)
+			: toygun_plan(&lock_task_plan, LOCK_TASK_SQL, 1, argtypes);
+	else
+		plan = skip_locked
+			? toygun_plan(&lock_resource_skip_plan, LOCK_RESOURCE_SQL " SKIP LOCKED", 1, argtypes)
+			: toygun_plan(&lock_resource_plan, LOCK_RESOURCE_SQL, 1, argtypes);
+	values[0] = UUIDPGetDatum(id);
+	toygun_run(plan, values, NULL, 1);
+	if (SPI_processed == 0)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("%s %s does not exist", toygun_kind_name(kind), toygun_uuid_text(id))));
+	}
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	obj = palloc0(sizeof(ToygunObject));
+	obj->kind = kind;
+	obj->id = *id;
+	obj->row = copy_col(tup, desc, 1, &isnull);
+	obj->state = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
+	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+	obj->last_error = SPI_getvalue(tup, desc, 6);
+	if (kind == TOYGUN_TASK)
+	{
+		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
+		obj->name = SPI_getvalue(tup, desc, 8);
+		obj->resource_state = SPI_getvalue(tup, desc, 10);
+	}
+	obj->type = SPI_getvalue(tup, desc, 9);
+	if (obj->type == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("resource %s of task %s does not exist",
+						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(id))));
+	SPI_freetuptable(SPI_tuptable);
+	return obj;
+}
+
+/* The definition governing an object. */
+ToygunDef *
+toygun_object_def(ToygunObject *obj)
+{
+	return toygun_find_def(obj->kind, obj->type, obj->name, false);
+}
+
+bool
+toygun_state_declared(ToygunDef *def, const char *state)
+{
+	return toygun_in_list(state, def->states, def->nstates);
+}
+
+static char *
+declared_list(ToygunDef *def)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < def->nstates; i++)
+		appendStringInfo(&buf, "%s, ", def->states[i]);
+	appendStringInfoString(&buf, TOYGUN_STOP ", " TOYGUN_PANIC);
+	return buf.data;
+}
+
+/* A transition may enter a declared state, __stop__ or __panic__. */
+static void
+check_target(ToygunDef *def, const char *to_state)
+{
+	if (strcmp(to_state, TOYGUN_STOP) == 0 || strcmp(to_state, TOYGUN_PANIC) == 0 ||
+		toygun_state_declared(def, to_state))
+		return;
+	if (strncmp(to_state, "__", 2) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_RESERVED_NAME),
+				 errmsg("state \"%s\" cannot be entered by a transition", to_state),
+				 errdetail("Of toygun's own states, only " TOYGUN_STOP " and " TOYGUN_PANIC " can be entered.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("state \"%s\" is not declared by %s", to_state, toygun_def_label(def)),
+			 errhint("The states it can enter are: %s.", declared_list(def))));
+}
+
+/* When fields are declared, attrs may only write those keys (and panic_message). */
+static void
+check_fields(ToygunDef *def, Jsonb *attrs)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!def->has_fields)
+		return;
+	it = JsonbIteratorInit(&attrs->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (strcmp(key, TOYGUN_PANIC_MESSAGE) == 0 ||
+			toygun_in_list(key, def->fields, def->nfields) ||
+			toygun_in_list(key, def->encrypted, def->nencrypted))
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("field \"%s\" is not declared by %s", key, toygun_def_label(def)),
+				 errhint("Declare it in the fields of toygun.define_%s().",
+						 def->kind == TOYGUN_TASK ? "task" : "resource")));
+	}
+}
+
+/* Merge attrs (a JSON object, or NULL for none) into the object's attrs. */
+void
+toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs)
+{
+	if (attrs == NULL)
+		return;
+	toygun_check_object_attrs("attrs", attrs);
+	check_fields(def, attrs);
+	obj->attrs = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+													JsonbPGetDatum(obj->attrs),
+													JsonbPGetDatum(attrs)));
+}
+
+/*
+ * Move the object to to_state in memory, merging attrs. The target is
+ * checked before anything is written; toygun_save_object() writes it.
+ */
+void
+toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
+				  Jsonb *attrs, const char *note)
+{
+	ToygunStep *s;
+
+	check_target(def, to_state);
+	toygun_merge_attrs(obj, def, attrs);
+	if (obj->nsteps >= TOYGUN_MAX_STEPS)
+		elog(ERROR, "too many transitions in one save");
+	s = &obj->steps[obj->nsteps++];
+	s->from_state = obj->state;
+	s->to_state = pstrdup(to_state);
+	s->note = note ? pstrdup(note) : NULL;
+	obj->state = s->to_state;
+}
+
+static bool
+is_inert(const char *state)
+{
+	return strcmp(state, TOYGUN_STOP) == 0 || strcmp(state, TOYGUN_PANIC) == 0;
+}
+
+/*
+ * The row a handler receives: the locked row with the in-memory state,
+ * attrs and step.
+ */
+Datum
+toygun_object_row(ToygunObject *obj)
+{
+	HeapTupleHeader td = DatumGetHeapTupleHeader(obj->row);
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
+											  HeapTupleHeaderGetTypMod(td));
+	HeapTupleData tmp;
+	HeapTuple	newtup;
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	int			i;
+
+	tmp.t_len = HeapTupleHeaderGetDatumLength(td);
+	ItemPointerSetInvalid(&tmp.t_self);
+	tmp.t_tableOid = InvalidOid;
+	tmp.t_data = td;
+	heap_deform_tuple(&tmp, desc, values, nulls);
+	for (i = 0; i < desc->natts; i++)
+	{
+		const char *col = NameStr(TupleDescAttr(desc, i)->attname);
+
+		if (strcmp(col, "state") == 0)
+			values[i] = CStringGetTextDatum(obj->state);
+		else if (strcmp(col, "attrs") == 0)
+			values[i] = JsonbPGetDatum(obj->attrs);
+		else if (strcmp(col, "step") == 0)
+			values[i] = Int64GetDatum(obj->step + obj->nsteps);
+	}
+	newtup = heap_form_tuple(desc, values, nulls);
+	ReleaseTupleDesc(desc);
+	return HeapTupleGetDatum(newtup);
+}
+
+/* There is no other live run of this task, so this one may come back to life. */
+static void
+check_no_other_live_run(ToygunObject *obj)
+{
+	Oid			argtypes[3] = {UUIDOID, TEXTOID, UUIDOID};
+	Datum		values[3];
+
+	values[0] = UUIDPGetDatum(&obj->resource_id);
+	values[1] = CStringGetTextDatum(obj->name);
+	values[2] = UUIDPGetDatum(&obj->id);
+	toygun_run(toygun_plan(&other_live_run_plan,
+						   "SELECT id FROM toygun.task"
+						   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__' AND id <> $3",
+						   3, argtypes),
+			   values, NULL, 1);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("task \"%s\" on resource %s already has a live run",
+						obj->name, toygun_uuid_text(&obj->resource_id)),
+				 errdetail("Run %s is live; a stopped run can only come back when no other run is.",
+						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1))));
+}
+
+/*
+ * Write the object's pending changes: state, attrs, step, run_at, attempts
+ * and last_error in one UPDATE, conditional on the step it had when it was
+ * read (expected_step), then one history row per transition. Returns the
+ * saved row (in the SPI context).
+ */
+Datum
+toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
+{
+	Oid			argtypes[8] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
+	INT4OID, TEXTOID, INT8OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		saved;
+	bool		isnull;
+	bool		due_now = false;
+	const char *old_state = obj->nsteps > 0 ? obj->steps[0].from_state : obj->state;
+	int			i;
+
+	/* When is it next due? */
+	if (is_inert(obj->state))
+		nulls[4] = 'n';
+	else if (obj->has_run_at)
+		values[4] = TimestampTzGetDatum(obj->run_at);
+	else if (obj->kind == TOYGUN_RESOURCE && def->handler == NULL)
+		nulls[4] = 'n';
+	else
+	{
+		values[4] = TimestampTzGetDatum(GetCurrentTimestamp());
+		due_now = true;
+	}
+
+	values[0] = UUIDPGetDatum(&obj->id);
+	values[1] = CStringGetTextDatum(obj->state);
+	values[2] = JsonbPGetDatum(obj->attrs);
+	values[3] = Int64GetDatum(expected_step + obj->nsteps);
+	values[5] = Int32GetDatum(obj->attempts);
+	values[6] = obj->last_error ? CStringGetTextDatum(obj->last_error) : (Datum) 0;
+	nulls[6] = obj->last_error ? ' ' : 'n';
+	values[7] = Int64GetDatum(expected_step);
+
+	/*
+	 * A task of a stopped resource is never due: the resource may have been
+	 * stopped in this very transaction, by the task's own handler.
+	 */
+	if (obj->kind == TOYGUN_TASK)
+		toygun_run(toygun_plan(&save_task_plan,
+							   "UPDATE toygun.task t SET state = $2, attrs = $3, step = $4,"
+							   "  run_at = CASE WHEN EXISTS (SELECT FROM toygun.resource r"
+							   "                              WHERE r.id = t.resource_id AND r.state = '__stop__')"
+							   "                THEN NULL ELSE $5 END,"
+							   "  attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()"
+							   " WHERE id = $1 AND step = $8 RETURNING t",
+							   8, argtypes),
+				   values, nulls, 0);
+	else
+		toygun_run(toygun_plan(&save_resource_plan,
+							   "UPDATE toygun.resource r SET state = $2, attrs = $3, step = $4, run_at = $5,"
+							   "  attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()"
+							   " WHERE id = $1 AND step = $8 RETURNING r",
+							   8, argtypes),
+				   values, nulls, 0);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("%s %s is desynchronized", toygun_kind_name(obj->kind),
+						toygun_uuid_text(&obj->id)),
+				 errdetail("It moved on from step " INT64_FORMAT " while this change was being made.",
+						   expected_step)));
+	saved = copy_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+	for (i = 0; i < obj->nsteps; i++)
+	{
+		Oid			step_types[5] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+		Datum		step_values[5];
+		char		step_nulls[5] = {' ', ' ', ' ', ' ', ' '};
+		ToygunStep *s = &obj->steps[i];
+
+		step_values[0] = UUIDPGetDatum(&obj->id);
+		step_values[1] = Int64GetDatum(expected_step + i);
+		step_values[2] = CStringGetTextDatum(s->from_state);
+		step_values[3] = CStringGetTextDatum(s->to_state);
+		step_values[4] = s->note ? CStringGetTextDatum(s->note) : (Datum) 0;
+		step_nulls[4] = s->note ? ' ' : 'n';
+		toygun_run(toygun_plan(&insert_step_plan,
+							   "INSERT INTO toygun.transition (object_id, step, from_state, to_state, note)"
+							   " VALUES ($1, $2, $3, $4, $5)",
+							   5, step_types),
+				   step_values, step_nulls, 0);
+	}
+
+	/* A stopped resource parks its tasks; one coming back re-arms them. */
+	if (obj->kind == TOYGUN_RESOURCE && obj->nsteps > 0)
+	{
+		bool		was_stopped = strcmp(old_state, TOYGUN_STOP) == 0;
+		bool		is_stopped = strcmp(obj->state, TOYGUN_STOP) == 0;
+		Oid			idtype[1] = {UUIDOID};
+
+		if (is_stopped && !was_stopped)
+			toygun_run(toygun_plan(&park_tasks_plan,
+								   "UPDATE toygun.task SET run_at = NULL"
+								   " WHERE resource_id = $1 AND run_at IS NOT NULL",
+								   1, idtype),
+					   values, NULL, 0);
+		else if (was_stopped && !is_stopped)
+		{
+			toygun_run(toygun_plan(&rearm_tasks_plan,
+								   "UPDATE toygun.task SET run_at = pg_catalog.clock_timestamp()"
+								   " WHERE resource_id = $1 AND run_at IS NULL"
+								   "   AND state NOT IN ('__stop__', '__panic__')",
+								   1, idtype),
+					   values, NULL, 0);
+			if (SPI_processed > 0)
+				due_now = true;
+		}
+	}
+	if (due_now)
+		toygun_note_due();
+	obj->step = expected_step + obj->nsteps;
+	obj->nsteps = 0;
+	obj->has_run_at = false;
+	return saved;
+}
+
+/* Copy a row datum out of SPI so it survives SPI_finish(). */
+static Datum
+return_row(Datum row)
+{
+	return SPI_datumTransfer(row, false, -1);
+}
+
+/* create_resource(type, attrs, parent): a new resource in __new__, due at once. */
+Datum
+toygun_create_resource(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	char	   *type;
+	Jsonb	   *attrs;
+	pg_uuid_t  *id;
+	Oid			argtypes[4] = {UUIDOID, TEXTOID, UUIDOID, JSONBOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	toygun_check_not_null(fcinfo, 0, "type");
+	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
+	toygun_check_not_null(fcinfo, 1, "attrs");
+	attrs = PG_GETARG_JSONB_P(1);
+	toygun_check_object_attrs("attrs", attrs);
+
+	toygun_begin_call(&call);
+	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
+	toygun_check_acting_for(def, call.caller);
+	check_fields(def, attrs);
+	if (!PG_ARGISNULL(2))
+	{
+		Oid			idtype[1] = {UUIDOID};
+
+		values[0] = PG_GETARG_DATUM(2);
+		toygun_run(toygun_plan(&parent_exists_plan,
+							   "SELECT FROM toygun.resource WHERE id = $1 FOR KEY SHARE",
+							   1, idtype),
+				   values, NULL, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("parent resource %s does not exist",
+							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
+	}
+
+	id = toygun_new_uuid();
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(type);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[3] = JsonbPGetDatum(attrs);
+	toygun_run(toygun_plan(&insert_resource_plan,
+						   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
+						   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
+						   4, argtypes),
+			   values, nulls, 0);
+	toygun_note_due();
+	toygun_end_call(&call);
+	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * start_task(resource, name, args): a new run in __new__ with attrs = args,
+ * or the live run, unchanged, if there is one.
+ */
+Datum
+toygun_start_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	pg_uuid_t  *resource = NULL;
+	char	   *name;
+	Jsonb	   *args;
+	char	   *type;
+	char	   *rstate;
+	pg_uuid_t  *id = NULL;
+	Oid			idtype[1] = {UUIDOID};
+	Oid			live_types[2] = {UUIDOID, TEXTOID};
+	Oid			insert_types[4] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID};
+	Datum		values[4];
+	int			attempt;
+
+	toygun_check_not_null(fcinfo, 0, "resource");
+	resource = PG_GETARG_UUID_P(0);
+	toygun_check_not_null(fcinfo, 1, "name");
+	name = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
+	toygun_check_not_null(fcinfo, 2, "args");
+	args = PG_GETARG_JSONB_P(2);
+	toygun_check_object_attrs("args", args);
+
+	toygun_begin_call(&call);
+
+	/*
+	 * FOR SHARE: a concurrent stop_resource() waits for this start to commit
+	 * and then parks the new run, or this start waits and sees it stopped.
+	 */
+	values[0] = UUIDPGetDatum(resource);
+	toygun_run(toygun_plan(&resource_for_start_plan,
+						   "SELECT type, state FROM toygun.resource WHERE id = $1 FOR SHARE",
+						   1, idtype),
+			   values, NULL, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
+	type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	rstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	def = toygun_find_def(TOYGUN_TASK, type, name, false);
+	toygun_check_acting_for(def, call.caller);
+	if (strcmp(rstate, TOYGUN_STOP) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("resource %s is stopped", toygun_uuid_text(resource)),
+				 errdetail("Tasks cannot start on a stopped resource.")));
+	check_fields(def, args);
+
+	/*
+	 * Insert, or find the live run. If the live run we collided with stops
+	 * before we can read it, insert again.
+	 */
+	for (attempt = 0; id == NULL; attempt++)
+	{
+		pg_uuid_t  *new_id = toygun_new_uuid();
+
+		if (attempt >= 10)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not start task \"%s\" on resource %s", name,
+							toygun_uuid_text(resource)),
+					 errdetail("Its live run kept changing while the start was retried.")));
+		values[0] = UUIDPGetDatum(new_id);
+		values[1] = UUIDPGetDatum(resource);
+		values[2] = CStringGetTextDatum(name);
+		values[3] = JsonbPGetDatum(args);
+		toygun_run(toygun_plan(&insert_task_plan,
+							   "INSERT INTO toygun.task (id, resource_id, name, attrs, run_at)"
+							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())"
+							   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
+							   " RETURNING id",
+							   4, insert_types),
+				   values, NULL, 0);
+		if (SPI_processed > 0)
+		{
+			id = new_id;
+			toygun_note_due();
+			break;
+		}
+		values[0] = UUIDPGetDatum(resource);
+		values[1] = CStringGetTextDatum(name);
+		toygun_run(toygun_plan(&live_run_plan,
+							   "SELECT id FROM toygun.task"
+							   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__'",
+							   2, live_types),
+				   values, NULL, 1);
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+
+			id = palloc(sizeof(pg_uuid_t));
+			*id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		}
+	}
+	toygun_end_call(&call);
+	PG_RETURN_UUID_P(id);
+}
+
+/* Lock an object for a manual operation by the caller. */
+static ToygunObject *
+lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, ToygunDef **def)
+{
+	ToygunObject *obj;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
+	*def = toygun_object_def(obj);
+	toygun_check_acting_for(*def, call->caller);
+	return obj;
+}
+
+/* Manual moves clear the failure count: a person has looked at it. */
+static Datum
+save_manual(ToygunObject *obj, ToygunDef *def, int64 expected_step)
+{
+	obj->attempts = 0;
+	obj->last_error = NULL;
+	return return_row(toygun_save_object(obj, def, expected_step));
+}
+
+/* Move an object by hand, as transition_task/transition_resource do. */
+static Datum
+transition_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	char	   *state;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 1, "state");
+	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	toygun_begin_call(&call);
+	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	if (!PG_ARGISNULL(3))
+	{
+		char	   *expected = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+		if (strcmp(expected, obj->state) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("%s %s is desynchronized", toygun_kind_name(kind),
+							toygun_uuid_text(&obj->id)),
+					 errdetail("Expected it in state \"%s\", but it is in state \"%s\".",
+							   expected, obj->state)));
+	}
+	if (kind == TOYGUN_TASK && strcmp(obj->state, TOYGUN_STOP) == 0 &&
+		strcmp(state, TOYGUN_STOP) != 0)
+		check_no_other_live_run(obj);
+	toygun_transition(obj, def, state, PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), note);
+	row = save_manual(obj, def, obj->step);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+Datum
+toygun_transition_task(PG_FUNCTION_ARGS)
+{
+	return transition_by_hand(TOYGUN_TASK, fcinfo, "transition_task");
+}
+
+Datum
+toygun_transition_resource(PG_FUNCTION_ARGS)
+{
+	return transition_by_hand(TOYGUN_RESOURCE, fcinfo, "transition_resource");
+}
+
+/* stop: idempotent; a stopped object is returned unchanged. */
+static Datum
+stop_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	Datum		row;
+
+	toygun_begin_call(&call);
+	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		row = return_row(obj->row);
+	else
+	{
+		toygun_transition(obj, def, TOYGUN_STOP, NULL, note);
+		row = save_manual(obj, def, obj->step);
+	}
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+Datum
+toygun_stop_task(PG_FUNCTION_ARGS)
+{
+	return stop_by_hand(TOYGUN_TASK, fcinfo, "stop_task");
+}
+
+Datum
+toygun_stop_resource(PG_FUNCTION_ARGS)
+{
+	return stop_by_hand(TOYGUN_RESOURCE, fcinfo, "stop_resource");
+}
+
+/* A panic attrs object: {"panic_message": message}. */
+Jsonb *
+toygun_panic_attrs(const char *message)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = TOYGUN_PANIC_MESSAGE;
+	k.val.string.len = strlen(TOYGUN_PANIC_MESSAGE);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = (char *) message;
+	v.val.string.len = strlen(message);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/* panic_task(id, message): allowed from any state; records panic_message. */
+Datum
+toygun_panic_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	char	   *message;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 1, "message");
+	message = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	toygun_begin_call(&call);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		check_no_other_live_run(obj);
+	toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(message), message);
+	row = save_manual(obj, def, obj->step);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+/*
+ * rewind_task(id, n): a new transition back to the state the task was in n
+ * transitions ago, clamped to its first state.
+ */
+Datum
+toygun_rewind_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	int32		n;
+	Oid			argtypes[2] = {UUIDOID, INT8OID};
+	Datum		values[2];
+	char	   *target;
+	char	   *note;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 1, "n");
+	n = PG_GETARG_INT32(1);
+	if (n < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("n must be at least 1"),
+				 errdetail("It was %d.", n)));
+	toygun_begin_call(&call);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	if (obj->step < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task %s has no earlier state to rewind to", toygun_uuid_text(&obj->id)),
+				 errdetail("It has made " INT64_FORMAT " transition%s.", obj->step,
+						   obj->step == 1 ? "" : "s")));
+
+	/* The state after step (step - 1 - n): n transitions before the last. */
+	values[0] = UUIDPGetDatum(&obj->id);
+	values[1] = Int64GetDatum(Max((int64) 0, obj->step - 1 - (int64) n));
+	toygun_run(toygun_plan(&rewind_target_plan,
+						   "SELECT to_state FROM toygun.transition WHERE object_id = $1 AND step = $2",
+						   2, argtypes),
+			   values, NULL, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("history of task %s has no step " INT64_FORMAT,
+						toygun_uuid_text(&obj->id), DatumGetInt64(values[1]))));
+	target = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(obj->state, TOYGUN_STOP) == 0 && strcmp(target, TOYGUN_STOP) != 0)
+		check_no_other_live_run(obj);
+	note = psprintf("rewind_task(%d)", n);
+	toygun_transition(obj, def, target, NULL, note);
+	row = save_manual(obj, def, obj->step);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}

@@ -1,0 +1,18 @@
+
+-- Defining types. Both are idempotent: defining again replaces the definition.
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}') RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}') RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

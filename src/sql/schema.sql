@@ -1,0 +1,96 @@
+
+-- Tables: definitions, the objects they govern, and their append-only history.
+--
+-- Rows of toygun.resource and toygun.task are written only through the API
+-- functions (which run these writes as the extension's owner); everybody may
+-- read them. No foreign keys: the task row is updated on every tick, and a
+-- foreign key would take FOR KEY SHARE locks on the parent on every update.
+
+-- A resource type: its states, optional handler and declared fields.
+CREATE TABLE toygun.resource_type (
+    name             text PRIMARY KEY,
+    states           text[] NOT NULL,
+    handler          text,               -- qualified signature, resolved at each tick
+    fields           text[],             -- NULL: any key allowed
+    encrypted_fields text[] NOT NULL DEFAULT '{}',
+    owner            regrole NOT NULL,   -- handlers run as this role
+    search_path      text NOT NULL,      -- the definer's search_path, used by the handler
+    defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- A task type: an ordered list of states and the handler that runs them.
+CREATE TABLE toygun.task_type (
+    resource_type    text NOT NULL,
+    name             text NOT NULL,
+    states           text[] NOT NULL,
+    handler          text NOT NULL,
+    fields           text[],
+    encrypted_fields text[] NOT NULL DEFAULT '{}',
+    owner            regrole NOT NULL,
+    search_path      text NOT NULL,
+    defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (resource_type, name)
+);
+
+-- run_at is when the object is next due for a tick; NULL when it is not
+-- scheduled at all (stopped, panicked, a resource without a handler, or a
+-- task whose resource is stopped).
+CREATE TABLE toygun.resource (
+    id          uuid PRIMARY KEY,
+    type        text NOT NULL,
+    parent_id   uuid,
+    state       text NOT NULL DEFAULT '__new__',
+    attrs       jsonb NOT NULL DEFAULT '{}',
+    step        bigint NOT NULL DEFAULT 0,
+    run_at      timestamptz,
+    attempts    integer NOT NULL DEFAULT 0,
+    last_error  text,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX resource_type_idx ON toygun.resource (type);
+CREATE INDEX resource_parent_idx ON toygun.resource (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX resource_due_idx ON toygun.resource (run_at) WHERE run_at IS NOT NULL;
+
+-- Runs are ordered by seq (start order), never by a transaction's constant now().
+CREATE SEQUENCE toygun.task_seq;
+
+-- One row per run: each start creates a new row.
+CREATE TABLE toygun.task (
+    id          uuid PRIMARY KEY,
+    resource_id uuid NOT NULL,
+    name        text NOT NULL,
+    state       text NOT NULL DEFAULT '__new__',
+    attrs       jsonb NOT NULL DEFAULT '{}',
+    step        bigint NOT NULL DEFAULT 0,
+    run_at      timestamptz,
+    attempts    integer NOT NULL DEFAULT 0,
+    last_error  text,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    seq         bigint NOT NULL DEFAULT pg_catalog.nextval('toygun.task_seq')
+);
+ALTER SEQUENCE toygun.task_seq OWNED BY toygun.task.seq;
+-- At most one live (not __stop__) run per resource and task name.
+CREATE UNIQUE INDEX task_live_idx ON toygun.task (resource_id, name) WHERE state <> '__stop__';
+CREATE INDEX task_runs_idx ON toygun.task (resource_id, name, seq);
+CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL;
+
+-- The history of every resource and task: step is gapless per object from 0.
+CREATE TABLE toygun.transition (
+    object_id   uuid NOT NULL,
+    step        bigint NOT NULL,
+    from_state  text NOT NULL,
+    to_state    text NOT NULL,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    note        text,
+    PRIMARY KEY (object_id, step)
+);
+
+-- pg_dump keeps the contents of these tables.
+SELECT pg_catalog.pg_extension_config_dump('toygun.resource_type', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.task_type', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.resource', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.task', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.task_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition', '');

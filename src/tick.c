@@ -1,0 +1,338 @@
+/*
+ * tick.c
+ *		One tick of a resource or task: enter the first state if new, run the
+ *		current state's handler as the role that defined the type, and apply
+ *		the outcome, all in the caller's transaction.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "toygun.h"
+
+PG_FUNCTION_INFO_V1(toygun_tick_task);
+PG_FUNCTION_INFO_V1(toygun_tick_resource);
+
+static SPIPlanPtr live_tasks_plan;
+static SPIPlanPtr reread_resource_plan;
+
+/* Objects being ticked right now, innermost last: a handler may not tick itself. */
+#define MAX_TICK_DEPTH 16
+static pg_uuid_t ticking[MAX_TICK_DEPTH];
+static int	tick_depth = 0;
+
+typedef struct TickContext
+{
+	ToygunObject *obj;
+	ToygunDef  *def;
+} TickContext;
+
+static void
+tick_error_context(void *arg)
+{
+	TickContext *tc = (TickContext *) arg;
+
+	errcontext("toygun tick of %s %s (%s) in state \"%s\"",
+			   toygun_kind_name(tc->obj->kind), toygun_uuid_text(&tc->obj->id),
+			   toygun_def_label(tc->def), tc->obj->state);
+}
+
+/* The handler's OID, from its stored signature. */
+static Oid
+resolve_handler(ToygunDef *def)
+{
+	LOCAL_FCINFO(lookup, 1);
+	Datum		result;
+
+	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
+	lookup->args[0].value = CStringGetTextDatum(def->handler);
+	lookup->args[0].isnull = false;
+	result = to_regprocedure(lookup);
+	if (lookup->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler %s of %s does not exist", def->handler, toygun_def_label(def)),
+				 errhint("Create the function again, or define the type again with a new handler.")));
+	return DatumGetObjectId(result);
+}
+
+/*
+ * Run the handler for the object's current state as the type's owner, with
+ * the owner's search_path, as a security-restricted operation (no temporary
+ * objects, no role changes), and with every setting it changes reverted
+ * afterwards, so that one handler cannot affect the next.
+ */
+static void
+call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
+{
+	Oid			fn = resolve_handler(def);
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(fcinfo, 1);
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+	Datum		result;
+
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that defined %s no longer exists", toygun_def_label(def)),
+				 errhint("Define the type again as an existing role.")));
+	if (pg_proc_aclcheck(fn, def->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not execute handler %s of %s",
+						toygun_role_name(def->owner), def->handler, toygun_def_label(def))));
+
+	fmgr_info(fn, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = toygun_object_row(obj);
+	fcinfo->args[0].isnull = false;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", def->search_path,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	SetUserIdAndSecContext(def->owner, save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	result = FunctionCallInvoke(fcinfo);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	AtEOXact_GUC(false, nestlevel);
+
+	if (fcinfo->isnull)
+	{
+		/* NULL means stay() */
+		memset(next, 0, sizeof(ToygunNext));
+		next->kind = TOYGUN_NEXT_STAY;
+	}
+	else
+		toygun_read_next(result, next);
+}
+
+/* Apply what the handler returned, in memory. */
+static void
+apply_next(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
+{
+	switch (next->kind)
+	{
+		case TOYGUN_NEXT_GO:
+			toygun_transition(obj, def, next->state, next->attrs, NULL);
+			break;
+		case TOYGUN_NEXT_STAY:
+			{
+				Interval	poll;
+
+				toygun_merge_attrs(obj, def, next->attrs);
+				if (next->wait == NULL)
+				{
+					poll.month = 0;
+					poll.day = 0;
+					poll.time = (int64) toygun_poll_interval_ms * 1000;
+				}
+				obj->has_run_at = true;
+				obj->run_at = DatumGetTimestampTz(
+												  DirectFunctionCall2(timestamptz_pl_interval,
+																	  TimestampTzGetDatum(GetCurrentTimestamp()),
+																	  IntervalPGetDatum(next->wait ? next->wait : &poll)));
+				break;
+			}
+		case TOYGUN_NEXT_STOP:
+			toygun_transition(obj, def, TOYGUN_STOP, next->attrs, NULL);
+			break;
+		case TOYGUN_NEXT_PANIC:
+			toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(next->message),
+							  next->message);
+			break;
+	}
+}
+
+static void
+tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
+{
+	ErrorContextCallback errcb;
+	TickContext tc;
+	ToygunNext	next;
+	int64		expected_step = obj->step;
+
+	tc.obj = obj;
+	tc.def = def;
+	errcb.callback = tick_error_context;
+	errcb.arg = &tc;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	/* The first tick enters the first state, and runs it. */
+	if (strcmp(obj->state, TOYGUN_NEW) == 0)
+		toygun_transition(obj, def, def->states[0], NULL, NULL);
+	if (!toygun_state_declared(def, obj->state))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s %s is in state \"%s\", which %s does not declare",
+						toygun_kind_name(obj->kind), toygun_uuid_text(&obj->id),
+						obj->state, toygun_def_label(def)),
+				 errhint("Move it with toygun.transition_%s(), or declare the state again.",
+						 toygun_kind_name(obj->kind))));
+	if (def->handler != NULL)
+	{
+		call_handler(obj, def, &next);
+		apply_next(obj, def, &next);
+	}
+	obj->attempts = 0;
+	obj->last_error = NULL;
+	*saved = toygun_save_object(obj, def, expected_step);
+
+	error_context_stack = errcb.previous;
+}
+
+/*
+ * Tick a locked object in the current transaction. A stopped object is left
+ * as it is; a panicked one is refused. Returns the saved row (in the SPI
+ * context of the current call).
+ */
+Datum
+toygun_tick(ToygunObject *obj, ToygunDef *def)
+{
+	Datum		saved = obj->row;
+	int			i;
+
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		return saved;
+	if (strcmp(obj->state, TOYGUN_PANIC) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s %s is panicked", toygun_kind_name(obj->kind), toygun_uuid_text(&obj->id)),
+				 errdetail("Panicked objects are not ticked until a person moves them."),
+				 errhint("Move it with toygun.transition_%s()%s.", toygun_kind_name(obj->kind),
+						 obj->kind == TOYGUN_TASK ? ", toygun.rewind_task() or toygun.stop_task()" : "")));
+
+	for (i = 0; i < tick_depth; i++)
+		if (memcmp(&ticking[i], &obj->id, sizeof(pg_uuid_t)) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("%s %s is already being ticked", toygun_kind_name(obj->kind),
+							toygun_uuid_text(&obj->id)),
+					 errdetail("A handler cannot tick the object it is running for.")));
+	if (tick_depth >= MAX_TICK_DEPTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_STATEMENT_TOO_COMPLEX),
+				 errmsg("ticks are nested too deeply"),
+				 errdetail("A handler ticked other objects more than %d levels deep.", MAX_TICK_DEPTH)));
+
+	ticking[tick_depth++] = obj->id;
+	PG_TRY();
+	{
+		tick_inner(obj, def, &saved);
+	}
+	PG_FINALLY();
+	{
+		tick_depth--;
+	}
+	PG_END_TRY();
+	return saved;
+}
+
+/* A manual tick of a task: not for tasks of a stopped resource. */
+static Datum
+tick_task_by_hand(ToygunObject *obj, ToygunCall *call)
+{
+	ToygunDef  *def;
+
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		return obj->row;
+	def = toygun_object_def(obj);
+	toygun_check_acting_for(def, call->caller);
+	if (strcmp(obj->resource_state, TOYGUN_STOP) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("resource %s of task %s is stopped",
+						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(&obj->id)),
+				 errdetail("Tasks of a stopped resource are not ticked.")));
+	return toygun_tick(obj, def);
+}
+
+/* tick_task(id): tick now, in the caller's transaction. */
+Datum
+toygun_tick_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunObject *obj;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	toygun_begin_call(&call);
+	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
+	row = SPI_datumTransfer(tick_task_by_hand(obj, &call), false, -1);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+/*
+ * tick_resource(id): tick the resource (its first tick moves it out of
+ * __new__), then each of its live, unpanicked tasks, in start order.
+ */
+Datum
+toygun_tick_resource(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunObject *res;
+	ToygunDef  *def;
+	Oid			idtype[1] = {UUIDOID};
+	Datum		values[1];
+	Datum		row;
+	bool		isnull;
+	pg_uuid_t  *ids;
+	uint64		ntasks,
+				i;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	toygun_begin_call(&call);
+	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
+	if (strcmp(res->state, TOYGUN_STOP) != 0)
+	{
+		def = toygun_object_def(res);
+		toygun_check_acting_for(def, call.caller);
+		(void) toygun_tick(res, def);
+	}
+	if (strcmp(res->state, TOYGUN_STOP) != 0)
+	{
+		values[0] = UUIDPGetDatum(&res->id);
+		toygun_run(toygun_plan(&live_tasks_plan,
+							   "SELECT id FROM toygun.task WHERE resource_id = $1"
+							   "   AND state NOT IN ('__stop__', '__panic__') ORDER BY seq",
+							   1, idtype),
+				   values, NULL, 0);
+		ntasks = SPI_processed;
+		ids = palloc(sizeof(pg_uuid_t) * (ntasks + 1));
+		for (i = 0; i < ntasks; i++)
+			ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+		for (i = 0; i < ntasks; i++)
+		{
+			ToygunObject *task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
+
+			/* an earlier handler may have stopped the resource, or this task */
+			if (task != NULL && strcmp(task->resource_state, TOYGUN_STOP) == 0)
+				break;
+			if (task != NULL && strcmp(task->state, TOYGUN_PANIC) != 0)
+				(void) tick_task_by_hand(task, &call);
+		}
+	}
+	values[0] = UUIDPGetDatum(&res->id);
+	toygun_run(toygun_plan(&reread_resource_plan,
+						   "SELECT r FROM toygun.resource r WHERE id = $1",
+						   1, idtype),
+			   values, NULL, 1);
+	row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+							false, -1);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}

@@ -1,0 +1,61 @@
+/*
+ * toygun.c
+ *		Module load: settings, and the commit hook that wakes the worker when
+ *		a transaction has made something due.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "utils/guc.h"
+
+#include "toygun.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* settings */
+int			toygun_poll_interval_ms = 10000;
+
+/* This transaction made a resource or task due: wake a worker at commit. */
+static bool wake_at_commit = false;
+
+void
+toygun_note_due(void)
+{
+	wake_at_commit = true;
+}
+
+static void
+toygun_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			wake_at_commit = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			wake_at_commit = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("toygun.poll_interval",
+							"How long stay() without a wait waits before the next tick.",
+							NULL,
+							&toygun_poll_interval_ms,
+							10000, 1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("toygun");
+	RegisterXactCallback(toygun_xact_callback, NULL);
+}

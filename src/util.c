@@ -1,0 +1,274 @@
+/*
+ * util.c
+ *		Helpers shared by the API: running a call as the extension's owner
+ *		with a fixed search_path, prepared SPI plans, and argument checks.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "toygun.h"
+
+/* Internal queries run with this search_path; every name in them is qualified. */
+#define TOYGUN_INTERNAL_SEARCH_PATH "pg_catalog, pg_temp"
+
+/* The role that owns toygun's tables: the one that created the extension. */
+static Oid
+extension_owner(void)
+{
+	Oid			nsp = get_namespace_oid("toygun", false);
+	Oid			rel = get_relname_relid("task", nsp);
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(rel))
+		elog(ERROR, "table toygun.task does not exist");
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", rel);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Start an API call: remember the caller (for permission checks), then run
+ * as the extension's owner with a fixed search_path, connected to SPI. The
+ * user id and settings are restored by toygun_end_call(), or by the
+ * (sub)transaction abort if the call fails.
+ */
+void
+toygun_begin_call(ToygunCall *call)
+{
+	call->caller = GetUserId();
+	GetUserIdAndSecContext(&call->save_userid, &call->save_sec_context);
+	call->guc_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", TOYGUN_INTERNAL_SEARCH_PATH,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	SetUserIdAndSecContext(extension_owner(),
+						   call->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+toygun_end_call(ToygunCall *call)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(call->save_userid, call->save_sec_context);
+	AtEOXact_GUC(true, call->guc_nestlevel);
+}
+
+/* A prepared plan, made once per backend and kept. */
+SPIPlanPtr
+toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+int
+toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count)
+{
+	/* never read-only: later statements in a call must see earlier writes */
+	int			rc = SPI_execute_plan(plan, values, nulls, false, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/* Argument argno must not be NULL. */
+void
+toygun_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}
+
+/*
+ * A type, task, state or field name: not empty, at most TOYGUN_NAME_MAX
+ * bytes, no control characters. Returns it as a C string.
+ */
+char *
+toygun_check_name(const char *what, text *name)
+{
+	char	   *s = text_to_cstring(name);
+	size_t		len = strlen(s);
+	size_t		i;
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	if (len > TOYGUN_NAME_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("%s is too long", what),
+				 errdetail("It is %zu bytes long; the limit is %d bytes.",
+						   len, TOYGUN_NAME_MAX)));
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must not contain control characters", what)));
+	}
+	return s;
+}
+
+/*
+ * The elements of a one-dimensional text[] as C strings (an empty array gives
+ * n = 0). NULL elements are refused.
+ */
+char **
+toygun_text_array(ArrayType *arr, const char *what, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **out;
+	int			i;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	out = palloc(sizeof(char *) * (*n + 1));
+	for (i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain nulls", what)));
+		out[i] = TextDatumGetCString(elems[i]);
+	}
+	out[*n] = NULL;
+	return out;
+}
+
+/* A text[] datum made from C strings. */
+Datum
+toygun_cstring_array(char **items, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (n > 0 ? n : 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+bool
+toygun_in_list(const char *s, char **list, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(s, list[i]) == 0)
+			return true;
+	return false;
+}
+
+const char *
+toygun_kind_name(ToygunKind kind)
+{
+	return kind == TOYGUN_TASK ? "task" : "resource";
+}
+
+/* "task type \"example.echo\"" or "resource type \"example\"", for messages. */
+const char *
+toygun_def_label(ToygunDef *def)
+{
+	if (def->kind == TOYGUN_TASK)
+		return psprintf("task type \"%s.%s\"", def->resource_type, def->name);
+	return psprintf("resource type \"%s\"", def->resource_type);
+}
+
+const char *
+toygun_uuid_text(pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
+pg_uuid_t *
+toygun_new_uuid(void)
+{
+	return DatumGetUUIDP(DirectFunctionCall1(gen_random_uuid, (Datum) 0));
+}
+
+char *
+toygun_role_name(Oid role)
+{
+	char	   *name = GetUserNameFromId(role, true);
+
+	return name ? name : psprintf("(dropped role %u)", role);
+}
+
+/*
+ * The caller may act on a type's objects only with the privileges of the
+ * role that defined it: its handler runs as that role, with what the caller
+ * passes in.
+ */
+void
+toygun_check_acting_for(ToygunDef *def, Oid caller)
+{
+	if (!has_privs_of_role(caller, def->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for %s", toygun_def_label(def)),
+				 errdetail("It is owned by role \"%s\", and its handler runs as that role.",
+						   toygun_role_name(def->owner)),
+				 errhint("Act as a member of role \"%s\".", toygun_role_name(def->owner))));
+}
+
+/* attrs, args and outcome attrs must be JSON objects. */
+void
+toygun_check_object_attrs(const char *what, Jsonb *attrs)
+{
+	if (!JB_ROOT_IS_OBJECT(attrs) || JB_ROOT_IS_SCALAR(attrs))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", what),
+				 errdetail("Got a JSON %s.",
+						   JB_ROOT_IS_SCALAR(attrs) ? "scalar" : "array")));
+}
+
+/* The OID of one of toygun's types, by name. */
+Oid
+toygun_type_oid(const char *typname)
+{
+	Oid			nsp = get_namespace_oid("toygun", false);
+	Oid			typ = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+									  CStringGetDatum(typname),
+									  ObjectIdGetDatum(nsp));
+
+	if (!OidIsValid(typ))
+		elog(ERROR, "type toygun.%s does not exist", typname);
+	return typ;
+}
