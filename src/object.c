@@ -471,7 +471,8 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
 	}
 
-	id = toygun_new_uuid();
+	id = SPI_palloc(sizeof(pg_uuid_t));
+	*id = *toygun_new_uuid();
 	values[0] = UUIDPGetDatum(id);
 	values[1] = CStringGetTextDatum(type);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
@@ -569,7 +570,8 @@ toygun_start_task(PG_FUNCTION_ARGS)
 				   values, NULL, 0);
 		if (SPI_processed > 0)
 		{
-			id = new_id;
+			id = SPI_palloc(sizeof(pg_uuid_t));
+			*id = *new_id;
 			toygun_note_due();
 			break;
 		}
@@ -584,7 +586,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 		{
 			bool		isnull;
 
-			id = palloc(sizeof(pg_uuid_t));
+			id = SPI_palloc(sizeof(pg_uuid_t));
 			*id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
 		}

@@ -5,6 +5,8 @@
  */
 #include "postgres.h"
 
+#include <sodium.h>
+
 #include "access/xact.h"
 #include "fmgr.h"
 #include "utils/guc.h"
@@ -57,5 +59,10 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("toygun");
+
+	if (sodium_init() < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("could not initialize libsodium")));
 	RegisterXactCallback(toygun_xact_callback, NULL);
 }

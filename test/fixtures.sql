@@ -1,0 +1,34 @@
+-- Fixtures for the pgTAP tests, after the original framework's specs: a
+-- resource type `dummy` with a three-state task `test` and a two-state task
+-- `another`. Included by each test file, inside its rolled-back transaction.
+\set ECHO none
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_STOP true
+
+CREATE FUNCTION public.dummy_test(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+    CASE t.state
+    WHEN 'beginning' THEN RETURN toygun.go('middle');
+    WHEN 'middle' THEN RETURN toygun.go('end');
+    WHEN 'end' THEN RETURN toygun.stop();
+    END CASE;
+END $$;
+
+CREATE FUNCTION public.dummy_another(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+    CASE t.state
+    WHEN 'a' THEN RETURN toygun.go('b');
+    WHEN 'b' THEN RETURN toygun.stop();
+    END CASE;
+END $$;
+
+SELECT toygun.define_resource('dummy');
+SELECT toygun.define_task('dummy', 'test', '{beginning,middle,end}', 'dummy_test(toygun.task)');
+SELECT toygun.define_task('dummy', 'another', '{a,b}', 'dummy_another(toygun.task)');
+
+-- the number of history rows of an object
+CREATE FUNCTION pg_temp.steps(id uuid) RETURNS bigint LANGUAGE sql AS
+    $$ SELECT count(*) FROM toygun.transition WHERE object_id = id $$;
