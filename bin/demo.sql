@@ -2,7 +2,9 @@
 -- `example` resource with its `echo` and `another` tasks.
 
 \set QUIET on
+\o /dev/null
 SET client_min_messages = warning;
+\set VERBOSITY terse
 
 -- echo: two states; `one` stores a field, `two` reads it back and stops.
 CREATE OR REPLACE FUNCTION public.example_echo(t toygun.task) RETURNS toygun.next
@@ -17,8 +19,8 @@ BEGIN
     END CASE;
 END $$;
 
--- another: stores a time, then starts echo on the same resource and keeps
--- its id, then reports on it.
+-- another: stores a time, waits a second (so the demo can watch it), then
+-- starts echo on the same resource and keeps its id, then reports on it.
 CREATE OR REPLACE FUNCTION public.example_another(t toygun.task) RETURNS toygun.next
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -26,6 +28,9 @@ BEGIN
     WHEN 'one' THEN
         RETURN toygun.go('two', jsonb_build_object('time', clock_timestamp()));
     WHEN 'two' THEN
+        IF clock_timestamp() < (t.attrs->>'time')::timestamptz + interval '1 second' THEN
+            RETURN toygun.stay(wait => '200 milliseconds');
+        END IF;
         RAISE NOTICE 'was %', t.attrs->>'time';
         RETURN toygun.go('three', jsonb_build_object('echo', toygun.start_task(t.resource_id, 'echo')));
     WHEN 'three' THEN
@@ -47,14 +52,34 @@ CREATE TEMP TABLE demo_resource AS
 SELECT toygun.start_task(id, 'another') FROM demo_resource;
 SELECT toygun.start_task(id, 'echo') FROM demo_resource WHERE n = 1;
 
--- Drive them by hand, one tick of each resource at a time, until every run
--- has stopped (at most 10 rounds).
+-- The worker ticks them as soon as this commits. Watch them move: one line
+-- every 250 ms until every run has stopped (at most 30 seconds).
+\o
+\echo Runs of the demo as the worker ticks them (resource: task:state ...):
+SET client_min_messages = notice;
 DO $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    line text;
+    last text := '';
 BEGIN
-    FOR round IN 1..10 LOOP
+    LOOP
+        SELECT string_agg(format('%s: %s', n, runs), '   ' ORDER BY n) INTO line
+          FROM (SELECT r.n, string_agg(t.name || ':' || t.state, ' ' ORDER BY t.seq) AS runs
+                  FROM demo_resource r JOIN toygun.task t ON t.resource_id = r.id
+                 GROUP BY r.n) x;
+        IF line IS DISTINCT FROM last THEN
+            RAISE NOTICE '% s   %', to_char(extract(epoch FROM clock_timestamp() - started), 'FM90.00'), line;
+            last := line;
+        END IF;
         EXIT WHEN NOT EXISTS (SELECT FROM toygun.task t JOIN demo_resource r ON r.id = t.resource_id
                                WHERE t.state <> '__stop__');
-        PERFORM toygun.tick_resource(id) FROM demo_resource ORDER BY n;
+        IF clock_timestamp() > started + interval '30 seconds' THEN
+            RAISE WARNING 'the runs have not finished after 30 seconds'
+                USING HINT = 'Is toygun in shared_preload_libraries, with toygun.database_name set to this database?';
+            EXIT;
+        END IF;
+        PERFORM pg_sleep(0.25);
     END LOOP;
 END $$;
 

@@ -32,3 +32,6 @@ SELECT (toygun.stay()).*;
 \d toygun.task
 \d toygun.resource
 \d toygun.transition
+
+SET client_min_messages = warning;
+DROP EXTENSION toygun CASCADE;

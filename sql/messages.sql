@@ -53,3 +53,6 @@ BEGIN
 EXCEPTION WHEN invalid_parameter_value THEN
   RAISE NOTICE 'caught: %', SQLERRM;
 END $$;
+
+SET client_min_messages = warning;
+DROP EXTENSION toygun CASCADE;

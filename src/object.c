@@ -45,15 +45,23 @@ static SPIPlanPtr insert_resource_plan;
 static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr live_run_plan;
 
-#define LOCK_TASK_SQL \
-	"SELECT t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
-	"       r.type, r.state" \
-	"  FROM toygun.task t LEFT JOIN toygun.resource r ON r.id = t.resource_id" \
-	" WHERE t.id = $1 FOR UPDATE OF t"
-#define LOCK_RESOURCE_SQL \
-	"SELECT r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
-	"       r.type, NULL::pg_catalog.text" \
-	"  FROM toygun.resource r WHERE r.id = $1 FOR UPDATE"
+/*
+ * The columns every read of an object returns, in this order; see
+ * toygun_object_from_tuple(). The worker's claim queries return them too.
+ */
+#define TASK_COLUMNS \
+	"t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
+	" r.type, r.state, t.id, t.run_at <= pg_catalog.now()" \
+	" FROM toygun.task t LEFT JOIN toygun.resource r ON r.id = t.resource_id"
+#define RESOURCE_COLUMNS \
+	"r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
+	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now()" \
+	" FROM toygun.resource r"
+
+const char *const toygun_object_columns[2] = {RESOURCE_COLUMNS, TASK_COLUMNS};
+
+#define LOCK_TASK_SQL "SELECT " TASK_COLUMNS " WHERE t.id = $1 FOR UPDATE OF t"
+#define LOCK_RESOURCE_SQL "SELECT " RESOURCE_COLUMNS " WHERE r.id = $1 FOR UPDATE"
 
 static Datum
 copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
@@ -62,6 +70,37 @@ copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 	Datum		d = SPI_getbinval(tup, desc, col, isnull);
 
 	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+}
+
+/* An object from a row of TASK_COLUMNS or RESOURCE_COLUMNS. */
+ToygunObject *
+toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
+{
+	ToygunObject *obj = palloc0(sizeof(ToygunObject));
+	bool		isnull;
+
+	obj->kind = kind;
+	obj->row = copy_col(tup, desc, 1, &isnull);
+	obj->state = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
+	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+	obj->last_error = SPI_getvalue(tup, desc, 6);
+	obj->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 11, &isnull));
+	if (kind == TOYGUN_TASK)
+	{
+		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
+		obj->name = SPI_getvalue(tup, desc, 8);
+		obj->resource_state = SPI_getvalue(tup, desc, 10);
+	}
+	obj->type = SPI_getvalue(tup, desc, 9);
+	obj->due = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull)) && !isnull;
+	if (obj->type == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("resource %s of task %s does not exist",
+						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(&obj->id))));
+	return obj;
 }
 
 /*
@@ -75,10 +114,7 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		values[1];
 	SPIPlanPtr	plan;
-	HeapTuple	tup;
-	TupleDesc	desc;
 	ToygunObject *obj;
-	bool		isnull;
 
 	if (kind == TOYGUN_TASK)
 		plan = skip_locked
@@ -98,30 +134,7 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("%s %s does not exist", toygun_kind_name(kind), toygun_uuid_text(id))));
 	}
-
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	obj = palloc0(sizeof(ToygunObject));
-	obj->kind = kind;
-	obj->id = *id;
-	obj->row = copy_col(tup, desc, 1, &isnull);
-	obj->state = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
-	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-	obj->last_error = SPI_getvalue(tup, desc, 6);
-	if (kind == TOYGUN_TASK)
-	{
-		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
-		obj->name = SPI_getvalue(tup, desc, 8);
-		obj->resource_state = SPI_getvalue(tup, desc, 10);
-	}
-	obj->type = SPI_getvalue(tup, desc, 9);
-	if (obj->type == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("resource %s of task %s does not exist",
-						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(id))));
+	obj = toygun_object_from_tuple(kind, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_freetuptable(SPI_tuptable);
 	return obj;
 }

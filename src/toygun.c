@@ -1,7 +1,8 @@
 /*
  * toygun.c
- *		Module load: settings, and the commit hook that wakes the worker when
- *		a transaction has made something due.
+ *		Module load: settings, shared memory and the launcher when preloaded,
+ *		and the commit hook that wakes a worker when a transaction has made
+ *		something due.
  */
 #include "postgres.h"
 
@@ -9,16 +10,26 @@
 
 #include "access/xact.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "toygun.h"
 
 PG_MODULE_MAGIC;
 
+PG_FUNCTION_INFO_V1(toygun_wake_after_install);
+
 void		_PG_init(void);
 
-/* settings */
+/* settings; see the settings table in README.md */
+char	   *toygun_database_name = NULL;
+int			toygun_workers = 2;
+int			toygun_batch_size = 100;
 int			toygun_poll_interval_ms = 10000;
+int			toygun_tick_timeout_ms = 60000;
+int			toygun_max_attempts = 10;
+int			toygun_retry_backoff_ms = 1000;
+bool		toygun_paused = false;
 
 /* This transaction made a resource or task due: wake a worker at commit. */
 static bool wake_at_commit = false;
@@ -29,16 +40,27 @@ toygun_note_due(void)
 	wake_at_commit = true;
 }
 
+/* Called once by the install script: workers should start at commit. */
+Datum
+toygun_wake_after_install(PG_FUNCTION_ARGS)
+{
+	toygun_note_due();
+	PG_RETURN_VOID();
+}
+
 static void
 toygun_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
+			/* the commit is visible to others by now */
+			if (wake_at_commit)
+				toygun_wake_worker();
 			wake_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_at_commit = false;
 			break;
@@ -47,9 +69,35 @@ toygun_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-void
-_PG_init(void)
+static void
+define_settings(void)
 {
+	/* settings of the server's start exist only when loaded at server start */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("toygun.database_name",
+								   "Database in which toygun's workers tick due runs.",
+								   NULL,
+								   &toygun_database_name,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   GUC_SUPERUSER_ONLY,
+								   NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.workers",
+							"Number of worker processes that tick due runs.",
+							"0 stops ticking in the background; each worker uses one of max_worker_processes.",
+							&toygun_workers,
+							2, 0, 1024,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.batch_size",
+							"Most runs a worker claims and ticks in one transaction.",
+							NULL,
+							&toygun_batch_size,
+							100, 1, 10000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("toygun.poll_interval",
 							"How long stay() without a wait waits before the next tick.",
 							NULL,
@@ -58,11 +106,54 @@ _PG_init(void)
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.tick_timeout",
+							"Longest a tick may run in a worker before it is cancelled and counted as a failure.",
+							"0 means no limit.",
+							&toygun_tick_timeout_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.max_attempts",
+							"Failed ticks in a row after which a run panics.",
+							NULL,
+							&toygun_max_attempts,
+							10, 1, 1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.retry_backoff",
+							"Wait before retrying a failed tick; doubles with each failure in a row, up to an hour.",
+							NULL,
+							&toygun_retry_backoff_ms,
+							1000, 1, 3600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("toygun.paused",
+							 "Stops the workers from ticking until it is turned off again.",
+							 NULL,
+							 &toygun_paused,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("toygun");
+}
 
+void
+_PG_init(void)
+{
 	if (sodium_init() < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not initialize libsodium")));
+	define_settings();
 	RegisterXactCallback(toygun_xact_callback, NULL);
+
+	/* Without preloading, everything but the background ticking works. */
+	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
+		return;
+	toygun_shmem_init();
+	toygun_register_launcher();
 }

@@ -11,6 +11,8 @@
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -77,6 +79,7 @@ typedef struct ToygunObject
 	pg_uuid_t	resource_id;	/* tasks: the owning resource */
 	char	   *name;			/* tasks: the task name */
 	char	   *resource_state; /* tasks: the owning resource's state */
+	bool		due;			/* run_at <= now() when read */
 
 	/* pending changes */
 	int			nsteps;
@@ -105,7 +108,49 @@ typedef struct ToygunNext
 } ToygunNext;
 
 /* toygun.c: settings */
+extern char *toygun_database_name;
+extern int	toygun_workers;
+extern int	toygun_batch_size;
 extern int	toygun_poll_interval_ms;
+extern int	toygun_tick_timeout_ms;
+extern int	toygun_max_attempts;
+extern int	toygun_retry_backoff_ms;
+extern bool toygun_paused;
+
+/* wake.c: shared memory of the launcher and workers */
+typedef struct ToygunWorkerSlot
+{
+	pid_t		pid;			/* 0: free */
+	Latch	   *latch;
+	bool		idle;			/* waiting for work: a waker may claim it */
+	TimestampTz started_at;
+	int64		ticks;
+	int64		failures;
+	TimestampTz last_tick_at;
+} ToygunWorkerSlot;
+
+typedef struct ToygunShared
+{
+	slock_t		mutex;
+	Latch	   *launcher_latch;
+	bool		extension_missing;	/* a worker found no toygun in the database */
+	int			nslots;
+	ToygunWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} ToygunShared;
+
+extern ToygunShared *toygun_shared;
+extern void toygun_shmem_init(void);
+extern void toygun_require_preload(const char *what);
+extern void toygun_wake_worker(void);
+extern void toygun_claim_slot(int n);
+extern void toygun_release_slot(int n);
+extern void toygun_set_idle(int n, bool idle);
+extern void toygun_count_batch(int n, int64 ticks, int64 failures);
+
+/* launcher.c, worker.c */
+extern void toygun_register_launcher(void);
+extern PGDLLEXPORT void toygun_launcher_main(Datum arg);
+extern PGDLLEXPORT void toygun_worker_main(Datum arg);
 
 /* util.c: running API calls as the extension's owner */
 typedef struct ToygunCall
@@ -141,6 +186,8 @@ extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 								  const char *name, bool missing_ok);
 
 /* object.c */
+extern const char *const toygun_object_columns[2];
+extern ToygunObject *toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc);
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);

@@ -4,4 +4,4 @@
 -- the extension's owner writes the tables directly.
 GRANT USAGE ON SCHEMA toygun TO PUBLIC;
 GRANT SELECT ON toygun.resource_type, toygun.task_type, toygun.resource, toygun.task,
-    toygun.transition TO PUBLIC;
+    toygun.transition, toygun.stats TO PUBLIC;

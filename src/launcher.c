@@ -1,0 +1,254 @@
+/*
+ * launcher.c
+ *		The launcher: one background worker per server that keeps
+ *		toygun.workers workers running in toygun.database_name. It sleeps
+ *		until something changes (a worker starts or stops, a reload, a wake-up
+ *		when no worker runs) and runs no transaction otherwise.
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "toygun.h"
+
+/* How long to wait before starting a worker again after it stopped. */
+#define RESTART_DELAY_MS 1000
+/* How often to look again for a missing database or extension. */
+#define RECHECK_MS 30000
+
+/* Per worker slot: its handle, and when it may be started again. */
+static BackgroundWorkerHandle **handles;
+static TimestampTz *start_after;
+
+void
+toygun_register_launcher(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 5;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "toygun");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "toygun_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "toygun launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "toygun launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+static void
+forget_launcher(int code, Datum arg)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->launcher_latch = NULL;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/*
+ * The database's OID, or InvalidOid if it does not exist (yet). Without a
+ * database of our own only a plain scan of pg_database works, as in
+ * autovacuum.
+ */
+static Oid
+find_database(void)
+{
+	Oid			dboid = InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (strcmp(NameStr(db->datname), toygun_database_name) == 0 && db->datallowconn)
+		{
+			dboid = db->oid;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return dboid;
+}
+
+static bool
+start_worker(int n, Oid dboid)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "toygun");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "toygun_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "toygun worker %d", n);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "toygun worker");
+	worker.bgw_main_arg = Int32GetDatum(n);
+	memcpy(worker.bgw_extra, &dboid, sizeof(Oid));
+	worker.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&worker, &handles[n]))
+	{
+		handles[n] = NULL;
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("toygun could not start worker %d: out of background worker slots", n),
+				 errhint("You might need to increase max_worker_processes.")));
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Start the workers that should run and are not running, and stop those
+ * beyond toygun.workers. Returns how long to sleep before a worker may be
+ * started again (-1: until woken).
+ */
+static long
+manage_workers(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		sleep_ms = -1;
+	int			wanted = Min(toygun_workers, toygun_shared->nslots);
+	Oid			dboid = InvalidOid;
+	static bool reported_missing_db = false;
+	int			i;
+
+	for (i = 0; i < toygun_shared->nslots; i++)
+	{
+		pid_t		pid;
+
+		if (handles[i] != NULL &&
+			GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
+		{
+			pfree(handles[i]);
+			handles[i] = NULL;
+			start_after[i] = TimestampTzPlusMilliseconds(now, RESTART_DELAY_MS);
+		}
+		if (i >= wanted)
+		{
+			if (handles[i] != NULL)
+				TerminateBackgroundWorker(handles[i]);
+			continue;
+		}
+		if (handles[i] != NULL)
+			continue;
+		if (start_after[i] > now)
+		{
+			long		wait = TimestampDifferenceMilliseconds(now, start_after[i]) + 1;
+
+			sleep_ms = sleep_ms < 0 ? wait : Min(sleep_ms, wait);
+			continue;
+		}
+		/* looked up for each round of starts: it may have been recreated */
+		if (!OidIsValid(dboid))
+			dboid = find_database();
+		if (!OidIsValid(dboid))
+		{
+			if (!reported_missing_db)
+				ereport(LOG,
+						(errmsg("toygun launcher is waiting for database \"%s\" to exist",
+								toygun_database_name),
+						 errhint("Create it, or set toygun.database_name and restart the server.")));
+			reported_missing_db = true;
+			return RECHECK_MS;
+		}
+		reported_missing_db = false;
+		if (!start_worker(i, dboid))
+		{
+			start_after[i] = TimestampTzPlusMilliseconds(now, RECHECK_MS);
+			sleep_ms = sleep_ms < 0 ? RECHECK_MS : Min(sleep_ms, RECHECK_MS);
+		}
+	}
+	return sleep_ms;
+}
+
+static void
+stop_all_workers(void)
+{
+	int			i;
+
+	for (i = 0; i < toygun_shared->nslots; i++)
+		if (handles[i] != NULL)
+			TerminateBackgroundWorker(handles[i]);
+}
+
+void
+toygun_launcher_main(Datum arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->launcher_latch = MyLatch;
+	toygun_shared->extension_missing = false;
+	SpinLockRelease(&toygun_shared->mutex);
+	before_shmem_exit(forget_launcher, (Datum) 0);
+
+	/* Shared catalogs only: the database may not exist yet. */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("toygun launcher");
+
+	handles = MemoryContextAllocZero(TopMemoryContext,
+									 sizeof(BackgroundWorkerHandle *) * toygun_shared->nslots);
+	start_after = MemoryContextAllocZero(TopMemoryContext,
+										 sizeof(TimestampTz) * toygun_shared->nslots);
+
+	for (;;)
+	{
+		long		sleep_ms = -1;
+		bool		missing;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		SpinLockAcquire(&toygun_shared->mutex);
+		missing = toygun_shared->extension_missing;
+		toygun_shared->extension_missing = false;
+		SpinLockRelease(&toygun_shared->mutex);
+
+		if (missing)
+		{
+			/*
+			 * A worker found no toygun extension there. Wait until woken (the
+			 * first start of a task wakes us when no worker runs) or a while.
+			 */
+			stop_all_workers();
+			sleep_ms = RECHECK_MS;
+		}
+		else
+			sleep_ms = manage_workers();
+
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (sleep_ms >= 0 ? WL_TIMEOUT : 0),
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -1,0 +1,215 @@
+/*
+ * wake.c
+ *		Shared memory of the launcher and workers: who is idle, their
+ *		latches and counters. A committing transaction that made work due
+ *		sets the latch of an idle worker here, instead of a NOTIFY.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "toygun.h"
+
+PG_FUNCTION_INFO_V1(toygun_worker_status);
+
+ToygunShared *toygun_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+shared_size(void)
+{
+	return add_size(offsetof(ToygunShared, slots),
+					mul_size(max_worker_processes, sizeof(ToygunWorkerSlot)));
+}
+
+static void
+toygun_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(shared_size());
+}
+
+static void
+toygun_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	toygun_shared = ShmemInitStruct("toygun", shared_size(), &found);
+	if (!found)
+	{
+		memset(toygun_shared, 0, shared_size());
+		SpinLockInit(&toygun_shared->mutex);
+		toygun_shared->nslots = max_worker_processes;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Called from _PG_init when preloaded. */
+void
+toygun_shmem_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = toygun_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = toygun_shmem_startup;
+}
+
+/* Errors with a hint unless toygun was loaded by shared_preload_libraries. */
+void
+toygun_require_preload(const char *what)
+{
+	if (toygun_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s needs toygun in shared_preload_libraries", what),
+				 errhint("Add toygun to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/*
+ * Wake one idle worker; if no worker is running at all, wake the launcher,
+ * which starts them. Safe to call from any backend; a no-op without shared
+ * memory.
+ */
+void
+toygun_wake_worker(void)
+{
+	Latch	   *latch = NULL;
+	bool		any_running = false;
+	int			i;
+
+	if (toygun_shared == NULL)
+		return;
+	SpinLockAcquire(&toygun_shared->mutex);
+	for (i = 0; i < toygun_shared->nslots; i++)
+	{
+		ToygunWorkerSlot *slot = &toygun_shared->slots[i];
+
+		if (slot->pid == 0)
+			continue;
+		any_running = true;
+		if (slot->idle && slot->latch != NULL)
+		{
+			slot->idle = false;
+			latch = slot->latch;
+			break;
+		}
+	}
+	if (!any_running)
+		latch = toygun_shared->launcher_latch;
+	SpinLockRelease(&toygun_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/* A worker takes slot n for itself, or gives it back (on exit). */
+void
+toygun_claim_slot(int n)
+{
+	ToygunWorkerSlot *slot = &toygun_shared->slots[n];
+
+	SpinLockAcquire(&toygun_shared->mutex);
+	if (slot->pid != 0 && slot->pid != MyProcPid)
+	{
+		SpinLockRelease(&toygun_shared->mutex);
+		ereport(ERROR,
+				(errmsg("toygun worker slot %d is already taken by process %d", n, (int) slot->pid)));
+	}
+	memset(slot, 0, sizeof(ToygunWorkerSlot));
+	slot->pid = MyProcPid;
+	slot->latch = MyLatch;
+	slot->started_at = GetCurrentTimestamp();
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+void
+toygun_release_slot(int n)
+{
+	ToygunWorkerSlot *slot = &toygun_shared->slots[n];
+
+	SpinLockAcquire(&toygun_shared->mutex);
+	if (slot->pid == MyProcPid)
+	{
+		slot->pid = 0;
+		slot->latch = NULL;
+		slot->idle = false;
+	}
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+void
+toygun_set_idle(int n, bool idle)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->slots[n].idle = idle;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/* Add a batch's results to slot n's counters. */
+void
+toygun_count_batch(int n, int64 ticks, int64 failures)
+{
+	ToygunWorkerSlot *slot = &toygun_shared->slots[n];
+
+	SpinLockAcquire(&toygun_shared->mutex);
+	slot->ticks += ticks;
+	slot->failures += failures;
+	if (ticks + failures > 0)
+		slot->last_tick_at = GetCurrentTimestamp();
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/*
+ * toygun.worker_status(): one row per running worker, from shared memory
+ * (pid, slot, idle, started_at, ticks, failures, last_tick_at).
+ */
+Datum
+toygun_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ToygunWorkerSlot *copy;
+	int			n,
+				i;
+
+	toygun_require_preload("toygun.worker_status()");
+	InitMaterializedSRF(fcinfo, 0);
+
+	n = toygun_shared->nslots;
+	copy = palloc(sizeof(ToygunWorkerSlot) * n);
+	SpinLockAcquire(&toygun_shared->mutex);
+	memcpy(copy, toygun_shared->slots, sizeof(ToygunWorkerSlot) * n);
+	SpinLockRelease(&toygun_shared->mutex);
+
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[7];
+		bool		nulls[7] = {false, false, false, false, false, false, false};
+
+		if (copy[i].pid == 0)
+			continue;
+		values[0] = Int32GetDatum(copy[i].pid);
+		values[1] = Int32GetDatum(i);
+		values[2] = BoolGetDatum(copy[i].idle);
+		values[3] = TimestampTzGetDatum(copy[i].started_at);
+		values[4] = Int64GetDatum(copy[i].ticks);
+		values[5] = Int64GetDatum(copy[i].failures);
+		values[6] = TimestampTzGetDatum(copy[i].last_tick_at);
+		nulls[6] = copy[i].last_tick_at == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

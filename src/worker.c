@@ -1,0 +1,462 @@
+/*
+ * worker.c
+ *		A worker: claims a batch of due resources and runs with FOR UPDATE
+ *		SKIP LOCKED, ticks them and commits; when nothing is due it sleeps
+ *		until the earliest run_at or until a committing transaction wakes it.
+ *
+ * A batch first runs without subtransactions. If a tick fails, the batch is
+ * rolled back and replayed with one subtransaction per tick, so that only
+ * the failing tick is lost; its failure is recorded (attempts, last_error,
+ * backoff, and a panic after toygun.max_attempts).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+
+#include "toygun.h"
+
+/* The longest a worker sleeps with nothing due: a safety net for lost wake-ups. */
+#define MAX_SLEEP_MS 60000
+/* Sleep when runs are due but all locked by others (e.g. by a long tick). */
+#define BUSY_SLEEP_MS 1000
+/* The longest wait between retries of a failing tick. */
+#define MAX_BACKOFF_MS (3600 * 1000)
+/* Ticks per transaction when replaying a failed batch one subtransaction each. */
+#define REPLAY_CHUNK 50
+
+static int	my_slot;
+static MemoryContext batch_context;
+static TimeoutId tick_timeout_id;
+static volatile sig_atomic_t tick_timed_out = false;
+
+static SPIPlanPtr claim_plans[2];
+static SPIPlanPtr next_due_plan;
+static SPIPlanPtr park_plans[2];
+
+/* A claimed object, remembered across the rollback of a failed batch. */
+typedef struct Claimed
+{
+	ToygunKind	kind;
+	pg_uuid_t	id;
+	char	   *error;			/* set when its tick failed */
+} Claimed;
+
+static void
+tick_timeout_handler(void)
+{
+	tick_timed_out = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+static void
+release_slot(int code, Datum arg)
+{
+	toygun_release_slot(DatumGetInt32(arg));
+}
+
+static void
+begin_work(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+}
+
+/* Claim up to n due objects of one kind, oldest due first. */
+static int
+claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	uint64		i;
+
+	if (claim_plans[kind] == NULL)
+	{
+		const char *alias = kind == TOYGUN_TASK ? "t" : "r";
+		char	   *sql = psprintf("SELECT %s WHERE %s.run_at <= pg_catalog.now()"
+								   " ORDER BY %s.run_at LIMIT $1 FOR UPDATE OF %s SKIP LOCKED",
+								   toygun_object_columns[kind], alias, alias, alias);
+
+		toygun_plan(&claim_plans[kind], sql, 1, argtypes);
+	}
+	values[0] = Int32GetDatum(n);
+	toygun_run(claim_plans[kind], values, NULL, n);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		objs[i] = toygun_object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		out[i].kind = kind;
+		out[i].id = objs[i]->id;
+		out[i].error = NULL;
+	}
+	return (int) SPI_processed;
+}
+
+/* How long until the earliest run_at: how long an idle worker sleeps. */
+static long
+next_due_ms(void)
+{
+	bool		isnull;
+	Datum		next;
+	TimestampTz now = GetCurrentTimestamp();
+	long		ms;
+
+	toygun_run(toygun_plan(&next_due_plan,
+						   "SELECT LEAST((SELECT min(run_at) FROM toygun.task WHERE run_at IS NOT NULL),"
+						   "             (SELECT min(run_at) FROM toygun.resource WHERE run_at IS NOT NULL))",
+						   0, NULL),
+			   NULL, NULL, 1);
+	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return MAX_SLEEP_MS;
+	if (DatumGetTimestampTz(next) <= now)
+		return BUSY_SLEEP_MS;
+	ms = TimestampDifferenceMilliseconds(now, DatumGetTimestampTz(next)) + 1;
+	return Min(ms, MAX_SLEEP_MS);
+}
+
+/* Not due for a tick at all: stop, panic, or a task of a stopped resource. */
+static void
+park(ToygunObject *obj)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+
+	values[0] = UUIDPGetDatum(&obj->id);
+	toygun_run(toygun_plan(&park_plans[obj->kind],
+						   obj->kind == TOYGUN_TASK
+						   ? "UPDATE toygun.task SET run_at = NULL WHERE id = $1"
+						   : "UPDATE toygun.resource SET run_at = NULL WHERE id = $1",
+						   1, argtypes),
+			   values, NULL, 0);
+}
+
+/* Tick one claimed object, under toygun.tick_timeout. */
+static void
+tick_claimed(ToygunObject *obj)
+{
+	ToygunDef  *def;
+
+	if (strcmp(obj->state, TOYGUN_STOP) == 0 || strcmp(obj->state, TOYGUN_PANIC) == 0 ||
+		(obj->kind == TOYGUN_TASK && strcmp(obj->resource_state, TOYGUN_STOP) == 0))
+	{
+		park(obj);
+		return;
+	}
+	def = toygun_object_def(obj);
+	pgstat_report_activity(STATE_RUNNING,
+						   psprintf("tick %s %s (%s) in state %s", toygun_kind_name(obj->kind),
+									toygun_uuid_text(&obj->id), toygun_def_label(def), obj->state));
+	tick_timed_out = false;
+	if (toygun_tick_timeout_ms > 0)
+		enable_timeout_after(tick_timeout_id, toygun_tick_timeout_ms);
+	(void) toygun_tick(obj, def);
+	if (toygun_tick_timeout_ms > 0)
+		disable_timeout(tick_timeout_id, false);
+}
+
+/* The message a failed tick leaves in last_error. */
+static char *
+failure_message(ErrorData *edata)
+{
+	if (tick_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		return psprintf("tick cancelled after toygun.tick_timeout (%d ms)", toygun_tick_timeout_ms);
+	return pstrdup(edata->message ? edata->message : "unknown error");
+}
+
+static ErrorData *
+catch_error(void)
+{
+	ErrorData  *edata;
+
+	if (toygun_tick_timeout_ms > 0)
+		disable_timeout(tick_timeout_id, false);
+	MemoryContextSwitchTo(batch_context);
+	edata = CopyErrorData();
+	FlushErrorState();
+	return edata;
+}
+
+/*
+ * Record a failed tick in the current transaction: one more attempt, the
+ * error, and a retry after an exponential backoff; at toygun.max_attempts,
+ * a panic with the error as panic_message.
+ */
+static void
+record_failure(Claimed *c)
+{
+	ToygunObject *obj = toygun_lock_object(c->kind, &c->id, true, true);
+	ToygunDef	none;
+	int			attempts;
+
+	/* gone, or taken by someone else meanwhile: it is no longer ours */
+	if (obj == NULL || strcmp(obj->state, TOYGUN_STOP) == 0 ||
+		strcmp(obj->state, TOYGUN_PANIC) == 0)
+		return;
+
+	/* a panic needs no definition: __panic__ is always a valid target */
+	memset(&none, 0, sizeof(none));
+	none.kind = c->kind;
+	attempts = obj->attempts + 1;
+	ereport(LOG,
+			(errmsg("toygun: tick of %s %s failed (attempt %d of %d): %s",
+					toygun_kind_name(c->kind), toygun_uuid_text(&c->id),
+					attempts, toygun_max_attempts, c->error)));
+	if (attempts >= toygun_max_attempts)
+		toygun_transition(obj, &none, TOYGUN_PANIC, toygun_panic_attrs(c->error),
+						  psprintf("panicked after %d failed ticks", attempts));
+	else
+	{
+		double		backoff = (double) toygun_retry_backoff_ms * pow(2.0, attempts - 1);
+
+		obj->has_run_at = true;
+		obj->run_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  (int64) Min(backoff, (double) MAX_BACKOFF_MS));
+	}
+	obj->attempts = attempts;
+	obj->last_error = c->error;
+	(void) toygun_save_object(obj, &none, obj->step);
+}
+
+/* Tick one claimed object again in a subtransaction; on failure keep the error. */
+static void
+retick(Claimed *c)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		ToygunObject *obj = toygun_lock_object(c->kind, &c->id, true, true);
+
+		/* skip what someone else took, or ticked, meanwhile */
+		if (obj != NULL && obj->due)
+			tick_claimed(obj);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = catch_error();
+
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		c->error = failure_message(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Replay a failed batch: tick every claimed object but the failed ones
+ * again, each in its own subtransaction, a chunk of them per transaction,
+ * and record the failures. Returns the number of failures.
+ */
+static int
+replay(Claimed *claimed, int n)
+{
+	int			failures = 0;
+	int			i,
+				j;
+
+	for (i = 0; i < n; i += REPLAY_CHUNK)
+	{
+		begin_work();
+		for (j = i; j < n && j < i + REPLAY_CHUNK; j++)
+			if (claimed[j].error == NULL)
+				retick(&claimed[j]);
+		/* failures are recorded after the ticks, in the same transaction */
+		for (j = i; j < n && j < i + REPLAY_CHUNK; j++)
+			if (claimed[j].error != NULL)
+			{
+				record_failure(&claimed[j]);
+				failures++;
+			}
+		end_work();
+	}
+	return failures;
+}
+
+/*
+ * Tick all claimed objects and commit, without subtransactions. On a
+ * failure, roll back, mark the failing object and return false.
+ */
+static bool
+tick_all(Claimed *claimed, ToygunObject **objs, int n)
+{
+	volatile int current = 0;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		for (current = 0; current < n; current++)
+			tick_claimed(objs[current]);
+		end_work();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = catch_error();
+
+		/* the failing tick; none if the commit itself failed */
+		if (current < n)
+			claimed[current].error = failure_message(edata);
+		else
+			ereport(LOG, (errmsg("toygun: a batch failed to commit: %s", edata->message)));
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * One batch: claim due resources and runs, tick them, commit. Returns how
+ * many were claimed; when none, *sleep_ms says how long to sleep.
+ */
+static int
+run_batch(long *sleep_ms)
+{
+	int			limit = toygun_batch_size;
+	Claimed    *claimed;
+	ToygunObject **objs;
+	int			n;
+	int			failures = 0;
+
+	MemoryContextReset(batch_context);
+	MemoryContextSwitchTo(batch_context);
+	claimed = palloc(sizeof(Claimed) * 2 * limit);
+	objs = palloc(sizeof(ToygunObject *) * 2 * limit);
+
+	begin_work();
+	pgstat_report_activity(STATE_RUNNING, "claiming due runs");
+	n = claim(TOYGUN_RESOURCE, limit, claimed, objs);
+	n += claim(TOYGUN_TASK, limit, claimed + n, objs + n);
+	if (n == 0)
+	{
+		*sleep_ms = next_due_ms();
+		end_work();
+		return 0;
+	}
+	if (!tick_all(claimed, objs, n))
+		failures = replay(claimed, n);
+	toygun_count_batch(my_slot, n - failures, failures);
+	return n;
+}
+
+/* Is the extension installed in this database? Tells the launcher if not. */
+static bool
+extension_installed(void)
+{
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("toygun", true));
+	CommitTransactionCommand();
+	if (!installed)
+	{
+		SpinLockAcquire(&toygun_shared->mutex);
+		toygun_shared->extension_missing = true;
+		SpinLockRelease(&toygun_shared->mutex);
+	}
+	return installed;
+}
+
+void
+toygun_worker_main(Datum arg)
+{
+	Oid			dboid;
+
+	my_slot = DatumGetInt32(arg);
+	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("toygun worker");
+
+	toygun_claim_slot(my_slot);
+	before_shmem_exit(release_slot, Int32GetDatum(my_slot));
+	tick_timeout_id = RegisterTimeout(USER_TIMEOUT, tick_timeout_handler);
+	batch_context = AllocSetContextCreate(TopMemoryContext, "toygun batch",
+										  ALLOCSET_DEFAULT_SIZES);
+
+	/* internal queries are qualified; handlers set their own search_path */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+
+	if (!extension_installed())
+		proc_exit(0);
+
+	for (;;)
+	{
+		long		sleep_ms = MAX_SLEEP_MS;
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		if (toygun_paused || my_slot >= toygun_workers)
+		{
+			/* until the setting changes (the launcher stops surplus workers) */
+			pgstat_report_activity(STATE_IDLE, "paused");
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+
+		/* idle from before the claim: a commit after it will wake us */
+		toygun_set_idle(my_slot, true);
+		n = run_batch(&sleep_ms);
+		if (n > 0)
+		{
+			toygun_set_idle(my_slot, false);
+			/* a full batch: there may be more, so get another worker going */
+			if (n >= toygun_batch_size)
+				toygun_wake_worker();
+			continue;
+		}
+
+		pgstat_report_activity(STATE_IDLE, "waiting for due runs");
+		pgstat_report_stat(true);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
