@@ -275,7 +275,7 @@ toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("secret could not be decrypted"),
-				 errdetail("It was altered, or it is opened with another context than it was encrypted with; the context of an encrypted field is its object and field name.")));
+				 errdetail("It was altered, or it was encrypted for another context (an encrypted field's context is its object and field name).")));
 	}
 	pfree(ad);
 	plain[plen] = '\0';
