@@ -60,6 +60,8 @@ forget_keys(void)
 	nkeys = 0;
 }
 
+static void keyring_error(const char *path, int line) pg_attribute_noreturn();
+
 static void
 keyring_error(const char *path, int line)
 {
