@@ -6,7 +6,8 @@
 SET client_min_messages = warning;
 \set VERBOSITY terse
 
--- echo: two states; `one` stores a field, `two` reads it back and stops.
+-- echo: two states; `one` stores a field, `two` reads it back and stops. Its
+-- `secret` is an encrypted field: stored sealed, read with toygun.field().
 CREATE OR REPLACE FUNCTION public.example_echo(t toygun.task) RETURNS toygun.next
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -41,7 +42,7 @@ END $$;
 
 SELECT toygun.define_resource('example', fields => '{nice}');
 SELECT toygun.define_task('example', 'echo', '{one,two}', 'public.example_echo(toygun.task)',
-                          fields => '{something}');
+                          fields => '{something}', encrypted_fields => '{secret}');
 SELECT toygun.define_task('example', 'another', '{one,two,three}', 'public.example_another(toygun.task)',
                           fields => '{time,echo}');
 
@@ -50,7 +51,7 @@ CREATE TEMP TABLE demo_resource AS
     SELECT toygun.create_resource('example', jsonb_build_object('nice', n)) AS id, n
       FROM generate_series(1, 3) AS n;
 SELECT toygun.start_task(id, 'another') FROM demo_resource;
-SELECT toygun.start_task(id, 'echo') FROM demo_resource WHERE n = 1;
+SELECT toygun.start_task(id, 'echo', '{"secret": "swordfish"}') FROM demo_resource WHERE n = 1;
 
 -- The worker ticks them as soon as this commits. Watch them move: one line
 -- every 250 ms until every run has stopped (at most 30 seconds).
@@ -95,3 +96,9 @@ SELECT r.n AS resource, t.name AS task, h.step, h.from_state, h.to_state, h.note
   FROM toygun.task t JOIN demo_resource r ON r.id = t.resource_id,
        LATERAL toygun.history(t.id) h
  ORDER BY r.n, t.seq, h.step;
+
+\echo The encrypted field, as stored and as toygun.field() reads it:
+SELECT r.n AS resource, t.name AS task, t.attrs->'secret' AS stored, toygun.field(t, 'secret') AS read
+  FROM toygun.task t JOIN demo_resource r ON r.id = t.resource_id
+ WHERE t.attrs ? 'secret'
+ ORDER BY r.n, t.seq;

@@ -221,6 +221,7 @@ toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs)
 		return;
 	toygun_check_object_attrs("attrs", attrs);
 	check_fields(def, attrs);
+	attrs = toygun_seal_attrs(def, &obj->id, attrs);
 	obj->attrs = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
 													JsonbPGetDatum(obj->attrs),
 													JsonbPGetDatum(attrs)));
@@ -490,7 +491,7 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(type);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	values[3] = JsonbPGetDatum(attrs);
+	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, attrs));
 	toygun_run(toygun_plan(&insert_resource_plan,
 						   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
 						   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
@@ -573,7 +574,8 @@ toygun_start_task(PG_FUNCTION_ARGS)
 		values[0] = UUIDPGetDatum(new_id);
 		values[1] = UUIDPGetDatum(resource);
 		values[2] = CStringGetTextDatum(name);
-		values[3] = JsonbPGetDatum(args);
+		/* sealed for this attempt's id: a retry inserts under a new one */
+		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
 		toygun_run(toygun_plan(&insert_task_plan,
 							   "INSERT INTO toygun.task (id, resource_id, name, attrs, run_at)"
 							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())"

@@ -138,6 +138,15 @@ define_settings(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+	DefineCustomStringVariable("toygun.keyring_file",
+							   "File with the numbered keys that encrypt secrets and encrypted fields.",
+							   "Each line is a key number and a base64-encoded 32-byte key. "
+							   "The file must be readable only by the server's operating system user.",
+							   &toygun_keyring_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, toygun_keyring_assign, NULL);
 	MarkGUCPrefixReserved("toygun");
 }
 

@@ -207,4 +207,36 @@ extern void toygun_read_next(Datum next, ToygunNext *out);
 /* tick.c */
 extern Datum toygun_tick(ToygunObject *obj, ToygunDef *def);
 
+/* keyring.c: numbered keys from the file named by toygun.keyring_file */
+#define TOYGUN_KEY_BYTES 32
+extern char *toygun_keyring_file;
+extern void toygun_keyring_assign(const char *newval, void *extra);
+extern const unsigned char *toygun_keyring_current(uint32 *number);
+extern const unsigned char *toygun_keyring_key(uint32 number);
+
+/* secret.c: toygun.secret, an encrypted jsonb value (a varlena) */
+typedef struct varlena ToygunSecret;
+
+/* What a secret is bound to: its domain, and the context bytes. */
+#define TOYGUN_CONTEXT_USER		'u' /* toygun.encrypt()'s context text */
+#define TOYGUN_CONTEXT_RESOURCE 'r' /* a resource's id and field name */
+#define TOYGUN_CONTEXT_TASK		't' /* a task's id and field name */
+
+typedef struct ToygunContext
+{
+	char		domain;
+	const char *data;
+	size_t		len;
+} ToygunContext;
+
+extern ToygunSecret *toygun_encrypt_value(Jsonb *value, ToygunContext *ctx);
+extern Jsonb *toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx);
+extern ToygunSecret *toygun_secret_from_text(const char *s, size_t len);
+extern char *toygun_secret_to_text(ToygunSecret *s);
+extern uint32 toygun_secret_key(ToygunSecret *s);
+
+/* field.c: encrypted fields */
+#define TOYGUN_SEALED_KEY "$secret"
+extern Jsonb *toygun_seal_attrs(ToygunDef *def, pg_uuid_t *id, Jsonb *attrs);
+
 #endif							/* TOYGUN_H */

@@ -7,11 +7,21 @@
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 TG_PORT=${TG_PORT:-5432}
 
-# tg_init DIR [setting = value]...: a new cluster that preloads toygun.
+# tg_keyring FILE [NUMBER]: a new keyring file holding one fresh random key
+# (numbered 1 unless NUMBER), readable only by its owner.
+tg_keyring() {
+	local file=$1 number=${2:-1}
+	(umask 077 && printf '# toygun keyring: <key number> <base64 32-byte key>\n%s %s\n' \
+		"$number" "$(head -c 32 /dev/urandom | base64)" >"$file")
+}
+
+# tg_init DIR [setting = value]...: a new cluster that preloads toygun, with
+# a keyring of its own in DIR/keyring (a later setting may name another).
 tg_init() {
 	local dir=$1; shift
 	rm -rf "$dir/data"
 	mkdir -p "$dir"
+	tg_keyring "$dir/keyring"
 	"$PGBIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log" >&2; return 1; }
 	{
@@ -22,13 +32,15 @@ tg_init() {
 		echo "max_worker_processes = 32"
 		echo "log_min_messages = warning"
 		echo "log_line_prefix = '%m [%p] %b '"
+		echo "toygun.keyring_file = '$dir/keyring'"
 		for setting in "$@"; do echo "$setting"; done
 	} >>"$dir/data/postgresql.conf"
 }
 
-# tg_start DIR / tg_stop DIR [mode]
+# tg_start DIR / tg_stop DIR [mode]. The server does not inherit descriptor 9,
+# which holds bin/toygun's install lock, or it would hold the lock for its life.
 tg_start() {
-	"$PGBIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 start >/dev/null ||
+	"$PGBIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 start >/dev/null 9>&- ||
 		{ tail -n 30 "$1/server.log" >&2; return 1; }
 }
 tg_stop() {
