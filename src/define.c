@@ -6,6 +6,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
@@ -13,6 +14,9 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
@@ -132,6 +136,103 @@ definer_search_path(void)
 	return pstrdup(GetConfigOption("search_path", false, false));
 }
 
+/*
+ * Definitions are cached per backend: the tick path looks one up for every
+ * tick. An entry holds the definition and, once resolved and checked, its
+ * handler. Any change to the definition tables (define_* sends a relcache
+ * invalidation for them), to functions or to roles makes the cache stale; a
+ * stale cache is replaced at the next lookup, and replaced generations are
+ * freed at the end of the transaction, since a tick in progress may still
+ * hold their entries.
+ */
+typedef struct DefKey
+{
+	ToygunKind	kind;
+	char		resource_type[TOYGUN_NAME_MAX + 1];
+	char		name[TOYGUN_NAME_MAX + 1];
+} DefKey;
+
+typedef struct DefEntry
+{
+	DefKey		key;
+	ToygunDef  *def;
+} DefEntry;
+
+static HTAB *def_cache = NULL;
+static MemoryContext def_cache_cxt = NULL;
+static List *retired_cxts = NIL;
+static bool def_cache_stale = false;
+static Oid	def_table_relids[2];
+
+static void
+def_cache_relcache_inval(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == def_table_relids[0] || relid == def_table_relids[1])
+		def_cache_stale = true;
+}
+
+static void
+def_cache_syscache_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	def_cache_stale = true;
+}
+
+/* Free the generations of the cache replaced during the transaction. */
+void
+toygun_free_retired_defs(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, retired_cxts)
+		MemoryContextDelete((MemoryContext) lfirst(lc));
+	list_free(retired_cxts);
+	retired_cxts = NIL;
+}
+
+static void
+prepare_def_cache(void)
+{
+	static bool callbacks_registered = false;
+	HASHCTL		ctl;
+	Oid			nsp;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(def_cache_relcache_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, def_cache_syscache_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, def_cache_syscache_inval, (Datum) 0);
+		callbacks_registered = true;
+	}
+	if (def_cache != NULL && !def_cache_stale)
+		return;
+	if (def_cache_cxt != NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		retired_cxts = lappend(retired_cxts, def_cache_cxt);
+		MemoryContextSwitchTo(old);
+	}
+	def_cache_stale = false;
+	def_cache_cxt = AllocSetContextCreate(TopMemoryContext, "toygun definitions",
+										  ALLOCSET_SMALL_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(DefKey);
+	ctl.entrysize = sizeof(DefEntry);
+	ctl.hcxt = def_cache_cxt;
+	def_cache = hash_create("toygun definitions", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	nsp = get_namespace_oid("toygun", false);
+	def_table_relids[0] = get_relname_relid("resource_type", nsp);
+	def_table_relids[1] = get_relname_relid("task_type", nsp);
+}
+
+/* Tell every backend, this one included, that a definition changed. */
+static void
+definitions_changed(ToygunKind kind)
+{
+	CacheInvalidateRelcacheByRelid(def_table_relids[kind == TOYGUN_TASK ? 1 : 0]);
+	def_cache_stale = true;
+}
+
 static char **
 datum_text_array(HeapTuple tup, TupleDesc desc, int col, int *n, bool *isnull)
 {
@@ -145,10 +246,18 @@ datum_text_array(HeapTuple tup, TupleDesc desc, int col, int *n, bool *isnull)
 	return toygun_text_array(DatumGetArrayTypeP(d), "list", n);
 }
 
+static char *
+cache_string(HeapTuple tup, TupleDesc desc, int col)
+{
+	char	   *v = SPI_getvalue(tup, desc, col);
+
+	return v ? MemoryContextStrdup(def_cache_cxt, v) : NULL;
+}
+
 /*
  * Look up a resource type (name NULL) or task type. Must be called inside a
  * toygun call (SPI connected). Errors with a hint if it does not exist,
- * unless missing_ok.
+ * unless missing_ok. The result belongs to the cache: do not change it.
  */
 ToygunDef *
 toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
@@ -159,8 +268,22 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	HeapTuple	tup;
 	TupleDesc	desc;
 	ToygunDef  *def;
+	DefKey		key;
+	DefEntry   *entry;
+	MemoryContext old;
 	bool		isnull;
+	bool		found;
 	int			n;
+
+	prepare_def_cache();
+	memset(&key, 0, sizeof(key));
+	key.kind = kind;
+	strlcpy(key.resource_type, resource_type, sizeof(key.resource_type));
+	if (name)
+		strlcpy(key.name, name, sizeof(key.name));
+	entry = hash_search(def_cache, &key, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->def;
 
 	values[0] = CStringGetTextDatum(resource_type);
 	if (kind == TOYGUN_RESOURCE)
@@ -200,19 +323,62 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
+	old = MemoryContextSwitchTo(def_cache_cxt);
 	def = palloc0(sizeof(ToygunDef));
 	def->kind = kind;
 	def->resource_type = pstrdup(resource_type);
 	def->name = name ? pstrdup(name) : NULL;
 	def->states = datum_text_array(tup, desc, 1, &def->nstates, &isnull);
-	def->handler = SPI_getvalue(tup, desc, 2);
+	def->handler = cache_string(tup, desc, 2);
 	def->fields = datum_text_array(tup, desc, 3, &def->nfields, &isnull);
 	def->has_fields = !isnull;
 	def->encrypted = datum_text_array(tup, desc, 4, &n, &isnull);
 	def->nencrypted = n;
 	def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
-	def->search_path = SPI_getvalue(tup, desc, 6);
+	def->search_path = cache_string(tup, desc, 6);
+	MemoryContextSwitchTo(old);
+
+	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
+	entry->def = def;
 	return def;
+}
+
+/*
+ * The handler of a definition, ready to call: resolved from its stored
+ * signature, its owner still a role, allowed to execute it. Done once per
+ * cache generation: a change to functions or roles makes a new one.
+ */
+FmgrInfo *
+toygun_def_handler(ToygunDef *def)
+{
+	LOCAL_FCINFO(lookup, 1);
+	Datum		fn;
+
+	if (def->handler_ready)
+		return &def->handler_fn;
+
+	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
+	lookup->args[0].value = CStringGetTextDatum(def->handler);
+	lookup->args[0].isnull = false;
+	fn = to_regprocedure(lookup);
+	if (lookup->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("handler %s of %s does not exist", def->handler, toygun_def_label(def)),
+				 errhint("Create the function again, or define the type again with a new handler.")));
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that defined %s no longer exists", toygun_def_label(def)),
+				 errhint("Define the type again as an existing role.")));
+	if (pg_proc_aclcheck(DatumGetObjectId(fn), def->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not execute handler %s of %s",
+						toygun_role_name(def->owner), def->handler, toygun_def_label(def))));
+	fmgr_info_cxt(DatumGetObjectId(fn), &def->handler_fn, def_cache_cxt);
+	def->handler_ready = true;
+	return &def->handler_fn;
 }
 
 /* Redefining a type is for roles that may act for its current owner. */
@@ -271,6 +437,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 						   "  search_path = excluded.search_path, defined_at = pg_catalog.now()",
 						   7, argtypes),
 			   values, nulls, 0);
+	definitions_changed(TOYGUN_RESOURCE);
 
 	/* Resources parked for want of a handler are due again once there is one. */
 	if (handler != NULL)
@@ -344,6 +511,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 						   "  search_path = excluded.search_path, defined_at = pg_catalog.now()",
 						   8, argtypes),
 			   values, nulls, 0);
+	definitions_changed(TOYGUN_TASK);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }

@@ -10,6 +10,7 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/jsonb.h"
@@ -34,7 +35,6 @@ static SPIPlanPtr lock_task_skip_plan;
 static SPIPlanPtr lock_resource_skip_plan;
 static SPIPlanPtr save_task_plan;
 static SPIPlanPtr save_resource_plan;
-static SPIPlanPtr insert_step_plan;
 static SPIPlanPtr park_tasks_plan;
 static SPIPlanPtr rearm_tasks_plan;
 static SPIPlanPtr other_live_run_plan;
@@ -47,18 +47,22 @@ static SPIPlanPtr live_run_plan;
 
 /*
  * The columns every read of an object returns, in this order; see
- * toygun_object_from_tuple(). The worker's claim queries return them too.
+ * toygun_object_from_tuple(). The worker's claim queries return them too,
+ * but without the join for the resource's state: a task of a stopped
+ * resource is never due.
  */
-#define TASK_COLUMNS \
+#define TASK_COLUMNS_NO_JOIN(rstate) \
 	"t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
-	" r.type, r.state, t.id, t.run_at <= pg_catalog.now()" \
-	" FROM toygun.task t LEFT JOIN toygun.resource r ON r.id = t.resource_id"
+	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now()" \
+	" FROM toygun.task t"
+#define TASK_COLUMNS \
+	TASK_COLUMNS_NO_JOIN("r.state") " LEFT JOIN toygun.resource r ON r.id = t.resource_id"
 #define RESOURCE_COLUMNS \
 	"r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
 	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now()" \
 	" FROM toygun.resource r"
 
-const char *const toygun_object_columns[2] = {RESOURCE_COLUMNS, TASK_COLUMNS};
+const char *const toygun_claim_columns[2] = {RESOURCE_COLUMNS, TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text")};
 
 #define LOCK_TASK_SQL "SELECT " TASK_COLUMNS " WHERE t.id = $1 FOR UPDATE OF t"
 #define LOCK_RESOURCE_SQL "SELECT " RESOURCE_COLUMNS " WHERE r.id = $1 FOR UPDATE"
@@ -95,11 +99,6 @@ toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 	}
 	obj->type = SPI_getvalue(tup, desc, 9);
 	obj->due = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull)) && !isnull;
-	if (obj->type == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("resource %s of task %s does not exist",
-						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(&obj->id))));
 	return obj;
 }
 
@@ -136,6 +135,11 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 	}
 	obj = toygun_object_from_tuple(kind, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_freetuptable(SPI_tuptable);
+	if (kind == TOYGUN_TASK && obj->resource_state == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("resource %s of task %s does not exist",
+						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(&obj->id))));
 	return obj;
 }
 
@@ -315,24 +319,65 @@ check_no_other_live_run(ToygunObject *obj)
 						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1))));
 }
 
+/* A text[] of the steps' from_state, to_state or note (0, 1, 2). */
+static Datum
+steps_array(ToygunObject *obj, int which)
+{
+	Datum		elems[TOYGUN_MAX_STEPS];
+	bool		nulls[TOYGUN_MAX_STEPS];
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			i;
+
+	for (i = 0; i < obj->nsteps; i++)
+	{
+		ToygunStep *s = &obj->steps[i];
+		char	   *v = which == 0 ? s->from_state : which == 1 ? s->to_state : s->note;
+
+		elems[i] = v ? CStringGetTextDatum(v) : (Datum) 0;
+		nulls[i] = v == NULL;
+	}
+	dims[0] = obj->nsteps;
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+}
+
 /*
- * Write the object's pending changes: state, attrs, step, run_at, attempts
- * and last_error in one UPDATE, conditional on the step it had when it was
- * read (expected_step), then one history row per transition. Returns the
- * saved row (in the SPI context).
+ * The save: one statement that updates the row, conditional on the step it
+ * had when it was read ($8), and appends one history row per transition
+ * ($9, $10, $11: from_state, to_state, note). A task of a stopped resource
+ * is never due: the resource may have been stopped in this very
+ * transaction, by the task's own handler.
+ */
+#define SAVE_SQL(table, alias, run_at) \
+	"WITH saved AS (" \
+	"  UPDATE toygun." table " " alias " SET state = $2, attrs = $3, step = $4, run_at = " run_at "," \
+	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" \
+	"   WHERE id = $1 AND step = $8 RETURNING " alias ")," \
+	" steps AS (" \
+	"  INSERT INTO toygun.transition (object_id, step, from_state, to_state, note)" \
+	"  SELECT $1, $8 + s.n - 1, s.f, s.t, s.note FROM saved," \
+	"         unnest($9::pg_catalog.text[], $10::pg_catalog.text[], $11::pg_catalog.text[])" \
+	"           WITH ORDINALITY AS s(f, t, note, n))" \
+	"SELECT " alias " FROM saved"
+
+/*
+ * Write the object's pending changes: state, attrs, step, run_at, attempts,
+ * last_error and its history, in one statement. Fails as desynchronized if
+ * the object moved on since it was read at expected_step. Returns the saved
+ * row (in the SPI context).
  */
 Datum
 toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 {
-	Oid			argtypes[8] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
-	INT4OID, TEXTOID, INT8OID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[11] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
+	INT4OID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		saved;
 	bool		isnull;
 	bool		due_now = false;
 	const char *old_state = obj->nsteps > 0 ? obj->steps[0].from_state : obj->state;
-	int			i;
 
 	/* When is it next due? */
 	if (is_inert(obj->state))
@@ -355,27 +400,19 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	values[6] = obj->last_error ? CStringGetTextDatum(obj->last_error) : (Datum) 0;
 	nulls[6] = obj->last_error ? ' ' : 'n';
 	values[7] = Int64GetDatum(expected_step);
+	values[8] = steps_array(obj, 0);
+	values[9] = steps_array(obj, 1);
+	values[10] = steps_array(obj, 2);
 
-	/*
-	 * A task of a stopped resource is never due: the resource may have been
-	 * stopped in this very transaction, by the task's own handler.
-	 */
 	if (obj->kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&save_task_plan,
-							   "UPDATE toygun.task t SET state = $2, attrs = $3, step = $4,"
-							   "  run_at = CASE WHEN EXISTS (SELECT FROM toygun.resource r"
-							   "                              WHERE r.id = t.resource_id AND r.state = '__stop__')"
-							   "                THEN NULL ELSE $5 END,"
-							   "  attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()"
-							   " WHERE id = $1 AND step = $8 RETURNING t",
-							   8, argtypes),
+							   SAVE_SQL("task", "t",
+										"CASE WHEN EXISTS (SELECT FROM toygun.resource r"
+										" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"),
+							   11, argtypes),
 				   values, nulls, 0);
 	else
-		toygun_run(toygun_plan(&save_resource_plan,
-							   "UPDATE toygun.resource r SET state = $2, attrs = $3, step = $4, run_at = $5,"
-							   "  attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()"
-							   " WHERE id = $1 AND step = $8 RETURNING r",
-							   8, argtypes),
+		toygun_run(toygun_plan(&save_resource_plan, SAVE_SQL("resource", "r", "$5"), 11, argtypes),
 				   values, nulls, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -385,26 +422,6 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 				 errdetail("It moved on from step " INT64_FORMAT " while this change was being made.",
 						   expected_step)));
 	saved = copy_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-	for (i = 0; i < obj->nsteps; i++)
-	{
-		Oid			step_types[5] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
-		Datum		step_values[5];
-		char		step_nulls[5] = {' ', ' ', ' ', ' ', ' '};
-		ToygunStep *s = &obj->steps[i];
-
-		step_values[0] = UUIDPGetDatum(&obj->id);
-		step_values[1] = Int64GetDatum(expected_step + i);
-		step_values[2] = CStringGetTextDatum(s->from_state);
-		step_values[3] = CStringGetTextDatum(s->to_state);
-		step_values[4] = s->note ? CStringGetTextDatum(s->note) : (Datum) 0;
-		step_nulls[4] = s->note ? ' ' : 'n';
-		toygun_run(toygun_plan(&insert_step_plan,
-							   "INSERT INTO toygun.transition (object_id, step, from_state, to_state, note)"
-							   " VALUES ($1, $2, $3, $4, $5)",
-							   5, step_types),
-				   step_values, step_nulls, 0);
-	}
 
 	/* A stopped resource parks its tasks; one coming back re-arms them. */
 	if (obj->kind == TOYGUN_RESOURCE && obj->nsteps > 0)
@@ -519,8 +536,8 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id = NULL;
 	Oid			idtype[1] = {UUIDOID};
 	Oid			live_types[2] = {UUIDOID, TEXTOID};
-	Oid			insert_types[4] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID};
-	Datum		values[4];
+	Oid			insert_types[5] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID};
+	Datum		values[5];
 	int			attempt;
 
 	toygun_check_not_null(fcinfo, 0, "resource");
@@ -576,12 +593,13 @@ toygun_start_task(PG_FUNCTION_ARGS)
 		values[2] = CStringGetTextDatum(name);
 		/* sealed for this attempt's id: a retry inserts under a new one */
 		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
+		values[4] = CStringGetTextDatum(type);
 		toygun_run(toygun_plan(&insert_task_plan,
-							   "INSERT INTO toygun.task (id, resource_id, name, attrs, run_at)"
-							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())"
+							   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at)"
+							   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp())"
 							   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
 							   " RETURNING id",
-							   4, insert_types),
+							   5, insert_types),
 				   values, NULL, 0);
 		if (SPI_processed > 0)
 		{

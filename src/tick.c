@@ -46,25 +46,6 @@ tick_error_context(void *arg)
 			   toygun_def_label(tc->def), tc->obj->state);
 }
 
-/* The handler's OID, from its stored signature. */
-static Oid
-resolve_handler(ToygunDef *def)
-{
-	LOCAL_FCINFO(lookup, 1);
-	Datum		result;
-
-	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
-	lookup->args[0].value = CStringGetTextDatum(def->handler);
-	lookup->args[0].isnull = false;
-	result = to_regprocedure(lookup);
-	if (lookup->isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler %s of %s does not exist", def->handler, toygun_def_label(def)),
-				 errhint("Create the function again, or define the type again with a new handler.")));
-	return DatumGetObjectId(result);
-}
-
 /*
  * Run the handler for the object's current state as the type's owner, with
  * the owner's search_path, as a security-restricted operation (no temporary
@@ -74,27 +55,14 @@ resolve_handler(ToygunDef *def)
 static void
 call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 {
-	Oid			fn = resolve_handler(def);
-	FmgrInfo	flinfo;
+	FmgrInfo   *flinfo = toygun_def_handler(def);
 	LOCAL_FCINFO(fcinfo, 1);
 	Oid			save_userid;
 	int			save_sec_context;
 	int			nestlevel;
 	Datum		result;
 
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the role that defined %s no longer exists", toygun_def_label(def)),
-				 errhint("Define the type again as an existing role.")));
-	if (pg_proc_aclcheck(fn, def->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not execute handler %s of %s",
-						toygun_role_name(def->owner), def->handler, toygun_def_label(def))));
-
-	fmgr_info(fn, &flinfo);
-	InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = toygun_object_row(obj);
 	fcinfo->args[0].isnull = false;
 

@@ -58,8 +58,12 @@ toygun_xact_callback(XactEvent event, void *arg)
 			if (wake_at_commit)
 				toygun_wake_worker();
 			wake_at_commit = false;
+			toygun_free_retired_defs();
 			break;
 		case XACT_EVENT_ABORT:
+			wake_at_commit = false;
+			toygun_free_retired_defs();
+			break;
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			wake_at_commit = false;

@@ -49,6 +49,8 @@ typedef struct ToygunDef
 	char	  **encrypted;
 	Oid			owner;			/* handlers run as this role */
 	char	   *search_path;	/* and with this search_path */
+	bool		handler_ready;	/* handler_fn is resolved and checked */
+	FmgrInfo	handler_fn;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -78,7 +80,7 @@ typedef struct ToygunObject
 	char	   *type;			/* the resource type */
 	pg_uuid_t	resource_id;	/* tasks: the owning resource */
 	char	   *name;			/* tasks: the task name */
-	char	   *resource_state; /* tasks: the owning resource's state */
+	char	   *resource_state; /* tasks: the owning resource's state, if read */
 	bool		due;			/* run_at <= now() when read */
 
 	/* pending changes */
@@ -184,9 +186,11 @@ extern Oid	toygun_type_oid(const char *typname);
 /* define.c */
 extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 								  const char *name, bool missing_ok);
+extern FmgrInfo *toygun_def_handler(ToygunDef *def);
+extern void toygun_free_retired_defs(void);
 
 /* object.c */
-extern const char *const toygun_object_columns[2];
+extern const char *const toygun_claim_columns[2];
 extern ToygunObject *toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc);
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);

@@ -105,7 +105,7 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 		const char *alias = kind == TOYGUN_TASK ? "t" : "r";
 		char	   *sql = psprintf("SELECT %s WHERE %s.run_at <= pg_catalog.now()"
 								   " ORDER BY %s.run_at LIMIT $1 FOR UPDATE OF %s SKIP LOCKED",
-								   toygun_object_columns[kind], alias, alias, alias);
+								   toygun_claim_columns[kind], alias, alias, alias);
 
 		toygun_plan(&claim_plans[kind], sql, 1, argtypes);
 	}
@@ -167,7 +167,7 @@ tick_claimed(ToygunObject *obj)
 	ToygunDef  *def;
 
 	if (strcmp(obj->state, TOYGUN_STOP) == 0 || strcmp(obj->state, TOYGUN_PANIC) == 0 ||
-		(obj->kind == TOYGUN_TASK && strcmp(obj->resource_state, TOYGUN_STOP) == 0))
+		(obj->resource_state != NULL && strcmp(obj->resource_state, TOYGUN_STOP) == 0))
 	{
 		park(obj);
 		return;

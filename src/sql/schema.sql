@@ -59,6 +59,7 @@ CREATE SEQUENCE toygun.task_seq;
 CREATE TABLE toygun.task (
     id          uuid PRIMARY KEY,
     resource_id uuid NOT NULL,
+    resource_type text NOT NULL,     -- the resource's type: with name, the task type
     name        text NOT NULL,
     state       text NOT NULL DEFAULT '__new__',
     attrs       jsonb NOT NULL DEFAULT '{}',
