@@ -127,9 +127,14 @@ cron_value(const char *p, const CronField *f, int *value, char **problem)
 		*value = 0;
 		for (i = 0; i < len; i++)
 		{
-			if (!isdigit((unsigned char) start[i]) || *value > 1000)
+			if (!isdigit((unsigned char) start[i]))
 			{
 				*problem = psprintf("has \"%.*s\", which is not a number", len, start);
+				return NULL;
+			}
+			if (*value > f->high)
+			{
+				*problem = psprintf("has %.*s, outside %d-%d", len, start, f->low, f->high);
 				return NULL;
 			}
 			*value = *value * 10 + (start[i] - '0');
@@ -251,8 +256,8 @@ longest_month(int month)
 }
 
 /*
- * Parse five whitespace-separated fields. Returns false with *problem set
- * (and *field_no, *field_text naming the field) if they are not valid.
+ * Parse the five fields of a cron expression. Returns false with *problem
+ * set, and *field_no the field it is in, if they are not valid.
  */
 static bool
 parse_cron(char **fields, CronSpec *spec, int *field_no, char **problem)
@@ -277,9 +282,10 @@ parse_cron(char **fields, CronSpec *spec, int *field_no, char **problem)
 }
 
 /*
- * Whether the days a spec allows ever occur. When both day fields must
- * match and some month has one of the days, that day falls on every weekday
- * in some year; so only a day that no chosen month has can never fire.
+ * Whether a spec ever fires. When either day field may match, it does:
+ * every month has every weekday. When both must match, a chosen day of a
+ * chosen month falls on every weekday in some year, so it never fires only
+ * if no chosen month has any chosen day (say, February 30).
  */
 static bool
 cron_ever_fires(const CronSpec *spec)
