@@ -6,6 +6,7 @@ SET timezone = 'UTC';
 CREATE FUNCTION sched_h(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stop() $$;
 SELECT toygun.define_resource('host', fields => '{name}');
 SELECT toygun.define_task('host', 'nightly', '{check}', 'sched_h(toygun.task)', fields => '{depth}');
+SELECT toygun.define_task('host', 'rotate', '{swap}', 'sched_h(toygun.task)', encrypted_fields => '{token}');
 
 -- schedules: the bucket of a firing is the latest fire time at or before it, in GMT
 SELECT s AS schedule, toygun.schedule_bucket(s, '2024-05-15 13:47:30+00') AS bucket
@@ -60,6 +61,7 @@ SELECT toygun.start_every('host', 'nightly', '61 * * * *');
 SELECT toygun.start_every('host', 'nightly', NULL);
 SELECT toygun.start_every('host', 'nightly', '0 3 * * *', '[1]');
 SELECT toygun.start_every('host', 'nightly', '0 3 * * *', '{"colour": 1}');
+SELECT toygun.start_every('host', 'rotate', '0 3 * * *', '{"token": "hunter2"}');
 SELECT toygun.stop_every('host', 'weekly');
 SELECT toygun.run_schedule('host', 'nightly', now() + interval '1 hour');
 

@@ -684,6 +684,27 @@ check_pg_cron(void)
 						 here)));
 }
 
+/*
+ * A periodic start's args are stored in toygun.schedule, which everybody may
+ * read, and encrypted fields are sealed per run, bound to its id: so they
+ * cannot be passed this way. Checked again at each firing, as the task type
+ * may have been redefined since.
+ */
+static void
+check_no_encrypted(ToygunDef *def, Jsonb *args)
+{
+	int			i;
+
+	for (i = 0; i < def->nencrypted; i++)
+		if (getKeyJsonValueFromContainer(&args->root, def->encrypted[i],
+										 strlen(def->encrypted[i]), NULL) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("periodic starts cannot pass encrypted field \"%s\"", def->encrypted[i]),
+					 errdetail("The args of a periodic start are stored in toygun.schedule, which everybody may read."),
+					 errhint("Keep the value in an encrypted field of the resource, or start the task with toygun.start_task().")));
+}
+
 /* The resource type and task type a schedule is for; both must exist. */
 static ToygunDef *
 schedule_def(const char *type, const char *task)
@@ -735,6 +756,7 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	def = schedule_def(type, task);
 	toygun_check_acting_for(def, call.caller);
 	args = toygun_start_args(def, args);
+	check_no_encrypted(def, args);
 	check_pg_cron();
 
 	name = job_name(type, task);
@@ -920,6 +942,7 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 				 errhint("Call toygun.start_every() again as a member of role \"%s\", or toygun.stop_every().",
 						 toygun_role_name(def->owner))));
 	args = toygun_start_args(def, args);
+	check_no_encrypted(def, args);
 
 	if (parse_schedule(cron, &spec) == NULL)
 		elog(ERROR, "stored schedule \"%s\" is invalid", cron);

@@ -4,10 +4,11 @@
 -- scheduler never sees these jobs: firings are invoked by hand.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(82);
+SELECT plan(86);
 
 SET LOCAL timezone = 'UTC';
 SELECT toygun.define_task('dummy', 'fielded', '{one}', 'dummy_another(toygun.task)', fields => '{depth}');
+SELECT toygun.define_task('dummy', 'secretive', '{one}', 'dummy_another(toygun.task)');
 
 -- the number of runs of dummy.test on a resource
 CREATE FUNCTION pg_temp.runs(r uuid) RETURNS bigint LANGUAGE sql AS
@@ -172,6 +173,14 @@ SELECT throws_ok($$SELECT toygun.start_every('dummy', 'test', '45 minutes')$$, '
                  'interval "45 minutes" cannot be expressed as a pg_cron schedule', 'an interval that does not divide an hour');
 SELECT throws_ok($$SELECT toygun.start_every('dummy', 'fielded', '0 3 * * *', '{"colour": 1}')$$, '42703',
                  'field "colour" is not declared by task type "dummy.fielded"', 'args are checked as start_task checks them');
+SELECT lives_ok($$SELECT toygun.start_every('dummy', 'secretive', '0 3 * * *', '{"token": "hunter2"}')$$,
+                'args may hold a plain field');
+SELECT toygun.define_task('dummy', 'secretive', '{one}', 'dummy_another(toygun.task)', encrypted_fields => '{token}');
+SELECT throws_ok($$SELECT toygun.start_every('dummy', 'secretive', '0 3 * * *', '{"token": "hunter2"}')$$, '0A000',
+                 'periodic starts cannot pass encrypted field "token"', 'but not an encrypted field');
+SELECT throws_ok($$SELECT toygun.run_schedule('dummy', 'secretive', '2024-05-01 03:00:00+00')$$, '0A000',
+                 'periodic starts cannot pass encrypted field "token"', 'nor can a firing, once the field is encrypted');
+SELECT ok(toygun.stop_every('dummy', 'secretive'), 'that schedule can still be removed');
 SELECT throws_ok($$SELECT toygun.start_every('dummy', 'test', '0 3 * * *', NULL)$$, '22004',
                  'args must not be null', 'NULL args');
 SELECT throws_ok($$SELECT toygun.run_schedule('dummy', 'test', now() + interval '1 minute')$$, '22023',
