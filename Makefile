@@ -7,7 +7,7 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
 # The install script is built from one piece per concern, in this order.
 SQL_PIECES  = src/sql/schema.sql src/sql/outcome.sql src/sql/define.sql \
-              src/sql/objects.sql src/sql/worker.sql src/sql/secret.sql \
+              src/sql/objects.sql src/sql/worker.sql src/sql/secret.sql src/sql/schedule.sql \
               src/sql/grants.sql
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))

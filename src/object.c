@@ -217,6 +217,19 @@ check_fields(ToygunDef *def, Jsonb *attrs)
 	}
 }
 
+/*
+ * The attrs a new run starts with, made from the args of a start. Every path
+ * that starts runs (start_task, periodic starts) prepares its args here, so
+ * they all check and transform args the same way.
+ */
+Jsonb *
+toygun_start_args(ToygunDef *def, Jsonb *args)
+{
+	toygun_check_object_attrs("args", args);
+	check_fields(def, args);
+	return args;
+}
+
 /* Merge attrs (a JSON object, or NULL for none) into the object's attrs. */
 void
 toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs)
@@ -572,7 +585,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("resource %s is stopped", toygun_uuid_text(resource)),
 				 errdetail("Tasks cannot start on a stopped resource.")));
-	check_fields(def, args);
+	args = toygun_start_args(def, args);
 
 	/*
 	 * Insert, or find the live run. If the live run we collided with stops

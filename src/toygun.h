@@ -198,6 +198,7 @@ extern bool toygun_state_declared(ToygunDef *def, const char *state);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
 							  Jsonb *attrs, const char *note);
 extern void toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs);
+extern Jsonb *toygun_start_args(ToygunDef *def, Jsonb *args);
 extern Datum toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step);
 extern Datum toygun_object_row(ToygunObject *obj);
 extern Jsonb *toygun_panic_attrs(const char *message);
