@@ -3,6 +3,7 @@
 -- created in this database until the second part; its scheduler reads
 -- database postgres here, so it never runs these jobs.
 SET timezone = 'UTC';
+CREATE EXTENSION toygun;
 CREATE FUNCTION sched_h(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stop() $$;
 SELECT toygun.define_resource('host', fields => '{name}');
 SELECT toygun.define_task('host', 'nightly', '{check}', 'sched_h(toygun.task)', fields => '{depth}');
@@ -101,3 +102,5 @@ SELECT toygun.stop_every('host', 'nightly');
 SELECT count(*) AS jobs FROM cron.job;
 SELECT count(*) AS schedules FROM toygun.schedule;
 DROP EXTENSION pg_cron;
+SET client_min_messages = warning;
+DROP EXTENSION toygun CASCADE;

@@ -82,3 +82,5 @@ DROP ROLE regress_secret_nobody;
 
 -- rotation with a single key has nothing to re-encrypt
 SELECT toygun.rotate_secrets();
+SET client_min_messages = warning;
+DROP EXTENSION toygun CASCADE;

@@ -214,7 +214,7 @@ SELECT throws_ok(format($$SELECT toygun.field(r, 'spare') FROM toygun.resource r
                  'invalid input syntax for type toygun.secret', 'a truncated stored field');
 SELECT throws_ok(format($$SELECT toygun.field(t, 'password') FROM toygun.task t WHERE id = %L$$, :'t2'), 'XX001',
                  NULL, 'the run still refuses the copied field');
-SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'open', 'x', %L, 0, NULL, 0, NULL, now(), now(), 0)::toygun.task, 'password')$$,
+SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'safe', 'open', 'x', %L, 0, NULL, 0, NULL, now(), now(), 0)::toygun.task, 'password')$$,
                         gen_random_uuid(), :'r', jsonb_build_object('password', :'sealed_token'::jsonb)),
                  'P0002', NULL, 'field() of a made-up run that is not stored is refused');
 
@@ -229,7 +229,7 @@ SET ROLE tg_mallory;
 SELECT throws_ok(format($$SELECT toygun.field(t, 'password') FROM toygun.task t WHERE id = %L$$, :'t'), '42501',
                  'permission denied to read encrypted field "password" of task type "safe.open"',
                  'a role that cannot act for the type cannot read its encrypted fields');
-SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'open', 'x', '{"password": {"$secret": "x"}}', 0, NULL, 0, NULL, now(), now(), 0)::toygun.task, 'password')$$,
+SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'safe', 'open', 'x', '{"password": {"$secret": "x"}}', 0, NULL, 0, NULL, now(), now(), 0)::toygun.task, 'password')$$,
                         :'t', :'r'),
                  '42501', NULL, 'nor through a row it made up');
 SELECT is((SELECT toygun.field(r, 'label') FROM toygun.resource r WHERE id = :'r'), '"a"',
