@@ -30,6 +30,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Every C file includes the shared header.
+$(OBJS): src/toygun.h
+
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PIECES) Makefile
 	( printf '%s\n' '-- generated from src/sql/*.sql by make; do not edit' \
 	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \

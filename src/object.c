@@ -10,6 +10,7 @@
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -53,13 +54,13 @@ static SPIPlanPtr live_run_plan;
  */
 #define TASK_COLUMNS_NO_JOIN(rstate) \
 	"t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
-	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now()" \
+	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now(), t.ctid, t.run_at" \
 	" FROM toygun.task t"
 #define TASK_COLUMNS \
 	TASK_COLUMNS_NO_JOIN("r.state") " LEFT JOIN toygun.resource r ON r.id = t.resource_id"
 #define RESOURCE_COLUMNS \
 	"r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
-	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now()" \
+	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now(), r.ctid, r.run_at" \
 	" FROM toygun.resource r"
 
 const char *const toygun_claim_columns[2] = {RESOURCE_COLUMNS, TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text")};
@@ -99,6 +100,7 @@ toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 	}
 	obj->type = SPI_getvalue(tup, desc, 9);
 	obj->due = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull)) && !isnull;
+	obj->tid = *((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 13, &isnull)));
 	return obj;
 }
 
@@ -332,6 +334,29 @@ check_no_other_live_run(ToygunObject *obj)
 						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1))));
 }
 
+/* Resources this transaction has stopped (or more: it only grows). */
+static int	resources_stopped_in_xact = 0;
+
+void
+toygun_object_end_of_xact(void)
+{
+	resources_stopped_in_xact = 0;
+}
+
+static bool
+resource_is_stopped(pg_uuid_t *id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+
+	values[0] = UUIDPGetDatum(id);
+	toygun_run(toygun_plan(&plan, "SELECT FROM toygun.resource WHERE id = $1 AND state = '__stop__'",
+						   1, argtypes),
+			   values, NULL, 1);
+	return SPI_processed > 0;
+}
+
 /* A text[] of the steps' from_state, to_state or note (0, 1, 2). */
 static Datum
 steps_array(ToygunObject *obj, int which)
@@ -413,10 +438,25 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	values[6] = obj->last_error ? CStringGetTextDatum(obj->last_error) : (Datum) 0;
 	nulls[6] = obj->last_error ? ' ' : 'n';
 	values[7] = Int64GetDatum(expected_step);
+
+	/*
+	 * A task of a stopped resource is never due. Another transaction that
+	 * stops the resource waits for our lock on the task and parks it after
+	 * us; only this transaction can have stopped it since the task was read.
+	 */
+	if (obj->kind == TOYGUN_TASK && nulls[4] != 'n' && resources_stopped_in_xact > 0 &&
+		resource_is_stopped(&obj->resource_id))
+	{
+		nulls[4] = 'n';
+		due_now = false;
+	}
+
+	if (toygun_store_update(obj, values[4], nulls[4] == 'n', expected_step, &saved))
+		goto saved;
+
 	values[8] = steps_array(obj, 0);
 	values[9] = steps_array(obj, 1);
 	values[10] = steps_array(obj, 2);
-
 	if (obj->kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&save_task_plan,
 							   SAVE_SQL("task", "t",
@@ -435,6 +475,10 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 				 errdetail("It moved on from step " INT64_FORMAT " while this change was being made.",
 						   expected_step)));
 	saved = copy_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	ItemPointerSetInvalid(&obj->tid);
+
+saved:
+	obj->row = saved;
 
 	/* A stopped resource parks its tasks; one coming back re-arms them. */
 	if (obj->kind == TOYGUN_RESOURCE && obj->nsteps > 0)
@@ -444,11 +488,14 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 		Oid			idtype[1] = {UUIDOID};
 
 		if (is_stopped && !was_stopped)
+		{
+			resources_stopped_in_xact++;
 			toygun_run(toygun_plan(&park_tasks_plan,
 								   "UPDATE toygun.task SET run_at = NULL"
 								   " WHERE resource_id = $1 AND run_at IS NOT NULL",
 								   1, idtype),
 					   values, NULL, 0);
+		}
 		else if (was_stopped && !is_stopped)
 		{
 			toygun_run(toygun_plan(&rearm_tasks_plan,

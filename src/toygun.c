@@ -53,16 +53,22 @@ toygun_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			toygun_store_end_of_xact(true);
+			break;
 		case XACT_EVENT_COMMIT:
 			/* the commit is visible to others by now */
 			if (wake_at_commit)
 				toygun_wake_worker();
 			wake_at_commit = false;
 			toygun_free_retired_defs();
+			toygun_object_end_of_xact();
 			break;
 		case XACT_EVENT_ABORT:
 			wake_at_commit = false;
+			toygun_store_end_of_xact(false);
 			toygun_free_retired_defs();
+			toygun_object_end_of_xact();
 			break;
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:

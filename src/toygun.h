@@ -82,6 +82,7 @@ typedef struct ToygunObject
 	char	   *name;			/* tasks: the task name */
 	char	   *resource_state; /* tasks: the owning resource's state, if read */
 	bool		due;			/* run_at <= now() when read */
+	ItemPointerData tid;		/* where the row version read is, if known */
 
 	/* pending changes */
 	int			nsteps;
@@ -202,6 +203,12 @@ extern Jsonb *toygun_start_args(ToygunDef *def, Jsonb *args);
 extern Datum toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step);
 extern Datum toygun_object_row(ToygunObject *obj);
 extern Jsonb *toygun_panic_attrs(const char *message);
+extern void toygun_object_end_of_xact(void);
+
+/* store.c */
+extern bool toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null,
+								int64 expected_step, Datum *saved);
+extern void toygun_store_end_of_xact(bool commit);
 
 /* toygun.c */
 extern void toygun_note_due(void);

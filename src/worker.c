@@ -43,6 +43,7 @@
 
 static int	my_slot;
 static MemoryContext batch_context;
+static MemoryContext tick_context;
 static TimeoutId tick_timeout_id;
 static volatile sig_atomic_t tick_timed_out = false;
 
@@ -92,24 +93,42 @@ end_work(void)
 	pgstat_report_stat(false);
 }
 
+/*
+ * Where the claims of each kind start in the index on run_at. Rows already
+ * ticked leave dead entries at its low end until they are vacuumed; while a
+ * worker keeps finding full batches it starts each claim at the run_at of
+ * the previous claim's first row instead of walking over them again. A row
+ * that became visible late with an older run_at (its transaction committed
+ * long after setting it) is found when the floor is dropped: after a claim
+ * that was not full, and at least every CLAIM_FLOOR_MS.
+ */
+#define CLAIM_FLOOR_MS 1000
+static TimestampTz claim_floor[2] = {DT_NOBEGIN, DT_NOBEGIN};
+static TimestampTz claim_floor_since[2];
+
 /* Claim up to n due objects of one kind, oldest due first. */
 static int
 claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
+	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2];
+	TimestampTz now = GetCurrentTimestamp();
 	uint64		i;
 
 	if (claim_plans[kind] == NULL)
 	{
 		const char *alias = kind == TOYGUN_TASK ? "t" : "r";
-		char	   *sql = psprintf("SELECT %s WHERE %s.run_at <= pg_catalog.now()"
+		char	   *sql = psprintf("SELECT %s WHERE %s.run_at <= pg_catalog.now() AND %s.run_at >= $2"
 								   " ORDER BY %s.run_at LIMIT $1 FOR UPDATE OF %s SKIP LOCKED",
-								   toygun_claim_columns[kind], alias, alias, alias);
+								   toygun_claim_columns[kind], alias, alias, alias, alias);
 
-		toygun_plan(&claim_plans[kind], sql, 1, argtypes);
+		toygun_plan(&claim_plans[kind], sql, 2, argtypes);
 	}
+	if (claim_floor[kind] != DT_NOBEGIN &&
+		TimestampDifferenceExceeds(claim_floor_since[kind], now, CLAIM_FLOOR_MS))
+		claim_floor[kind] = DT_NOBEGIN;
 	values[0] = Int32GetDatum(n);
+	values[1] = TimestampTzGetDatum(claim_floor[kind]);
 	toygun_run(claim_plans[kind], values, NULL, n);
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -117,6 +136,17 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 		out[i].kind = kind;
 		out[i].id = objs[i]->id;
 		out[i].error = NULL;
+	}
+	if (SPI_processed < (uint64) n)
+		claim_floor[kind] = DT_NOBEGIN;
+	else
+	{
+		bool		isnull;
+
+		if (claim_floor[kind] == DT_NOBEGIN)
+			claim_floor_since[kind] = now;
+		claim_floor[kind] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+															  SPI_tuptable->tupdesc, 14, &isnull));
 	}
 	return (int) SPI_processed;
 }
@@ -160,10 +190,41 @@ park(ToygunObject *obj)
 			   values, NULL, 0);
 }
 
-/* Tick one claimed object, under toygun.tick_timeout. */
+/* pg_stat_activity.query of a worker: what it is ticking (no allocation). */
+static void
+report_tick(ToygunObject *obj, ToygunDef *def)
+{
+	static const char hex[] = "0123456789abcdef";
+	char		id[37];
+	char		activity[256];
+	int			i,
+				j = 0;
+
+	for (i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			id[j++] = '-';
+		id[j++] = hex[obj->id.data[i] >> 4];
+		id[j++] = hex[obj->id.data[i] & 0x0f];
+	}
+	id[j] = '\0';
+	if (obj->kind == TOYGUN_TASK)
+		snprintf(activity, sizeof(activity), "tick task %s (%s.%s) in state %s",
+				 id, def->resource_type, def->name, obj->state);
+	else
+		snprintf(activity, sizeof(activity), "tick resource %s (%s) in state %s",
+				 id, def->resource_type, obj->state);
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/*
+ * Tick one claimed object, under toygun.tick_timeout, in a memory context
+ * of its own that is emptied afterwards: a batch does not grow with its ticks.
+ */
 static void
 tick_claimed(ToygunObject *obj)
 {
+	MemoryContext old;
 	ToygunDef  *def;
 
 	if (strcmp(obj->state, TOYGUN_STOP) == 0 || strcmp(obj->state, TOYGUN_PANIC) == 0 ||
@@ -172,16 +233,17 @@ tick_claimed(ToygunObject *obj)
 		park(obj);
 		return;
 	}
+	old = MemoryContextSwitchTo(tick_context);
 	def = toygun_object_def(obj);
-	pgstat_report_activity(STATE_RUNNING,
-						   psprintf("tick %s %s (%s) in state %s", toygun_kind_name(obj->kind),
-									toygun_uuid_text(&obj->id), toygun_def_label(def), obj->state));
+	report_tick(obj, def);
 	tick_timed_out = false;
 	if (toygun_tick_timeout_ms > 0)
 		enable_timeout_after(tick_timeout_id, toygun_tick_timeout_ms);
 	(void) toygun_tick(obj, def);
 	if (toygun_tick_timeout_ms > 0)
 		disable_timeout(tick_timeout_id, false);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(tick_context);
 }
 
 /* The message a failed tick leaves in last_error. */
@@ -413,6 +475,8 @@ toygun_worker_main(Datum arg)
 	tick_timeout_id = RegisterTimeout(USER_TIMEOUT, tick_timeout_handler);
 	batch_context = AllocSetContextCreate(TopMemoryContext, "toygun batch",
 										  ALLOCSET_DEFAULT_SIZES);
+	tick_context = AllocSetContextCreate(TopMemoryContext, "toygun tick",
+										 ALLOCSET_DEFAULT_SIZES);
 
 	/* internal queries are qualified; handlers set their own search_path */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
