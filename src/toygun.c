@@ -24,7 +24,7 @@ void		_PG_init(void);
 /* settings; see the settings table in README.md */
 char	   *toygun_database_name = NULL;
 int			toygun_workers = 2;
-int			toygun_batch_size = 100;
+int			toygun_batch_size = 1000;
 int			toygun_poll_interval_ms = 10000;
 int			toygun_tick_timeout_ms = 60000;
 int			toygun_max_attempts = 10;
@@ -102,9 +102,9 @@ define_settings(void)
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("toygun.batch_size",
 							"Most runs a worker claims and ticks in one transaction.",
-							NULL,
+							"A batch also stops ticking after 100 ms and commits.",
 							&toygun_batch_size,
-							100, 1, 10000,
+							1000, 1, 10000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);

@@ -40,6 +40,12 @@
 #define MAX_BACKOFF_MS (3600 * 1000)
 /* Ticks per transaction when replaying a failed batch one subtransaction each. */
 #define REPLAY_CHUNK 50
+/*
+ * A batch stops ticking after this long and commits; what it claimed but did
+ * not tick is released and claimed again by whichever worker comes first.
+ * Fast handlers get big batches; slow ones do not hold many runs locked.
+ */
+#define BATCH_TIME_MS 100
 
 static int	my_slot;
 static MemoryContext batch_context;
@@ -372,19 +378,27 @@ replay(Claimed *claimed, int n)
 }
 
 /*
- * Tick all claimed objects and commit, without subtransactions. On a
- * failure, roll back, mark the failing object and return false.
+ * Tick the claimed objects (as many as BATCH_TIME_MS allows) and commit,
+ * without subtransactions. Returns how many were ticked; on a failure,
+ * rolls back, marks the failing object and returns -1.
  */
-static bool
+static int
 tick_all(Claimed *claimed, ToygunObject **objs, int n)
 {
 	volatile int current = 0;
-	volatile bool ok = true;
+	volatile int ok = 0;
+	TimestampTz started = GetCurrentTimestamp();
 
 	PG_TRY();
 	{
 		for (current = 0; current < n; current++)
+		{
+			if (current > 0 && (current & 15) == 0 &&
+				TimestampDifferenceExceeds(started, GetCurrentTimestamp(), BATCH_TIME_MS))
+				break;
 			tick_claimed(objs[current]);
+		}
+		ok = current;
 		end_work();
 	}
 	PG_CATCH();
@@ -397,7 +411,7 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 		else
 			ereport(LOG, (errmsg("toygun: a batch failed to commit: %s", edata->message)));
 		AbortCurrentTransaction();
-		ok = false;
+		ok = -1;
 	}
 	PG_END_TRY();
 	return ok;
@@ -414,6 +428,7 @@ run_batch(long *sleep_ms)
 	Claimed    *claimed;
 	ToygunObject **objs;
 	int			n;
+	int			ticked;
 	int			failures = 0;
 
 	MemoryContextReset(batch_context);
@@ -431,9 +446,13 @@ run_batch(long *sleep_ms)
 		end_work();
 		return 0;
 	}
-	if (!tick_all(claimed, objs, n))
+	ticked = tick_all(claimed, objs, n);
+	if (ticked < 0)
+	{
 		failures = replay(claimed, n);
-	toygun_count_batch(my_slot, n - failures, failures);
+		ticked = n - failures;
+	}
+	toygun_count_batch(my_slot, ticked, failures);
 	return n;
 }
 
