@@ -77,6 +77,14 @@ CREATE UNIQUE INDEX task_live_idx ON toygun.task (resource_id, name) WHERE state
 CREATE INDEX task_runs_idx ON toygun.task (resource_id, name, seq);
 CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL;
 
+-- Rows of resources and runs are updated on every tick: leave room on each
+-- page for the new version (a HOT update, when no indexed value changes),
+-- and vacuum them often, as job-queue tables need.
+ALTER TABLE toygun.resource SET (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.05,
+                                 autovacuum_vacuum_insert_scale_factor = 0.05);
+ALTER TABLE toygun.task SET (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.05,
+                             autovacuum_vacuum_insert_scale_factor = 0.05);
+
 -- The history of every resource and task: step is gapless per object from 0.
 CREATE TABLE toygun.transition (
     object_id   uuid NOT NULL,

@@ -1,98 +1,118 @@
 #!/usr/bin/env bash
-# Crash safety: SIGKILL a worker, then stop the server with -m immediate, each
-# in the middle of a load of multi-state runs started by concurrent clients.
-# Afterwards every committed start reaches __stop__, every state ran exactly
-# once per run, and histories are gapless.
+# The crash matrix. Under a steady load of three-state runs started by
+# concurrent clients: SIGKILL of a worker; SIGKILL of a client backend in
+# the middle of start_task; pg_ctl stop -m immediate then start; pg_ctl
+# restart -m fast; five crashes in a minute. After each, every committed start
+# reaches __stop__, each state of each run ran exactly once, histories are
+# gapless and nothing is stuck; the time from restart to the first tick is
+# reported. TG_CRASH_STARTS sets the starts per client per phase.
 set -u
 cd "$(dirname "$0")/../.."
 source test/lib/cluster.sh
 source test/lib/tap.sh
+source test/lib/load.sh
 
-RUNS=${TG_CRASH_RUNS:-2000}
+EACH=${TG_CRASH_STARTS:-100}
 CLIENTS=4
 DIR=${TG_WORK:-/tmp/toygun-scenario}/crash
 tg_init "$DIR" "toygun.database_name = 'tg'" "toygun.workers = 2" "restart_after_crash = on" \
 	>/dev/null || bail "initdb failed"
 tg_start "$DIR" || bail "server did not start"
-trap 'tg_stop "$DIR" immediate' EXIT
+trap 'kill ${LOAD_PIDS[*]} 2>/dev/null; tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
-wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
-ticks() { q "SELECT count(*) FROM ticks" 2>/dev/null || echo 0; }
+ticks() { q "SELECT count(*) FROM ticks" 2>/dev/null || echo "?"; }
+live() { q "SELECT count(*) FROM toygun.task WHERE state <> '__stop__'" 2>/dev/null || echo "?"; }
 
-plan 8
+plan 35
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
-tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
-CREATE EXTENSION toygun;
-CREATE TABLE ticks (run uuid, state text, at timestamptz DEFAULT clock_timestamp());
-CREATE FUNCTION public.h(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO public.ticks (run, state) VALUES (t.id, t.state);
-    PERFORM pg_sleep(0.005);
-    RETURN CASE t.state WHEN 'a' THEN toygun.go('b') WHEN 'b' THEN toygun.go('c') ELSE toygun.stop() END;
-END $$;
-SELECT toygun.define_resource('thing');
-SELECT toygun.define_task('thing', 'job', '{a,b,c}', 'h(toygun.task)');
-SQL
+load_setup "$DIR" tg || bail "setup failed"
+CRASHES=0
 
-# Clients start runs, 25 per transaction, until each has committed its share
-# of half the runs, retrying while the server is down (for at most a minute).
-start_clients() {
-	local c
-	for c in $(seq 1 $CLIENTS); do
-		(
-			local done=0 deadline=$((SECONDS + 60))
-			while [ $done -lt $((RUNS / CLIENTS / 50)) ] && [ $SECONDS -lt $deadline ]; do
-				if q "SELECT toygun.start_task(toygun.create_resource('thing'), 'job') FROM generate_series(1, 25)" \
-					>/dev/null 2>&1; then
-					done=$((done + 1))
-				else
-					sleep 0.2
-				fi
-			done
-		) &
-	done
+# under_load: start the clients and wait until ticks have progressed with a
+# backlog of live runs, so that what follows hits the middle of the load
+under_load() {
+	local before
+	load_clients "$DIR" tg $CLIENTS "$EACH" 120 0.01
+	before=$(ticks)
+	tg_wait 60 "$DIR" tg "SELECT (SELECT count(*) FROM ticks) >= $before + 60
+	                         AND (SELECT count(*) FROM toygun.task WHERE state <> '__stop__') >= 20" ||
+		bail "no progress under load"
 }
 
-start_clients
-tg_wait 60 "$DIR" tg "SELECT count(*) >= 300 FROM ticks" || bail "no progress before the first crash"
+# back_and_ticking SINCE: the workers tick again after a restart at SINCE
+# (epoch seconds); reports the time to the first tick
+back_and_ticking() {
+	local since=$1 label=$2
+	tg_wait 60 "$DIR" tg "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'toygun worker'
+	                        AND EXISTS (SELECT FROM ticks WHERE at > to_timestamp($since))"
+	ok $? "$label: the server comes back and the workers tick"
+	note "$label: restart to first tick: $(q "SELECT round(extract(epoch FROM min(at) - to_timestamp($since))::numeric, 3)
+	                                          FROM ticks WHERE at > to_timestamp($since)") s"
+}
+
+finish_phase() {
+	local label=$1
+	wait "${LOAD_PIDS[@]}" 2>/dev/null
+	load_wait_done "$DIR" tg 180 || note "$label: runs still live after 180 s: $(live)"
+	load_invariants "$DIR" tg "$label"
+}
+
+# 1. SIGKILL of a worker
+under_load
 WORKER=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'toygun worker' LIMIT 1")
-note "killing worker $WORKER with SIGKILL after $(ticks) ticks"
-kill -9 "$WORKER"
-wait
-tg_wait 60 "$DIR" tg "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'toygun worker'"
-ok $? "after a worker is killed the server restarts and the workers come back"
+note "SIGKILL of worker $WORKER after $(ticks) ticks, $(live) runs live"
+T=$(date +%s.%N); kill -9 "$WORKER"; CRASHES=$((CRASHES + 1))
+back_and_ticking "$T" "worker killed"
+finish_phase "worker killed"
 
-# more load, then an immediate stop in the middle of it: with progress made
-# and a backlog of live runs left
-start_clients
-BEFORE=$(ticks)
-tg_wait 60 "$DIR" tg "SELECT count(*) >= $BEFORE + 300 FROM ticks" &&
-	tg_wait 60 "$DIR" tg "SELECT count(*) >= 100 FROM toygun.task WHERE state <> '__stop__'" ||
-	bail "no progress and backlog before the immediate stop"
-note "stopping the server with -m immediate after $(ticks) ticks, $(q "SELECT count(*) FROM toygun.task WHERE state <> '__stop__'") runs live"
-"$PGBIN/pg_ctl" -D "$DIR/data" -m immediate -w stop >/dev/null
-# the clients would retry until the server is back: stop them
-kill $(jobs -p) 2>/dev/null
-wait
-RESTART=$(date +%s.%N)
+# 2. SIGKILL of a client backend in the middle of start_task: that start
+# never committed, so its run must not exist afterwards
+under_load
+tg_psql "$DIR" tg -c "SET application_name = 'doomed'" \
+	-c "BEGIN" -c "INSERT INTO started (run) SELECT toygun.start_task(toygun.create_resource('loaded'), 'job')" \
+	-c "SELECT pg_sleep(60)" -c "COMMIT" >/dev/null 2>&1 &
+DOOMED_CLIENT=$!
+tg_wait 20 "$DIR" tg "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'doomed'
+                                      AND query LIKE '%pg_sleep%')" || bail "the doomed client did not start"
+BACKEND=$(q "SELECT pid FROM pg_stat_activity WHERE application_name = 'doomed'")
+note "SIGKILL of client backend $BACKEND inside a transaction that started a run"
+T=$(date +%s.%N); kill -9 "$BACKEND"; CRASHES=$((CRASHES + 1))
+wait "$DOOMED_CLIENT" 2>/dev/null
+back_and_ticking "$T" "client killed"
+finish_phase "client killed"
+
+# 3. pg_ctl stop -m immediate, then start
+under_load
+note "stop -m immediate after $(ticks) ticks, $(live) runs live"
+"$PGBIN/pg_ctl" -D "$DIR/data" -m immediate -w stop >/dev/null; CRASHES=$((CRASHES + 1))
+T=$(date +%s.%N)
 tg_start "$DIR" || bail "server did not start again"
-wait_for 30 "SELECT max(at) > to_timestamp($RESTART) FROM ticks"
-ok $? "after the restart the workers tick again"
-note "restart to first tick: $(q "SELECT round(extract(epoch FROM min(at) - to_timestamp($RESTART))::numeric, 3) FROM ticks WHERE at > to_timestamp($RESTART)") s"
+back_and_ticking "$T" "stop -m immediate"
+finish_phase "stop -m immediate"
 
-wait_for 180 "SELECT NOT EXISTS (SELECT FROM toygun.task WHERE state <> '__stop__')"
-ok $? "every committed start reaches __stop__"
-STARTED=$(q "SELECT count(*) FROM toygun.task")
-note "runs started and committed: $STARTED"
-[ "$STARTED" -ge $((RUNS / 2)) ]
-ok $? "the load started hundreds of runs ($STARTED)"
-is "$(q "SELECT count(*) FROM (SELECT run FROM ticks GROUP BY run HAVING count(*) <> 3 OR count(DISTINCT state) <> 3) x")" 0 \
-	"every run's three states each ran exactly once (nothing applied twice, nothing lost)"
-is "$(q "SELECT count(*) FROM toygun.task t WHERE NOT EXISTS (SELECT FROM ticks k WHERE k.run = t.id)")" 0 \
-	"every committed run was ticked"
-is "$(q "SELECT count(*) FROM (SELECT object_id FROM toygun.transition GROUP BY object_id
-                                HAVING min(step) <> 0 OR max(step) <> count(*) - 1) x")" 0 \
-	"every history is gapless from step 0"
-is "$(q "SELECT count(*) FROM toygun.task WHERE step <> 4 OR run_at IS NOT NULL")" 0 \
-	"every run made exactly four transitions and is no longer due"
+# 4. pg_ctl restart -m fast
+under_load
+note "restart -m fast after $(ticks) ticks, $(live) runs live"
+T=$(date +%s.%N)
+"$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -m fast -w -t 60 restart >/dev/null || bail "restart failed"
+back_and_ticking "$T" "restart -m fast"
+finish_phase "restart -m fast"
+
+# 5. five crashes within a minute, the clients starting runs all along
+EACH=$((EACH * 3)) under_load
+START=$SECONDS
+BACK=0
+for i in 1 2 3 4 5; do
+	WORKER=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'toygun worker' LIMIT 1")
+	[ -n "$WORKER" ] && kill -9 "$WORKER" && CRASHES=$((CRASHES + 1))
+	sleep 1
+	tg_wait 30 "$DIR" tg "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'toygun worker'" &&
+		BACK=$((BACK + 1))
+	sleep 1
+done
+[ $BACK -eq 5 ] && [ $((SECONDS - START)) -le 60 ]
+ok $? "five crashes within a minute, each followed by the workers coming back ($BACK of 5, $((SECONDS - START)) s)"
+finish_phase "five crashes"
+
+note "crashes survived: $CRASHES; runs checked: $(q "SELECT count(*) FROM started")"
