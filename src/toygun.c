@@ -54,7 +54,14 @@ toygun_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
 			toygun_store_end_of_xact(true);
+			break;
+		case XACT_EVENT_PREPARE:
+			/* what it made due becomes due when COMMIT PREPARED runs: no wake */
+			wake_at_commit = false;
+			toygun_free_retired_defs();
+			toygun_object_end_of_xact();
 			break;
 		case XACT_EVENT_COMMIT:
 			/* the commit is visible to others by now */
