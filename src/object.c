@@ -77,6 +77,16 @@ copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
 }
 
+/* A text column as a C string, or NULL (no output function lookups). */
+static char *
+text_col(HeapTuple tup, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
 /* An object from a row of TASK_COLUMNS or RESOURCE_COLUMNS. */
 ToygunObject *
 toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
@@ -90,15 +100,15 @@ toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
 	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-	obj->last_error = SPI_getvalue(tup, desc, 6);
+	obj->last_error = text_col(tup, desc, 6);
 	obj->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 11, &isnull));
 	if (kind == TOYGUN_TASK)
 	{
 		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
-		obj->name = SPI_getvalue(tup, desc, 8);
-		obj->resource_state = SPI_getvalue(tup, desc, 10);
+		obj->name = text_col(tup, desc, 8);
+		obj->resource_state = text_col(tup, desc, 10);
 	}
-	obj->type = SPI_getvalue(tup, desc, 9);
+	obj->type = text_col(tup, desc, 9);
 	obj->due = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull)) && !isnull;
 	obj->tid = *((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 13, &isnull)));
 	return obj;
