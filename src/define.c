@@ -32,6 +32,23 @@ static SPIPlanPtr upsert_resource_type_plan;
 static SPIPlanPtr upsert_task_type_plan;
 static SPIPlanPtr rearm_resources_plan;
 
+/*
+ * Most states, and most fields, a type may declare. Lists are searched
+ * linearly, and checked for duplicates pairwise; a definition far longer
+ * than any state machine would make every call on the type slow.
+ */
+#define MAX_LIST 1000
+
+static void
+check_list_length(const char *what, int n)
+{
+	if (n > MAX_LIST)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many %s", what),
+				 errdetail("There are %d; the limit is %d.", n, MAX_LIST)));
+}
+
 /* Declared states: a non-empty list of unique names, none reserved. */
 static char **
 check_states(FunctionCallInfo fcinfo, int argno, int *n)
@@ -42,6 +59,7 @@ check_states(FunctionCallInfo fcinfo, int argno, int *n)
 
 	toygun_check_not_null(fcinfo, argno, "states");
 	states = toygun_text_array(PG_GETARG_ARRAYTYPE_P(argno), "states", n);
+	check_list_length("states", *n);
 	if (*n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -78,6 +96,7 @@ check_fields(FunctionCallInfo fcinfo, int argno, const char *what, int *n)
 		return NULL;
 	}
 	fields = toygun_text_array(PG_GETARG_ARRAYTYPE_P(argno), what, n);
+	check_list_length(what, *n);
 	for (i = 0; i < *n; i++)
 	{
 		(void) toygun_check_name("field name", cstring_to_text(fields[i]));

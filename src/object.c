@@ -206,6 +206,7 @@ check_fields(ToygunDef *def, Jsonb *attrs)
 
 		if (tok != WJB_KEY)
 			continue;
+		CHECK_FOR_INTERRUPTS();
 		key = pnstrdup(v.val.string.val, v.val.string.len);
 		if (strcmp(key, TOYGUN_PANIC_MESSAGE) == 0 ||
 			toygun_in_list(key, def->fields, def->nfields) ||
