@@ -178,6 +178,7 @@ check_target(ToygunDef *def, const char *to_state)
 	if (strcmp(to_state, TOYGUN_STOP) == 0 || strcmp(to_state, TOYGUN_PANIC) == 0 ||
 		toygun_state_declared(def, to_state))
 		return;
+	toygun_check_name_cstr("state name", to_state);
 	if (strncmp(to_state, "__", 2) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
@@ -727,7 +728,7 @@ transition_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 	obj = lock_for_caller(kind, fcinfo, &call, &def);
 	if (!PG_ARGISNULL(3))
 	{
-		char	   *expected = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		char	   *expected = toygun_check_name("expected_state", PG_GETARG_TEXT_PP(3));
 
 		if (strcmp(expected, obj->state) != 0)
 			ereport(ERROR,

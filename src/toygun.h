@@ -170,6 +170,7 @@ extern SPIPlanPtr toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid
 extern int	toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count);
 
 /* util.c: checks and conversions */
+extern void toygun_check_name_cstr(const char *what, const char *s);
 extern char *toygun_check_name(const char *what, text *name);
 extern void toygun_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern char **toygun_text_array(ArrayType *arr, const char *what, int *n);
