@@ -280,7 +280,12 @@ toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
 	pfree(ad);
 	plain[plen] = '\0';
 
-	/* Authentic text is JSON we wrote; if not, do not let the parser quote it. */
+	/*
+	 * Authentic text is JSON we wrote; if not, do not let the parser quote
+	 * it. Other errors (a value nested too deeply for this stack, a cancel,
+	 * running out of memory) quote nothing and are not corruption: they go
+	 * on as they are.
+	 */
 	PG_TRY();
 	{
 		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum((char *) plain)));
@@ -288,8 +293,10 @@ toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
 		sodium_memzero(plain, plen);
+		if (ERRCODE_TO_CATEGORY(geterrcode()) != ERRCODE_DATA_EXCEPTION)
+			PG_RE_THROW();
+		FlushErrorState();
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("decrypted secret is not valid JSON")));
