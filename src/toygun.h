@@ -244,6 +244,8 @@ typedef struct ToygunContext
 
 extern ToygunSecret *toygun_encrypt_value(Jsonb *value, ToygunContext *ctx);
 extern Jsonb *toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx);
+extern Jsonb *toygun_decrypt_quietly(ToygunSecret *s, ToygunContext *ctx, const char **why);
+extern ToygunSecret *toygun_secret_parse(const char *s, size_t len, const char **problem);
 extern ToygunSecret *toygun_secret_from_text(const char *s, size_t len);
 extern char *toygun_secret_to_text(ToygunSecret *s);
 extern uint32 toygun_secret_key(ToygunSecret *s);
