@@ -39,12 +39,12 @@ check_attrs(Jsonb *attrs)
 }
 
 /*
- * The longest wait, in days, counting a month as 31 days. Far beyond any
- * use, and well inside what a timestamp can hold whichever way the parts
- * of an interval point, so that adding a wait to the current time never
- * overflows.
+ * The longest wait: 1000 years, in days, counting a month as 31 days. Far
+ * beyond any use, and well inside what a timestamp can hold whichever way
+ * the parts of an interval point, so that adding a wait to the current
+ * time never overflows.
  */
-#define MAX_WAIT_DAYS	(1000 * 366)
+#define MAX_WAIT_DAYS	(1000 * 12 * 31)
 
 static const char *
 interval_text(Interval *iv)
