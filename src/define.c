@@ -32,6 +32,23 @@ static SPIPlanPtr upsert_resource_type_plan;
 static SPIPlanPtr upsert_task_type_plan;
 static SPIPlanPtr rearm_resources_plan;
 
+/*
+ * Most states, and most fields, a type may declare. Lists are searched
+ * linearly, and checked for duplicates pairwise; a definition far longer
+ * than any state machine would make every call on the type slow.
+ */
+#define MAX_LIST 1000
+
+static void
+check_list_length(const char *what, int n)
+{
+	if (n > MAX_LIST)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many %s", what),
+				 errdetail("There are %d; the limit is %d.", n, MAX_LIST)));
+}
+
 /* Declared states: a non-empty list of unique names, none reserved. */
 static char **
 check_states(FunctionCallInfo fcinfo, int argno, int *n)
@@ -42,6 +59,7 @@ check_states(FunctionCallInfo fcinfo, int argno, int *n)
 
 	toygun_check_not_null(fcinfo, argno, "states");
 	states = toygun_text_array(PG_GETARG_ARRAYTYPE_P(argno), "states", n);
+	check_list_length("states", *n);
 	if (*n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -78,6 +96,7 @@ check_fields(FunctionCallInfo fcinfo, int argno, const char *what, int *n)
 		return NULL;
 	}
 	fields = toygun_text_array(PG_GETARG_ARRAYTYPE_P(argno), what, n);
+	check_list_length(what, *n);
 	for (i = 0; i < *n; i++)
 	{
 		(void) toygun_check_name("field name", cstring_to_text(fields[i]));
@@ -91,18 +110,16 @@ check_fields(FunctionCallInfo fcinfo, int argno, const char *what, int *n)
 }
 
 /*
- * A handler is a plain function of one argument, the object's row type,
- * returning toygun.next, that the definer may execute. Returns its
- * schema-qualified signature, which is what we store.
+ * Why fn cannot be a handler taking toygun.<rowtype>, as a detail sentence,
+ * or NULL if it can: a plain function of one argument, the object's row
+ * type, returning toygun.next, in a schema that outlives the session.
  */
-static char *
-check_handler(Oid fn, const char *rowtype, Oid caller)
+static const char *
+handler_shape_problem(Oid fn, const char *rowtype)
 {
 	HeapTuple	tup;
 	Form_pg_proc proc;
-	Oid			argtype = toygun_type_oid(rowtype);
-	Oid			nexttype = toygun_type_oid("next");
-	bool		ok;
+	const char *problem = NULL;
 
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
 	if (!HeapTupleIsValid(tup))
@@ -110,15 +127,36 @@ check_handler(Oid fn, const char *rowtype, Oid caller)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("handler function with OID %u does not exist", fn)));
 	proc = (Form_pg_proc) GETSTRUCT(tup);
-	ok = proc->prokind == PROKIND_FUNCTION && !proc->proretset &&
-		proc->pronargs == 1 && proc->proargtypes.values[0] == argtype &&
-		proc->prorettype == nexttype;
+	if (proc->prokind != PROKIND_FUNCTION)
+		problem = "It is not a plain function.";
+	else if (proc->proretset)
+		problem = "It returns a set.";
+	else if (proc->pronargs != 1 || proc->proargtypes.values[0] != toygun_type_oid(rowtype))
+		problem = psprintf("It does not take one argument of type toygun.%s.", rowtype);
+	else if (proc->prorettype != toygun_type_oid("next"))
+		problem = "It does not return toygun.next.";
+	else if (isAnyTempNamespace(proc->pronamespace))
+		problem = "It is a temporary function: it would be gone at the end of the session, and another session's function of the same name would take its place.";
 	ReleaseSysCache(tup);
-	if (!ok)
+	return problem;
+}
+
+/*
+ * A handler is a plain function of one argument, the object's row type,
+ * returning toygun.next, that the definer may execute. Returns its
+ * schema-qualified signature, which is what we store.
+ */
+static char *
+check_handler(Oid fn, const char *rowtype, Oid caller)
+{
+	const char *problem = handler_shape_problem(fn, rowtype);
+
+	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
 				 errmsg("handler %s must be a function taking toygun.%s and returning toygun.next",
 						format_procedure(fn), rowtype),
+				 errdetail_internal("%s", problem),
 				 errhint("Declare it as CREATE FUNCTION f(o toygun.%s) RETURNS toygun.next.",
 						 rowtype)));
 	if (pg_proc_aclcheck(fn, caller, ACL_EXECUTE) != ACLCHECK_OK)
@@ -353,6 +391,7 @@ toygun_def_handler(ToygunDef *def)
 {
 	LOCAL_FCINFO(lookup, 1);
 	Datum		fn;
+	const char *problem;
 
 	if (def->handler_ready)
 		return &def->handler_fn;
@@ -371,6 +410,19 @@ toygun_def_handler(ToygunDef *def)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the role that defined %s no longer exists", toygun_def_label(def)),
 				 errhint("Define the type again as an existing role.")));
+	/*
+	 * The function of that signature may have been dropped and created
+	 * again since the type was defined, as something that is no handler:
+	 * calling it would read its result as a toygun.next.
+	 */
+	problem = handler_shape_problem(DatumGetObjectId(fn),
+									def->kind == TOYGUN_TASK ? "task" : "resource");
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("handler %s of %s is no longer a handler", def->handler, toygun_def_label(def)),
+				 errdetail_internal("%s", problem),
+				 errhint("Create the function again returning toygun.next, or define the type again with another handler.")));
 	if (pg_proc_aclcheck(DatumGetObjectId(fn), def->owner, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -35,10 +35,13 @@ typedef bool (*FieldRewrite) (JsonbParseState **state, JsonbValue *value,
 							  ToygunContext *ctx, void *arg);
 
 /* rotate_secrets(): the key to re-encrypt with, and how many were. */
+#define MAX_SKIP_WARNINGS 10
+
 typedef struct Rotation
 {
 	uint32		current;
 	int64		count;
+	int64		skipped;		/* sealed values that do not decrypt */
 } Rotation;
 
 typedef struct FieldErrorContext
@@ -315,6 +318,10 @@ toygun_field_resource(PG_FUNCTION_ARGS)
 /*
  * Re-encrypt one field value with the current key, unless it already is;
  * seal a value stored in plaintext before its field was declared encrypted.
+ * A sealed value that does not decrypt (malformed, altered, copied from
+ * another object, or under a key no longer in the keyring) is left as it
+ * is, with a warning: whoever can write a type's attrs could otherwise
+ * plant one and stop every rotation.
  */
 static bool
 reseal_one(JsonbParseState **state, JsonbValue *value, ToygunContext *ctx, void *arg)
@@ -324,11 +331,24 @@ reseal_one(JsonbParseState **state, JsonbValue *value, ToygunContext *ctx, void 
 
 	if (sealed_text(value, &text))
 	{
-		ToygunSecret *s = toygun_secret_from_text(text.val.string.val, text.val.string.len);
+		const char *why;
+		ToygunSecret *s = toygun_secret_parse(text.val.string.val, text.val.string.len, &why);
+		Jsonb	   *plain;
 
-		if (toygun_secret_key(s) == rot->current)
+		if (s != NULL && toygun_secret_key(s) == rot->current)
 			return false;
-		push_sealed(state, toygun_decrypt_value(s, ctx), ctx);
+		plain = s != NULL ? toygun_decrypt_quietly(s, ctx, &why) : NULL;
+		if (plain == NULL)
+		{
+			if (++rot->skipped <= MAX_SKIP_WARNINGS)
+				ereport(WARNING,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("encrypted field \"%.*s\" does not decrypt, and was left as it is",
+								(int) (ctx->len - UUID_LEN), ctx->data + UUID_LEN),
+						 errdetail_internal("%s", why)));
+			return false;
+		}
+		push_sealed(state, plain, ctx);
 	}
 	else
 		push_sealed(state, JsonbValueToJsonb(value), ctx);
@@ -480,10 +500,17 @@ toygun_rotate_secrets(PG_FUNCTION_ARGS)
 	Rotation	rot;
 
 	rot.count = 0;
+	rot.skipped = 0;
 	toygun_begin_call(&call);
 	(void) toygun_keyring_current(&rot.current);
 	rotate_kind(TOYGUN_RESOURCE, &rot);
 	rotate_kind(TOYGUN_TASK, &rot);
+	if (rot.skipped > MAX_SKIP_WARNINGS)
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("%lld encrypted field values do not decrypt, and were left as they are",
+						(long long) rot.skipped),
+				 errdetail("The first %d were named in warnings of their own.", MAX_SKIP_WARNINGS)));
 	toygun_end_call(&call);
 	PG_RETURN_INT64(rot.count);
 }

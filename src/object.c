@@ -188,6 +188,7 @@ check_target(ToygunDef *def, const char *to_state)
 	if (strcmp(to_state, TOYGUN_STOP) == 0 || strcmp(to_state, TOYGUN_PANIC) == 0 ||
 		toygun_state_declared(def, to_state))
 		return;
+	toygun_check_name_cstr("state name", to_state);
 	if (strncmp(to_state, "__", 2) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
@@ -216,6 +217,7 @@ check_fields(ToygunDef *def, Jsonb *attrs)
 
 		if (tok != WJB_KEY)
 			continue;
+		CHECK_FOR_INTERRUPTS();
 		key = pnstrdup(v.val.string.val, v.val.string.len);
 		if (strcmp(key, TOYGUN_PANIC_MESSAGE) == 0 ||
 			toygun_in_list(key, def->fields, def->nfields) ||
@@ -736,7 +738,7 @@ transition_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 	obj = lock_for_caller(kind, fcinfo, &call, &def);
 	if (!PG_ARGISNULL(3))
 	{
-		char	   *expected = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		char	   *expected = toygun_check_name("expected_state", PG_GETARG_TEXT_PP(3));
 
 		if (strcmp(expected, obj->state) != 0)
 			ereport(ERROR,

@@ -6,7 +6,9 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_type.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
@@ -36,20 +38,50 @@ check_attrs(Jsonb *attrs)
 		toygun_check_object_attrs("attrs", attrs);
 }
 
+/*
+ * The longest wait: 1000 years, in days, counting a month as 31 days. Far
+ * beyond any use, and well inside what a timestamp can hold whichever way
+ * the parts of an interval point, so that adding a wait to the current
+ * time never overflows.
+ */
+#define MAX_WAIT_DAYS	(1000 * 12 * 31)
+
+static const char *
+interval_text(Interval *iv)
+{
+	return DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
+}
+
 static void
 check_wait(Interval *wait)
 {
 	Interval	zero = {0, 0, 0};
+	int64		usecs;
 
-	if (wait != NULL &&
-		DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(wait),
+	if (wait == NULL)
+		return;
+	if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(wait),
 										 IntervalPGetDatum(&zero))))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("wait must not be negative"),
-				 errdetail("It was %s.",
-						   DatumGetCString(DirectFunctionCall1(interval_out,
-															   IntervalPGetDatum(wait))))));
+				 errdetail("It was %s.", interval_text(wait))));
+
+	/* each part bounded first, so that the sum cannot overflow */
+	if (Abs((int64) wait->month) * 31 > MAX_WAIT_DAYS ||
+		Abs((int64) wait->day) > MAX_WAIT_DAYS ||
+		wait->time > (int64) MAX_WAIT_DAYS * USECS_PER_DAY ||
+		wait->time < -(int64) MAX_WAIT_DAYS * USECS_PER_DAY)
+		usecs = PG_INT64_MAX;
+	else
+		usecs = (Abs((int64) wait->month) * 31 + Abs((int64) wait->day)) * USECS_PER_DAY +
+			Abs(wait->time);
+	if (usecs > (int64) MAX_WAIT_DAYS * USECS_PER_DAY)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
+				 errmsg("wait is too long"),
+				 errdetail("It was %s; the limit is 1000 years.", interval_text(wait)),
+				 errhint("To stop ticking for good, return toygun.stop().")));
 }
 
 /* Build a toygun.next; the row type is looked up once per call site. */
@@ -153,8 +185,13 @@ toygun_read_next(Datum next, ToygunNext *out)
 	bool		nulls[NEXT_NATTS];
 	char	   *kind;
 
-	if (desc->natts != NEXT_NATTS)
-		elog(ERROR, "toygun.next has %d columns, expected %d", desc->natts, NEXT_NATTS);
+	if (desc->natts != NEXT_NATTS ||
+		TupleDescAttr(desc, NEXT_KIND)->atttypid != TEXTOID ||
+		TupleDescAttr(desc, NEXT_STATE)->atttypid != TEXTOID ||
+		TupleDescAttr(desc, NEXT_ATTRS)->atttypid != JSONBOID ||
+		TupleDescAttr(desc, NEXT_WAIT)->atttypid != INTERVALOID ||
+		TupleDescAttr(desc, NEXT_MESSAGE)->atttypid != TEXTOID)
+		elog(ERROR, "toygun.next does not have the columns (kind text, state text, attrs jsonb, wait interval, message text)");
 	tmp.t_len = HeapTupleHeaderGetDatumLength(td);
 	ItemPointerSetInvalid(&tmp.t_self);
 	tmp.t_tableOid = InvalidOid;
@@ -198,5 +235,7 @@ toygun_read_next(Datum next, ToygunNext *out)
 			invalid_outcome("A \"panic\" outcome needs a message.");
 	}
 	else
-		invalid_outcome(psprintf("Its kind is \"%s\"; it must be go, stay, stop or panic.", kind));
+		invalid_outcome(psprintf("Its kind is \"%.*s\"%s; it must be go, stay, stop or panic.",
+								 pg_mbcliplen(kind, strlen(kind), TOYGUN_NAME_MAX), kind,
+								 strlen(kind) > TOYGUN_NAME_MAX ? "..." : ""));
 }

@@ -7,11 +7,11 @@
 #include "postgres.h"
 
 #include <ctype.h>
+#include <sodium.h>
 
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
-#include "common/hashfn.h"
 #include "common/int.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -622,24 +622,66 @@ cron_bucket(const CronSpec *spec, TimestampTz at)
 }
 
 /*
+ * A name as a part of a job name: as it is, or, if it holds a dot or a
+ * double quote, double-quoted with its quotes doubled, so that no two
+ * (type, task) pairs make the same job name ("a.b", "c" and "a", "b.c").
+ */
+static void
+append_job_name_part(StringInfo buf, const char *name)
+{
+	const char *p;
+
+	if (strpbrk(name, ".\"") == NULL)
+	{
+		appendStringInfoString(buf, name);
+		return;
+	}
+	appendStringInfoChar(buf, '"');
+	for (p = name; *p; p++)
+	{
+		if (*p == '"')
+			appendStringInfoChar(buf, '"');
+		appendStringInfoChar(buf, *p);
+	}
+	appendStringInfoChar(buf, '"');
+}
+
+/*
  * The pg_cron job of a schedule: "toygun:type.task", recognisable in
  * cron.job. Job names are at most NAMEDATALEN - 1 bytes, so a longer one is
- * clipped and ends in a hash of the whole, which keeps it unique.
+ * clipped and ends in 64 bits of a cryptographic hash of the whole, which
+ * nobody can make another schedule's name match.
  */
 static char *
 job_name(const char *type, const char *task)
 {
-	char	   *full = psprintf("toygun:%s.%s", type, task);
-	int			len = strlen(full);
-	char		suffix[16];
+	StringInfoData full;
+	unsigned char hash[crypto_generichash_BYTES_MIN];
+	char		suffix[2 + 2 * 8];
 	int			keep;
+	int			i;
 
-	if (len < NAMEDATALEN)
-		return full;
-	snprintf(suffix, sizeof(suffix), "~%08x",
-			 (uint32) hash_bytes_extended((const unsigned char *) full, len, 0));
-	keep = pg_mbcliplen(full, len, NAMEDATALEN - 1 - strlen(suffix));
-	return psprintf("%.*s%s", keep, full, suffix);
+	initStringInfo(&full);
+	appendStringInfoString(&full, "toygun:");
+	append_job_name_part(&full, type);
+	appendStringInfoChar(&full, '.');
+	append_job_name_part(&full, task);
+	if (full.len < NAMEDATALEN)
+		return full.data;
+	crypto_generichash(hash, sizeof(hash), (const unsigned char *) full.data, full.len, NULL, 0);
+	suffix[0] = '~';
+	for (i = 0; i < 8; i++)
+		snprintf(suffix + 1 + 2 * i, 3, "%02x", hash[i]);
+	keep = pg_mbcliplen(full.data, full.len, NAMEDATALEN - 1 - strlen(suffix));
+	return psprintf("%.*s%s", keep, full.data, suffix);
+}
+
+/* The command of a schedule's job; it names the schedule unambiguously. */
+static char *
+job_command(const char *type, const char *task)
+{
+	return psprintf("SELECT toygun.run_schedule(%s, %s)",
+					quote_literal_cstr(type), quote_literal_cstr(task));
 }
 
 /*
@@ -784,9 +826,25 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	 * same name and owner (the extension's owner: we run as it), keeping its
 	 * id. Not a kept plan: pg_cron may be dropped and created again.
 	 */
-	command = psprintf("SELECT toygun.run_schedule(%s, %s)",
-					   quote_literal_cstr(type), quote_literal_cstr(task));
+	command = job_command(type, task);
 	cron_values[0] = CStringGetTextDatum(name);
+	cron_values[1] = CStringGetTextDatum(command);
+
+	/*
+	 * schedule() would take over a job of the same name that fires another
+	 * schedule: names are made not to collide, and this makes sure.
+	 */
+	if (SPI_execute_with_args("SELECT FROM cron.job WHERE jobname = $1 AND username = CURRENT_USER"
+							  "   AND command <> $2",
+							  2, cron_types, cron_values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading cron.job failed");
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("pg_cron job \"%s\" runs another command", name),
+				 errdetail("It does not fire the periodic start of task \"%s\" of resource type \"%s\".",
+						   task, type),
+				 errhint("Remove that job with cron.unschedule() if it is not needed.")));
 	cron_values[1] = CStringGetTextDatum(cron);
 	cron_values[2] = CStringGetTextDatum(command);
 	if (SPI_execute_with_args("SELECT cron.schedule($1, $2, $3)", 3, cron_types,
@@ -843,13 +901,14 @@ toygun_stop_every(PG_FUNCTION_ARGS)
 
 	if (OidIsValid(get_extension_oid("pg_cron", true)))
 	{
-		Oid			name_type[1] = {TEXTOID};
-		Datum		name_value[1];
+		Oid			name_type[2] = {TEXTOID, TEXTOID};
+		Datum		name_value[2];
 
 		name_value[0] = CStringGetTextDatum(job_name(type, task));
+		name_value[1] = CStringGetTextDatum(job_command(type, task));
 		if (SPI_execute_with_args("SELECT cron.unschedule(jobid) FROM cron.job"
-								  " WHERE jobname = $1 AND username = CURRENT_USER",
-								  1, name_type, name_value, NULL, false, 0) != SPI_OK_SELECT)
+								  " WHERE jobname = $1 AND username = CURRENT_USER AND command = $2",
+								  2, name_type, name_value, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "cron.unschedule() failed");
 		existed = existed || SPI_processed > 0;
 	}

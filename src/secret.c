@@ -103,22 +103,24 @@ toygun_secret_key(ToygunSecret *s)
 	return get32(b + OFF_KEY);
 }
 
-/* Parse the text form (len bytes, not necessarily terminated). */
+/*
+ * Parse the text form (len bytes, not necessarily terminated). Returns NULL
+ * and sets *problem to a detail sentence if it is malformed.
+ */
 ToygunSecret *
-toygun_secret_from_text(const char *s, size_t len)
+toygun_secret_parse(const char *s, size_t len, const char **problem)
 {
 	size_t		b64len;
 	size_t		maxbytes;
 	size_t		binlen = 0;
 	ToygunSecret *out;
 	unsigned char *b;
-	const char *problem;
 
 	if (len < SECRET_PREFIX_LEN || memcmp(s, SECRET_PREFIX, SECRET_PREFIX_LEN) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type toygun.secret"),
-				 errdetail("A secret's text form starts with \"%s\".", SECRET_PREFIX)));
+	{
+		*problem = "A secret's text form starts with \"" SECRET_PREFIX "\".";
+		return NULL;
+	}
 	b64len = len - SECRET_PREFIX_LEN;
 	maxbytes = b64len / 4 * 3 + 3;
 	if (maxbytes > MaxAllocSize - VARHDRSZ - 1)
@@ -130,17 +132,33 @@ toygun_secret_from_text(const char *s, size_t len)
 	b[0] = SECRET_VERSION;
 	if (sodium_base642bin(b + 1, maxbytes, s + SECRET_PREFIX_LEN, b64len, NULL,
 						  &binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type toygun.secret"),
-				 errdetail("It is not valid base64 after \"%s\".", SECRET_PREFIX)));
-	problem = secret_problem(b, binlen + 1);
-	if (problem != NULL)
+	{
+		pfree(out);
+		*problem = "It is not valid base64 after \"" SECRET_PREFIX "\".";
+		return NULL;
+	}
+	*problem = secret_problem(b, binlen + 1);
+	if (*problem != NULL)
+	{
+		pfree(out);
+		return NULL;
+	}
+	SET_VARSIZE(out, VARHDRSZ + 1 + binlen);
+	return out;
+}
+
+/* Parse the text form; a malformed one is an error. */
+ToygunSecret *
+toygun_secret_from_text(const char *s, size_t len)
+{
+	const char *problem;
+	ToygunSecret *out = toygun_secret_parse(s, len, &problem);
+
+	if (out == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type toygun.secret"),
 				 errdetail_internal("%s", problem)));
-	SET_VARSIZE(out, VARHDRSZ + 1 + binlen);
 	return out;
 }
 
@@ -230,17 +248,28 @@ toygun_encrypt_value(Jsonb *value, ToygunContext *ctx)
 	return out;
 }
 
+/* Why a secret did not decrypt. */
+typedef enum DecryptFailure
+{
+	DECRYPT_MALFORMED,
+	DECRYPT_NO_KEY,
+	DECRYPT_NOT_AUTHENTIC
+} DecryptFailure;
+
+#define NOT_AUTHENTIC_DETAIL "It was altered, or it was encrypted for another context (an encrypted field's context is its object and field name)."
+
 /*
- * Decrypt a secret bound to ctx back into its jsonb value. The plaintext is
- * wiped once parsed. Errors say which check failed, never what the secret
+ * Decrypt a secret bound to ctx back into its jsonb value, or return NULL
+ * and say why in *failure (and, if malformed, *problem). The plaintext is
+ * wiped once parsed. Nothing said about a failure reveals what the secret
  * holds.
  */
-Jsonb *
-toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
+static Jsonb *
+decrypt_value(ToygunSecret *s, ToygunContext *ctx, DecryptFailure *failure,
+			  const char **problem)
 {
 	size_t		len;
 	const unsigned char *b = secret_bytes(s, &len);
-	const char *problem = secret_problem(b, len);
 	uint32		key_number;
 	const unsigned char *key;
 	size_t		ctlen;
@@ -251,19 +280,19 @@ toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
 	MemoryContext cxt = CurrentMemoryContext;
 	Jsonb	   *volatile result = NULL;
 
-	if (problem != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("toygun.secret value is corrupted"),
-				 errdetail_internal("%s", problem)));
+	*problem = secret_problem(b, len);
+	if (*problem != NULL)
+	{
+		*failure = DECRYPT_MALFORMED;
+		return NULL;
+	}
 	key_number = get32(b + OFF_KEY);
 	key = toygun_keyring_key(key_number);
 	if (key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("key %u is not in the keyring", key_number),
-				 errhint("Add key %u back to the keyring file and reload the configuration.",
-						 key_number)));
+	{
+		*failure = DECRYPT_NO_KEY;
+		return NULL;
+	}
 
 	ctlen = len - SECRET_HEADER;
 	plain = palloc(ctlen - TAG_BYTES + 1);
@@ -272,15 +301,19 @@ toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
 												   ad, adlen, b + OFF_NONCE, key) != 0)
 	{
 		pfree(plain);
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("secret could not be decrypted"),
-				 errdetail("It was altered, or it was encrypted for another context (an encrypted field's context is its object and field name).")));
+		pfree(ad);
+		*failure = DECRYPT_NOT_AUTHENTIC;
+		return NULL;
 	}
 	pfree(ad);
 	plain[plen] = '\0';
 
-	/* Authentic text is JSON we wrote; if not, do not let the parser quote it. */
+	/*
+	 * Authentic text is JSON we wrote; if not, do not let the parser quote
+	 * it. Other errors (a value nested too deeply for this stack, a cancel,
+	 * running out of memory) quote nothing and are not corruption: they go
+	 * on as they are.
+	 */
 	PG_TRY();
 	{
 		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum((char *) plain)));
@@ -288,8 +321,10 @@ toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
 		sodium_memzero(plain, plen);
+		if (ERRCODE_TO_CATEGORY(geterrcode()) != ERRCODE_DATA_EXCEPTION)
+			PG_RE_THROW();
+		FlushErrorState();
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("decrypted secret is not valid JSON")));
@@ -298,6 +333,74 @@ toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
 	sodium_memzero(plain, plen);
 	pfree(plain);
 	return result;
+}
+
+/*
+ * Decrypt a secret bound to ctx back into its jsonb value. Errors say which
+ * check failed, never what the secret holds.
+ */
+Jsonb *
+toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx)
+{
+	DecryptFailure failure;
+	const char *problem;
+	Jsonb	   *result = decrypt_value(s, ctx, &failure, &problem);
+	uint32		key_number;
+
+	if (result != NULL)
+		return result;
+	switch (failure)
+	{
+		case DECRYPT_MALFORMED:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("toygun.secret value is corrupted"),
+					 errdetail_internal("%s", problem)));
+			break;
+		case DECRYPT_NO_KEY:
+			key_number = toygun_secret_key(s);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("key %u is not in the keyring", key_number),
+					 errhint("Add key %u back to the keyring file and reload the configuration.",
+							 key_number)));
+			break;
+		case DECRYPT_NOT_AUTHENTIC:
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("secret could not be decrypted"),
+					 errdetail(NOT_AUTHENTIC_DETAIL)));
+			break;
+	}
+	return NULL;				/* not reached */
+}
+
+/*
+ * Decrypt a secret bound to ctx, or return NULL with a detail sentence in
+ * *why if it is malformed, under a key not in the keyring, or not authentic.
+ */
+Jsonb *
+toygun_decrypt_quietly(ToygunSecret *s, ToygunContext *ctx, const char **why)
+{
+	DecryptFailure failure;
+	const char *problem;
+	Jsonb	   *result = decrypt_value(s, ctx, &failure, &problem);
+
+	if (result != NULL)
+		return result;
+	switch (failure)
+	{
+		case DECRYPT_MALFORMED:
+			*why = problem;
+			break;
+		case DECRYPT_NO_KEY:
+			*why = psprintf("Its key, number %u, is not in the keyring.", toygun_secret_key(s));
+			break;
+		case DECRYPT_NOT_AUTHENTIC:
+			*why = NOT_AUTHENTIC_DETAIL;
+			break;
+	}
+	return NULL;
 }
 
 Datum

@@ -98,6 +98,7 @@ apply_next(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 		case TOYGUN_NEXT_STAY:
 			{
 				Interval	poll;
+				TimestampTz now;
 
 				toygun_merge_attrs(obj, def, next->attrs);
 				if (next->wait == NULL)
@@ -106,11 +107,15 @@ apply_next(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 					poll.day = 0;
 					poll.time = (int64) toygun_poll_interval_ms * 1000;
 				}
+				now = GetCurrentTimestamp();
 				obj->has_run_at = true;
 				obj->run_at = DatumGetTimestampTz(
 												  DirectFunctionCall2(timestamptz_pl_interval,
-																	  TimestampTzGetDatum(GetCurrentTimestamp()),
+																	  TimestampTzGetDatum(now),
 																	  IntervalPGetDatum(next->wait ? next->wait : &poll)));
+				/* '1 month -30 days' is no wait at all in a short month */
+				if (obj->run_at < now)
+					obj->run_at = now;
 				break;
 			}
 		case TOYGUN_NEXT_STOP:

@@ -170,6 +170,7 @@ extern SPIPlanPtr toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid
 extern int	toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count);
 
 /* util.c: checks and conversions */
+extern void toygun_check_name_cstr(const char *what, const char *s);
 extern char *toygun_check_name(const char *what, text *name);
 extern void toygun_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern char **toygun_text_array(ArrayType *arr, const char *what, int *n);
@@ -243,6 +244,8 @@ typedef struct ToygunContext
 
 extern ToygunSecret *toygun_encrypt_value(Jsonb *value, ToygunContext *ctx);
 extern Jsonb *toygun_decrypt_value(ToygunSecret *s, ToygunContext *ctx);
+extern Jsonb *toygun_decrypt_quietly(ToygunSecret *s, ToygunContext *ctx, const char **why);
+extern ToygunSecret *toygun_secret_parse(const char *s, size_t len, const char **problem);
 extern ToygunSecret *toygun_secret_from_text(const char *s, size_t len);
 extern char *toygun_secret_to_text(ToygunSecret *s);
 extern uint32 toygun_secret_key(ToygunSecret *s);

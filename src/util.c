@@ -11,6 +11,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -115,13 +116,13 @@ toygun_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
 
 /*
  * A type, task, state or field name: not empty, at most TOYGUN_NAME_MAX
- * bytes, no control characters. Returns it as a C string.
+ * bytes, no control characters (C0, DEL and, in UTF-8, C1).
  */
-char *
-toygun_check_name(const char *what, text *name)
+void
+toygun_check_name_cstr(const char *what, const char *s)
 {
-	char	   *s = text_to_cstring(name);
 	size_t		len = strlen(s);
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
 	size_t		i;
 
 	if (len == 0)
@@ -138,11 +139,22 @@ toygun_check_name(const char *what, text *name)
 	{
 		unsigned char c = (unsigned char) s[i];
 
-		if (c < 0x20 || c == 0x7f)
+		if (c < 0x20 || c == 0x7f ||
+			(utf8 && c == 0xc2 && (unsigned char) s[i + 1] >= 0x80 &&
+			 (unsigned char) s[i + 1] <= 0x9f))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s must not contain control characters", what)));
 	}
+}
+
+/* toygun_check_name_cstr() of a text argument; returns it as a C string. */
+char *
+toygun_check_name(const char *what, text *name)
+{
+	char	   *s = text_to_cstring(name);
+
+	toygun_check_name_cstr(what, s);
 	return s;
 }
 

@@ -1,3 +1,38 @@
+-- CREATE EXTENSION made schema toygun, or found it there already. Refuse
+-- one that another role owns, or that holds objects already: its owner
+-- could drop or replace toygun's objects, and objects made before ours
+-- could shadow them.
+DO $$
+DECLARE
+    nsp pg_catalog.oid := (SELECT n.oid FROM pg_catalog.pg_namespace n
+                            WHERE n.nspname OPERATOR(pg_catalog.=) 'toygun');
+    owner pg_catalog.name := (SELECT pg_catalog.pg_get_userbyid(n.nspowner) FROM pg_catalog.pg_namespace n
+                               WHERE n.oid OPERATOR(pg_catalog.=) nsp);
+BEGIN
+    IF owner OPERATOR(pg_catalog.<>) CURRENT_USER THEN
+        RAISE EXCEPTION 'schema toygun belongs to role %, not to the role installing toygun', owner
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'The owner of a schema can drop and replace the objects in it.',
+                  HINT = pg_catalog.format('Drop schema toygun, or make role %I its owner, before CREATE EXTENSION toygun.',
+                                           CURRENT_USER);
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_operator WHERE oprnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_collation WHERE collnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_conversion WHERE connamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_opfamily WHERE opfnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_ts_config WHERE cfgnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_ts_dict WHERE dictnamespace OPERATOR(pg_catalog.=) nsp)
+       OR EXISTS (SELECT FROM pg_catalog.pg_statistic_ext WHERE stxnamespace OPERATOR(pg_catalog.=) nsp) THEN
+        RAISE EXCEPTION 'schema toygun already holds objects'
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'Objects made before toygun''s own could shadow them.',
+                  HINT = 'Move them to another schema, or drop them, before CREATE EXTENSION toygun.';
+    END IF;
+END $$;
+
 
 -- Tables: definitions, the objects they govern, and their append-only history.
 --
