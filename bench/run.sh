@@ -95,6 +95,7 @@ mkdir -p "$DIR"
 tg_stop "$DIR" immediate
 trap 'tg_stop "$DIR" fast; rm -rf "$DIR/data"' EXIT
 tg_init "$DIR" "${SETTINGS[@]}" >/dev/null
+: >"$DIR/server.log"
 tg_start "$DIR"
 for db in toygun graphile_worker pg_boss; do
 	tg_psql "$DIR" postgres -c "CREATE DATABASE $db" >/dev/null

@@ -137,8 +137,9 @@ async function idle(systems, seconds) {
     }
     const toygun = systems.find((s) => s.name === "toygun");
     const ticksBefore = toygun ? (await toygun.counters()).ticks : 0;
-    // what the start-ups and VACUUM committed reaches the statistics first
-    await sleep(3000);
+    // the workers' start-up and VACUUM's own commits reach the statistics
+    // (backends flush them within a second or two) before the window opens
+    await sleep(5000);
     const commits = async () => {
       const { rows } = await stats.query("SELECT datname, xact_commit::bigint AS n FROM pg_stat_database");
       return Object.fromEntries(rows.map((r) => [r.datname, Number(r.n)]));
