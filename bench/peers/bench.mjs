@@ -22,7 +22,7 @@ const { values: opts } = parseArgs({
     smoke: { type: "boolean", default: false },
     only: { type: "string", default: WORKLOADS.join(",") },
     systems: { type: "string", default: Object.keys(SYSTEMS).join(",") },
-    timeout: { type: "string", default: "900" },
+    timeout: { type: "string", default: "1800" },
   },
 });
 const only = opts.only.toUpperCase().split(",").map((w) => w.trim());
