@@ -1,0 +1,371 @@
+// The benchmark proper, run by bench/run.sh on its own cluster: every
+// workload for every system, in turn, then a table and the issue's targets.
+//
+//   node bench.mjs [--n N] [--smoke] [--only W1,W2,...] [--systems toygun,graphile-worker,pg-boss]
+//
+// Results go to stdout (and results.json / results.md in $BENCH_OUT), the
+// progress line to stderr. Exits 1 if a workload did not complete.
+import { writeFileSync } from "node:fs";
+import os from "node:os";
+import { parseArgs } from "node:util";
+import { GraphileWorker } from "./graphile-worker.mjs";
+import { connect, fmtInt, memoryKb, percentile, progress, progressDone, sleep, waitFor, wallMs } from "./lib.mjs";
+import { PgBossSystem } from "./pg-boss.mjs";
+import { Toygun } from "./toygun.mjs";
+
+const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6"];
+const SYSTEMS = { toygun: Toygun, "graphile-worker": GraphileWorker, "pg-boss": PgBossSystem };
+
+const { values: opts } = parseArgs({
+  options: {
+    n: { type: "string" },
+    smoke: { type: "boolean", default: false },
+    only: { type: "string", default: WORKLOADS.join(",") },
+    systems: { type: "string", default: Object.keys(SYSTEMS).join(",") },
+    timeout: { type: "string", default: "1800" },
+  },
+});
+const only = opts.only.toUpperCase().split(",").map((w) => w.trim());
+const systemNames = opts.systems.split(",").map((s) => s.trim());
+for (const w of only) if (!WORKLOADS.includes(w)) fail(`unknown workload ${w} (known: ${WORKLOADS.join(", ")})`);
+for (const s of systemNames) if (!SYSTEMS[s]) fail(`unknown system ${s} (known: ${Object.keys(SYSTEMS).join(", ")})`);
+
+// Sizes: N runs for W1 and W4, 0.3 N for W2, 10 N sleepers for W4, N runs of
+// ten states (10 N ticks) for W6; W3 is 500 starts. The smoke size is 500
+// of everything, 5,000 sleepers and a 5-second idle window.
+const N = opts.smoke ? 500 : Number(opts.n ?? 100000);
+if (!(N >= 1)) fail("--n must be a positive number");
+const size = opts.smoke
+  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500 }
+  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N };
+const TIMEOUT_MS = Number(opts.timeout) * 1000;
+const W3_WARMUP = 10;
+
+function fail(message) {
+  console.error(`bench: ${message}`);
+  process.exit(2);
+}
+
+const results = [];
+const record = (r) => {
+  results.push(r);
+  return r;
+};
+
+// Before each measurement: no autovacuum at work anywhere in the cluster,
+// since one would take CPU from the system measured and, with ANALYZE, hold
+// back the cleanup of every database (at most two minutes).
+async function quiesce() {
+  const c = await connect("postgres");
+  try {
+    const t0 = wallMs();
+    while (wallMs() - t0 < 120000) {
+      const { rows } = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'");
+      if (rows[0].n === 0) return;
+      progress(`bench: waiting for autovacuum to finish (${rows[0].n} at work)`);
+      await sleep(250);
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+// W1, W2, W4, W6: start or add n in one transaction, time from its commit
+// until all of it has run and committed. Afterwards, VACUUM what the run
+// left behind, so that autovacuum does not do it during the next one.
+async function drain(sys, workload, label, n) {
+  await quiesce();
+  await sys.start(workload);
+  let expected, seconds;
+  try {
+    expected = await sys.enqueue(workload, n);
+    const t0 = wallMs();
+    let shown = 0;
+    await waitFor(`${label} ${sys.name}`, async () => {
+      if (wallMs() - shown > 500) {
+        shown = wallMs();
+        const done = await sys.completed();
+        const s = (shown - t0) / 1000;
+        progress(`bench: ${label} ${sys.name}: ${fmtInt(done)} of ${fmtInt(expected)}, ${fmtInt(done / Math.max(s, 0.001))}/s, ${s.toFixed(0)} s`);
+      }
+      return sys.done();
+    }, { timeoutMs: TIMEOUT_MS, everyMs: 20 });
+    seconds = (wallMs() - t0) / 1000;
+  } finally {
+    await sys.stop();
+  }
+  await sys.verify();
+  progressDone(`bench: ${label} ${sys.name}: ${fmtInt(expected)} in ${seconds.toFixed(2)} s, ${fmtInt(expected / seconds)}/s`);
+  await sys.vacuum();
+  return { count: expected, seconds, rate: expected / seconds };
+}
+
+// W3: single starts on an idle system, each committed alone, one after the
+// other; from each commit to its handler's beginning. The first few warm up
+// the workers and are not counted.
+async function latency(sys, count) {
+  await quiesce();
+  await sys.start("w3");
+  const xids = [];
+  try {
+    const total = W3_WARMUP + count;
+    for (let seq = 0; seq < total; seq++) {
+      xids.push(await sys.latencyStart(seq));
+      await sys.latencyWait(seq, 10000);
+      // let the job finish, and do not fall into step with any timer
+      await sleep(5 + Math.random() * 10);
+      if (seq % 50 === 0) progress(`bench: W3 latency ${sys.name}: ${seq} of ${total}`);
+    }
+  } finally {
+    await sys.stop();
+  }
+  const ms = (await sys.latencies(xids)).slice(W3_WARMUP);
+  const r = { count, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms) };
+  progressDone(`bench: W3 latency ${sys.name}: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
+  return r;
+}
+
+// W5: every system idle at once, each in its own database; transactions
+// committed there over the window, read from the postgres database.
+async function idle(systems, seconds) {
+  const stats = await connect("postgres");
+  try {
+    for (const sys of systems) if (sys.name !== "toygun") await sys.start("w1");
+    for (const sys of systems) {
+      await sys.quiet?.();
+      await sys.vacuum();
+    }
+    const toygun = systems.find((s) => s.name === "toygun");
+    const ticksBefore = toygun ? (await toygun.counters()).ticks : 0;
+    // the workers' start-up and VACUUM's own commits reach the statistics
+    // (backends flush them within a second or two) before the window opens
+    await sleep(5000);
+    const commits = async () => {
+      const { rows } = await stats.query("SELECT datname, xact_commit::bigint AS n FROM pg_stat_database");
+      return Object.fromEntries(rows.map((r) => [r.datname, Number(r.n)]));
+    };
+    const before = await commits();
+    const t0 = wallMs();
+    while (wallMs() - t0 < seconds * 1000) {
+      progress(`bench: W5 idle: ${((wallMs() - t0) / 1000).toFixed(0)} of ${seconds} s`);
+      await sleep(Math.min(1000, seconds * 1000 - (wallMs() - t0)));
+    }
+    const after = await commits();
+    const elapsed = (wallMs() - t0) / 1000;
+    const ticks = toygun ? (await toygun.counters()).ticks - ticksBefore : 0;
+    progressDone(`bench: W5 idle: ${seconds} s window done`);
+    return systems.map((sys) => {
+      const count = after[sys.db] - before[sys.db];
+      return { system: sys.name, count, seconds: elapsed, rate: count / elapsed,
+               note: sys.name === "toygun" ? `${ticks} ticks in the window` : "" };
+    });
+  } finally {
+    for (const sys of systems) if (sys.name !== "toygun") await sys.stop();
+    await stats.end();
+  }
+}
+
+// W6: the toygun workers' memory before and after 10 N ticks.
+async function memory(toygun, runs) {
+  const pids = await toygun.workerPids();
+  const before = pids.map(memoryKb);
+  const r = await drain(toygun, "w6", "W6 memory", runs);
+  const pidsAfter = await toygun.workerPids();
+  if (pidsAfter.join() !== pids.join()) throw new Error(`the toygun workers changed during W6 (${pids} then ${pidsAfter})`);
+  const after = pids.map(memoryKb);
+  const growth = (key) => Math.max(...after.map((a, i) => a[key] - before[i][key])) / 1024;
+  return { ...r, vmRssMb: growth("vmRss"), rssAnonMb: growth("rssAnon"), rssShmemMb: growth("rssShmem"),
+           beforeMb: Math.max(...before.map((b) => b.vmRss)) / 1024 };
+}
+
+async function main() {
+  const systems = systemNames.map((name) => new SYSTEMS[name]());
+  const pg = await connect("postgres");
+  const server = (await pg.query("SELECT setting FROM pg_settings WHERE name = 'server_version'")).rows[0].setting;
+  await pg.end();
+
+  const started = new Date();
+  for (const sys of systems) {
+    progress(`bench: preparing ${sys.name}`);
+    await sys.prepare(size.w1);
+  }
+  progressDone(`bench: ready: ${systems.map((s) => s.version).join(", ")}`);
+
+  const timed = async (workload, system, fn) => {
+    try {
+      return record({ workload, system, ...(await fn()) });
+    } catch (e) {
+      progressDone(`bench: ${workload} ${system} FAILED: ${e.message}`);
+      return record({ workload, system, error: e.message });
+    }
+  };
+
+  if (only.includes("W1"))
+    for (const sys of systems) await timed("W1", sys.name, () => drain(sys, "w1", "W1 drain", size.w1));
+  if (only.includes("W2"))
+    for (const sys of systems) await timed("W2", sys.name, () => drain(sys, "w2", "W2 chain", size.w2));
+  if (only.includes("W3"))
+    for (const sys of systems) await timed("W3", sys.name, () => latency(sys, size.w3));
+  if (only.includes("W4"))
+    for (const sys of systems)
+      await timed("W4", sys.name, async () => {
+        const t = wallMs();
+        progress(`bench: W4 depth ${sys.name}: adding ${fmtInt(size.sleepers)} sleeping runs`);
+        await sys.addSleepers(size.sleepers);
+        const setup = (wallMs() - t) / 1000;
+        return { ...(await drain(sys, "w4", "W4 depth", size.w1)), sleepers: size.sleepers, setupSeconds: setup };
+      });
+  if (only.includes("W5")) {
+    try {
+      for (const r of await idle(systems, size.idleSeconds)) record({ workload: "W5", ...r });
+    } catch (e) {
+      progressDone(`bench: W5 FAILED: ${e.message}`);
+      for (const sys of systems) record({ workload: "W5", system: sys.name, error: e.message });
+    }
+  }
+  const toygun = systems.find((s) => s.name === "toygun");
+  if (only.includes("W6") && toygun) await timed("W6", "toygun", () => memory(toygun, size.w6));
+
+  for (const sys of systems) await sys.close();
+
+  const context = {
+    started: started.toISOString(),
+    smoke: opts.smoke,
+    sizes: size,
+    machine: machine(server),
+    systems: systems.map((s) => ({ name: s.name, version: s.version, settings: s.settings ?? null })),
+  };
+  const table = report(results, context);
+  console.log(table);
+  if (process.env.BENCH_OUT) {
+    writeFileSync(`${process.env.BENCH_OUT}/results.json`, JSON.stringify({ ...context, results }, null, 2));
+    writeFileSync(`${process.env.BENCH_OUT}/results.md`, `${table}\n`);
+  }
+  process.exit(results.some((r) => r.error) ? 1 : 0);
+}
+
+function machine(server) {
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    model: cpus[0]?.model ?? "unknown",
+    memoryGiB: os.totalmem() / 2 ** 30,
+    disk: process.env.BENCH_DISK || "unknown",
+    postgres: server,
+    node: process.version,
+  };
+}
+
+// --- the report -----------------------------------------------------------
+
+const ms = (v) => (v === undefined ? "" : v.toFixed(2));
+const ratio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}x` : "n/a");
+
+// How many times better toygun's figure is than this row's: throughput
+// toygun ÷ peer; latency and idle transactions peer ÷ toygun.
+function lead(r, all) {
+  if (r.system === "toygun" || r.error) return "";
+  const t = all.find((x) => x.workload === r.workload && x.system === "toygun" && !x.error);
+  if (!t) return "";
+  if (r.workload === "W3") return ratio(r.p50 / t.p50);
+  if (r.workload === "W5") return t.rate > 0 ? ratio(r.rate / t.rate) : "n/a";
+  return ratio(t.rate / r.rate);
+}
+
+function note(r, all) {
+  if (r.error) return `FAILED: ${r.error}`;
+  switch (r.workload) {
+    case "W3":
+      return `max ${r.max.toFixed(2)} ms`;
+    case "W4": {
+      const w1 = all.find((x) => x.workload === "W1" && x.system === r.system && !x.error);
+      const vs = w1 ? `${((100 * r.rate) / w1.rate).toFixed(0)}% of W1; ` : "";
+      return `${vs}${fmtInt(r.sleepers)} asleep, added in ${r.setupSeconds.toFixed(0)} s`;
+    }
+    case "W5":
+      return r.note;
+    case "W6":
+      return `VmRSS ${r.beforeMb.toFixed(0)} MB before; growth: VmRSS ${r.vmRssMb.toFixed(1)} MB = shared buffers (RssShmem) ${r.rssShmemMb.toFixed(1)} MB + private (RssAnon) ${r.rssAnonMb.toFixed(2)} MB`;
+    default:
+      return "";
+  }
+}
+
+function report(all, context) {
+  const m = context.machine;
+  const lines = [];
+  lines.push(`toygun benchmark, ${context.started}${context.smoke ? " (smoke size)" : ""}`);
+  lines.push(`machine: ${m.cpus} CPUs (${m.model}), ${m.memoryGiB.toFixed(1)} GiB memory, disk ${m.disk}; PostgreSQL ${m.postgres}, Node.js ${m.node}`);
+  for (const s of context.systems)
+    lines.push(`${s.version}${s.settings ? ` ${JSON.stringify(s.settings)}` : " (toygun.workers and toygun.batch_size at their defaults)"}`);
+  lines.push("");
+  const head = ["workload", "system", "count", "seconds", "per second", "p50 ms", "p99 ms", "toygun's lead", "note"];
+  const rows = all.map((r) => [
+    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory" }[r.workload],
+    r.system,
+    r.count === undefined ? "" : fmtInt(r.count),
+    r.seconds === undefined ? "" : r.seconds.toFixed(2),
+    r.rate === undefined ? "" : r.workload === "W5" ? r.rate.toFixed(3) : fmtInt(r.rate),
+    ms(r.p50),
+    ms(r.p99),
+    lead(r, all),
+    note(r, all),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const right = [false, false, true, true, true, true, true, true, false];
+  const line = (cells) =>
+    `| ${cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(" | ")} |`;
+  lines.push(line(head));
+  lines.push(`|${widths.map((w, i) => (right[i] ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`);
+  for (const row of rows) lines.push(line(row));
+  lines.push("");
+  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database.");
+  lines.push("toygun's lead: how many times better toygun's figure is (throughput toygun ÷ peer; W3 p50 and W5 peer ÷ toygun).");
+  lines.push("");
+  lines.push(...targets(all, context));
+  return lines.join("\n");
+}
+
+// The issue's targets: reported, never enforced.
+function targets(all, context) {
+  if (context.smoke) return ["targets: not checked at the smoke size"];
+  const get = (w, s) => all.find((r) => r.workload === w && r.system === s && !r.error);
+  const out = ["targets (reported, not enforced):"];
+  const check = (label, ok, detail) =>
+    out.push(`  ${ok === null ? "----" : ok ? "PASS" : "MISS"}  ${label}: ${detail}`);
+  for (const w of ["W1", "W2"]) {
+    const t = get(w, "toygun");
+    const g = get(w, "graphile-worker");
+    if (t && g) {
+      const x = t.rate / g.rate;
+      check(`${w} toygun >= 2x graphile-worker`, x >= 2,
+        `${fmtInt(t.rate)} vs ${fmtInt(g.rate)}/s = ${x.toFixed(2)}x${x < 2 ? ` (gap: needs ${fmtInt(2 * g.rate)}/s, ${((2 * g.rate) / t.rate).toFixed(2)}x faster)` : ""}`);
+    } else check(`${w} toygun >= 2x graphile-worker`, null, "not measured");
+  }
+  const w3 = get("W3", "toygun");
+  if (w3) {
+    check("W3 p50 <= 2 ms", w3.p50 <= 2, `${w3.p50.toFixed(2)} ms`);
+    check("W3 p99 <= 20 ms", w3.p99 <= 20, `${w3.p99.toFixed(2)} ms`);
+  } else check("W3 latency", null, "not measured");
+  const w4 = get("W4", "toygun");
+  const w1 = get("W1", "toygun");
+  if (w4 && w1) {
+    const p = (100 * w4.rate) / w1.rate;
+    check("W4 >= 80% of W1", p >= 80, `${p.toFixed(0)}% (${fmtInt(w4.rate)} vs ${fmtInt(w1.rate)} ticks/s)`);
+  } else check("W4 >= 80% of W1", null, "not measured");
+  const w5 = get("W5", "toygun");
+  if (w5) check("W5 <= 0.2 transactions/s", w5.rate <= 0.2, `${w5.rate.toFixed(3)}/s (${w5.count} in ${w5.seconds.toFixed(0)} s)`);
+  else check("W5 <= 0.2 transactions/s", null, "not measured");
+  const w6 = get("W6", "toygun");
+  // judged on private memory: VmRSS also grows by every shared buffer the
+  // worker touches for the first time, which is not memory it holds
+  if (w6) check("W6 worker memory growth < 10 MB", w6.rssAnonMb < 10,
+    `private (RssAnon) ${w6.rssAnonMb.toFixed(2)} MB over ${fmtInt(w6.count)} ticks; VmRSS ${w6.vmRssMb.toFixed(1)} MB, of which shared buffers ${w6.rssShmemMb.toFixed(1)} MB`);
+  else check("W6 worker memory growth < 10 MB", null, "not measured");
+  return out;
+}
+
+main().catch((e) => {
+  progressDone(`bench: ${e.stack ?? e.message}`);
+  process.exit(1);
+});

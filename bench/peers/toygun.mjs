@@ -1,0 +1,152 @@
+// toygun's driver: runs are started with the SQL API on resources made
+// beforehand, and ticked by the background workers inside the server. Its
+// workers always run; their tick counters (toygun.worker_status()) say how
+// far a workload has got.
+import { readFileSync } from "node:fs";
+import { Arrivals } from "./children.mjs";
+import { connect, waitFor } from "./lib.mjs";
+
+// Ticks each run of a workload takes.
+const TICKS = { w1: 1, w2: 3, w4: 1, w6: 10 };
+
+export class Toygun {
+  name = "toygun";
+  db = "toygun";
+
+  async prepare(n) {
+    this.client = await connect(this.db);
+    this.listener = await connect(this.db);
+    this.arrivals = new Arrivals();
+    this.listener.on("notification", (m) => this.arrivals.arrive(Number(m.payload), null));
+    await this.listener.query("LISTEN bench_latency");
+    await this.client.query("SET client_min_messages = warning");
+    await this.client.query(readFileSync(new URL("toygun.sql", import.meta.url), "utf8"));
+    const { rows } = await this.client.query(
+      "SELECT extversion FROM pg_extension WHERE extname = 'toygun'",
+    );
+    this.version = `toygun ${rows[0].extversion}`;
+    // W3 reuses resources once their run has stopped, so 500 are enough
+    this.resources = Math.max(n, 500);
+    await this.client.query(
+      `INSERT INTO public.bench_resource (i, id)
+       SELECT i, toygun.create_resource('bench') FROM generate_series(1, $1) i`,
+      [this.resources],
+    );
+    // the workers tick each new resource into its first state: not part of any workload
+    await waitFor(
+      "toygun: ticking the new resources into their first state",
+      async () => (await this.client.query("SELECT NOT EXISTS (SELECT 1 FROM toygun.resource WHERE run_at IS NOT NULL) AS ok")).rows[0].ok,
+      { timeoutMs: 600000, everyMs: 200 },
+    );
+    // clean up after those ticks now rather than during W1; the task table
+    // is still empty and is left alone (see "A plan that goes stale" in
+    // bench/README.md)
+    await this.client.query("VACUUM ANALYZE toygun.resource");
+  }
+
+  async counters() {
+    const { rows } = await this.client.query(
+      "SELECT coalesce(sum(ticks), 0)::bigint AS ticks, coalesce(sum(failures), 0)::bigint AS failures FROM toygun.worker_status()",
+    );
+    return { ticks: Number(rows[0].ticks), failures: Number(rows[0].failures) };
+  }
+
+  async workerPids() {
+    const { rows } = await this.client.query("SELECT pid FROM toygun.worker_status() ORDER BY slot");
+    return rows.map((r) => r.pid);
+  }
+
+  // The workers always run.
+  async start() {}
+  async stop() {}
+
+  // Start n runs of the workload's task in one transaction; the number of
+  // ticks they will take.
+  async enqueue(workload, n) {
+    this.base = await this.counters();
+    this.workload = workload;
+    this.n = n;
+    this.expected = TICKS[workload] * n;
+    await this.client.query(
+      "SELECT count(toygun.start_task(id, $2)) FROM public.bench_resource WHERE i <= $1",
+      [n, workload],
+    );
+    return this.expected;
+  }
+
+  async completed() {
+    return (await this.counters()).ticks - this.base.ticks;
+  }
+
+  async done() {
+    const now = await this.counters();
+    if (now.failures > this.base.failures) throw new Error("toygun: a tick failed (see the server log)");
+    return now.ticks - this.base.ticks >= this.expected;
+  }
+
+  // Every run of the workload has stopped (sleeping W4 runs aside).
+  async verify() {
+    const { rows } = await this.client.query(
+      `SELECT count(*) FILTER (WHERE state = '__stop__')::int AS stopped,
+              count(*) FILTER (WHERE state <> '__stop__' AND (run_at IS NULL OR run_at < now() + interval '1 day'))::int AS live
+         FROM toygun.task WHERE name = $1`,
+      [this.workload],
+    );
+    const { stopped, live } = rows[0];
+    if (stopped !== this.n || live !== 0)
+      throw new Error(`toygun: ${stopped} of ${this.n} runs stopped, ${live} still live`);
+  }
+
+  // W3: one start, committed alone; the id of its transaction.
+  async latencyStart(seq) {
+    const { rows } = await this.client.query(
+      `SELECT toygun.start_task(id, 'w3', jsonb_build_object('seq', $1::int)) AS run,
+              pg_current_xact_id()::xid::text AS xid
+         FROM public.bench_resource WHERE i = $2`,
+      [seq, 1 + (seq % this.resources)],
+    );
+    return rows[0].xid;
+  }
+
+  latencyWait(seq, timeoutMs) {
+    return this.arrivals.wait(seq, timeoutMs);
+  }
+
+  // Milliseconds from each start's commit to its handler's first statement.
+  async latencies(xids) {
+    const { rows } = await this.client.query(
+      `SELECT (extract(epoch FROM l.at - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS ms
+         FROM unnest($1::int[], $2::text[]) AS x(seq, xid) JOIN public.bench_latency l USING (seq)`,
+      [xids.map((_, i) => i), xids],
+    );
+    if (rows.length !== xids.length) throw new Error(`toygun: ${rows.length} of ${xids.length} handler times found`);
+    return rows.map((r) => r.ms);
+  }
+
+  // W4: runs asleep for a year, written directly (a run in its declared
+  // state with a far run_at, on a resource in its first state, without
+  // history rows), which is what stay(wait => '1 year') leaves behind.
+  async addSleepers(n) {
+    for (let done = 0; done < n; done += 100000) {
+      await this.client.query(
+        `WITH r AS (
+             INSERT INTO toygun.resource (id, type, state, step)
+             SELECT gen_random_uuid(), 'bench', 'starting', 1 FROM generate_series(1, $1)
+             RETURNING id)
+         INSERT INTO toygun.task (id, resource_id, resource_type, name, state, step, run_at)
+         SELECT gen_random_uuid(), id, 'bench', 'w4', 'only', 1, now() + interval '1 year' FROM r`,
+        [Math.min(100000, n - done)],
+      );
+    }
+    await this.client.query("VACUUM ANALYZE toygun.resource, toygun.task");
+  }
+
+  async vacuum() {
+    await this.client.query("VACUUM ANALYZE");
+  }
+
+  async close() {
+    await this.listener?.end();
+    await this.client?.end();
+  }
+}

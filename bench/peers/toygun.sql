@@ -1,0 +1,42 @@
+-- toygun's side of the benchmark: one resource type and one task type per
+-- workload, with handlers that do as little as the peers' no-op jobs.
+CREATE EXTENSION IF NOT EXISTS toygun;
+
+-- The resources the timed runs start on, numbered so a workload can take
+-- the first n of them.
+CREATE TABLE public.bench_resource (i int PRIMARY KEY, id uuid NOT NULL);
+-- W3: when each handler began.
+CREATE TABLE public.bench_latency (seq int PRIMARY KEY, at timestamptz NOT NULL);
+
+-- W1 and W4: one state that stops at once.
+CREATE FUNCTION public.bench_noop(t toygun.task) RETURNS toygun.next
+    LANGUAGE sql AS 'SELECT toygun.stop()';
+
+-- W2: three states, one after the other.
+CREATE FUNCTION public.bench_chain(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
+    SELECT CASE t.state WHEN 'one' THEN toygun.go('two')
+                        WHEN 'two' THEN toygun.go('three')
+                        ELSE toygun.stop() END
+$$;
+
+-- W3: the time the handler begins, and a word to the client waiting for it
+-- (delivered when the tick commits).
+CREATE FUNCTION public.bench_latency(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_latency (seq, at) VALUES ((t.attrs->>'seq')::int, clock_timestamp());
+    PERFORM pg_notify('bench_latency', t.attrs->>'seq');
+    RETURN toygun.stop();
+END $$;
+
+-- W6: ten states, s1 to s10.
+CREATE FUNCTION public.bench_ten(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
+    SELECT CASE WHEN t.state = 's10' THEN toygun.stop()
+                ELSE toygun.go('s' || (substr(t.state, 2)::int + 1)) END
+$$;
+
+SELECT toygun.define_resource('bench');
+SELECT toygun.define_task('bench', 'w1', '{only}', 'public.bench_noop(toygun.task)');
+SELECT toygun.define_task('bench', 'w2', '{one,two,three}', 'public.bench_chain(toygun.task)');
+SELECT toygun.define_task('bench', 'w3', '{only}', 'public.bench_latency(toygun.task)');
+SELECT toygun.define_task('bench', 'w4', '{only}', 'public.bench_noop(toygun.task)');
+SELECT toygun.define_task('bench', 'w6', '{s1,s2,s3,s4,s5,s6,s7,s8,s9,s10}', 'public.bench_ten(toygun.task)');
