@@ -28,6 +28,7 @@ is() {
 		ok 1 "$*"
 		echo "#   have: $have"
 		echo "#   want: $want"
+		return 1
 	fi
 }
 
