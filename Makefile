@@ -5,12 +5,14 @@ EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION)
 MODULE_big  = toygun
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script is built from one piece per concern, in this order.
+# The install script of the current version is built from one piece per
+# concern, in this order. Released versions' scripts (toygun--0.1.sql) and the
+# upgrade scripts between them (toygun--0.1--0.2.sql) are checked in, frozen.
 SQL_PIECES  = src/sql/schema.sql src/sql/outcome.sql src/sql/define.sql \
               src/sql/objects.sql src/sql/worker.sql src/sql/secret.sql src/sql/schedule.sql \
               src/sql/grants.sql
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
-DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*--*.sql))
+DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
 PG_CPPFLAGS = -Isrc
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \

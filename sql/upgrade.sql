@@ -1,0 +1,112 @@
+-- The upgrade path: a database on toygun 0.1 follows to the current version
+-- with ALTER EXTENSION toygun UPDATE, keeping its data, and ends with exactly
+-- the objects of a fresh install.
+
+-- Every object of the extension, described without OIDs: members, function
+-- definitions, columns, storage options, indexes, constraints, triggers,
+-- views, types, sequences, grants, comments and the tables pg_dump dumps.
+CREATE FUNCTION toygun_fingerprint() RETURNS SETOF text LANGUAGE sql AS $$
+WITH m AS (
+    SELECT d.classid, d.objid, d.objsubid
+      FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+     WHERE d.refclassid = 'pg_extension'::regclass AND e.extname = 'toygun' AND d.deptype = 'e'
+), rel AS (
+    SELECT c.oid FROM m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
+    UNION
+    SELECT t.typrelid FROM m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid
+     WHERE t.typrelid <> 0
+)
+SELECT 'member ' || pg_describe_object(classid, objid, objsubid) FROM m
+UNION ALL
+SELECT 'function ' || pg_get_functiondef(p.oid) || ' acl ' || coalesce(p.proacl::text, '-')
+  FROM m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+UNION ALL
+SELECT format('relation %s kind %s persistence %s options %s acl %s rls %s',
+              c.oid::regclass, c.relkind, c.relpersistence, c.reloptions, c.relacl, c.relrowsecurity)
+  FROM rel JOIN pg_class c USING (oid)
+UNION ALL
+SELECT format('column %s %s %s %s not null %s default %s', a.attrelid::regclass, a.attnum, a.attname,
+              format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid))
+  FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid) || coalesce(' options ' || c.reloptions::text, '')
+  FROM rel JOIN pg_index i ON i.indrelid = rel.oid JOIN pg_class c ON c.oid = i.indexrelid
+UNION ALL
+SELECT format('constraint %s %s %s', co.conrelid::regclass, co.conname, pg_get_constraintdef(co.oid))
+  FROM rel JOIN pg_constraint co ON co.conrelid = rel.oid
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(tg.oid)
+  FROM rel JOIN pg_trigger tg ON tg.tgrelid = rel.oid AND NOT tg.tgisinternal
+UNION ALL
+SELECT format('policy %s %s %s %s', po.polrelid::regclass, po.polname, pg_get_expr(po.polqual, po.polrelid),
+              pg_get_expr(po.polwithcheck, po.polrelid))
+  FROM rel JOIN pg_policy po ON po.polrelid = rel.oid
+UNION ALL
+SELECT format('view %s %s', rel.oid::regclass, pg_get_viewdef(rel.oid))
+  FROM rel JOIN pg_class c USING (oid) WHERE c.relkind IN ('v', 'm')
+UNION ALL
+SELECT format('sequence %s %s %s %s %s %s %s', s.seqrelid::regclass, format_type(s.seqtypid, NULL),
+              s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle)
+  FROM rel JOIN pg_sequence s ON s.seqrelid = rel.oid
+UNION ALL
+SELECT format('type %s %s %s %s %s %s %s %s %s %s', t.oid::regtype, t.typtype, t.typlen, t.typalign,
+              t.typstorage, t.typinput, t.typoutput, t.typreceive, t.typsend, t.typacl)
+  FROM m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid
+UNION ALL
+SELECT format('comment %s %s', pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description)
+  FROM m JOIN pg_description d ON d.classoid = m.classid AND d.objoid = m.objid
+UNION ALL
+SELECT format('dumped %s %s', c::regclass, f)
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(c, f) WHERE e.extname = 'toygun'
+$$;
+
+CREATE EXTENSION toygun VERSION '0.1';
+SELECT extversion FROM pg_extension WHERE extname = 'toygun';
+SELECT source, target, path FROM pg_extension_update_paths('toygun') ORDER BY 1, 2;
+
+-- runs made on 0.1, one finished and one halfway
+SELECT toygun.define_resource('site');
+CREATE FUNCTION site_deploy(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
+  SELECT CASE t.state WHEN 'build' THEN toygun.go('ship', '{"built": true}')
+                      ELSE toygun.stop() END
+$$;
+SELECT toygun.define_task('site', 'deploy', '{build,ship}', 'site_deploy(toygun.task)');
+SELECT toygun.create_resource('site', '{"host": "a.example"}') AS r \gset
+SELECT toygun.start_task(:'r', 'deploy') AS done \gset
+SELECT state FROM toygun.tick_task(:'done');
+SELECT state FROM toygun.tick_task(:'done');
+SELECT toygun.start_task(:'r', 'deploy') AS halfway \gset
+SELECT state FROM toygun.tick_task(:'halfway');
+CREATE TABLE fp_before AS SELECT toygun_fingerprint() AS line;
+
+ALTER EXTENSION toygun UPDATE;
+SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'toygun') AS current
+  FROM pg_extension WHERE extname = 'toygun';
+
+-- the data came along, and the halfway run goes on
+SELECT state, step FROM toygun.task WHERE id = :'done';
+SELECT state, step, attrs FROM toygun.tick_task(:'halfway');
+SELECT step, from_state, to_state FROM toygun.history(:'halfway');
+SELECT attrs FROM toygun.resource WHERE id = :'r';
+
+-- an updated database has what a fresh install has, object for object
+CREATE TABLE fp_updated AS SELECT toygun_fingerprint() AS line;
+DROP EXTENSION toygun CASCADE;
+CREATE EXTENSION toygun;
+CREATE TABLE fp_fresh AS SELECT toygun_fingerprint() AS line;
+SELECT count(*) > 200 AS described FROM fp_fresh;
+(SELECT 'only updated' AS "where", line FROM fp_updated EXCEPT ALL SELECT 'only updated', line FROM fp_fresh)
+UNION ALL
+(SELECT 'only fresh', line FROM fp_fresh EXCEPT ALL SELECT 'only fresh', line FROM fp_updated)
+ORDER BY 1, 2;
+-- the comparison sees a change: one storage option differs
+ALTER TABLE toygun.task SET (fillfactor = 80);
+SELECT line FROM (SELECT toygun_fingerprint() AS line EXCEPT SELECT line FROM fp_fresh) d;
+SELECT count(*) AS changed_in_0_2 FROM
+  ((SELECT line FROM fp_before EXCEPT ALL SELECT line FROM fp_updated)
+   UNION ALL (SELECT line FROM fp_updated EXCEPT ALL SELECT line FROM fp_before)) d;
+
+DROP TABLE fp_before, fp_updated, fp_fresh;
+DROP FUNCTION toygun_fingerprint();
+DROP EXTENSION toygun;
