@@ -29,6 +29,22 @@ SELECT toygun.define_resource('dummy');
 SELECT toygun.define_task('dummy', 'test', '{beginning,middle,end}', 'dummy_test(toygun.task)');
 SELECT toygun.define_task('dummy', 'another', '{a,b}', 'dummy_another(toygun.task)');
 
+-- The SQLSTATE a statement fails with, or 'ok'.
+CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END $$;
+-- The cases (query, SQLSTATE or 'ok') of a table-driven check that end otherwise.
+CREATE FUNCTION pg_temp.mismatches(cases text[]) RETURNS TABLE (q text, want text, got text)
+    LANGUAGE sql AS $$
+    WITH c AS MATERIALIZED (
+        SELECT cases[i][1] AS q, cases[i][2] AS want, pg_temp.sqlstate_of(cases[i][1]) AS got
+          FROM generate_subscripts(cases, 1) i)
+    SELECT left(c.q, 120), c.want, c.got FROM c WHERE c.got IS DISTINCT FROM c.want
+$$;
 -- the number of history rows of an object
 CREATE FUNCTION pg_temp.steps(id uuid) RETURNS bigint LANGUAGE sql AS
     $$ SELECT count(*) FROM toygun.transition WHERE object_id = id $$;

@@ -9,14 +9,6 @@ BEGIN;
 \ir ../fixtures.sql
 SELECT plan(64);
 
--- The SQLSTATE a statement fails with, or 'ok'.
-CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE;
-END $$;
 -- The message of the error a statement fails with, or NULL.
 CREATE FUNCTION pg_temp.message_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -37,14 +29,6 @@ CREATE FUNCTION pg_temp.snapshot() RETURNS text LANGUAGE sql AS $$
         (SELECT string_agg(x::text, ',' ORDER BY x::text) FROM toygun.schedule_start x)))
 $$;
 CREATE TEMP TABLE snap (name text PRIMARY KEY, digest text);
--- The cases (query, SQLSTATE or 'ok') of a table-driven check that end otherwise.
-CREATE FUNCTION pg_temp.mismatches(cases text[]) RETURNS TABLE (q text, want text, got text)
-    LANGUAGE sql AS $$
-    WITH c AS MATERIALIZED (
-        SELECT cases[i][1] AS q, cases[i][2] AS want, pg_temp.sqlstate_of(cases[i][1]) AS got
-          FROM generate_subscripts(cases, 1) i)
-    SELECT left(c.q, 120), c.want, c.got FROM c WHERE c.got IS DISTINCT FROM c.want
-$$;
 -- Tick a run whose handler returns the outcome n: the SQLSTATE, or 'ok'.
 CREATE FUNCTION pg_temp.tick_with(n toygun.next, id uuid) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN

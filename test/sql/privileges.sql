@@ -9,22 +9,6 @@ BEGIN;
 \ir ../fixtures.sql
 SELECT plan(27);
 
--- The SQLSTATE a statement fails with, or 'ok'.
-CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE;
-END $$;
--- The cases (query, SQLSTATE or 'ok') of a table-driven check that end otherwise.
-CREATE FUNCTION pg_temp.mismatches(cases text[]) RETURNS TABLE (q text, want text, got text)
-    LANGUAGE sql AS $$
-    WITH c AS MATERIALIZED (
-        SELECT cases[i][1] AS q, cases[i][2] AS want, pg_temp.sqlstate_of(cases[i][1]) AS got
-          FROM generate_subscripts(cases, 1) i)
-    SELECT left(c.q, 120), c.want, c.got FROM c WHERE c.got IS DISTINCT FROM c.want
-$$;
 GRANT EXECUTE ON FUNCTION pg_temp.sqlstate_of(text), pg_temp.mismatches(text[]) TO PUBLIC;
 SELECT string_agg(n || '=' || current_setting(n), ',' ORDER BY n) AS settings_before
   FROM (SELECT name FROM pg_settings WHERE name LIKE 'toygun.%') s(n) \gset
