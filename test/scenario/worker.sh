@@ -11,14 +11,14 @@ source test/lib/tap.sh
 DIR=${TG_WORK:-/tmp/toygun-scenario}/worker
 tg_init "$DIR" "toygun.database_name = 'tg'" "toygun.workers = 2" \
 	"toygun.poll_interval = '1h'" "toygun.max_attempts = 3" "toygun.retry_backoff = '2s'" \
-	"toygun.tick_timeout = '500ms'" >/dev/null || bail "initdb failed"
+	"toygun.tick_timeout = '500ms'" "autovacuum = off" >/dev/null || bail "initdb failed"
 tg_start "$DIR" || bail "server did not start"
 trap 'tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
 # wait_for SECONDS SQL: poll until SQL returns t
 wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 
-plan 36
+plan 37
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -182,11 +182,23 @@ ok $? "turning toygun.paused off resumes ticking"
 wait_for 20 "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'toygun worker'"
 ok $? "lowering toygun.workers and reloading stops the extra worker"
 
-# an idle server: with nothing due, the workers commit no transaction in 10 s
-# (read from another database, so our own queries do not count)
+# an idle server: with nothing due, the workers commit no transaction in 10 s.
+# Commits are read from another database, so that our own do not count, and
+# autovacuum is off in this cluster. A worker wakes at least once a minute
+# (the safety maximum), so the 10 s start right after a wake: a reload wakes
+# both workers, which claim nothing and go back to sleep.
 q "SELECT toygun.stop_task(id) FROM toygun.task WHERE state <> '__stop__'" >/dev/null
-sleep 2
+wait_for 20 "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'toygun worker' AND query = 'waiting for due runs'
+                AND NOT EXISTS (SELECT FROM toygun.task WHERE run_at < now() + '20 s')
+                AND NOT EXISTS (SELECT FROM toygun.resource WHERE run_at < now() + '20 s')"
+ok $? "with nothing due for 20 seconds, both workers wait"
 XACTS="SELECT xact_commit FROM pg_stat_database WHERE datname = 'tg'"
+tg_wait 20 "$DIR" postgres "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = 'tg' AND backend_type = 'client backend'"
+WOKEN=$(( $(tg_psql "$DIR" postgres -c "$XACTS") + 2 ))
+tg_psql "$DIR" postgres -c "SELECT pg_reload_conf()" >/dev/null
+tg_wait 20 "$DIR" postgres "SELECT ($XACTS) >= $WOKEN AND (SELECT count(*) = 2 FROM pg_stat_activity
+                WHERE backend_type = 'toygun worker' AND query = 'waiting for due runs')" ||
+	note "the workers' wake-up on reload was not seen"
 BEFORE=$(tg_psql "$DIR" postgres -c "$XACTS")
 sleep 10
 AFTER=$(tg_psql "$DIR" postgres -c "$XACTS")
