@@ -6,7 +6,9 @@
 # strings, nested quotes), each through the text input (a text cast), the binary
 # input (COPY BINARY) for some, decrypt() for secrets, and a real tick_task()
 # whose handler returns the literal for outcomes. Generated server-side in
-# PL/pgSQL, seeded (TG_FUZZ_SEED), TG_FUZZ_INPUTS inputs (default 100000).
+# PL/pgSQL, seeded (TG_FUZZ_SEED), TG_FUZZ_INPUTS inputs (default 100000). The
+# inputs are reproducible; the valid secrets they mutate are not (new keys and
+# nonces each run), so the histogram of mutated secrets varies a little.
 #
 # Passes when the server never crashes, no input yields an internal error, every
 # refusal has an expected SQLSTATE, every accepted value round-trips, no altered
@@ -521,6 +523,7 @@ DECLARE
   t text;
   codes text[] := '{}';
 BEGIN
+  PERFORM setseed(0.5);  -- which of the two runs each fixed outcome is ticked on
   FOREACH t IN ARRAY ARRAY['', 'tg1:', 'tg1:=', 'tg1:====', 'tg1:AQ==', 'tg1:AA', 'tg1:' || repeat('A', 44),
       'tg1:' || fz.b64(substr(b, 1, 36)), 'tg1:' || fz.b64(substr(b, 1, 48)),
       'tg1:' || fz.b64(overlay(b PLACING '\xffffffff' FROM 5 FOR 4)),
