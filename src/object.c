@@ -433,7 +433,18 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	if (is_inert(obj->state))
 		nulls[4] = 'n';
 	else if (obj->has_run_at)
+	{
 		values[4] = TimestampTzGetDatum(obj->run_at);
+
+		/*
+		 * Due later, by a session's hand: wake a worker at commit, which
+		 * claims nothing and sleeps until the earliest run_at, this one's
+		 * too, rather than until its own target. A worker needs no wake:
+		 * it looks for the earliest run_at itself after each batch.
+		 */
+		if (!toygun_in_worker)
+			toygun_note_due();
+	}
 	else if (obj->kind == TOYGUN_RESOURCE && def->handler == NULL)
 		nulls[4] = 'n';
 	else

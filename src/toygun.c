@@ -31,7 +31,7 @@ int			toygun_max_attempts = 10;
 int			toygun_retry_backoff_ms = 1000;
 bool		toygun_paused = false;
 
-/* This transaction made a resource or task due: wake a worker at commit. */
+/* This transaction made a resource or task due, or due sooner: wake a worker at commit. */
 static bool wake_at_commit = false;
 
 void

@@ -154,6 +154,7 @@ extern void toygun_count_batch(int n, int64 ticks, int64 failures);
 extern void toygun_register_launcher(void);
 extern PGDLLEXPORT void toygun_launcher_main(Datum arg);
 extern PGDLLEXPORT void toygun_worker_main(Datum arg);
+extern bool toygun_in_worker;
 
 /* util.c: running API calls as the extension's owner */
 typedef struct ToygunCall

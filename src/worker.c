@@ -48,6 +48,9 @@
 #define BATCH_TIME_MS 100
 
 static int	my_slot;
+
+/* This process is a toygun worker (it sleeps no longer than its own runs need). */
+bool		toygun_in_worker = false;
 static MemoryContext batch_context;
 static MemoryContext tick_context;
 static TimeoutId tick_timeout_id;
@@ -481,6 +484,7 @@ toygun_worker_main(Datum arg)
 	Oid			dboid;
 
 	my_slot = DatumGetInt32(arg);
+	toygun_in_worker = true;
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
