@@ -38,9 +38,9 @@ export class Toygun {
       async () => (await this.client.query("SELECT NOT EXISTS (SELECT 1 FROM toygun.resource WHERE run_at IS NOT NULL) AS ok")).rows[0].ok,
       { timeoutMs: 600000, everyMs: 200 },
     );
-    // clean up after those ticks now rather than during W1; the task table
-    // is still empty and is left alone (see "A plan that goes stale" in
-    // bench/README.md)
+    // clean up after those ticks now rather than during W1's warm-up; the
+    // task table is still empty and is left alone (see "A plan that went
+    // stale" in bench/README.md); it is vacuumed after the warm-up round
     await this.client.query("VACUUM ANALYZE toygun.resource");
   }
 
