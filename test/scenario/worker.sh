@@ -206,9 +206,9 @@ q "ALTER SYSTEM SET toygun.workers = 3" >/dev/null && q "SELECT pg_reload_conf()
 wait_for 20 "SELECT count(*) = 3 FROM pg_stat_activity WHERE backend_type = 'toygun worker'"
 ok $? "raising toygun.workers and reloading starts a worker"
 q "ALTER SYSTEM SET toygun.paused = on" >/dev/null && q "SELECT pg_reload_conf()" >/dev/null
-sleep 1
+wait_for 20 "SELECT count(*) = 3 FROM pg_stat_activity WHERE backend_type = 'toygun worker' AND query = 'paused'"
 P=$(q "SELECT toygun.start_task('$R', 'chain')")
-sleep 2
+sleep 2 # a window in which nothing may happen
 is "$(q "SELECT state FROM toygun.task WHERE id = '$P'")" __new__ "with toygun.paused on, nothing is ticked"
 q "ALTER SYSTEM RESET toygun.paused" >/dev/null && q "ALTER SYSTEM RESET toygun.workers" >/dev/null &&
 	q "SELECT pg_reload_conf()" >/dev/null
