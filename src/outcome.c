@@ -56,7 +56,7 @@ static void
 check_wait(Interval *wait)
 {
 	Interval	zero = {0, 0, 0};
-	int64		usecs;
+	const int64 limit = (int64) MAX_WAIT_DAYS * USECS_PER_DAY;
 
 	if (wait == NULL)
 		return;
@@ -70,13 +70,9 @@ check_wait(Interval *wait)
 	/* each part bounded first, so that the sum cannot overflow */
 	if (Abs((int64) wait->month) * 31 > MAX_WAIT_DAYS ||
 		Abs((int64) wait->day) > MAX_WAIT_DAYS ||
-		wait->time > (int64) MAX_WAIT_DAYS * USECS_PER_DAY ||
-		wait->time < -(int64) MAX_WAIT_DAYS * USECS_PER_DAY)
-		usecs = PG_INT64_MAX;
-	else
-		usecs = (Abs((int64) wait->month) * 31 + Abs((int64) wait->day)) * USECS_PER_DAY +
-			Abs(wait->time);
-	if (usecs > (int64) MAX_WAIT_DAYS * USECS_PER_DAY)
+		wait->time > limit || wait->time < -limit ||
+		(Abs((int64) wait->month) * 31 + Abs((int64) wait->day)) * USECS_PER_DAY +
+		Abs(wait->time) > limit)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
 				 errmsg("wait is too long"),
