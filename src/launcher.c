@@ -7,6 +7,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/tableam.h"
@@ -27,6 +29,11 @@
 
 /* How long to wait before starting a worker again after it stopped. */
 #define RESTART_DELAY_MS 1000
+/*
+ * A worker that died during a tick is started again after a delay that
+ * doubles with each such death in a row in its slot, up to this.
+ */
+#define MAX_RESTART_DELAY_MS 60000
 /* How often to look again for a missing database or extension. */
 #define RECHECK_MS 30000
 
@@ -93,6 +100,38 @@ find_database(void)
 	return dboid;
 }
 
+/*
+ * How long until slot n's worker starts again, from the in-flight record of
+ * the one that ended: at once if it left to start afresh
+ * (toygun.worker_memory); later and later if it keeps dying during ticks,
+ * even through the server's restarts after crashes; else after "normal".
+ */
+static long
+restart_delay(int n, long normal)
+{
+	ToygunInflight rec;
+	bool		died;
+	long		delay;
+
+	if (!toygun_inflight_read(n, &rec))
+		return normal;
+	/* a SIGKILL leaves no word, but a record still ticking */
+	died = rec.postmaster == PostmasterPid && rec.how != TOYGUN_ENDED_BY_SERVER &&
+		(rec.died || rec.ticking);
+	toygun_inflight_note_exit(n, died ? rec.deaths + 1 : 0);
+	if (rec.recycled)
+		return 0;
+	if (!died)
+		return normal;
+	delay = (long) Min((double) RESTART_DELAY_MS * pow(2.0, Min(rec.deaths, 20)),
+					   (double) MAX_RESTART_DELAY_MS);
+	ereport(LOG,
+			(errmsg("toygun worker %d died during a tick of %s %s (%d in a row); starting it again in %ld ms",
+					n, toygun_kind_name(rec.kind), toygun_uuid_text(&rec.id), rec.deaths + 1, delay),
+			 errdetail("The tick is charged to its run as a failed attempt.")));
+	return delay;
+}
+
 static bool
 start_worker(int n, Oid dboid)
 {
@@ -145,7 +184,7 @@ manage_workers(void)
 		{
 			pfree(handles[i]);
 			handles[i] = NULL;
-			start_after[i] = TimestampTzPlusMilliseconds(now, RESTART_DELAY_MS);
+			start_after[i] = TimestampTzPlusMilliseconds(now, restart_delay(i, RESTART_DELAY_MS));
 		}
 		if (i >= wanted)
 		{
@@ -198,6 +237,8 @@ stop_all_workers(void)
 void
 toygun_launcher_main(Datum arg)
 {
+	int			i;
+
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -216,6 +257,9 @@ toygun_launcher_main(Datum arg)
 									 sizeof(BackgroundWorkerHandle *) * toygun_shared->nslots);
 	start_after = MemoryContextAllocZero(TopMemoryContext,
 										 sizeof(TimestampTz) * toygun_shared->nslots);
+	/* after a crash, the worker whose tick caused it starts later */
+	for (i = 0; i < toygun_shared->nslots; i++)
+		start_after[i] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), restart_delay(i, 0));
 
 	for (;;)
 	{

@@ -8,6 +8,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -47,6 +48,38 @@ tick_error_context(void *arg)
 }
 
 /*
+ * Whether the type's owner may still run its handler, checked at every tick
+ * (a revoked EXECUTE or membership takes effect at once): it may execute the
+ * function, and a task type's owner still has the privileges of the owner
+ * of the resource type it was defined on.
+ */
+static void
+check_may_run(ToygunDef *def, Oid handler)
+{
+	ToygunDef  *rtype;
+
+	if (pg_proc_aclcheck(handler, def->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may no longer execute handler %s of %s",
+						toygun_role_name(def->owner), def->handler, toygun_def_label(def)),
+				 errhint("Grant EXECUTE on the function to role \"%s\" again, or define the type again with a handler it may run.",
+						 toygun_role_name(def->owner))));
+	if (def->kind != TOYGUN_TASK)
+		return;
+	rtype = toygun_find_def(TOYGUN_RESOURCE, def->resource_type, NULL, true);
+	if (rtype != NULL && !has_privs_of_role(def->owner, rtype->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\", which owns %s, no longer has the privileges of role \"%s\", which owns resource type \"%s\"",
+						toygun_role_name(def->owner), toygun_def_label(def),
+						toygun_role_name(rtype->owner), def->resource_type),
+				 errhint("Grant role \"%s\" to role \"%s\" again, or define the task type again as role \"%s\".",
+						 toygun_role_name(rtype->owner), toygun_role_name(def->owner),
+						 toygun_role_name(rtype->owner))));
+}
+
+/*
  * Run the handler for the object's current state as the type's owner, with
  * the owner's search_path, as a security-restricted operation (no temporary
  * objects, no role changes), and with every setting it changes reverted
@@ -66,6 +99,7 @@ call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 	fcinfo->args[0].value = toygun_object_row(obj);
 	fcinfo->args[0].isnull = false;
 
+	check_may_run(def, flinfo->fn_oid);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", def->search_path,
@@ -73,6 +107,14 @@ call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 	SetUserIdAndSecContext(def->owner, save_sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 	result = FunctionCallInvoke(fcinfo);
+
+	/*
+	 * In a worker, the deferred triggers and constraint checks the handler
+	 * queued fire now, as its owner and charged to this tick, not at the
+	 * batch's commit as the worker's role, beside other owners' ticks.
+	 */
+	if (toygun_in_worker && tick_depth == 1)
+		AfterTriggerFireDeferred();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	AtEOXact_GUC(false, nestlevel);
 

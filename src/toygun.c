@@ -27,6 +27,8 @@ int			toygun_workers = 2;
 int			toygun_batch_size = 1000;
 int			toygun_poll_interval_ms = 10000;
 int			toygun_tick_timeout_ms = 60000;
+int			toygun_tick_grace_ms = 5000;
+int			toygun_worker_memory_kb = 131072;
 int			toygun_max_attempts = 10;
 int			toygun_retry_backoff_ms = 1000;
 bool		toygun_paused = false;
@@ -130,6 +132,22 @@ define_settings(void)
 							60000, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.tick_grace",
+							"How long a tick may run on after toygun.tick_timeout cancelled it before its worker is ended.",
+							"A handler can catch the cancel, never the end of its process; the tick is charged to its run.",
+							&toygun_tick_grace_ms,
+							5000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.worker_memory",
+							"Memory past which a worker starts afresh after its batch.",
+							"It bounds the plans and compiled functions a worker caches for every owner's handlers. 0 means no limit.",
+							&toygun_worker_memory_kb,
+							131072, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("toygun.max_attempts",
 							"Failed ticks in a row after which a run panics.",

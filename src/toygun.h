@@ -116,6 +116,8 @@ extern int	toygun_workers;
 extern int	toygun_batch_size;
 extern int	toygun_poll_interval_ms;
 extern int	toygun_tick_timeout_ms;
+extern int	toygun_tick_grace_ms;
+extern int	toygun_worker_memory_kb;
 extern int	toygun_max_attempts;
 extern int	toygun_retry_backoff_ms;
 extern bool toygun_paused;
@@ -130,6 +132,10 @@ typedef struct ToygunWorkerSlot
 	int64		ticks;
 	int64		failures;
 	TimestampTz last_tick_at;
+	int64		transactions;	/* committed by this worker */
+	/* kept when another worker takes the slot: */
+	pid_t		charger;		/* a worker charging this slot's dead tick, or 0 */
+	int64		deaths;			/* ticks in this slot that ended their worker */
 } ToygunWorkerSlot;
 
 typedef struct ToygunShared
@@ -137,6 +143,7 @@ typedef struct ToygunShared
 	slock_t		mutex;
 	Latch	   *launcher_latch;
 	bool		extension_missing;	/* a worker found no toygun in the database */
+	bool		charges_pending;	/* a worker ended during a tick: charge it */
 	int			nslots;
 	ToygunWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } ToygunShared;
@@ -149,6 +156,58 @@ extern void toygun_claim_slot(int n);
 extern void toygun_release_slot(int n);
 extern void toygun_set_idle(int n, bool idle);
 extern void toygun_count_batch(int n, int64 ticks, int64 failures);
+extern void toygun_count_transaction(void);
+
+/* inflight.c: which run each worker slot is ticking, kept in a mapped file */
+typedef enum ToygunEnded
+{
+	TOYGUN_ENDED_UNKNOWN,		/* no word: SIGKILL, or a crash it could not report */
+	TOYGUN_ENDED_BY_EXIT,		/* a FATAL error or an exit; detail is the exit code */
+	TOYGUN_ENDED_BY_SIGNAL,		/* a crash; detail is the signal */
+	TOYGUN_ENDED_TIMED_OUT,		/* still running after tick_timeout and its grace */
+	TOYGUN_ENDED_BY_SERVER		/* a shutdown, a stop by the launcher, or another's crash */
+} ToygunEnded;
+
+typedef struct ToygunInflight
+{
+	uint32		magic;
+	volatile uint32 ticking;	/* set after kind and id, cleared first */
+	int32		kind;
+	pg_uuid_t	id;
+	Oid			dboid;
+	int32		pid;			/* the worker that wrote it */
+	int32		postmaster;		/* the postmaster it ran under */
+	volatile int32 how;			/* ToygunEnded */
+	volatile int32 detail;
+	volatile int32 died;		/* ended during a tick; cleared by the launcher */
+	volatile int32 recycled;	/* exited on purpose, to be started again at once */
+	int32		deaths;			/* the launcher's count of deaths in a row in this slot */
+	char		message[160];	/* the FATAL message that ended it */
+} ToygunInflight;
+
+extern void toygun_inflight_map(int n);
+extern int	toygun_inflight_count(void);
+extern bool toygun_inflight_read(int n, ToygunInflight *out);
+extern void toygun_inflight_note_exit(int n, int deaths);
+extern void toygun_inflight_attach(void);
+extern void toygun_inflight_start(int slot, Oid dboid);
+extern void toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id);
+extern void toygun_inflight_end(void);
+extern void toygun_inflight_timed_out(void);
+extern void toygun_inflight_recycle(void);
+extern bool toygun_inflight_pending(int n);
+extern bool toygun_inflight_take(int n, ToygunInflight *out);
+extern void toygun_inflight_done(int n, bool charged);
+
+/* failure.c */
+extern bool toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
+								  bool may_panic, bool wait);
+extern bool toygun_charge_dead_ticks(int my_slot);
+
+/* contain.c: what a tick may leave behind in a worker, undone before the next */
+extern void toygun_contain_start(void);
+extern void toygun_contain_begin_tick(void);
+extern bool toygun_contain_end_tick(void);
 
 /* launcher.c, worker.c */
 extern void toygun_register_launcher(void);
@@ -169,6 +228,8 @@ extern void toygun_begin_call(ToygunCall *call);
 extern void toygun_end_call(ToygunCall *call);
 extern SPIPlanPtr toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern int	toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count);
+extern void toygun_begin_work(void);
+extern void toygun_end_work(void);
 
 /* util.c: checks and conversions */
 extern void toygun_check_name_cstr(const char *what, const char *s);

@@ -8,16 +8,19 @@
 #include <sodium.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -321,4 +324,29 @@ toygun_type_oid(const char *typname)
 	if (!OidIsValid(typ))
 		elog(ERROR, "type toygun.%s does not exist", typname);
 	return typ;
+}
+
+/*
+ * A unit of a worker's work in a transaction of its own, connected to SPI:
+ * toygun_begin_work(), then toygun_end_work() to commit it (counted in
+ * worker_status().transactions).
+ */
+void
+toygun_begin_work(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+void
+toygun_end_work(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	toygun_count_transaction();
+	pgstat_report_stat(false);
 }

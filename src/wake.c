@@ -23,6 +23,9 @@ PG_FUNCTION_INFO_V1(toygun_worker_status);
 
 ToygunShared *toygun_shared = NULL;
 
+/* The slot this process holds, if it is a worker. */
+static int	my_slot = -1;
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
@@ -57,6 +60,9 @@ toygun_shmem_startup(void)
 		toygun_shared->nslots = max_worker_processes;
 	}
 	LWLockRelease(AddinShmemInitLock);
+	/* in the postmaster: the in-flight records, which outlive shared memory */
+	if (!IsUnderPostmaster)
+		toygun_inflight_map(max_worker_processes);
 }
 
 /* Called from _PG_init when preloaded. */
@@ -129,8 +135,13 @@ toygun_claim_slot(int n)
 		ereport(ERROR,
 				(errmsg("toygun worker slot %d is already taken by process %d", n, (int) slot->pid)));
 	}
-	memset(slot, 0, sizeof(ToygunWorkerSlot));
+	my_slot = n;
 	slot->pid = MyProcPid;
+	slot->idle = false;
+	slot->ticks = 0;
+	slot->failures = 0;
+	slot->last_tick_at = 0;
+	slot->transactions = 0;
 	slot->latch = MyLatch;
 	slot->started_at = GetCurrentTimestamp();
 	SpinLockRelease(&toygun_shared->mutex);
@@ -151,12 +162,23 @@ toygun_release_slot(int n)
 	SpinLockRelease(&toygun_shared->mutex);
 }
 
+/*
+ * A worker is idle from before its claim (a commit after the claim wakes
+ * it) until it has claimed something: then it is busy, and wake-ups go to
+ * another. One that arrived meanwhile is passed on, lest it wait for the
+ * batch.
+ */
 void
 toygun_set_idle(int n, bool idle)
 {
+	bool		woken;
+
 	SpinLockAcquire(&toygun_shared->mutex);
+	woken = !idle && !toygun_shared->slots[n].idle;
 	toygun_shared->slots[n].idle = idle;
 	SpinLockRelease(&toygun_shared->mutex);
+	if (woken)
+		toygun_wake_worker();
 }
 
 /* Add a batch's results to slot n's counters. */
@@ -173,9 +195,21 @@ toygun_count_batch(int n, int64 ticks, int64 failures)
 	SpinLockRelease(&toygun_shared->mutex);
 }
 
+/* A worker committed a transaction of its own. */
+void
+toygun_count_transaction(void)
+{
+	if (my_slot < 0)
+		return;
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->slots[my_slot].transactions++;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
 /*
  * toygun.worker_status(): one row per running worker, from shared memory
- * (pid, slot, idle, started_at, ticks, failures, last_tick_at).
+ * (pid, slot, idle, started_at, ticks, failures, last_tick_at,
+ * transactions, deaths).
  */
 Datum
 toygun_worker_status(PG_FUNCTION_ARGS)
@@ -196,8 +230,8 @@ toygun_worker_status(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[7];
-		bool		nulls[7] = {false, false, false, false, false, false, false};
+		Datum		values[9];
+		bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
 
 		if (copy[i].pid == 0)
 			continue;
@@ -209,6 +243,8 @@ toygun_worker_status(PG_FUNCTION_ARGS)
 		values[5] = Int64GetDatum(copy[i].failures);
 		values[6] = TimestampTzGetDatum(copy[i].last_tick_at);
 		nulls[6] = copy[i].last_tick_at == 0;
+		values[7] = Int64GetDatum(copy[i].transactions);
+		values[8] = Int64GetDatum(copy[i].deaths);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -6,12 +6,11 @@
  *
  * A batch first runs without subtransactions. If a tick fails, the batch is
  * rolled back and replayed with one subtransaction per tick, so that only
- * the failing tick is lost; its failure is recorded (attempts, last_error,
- * backoff, and a panic after toygun.max_attempts).
+ * the failing tick is lost; its failure is recorded (failure.c). A tick that
+ * ends the process is recorded in inflight.c and charged by the next worker;
+ * what a tick leaves in the session is undone after it (contain.c).
  */
 #include "postgres.h"
-
-#include <math.h>
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -36,8 +35,6 @@
 #define MAX_SLEEP_MS 60000
 /* Sleep when runs are due but all locked by others (e.g. by a long tick). */
 #define BUSY_SLEEP_MS 1000
-/* The longest wait between retries of a failing tick. */
-#define MAX_BACKOFF_MS (3600 * 1000)
 /* Ticks per transaction when replaying a failed batch one subtransaction each. */
 #define REPLAY_CHUNK 50
 /*
@@ -46,6 +43,10 @@
  * Fast handlers get big batches; slow ones do not hold many runs locked.
  */
 #define BATCH_TIME_MS 100
+/* After an error outside any tick (a cancel while claiming), wait this long. */
+#define ERROR_SLEEP_MS 1000
+/* How long a new worker waits for another to charge its slot's dead tick. */
+#define CHARGE_WAIT_MS 30000
 
 static int	my_slot;
 
@@ -54,6 +55,7 @@ bool		toygun_in_worker = false;
 static MemoryContext batch_context;
 static MemoryContext tick_context;
 static TimeoutId tick_timeout_id;
+static TimeoutId tick_grace_id;
 static volatile sig_atomic_t tick_timed_out = false;
 
 static SPIPlanPtr claim_plans[2];
@@ -77,29 +79,51 @@ tick_timeout_handler(void)
 	SetLatch(MyLatch);
 }
 
+/*
+ * The tick caught its cancel and still runs: end it with the process (a
+ * FATAL no handler can catch); the next worker charges it to the run.
+ */
+static void
+tick_grace_handler(void)
+{
+	toygun_inflight_timed_out();
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+static void
+start_tick_timeouts(void)
+{
+	EnableTimeoutParams t[2];
+
+	if (toygun_tick_timeout_ms <= 0)
+		return;
+	t[0].id = tick_timeout_id;
+	t[0].type = TMPARAM_AFTER;
+	t[0].delay_ms = toygun_tick_timeout_ms;
+	t[1].id = tick_grace_id;
+	t[1].type = TMPARAM_AFTER;
+	t[1].delay_ms = (int) Min((int64) toygun_tick_timeout_ms + toygun_tick_grace_ms, INT_MAX);
+	enable_timeouts(t, 2);
+}
+
+static void
+stop_tick_timeouts(void)
+{
+	DisableTimeoutParams t[2];
+
+	t[0].id = tick_timeout_id;
+	t[0].keep_indicator = false;
+	t[1].id = tick_grace_id;
+	t[1].keep_indicator = false;
+	disable_timeouts(t, 2);
+}
+
 static void
 release_slot(int code, Datum arg)
 {
 	toygun_release_slot(DatumGetInt32(arg));
-}
-
-static void
-begin_work(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-static void
-end_work(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_stat(false);
 }
 
 /*
@@ -228,9 +252,10 @@ report_tick(ToygunObject *obj, ToygunDef *def)
 
 /*
  * Tick one claimed object, under toygun.tick_timeout, in a memory context
- * of its own that is emptied afterwards: a batch does not grow with its ticks.
+ * of its own that is emptied afterwards: a batch does not grow with its
+ * ticks. Returns true when the batch must commit after this tick.
  */
-static void
+static bool
 tick_claimed(ToygunObject *obj)
 {
 	MemoryContext old;
@@ -240,19 +265,26 @@ tick_claimed(ToygunObject *obj)
 		(obj->resource_state != NULL && strcmp(obj->resource_state, TOYGUN_STOP) == 0))
 	{
 		park(obj);
-		return;
+		return false;
 	}
 	old = MemoryContextSwitchTo(tick_context);
 	def = toygun_object_def(obj);
 	report_tick(obj, def);
 	tick_timed_out = false;
-	if (toygun_tick_timeout_ms > 0)
-		enable_timeout_after(tick_timeout_id, toygun_tick_timeout_ms);
+	toygun_inflight_begin(obj->kind, &obj->id);
+	toygun_contain_begin_tick();
+	start_tick_timeouts();
 	(void) toygun_tick(obj, def);
-	if (toygun_tick_timeout_ms > 0)
-		disable_timeout(tick_timeout_id, false);
+	stop_tick_timeouts();
+	/* a handler that caught the cancel and returned fails all the same */
+	if (tick_timed_out)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("tick cancelled after toygun.tick_timeout (%d ms)", toygun_tick_timeout_ms)));
+	toygun_inflight_end();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(tick_context);
+	return toygun_contain_end_tick();
 }
 
 /* The message a failed tick leaves in last_error. */
@@ -269,8 +301,8 @@ catch_error(void)
 {
 	ErrorData  *edata;
 
-	if (toygun_tick_timeout_ms > 0)
-		disable_timeout(tick_timeout_id, false);
+	stop_tick_timeouts();
+	toygun_inflight_end();
 	MemoryContextSwitchTo(batch_context);
 	edata = CopyErrorData();
 	FlushErrorState();
@@ -278,52 +310,15 @@ catch_error(void)
 }
 
 /*
- * Record a failed tick in the current transaction: one more attempt, the
- * error, and a retry after an exponential backoff; at toygun.max_attempts,
- * a panic with the error as panic_message.
+ * Tick one claimed object again in a subtransaction; on failure keep the
+ * error. Returns true when the transaction must commit after this tick.
  */
-static void
-record_failure(Claimed *c)
-{
-	ToygunObject *obj = toygun_lock_object(c->kind, &c->id, true, true);
-	ToygunDef	none;
-	int			attempts;
-
-	/* gone, or taken by someone else meanwhile: it is no longer ours */
-	if (obj == NULL || strcmp(obj->state, TOYGUN_STOP) == 0 ||
-		strcmp(obj->state, TOYGUN_PANIC) == 0)
-		return;
-
-	/* a panic needs no definition: __panic__ is always a valid target */
-	memset(&none, 0, sizeof(none));
-	none.kind = c->kind;
-	attempts = obj->attempts + 1;
-	ereport(LOG,
-			(errmsg("toygun: tick of %s %s failed (attempt %d of %d): %s",
-					toygun_kind_name(c->kind), toygun_uuid_text(&c->id),
-					attempts, toygun_max_attempts, c->error)));
-	if (attempts >= toygun_max_attempts)
-		toygun_transition(obj, &none, TOYGUN_PANIC, toygun_panic_attrs(c->error),
-						  psprintf("panicked after %d failed ticks", attempts));
-	else
-	{
-		double		backoff = (double) toygun_retry_backoff_ms * pow(2.0, attempts - 1);
-
-		obj->has_run_at = true;
-		obj->run_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												  (int64) Min(backoff, (double) MAX_BACKOFF_MS));
-	}
-	obj->attempts = attempts;
-	obj->last_error = c->error;
-	(void) toygun_save_object(obj, &none, obj->step);
-}
-
-/* Tick one claimed object again in a subtransaction; on failure keep the error. */
-static void
+static bool
 retick(Claimed *c)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool end_batch = false;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
@@ -333,7 +328,7 @@ retick(Claimed *c)
 
 		/* skip what someone else took, or ticked, meanwhile */
 		if (obj != NULL && obj->due)
-			tick_claimed(obj);
+			end_batch = tick_claimed(obj);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -345,9 +340,11 @@ retick(Claimed *c)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
+		(void) toygun_contain_end_tick();
 		c->error = failure_message(edata);
 	}
 	PG_END_TRY();
+	return end_batch;
 }
 
 /*
@@ -359,23 +356,29 @@ static int
 replay(Claimed *claimed, int n)
 {
 	int			failures = 0;
-	int			i,
-				j;
+	int			i = 0,
+				j,
+				end;
 
-	for (i = 0; i < n; i += REPLAY_CHUNK)
+	while (i < n)
 	{
-		begin_work();
-		for (j = i; j < n && j < i + REPLAY_CHUNK; j++)
-			if (claimed[j].error == NULL)
-				retick(&claimed[j]);
+		toygun_begin_work();
+		for (end = i; end < n && end < i + REPLAY_CHUNK; end++)
+			if (claimed[end].error == NULL && retick(&claimed[end]))
+			{
+				end++;
+				break;
+			}
 		/* failures are recorded after the ticks, in the same transaction */
-		for (j = i; j < n && j < i + REPLAY_CHUNK; j++)
+		for (j = i; j < end; j++)
 			if (claimed[j].error != NULL)
 			{
-				record_failure(&claimed[j]);
+				(void) toygun_record_failure(claimed[j].kind, &claimed[j].id,
+											 claimed[j].error, true, false);
 				failures++;
 			}
-		end_work();
+		toygun_end_work();
+		i = end;
 	}
 	return failures;
 }
@@ -396,13 +399,17 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 	{
 		for (current = 0; current < n; current++)
 		{
-			if (current > 0 && (current & 15) == 0 &&
+			if (current > 0 &&
 				TimestampDifferenceExceeds(started, GetCurrentTimestamp(), BATCH_TIME_MS))
 				break;
-			tick_claimed(objs[current]);
+			if (tick_claimed(objs[current]))
+			{
+				current++;
+				break;
+			}
 		}
 		ok = current;
-		end_work();
+		toygun_end_work();
 	}
 	PG_CATCH();
 	{
@@ -414,6 +421,7 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 		else
 			ereport(LOG, (errmsg("toygun: a batch failed to commit: %s", edata->message)));
 		AbortCurrentTransaction();
+		(void) toygun_contain_end_tick();
 		ok = -1;
 	}
 	PG_END_TRY();
@@ -439,16 +447,18 @@ run_batch(long *sleep_ms)
 	claimed = palloc(sizeof(Claimed) * 2 * limit);
 	objs = palloc(sizeof(ToygunObject *) * 2 * limit);
 
-	begin_work();
+	toygun_begin_work();
 	pgstat_report_activity(STATE_RUNNING, "claiming due runs");
 	n = claim(TOYGUN_RESOURCE, limit, claimed, objs);
 	n += claim(TOYGUN_TASK, limit, claimed + n, objs + n);
 	if (n == 0)
 	{
 		*sleep_ms = next_due_ms();
-		end_work();
+		toygun_end_work();
 		return 0;
 	}
+	/* busy: a commit's wake-up now goes to another worker */
+	toygun_set_idle(my_slot, false);
 	ticked = tick_all(claimed, objs, n);
 	if (ticked < 0)
 	{
@@ -469,6 +479,7 @@ extension_installed(void)
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid("toygun", true));
 	CommitTransactionCommand();
+	toygun_count_transaction();
 	if (!installed)
 	{
 		SpinLockAcquire(&toygun_shared->mutex);
@@ -476,6 +487,88 @@ extension_installed(void)
 		SpinLockRelease(&toygun_shared->mutex);
 	}
 	return installed;
+}
+
+/*
+ * Before its first tick, a worker charges the tick that ended the previous
+ * worker of its slot (and any other worker's), or waits a while for the
+ * worker charging it: its own record must not be overwritten uncharged.
+ */
+static void
+charge_before_start(void)
+{
+	TimestampTz started = GetCurrentTimestamp();
+
+	while (toygun_charge_dead_ticks(my_slot) &&
+		   !TimestampDifferenceExceeds(started, GetCurrentTimestamp(), CHARGE_WAIT_MS))
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* Another worker ended during a tick: charge it before claiming anything. */
+static void
+charge_if_pending(void)
+{
+	if (!toygun_shared->charges_pending)
+		return;
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->charges_pending = false;
+	SpinLockRelease(&toygun_shared->mutex);
+	(void) toygun_charge_dead_ticks(my_slot);
+}
+
+/*
+ * A worker's memory holds every tenant's cached plans and compiled
+ * functions. Past toygun.worker_memory it exits after its batch, and the
+ * launcher starts a fresh one at once.
+ */
+static void
+recycle_if_large(void)
+{
+	Size		used;
+
+	if (toygun_worker_memory_kb <= 0)
+		return;
+	used = MemoryContextMemAllocated(TopMemoryContext, true);
+	if (used <= (Size) toygun_worker_memory_kb * 1024)
+		return;
+	ereport(LOG,
+			(errmsg("toygun worker %d is starting afresh: it holds %zu kB of memory, more than toygun.worker_memory (%d kB)",
+					my_slot, used / 1024, toygun_worker_memory_kb)));
+	toygun_inflight_recycle();
+	proc_exit(0);
+}
+
+/* One batch, and whatever error it raises outside a tick: logged, not fatal. */
+static int
+run_batch_safely(long *sleep_ms)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile int n = 0;
+
+	PG_TRY();
+	{
+		n = run_batch(sleep_ms);
+	}
+	PG_CATCH();
+	{
+		stop_tick_timeouts();
+		toygun_inflight_end();
+		MemoryContextSwitchTo(oldcontext);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		(void) toygun_contain_end_tick();
+		*sleep_ms = ERROR_SLEEP_MS;
+		n = 0;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+	return n;
 }
 
 void
@@ -488,7 +581,7 @@ toygun_worker_main(Datum arg)
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	toygun_inflight_attach();	/* SIGTERM, SIGQUIT and crashes */
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("toygun worker");
@@ -496,22 +589,25 @@ toygun_worker_main(Datum arg)
 	toygun_claim_slot(my_slot);
 	before_shmem_exit(release_slot, Int32GetDatum(my_slot));
 	tick_timeout_id = RegisterTimeout(USER_TIMEOUT, tick_timeout_handler);
+	tick_grace_id = RegisterTimeout(USER_TIMEOUT, tick_grace_handler);
 	batch_context = AllocSetContextCreate(TopMemoryContext, "toygun batch",
 										  ALLOCSET_DEFAULT_SIZES);
 	tick_context = AllocSetContextCreate(TopMemoryContext, "toygun tick",
 										 ALLOCSET_DEFAULT_SIZES);
-
-	/* internal queries are qualified; handlers set their own search_path */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	toygun_contain_start();
 
 	if (!extension_installed())
 		proc_exit(0);
+	charge_before_start();
+	toygun_inflight_start(my_slot, dboid);
 
 	for (;;)
 	{
 		long		sleep_ms = MAX_SLEEP_MS;
 		int			n;
 
+		/* a cancel (pg_cancel_backend) between batches has nothing to cancel */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -528,12 +624,13 @@ toygun_worker_main(Datum arg)
 			continue;
 		}
 
+		charge_if_pending();
 		/* idle from before the claim: a commit after it will wake us */
 		toygun_set_idle(my_slot, true);
-		n = run_batch(&sleep_ms);
+		n = run_batch_safely(&sleep_ms);
 		if (n > 0)
 		{
-			toygun_set_idle(my_slot, false);
+			recycle_if_large();
 			/* a full batch: there may be more, so get another worker going */
 			if (n >= toygun_batch_size)
 				toygun_wake_worker();

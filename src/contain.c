@@ -1,0 +1,98 @@
+/*
+ * contain.c
+ *		A worker runs the ticks of many owners, many to a transaction, in one
+ *		session. What a tick may leave behind there is undone before the next
+ *		one (see "What one tick leaves to the next" in README.md), and the
+ *		worker runs with its own values of the settings a database owner
+ *		could use to stop or break it.
+ */
+#include "postgres.h"
+
+#include "nodes/parsenodes.h"
+#include "storage/lock.h"
+#include "tcop/utility.h"
+#include "utils/guc.h"
+#include "utils/portal.h"
+
+#include "toygun.h"
+
+/*
+ * Settings a database's or a role's defaults (ALTER DATABASE ... SET) must
+ * not give a worker: they would make every batch fail, or end the worker.
+ */
+static const char *const worker_settings[][2] = {
+	{"default_transaction_read_only", "off"},
+	{"default_transaction_isolation", "read committed"},
+	{"default_transaction_deferrable", "off"},
+	{"statement_timeout", "0"},
+	{"lock_timeout", "0"},
+	{"idle_in_transaction_session_timeout", "0"},
+	{"idle_session_timeout", "0"},
+	{"exit_on_error", "off"},
+	{"session_replication_role", "origin"},
+	{"standard_conforming_strings", "on"},
+	{"transform_null_equals", "off"},
+	/* internal queries are qualified; handlers set their own search_path */
+	{"search_path", "pg_catalog, pg_temp"},
+};
+
+static ProcessUtility_hook_type prev_utility_hook = NULL;
+static bool in_tick = false;
+static bool tick_set_constraints = false;
+
+/*
+ * Notes a SET CONSTRAINTS in a tick: its mode lasts until the transaction
+ * ends. (PREPARE, LISTEN, temporary tables, DISCARD and role changes are
+ * refused to handlers by PostgreSQL: they run as security-restricted
+ * operations.)
+ */
+static void
+contain_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				ProcessUtilityContext context, ParamListInfo params,
+				QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (in_tick && IsA(pstmt->utilityStmt, ConstraintsSetStmt))
+		tick_set_constraints = true;
+	if (prev_utility_hook)
+		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+/* At a worker's start, once connected: its own settings, and the hook. */
+void
+toygun_contain_start(void)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(worker_settings); i++)
+		SetConfigOption(worker_settings[i][0], worker_settings[i][1], PGC_SUSET, PGC_S_SESSION);
+	prev_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = contain_utility;
+}
+
+void
+toygun_contain_begin_tick(void)
+{
+	in_tick = true;
+}
+
+/*
+ * After a tick, done or rolled back: close the cursors it left open (WITH
+ * HOLD too) and release its advisory locks, of the session and of the
+ * transaction. Its settings are reverted by the tick itself, its deferred
+ * triggers fired at its end (tick.c). Returns true when the tick changed
+ * what cannot be undone inside a transaction (SET CONSTRAINTS): the batch
+ * must commit after it.
+ */
+bool
+toygun_contain_end_tick(void)
+{
+	bool		end_batch = tick_set_constraints;
+
+	in_tick = false;
+	tick_set_constraints = false;
+	PortalHashTableDeleteAll();
+	LockReleaseAll(USER_LOCKMETHOD, true);
+	return end_batch;
+}

@@ -1,0 +1,180 @@
+/*
+ * failure.c
+ *		A failed tick, recorded on its run: one more attempt, the error in
+ *		last_error, a retry after an exponential backoff, and a panic after
+ *		toygun.max_attempts. A failure is an error the tick raised (caught by
+ *		the worker), or a tick that ended its worker's process (charged here
+ *		from the in-flight records of inflight.c by the next worker).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "toygun.h"
+
+/* The longest wait between retries of a failing tick. */
+#define MAX_BACKOFF_MS (3600 * 1000)
+/* How long charging a dead tick waits for the dead worker's row lock to go. */
+#define CHARGE_LOCK_TIMEOUT "5s"
+
+/*
+ * Record a failed tick of an object in the current transaction. With
+ * may_panic false (a crash it did not cause) it never panics. Returns
+ * false if the object is gone, finished, or locked by someone else (when
+ * !wait): it is no longer ours to charge.
+ */
+bool
+toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
+					  bool may_panic, bool wait)
+{
+	ToygunObject *obj = toygun_lock_object(kind, id, true, !wait);
+	ToygunDef	none;
+	ToygunDef  *def;
+	int			attempts;
+
+	if (obj == NULL || strcmp(obj->state, TOYGUN_STOP) == 0 ||
+		strcmp(obj->state, TOYGUN_PANIC) == 0)
+		return false;
+
+	/*
+	 * The type's definition seals panic_message if it declares it
+	 * encrypted; without one (dropped meanwhile) a panic needs none, since
+	 * __panic__ is always a valid target.
+	 */
+	def = toygun_find_def(kind, obj->type, obj->name, true);
+	if (def == NULL)
+	{
+		memset(&none, 0, sizeof(none));
+		none.kind = kind;
+		def = &none;
+	}
+	attempts = obj->attempts + 1;
+	ereport(LOG,
+			(errmsg("toygun: tick of %s %s (%s) failed (attempt %d of %d): %s",
+					toygun_kind_name(kind), toygun_uuid_text(id),
+					def == &none ? obj->type : toygun_def_label(def),
+					attempts, toygun_max_attempts, error)));
+	if (may_panic && attempts >= toygun_max_attempts)
+	{
+		/*
+		 * last_error is readable only with the owner's privileges; attrs
+		 * are readable by everybody unless the field is encrypted.
+		 */
+		const char *message = toygun_in_list(TOYGUN_PANIC_MESSAGE, def->encrypted, def->nencrypted)
+			? error
+			: psprintf("panicked after %d failed ticks (the last error is in last_error)", attempts);
+
+		toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(message),
+						  psprintf("panicked after %d failed ticks", attempts));
+	}
+	else
+	{
+		double		backoff = (double) toygun_retry_backoff_ms * pow(2.0, Min(attempts, 40) - 1);
+
+		obj->has_run_at = true;
+		obj->run_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  (int64) Min(backoff, (double) MAX_BACKOFF_MS));
+	}
+	obj->attempts = attempts;
+	obj->last_error = pstrdup(error);
+	(void) toygun_save_object(obj, def, obj->step);
+	return true;
+}
+
+/* What last_error says of a tick that ended its worker, and whether it was the run's doing. */
+static char *
+death_message(ToygunInflight *rec, bool *culprit)
+{
+	*culprit = true;
+	if (rec->postmaster != PostmasterPid)
+	{
+		*culprit = false;
+		return pstrdup("the server restarted during this tick");
+	}
+	switch (rec->how)
+	{
+		case TOYGUN_ENDED_BY_SERVER:
+			*culprit = false;
+			return pstrdup("the worker was stopped by the server during this tick");
+		case TOYGUN_ENDED_TIMED_OUT:
+			return psprintf("the worker was ended: this tick still ran %d ms after toygun.tick_timeout (%d ms)",
+							toygun_tick_grace_ms, toygun_tick_timeout_ms);
+		case TOYGUN_ENDED_BY_SIGNAL:
+			return psprintf("the worker died during this tick: signal %d (%s)",
+							rec->detail, pg_strsignal(rec->detail));
+		case TOYGUN_ENDED_BY_EXIT:
+			if (rec->message[0] != '\0')
+				return psprintf("the worker died during this tick: %s (exit code %d)",
+								rec->message, rec->detail);
+			return psprintf("the worker died during this tick (exit code %d)", rec->detail);
+		default:
+			return pstrdup("the worker died during this tick without a word (killed by SIGKILL, e.g. by the OOM killer, or crashed)");
+	}
+}
+
+/* Charge one dead tick in a transaction of its own; false if that failed. */
+static bool
+charge(ToygunInflight *rec)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		bool		culprit;
+		char	   *message;
+
+		toygun_begin_work();
+		(void) set_config_option("lock_timeout", CHARGE_LOCK_TIMEOUT, PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+		message = death_message(rec, &culprit);
+		if (!toygun_record_failure(rec->kind, &rec->id, message, culprit, true))
+			ereport(LOG,
+					(errmsg("toygun: %s %s was no longer live when its dead tick was charged: %s",
+							toygun_kind_name(rec->kind), toygun_uuid_text(&rec->id), message)));
+		toygun_end_work();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(LOG,
+				(errmsg("toygun: could not yet charge %s %s with the tick that ended its worker: %s",
+						toygun_kind_name(rec->kind), toygun_uuid_text(&rec->id), edata->message)));
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+	return ok;
+}
+
+/*
+ * Charge every tick whose worker ended during it, each in a transaction of
+ * its own. Returns true while one of them waits for another worker to
+ * charge it (a worker does not reuse a slot whose record is not charged).
+ */
+bool
+toygun_charge_dead_ticks(int my_slot)
+{
+	int			n = Min(toygun_inflight_count(), toygun_shared->nslots);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		ToygunInflight rec;
+
+		if (toygun_inflight_take(i, &rec))
+			toygun_inflight_done(i, charge(&rec));
+	}
+	return toygun_inflight_pending(my_slot);
+}

@@ -1,0 +1,350 @@
+/*
+ * inflight.c
+ *		Which run each worker is ticking, in a small file of the data
+ *		directory (pg_toygun/inflight) that the postmaster maps into memory
+ *		and every worker inherits. A tick that ends its worker's process (a
+ *		FATAL it cannot catch, a crash, a kill) leaves its record there, and
+ *		a worker charges it to that run as a failed attempt. The file outlives
+ *		a crash of any process, when the postmaster rebuilds shared memory: a
+ *		plain store into a shared mapping is in the kernel's page cache at
+ *		once. A power loss may lose it: the run is then just ticked again.
+ *
+ * A record is written before each tick (the run's id, then "ticking") and
+ * cleared after it, two stores into memory: no system call on the tick path.
+ * How the worker ended is added by its signal handlers and exit callback.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/file_perm.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "postmaster/interrupt.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+
+#include "toygun.h"
+
+#define INFLIGHT_DIR	"pg_toygun"
+#define INFLIGHT_FILE	"pg_toygun/inflight"
+#define INFLIGHT_MAGIC	0x74796731	/* "tyg1" */
+
+static ToygunInflight *records = NULL;
+static int	nrecords = 0;
+static ToygunInflight *mine = NULL;
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * In the postmaster, at start and again after a crash (from the shared
+ * memory startup hook): map the file, once. After a crash the mapping, and
+ * what the dead processes wrote into it, is kept.
+ */
+void
+toygun_inflight_map(int n)
+{
+	Size		size = sizeof(ToygunInflight) * n;
+	struct stat st;
+	void	   *p;
+	int			fd;
+	int			i;
+
+	if (records != NULL)
+		return;
+	if (mkdir(INFLIGHT_DIR, pg_dir_create_mode) < 0 && errno != EEXIST)
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("toygun could not create directory \"%s\": %m", INFLIGHT_DIR),
+				 errdetail("Ticks that end their worker's process will not be charged to their runs.")));
+		return;
+	}
+	fd = open(INFLIGHT_FILE, O_RDWR | O_CREAT | PG_BINARY, pg_file_create_mode);
+	if (fd < 0 || fstat(fd, &st) < 0 ||
+		(st.st_size != (off_t) size && ftruncate(fd, size) < 0))
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("toygun could not open file \"%s\": %m", INFLIGHT_FILE),
+				 errdetail("Ticks that end their worker's process will not be charged to their runs.")));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+	{
+		ereport(LOG,
+				(errmsg("toygun could not map file \"%s\": %m", INFLIGHT_FILE),
+				 errdetail("Ticks that end their worker's process will not be charged to their runs.")));
+		return;
+	}
+	records = p;
+	nrecords = n;
+	/* a new file, or one of another layout: start empty */
+	for (i = 0; i < n; i++)
+		if (records[i].magic != INFLIGHT_MAGIC)
+		{
+			memset(&records[i], 0, sizeof(ToygunInflight));
+			records[i].magic = INFLIGHT_MAGIC;
+		}
+}
+
+/* A copy of slot n's record (for the launcher); false if there are none. */
+bool
+toygun_inflight_read(int n, ToygunInflight *out)
+{
+	if (records == NULL || n >= nrecords)
+		return false;
+	memcpy(out, &records[n], sizeof(ToygunInflight));
+	return true;
+}
+
+/* The launcher has seen slot n's worker end, and counts its deaths in a row. */
+void
+toygun_inflight_note_exit(int n, int deaths)
+{
+	if (records != NULL && n < nrecords)
+	{
+		records[n].died = 0;
+		records[n].recycled = 0;
+		records[n].deaths = deaths;
+	}
+}
+
+/* --- in a worker ----------------------------------------------------- */
+
+/*
+ * SIGTERM: the postmaster's (a shutdown, or the launcher stopping a surplus
+ * worker) is not the run's doing; anybody else's (pg_terminate_backend(),
+ * from the handler itself or from a DBA) is.
+ */
+static void
+inflight_sigterm(int signo, siginfo_t *info, void *context)
+{
+	int			save_errno = errno;
+
+	if (mine != NULL && mine->ticking && info != NULL && info->si_pid == PostmasterPid)
+		mine->how = TOYGUN_ENDED_BY_SERVER;
+	errno = save_errno;
+	die(signo);
+}
+
+/* SIGQUIT: the postmaster ends every process after a crash, or at an immediate stop. */
+static void
+inflight_sigquit(int signo)
+{
+	if (mine != NULL && mine->ticking)
+	{
+		mine->how = TOYGUN_ENDED_BY_SERVER;
+		mine->died = 1;
+	}
+	SignalHandlerForCrashExit(signo);
+}
+
+/* A crash: say which signal, then die of it as we would have. */
+static void
+inflight_crash(int signo)
+{
+	if (mine != NULL && mine->ticking)
+	{
+		mine->how = TOYGUN_ENDED_BY_SIGNAL;
+		mine->detail = signo;
+		mine->died = 1;
+	}
+	signal(signo, SIG_DFL);
+	raise(signo);
+}
+
+/* The message of the FATAL error that ends a tick's process. */
+static void
+inflight_emit_log(ErrorData *edata)
+{
+	if (mine != NULL && mine->ticking && edata->elevel >= FATAL && edata->message != NULL)
+		strlcpy(mine->message, edata->message, sizeof(mine->message));
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+/* A worker's exit in the middle of a tick: say so, and have the others charge it. */
+static void
+inflight_exit(int code, Datum arg)
+{
+	if (mine == NULL || !mine->ticking)
+		return;
+	if (mine->how == TOYGUN_ENDED_UNKNOWN)
+		mine->how = TOYGUN_ENDED_BY_EXIT;
+	if (mine->how != TOYGUN_ENDED_TIMED_OUT)
+		mine->detail = code;
+	mine->died = 1;
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->charges_pending = true;
+	SpinLockRelease(&toygun_shared->mutex);
+	toygun_wake_worker();
+}
+
+/*
+ * Install the handlers that tell how a worker ended. Call before
+ * BackgroundWorkerUnblockSignals(). They write nothing until the worker
+ * has a record of its own (toygun_inflight_start).
+ */
+void
+toygun_inflight_attach(void)
+{
+	struct sigaction act;
+
+	memset(&act, 0, sizeof(act));
+	act.sa_sigaction = inflight_sigterm;
+	act.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&act.sa_mask);
+	sigaction(SIGTERM, &act, NULL);
+	pqsignal(SIGQUIT, inflight_sigquit);
+
+	memset(&act, 0, sizeof(act));
+	act.sa_handler = inflight_crash;
+	act.sa_flags = SA_NODEFER | SA_RESETHAND;
+	sigemptyset(&act.sa_mask);
+	sigaction(SIGSEGV, &act, NULL);
+	sigaction(SIGBUS, &act, NULL);
+	sigaction(SIGILL, &act, NULL);
+	sigaction(SIGFPE, &act, NULL);
+	sigaction(SIGABRT, &act, NULL);
+
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = inflight_emit_log;
+}
+
+/*
+ * Once the slot's earlier record is charged: this worker's own, empty. Its
+ * exit callback runs before the transaction of a tick it ends is aborted,
+ * so the others know to charge it before they can claim its run.
+ */
+void
+toygun_inflight_start(int slot, Oid dboid)
+{
+	if (records == NULL || slot >= nrecords)
+		return;
+	mine = &records[slot];
+	before_shmem_exit(inflight_exit, (Datum) 0);
+	mine->ticking = 0;
+	pg_compiler_barrier();
+	mine->pid = MyProcPid;
+	mine->postmaster = PostmasterPid;
+	mine->dboid = dboid;
+	mine->how = TOYGUN_ENDED_UNKNOWN;
+	mine->detail = 0;
+	mine->died = 0;
+	mine->recycled = 0;
+	mine->message[0] = '\0';
+	/* deaths: the launcher's */
+}
+
+void
+toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id)
+{
+	if (mine == NULL)
+		return;
+	mine->kind = kind;
+	mine->id = *id;
+	pg_compiler_barrier();
+	mine->ticking = 1;
+	pg_compiler_barrier();
+}
+
+void
+toygun_inflight_end(void)
+{
+	if (mine == NULL)
+		return;
+	pg_compiler_barrier();
+	mine->ticking = 0;
+}
+
+/* The tick ran past its grace period: it is ended with its process (in a signal handler). */
+void
+toygun_inflight_timed_out(void)
+{
+	if (mine != NULL && mine->ticking)
+		mine->how = TOYGUN_ENDED_TIMED_OUT;
+}
+
+/* This worker exits on purpose, to be started again at once. */
+void
+toygun_inflight_recycle(void)
+{
+	if (mine != NULL)
+		mine->recycled = 1;
+}
+
+/* Slot n holds a tick whose worker ended during it (the caller holds the mutex). */
+static bool
+dead_tick(int n)
+{
+	return records[n].ticking && records[n].magic == INFLIGHT_MAGIC &&
+		records[n].pid != toygun_shared->slots[n].pid && records[n].pid != MyProcPid;
+}
+
+/* Slot n's record is a dead tick not charged yet. */
+bool
+toygun_inflight_pending(int n)
+{
+	bool		pending;
+
+	if (records == NULL || n >= nrecords || n >= toygun_shared->nslots)
+		return false;
+	SpinLockAcquire(&toygun_shared->mutex);
+	pending = dead_tick(n);
+	SpinLockRelease(&toygun_shared->mutex);
+	return pending;
+}
+
+/*
+ * Take slot n's record to charge it, if it is a tick whose worker ended and
+ * nobody else is charging it; false otherwise.
+ */
+bool
+toygun_inflight_take(int n, ToygunInflight *out)
+{
+	bool		taken = false;
+
+	if (records == NULL || n >= nrecords || n >= toygun_shared->nslots)
+		return false;
+	SpinLockAcquire(&toygun_shared->mutex);
+	if (dead_tick(n) && toygun_shared->slots[n].charger == 0)
+	{
+		toygun_shared->slots[n].charger = MyProcPid;
+		memcpy(out, &records[n], sizeof(ToygunInflight));
+		taken = true;
+	}
+	SpinLockRelease(&toygun_shared->mutex);
+	return taken;
+}
+
+/* Give back a record taken by toygun_inflight_take(): charged, or to try again later. */
+void
+toygun_inflight_done(int n, bool charged)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	if (charged)
+	{
+		records[n].ticking = 0;
+		if (records[n].how != TOYGUN_ENDED_BY_SERVER)
+			toygun_shared->slots[n].deaths++;
+	}
+	else
+		toygun_shared->charges_pending = true;
+	toygun_shared->slots[n].charger = 0;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+int
+toygun_inflight_count(void)
+{
+	return nrecords;
+}
