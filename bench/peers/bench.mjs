@@ -13,7 +13,7 @@ import { connect, fmtInt, memoryKb, percentile, progress, progressDone, sleep, w
 import { PgBossSystem } from "./pg-boss.mjs";
 import { Toygun } from "./toygun.mjs";
 
-const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6"];
+const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"];
 const SYSTEMS = { toygun: Toygun, "graphile-worker": GraphileWorker, "pg-boss": PgBossSystem };
 
 const { values: opts } = parseArgs({
@@ -31,15 +31,26 @@ for (const w of only) if (!WORKLOADS.includes(w)) fail(`unknown workload ${w} (k
 for (const s of systemNames) if (!SYSTEMS[s]) fail(`unknown system ${s} (known: ${Object.keys(SYSTEMS).join(", ")})`);
 
 // Sizes: N runs for W1 and W4, 0.3 N for W2, 10 N sleepers for W4, N runs of
-// ten states (10 N ticks) for W6; W3 is 500 starts. The smoke size is 500
-// of everything, 5,000 sleepers and a 5-second idle window.
+// ten states (10 N ticks) for W6; W3 is 500 starts, W7 200. The smoke size
+// is 500 of everything, 5,000 sleepers, a 5-second idle window and 50 W7
+// starts.
 const N = opts.smoke ? 500 : Number(opts.n ?? 100000);
 if (!(N >= 1)) fail("--n must be a positive number");
 const size = opts.smoke
-  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500 }
-  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N };
+  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50 }
+  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N, w7: 200 };
 const TIMEOUT_MS = Number(opts.timeout) * 1000;
 const W3_WARMUP = 10;
+// W7: the slow tick's length, the fast starts made beside each one (at
+// most), and how long after the slow tick is seen they may still start, so
+// that each begins well before the slow tick ends; warm-up starts first.
+const W7_SLOW_SECONDS = 2;
+const W7_PER_SLOW = 10;
+const W7_WINDOW_MS = 1400;
+const W7_WARMUP = 5;
+// a fast run slower than this waited for something: the slow tick, or the
+// idle worker's next look for due runs
+const W7_LATE_MS = 100;
 
 function fail(message) {
   console.error(`bench: ${message}`);
@@ -127,6 +138,64 @@ async function latency(sys, count) {
   const ms = (await sys.latencies(xids)).slice(W3_WARMUP);
   const r = { count, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms) };
   progressDone(`bench: W3 latency ${sys.name}: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`);
+  return r;
+}
+
+// W7 (toygun only): wake latency beside a busy worker. With toygun.workers
+// = 2, a slow run's one tick (pg_sleep) keeps one worker busy; while it
+// sleeps, fast runs are started one at a time, each committed alone and the
+// next only once the last has been ticked; from each start's commit to its
+// first tick's commit. The slow run is started again for every cycle of
+// W7_PER_SLOW fast starts. A start that did not commit while the slow tick
+// was running (checked from the slow tick's own times) is not counted. A
+// start that waits for the slow tick uses up its cycle, so the workload
+// stops after twice the cycles it needs when none waits, with fewer starts
+// timed than asked for (the count says how many).
+async function wakeLatency(toygun, count) {
+  await quiesce();
+  const workers = (await toygun.workerPids()).length;
+  if (workers !== 2) throw new Error(`W7 needs toygun.workers = 2; ${workers} workers are running`);
+  const waitMs = 10000 + W7_SLOW_SECONDS * 1000;
+  let seq = 0;
+  for (; seq < W7_WARMUP; seq++) {
+    await toygun.wakeStart(seq);
+    await toygun.wakeWait(seq, waitMs);
+    await sleep(5 + Math.random() * 10);
+  }
+  const samples = [];
+  let cycle = 0;
+  let outside = 0;
+  const maxCycles = 2 * Math.ceil(count / W7_PER_SLOW);
+  while (samples.length < count && cycle < maxCycles) {
+    cycle++;
+    const slow = await toygun.slowStart(cycle, W7_SLOW_SECONDS);
+    await waitFor("W7: the slow tick to begin", () => toygun.slowTicking(), { timeoutMs: 10000, everyMs: 2 });
+    const seen = wallMs();
+    const starts = [];
+    while (starts.length < W7_PER_SLOW && samples.length + starts.length < count && wallMs() - seen < W7_WINDOW_MS) {
+      starts.push({ seq, xid: await toygun.wakeStart(seq) });
+      await toygun.wakeWait(seq, waitMs);
+      seq++;
+      // let the tick finish, and do not fall into step with any timer
+      await sleep(5 + Math.random() * 10);
+    }
+    await waitFor("W7: the slow tick to end", () => toygun.slowDone(slow), { timeoutMs: waitMs, everyMs: 20 });
+    for (const [pos, r] of (await toygun.wakeLatencies(cycle, starts)).entries()) {
+      if (r.beside) samples.push({ ...r, pos });
+      else outside++;
+    }
+    progress(`bench: W7 wake toygun: ${samples.length} of ${count}, ${cycle} slow ticks`);
+  }
+  if (samples.length === 0) throw new Error(`W7: no start was timed beside a slow tick in ${cycle} slow ticks`);
+  const ms = samples.map((r) => r.ms);
+  const r = { count: samples.length, asked: count, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms),
+              late: ms.filter((v) => v > W7_LATE_MS).length, lateMs: W7_LATE_MS,
+              lateFirst: samples.filter((x) => x.ms > W7_LATE_MS && x.pos === 0).length,
+              handlerP50: percentile(samples.map((x) => x.handler_ms), 50),
+              slowTicks: cycle, slowSeconds: W7_SLOW_SECONDS, outside,
+              samples: samples.map((x) => ({ ms: x.ms, handlerMs: x.handler_ms, pos: x.pos })) };
+  progressDone(`bench: W7 wake toygun: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(2)} ms, ${r.late} over ${W7_LATE_MS} ms`);
+  await toygun.vacuum();
   return r;
 }
 
@@ -244,6 +313,7 @@ async function main() {
   }
   const toygun = systems.find((s) => s.name === "toygun");
   if (only.includes("W6") && toygun) await timed("W6", "toygun", () => memory(toygun, size.w6));
+  if (only.includes("W7") && toygun) await timed("W7", "toygun", () => wakeLatency(toygun, size.w7));
 
   for (const sys of systems) await sys.close();
 
@@ -303,6 +373,8 @@ function note(r, all) {
     }
     case "W5":
       return r.note;
+    case "W7":
+      return `${r.count < r.asked ? `${r.count} of ${r.asked} asked for (late starts used up the slow ticks); ` : ""}max ${r.max.toFixed(2)} ms; ${r.late} over ${r.lateMs} ms (${r.lateFirst} of them a slow tick's first start); beside ${r.slowTicks} slow ticks of ${r.slowSeconds} s${r.outside ? `, ${r.outside} starts outside them not counted` : ""}; toygun only`;
     case "W6":
       return `VmRSS ${r.beforeMb.toFixed(0)} MB before; growth: VmRSS ${r.vmRssMb.toFixed(1)} MB = shared buffers (RssShmem) ${r.rssShmemMb.toFixed(1)} MB + private (RssAnon) ${r.rssAnonMb.toFixed(2)} MB`;
     default:
@@ -320,7 +392,7 @@ function report(all, warmups, context) {
   lines.push("");
   const head = ["workload", "system", "count", "seconds", "per second", "p50 ms", "p99 ms", "toygun's lead", "note"];
   const rows = all.map((r) => [
-    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory" }[r.workload],
+    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake" }[r.workload],
     r.system,
     r.count === undefined ? "" : fmtInt(r.count),
     r.seconds === undefined ? "" : r.seconds.toFixed(2),
@@ -338,7 +410,7 @@ function report(all, warmups, context) {
   lines.push(`|${widths.map((w, i) => (right[i] ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`);
   for (const row of rows) lines.push(line(row));
   lines.push("");
-  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database.");
+  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database; W7: fast runs timed.");
   lines.push("toygun's lead: how many times better toygun's figure is (throughput toygun ÷ peer; W3 p50 and W5 peer ÷ toygun).");
   if (warmups.length > 0)
     lines.push(`W1 warm-up (the same drain, untimed, on fresh tables, before W1): ${warmups.map((w) => `${w.system} ${fmtInt(w.rate)}/s`).join(", ")}.`);
@@ -383,6 +455,12 @@ function targets(all, context) {
   if (w6) check("W6 worker memory growth < 10 MB", w6.rssAnonMb < 10,
     `private (RssAnon) ${w6.rssAnonMb.toFixed(2)} MB over ${fmtInt(w6.count)} ticks; VmRSS ${w6.vmRssMb.toFixed(1)} MB, of which shared buffers ${w6.rssShmemMb.toFixed(1)} MB`);
   else check("W6 worker memory growth < 10 MB", null, "not measured");
+  const w7 = get("W7", "toygun");
+  if (w7) {
+    check("W7 p50 <= 10 ms beside a busy worker", w7.p50 <= 10, `${w7.p50.toFixed(2)} ms`);
+    check("W7 p99 <= 100 ms beside a busy worker", w7.p99 <= 100,
+      `${w7.p99.toFixed(2)} ms (max ${w7.max.toFixed(2)} ms; ${w7.late} of ${w7.count} over ${w7.lateMs} ms)`);
+  } else check("W7 wake latency beside a busy worker", null, "not measured");
   return out;
 }
 

@@ -17,19 +17,23 @@ export class Toygun {
     this.client = await connect(this.db);
     this.listener = await connect(this.db);
     this.arrivals = new Arrivals();
-    this.listener.on("notification", (m) => this.arrivals.arrive(Number(m.payload), null));
+    this.wakes = new Arrivals();
+    this.listener.on("notification", (m) =>
+      (m.channel === "bench_wake" ? this.wakes : this.arrivals).arrive(Number(m.payload), null));
     await this.listener.query("LISTEN bench_latency");
+    await this.listener.query("LISTEN bench_wake");
     await this.client.query("SET client_min_messages = warning");
     await this.client.query(readFileSync(new URL("toygun.sql", import.meta.url), "utf8"));
     const { rows } = await this.client.query(
       "SELECT extversion FROM pg_extension WHERE extname = 'toygun'",
     );
     this.version = `toygun ${rows[0].extversion}`;
-    // W3 reuses resources once their run has stopped, so 500 are enough
+    // W3 and W7 reuse resources once their run has stopped, so 500 are
+    // enough; one more, past the ones workloads take, for W7's slow runs
     this.resources = Math.max(n, 500);
     await this.client.query(
       `INSERT INTO public.bench_resource (i, id)
-       SELECT i, toygun.create_resource('bench') FROM generate_series(1, $1) i`,
+       SELECT i, toygun.create_resource('bench') FROM generate_series(1, $1 + 1) i`,
       [this.resources],
     );
     // the workers tick each new resource into its first state: not part of any workload
@@ -126,6 +130,70 @@ export class Toygun {
     );
     if (rows.length !== xids.length) throw new Error(`toygun: ${rows.length} of ${xids.length} handler times found`);
     return rows.map((r) => r.ms);
+  }
+
+  // W7: a run of the slow task, whose one tick sleeps `seconds`, on a
+  // resource of its own; its id.
+  async slowStart(cycle, seconds) {
+    const { rows } = await this.client.query(
+      `SELECT toygun.start_task(id, 'w7slow', jsonb_build_object('cycle', $1::int, 'seconds', $2::float8)) AS run
+         FROM public.bench_resource WHERE i = $3`,
+      [cycle, seconds, this.resources + 1],
+    );
+    return rows[0].run;
+  }
+
+  // A worker is in the slow tick's pg_sleep.
+  async slowTicking() {
+    const { rows } = await this.client.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE backend_type = 'toygun worker' AND wait_event = 'PgSleep'`,
+    );
+    return rows[0].n > 0;
+  }
+
+  // The slow run's tick has committed.
+  async slowDone(run) {
+    const { rows } = await this.client.query("SELECT state FROM toygun.task WHERE id = $1", [run]);
+    return rows[0].state === "__stop__";
+  }
+
+  // W7: one fast start, committed alone; the id of its transaction.
+  async wakeStart(seq) {
+    const { rows } = await this.client.query(
+      `SELECT toygun.start_task(id, 'w7', jsonb_build_object('seq', $1::int)) AS run,
+              pg_current_xact_id()::xid::text AS xid
+         FROM public.bench_resource WHERE i = $2`,
+      [seq, 1 + (seq % this.resources)],
+    );
+    return rows[0].xid;
+  }
+
+  wakeWait(seq, timeoutMs) {
+    return this.wakes.wait(seq, timeoutMs);
+  }
+
+  // For each fast start of a W7 cycle: milliseconds from its commit to the
+  // commit of its first tick (both commit timestamps: the row the handler
+  // wrote has the tick's transaction as xmin), from its commit to its
+  // handler's first statement, and whether the cycle's slow tick had begun
+  // before the start committed and ended after it (one worker was busy).
+  async wakeLatencies(cycle, starts) {
+    const { rows } = await this.client.query(
+      `WITH x AS (
+         SELECT x.seq, pg_xact_commit_timestamp(x.xid::xid) AS committed
+           FROM unnest($1::int[], $2::text[]) AS x(seq, xid))
+       SELECT x.seq,
+              (extract(epoch FROM pg_xact_commit_timestamp(w.xmin) - x.committed) * 1000)::float8 AS ms,
+              (extract(epoch FROM w.at - x.committed) * 1000)::float8 AS handler_ms,
+              (s.began < x.committed AND pg_xact_commit_timestamp(s.xmin) > x.committed) AS beside
+         FROM x JOIN public.bench_wake w USING (seq)
+         JOIN public.bench_slow s ON s.cycle = $3
+        ORDER BY x.seq`,
+      [starts.map((s) => s.seq), starts.map((s) => s.xid), cycle],
+    );
+    if (rows.length !== starts.length) throw new Error(`toygun: ${rows.length} of ${starts.length} W7 tick times found`);
+    return rows;
   }
 
   // W4: runs asleep for a year, written directly (a run in its declared

@@ -28,6 +28,27 @@ BEGIN
     RETURN toygun.stop();
 END $$;
 
+-- W7: the slow tick that keeps one worker busy (when it began; the row's
+-- xmin is the tick's transaction, whose commit timestamp is when it ended),
+-- and the fast runs started beside it (the row's xmin likewise gives the
+-- commit of each fast run's first tick).
+CREATE TABLE public.bench_slow (cycle int PRIMARY KEY, began timestamptz NOT NULL);
+CREATE TABLE public.bench_wake (seq int PRIMARY KEY, at timestamptz NOT NULL);
+
+CREATE FUNCTION public.bench_slow(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_slow (cycle, began) VALUES ((t.attrs->>'cycle')::int, clock_timestamp());
+    PERFORM pg_sleep((t.attrs->>'seconds')::float8);
+    RETURN toygun.stop();
+END $$;
+
+CREATE FUNCTION public.bench_wake(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_wake (seq, at) VALUES ((t.attrs->>'seq')::int, clock_timestamp());
+    PERFORM pg_notify('bench_wake', t.attrs->>'seq');
+    RETURN toygun.stop();
+END $$;
+
 -- W6: ten states, s1 to s10.
 CREATE FUNCTION public.bench_ten(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
     SELECT CASE WHEN t.state = 's10' THEN toygun.stop()
@@ -40,3 +61,5 @@ SELECT toygun.define_task('bench', 'w2', '{one,two,three}', 'public.bench_chain(
 SELECT toygun.define_task('bench', 'w3', '{only}', 'public.bench_latency(toygun.task)');
 SELECT toygun.define_task('bench', 'w4', '{only}', 'public.bench_noop(toygun.task)');
 SELECT toygun.define_task('bench', 'w6', '{s1,s2,s3,s4,s5,s6,s7,s8,s9,s10}', 'public.bench_ten(toygun.task)');
+SELECT toygun.define_task('bench', 'w7', '{only}', 'public.bench_wake(toygun.task)');
+SELECT toygun.define_task('bench', 'w7slow', '{only}', 'public.bench_slow(toygun.task)');
