@@ -42,9 +42,9 @@ static bool tick_set_constraints = false;
 
 /*
  * Notes a SET CONSTRAINTS in a tick: its mode lasts until the transaction
- * ends. (PREPARE, LISTEN, temporary tables, DISCARD and role changes are
- * refused to handlers by PostgreSQL: they run as security-restricted
- * operations.)
+ * ends. (Handlers run as security-restricted operations, where PostgreSQL
+ * refuses PREPARE, LISTEN, temporary tables, role changes and deferred
+ * trigger events: none of these can outlast a tick.)
  */
 static void
 contain_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -80,10 +80,9 @@ toygun_contain_begin_tick(void)
 /*
  * After a tick, done or rolled back: close the cursors it left open (WITH
  * HOLD too) and release its advisory locks, of the session and of the
- * transaction. Its settings are reverted by the tick itself, its deferred
- * triggers fired at its end (tick.c). Returns true when the tick changed
- * what cannot be undone inside a transaction (SET CONSTRAINTS): the batch
- * must commit after it.
+ * transaction. Its settings are reverted by the tick itself. Returns true
+ * when the tick changed what only the end of the transaction undoes (SET
+ * CONSTRAINTS): the batch must commit after it.
  */
 bool
 toygun_contain_end_tick(void)

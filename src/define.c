@@ -381,10 +381,25 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	return def;
 }
 
+/* The owner may execute the handler: directly, or through a role it is a member of. */
+static void
+check_handler_execute(ToygunDef *def, Oid fn)
+{
+	if (pg_proc_aclcheck(fn, def->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not execute handler %s of %s",
+						toygun_role_name(def->owner), def->handler, toygun_def_label(def)),
+				 errhint("Grant EXECUTE on the function to role \"%s\", or define the type again with a handler it may run.",
+						 toygun_role_name(def->owner))));
+}
+
 /*
  * The handler of a definition, ready to call: resolved from its stored
- * signature, its owner still a role, allowed to execute it. Done once per
- * cache generation: a change to functions or roles makes a new one.
+ * signature, its owner still a role, allowed to execute it. Resolved once
+ * per cache generation (a change to functions or roles makes a new one);
+ * EXECUTE is checked at every call, since a membership revoked changes
+ * neither.
  */
 FmgrInfo *
 toygun_def_handler(ToygunDef *def)
@@ -393,8 +408,12 @@ toygun_def_handler(ToygunDef *def)
 	Datum		fn;
 	const char *problem;
 
+	/* checked at every tick: a revoked EXECUTE takes effect at once */
 	if (def->handler_ready)
+	{
+		check_handler_execute(def, def->handler_fn.fn_oid);
 		return &def->handler_fn;
+	}
 
 	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
 	lookup->args[0].value = CStringGetTextDatum(def->handler);
@@ -423,11 +442,7 @@ toygun_def_handler(ToygunDef *def)
 				 errmsg("handler %s of %s is no longer a handler", def->handler, toygun_def_label(def)),
 				 errdetail_internal("%s", problem),
 				 errhint("Create the function again returning toygun.next, or define the type again with another handler.")));
-	if (pg_proc_aclcheck(DatumGetObjectId(fn), def->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not execute handler %s of %s",
-						toygun_role_name(def->owner), def->handler, toygun_def_label(def))));
+	check_handler_execute(def, DatumGetObjectId(fn));
 	fmgr_info_cxt(DatumGetObjectId(fn), &def->handler_fn, def_cache_cxt);
 	def->handler_ready = true;
 	return &def->handler_fn;

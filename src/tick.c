@@ -8,7 +8,6 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
-#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -48,23 +47,15 @@ tick_error_context(void *arg)
 }
 
 /*
- * Whether the type's owner may still run its handler, checked at every tick
- * (a revoked EXECUTE or membership takes effect at once): it may execute the
- * function, and a task type's owner still has the privileges of the owner
- * of the resource type it was defined on.
+ * A task type's owner must still have the privileges of the owner of the
+ * resource type it was defined on, checked at every tick: a revoked
+ * membership takes effect at once. (toygun_def_handler checks EXECUTE.)
  */
 static void
-check_may_run(ToygunDef *def, Oid handler)
+check_may_run(ToygunDef *def)
 {
 	ToygunDef  *rtype;
 
-	if (pg_proc_aclcheck(handler, def->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may no longer execute handler %s of %s",
-						toygun_role_name(def->owner), def->handler, toygun_def_label(def)),
-				 errhint("Grant EXECUTE on the function to role \"%s\" again, or define the type again with a handler it may run.",
-						 toygun_role_name(def->owner))));
 	if (def->kind != TOYGUN_TASK)
 		return;
 	rtype = toygun_find_def(TOYGUN_RESOURCE, def->resource_type, NULL, true);
@@ -99,7 +90,7 @@ call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 	fcinfo->args[0].value = toygun_object_row(obj);
 	fcinfo->args[0].isnull = false;
 
-	check_may_run(def, flinfo->fn_oid);
+	check_may_run(def);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", def->search_path,
@@ -108,13 +99,6 @@ call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
 	result = FunctionCallInvoke(fcinfo);
 
-	/*
-	 * In a worker, the deferred triggers and constraint checks the handler
-	 * queued fire now, as its owner and charged to this tick, not at the
-	 * batch's commit as the worker's role, beside other owners' ticks.
-	 */
-	if (toygun_in_worker && tick_depth == 1)
-		AfterTriggerFireDeferred();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	AtEOXact_GUC(false, nestlevel);
 
