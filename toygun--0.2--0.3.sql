@@ -1,0 +1,15 @@
+-- toygun 0.2 to 0.3. Frozen once released, like every upgrade script.
+\echo Use "ALTER EXTENSION toygun UPDATE TO '0.3'" to load this file. \quit
+
+-- sql/upgrade.sql proves that a database updated from 0.1 through 0.2 has
+-- exactly the objects of a fresh 0.3 install; a change to src/sql/ without
+-- its upgrade step here fails that test.
+
+-- worker_status() gained two OUT columns: a function's result type cannot
+-- change in place.
+DROP FUNCTION toygun.worker_status();
+CREATE FUNCTION toygun.worker_status()
+    RETURNS TABLE (pid integer, slot integer, idle boolean, started_at timestamptz,
+                   ticks bigint, failures bigint, last_tick_at timestamptz,
+                   transactions bigint, deaths bigint)
+    AS 'MODULE_PATHNAME', 'toygun_worker_status' LANGUAGE C VOLATILE;
