@@ -13,3 +13,26 @@ CREATE FUNCTION toygun.worker_status()
                    ticks bigint, failures bigint, last_tick_at timestamptz,
                    transactions bigint, deaths bigint)
     AS 'MODULE_PATHNAME', 'toygun_worker_status' LANGUAGE C VOLATILE;
+
+-- define_resource() and define_task() take the owner of the definition:
+-- a new argument is a new signature.
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[]);
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[]);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
