@@ -29,6 +29,7 @@ PG_FUNCTION_INFO_V1(toygun_panic_task);
 PG_FUNCTION_INFO_V1(toygun_rewind_task);
 PG_FUNCTION_INFO_V1(toygun_transition_resource);
 PG_FUNCTION_INFO_V1(toygun_stop_resource);
+PG_FUNCTION_INFO_V1(toygun_last_error);
 
 static SPIPlanPtr lock_task_plan;
 static SPIPlanPtr lock_resource_plan;
@@ -977,4 +978,55 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 	row = save_manual(obj, def, obj->step);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
+}
+
+/*
+ * last_error(id): the message of the last failed tick of a run or resource,
+ * NULL if it has none. The column is not readable by PUBLIC: a handler's
+ * error can carry what its owner would not show to everybody.
+ */
+Datum
+toygun_last_error(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr task_plan = NULL;
+	static SPIPlanPtr resource_plan = NULL;
+	ToygunCall	call;
+	ToygunKind	kind = TOYGUN_TASK;
+	pg_uuid_t  *id;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+	Datum		d;
+	bool		isnull;
+	text	   *result = NULL;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	id = PG_GETARG_UUID_P(0);
+	toygun_begin_call(&call);
+	if (toygun_def_for_caller(TOYGUN_TASK, id, call.caller, true) == NULL)
+	{
+		kind = TOYGUN_RESOURCE;
+		if (toygun_def_for_caller(TOYGUN_RESOURCE, id, call.caller, true) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("resource or task %s does not exist", toygun_uuid_text(id))));
+	}
+	values[0] = UUIDPGetDatum(id);
+	if (kind == TOYGUN_TASK)
+		toygun_run(toygun_plan(&task_plan, "SELECT last_error FROM toygun.task WHERE id = $1",
+							   1, argtypes),
+				   values, NULL, 1);
+	else
+		toygun_run(toygun_plan(&resource_plan, "SELECT last_error FROM toygun.resource WHERE id = $1",
+							   1, argtypes),
+				   values, NULL, 1);
+	if (SPI_processed > 0)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			result = (text *) SPI_datumTransfer(d, false, -1);
+	}
+	toygun_end_call(&call);
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(result);
 }
