@@ -9,7 +9,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -442,19 +444,24 @@ check_redefine(ToygunDef *existing, Oid caller)
 }
 
 /*
- * Definitions are made one at a time: the ownership check and the upsert
- * must see the same committed row, or a role could define a name while its
- * owner's first definition is not yet committed, wait for it, and take the
- * type over. The lock lets readers (ticks, the API) through; taking it makes
- * this backend accept invalidations, so the definition cache is fresh.
- * Both tables, always in this order, so that no two definers deadlock.
+ * Definitions of one name are made one at a time: the ownership check and
+ * the upsert must see the same committed row, or a role could define a name
+ * while its owner's first definition is not yet committed, wait for it, and
+ * take the type over. The lock is on the name (a hash of it: a collision
+ * only makes two definitions take turns), not on the tables, so that a role
+ * holding it in an open transaction holds up no other name, and no tick.
+ * Taking it makes this backend accept invalidations, so that the definition
+ * cache is fresh for the check that follows.
  */
 static void
-lock_definitions(void)
+lock_definition(ToygunKind kind, const char *resource_type, const char *name)
 {
-	if (SPI_execute("LOCK TABLE toygun.resource_type, toygun.task_type"
-					" IN SHARE ROW EXCLUSIVE MODE", false, 0) != SPI_OK_UTILITY)
-		elog(ERROR, "could not lock toygun's definition tables");
+	uint32		h = hash_bytes((const unsigned char *) resource_type, strlen(resource_type));
+
+	prepare_def_cache();
+	if (name != NULL)
+		h = hash_combine(h, hash_bytes((const unsigned char *) name, strlen(name)));
+	LockDatabaseObject(def_table_relids[kind == TOYGUN_TASK ? 1 : 0], h, 0, ExclusiveLock);
 }
 
 /*
@@ -519,7 +526,7 @@ definition_search_path(const char *label, ToygunDef *existing, Oid owner, Oid ca
 /*
  * A redefinition that found a row it may not replace: the lock makes this
  * unreachable in READ COMMITTED, but the upsert checks again, for every
- * isolation level.
+ * isolation level (a snapshot older than the lock does not see the row).
  */
 static void
 check_upserted(const char *label)
@@ -562,7 +569,9 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	encrypted = check_fields(fcinfo, 4, "encrypted_fields", &nencrypted);
 
 	toygun_begin_call(&call);
-	lock_definitions();
+	/* a role that may not redefine it is refused before it takes the lock */
+	check_redefine(toygun_find_def(TOYGUN_RESOURCE, type, NULL, true), call.caller);
+	lock_definition(TOYGUN_RESOURCE, type, NULL);
 	existing = toygun_find_def(TOYGUN_RESOURCE, type, NULL, true);
 	check_redefine(existing, call.caller);
 	owner = definition_owner(fcinfo, 5, label, existing, call.caller);
@@ -648,7 +657,11 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	encrypted = check_fields(fcinfo, 5, "encrypted_fields", &nencrypted);
 
 	toygun_begin_call(&call);
-	lock_definitions();
+	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
+	toygun_check_acting_for(rtype, call.caller);
+	/* a role that may not redefine it is refused before it takes the lock */
+	check_redefine(toygun_find_def(TOYGUN_TASK, resource_type, name, true), call.caller);
+	lock_definition(TOYGUN_TASK, resource_type, name);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
 	toygun_check_acting_for(rtype, call.caller);
 	existing = toygun_find_def(TOYGUN_TASK, resource_type, name, true);
