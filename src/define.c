@@ -165,7 +165,8 @@ check_handler(Oid fn, const char *rowtype, Oid owner)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for handler %s", format_procedure(fn)),
-				 errdetail("The handler runs as the role that defines the type, which must be allowed to execute it.")));
+				 errdetail("The handler runs as the type's owner, role \"%s\", which must be allowed to execute it.",
+						   toygun_role_name(owner))));
 	return format_procedure_qualified(fn);
 }
 

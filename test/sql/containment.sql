@@ -1,13 +1,16 @@
 -- Containment (0.3): who owns a definition, what a revoked membership takes
 -- away from a task type, and who may read a handler's errors.
 BEGIN;
-SELECT plan(31);
+SELECT plan(33);
 
 CREATE ROLE tg_c_owner;
 CREATE ROLE tg_c_member IN ROLE tg_c_owner;
 CREATE ROLE tg_c_other;
 CREATE ROLE tg_c_tasker IN ROLE tg_c_owner;
 CREATE FUNCTION public.tg_c_h(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stop() $$;
+CREATE FUNCTION public.tg_c_private(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stop() $$;
+REVOKE EXECUTE ON FUNCTION public.tg_c_private(toygun.task) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.tg_c_private(toygun.task) TO tg_c_member;
 
 -- a member redefining the owner's type keeps its owner and search_path
 SET ROLE tg_c_owner;
@@ -43,6 +46,11 @@ SELECT throws_ok($$SELECT toygun.define_task('c_res', 'theirs', '{one}', 'public
                  '42501', NULL, 'nor a task type');
 SELECT throws_ok($$SELECT toygun.define_resource('c_given3', owner => 0::regrole)$$, '42704', NULL,
                  'an owner that is no role is refused');
+SELECT throws_ok($$SELECT toygun.define_task('c_res', 'private', '{one}', 'public.tg_c_private(toygun.task)', owner => 'tg_c_owner')$$,
+                 '42501', 'permission denied for handler public.tg_c_private(toygun.task)',
+                 'the handler is checked against the owner it will run as');
+SELECT lives_ok($$SELECT toygun.define_task('c_res', 'private', '{one}', 'public.tg_c_private(toygun.task)')$$,
+                'and a caller that owns it may use a handler only it may execute');
 SELECT lives_ok($$SELECT toygun.define_resource('c_given', '{a}', owner => 'tg_c_member')$$,
                 'a member of the owner may hand the type to itself');
 RESET ROLE;
