@@ -1,6 +1,6 @@
--- The upgrade path: a database on toygun 0.1 follows to the current version
--- with ALTER EXTENSION toygun UPDATE, keeping its data, and ends with exactly
--- the objects of a fresh install.
+-- The upgrade path: a database on toygun 0.1 follows to 0.2 and on to the
+-- current version with ALTER EXTENSION toygun UPDATE, keeping its data, and
+-- ends each step with exactly the objects of a fresh install of that version.
 
 -- Every object of the extension, described without OIDs: members, function
 -- definitions, columns, storage options, indexes, constraints, triggers,
@@ -25,8 +25,9 @@ SELECT format('relation %s kind %s persistence %s options %s acl %s rls %s',
               c.oid::regclass, c.relkind, c.relpersistence, c.reloptions, c.relacl, c.relrowsecurity)
   FROM rel JOIN pg_class c USING (oid)
 UNION ALL
-SELECT format('column %s %s %s %s not null %s default %s', a.attrelid::regclass, a.attnum, a.attname,
-              format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid))
+SELECT format('column %s %s %s %s not null %s default %s acl %s', a.attrelid::regclass, a.attnum, a.attname,
+              format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid),
+              coalesce(a.attacl::text, '-'))
   FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 UNION ALL
@@ -80,6 +81,8 @@ SELECT toygun.start_task(:'r', 'deploy') AS halfway \gset
 SELECT state FROM toygun.tick_task(:'halfway');
 CREATE TABLE fp_before AS SELECT toygun_fingerprint() AS line;
 
+ALTER EXTENSION toygun UPDATE TO '0.2';
+CREATE TABLE fp_02_updated AS SELECT toygun_fingerprint() AS line;
 ALTER EXTENSION toygun UPDATE;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'toygun') AS current
   FROM pg_extension WHERE extname = 'toygun';
@@ -93,6 +96,14 @@ SELECT attrs FROM toygun.resource WHERE id = :'r';
 -- an updated database has what a fresh install has, object for object
 CREATE TABLE fp_updated AS SELECT toygun_fingerprint() AS line;
 DROP EXTENSION toygun CASCADE;
+-- the frozen 0.2 script installs what 0.1 updated to 0.2 had
+CREATE EXTENSION toygun VERSION '0.2';
+CREATE TABLE fp_02_fresh AS SELECT toygun_fingerprint() AS line;
+(SELECT 'only updated' AS "where", line FROM fp_02_updated EXCEPT ALL SELECT 'only updated', line FROM fp_02_fresh)
+UNION ALL
+(SELECT 'only fresh', line FROM fp_02_fresh EXCEPT ALL SELECT 'only fresh', line FROM fp_02_updated)
+ORDER BY 1, 2;
+DROP EXTENSION toygun;
 CREATE EXTENSION toygun;
 CREATE TABLE fp_fresh AS SELECT toygun_fingerprint() AS line;
 SELECT count(*) > 200 AS described FROM fp_fresh;
@@ -104,9 +115,12 @@ ORDER BY 1, 2;
 ALTER TABLE toygun.task SET (fillfactor = 80);
 SELECT line FROM (SELECT toygun_fingerprint() AS line EXCEPT SELECT line FROM fp_fresh) d;
 SELECT count(*) AS changed_in_0_2 FROM
-  ((SELECT line FROM fp_before EXCEPT ALL SELECT line FROM fp_updated)
-   UNION ALL (SELECT line FROM fp_updated EXCEPT ALL SELECT line FROM fp_before)) d;
+  ((SELECT line FROM fp_before EXCEPT ALL SELECT line FROM fp_02_updated)
+   UNION ALL (SELECT line FROM fp_02_updated EXCEPT ALL SELECT line FROM fp_before)) d;
+SELECT count(*) > 0 AS changed_in_0_3 FROM
+  ((SELECT line FROM fp_02_updated EXCEPT ALL SELECT line FROM fp_updated)
+   UNION ALL (SELECT line FROM fp_updated EXCEPT ALL SELECT line FROM fp_02_updated)) d;
 
-DROP TABLE fp_before, fp_updated, fp_fresh;
+DROP TABLE fp_before, fp_02_updated, fp_02_fresh, fp_updated, fp_fresh;
 DROP FUNCTION toygun_fingerprint();
 DROP EXTENSION toygun;

@@ -9,7 +9,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -143,11 +145,11 @@ handler_shape_problem(Oid fn, const char *rowtype)
 
 /*
  * A handler is a plain function of one argument, the object's row type,
- * returning toygun.next, that the definer may execute. Returns its
- * schema-qualified signature, which is what we store.
+ * returning toygun.next, that the type's owner-to-be may execute. Returns
+ * its schema-qualified signature, which is what we store.
  */
 static char *
-check_handler(Oid fn, const char *rowtype, Oid caller)
+check_handler(Oid fn, const char *rowtype, Oid owner)
 {
 	const char *problem = handler_shape_problem(fn, rowtype);
 
@@ -159,11 +161,12 @@ check_handler(Oid fn, const char *rowtype, Oid caller)
 				 errdetail_internal("%s", problem),
 				 errhint("Declare it as CREATE FUNCTION f(o toygun.%s) RETURNS toygun.next.",
 						 rowtype)));
-	if (pg_proc_aclcheck(fn, caller, ACL_EXECUTE) != ACLCHECK_OK)
+	if (pg_proc_aclcheck(fn, owner, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for handler %s", format_procedure(fn)),
-				 errdetail("The handler runs as the role that defines the type, which must be allowed to execute it.")));
+				 errdetail("The handler runs as the type's owner, role \"%s\", which must be allowed to execute it.",
+						   toygun_role_name(owner))));
 	return format_procedure_qualified(fn);
 }
 
@@ -456,34 +459,142 @@ check_redefine(ToygunDef *existing, Oid caller)
 		toygun_check_acting_for(existing, caller);
 }
 
+/*
+ * Definitions of one name are made one at a time: the ownership check and
+ * the upsert must see the same committed row, or a role could define a name
+ * while its owner's first definition is not yet committed, wait for it, and
+ * take the type over. The lock is on the name (a hash of it: a collision
+ * only makes two definitions take turns), not on the tables, so that a role
+ * holding it in an open transaction holds up no other name, and no tick.
+ * Taking it makes this backend accept invalidations, so that the definition
+ * cache is fresh for the check that follows.
+ */
+static void
+lock_definition(ToygunKind kind, const char *resource_type, const char *name)
+{
+	uint32		h = hash_bytes((const unsigned char *) resource_type, strlen(resource_type));
+
+	prepare_def_cache();
+	if (name != NULL)
+		h = hash_combine(h, hash_bytes((const unsigned char *) name, strlen(name)));
+	LockDatabaseObject(def_table_relids[kind == TOYGUN_TASK ? 1 : 0], h, 0, ExclusiveLock);
+}
+
+/*
+ * The owner a definition gets: the role named by the owner argument, which
+ * the caller must be able to act for; otherwise the existing owner of a type
+ * defined before, or the caller for a new one. A member of the owner's role
+ * redefining a type therefore leaves it with its owner.
+ */
+static Oid
+definition_owner(FunctionCallInfo fcinfo, int argno, const char *label,
+				 ToygunDef *existing, Oid caller)
+{
+	Oid			owner;
+
+	/* the SQL of 0.1 and 0.2, until ALTER EXTENSION UPDATE, passes no owner */
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return existing != NULL ? existing->owner : caller;
+	owner = PG_GETARG_OID(argno);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", owner),
+				 errhint("Name an existing role as the owner of %s.", label)));
+	if (!has_privs_of_role(caller, owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to make role \"%s\" the owner of %s",
+						toygun_role_name(owner), label),
+				 errdetail("The handler would run as role \"%s\", which role \"%s\" may not act for.",
+						   toygun_role_name(owner), toygun_role_name(caller)),
+				 errhint("Act as a member of role \"%s\", or leave owner out.",
+						 toygun_role_name(owner))));
+	return owner;
+}
+
+/*
+ * The search_path the handler will run with: the caller's when the caller
+ * is the owner (or defines the type for the first time), or else the one it
+ * had, so that a member redefining another role's type does not change what
+ * the owner's handler resolves. callers is the caller's, read before the
+ * call switched to toygun's own. A change is announced.
+ */
+static char *
+definition_search_path(const char *label, ToygunDef *existing, Oid owner, Oid caller,
+					   char *callers)
+{
+	char	   *search_path;
+
+	if (existing == NULL || owner == caller)
+		search_path = callers;
+	else
+		search_path = pstrdup(existing->search_path);
+	if (existing != NULL && strcmp(existing->search_path, search_path) != 0)
+		ereport(NOTICE,
+				(errmsg("search_path of %s changes from \"%s\" to \"%s\"",
+						label, existing->search_path, search_path),
+				 errdetail("Its handler runs with the search_path of its owner, role \"%s\", as it was when the owner defined it.",
+						   toygun_role_name(owner))));
+	return search_path;
+}
+
+/*
+ * A redefinition that found a row it may not replace: the lock makes this
+ * unreachable in READ COMMITTED, but the upsert checks again, for every
+ * isolation level (a snapshot older than the lock does not see the row).
+ */
+static void
+check_upserted(const char *label)
+{
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for %s", label),
+				 errdetail("Another role defined it concurrently."),
+				 errhint("Act as a member of the role that owns it.")));
+}
+
 Datum
 toygun_define_resource(PG_FUNCTION_ARGS)
 {
 	ToygunCall	call;
+	ToygunDef  *existing;
 	char	   *type;
+	char	   *label;
 	char	  **states;
 	char	  **fields;
 	char	  **encrypted;
 	char	   *handler = NULL;
-	char	   *search_path = definer_search_path();
+	char	   *search_path;
+	char	   *callers_search_path = definer_search_path();
+	Oid			owner;
 	int			nstates,
 				nfields,
 				nencrypted;
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[7] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[8] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
+	label = psprintf("resource type \"%s\"", type);
 	states = check_states(fcinfo, 1, &nstates);
 	fields = check_fields(fcinfo, 3, "fields", &nfields);
 	encrypted = check_fields(fcinfo, 4, "encrypted_fields", &nencrypted);
 
 	toygun_begin_call(&call);
-	if (!PG_ARGISNULL(2))
-		handler = check_handler(PG_GETARG_OID(2), "resource", call.caller);
+	/* a role that may not redefine it is refused before it takes the lock */
 	check_redefine(toygun_find_def(TOYGUN_RESOURCE, type, NULL, true), call.caller);
+	lock_definition(TOYGUN_RESOURCE, type, NULL);
+	existing = toygun_find_def(TOYGUN_RESOURCE, type, NULL, true);
+	check_redefine(existing, call.caller);
+	owner = definition_owner(fcinfo, 5, label, existing, call.caller);
+	if (!PG_ARGISNULL(2))
+		handler = check_handler(PG_GETARG_OID(2), "resource", owner);
+	search_path = definition_search_path(label, existing, owner, call.caller,
+										 callers_search_path);
 
 	values[0] = CStringGetTextDatum(type);
 	values[1] = toygun_cstring_array(states, nstates);
@@ -492,18 +603,21 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	values[3] = fields ? toygun_cstring_array(fields, nfields) : (Datum) 0;
 	nulls[3] = fields ? ' ' : 'n';
 	values[4] = toygun_cstring_array(encrypted, nencrypted > 0 ? nencrypted : 0);
-	values[5] = ObjectIdGetDatum(call.caller);
+	values[5] = ObjectIdGetDatum(owner);
 	values[6] = CStringGetTextDatum(search_path);
+	values[7] = ObjectIdGetDatum(call.caller);
 	toygun_run(toygun_plan(&upsert_resource_type_plan,
-						   "INSERT INTO toygun.resource_type"
+						   "INSERT INTO toygun.resource_type AS d"
 						   "  (name, states, handler, fields, encrypted_fields, owner, search_path)"
 						   " VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.regrole, $7)"
 						   " ON CONFLICT (name) DO UPDATE SET states = excluded.states,"
 						   "  handler = excluded.handler, fields = excluded.fields,"
 						   "  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner,"
-						   "  search_path = excluded.search_path, defined_at = pg_catalog.now()",
-						   7, argtypes),
+						   "  search_path = excluded.search_path, defined_at = pg_catalog.now()"
+						   " WHERE pg_catalog.pg_has_role($8, d.owner::pg_catalog.oid, 'USAGE')",
+						   8, argtypes),
 			   values, nulls, 0);
+	check_upserted(label);
 	definitions_changed(TOYGUN_RESOURCE);
 
 	/* Resources parked for want of a handler are due again once there is one. */
@@ -528,36 +642,52 @@ Datum
 toygun_define_task(PG_FUNCTION_ARGS)
 {
 	ToygunCall	call;
+	ToygunDef  *existing;
 	char	   *resource_type;
 	char	   *name;
+	char	   *label;
 	char	  **states;
 	char	  **fields;
 	char	  **encrypted;
 	char	   *handler;
-	char	   *search_path = definer_search_path();
+	char	   *search_path;
+	char	   *callers_search_path = definer_search_path();
+	Oid			owner;
 	int			nstates,
 				nfields,
 				nencrypted;
 	ToygunDef  *rtype;
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID};
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
 	toygun_check_not_null(fcinfo, 1, "name");
 	name = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
+	label = psprintf("task type \"%s.%s\"", resource_type, name);
 	states = check_states(fcinfo, 2, &nstates);
 	toygun_check_not_null(fcinfo, 3, "handler");
 	fields = check_fields(fcinfo, 4, "fields", &nfields);
 	encrypted = check_fields(fcinfo, 5, "encrypted_fields", &nencrypted);
 
 	toygun_begin_call(&call);
-	handler = check_handler(PG_GETARG_OID(3), "task", call.caller);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
 	toygun_check_acting_for(rtype, call.caller);
+	/* a role that may not redefine it is refused before it takes the lock */
 	check_redefine(toygun_find_def(TOYGUN_TASK, resource_type, name, true), call.caller);
+	lock_definition(TOYGUN_TASK, resource_type, name);
+	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
+	toygun_check_acting_for(rtype, call.caller);
+	existing = toygun_find_def(TOYGUN_TASK, resource_type, name, true);
+	check_redefine(existing, call.caller);
+	owner = definition_owner(fcinfo, 6, label, existing, call.caller);
+	/* starts check this again: membership can be revoked later */
+	toygun_check_task_owner(rtype, label, owner);
+	handler = check_handler(PG_GETARG_OID(3), "task", owner);
+	search_path = definition_search_path(label, existing, owner, call.caller,
+										 callers_search_path);
 
 	values[0] = CStringGetTextDatum(resource_type);
 	values[1] = CStringGetTextDatum(name);
@@ -566,18 +696,21 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	values[4] = fields ? toygun_cstring_array(fields, nfields) : (Datum) 0;
 	nulls[4] = fields ? ' ' : 'n';
 	values[5] = toygun_cstring_array(encrypted, nencrypted > 0 ? nencrypted : 0);
-	values[6] = ObjectIdGetDatum(call.caller);
+	values[6] = ObjectIdGetDatum(owner);
 	values[7] = CStringGetTextDatum(search_path);
+	values[8] = ObjectIdGetDatum(call.caller);
 	toygun_run(toygun_plan(&upsert_task_type_plan,
-						   "INSERT INTO toygun.task_type"
+						   "INSERT INTO toygun.task_type AS d"
 						   "  (resource_type, name, states, handler, fields, encrypted_fields, owner, search_path)"
 						   " VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.regrole, $8)"
 						   " ON CONFLICT (resource_type, name) DO UPDATE SET states = excluded.states,"
 						   "  handler = excluded.handler, fields = excluded.fields,"
 						   "  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner,"
-						   "  search_path = excluded.search_path, defined_at = pg_catalog.now()",
-						   8, argtypes),
+						   "  search_path = excluded.search_path, defined_at = pg_catalog.now()"
+						   " WHERE pg_catalog.pg_has_role($9, d.owner::pg_catalog.oid, 'USAGE')",
+						   9, argtypes),
 			   values, nulls, 0);
+	check_upserted(label);
 	definitions_changed(TOYGUN_TASK);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();

@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/builtins.h"
 
@@ -60,16 +61,49 @@ forget_keys(void)
 	nkeys = 0;
 }
 
+/*
+ * Any role can make toygun read the keyring (encrypt(), a field, a start),
+ * and so see its errors; only superusers, who set toygun.keyring_file, see
+ * where the file is. The role that counts is the session's current one,
+ * not the extension's owner that an API call runs as.
+ */
+static bool
+may_see_path(void)
+{
+	return superuser_arg(GetOuterUserId());
+}
+
+/* The keyring file as messages name it: with its path for superusers. */
+static const char *
+shown_name(const char *path)
+{
+	if (may_see_path())
+		return psprintf("keyring file \"%s\"", path);
+	return "the keyring file";
+}
+
+/* A hint for superusers, who can fix the file; others are sent to them. */
+static const char *
+keyring_hint(const char *hint)
+{
+	if (!may_see_path())
+		return "Ask an administrator to look at the file named by toygun.keyring_file.";
+	return hint;
+}
+
+#define KEYRING_HINT(h) \
+	(keyring_hint(h) != NULL ? errhint("%s", keyring_hint(h)) : 0)
+
 static void keyring_error(const char *path, int line) pg_attribute_noreturn();
 
 static void
-keyring_error(const char *path, int line)
+keyring_error(const char *shown, int line)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIG_FILE_ERROR),
-			 errmsg("invalid line %d in keyring file \"%s\"", line, path),
+			 errmsg("invalid line %d in %s", line, shown),
 			 errdetail("Each line must be a key number from 0 to 2147483647 and a base64-encoded 32-byte key, separated by white space; lines starting with # are comments."),
-			 errhint("Generate a key with: openssl rand -base64 32")));
+			 KEYRING_HINT("Generate a key with: openssl rand -base64 32")));
 }
 
 static bool
@@ -84,7 +118,7 @@ is_blank(char c)
  * name the line, never its contents.
  */
 static int
-parse_keyring(const char *path, const char *buf, size_t len, int maxkeys,
+parse_keyring(const char *shown, const char *buf, size_t len, int maxkeys,
 			  uint32 *numbers, unsigned char *keys)
 {
 	size_t		pos = 0;
@@ -117,11 +151,11 @@ parse_keyring(const char *path, const char *buf, size_t len, int maxkeys,
 		{
 			number = number * 10 + (buf[pos] - '0');
 			if (number > PG_INT32_MAX)
-				keyring_error(path, line);
+				keyring_error(shown, line);
 			pos++;
 		}
 		if (pos == tok || pos == end || !is_blank(buf[pos]))
-			keyring_error(path, line);
+			keyring_error(shown, line);
 		while (pos < end && is_blank(buf[pos]))
 			pos++;
 
@@ -134,20 +168,21 @@ parse_keyring(const char *path, const char *buf, size_t len, int maxkeys,
 							  buf + tok, pos - tok, NULL, &keylen, NULL,
 							  sodium_base64_VARIANT_ORIGINAL) != 0 ||
 			keylen != TOYGUN_KEY_BYTES)
-			keyring_error(path, line);
+			keyring_error(shown, line);
 
 		/* then nothing but a comment */
 		while (pos < end && is_blank(buf[pos]))
 			pos++;
 		if (pos < end && buf[pos] != '#')
-			keyring_error(path, line);
+			keyring_error(shown, line);
 
 		for (i = 0; i < n; i++)
 			if (numbers[i] == (uint32) number)
 				ereport(ERROR,
 						(errcode(ERRCODE_CONFIG_FILE_ERROR),
-						 errmsg("key %u is listed twice in keyring file \"%s\"",
-								(uint32) number, path),
+						 errmsg("key %u is listed twice in %s",
+								(uint32) number, shown),
+						 KEYRING_HINT(NULL),
 						 errdetail("The second time is on line %d.", line)));
 		numbers[n++] = (uint32) number;
 		pos = end + 1;
@@ -161,29 +196,30 @@ parse_keyring(const char *path, const char *buf, size_t len, int maxkeys,
  * group-readable (as PostgreSQL asks of ssl_key_file).
  */
 static void
-check_keyring_file(const char *path, struct stat *st)
+check_keyring_file(const char *shown, struct stat *st)
 {
 	if (!S_ISREG(st->st_mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" is not a regular file", path),
-				 errhint("Set toygun.keyring_file to the key file and reload the configuration.")));
+				 errmsg("%s is not a regular file", shown),
+				 KEYRING_HINT("Set toygun.keyring_file to the key file and reload the configuration.")));
 	if (st->st_uid != geteuid() && st->st_uid != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" must be owned by the database user or root", path),
-				 errhint("Change its owner to the operating system user the server runs as.")));
+				 errmsg("%s must be owned by the database user or root", shown),
+				 KEYRING_HINT("Change its owner to the operating system user the server runs as.")));
 	if ((st->st_uid == geteuid() && (st->st_mode & (S_IRWXG | S_IRWXO))) ||
 		(st->st_uid == 0 && (st->st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" has group or world access", path),
+				 errmsg("%s has group or world access", shown),
 				 errdetail("It must have permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root."),
-				 errhint("Make it readable only by the server's operating system user, for example with chmod 600.")));
+				 KEYRING_HINT("Make it readable only by the server's operating system user, for example with chmod 600.")));
 	if (st->st_size > KEYRING_MAX_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" is too large", path),
+				 errmsg("%s is too large", shown),
+				 KEYRING_HINT(NULL),
 				 errdetail("It is %lld bytes long; the limit is %d bytes.",
 						   (long long) st->st_size, KEYRING_MAX_BYTES)));
 }
@@ -210,7 +246,7 @@ free_scratch(KeyringScratch *scratch)
 
 /* Read the open keyring file and parse it into scratch. */
 static void
-read_keyring(const char *path, int fd, struct stat *st, KeyringScratch *scratch)
+read_keyring(const char *shown, int fd, struct stat *st, KeyringScratch *scratch)
 {
 	size_t		len = 0;
 	int			maxkeys = 1;
@@ -228,15 +264,16 @@ read_keyring(const char *path, int fd, struct stat *st, KeyringScratch *scratch)
 		if (got < 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("could not read keyring file \"%s\": %m", path)));
+					 errmsg("could not read %s: %m", shown),
+					 KEYRING_HINT(NULL)));
 		if (got == 0)
 			break;
 		len += got;
 		if (len > (size_t) st->st_size)
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("keyring file \"%s\" changed while it was read", path),
-					 errhint("Reload the configuration again.")));
+					 errmsg("%s changed while it was read", shown),
+					 KEYRING_HINT("Reload the configuration again.")));
 	}
 	for (i = 0; i < len; i++)
 		if (scratch->text[i] == '\n')
@@ -247,12 +284,12 @@ read_keyring(const char *path, int fd, struct stat *st, KeyringScratch *scratch)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory reading the keyring file")));
-	scratch->n = parse_keyring(path, scratch->text, len, maxkeys, scratch->numbers, scratch->keys);
+	scratch->n = parse_keyring(shown, scratch->text, len, maxkeys, scratch->numbers, scratch->keys);
 	if (scratch->n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("keyring file \"%s\" has no keys", path),
-				 errhint("Add a line with a key number and a key; generate a key with: openssl rand -base64 32")));
+				 errmsg("%s has no keys", shown),
+				 KEYRING_HINT("Add a line with a key number and a key; generate a key with: openssl rand -base64 32")));
 }
 
 /* Read the keyring file into the loaded keys, replacing them. */
@@ -260,6 +297,7 @@ static void
 load_keyring(void)
 {
 	const char *path = toygun_keyring_file;
+	const char *shown;
 	int			fd;
 	struct stat st;
 	KeyringScratch scratch = {NULL, NULL, NULL, 0};
@@ -273,23 +311,25 @@ load_keyring(void)
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("no keyring is configured"),
 				 errdetail("Secrets and encrypted fields need the keys of the keyring file named by toygun.keyring_file."),
-				 errhint("Set toygun.keyring_file to a key file readable only by the server's operating system user, and reload the configuration.")));
+				 KEYRING_HINT("Set toygun.keyring_file to a key file readable only by the server's operating system user, and reload the configuration.")));
 
+	shown = shown_name(path);
 	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not open keyring file \"%s\": %m", path),
-				 errhint("Set toygun.keyring_file to a key file readable by the server's operating system user, and reload the configuration.")));
+				 errmsg("could not open %s: %m", shown),
+				 KEYRING_HINT("Set toygun.keyring_file to a key file readable by the server's operating system user, and reload the configuration.")));
 	if (fstat(fd, &st) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("could not stat keyring file \"%s\": %m", path)));
-	check_keyring_file(path, &st);
+				 errmsg("could not stat %s: %m", shown),
+				 KEYRING_HINT(NULL)));
+	check_keyring_file(shown, &st);
 
 	PG_TRY();
 	{
-		read_keyring(path, fd, &st, &scratch);
+		read_keyring(shown, fd, &st, &scratch);
 	}
 	PG_CATCH();
 	{

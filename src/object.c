@@ -29,6 +29,7 @@ PG_FUNCTION_INFO_V1(toygun_panic_task);
 PG_FUNCTION_INFO_V1(toygun_rewind_task);
 PG_FUNCTION_INFO_V1(toygun_transition_resource);
 PG_FUNCTION_INFO_V1(toygun_stop_resource);
+PG_FUNCTION_INFO_V1(toygun_last_error);
 
 static SPIPlanPtr lock_task_plan;
 static SPIPlanPtr lock_resource_plan;
@@ -160,6 +161,53 @@ ToygunDef *
 toygun_object_def(ToygunObject *obj)
 {
 	return toygun_find_def(obj->kind, obj->type, obj->name, false);
+}
+
+/*
+ * The definition governing an object, read without locking it, once the
+ * caller is known to have the privileges of its owner. API calls check this
+ * before they lock anything: a role without privileges must not be able to
+ * hold a lock that ticks, moves or rotate_secrets() would wait for. NULL if
+ * there is no such object and missing_ok. With caller InvalidOid, the
+ * caller checks what it needs itself. An object's type never changes,
+ * so the definition holds for the row once it is locked.
+ */
+ToygunDef *
+toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_ok)
+{
+	static SPIPlanPtr task_plan = NULL;
+	static SPIPlanPtr resource_plan = NULL;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+	char	   *type;
+	char	   *name;
+	ToygunDef  *def;
+
+	values[0] = UUIDPGetDatum(id);
+	if (kind == TOYGUN_TASK)
+		toygun_run(toygun_plan(&task_plan,
+							   "SELECT resource_type, name FROM toygun.task WHERE id = $1",
+							   1, argtypes),
+				   values, NULL, 1);
+	else
+		toygun_run(toygun_plan(&resource_plan,
+							   "SELECT type, NULL::pg_catalog.text FROM toygun.resource WHERE id = $1",
+							   1, argtypes),
+				   values, NULL, 1);
+	if (SPI_processed == 0)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("%s %s does not exist", toygun_kind_name(kind), toygun_uuid_text(id))));
+	}
+	type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	def = toygun_find_def(kind, type, name, false);
+	if (OidIsValid(caller))
+		toygun_check_acting_for(def, caller);
+	return def;
 }
 
 bool
@@ -573,6 +621,16 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	{
 		Oid			idtype[1] = {UUIDOID};
 
+		/*
+		 * A child holds its parent FOR KEY SHARE until it commits, which a
+		 * move of the parent waits for: only for those who may act for the
+		 * parent's type.
+		 */
+		if (toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(2), call.caller, true) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("parent resource %s does not exist",
+							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
 		values[0] = PG_GETARG_DATUM(2);
 		toygun_run(toygun_plan(&parent_exists_plan,
 							   "SELECT FROM toygun.resource WHERE id = $1 FOR KEY SHARE",
@@ -611,6 +669,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 {
 	ToygunCall	call;
 	ToygunDef  *def;
+	ToygunDef  *rtype;
 	pg_uuid_t  *resource = NULL;
 	char	   *name;
 	Jsonb	   *args;
@@ -634,6 +693,19 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	toygun_begin_call(&call);
 
 	/*
+	 * Privileges first, without a lock: the task type's, and its owner's
+	 * for the resource type, which a revoked membership takes away.
+	 */
+	rtype = toygun_def_for_caller(TOYGUN_RESOURCE, resource, InvalidOid, true);
+	if (rtype == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
+	def = toygun_find_def(TOYGUN_TASK, rtype->resource_type, name, false);
+	toygun_check_acting_for(def, call.caller);
+	toygun_check_task_owner(rtype, toygun_def_label(def), def->owner);
+
+	/*
 	 * FOR SHARE: a concurrent stop_resource() waits for this start to commit
 	 * and then parks the new run, or this start waits and sees it stopped.
 	 */
@@ -648,8 +720,6 @@ toygun_start_task(PG_FUNCTION_ARGS)
 				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
 	type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	rstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	def = toygun_find_def(TOYGUN_TASK, type, name, false);
-	toygun_check_acting_for(def, call.caller);
 	if (strcmp(rstate, TOYGUN_STOP) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -718,9 +788,8 @@ lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, Toyg
 	ToygunObject *obj;
 
 	toygun_check_not_null(fcinfo, 0, "id");
+	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, false);
 	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
-	*def = toygun_object_def(obj);
-	toygun_check_acting_for(*def, call->caller);
 	return obj;
 }
 
@@ -909,4 +978,55 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 	row = save_manual(obj, def, obj->step);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
+}
+
+/*
+ * last_error(id): the message of the last failed tick of a run or resource,
+ * NULL if it has none. The column is not readable by PUBLIC: a handler's
+ * error can carry what its owner would not show to everybody.
+ */
+Datum
+toygun_last_error(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr task_plan = NULL;
+	static SPIPlanPtr resource_plan = NULL;
+	ToygunCall	call;
+	ToygunKind	kind = TOYGUN_TASK;
+	pg_uuid_t  *id;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+	Datum		d;
+	bool		isnull;
+	text	   *result = NULL;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	id = PG_GETARG_UUID_P(0);
+	toygun_begin_call(&call);
+	if (toygun_def_for_caller(TOYGUN_TASK, id, call.caller, true) == NULL)
+	{
+		kind = TOYGUN_RESOURCE;
+		if (toygun_def_for_caller(TOYGUN_RESOURCE, id, call.caller, true) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("resource or task %s does not exist", toygun_uuid_text(id))));
+	}
+	values[0] = UUIDPGetDatum(id);
+	if (kind == TOYGUN_TASK)
+		toygun_run(toygun_plan(&task_plan, "SELECT last_error FROM toygun.task WHERE id = $1",
+							   1, argtypes),
+				   values, NULL, 1);
+	else
+		toygun_run(toygun_plan(&resource_plan, "SELECT last_error FROM toygun.resource WHERE id = $1",
+							   1, argtypes),
+				   values, NULL, 1);
+	if (SPI_processed > 0)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			result = (text *) SPI_datumTransfer(d, false, -1);
+	}
+	toygun_end_call(&call);
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(result);
 }

@@ -755,6 +755,14 @@ schedule_def(const char *type, const char *task)
 	return toygun_find_def(TOYGUN_TASK, type, task, false);
 }
 
+/* Runs of the task type start only while its owner may act for the resource type's. */
+static void
+check_starts(ToygunDef *def)
+{
+	toygun_check_task_owner(toygun_find_def(TOYGUN_RESOURCE, def->resource_type, NULL, false),
+							toygun_def_label(def), def->owner);
+}
+
 /*
  * start_every(resource_type, task, schedule, args): create or update the
  * periodic start of a task on every live resource of a type, and its pg_cron
@@ -797,6 +805,7 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	toygun_begin_call(&call);
 	def = schedule_def(type, task);
 	toygun_check_acting_for(def, call.caller);
+	check_starts(def);
 	args = toygun_start_args(def, args);
 	check_no_encrypted(def, args);
 	check_pg_cron();
@@ -964,6 +973,13 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 
 	toygun_begin_call(&call);
 
+	/*
+	 * Whoever fires it must be allowed to act for the task type, before it
+	 * takes any lock: a role without privileges must not hold up firings.
+	 */
+	def = toygun_find_def(TOYGUN_TASK, type, task, false);
+	toygun_check_acting_for(def, call.caller);
+
 	/* Overlapping firings of one schedule take turns here. */
 	lock_values[0] = CStringGetTextDatum(type);
 	lock_values[1] = CStringGetTextDatum(task);
@@ -988,10 +1004,8 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 
 	/*
 	 * The firing acts for whoever called start_every, who must still be
-	 * allowed to; and whoever fires it by hand must be allowed to as well.
+	 * allowed to, and the task type's owner for the resource type's.
 	 */
-	def = toygun_find_def(TOYGUN_TASK, type, task, false);
-	toygun_check_acting_for(def, call.caller);
 	if (!has_privs_of_role(owner, def->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -1000,6 +1014,7 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 						   toygun_role_name(owner), toygun_role_name(def->owner)),
 				 errhint("Call toygun.start_every() again as a member of role \"%s\", or toygun.stop_every().",
 						 toygun_role_name(def->owner))));
+	check_starts(def);
 	args = toygun_start_args(def, args);
 	check_no_encrypted(def, args);
 

@@ -59,15 +59,8 @@ check_may_run(ToygunDef *def)
 	if (def->kind != TOYGUN_TASK)
 		return;
 	rtype = toygun_find_def(TOYGUN_RESOURCE, def->resource_type, NULL, true);
-	if (rtype != NULL && !has_privs_of_role(def->owner, rtype->owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\", which owns %s, no longer has the privileges of role \"%s\", which owns resource type \"%s\"",
-						toygun_role_name(def->owner), toygun_def_label(def),
-						toygun_role_name(rtype->owner), def->resource_type),
-				 errhint("Grant role \"%s\" to role \"%s\" again, or define the task type again as role \"%s\".",
-						 toygun_role_name(rtype->owner), toygun_role_name(def->owner),
-						 toygun_role_name(rtype->owner))));
+	if (rtype != NULL)
+		toygun_check_task_owner(rtype, toygun_def_label(def), def->owner);
 }
 
 /*
@@ -239,16 +232,15 @@ toygun_tick(ToygunObject *obj, ToygunDef *def)
 	return saved;
 }
 
-/* A manual tick of a task: not for tasks of a stopped resource. */
+/*
+ * A manual tick of a locked task, for a caller already checked against def:
+ * not for tasks of a stopped resource.
+ */
 static Datum
-tick_task_by_hand(ToygunObject *obj, ToygunCall *call)
+tick_task_by_hand(ToygunObject *obj, ToygunDef *def)
 {
-	ToygunDef  *def;
-
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		return obj->row;
-	def = toygun_object_def(obj);
-	toygun_check_acting_for(def, call->caller);
 	if (strcmp(obj->resource_state, TOYGUN_STOP) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -258,18 +250,23 @@ tick_task_by_hand(ToygunObject *obj, ToygunCall *call)
 	return toygun_tick(obj, def);
 }
 
-/* tick_task(id): tick now, in the caller's transaction. */
+/*
+ * tick_task(id): tick now, in the caller's transaction. Privileges are
+ * checked before the run is locked, stopped or not.
+ */
 Datum
 toygun_tick_task(PG_FUNCTION_ARGS)
 {
 	ToygunCall	call;
 	ToygunObject *obj;
+	ToygunDef  *def;
 	Datum		row;
 
 	toygun_check_not_null(fcinfo, 0, "id");
 	toygun_begin_call(&call);
+	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, false);
 	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
-	row = SPI_datumTransfer(tick_task_by_hand(obj, &call), false, -1);
+	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
 }
@@ -294,13 +291,10 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 
 	toygun_check_not_null(fcinfo, 0, "id");
 	toygun_begin_call(&call);
+	def = toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), call.caller, false);
 	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
-	{
-		def = toygun_object_def(res);
-		toygun_check_acting_for(def, call.caller);
 		(void) toygun_tick(res, def);
-	}
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
 	{
 		values[0] = UUIDPGetDatum(&res->id);
@@ -316,13 +310,19 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 												  SPI_tuptable->tupdesc, 1, &isnull));
 		for (i = 0; i < ntasks; i++)
 		{
-			ToygunObject *task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
+			ToygunObject *task = NULL;
+			ToygunDef  *tdef;
+
+			/* each run's type may have another owner: check before locking */
+			tdef = toygun_def_for_caller(TOYGUN_TASK, &ids[i], call.caller, true);
+			if (tdef != NULL)
+				task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
 
 			/* an earlier handler may have stopped the resource, or this task */
 			if (task != NULL && strcmp(task->resource_state, TOYGUN_STOP) == 0)
 				break;
 			if (task != NULL && strcmp(task->state, TOYGUN_PANIC) != 0)
-				(void) tick_task_by_hand(task, &call);
+				(void) tick_task_by_hand(task, tdef);
 		}
 	}
 	values[0] = UUIDPGetDatum(&res->id);

@@ -244,6 +244,7 @@ extern const char *toygun_uuid_text(pg_uuid_t *id);
 extern pg_uuid_t *toygun_new_uuid(void);
 extern char *toygun_role_name(Oid role);
 extern void toygun_check_acting_for(ToygunDef *def, Oid caller);
+extern void toygun_check_task_owner(ToygunDef *rtype, const char *task_label, Oid task_owner);
 extern void toygun_check_object_attrs(const char *what, Jsonb *attrs);
 extern Oid	toygun_type_oid(const char *typname);
 
@@ -258,6 +259,7 @@ extern const char *const toygun_claim_columns[2];
 extern ToygunObject *toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc);
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
+extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
 							  Jsonb *attrs, const char *note);

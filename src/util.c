@@ -300,6 +300,27 @@ toygun_check_acting_for(ToygunDef *def, Oid caller)
 				 errhint("Act as a member of role \"%s\".", toygun_role_name(def->owner))));
 }
 
+/*
+ * A task type's handler runs as its owner on resources of another type,
+ * with what their handler's owner wrote: the task type's owner must still
+ * have the privileges of the resource type's owner. Membership granted when
+ * the task type was defined may have been revoked since.
+ */
+void
+toygun_check_task_owner(ToygunDef *rtype, const char *task_label, Oid task_owner)
+{
+	if (!has_privs_of_role(task_owner, rtype->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\", owner of %s, may not act for role \"%s\", owner of %s",
+						toygun_role_name(task_owner), task_label,
+						toygun_role_name(rtype->owner), toygun_def_label(rtype)),
+				 errdetail("A task type's handler runs as its owner on the resources of its resource type, which needs the privileges of the resource type's owner."),
+				 errhint("Grant role \"%s\" to role \"%s\", or define the task type again as role \"%s\".",
+						 toygun_role_name(rtype->owner), toygun_role_name(task_owner),
+						 toygun_role_name(rtype->owner))));
+}
+
 /* attrs, args and outcome attrs must be JSON objects. */
 void
 toygun_check_object_attrs(const char *what, Jsonb *attrs)

@@ -1,11 +1,13 @@
 
--- Defining types. Both are idempotent: defining again replaces the definition.
+-- Defining types. Both are idempotent: defining again replaces the definition,
+-- and keeps its owner unless owner names another (that the caller may act for).
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
     handler regprocedure DEFAULT NULL,
     fields text[] DEFAULT NULL,
-    encrypted_fields text[] DEFAULT '{}') RETURNS void
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -14,5 +16,6 @@ CREATE FUNCTION toygun.define_task(
     states text[],
     handler regprocedure,
     fields text[] DEFAULT NULL,
-    encrypted_fields text[] DEFAULT '{}') RETURNS void
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

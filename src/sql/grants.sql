@@ -3,5 +3,13 @@
 -- checks, per call, that the caller may act for the type's owner. Nobody but
 -- the extension's owner writes the tables directly.
 GRANT USAGE ON SCHEMA toygun TO PUBLIC;
-GRANT SELECT ON toygun.resource_type, toygun.task_type, toygun.resource, toygun.task,
-    toygun.transition, toygun.stats TO PUBLIC;
+GRANT SELECT ON toygun.resource_type, toygun.task_type, toygun.transition, toygun.stats TO PUBLIC;
+-- Every column but last_error: a handler's error text can carry what its
+-- owner would not show (values, names, secrets in a message), so it is read
+-- with toygun.last_error(), which checks. toygun.stats reads as its owner.
+REVOKE ALL ON toygun.resource, toygun.task FROM PUBLIC;
+GRANT SELECT (id, type, parent_id, state, attrs, step, run_at, attempts, created_at, updated_at)
+    ON toygun.resource TO PUBLIC;
+GRANT SELECT (id, resource_id, resource_type, name, state, attrs, step, run_at, attempts,
+              created_at, updated_at, seq)
+    ON toygun.task TO PUBLIC;

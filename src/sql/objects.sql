@@ -7,11 +7,23 @@ CREATE FUNCTION toygun.create_resource(type text, attrs jsonb DEFAULT '{}', pare
 CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}') RETURNS uuid
     AS 'MODULE_PATHNAME', 'toygun_start_task' LANGUAGE C VOLATILE;
 
--- The latest run of a task on a resource, or NULL.
+-- The last error of a resource or run: the message of its last failed tick,
+-- NULL if it has none. For roles with the privileges of its type's owner.
+CREATE FUNCTION toygun.last_error(id uuid) RETURNS text
+    AS 'MODULE_PATHNAME', 'toygun_last_error' LANGUAGE C STABLE;
+
+-- The latest run of a task on a resource, or NULL. Its last_error is there
+-- for roles with the privileges of the task type's owner, NULL for others.
 CREATE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
-    LANGUAGE sql STABLE PARALLEL SAFE
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
     BEGIN ATOMIC
-        SELECT t FROM toygun.task t
+        SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
+                   t.run_at, t.attempts,
+                   CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                        THEN toygun.last_error(t.id) END,
+                   t.created_at, t.updated_at, t.seq)::toygun.task
+          FROM toygun.task t
+          LEFT JOIN toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
          WHERE t.resource_id = task_for.resource AND t.name = task_for.name
          ORDER BY t.seq DESC LIMIT 1;
     END;

@@ -305,5 +305,5 @@ q "REVOKE runners FROM boss" >/dev/null
 q "REVOKE boss FROM helper" >/dev/null
 wait_for 20 "SELECT last_error ~ '^role \"boss\" may not execute handler public.looping' FROM toygun.task WHERE id = '$T1'"
 ok $? "EXECUTE on the handler lost with a membership fails the next tick, with a clear error"
-wait_for 20 "SELECT last_error ~ '^role \"helper\", which owns task type \"bosses.helping\", no longer has the privileges of role \"boss\"' FROM toygun.task WHERE id = '$T2'"
+wait_for 20 "SELECT last_error ~ '^role \"helper\", owner of task type \"bosses.helping\", may not act for role \"boss\"' FROM toygun.task WHERE id = '$T2'"
 ok $? "a revoked membership in the resource type's owner fails the task type's next tick"

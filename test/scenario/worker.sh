@@ -22,12 +22,23 @@ wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 # minute). XACTS counts the workers' own transactions (worker_status()), not
 # other processes' commits in the database.
 XACTS="SELECT sum(transactions) FROM toygun.worker_status()"
+WAITING="SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'toygun worker' AND query = 'waiting for due runs'"
+# settled: both workers wait, and neither committed anything over the last second
+settled() {
+	local deadline=$((SECONDS + 30)) before
+	while [ $SECONDS -lt $deadline ]; do
+		before=$(q "$XACTS")
+		sleep 1
+		[ "$(q "SELECT ($XACTS) = $before AND ($WAITING)")" = t ] && return 0
+	done
+	return 1
+}
 wake_and_settle() {
 	local woken
+	settled || note "the workers did not settle before the reload"
 	woken=$(( $(q "$XACTS") + 2 ))
 	tg_psql "$DIR" postgres -c "SELECT pg_reload_conf()" >/dev/null
-	wait_for 20 "SELECT ($XACTS) >= $woken AND (SELECT count(*) = 2 FROM pg_stat_activity
-	                WHERE backend_type = 'toygun worker' AND query = 'waiting for due runs')" ||
+	wait_for 20 "SELECT ($XACTS) >= $woken AND ($WAITING)" ||
 		note "the workers' wake-up on reload was not seen"
 }
 
