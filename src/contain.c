@@ -79,10 +79,11 @@ toygun_contain_begin_tick(void)
 
 /*
  * After a tick, done or rolled back: close the cursors it left open (WITH
- * HOLD too) and release its advisory locks, of the session and of the
- * transaction. Its settings are reverted by the tick itself. Returns true
- * when the tick changed what only the end of the transaction undoes (SET
- * CONSTRAINTS): the batch must commit after it.
+ * HOLD too) and release its session-level advisory locks. Its settings are
+ * reverted by the tick itself; its transaction-level advisory locks are
+ * held, like its row locks, until the batch commits what they guard.
+ * Returns true when the tick changed what only the end of the transaction
+ * undoes (SET CONSTRAINTS): the batch must commit after it.
  */
 bool
 toygun_contain_end_tick(void)
@@ -92,6 +93,6 @@ toygun_contain_end_tick(void)
 	in_tick = false;
 	tick_set_constraints = false;
 	PortalHashTableDeleteAll();
-	LockReleaseAll(USER_LOCKMETHOD, true);
+	LockReleaseSession(USER_LOCKMETHOD);
 	return end_batch;
 }

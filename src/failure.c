@@ -22,16 +22,20 @@
 #define MAX_BACKOFF_MS (3600 * 1000)
 /* How long charging a dead tick waits for the dead worker's row lock to go. */
 #define CHARGE_LOCK_TIMEOUT "5s"
+/* Tries to charge a dead tick before it is given up (and logged). */
+#define CHARGE_TRIES 10
 
 /*
  * Record a failed tick of an object in the current transaction. With
- * may_panic false (a crash it did not cause) it never panics. Returns
- * false if the object is gone, finished, or locked by someone else (when
- * !wait): it is no longer ours to charge.
+ * may_panic false (a crash it did not cause) it never panics. With a
+ * version, only if the row is still that version (not ticked or moved
+ * since, nor charged already). Returns false if the object is gone,
+ * finished, changed, or locked by someone else (when !wait): it is no
+ * longer ours to charge.
  */
 bool
 toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
-					  bool may_panic, bool wait)
+					  bool may_panic, bool wait, ItemPointer version)
 {
 	ToygunObject *obj = toygun_lock_object(kind, id, true, !wait);
 	ToygunDef	none;
@@ -39,7 +43,8 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
 	int			attempts;
 
 	if (obj == NULL || strcmp(obj->state, TOYGUN_STOP) == 0 ||
-		strcmp(obj->state, TOYGUN_PANIC) == 0)
+		strcmp(obj->state, TOYGUN_PANIC) == 0 ||
+		(version != NULL && !ItemPointerEquals(&obj->tid, version)))
 		return false;
 
 	/*
@@ -87,21 +92,20 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
 	return true;
 }
 
-/* What last_error says of a tick that ended its worker, and whether it was the run's doing. */
+/*
+ * What last_error says of a tick that ended its worker, and whether it was
+ * the run's doing: a crash, a FATAL or the grace period ending it are, even
+ * if the server restarted since; a shutdown, the launcher, another
+ * process's crash are not, nor a death without a word (SIGKILL) in an
+ * earlier life of the server, which may be a power loss or an immediate
+ * stop.
+ */
 static char *
-death_message(ToygunInflight *rec, bool *culprit)
+death_message(ToygunInflight *rec, bool restarted, bool *culprit)
 {
 	*culprit = true;
-	if (rec->postmaster != PostmasterPid)
-	{
-		*culprit = false;
-		return pstrdup("the server restarted during this tick");
-	}
 	switch (rec->how)
 	{
-		case TOYGUN_ENDED_BY_SERVER:
-			*culprit = false;
-			return pstrdup("the worker was stopped by the server during this tick");
 		case TOYGUN_ENDED_TIMED_OUT:
 			return psprintf("the worker was ended: this tick still ran %d ms after toygun.tick_timeout (%d ms)",
 							toygun_tick_grace_ms, toygun_tick_timeout_ms);
@@ -113,30 +117,38 @@ death_message(ToygunInflight *rec, bool *culprit)
 				return psprintf("the worker died during this tick: %s (exit code %d)",
 								rec->message, rec->detail);
 			return psprintf("the worker died during this tick (exit code %d)", rec->detail);
+		case TOYGUN_ENDED_BY_SERVER:
+			*culprit = false;
+			return pstrdup(restarted ? "the server restarted during this tick"
+						   : "the worker was stopped by the server during this tick");
 		default:
+			if (restarted)
+			{
+				*culprit = false;
+				return pstrdup("the server restarted during this tick");
+			}
 			return pstrdup("the worker died during this tick without a word (killed by SIGKILL, e.g. by the OOM killer, or crashed)");
 	}
 }
 
 /* Charge one dead tick in a transaction of its own; false if that failed. */
 static bool
-charge(ToygunInflight *rec)
+charge(ToygunInflight *rec, bool restarted, bool *culprit)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile bool ok = true;
 
 	PG_TRY();
 	{
-		bool		culprit;
 		char	   *message;
 
 		toygun_begin_work();
 		(void) set_config_option("lock_timeout", CHARGE_LOCK_TIMEOUT, PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
-		message = death_message(rec, &culprit);
-		if (!toygun_record_failure(rec->kind, &rec->id, message, culprit, true))
+		message = death_message(rec, restarted, culprit);
+		if (!toygun_record_failure(rec->kind, &rec->id, message, *culprit, true, &rec->version))
 			ereport(LOG,
-					(errmsg("toygun: %s %s was no longer live when its dead tick was charged: %s",
+					(errmsg("toygun: %s %s was no longer as its dead tick left it, so it is not charged: %s",
 							toygun_kind_name(rec->kind), toygun_uuid_text(&rec->id), message)));
 		toygun_end_work();
 	}
@@ -151,6 +163,7 @@ charge(ToygunInflight *rec)
 		ereport(LOG,
 				(errmsg("toygun: could not yet charge %s %s with the tick that ended its worker: %s",
 						toygun_kind_name(rec->kind), toygun_uuid_text(&rec->id), edata->message)));
+		FreeErrorData(edata);
 		ok = false;
 	}
 	PG_END_TRY();
@@ -160,8 +173,8 @@ charge(ToygunInflight *rec)
 
 /*
  * Charge every tick whose worker ended during it, each in a transaction of
- * its own. Returns true while one of them waits for another worker to
- * charge it (a worker does not reuse a slot whose record is not charged).
+ * its own. Returns true while this worker's own slot still holds one (a
+ * worker does not overwrite a record that is not charged).
  */
 bool
 toygun_charge_dead_ticks(int my_slot)
@@ -172,9 +185,24 @@ toygun_charge_dead_ticks(int my_slot)
 	for (i = 0; i < n; i++)
 	{
 		ToygunInflight rec;
+		bool		restarted;
+		bool		culprit = false;
+		bool		charged;
+		bool		give_up = false;
 
-		if (toygun_inflight_take(i, &rec))
-			toygun_inflight_done(i, charge(&rec));
+		if (!toygun_inflight_take(i, &rec, &restarted))
+			continue;
+		charged = charge(&rec, restarted, &culprit);
+		if (!charged && ++toygun_shared->slots[i].charge_tries >= CHARGE_TRIES)
+		{
+			ereport(LOG,
+					(errmsg("toygun: gave up charging %s %s with the tick that ended its worker, after %d tries",
+							toygun_kind_name(rec.kind), toygun_uuid_text(&rec.id), CHARGE_TRIES)));
+			give_up = true;
+		}
+		if (charged || give_up)
+			toygun_shared->slots[i].charge_tries = 0;
+		toygun_inflight_done(i, &rec, charged, culprit, give_up);
 	}
 	return toygun_inflight_pending(my_slot);
 }

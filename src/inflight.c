@@ -22,23 +22,36 @@
 #include <unistd.h>
 
 #include "common/file_perm.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "postmaster/interrupt.h"
-#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
+#include "utils/timestamp.h"
 
 #include "toygun.h"
 
 #define INFLIGHT_DIR	"pg_toygun"
 #define INFLIGHT_FILE	"pg_toygun/inflight"
-#define INFLIGHT_MAGIC	0x74796731	/* "tyg1" */
+/* "tyg", and the record's size: a file of another layout starts empty */
+#define INFLIGHT_MAGIC	(0x74796700 ^ (uint32) sizeof(ToygunInflight))
 
 static ToygunInflight *records = NULL;
 static int	nrecords = 0;
 static ToygunInflight *mine = NULL;
 static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/*
+ * This postmaster's life: set when it maps the file, inherited by every
+ * process it starts, kept through its restarts after crashes. PIDs are no
+ * good for this: in a container the postmaster's, and its workers', may
+ * well be the same after a restart.
+ */
+static int64 lifetime = 0;
+
+/* The postmaster sent this process SIGTERM: a shutdown, or the launcher stopping it. */
+static volatile sig_atomic_t stopped_by_server = false;
 
 /*
  * In the postmaster, at start and again after a crash (from the shared
@@ -87,6 +100,7 @@ toygun_inflight_map(int n)
 	}
 	records = p;
 	nrecords = n;
+	lifetime = GetCurrentTimestamp();
 	/* a new file, or one of another layout: start empty */
 	for (i = 0; i < n; i++)
 		if (records[i].magic != INFLIGHT_MAGIC)
@@ -130,8 +144,8 @@ inflight_sigterm(int signo, siginfo_t *info, void *context)
 {
 	int			save_errno = errno;
 
-	if (mine != NULL && mine->ticking && info != NULL && info->si_pid == PostmasterPid)
-		mine->how = TOYGUN_ENDED_BY_SERVER;
+	if (info != NULL && info->si_pid == PostmasterPid)
+		stopped_by_server = true;
 	errno = save_errno;
 	die(signo);
 }
@@ -167,7 +181,13 @@ static void
 inflight_emit_log(ErrorData *edata)
 {
 	if (mine != NULL && mine->ticking && edata->elevel >= FATAL && edata->message != NULL)
-		strlcpy(mine->message, edata->message, sizeof(mine->message));
+	{
+		int			len = pg_mbcliplen(edata->message, strlen(edata->message),
+									   sizeof(mine->message) - 1);
+
+		memcpy(mine->message, edata->message, len);
+		mine->message[len] = '\0';
+	}
 	if (prev_emit_log_hook)
 		prev_emit_log_hook(edata);
 }
@@ -178,7 +198,9 @@ inflight_exit(int code, Datum arg)
 {
 	if (mine == NULL || !mine->ticking)
 		return;
-	if (mine->how == TOYGUN_ENDED_UNKNOWN)
+	if (stopped_by_server)
+		mine->how = TOYGUN_ENDED_BY_SERVER;
+	else if (mine->how == TOYGUN_ENDED_UNKNOWN)
 		mine->how = TOYGUN_ENDED_BY_EXIT;
 	if (mine->how != TOYGUN_ENDED_TIMED_OUT)
 		mine->detail = code;
@@ -192,7 +214,8 @@ inflight_exit(int code, Datum arg)
 /*
  * Install the handlers that tell how a worker ended. Call before
  * BackgroundWorkerUnblockSignals(). They write nothing until the worker
- * has a record of its own (toygun_inflight_start).
+ * has a record of its own (toygun_inflight_start). SIGFPE keeps
+ * PostgreSQL's handler, which raises an ordinary error.
  */
 void
 toygun_inflight_attach(void)
@@ -213,7 +236,6 @@ toygun_inflight_attach(void)
 	sigaction(SIGSEGV, &act, NULL);
 	sigaction(SIGBUS, &act, NULL);
 	sigaction(SIGILL, &act, NULL);
-	sigaction(SIGFPE, &act, NULL);
 	sigaction(SIGABRT, &act, NULL);
 
 	prev_emit_log_hook = emit_log_hook;
@@ -221,37 +243,44 @@ toygun_inflight_attach(void)
 }
 
 /*
- * Once the slot's earlier record is charged: this worker's own, empty. Its
- * exit callback runs before the transaction of a tick it ends is aborted,
- * so the others know to charge it before they can claim its run.
+ * Once the slot's earlier record is charged (or given up on): this worker's
+ * own, empty. Its exit callback runs before the transaction of a tick it
+ * ends is aborted, so the others know to charge it before they can claim
+ * its run.
  */
 void
 toygun_inflight_start(int slot, Oid dboid)
 {
+	ToygunInflight *rec;
+
 	if (records == NULL || slot >= nrecords)
 		return;
-	mine = &records[slot];
-	before_shmem_exit(inflight_exit, (Datum) 0);
-	mine->ticking = 0;
-	pg_compiler_barrier();
-	mine->pid = MyProcPid;
-	mine->postmaster = PostmasterPid;
-	mine->dboid = dboid;
-	mine->how = TOYGUN_ENDED_UNKNOWN;
-	mine->detail = 0;
-	mine->died = 0;
-	mine->recycled = 0;
-	mine->message[0] = '\0';
+	rec = &records[slot];
+	SpinLockAcquire(&toygun_shared->mutex);
+	rec->ticking = 0;
+	rec->pid = MyProcPid;
+	rec->lifetime = lifetime;
+	rec->dboid = dboid;
+	rec->how = TOYGUN_ENDED_UNKNOWN;
+	rec->detail = 0;
+	rec->died = 0;
+	rec->recycled = 0;
+	rec->message[0] = '\0';
 	/* deaths: the launcher's */
+	toygun_shared->slots[slot].charger = 0;
+	SpinLockRelease(&toygun_shared->mutex);
+	mine = rec;
+	before_shmem_exit(inflight_exit, (Datum) 0);
 }
 
 void
-toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id)
+toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer version)
 {
 	if (mine == NULL)
 		return;
 	mine->kind = kind;
 	mine->id = *id;
+	mine->version = *version;
 	pg_compiler_barrier();
 	mine->ticking = 1;
 	pg_compiler_barrier();
@@ -282,12 +311,22 @@ toygun_inflight_recycle(void)
 		mine->recycled = 1;
 }
 
-/* Slot n holds a tick whose worker ended during it (the caller holds the mutex). */
+/*
+ * Slot n holds a tick whose worker ended during it (the caller holds the
+ * mutex): it said so as it died, or it ran in an earlier life of the
+ * server, or its slot is no longer its own.
+ */
 static bool
 dead_tick(int n)
 {
-	return records[n].ticking && records[n].magic == INFLIGHT_MAGIC &&
-		records[n].pid != toygun_shared->slots[n].pid && records[n].pid != MyProcPid;
+	ToygunInflight *rec = &records[n];
+
+	if (!rec->ticking || rec->magic != INFLIGHT_MAGIC)
+		return false;
+	if (rec->lifetime != lifetime)
+		return true;
+	return rec->pid != MyProcPid &&
+		(rec->died || rec->pid != toygun_shared->slots[n].pid);
 }
 
 /* Slot n's record is a dead tick not charged yet. */
@@ -306,10 +345,11 @@ toygun_inflight_pending(int n)
 
 /*
  * Take slot n's record to charge it, if it is a tick whose worker ended and
- * nobody else is charging it; false otherwise.
+ * nobody else is charging it; false otherwise. *restarted says whether it
+ * ran in an earlier life of the server.
  */
 bool
-toygun_inflight_take(int n, ToygunInflight *out)
+toygun_inflight_take(int n, ToygunInflight *out, bool *restarted)
 {
 	bool		taken = false;
 
@@ -320,27 +360,60 @@ toygun_inflight_take(int n, ToygunInflight *out)
 	{
 		toygun_shared->slots[n].charger = MyProcPid;
 		memcpy(out, &records[n], sizeof(ToygunInflight));
+		*restarted = records[n].lifetime != lifetime;
 		taken = true;
 	}
 	SpinLockRelease(&toygun_shared->mutex);
 	return taken;
 }
 
-/* Give back a record taken by toygun_inflight_take(): charged, or to try again later. */
+/*
+ * Give back a record taken by toygun_inflight_take(): charged, or given up
+ * on, or to be tried again later. A record another worker of the slot has
+ * overwritten meanwhile is left alone.
+ */
 void
-toygun_inflight_done(int n, bool charged)
+toygun_inflight_done(int n, ToygunInflight *taken, bool charged, bool culprit, bool give_up)
 {
+	ToygunInflight *rec = &records[n];
+
 	SpinLockAcquire(&toygun_shared->mutex);
-	if (charged)
+	if (rec->pid == taken->pid && rec->lifetime == taken->lifetime)
 	{
-		records[n].ticking = 0;
-		if (records[n].how != TOYGUN_ENDED_BY_SERVER)
-			toygun_shared->slots[n].deaths++;
+		if (charged || give_up)
+			rec->ticking = 0;
+		else
+			toygun_shared->charges_pending = true;
 	}
-	else
-		toygun_shared->charges_pending = true;
+	if (charged && culprit)
+		toygun_shared->slots[n].deaths++;
 	toygun_shared->slots[n].charger = 0;
 	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/* A worker exits: a charge it had begun is anybody's again. */
+void
+toygun_inflight_forget_charges(void)
+{
+	int			i;
+
+	if (toygun_shared == NULL)
+		return;
+	SpinLockAcquire(&toygun_shared->mutex);
+	for (i = 0; i < toygun_shared->nslots; i++)
+		if (toygun_shared->slots[i].charger == MyProcPid)
+		{
+			toygun_shared->slots[i].charger = 0;
+			toygun_shared->charges_pending = true;
+		}
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/* Whether a record ran in this life of the server (for the launcher). */
+bool
+toygun_inflight_this_life(ToygunInflight *rec)
+{
+	return rec->lifetime == lifetime;
 }
 
 int

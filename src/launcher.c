@@ -113,10 +113,11 @@ restart_delay(int n, long normal)
 	bool		died;
 	long		delay;
 
-	if (!toygun_inflight_read(n, &rec))
+	/* a worker that holds the slot is not dead (a launcher restarted beside it) */
+	if (!toygun_inflight_read(n, &rec) || toygun_shared->slots[n].pid != 0)
 		return normal;
 	/* a SIGKILL leaves no word, but a record still ticking */
-	died = rec.postmaster == PostmasterPid && rec.how != TOYGUN_ENDED_BY_SERVER &&
+	died = toygun_inflight_this_life(&rec) && rec.how != TOYGUN_ENDED_BY_SERVER &&
 		(rec.died || rec.ticking);
 	toygun_inflight_note_exit(n, died ? rec.deaths + 1 : 0);
 	if (rec.recycled)

@@ -135,6 +135,7 @@ typedef struct ToygunWorkerSlot
 	int64		transactions;	/* committed by this worker */
 	/* kept when another worker takes the slot: */
 	pid_t		charger;		/* a worker charging this slot's dead tick, or 0 */
+	int			charge_tries;	/* failed tries to charge it (only the charger writes it) */
 	int64		deaths;			/* ticks in this slot that ended their worker */
 } ToygunWorkerSlot;
 
@@ -174,9 +175,10 @@ typedef struct ToygunInflight
 	volatile uint32 ticking;	/* set after kind and id, cleared first */
 	int32		kind;
 	pg_uuid_t	id;
+	ItemPointerData version;	/* the row version the tick began from */
 	Oid			dboid;
 	int32		pid;			/* the worker that wrote it */
-	int32		postmaster;		/* the postmaster it ran under */
+	int64		lifetime;		/* the life of the server it ran in */
 	volatile int32 how;			/* ToygunEnded */
 	volatile int32 detail;
 	volatile int32 died;		/* ended during a tick; cleared by the launcher */
@@ -191,17 +193,20 @@ extern bool toygun_inflight_read(int n, ToygunInflight *out);
 extern void toygun_inflight_note_exit(int n, int deaths);
 extern void toygun_inflight_attach(void);
 extern void toygun_inflight_start(int slot, Oid dboid);
-extern void toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id);
+extern void toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer version);
 extern void toygun_inflight_end(void);
 extern void toygun_inflight_timed_out(void);
 extern void toygun_inflight_recycle(void);
 extern bool toygun_inflight_pending(int n);
-extern bool toygun_inflight_take(int n, ToygunInflight *out);
-extern void toygun_inflight_done(int n, bool charged);
+extern bool toygun_inflight_take(int n, ToygunInflight *out, bool *restarted);
+extern void toygun_inflight_done(int n, ToygunInflight *taken, bool charged, bool culprit,
+								 bool give_up);
+extern void toygun_inflight_forget_charges(void);
+extern bool toygun_inflight_this_life(ToygunInflight *rec);
 
 /* failure.c */
 extern bool toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
-								  bool may_panic, bool wait);
+								  bool may_panic, bool wait, ItemPointer version);
 extern bool toygun_charge_dead_ticks(int my_slot);
 
 /* contain.c: what a tick may leave behind in a worker, undone before the next */

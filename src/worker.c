@@ -123,6 +123,7 @@ stop_tick_timeouts(void)
 static void
 release_slot(int code, Datum arg)
 {
+	toygun_inflight_forget_charges();
 	toygun_release_slot(DatumGetInt32(arg));
 }
 
@@ -260,6 +261,7 @@ tick_claimed(ToygunObject *obj)
 {
 	MemoryContext old;
 	ToygunDef  *def;
+	bool		end_batch;
 
 	if (strcmp(obj->state, TOYGUN_STOP) == 0 || strcmp(obj->state, TOYGUN_PANIC) == 0 ||
 		(obj->resource_state != NULL && strcmp(obj->resource_state, TOYGUN_STOP) == 0))
@@ -271,37 +273,50 @@ tick_claimed(ToygunObject *obj)
 	def = toygun_object_def(obj);
 	report_tick(obj, def);
 	tick_timed_out = false;
-	toygun_inflight_begin(obj->kind, &obj->id);
+	toygun_inflight_begin(obj->kind, &obj->id, &obj->tid);
 	toygun_contain_begin_tick();
 	start_tick_timeouts();
 	(void) toygun_tick(obj, def);
+	/* what the tick left behind is undone under its timeout and record too */
+	end_batch = toygun_contain_end_tick();
 	stop_tick_timeouts();
 	/* a handler that caught the cancel and returned fails all the same */
 	if (tick_timed_out)
+	{
+		QueryCancelPending = false;
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("tick cancelled after toygun.tick_timeout (%d ms)", toygun_tick_timeout_ms)));
+	}
 	toygun_inflight_end();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(tick_context);
-	return toygun_contain_end_tick();
+	return end_batch;
 }
 
 /* The message a failed tick leaves in last_error. */
 static char *
 failure_message(ErrorData *edata)
 {
-	if (tick_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+	bool		timed_out = tick_timed_out;
+
+	tick_timed_out = false;
+	if (timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		return psprintf("tick cancelled after toygun.tick_timeout (%d ms)", toygun_tick_timeout_ms);
 	return pstrdup(edata->message ? edata->message : "unknown error");
 }
 
+/*
+ * After an error in or around a tick: no timeout left armed, no record of a
+ * tick in flight, no cancel left pending for the next tick to trip over.
+ */
 static ErrorData *
 catch_error(void)
 {
 	ErrorData  *edata;
 
 	stop_tick_timeouts();
+	QueryCancelPending = false;
 	toygun_inflight_end();
 	MemoryContextSwitchTo(batch_context);
 	edata = CopyErrorData();
@@ -374,7 +389,7 @@ replay(Claimed *claimed, int n)
 			if (claimed[j].error != NULL)
 			{
 				(void) toygun_record_failure(claimed[j].kind, &claimed[j].id,
-											 claimed[j].error, true, false);
+											 claimed[j].error, true, false, NULL);
 				failures++;
 			}
 		toygun_end_work();
@@ -391,24 +406,26 @@ replay(Claimed *claimed, int n)
 static int
 tick_all(Claimed *claimed, ToygunObject **objs, int n)
 {
-	volatile int current = 0;
-	volatile int ok = 0;
+	volatile int failing = -1;
+	volatile int ticked = 0;
+	int			i;
 	TimestampTz started = GetCurrentTimestamp();
 
 	PG_TRY();
 	{
-		for (current = 0; current < n; current++)
+		for (i = 0; i < n; i++)
 		{
-			if (current > 0 &&
-				TimestampDifferenceExceeds(started, GetCurrentTimestamp(), BATCH_TIME_MS))
+			bool		end_batch;
+
+			if (i > 0 && TimestampDifferenceExceeds(started, GetCurrentTimestamp(), BATCH_TIME_MS))
 				break;
-			if (tick_claimed(objs[current]))
-			{
-				current++;
+			failing = i;
+			end_batch = tick_claimed(objs[i]);
+			failing = -1;
+			ticked = i + 1;
+			if (end_batch)
 				break;
-			}
 		}
-		ok = current;
 		toygun_end_work();
 	}
 	PG_CATCH();
@@ -416,16 +433,16 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 		ErrorData  *edata = catch_error();
 
 		/* the failing tick; none if the commit itself failed */
-		if (current < n)
-			claimed[current].error = failure_message(edata);
+		if (failing >= 0)
+			claimed[failing].error = failure_message(edata);
 		else
 			ereport(LOG, (errmsg("toygun: a batch failed to commit: %s", edata->message)));
 		AbortCurrentTransaction();
 		(void) toygun_contain_end_tick();
-		ok = -1;
+		ticked = -1;
 	}
 	PG_END_TRY();
-	return ok;
+	return ticked;
 }
 
 /*
@@ -505,6 +522,7 @@ charge_before_start(void)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 100, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 	}
 }

@@ -168,7 +168,6 @@ DECLARE c refcursor := 'leftover';
 BEGIN
   OPEN c FOR SELECT 1;
   PERFORM pg_advisory_lock(4242);
-  PERFORM pg_advisory_xact_lock(4343);
   SET CONSTRAINTS ALL DEFERRED;
   RETURN toygun.stop();
 END $$;
@@ -176,7 +175,7 @@ CREATE FUNCTION looker(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO seen SELECT 'cursors', count(*)::text FROM pg_cursors;
   INSERT INTO seen SELECT 'locks', count(*)::text FROM pg_locks
-   WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+   WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND objid = 4242;
   BEGIN
     INSERT INTO child VALUES (999);
     INSERT INTO seen VALUES ('fk', 'deferred');
@@ -202,7 +201,7 @@ wait_for 20 "SELECT count(*) = 0 FROM toygun.task WHERE name IN ('leaver', 'defe
 ok $? "the runs that leave things behind and those that look for them finish"
 is "$(q "SELECT string_agg(DISTINCT what || '=' || val, ', ') || ' ' || count(*) FROM seen")" \
 	"cursors=0, fk=immediate, locks=0 6" \
-	"a tick sees no cursor, advisory lock or constraint mode an earlier tick left"
+	"a tick sees no cursor, session advisory lock or constraint mode an earlier tick left"
 is "$(q "SELECT pg_try_advisory_lock(4242)")" t "a session advisory lock taken in a handler does not stay with the worker"
 set_conf toygun.workers 2
 
