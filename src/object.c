@@ -88,6 +88,19 @@ text_col(HeapTuple tup, TupleDesc desc, int col)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
+/* Whether the last query found the object; an error if not, unless missing_ok. */
+static bool
+object_found(ToygunKind kind, pg_uuid_t *id, bool missing_ok)
+{
+	if (SPI_processed > 0)
+		return true;
+	if (!missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("%s %s does not exist", toygun_kind_name(kind), toygun_uuid_text(id))));
+	return false;
+}
+
 /* An object from a row of TASK_COLUMNS or RESOURCE_COLUMNS. */
 ToygunObject *
 toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
@@ -138,14 +151,8 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 			: toygun_plan(&lock_resource_plan, LOCK_RESOURCE_SQL, 1, argtypes);
 	values[0] = UUIDPGetDatum(id);
 	toygun_run(plan, values, NULL, 1);
-	if (SPI_processed == 0)
-	{
-		if (missing_ok)
-			return NULL;
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("%s %s does not exist", toygun_kind_name(kind), toygun_uuid_text(id))));
-	}
+	if (!object_found(kind, id, missing_ok))
+		return NULL;
 	obj = toygun_object_from_tuple(kind, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_freetuptable(SPI_tuptable);
 	if (kind == TOYGUN_TASK && obj->resource_state == NULL)
@@ -194,14 +201,8 @@ toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_o
 							   "SELECT type, NULL::pg_catalog.text FROM toygun.resource WHERE id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
-	if (SPI_processed == 0)
-	{
-		if (missing_ok)
-			return NULL;
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("%s %s does not exist", toygun_kind_name(kind), toygun_uuid_text(id))));
-	}
+	if (!object_found(kind, id, missing_ok))
+		return NULL;
 	type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	def = toygun_find_def(kind, type, name, false);
