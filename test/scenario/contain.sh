@@ -29,7 +29,7 @@ set_conf() { q "ALTER SYSTEM SET $1 = '$2'" && reload; }
 # the server is up and both workers run
 workers_up() { wait_for "${1:-60}" "SELECT count(*) = 2 FROM toygun.worker_status()"; }
 
-plan 32
+plan 36
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 q "CREATE EXTENSION toygun" >/dev/null 2>&1
@@ -155,6 +155,24 @@ ok $? "a handler that catches its cancel and runs on is ended with its worker, c
 is "$(q "SELECT last_error FROM toygun.task WHERE id = '$ST'")" \
 	"the worker was ended: this tick still ran 1000 ms after toygun.tick_timeout (1000 ms)" \
 	"its last_error says it was ended after the grace period"
+
+# the worker's own panic never puts a handler's error where every role reads it
+tg_psql "$DIR" tg -q <<'SQL' >/dev/null
+CREATE FUNCTION leaky(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'token s3cr3t-t0ken rejected'; END $$;
+SELECT toygun.define_task('box', 'leaky', '{one}', 'leaky(toygun.task)');
+SELECT toygun.define_task('box', 'sealed', '{one}', 'leaky(toygun.task)', encrypted_fields => '{panic_message}');
+SQL
+LK=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'leaky')")
+SE=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'sealed')")
+wait_for 30 "SELECT bool_and(state = '__panic__') FROM toygun.task WHERE id IN ('$LK', '$SE')"
+ok $? "two runs whose handler always fails panic"
+is "$(q "SELECT attrs->>'panic_message' FROM toygun.task WHERE id = '$LK'")" \
+	"panicked after 3 failed ticks (the last error is in last_error)" \
+	"the worker's panic_message does not copy the error into attrs"
+is "$(q "SELECT (attrs->'panic_message' ? '\$secret') AND attrs::text NOT LIKE '%s3cr3t%' FROM toygun.task WHERE id = '$SE'")" t \
+	"a panic_message the type declares encrypted is sealed"
+ok $(grep -q "tick of task $LK (task type \"box.leaky\") failed" "$LOG"; echo $?) "the log line of a failed tick names the task type"
 
 # --- 5. what one tick leaves behind, the next does not see ----------------
 workers_up
