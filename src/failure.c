@@ -131,7 +131,11 @@ death_message(ToygunInflight *rec, bool restarted, bool *culprit)
 	}
 }
 
-/* Charge one dead tick in a transaction of its own; false if that failed. */
+/*
+ * Charge one dead tick in a transaction of its own; false if that failed.
+ * *culprit says whether the run was charged as the cause of its worker's
+ * death (false too when it had changed since, and was not charged).
+ */
 static bool
 charge(ToygunInflight *rec, bool restarted, bool *culprit)
 {
@@ -147,9 +151,12 @@ charge(ToygunInflight *rec, bool restarted, bool *culprit)
 								 GUC_ACTION_LOCAL, true, 0, false);
 		message = death_message(rec, restarted, culprit);
 		if (!toygun_record_failure(rec->kind, &rec->id, message, *culprit, true, &rec->version))
+		{
+			*culprit = false;
 			ereport(LOG,
 					(errmsg("toygun: %s %s was no longer as its dead tick left it, so it is not charged: %s",
 							toygun_kind_name(rec->kind), toygun_uuid_text(&rec->id), message)));
+		}
 		toygun_end_work();
 	}
 	PG_CATCH();
@@ -204,5 +211,6 @@ toygun_charge_dead_ticks(int my_slot)
 			toygun_shared->slots[i].charge_tries = 0;
 		toygun_inflight_done(i, &rec, charged, culprit, give_up);
 	}
+	toygun_inflight_settle_pending();
 	return toygun_inflight_pending(my_slot);
 }

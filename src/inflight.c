@@ -391,6 +391,42 @@ toygun_inflight_done(int n, ToygunInflight *taken, bool charged, bool culprit, b
 	SpinLockRelease(&toygun_shared->mutex);
 }
 
+/* Whether run id is the run of a dead tick not charged yet. */
+bool
+toygun_inflight_is_dead_run(pg_uuid_t *id)
+{
+	bool		dead = false;
+	int			i;
+
+	if (records == NULL)
+		return false;
+	SpinLockAcquire(&toygun_shared->mutex);
+	for (i = 0; i < nrecords && i < toygun_shared->nslots && !dead; i++)
+		dead = dead_tick(i) && memcmp(&records[i].id, id, sizeof(pg_uuid_t)) == 0;
+	SpinLockRelease(&toygun_shared->mutex);
+	return dead;
+}
+
+/*
+ * charges_pending says that some record may hold a dead tick: set by a
+ * dying worker, cleared here only when none does (one being charged still
+ * counts), so that a claim never takes a dead tick's run uncharged.
+ */
+void
+toygun_inflight_settle_pending(void)
+{
+	bool		any = false;
+	int			i;
+
+	if (records == NULL)
+		return;
+	SpinLockAcquire(&toygun_shared->mutex);
+	for (i = 0; i < nrecords && i < toygun_shared->nslots && !any; i++)
+		any = dead_tick(i);
+	toygun_shared->charges_pending = any;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
 /* A worker exits: a charge it had begun is anybody's again. */
 void
 toygun_inflight_forget_charges(void)

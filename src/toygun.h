@@ -202,6 +202,8 @@ extern bool toygun_inflight_take(int n, ToygunInflight *out, bool *restarted);
 extern void toygun_inflight_done(int n, ToygunInflight *taken, bool charged, bool culprit,
 								 bool give_up);
 extern void toygun_inflight_forget_charges(void);
+extern bool toygun_inflight_is_dead_run(pg_uuid_t *id);
+extern void toygun_inflight_settle_pending(void);
 extern bool toygun_inflight_this_life(ToygunInflight *rec);
 
 /* failure.c */

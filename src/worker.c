@@ -45,6 +45,8 @@
 #define BATCH_TIME_MS 100
 /* After an error outside any tick (a cancel while claiming), wait this long. */
 #define ERROR_SLEEP_MS 1000
+/* A claim took a dead tick's run that another worker is charging: wait this long. */
+#define DEAD_RUN_SLEEP_MS 10
 /* How long a new worker waits for another to charge its slot's dead tick. */
 #define CHARGE_WAIT_MS 30000
 
@@ -445,6 +447,18 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 	return ticked;
 }
 
+/* Whether the claim took the run of a tick that ended its worker, not charged yet. */
+static bool
+claimed_dead_run(Claimed *claimed, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (toygun_inflight_is_dead_run(&claimed[i].id))
+			return true;
+	return false;
+}
+
 /*
  * One batch: claim due resources and runs, tick them, commit. Returns how
  * many were claimed; when none, *sleep_ms says how long to sleep.
@@ -472,6 +486,17 @@ run_batch(long *sleep_ms)
 	{
 		*sleep_ms = next_due_ms();
 		toygun_end_work();
+		return 0;
+	}
+	/*
+	 * A worker that died during a tick set charges_pending before its row
+	 * locks went: if we claimed its run before it was charged, let it go,
+	 * and charge it first (the main loop does, at once).
+	 */
+	if (toygun_shared->charges_pending && claimed_dead_run(claimed, n))
+	{
+		toygun_end_work();
+		*sleep_ms = DEAD_RUN_SLEEP_MS;
 		return 0;
 	}
 	/* busy: a commit's wake-up now goes to another worker */
@@ -531,12 +556,8 @@ charge_before_start(void)
 static void
 charge_if_pending(void)
 {
-	if (!toygun_shared->charges_pending)
-		return;
-	SpinLockAcquire(&toygun_shared->mutex);
-	toygun_shared->charges_pending = false;
-	SpinLockRelease(&toygun_shared->mutex);
-	(void) toygun_charge_dead_ticks(my_slot);
+	if (toygun_shared->charges_pending)
+		(void) toygun_charge_dead_ticks(my_slot);
 }
 
 /*
