@@ -43,6 +43,8 @@
  * Fast handlers get big batches; slow ones do not hold many runs locked.
  */
 #define BATCH_TIME_MS 100
+/* The fewest runs a batch claims (see claim_limit). */
+#define MIN_CLAIM 16
 /* After an error outside any tick (a cancel while claiming), wait this long. */
 #define ERROR_SLEEP_MS 1000
 /* A claim took a dead tick's run that another worker is charging: wait this long. */
@@ -51,6 +53,14 @@
 #define CHARGE_WAIT_MS 30000
 
 static int	my_slot;
+
+/*
+ * How many runs (and resources) the next batch claims: toygun.batch_size,
+ * or, after a batch that BATCH_TIME_MS cut short, twice what it ticked,
+ * doubling again with each batch ticked to its end. Slow handlers then lock
+ * few runs, and the other workers' claims skip few.
+ */
+static int	claim_limit = 0;
 
 /* This process is a toygun worker (it sleeps no longer than its own runs need). */
 bool		toygun_in_worker = false;
@@ -464,9 +474,9 @@ claimed_dead_run(Claimed *claimed, int n)
  * many were claimed; when none, *sleep_ms says how long to sleep.
  */
 static int
-run_batch(long *sleep_ms)
+run_batch(long *sleep_ms, bool *full)
 {
-	int			limit = toygun_batch_size;
+	int			limit = claim_limit > 0 ? Min(claim_limit, toygun_batch_size) : toygun_batch_size;
 	Claimed    *claimed;
 	ToygunObject **objs;
 	int			n;
@@ -482,6 +492,7 @@ run_batch(long *sleep_ms)
 	pgstat_report_activity(STATE_RUNNING, "claiming due runs");
 	n = claim(TOYGUN_RESOURCE, limit, claimed, objs);
 	n += claim(TOYGUN_TASK, limit, claimed + n, objs + n);
+	*full = n >= limit;
 	if (n == 0)
 	{
 		*sleep_ms = next_due_ms();
@@ -507,6 +518,8 @@ run_batch(long *sleep_ms)
 		failures = replay(claimed, n);
 		ticked = n - failures;
 	}
+	else
+		claim_limit = ticked < n ? Max(MIN_CLAIM, 2 * ticked) : Min(toygun_batch_size, 2 * limit);
 	toygun_count_batch(my_slot, ticked, failures);
 	return n;
 }
@@ -584,14 +597,15 @@ recycle_if_large(void)
 
 /* One batch, and whatever error it raises outside a tick: logged, not fatal. */
 static int
-run_batch_safely(long *sleep_ms)
+run_batch_safely(long *sleep_ms, bool *full)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile int n = 0;
 
+	*full = false;
 	PG_TRY();
 	{
-		n = run_batch(sleep_ms);
+		n = run_batch(sleep_ms, full);
 	}
 	PG_CATCH();
 	{
@@ -644,6 +658,7 @@ toygun_worker_main(Datum arg)
 	{
 		long		sleep_ms = MAX_SLEEP_MS;
 		int			n;
+		bool		full;
 
 		/* a cancel (pg_cancel_backend) between batches has nothing to cancel */
 		QueryCancelPending = false;
@@ -666,12 +681,12 @@ toygun_worker_main(Datum arg)
 		charge_if_pending();
 		/* idle from before the claim: a commit after it will wake us */
 		toygun_set_idle(my_slot, true);
-		n = run_batch_safely(&sleep_ms);
+		n = run_batch_safely(&sleep_ms, &full);
 		if (n > 0)
 		{
 			recycle_if_large();
 			/* a full batch: there may be more, so get another worker going */
-			if (n >= toygun_batch_size)
+			if (full)
 				toygun_wake_worker();
 			continue;
 		}
