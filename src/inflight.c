@@ -303,6 +303,17 @@ toygun_inflight_timed_out(void)
 		mine->how = TOYGUN_ENDED_TIMED_OUT;
 }
 
+/*
+ * This worker committed a batch: it is not one that keeps dying, and a
+ * death of its slot's next worker starts the launcher's count again.
+ */
+void
+toygun_inflight_worked(void)
+{
+	if (mine != NULL && mine->deaths != 0)
+		mine->deaths = 0;
+}
+
 /* This worker exits on purpose, to be started again at once. */
 void
 toygun_inflight_recycle(void)

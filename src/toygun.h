@@ -183,7 +183,8 @@ typedef struct ToygunInflight
 	volatile int32 detail;
 	volatile int32 died;		/* ended during a tick; cleared by the launcher */
 	volatile int32 recycled;	/* exited on purpose, to be started again at once */
-	int32		deaths;			/* the launcher's count of deaths in a row in this slot */
+	int32		deaths;			/* deaths in a row in this slot: counted by the launcher,
+								 * cleared by a worker that commits a batch */
 	char		message[160];	/* the FATAL message that ended it */
 } ToygunInflight;
 
@@ -197,6 +198,7 @@ extern void toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer ve
 extern void toygun_inflight_end(void);
 extern void toygun_inflight_timed_out(void);
 extern void toygun_inflight_recycle(void);
+extern void toygun_inflight_worked(void);
 extern bool toygun_inflight_pending(int n);
 extern bool toygun_inflight_take(int n, ToygunInflight *out, bool *restarted);
 extern void toygun_inflight_done(int n, ToygunInflight *taken, bool charged, bool culprit,

@@ -684,6 +684,7 @@ toygun_worker_main(Datum arg)
 		n = run_batch_safely(&sleep_ms, &full);
 		if (n > 0)
 		{
+			toygun_inflight_worked();
 			recycle_if_large();
 			/* a full batch: there may be more, so get another worker going */
 			if (full)
