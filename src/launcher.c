@@ -124,8 +124,10 @@ restart_delay(int n, long normal)
 		return 0;
 	if (!died)
 		return normal;
-	delay = (long) Min((double) RESTART_DELAY_MS * pow(2.0, Min(rec.deaths, 20)),
-					   (double) MAX_RESTART_DELAY_MS);
+	/* the first death in a row restarts as usual; the next ones after 2 s, 4 s ... */
+	delay = rec.deaths == 0 ? normal
+		: Max(normal, (long) Min((double) RESTART_DELAY_MS * pow(2.0, Min(rec.deaths, 20)),
+								 (double) MAX_RESTART_DELAY_MS));
 	ereport(LOG,
 			(errmsg("toygun worker %d died during a tick of %s %s (%d in a row); starting it again in %ld ms",
 					n, toygun_kind_name(rec.kind), toygun_uuid_text(&rec.id), rec.deaths + 1, delay),
