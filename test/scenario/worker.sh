@@ -33,13 +33,17 @@ settled() {
 	done
 	return 1
 }
+# each worker (by pid) has committed since: its wake-up on the reload is done
+BY_PID="SELECT string_agg(pid || ':' || transactions, ',') FROM toygun.worker_status()"
 wake_and_settle() {
-	local woken
+	local before
 	settled || note "the workers did not settle before the reload"
-	woken=$(( $(q "$XACTS") + 2 ))
+	before=$(q "$BY_PID")
 	tg_psql "$DIR" postgres -c "SELECT pg_reload_conf()" >/dev/null
-	wait_for 20 "SELECT ($XACTS) >= $woken AND ($WAITING)" ||
-		note "the workers' wake-up on reload was not seen"
+	wait_for 20 "SELECT bool_and(w.transactions > split_part(b, ':', 2)::bigint) AND ($WAITING)
+	               FROM toygun.worker_status() w
+	               JOIN unnest(string_to_array('$before', ',')) b ON split_part(b, ':', 1)::int = w.pid" &&
+		settled || note "the workers' wake-up on reload was not seen"
 }
 
 plan 37
