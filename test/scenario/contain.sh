@@ -135,17 +135,17 @@ BEGIN
   RETURN toygun.stop();
 END $$;
 -- catches every cancel and runs on
-CREATE FUNCTION stubborn(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+CREATE FUNCTION obstinate(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
 BEGIN
   LOOP
     BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN NULL; END;
   END LOOP;
 END $$;
 SELECT toygun.define_task('box', 'swallow', '{one}', 'swallow(toygun.task)');
-SELECT toygun.define_task('box', 'stubborn', '{one}', 'stubborn(toygun.task)');
+SELECT toygun.define_task('box', 'obstinate', '{one}', 'obstinate(toygun.task)');
 SQL
 SW=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'swallow')")
-ST=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'stubborn')")
+ST=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'obstinate')")
 wait_for 60 "SELECT state = '__panic__' FROM toygun.task WHERE id = '$SW'"
 ok $? "a handler that catches its cancel and returns still fails its tick, and panics in the end"
 is "$(q "SELECT last_error FROM toygun.task WHERE id = '$SW'")" "tick cancelled after toygun.tick_timeout (1000 ms)" \
