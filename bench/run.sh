@@ -9,6 +9,8 @@
 #                 the results are left there too (results.md, results.json)
 #   --peers DIR   where the Node.js side is installed with npm ci (default:
 #                 bench/peers/); another folder gets a copy of bench/peers/
+#   --set 'NAME = VALUE'  one more server setting (repeatable), e.g.
+#                 --set 'toygun.direct_writes = off' (bench/README.md)
 #   the rest      passed to bench/peers/bench.mjs (see there, or bench/README.md)
 #
 # Run as root or as the postgres OS user; the cluster and the drivers run as
@@ -18,10 +20,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DIR=$ROOT/.bench
 PEERS=$ROOT/bench/peers
 ARGS=()
+EXTRA=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--dir) DIR=$2; shift 2 ;;
 	--peers) PEERS=$2; shift 2 ;;
+	--set) EXTRA+=("$2"); shift 2 ;;
+	--set=*) EXTRA+=("${1#--set=}"); shift ;;
 	--n | --only | --systems | --timeout) ARGS+=("$1" "$2"); shift 2 ;;
 	--smoke) ARGS+=("$1"); shift ;;
 	*) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
@@ -66,7 +71,7 @@ if [ "$(id -un)" != postgres ]; then
 	mkdir -p "$DIR"
 	chown postgres: "$DIR"
 	exec runuser -u postgres -- env PGBIN="${PGBIN:-}" TG_PORT="${TG_PORT:-}" \
-		"$0" --dir "$DIR" --peers "$PEERS" "${ARGS[@]}"
+		"$0" --dir "$DIR" --peers "$PEERS" "${EXTRA[@]/#/--set=}" "${ARGS[@]}"
 fi
 [ -n "${PGBIN:-}" ] || unset PGBIN
 [ -n "${TG_PORT:-}" ] || unset TG_PORT
@@ -88,6 +93,7 @@ SETTINGS=(
 	"max_wal_size = '8GB'"
 	"checkpoint_timeout = '30min'"
 	"max_connections = 200"
+	${EXTRA[@]+"${EXTRA[@]}"}
 )
 # the cluster is made afresh for every run and its data removed afterwards
 # (it reaches a few GB at the default size); server.log stays

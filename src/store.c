@@ -34,6 +34,8 @@
 
 #include "toygun.h"
 
+bool		toygun_direct_writes = true;
+
 /* Which table. */
 enum
 {
@@ -140,8 +142,8 @@ open_store(void)
 }
 
 /* Close the store before the transaction commits; an abort just forgets it. */
-void
-toygun_store_end_of_xact(bool commit)
+static void
+store_end_of_xact(bool commit)
 {
 	ResourceOwner save_owner;
 	int			t;
@@ -204,12 +206,12 @@ bool
 toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 expected_step,
 					Datum *saved)
 {
-	Store	   *st = get_store();
+	Store	   *st;
 	int			t = obj->kind == TOYGUN_TASK ? STORE_TASK : STORE_RESOURCE;
-	Relation	rel = st->rri[t]->ri_RelationDesc;
-	TupleTableSlot *slot = st->slot[t];
-	TupleDesc	desc = slot->tts_tupleDescriptor;
-	AttrNumber *col = st->col[t];
+	Relation	rel;
+	TupleTableSlot *slot;
+	TupleDesc	desc;
+	AttrNumber *col;
 	HeapTupleHeader td = DatumGetHeapTupleHeader(obj->row);
 	HeapTupleData old;
 	TM_FailureData tmfd;
@@ -219,8 +221,15 @@ toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 exp
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
+	if (!toygun_direct_writes)
+		return false;
+	st = get_store();
 	if (!st->plain[t] || !st->plain[STORE_TRANSITION] || !ItemPointerIsValid(&obj->tid))
 		return false;
+	rel = st->rri[t]->ri_RelationDesc;
+	slot = st->slot[t];
+	desc = slot->tts_tupleDescriptor;
+	col = st->col[t];
 
 	/* the new version: the row as read, with the changed columns */
 	old.t_len = HeapTupleHeaderGetDatumLength(td);
@@ -260,4 +269,28 @@ toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 exp
 	/* later statements of this transaction, a handler's too, see the writes */
 	CommandCounterIncrement();
 	return true;
+}
+
+static void
+store_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			store_end_of_xact(true);
+			break;
+		case XACT_EVENT_ABORT:
+			store_end_of_xact(false);
+			break;
+		default:
+			break;
+	}
+}
+
+/* From _PG_init. */
+void
+toygun_store_init(void)
+{
+	RegisterXactCallback(store_xact_callback, NULL);
 }

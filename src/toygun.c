@@ -55,10 +55,6 @@ toygun_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PRE_PREPARE:
-			toygun_store_end_of_xact(true);
-			break;
 		case XACT_EVENT_PREPARE:
 			/* what it made due becomes due when COMMIT PREPARED runs: no wake */
 			wake_at_commit = false;
@@ -75,7 +71,6 @@ toygun_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 			wake_at_commit = false;
-			toygun_store_end_of_xact(false);
 			toygun_free_retired_defs();
 			toygun_object_end_of_xact();
 			break;
@@ -182,6 +177,15 @@ define_settings(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, toygun_keyring_assign, NULL);
+	/* for measuring what the direct writes buy (bench/README.md) */
+	DefineCustomBoolVariable("toygun.direct_writes",
+							 "Lets ticks write rows straight to the tables rather than through SQL.",
+							 NULL,
+							 &toygun_direct_writes,
+							 true,
+							 PGC_SUSET,
+							 GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("toygun");
 }
 
@@ -194,6 +198,7 @@ _PG_init(void)
 				 errmsg("could not initialize libsodium")));
 	define_settings();
 	RegisterXactCallback(toygun_xact_callback, NULL);
+	toygun_store_init();
 
 	/* Without preloading, everything but the background ticking works. */
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)

@@ -121,6 +121,7 @@ extern int	toygun_worker_memory_kb;
 extern int	toygun_max_attempts;
 extern int	toygun_retry_backoff_ms;
 extern bool toygun_paused;
+extern bool toygun_direct_writes;
 
 /* wake.c: shared memory of the launcher and workers */
 typedef struct ToygunWorkerSlot
@@ -282,7 +283,7 @@ extern void toygun_object_end_of_xact(void);
 /* store.c */
 extern bool toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null,
 								int64 expected_step, Datum *saved);
-extern void toygun_store_end_of_xact(bool commit);
+extern void toygun_store_init(void);
 
 /* toygun.c */
 extern void toygun_note_due(void);
