@@ -454,8 +454,8 @@ steps_array(ToygunObject *obj, int which)
 	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" \
 	"   WHERE id = $1 AND step = $8 RETURNING " alias ")," \
 	" steps AS (" \
-	"  INSERT INTO toygun.transition (object_id, step, from_state, to_state, note)" \
-	"  SELECT $1, $8 + s.n - 1, s.f, s.t, s.note FROM saved," \
+	"  INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note)" \
+	"  SELECT $1, $8 + s.n - 1, s.f, s.t, pg_catalog.clock_timestamp(), s.note FROM saved," \
 	"         unnest($9::pg_catalog.text[], $10::pg_catalog.text[], $11::pg_catalog.text[])" \
 	"           WITH ORDINALITY AS s(f, t, note, n))" \
 	"SELECT " alias " FROM saved"

@@ -3,12 +3,22 @@
  *		The tick's hot path writes straight to the tables: the new version of
  *		a locked resource or task row, and its history rows, with their index
  *		entries, as logical replication's apply does; no SQL is planned or run
- *		per tick. The relations stay open for the rest of the transaction.
+ *		per tick. The relations stay open until the transaction ends or a
+ *		utility statement runs.
+ *
+ * The direct writes are sound only on the tables they were written for:
+ * exactly toygun's columns, by name and type (dropped ones aside), a heap
+ * table with no triggers, rules, row security, inheritance children or
+ * partitioning. Each table is checked when the store opens, and again after
+ * any change to it (a relcache invalidation); a table that differs is
+ * written through SQL, which does whatever the DBA's change asks. NOT NULL
+ * and CHECK constraints, the replica identity and unique indexes are
+ * enforced on the direct path as in SQL.
  *
  * toygun_store_update() declines (returns false) when the plain SQL path
- * must do it instead: a table with triggers, or a row this transaction has
- * changed since it was read (then the SQL path finds the newest version and
- * checks its step).
+ * must do it instead: a table not as written for, a row this transaction
+ * has changed since it was read (then the SQL path finds the newest version
+ * and checks its step), or toygun.direct_writes off.
  */
 #include "postgres.h"
 
@@ -19,12 +29,15 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
-#include "nodes/bitmapset.h"
-#include "nodes/parsenodes.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "nodes/bitmapset.h"
 #include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -47,7 +60,10 @@ enum
 
 static const char *const table_names[STORE_NTABLES] = {"resource", "task", "transition"};
 
-/* Columns written, by name; their numbers are looked up when opened. */
+/*
+ * Columns written, by name: of a resource or task row (COL_*), and of a
+ * history row (HIST_*); their numbers are looked up when the store opens.
+ */
 enum
 {
 	COL_STATE,
@@ -63,19 +79,145 @@ static const char *const column_names[NCOLS] = {
 	"state", "attrs", "step", "run_at", "attempts", "last_error", "updated_at"
 };
 
+enum
+{
+	HIST_OBJECT_ID,
+	HIST_STEP,
+	HIST_FROM_STATE,
+	HIST_TO_STATE,
+	HIST_AT,
+	HIST_NOTE,
+	NHIST
+};
+
+/* Every column of each table, as the install script makes it. */
+typedef struct Column
+{
+	int			table;
+	const char *name;
+	Oid			type;
+} Column;
+
+static const Column shape[] = {
+	{STORE_RESOURCE, "id", UUIDOID},
+	{STORE_RESOURCE, "type", TEXTOID},
+	{STORE_RESOURCE, "parent_id", UUIDOID},
+	{STORE_RESOURCE, "state", TEXTOID},
+	{STORE_RESOURCE, "attrs", JSONBOID},
+	{STORE_RESOURCE, "step", INT8OID},
+	{STORE_RESOURCE, "run_at", TIMESTAMPTZOID},
+	{STORE_RESOURCE, "attempts", INT4OID},
+	{STORE_RESOURCE, "last_error", TEXTOID},
+	{STORE_RESOURCE, "created_at", TIMESTAMPTZOID},
+	{STORE_RESOURCE, "updated_at", TIMESTAMPTZOID},
+	{STORE_TASK, "id", UUIDOID},
+	{STORE_TASK, "resource_id", UUIDOID},
+	{STORE_TASK, "resource_type", TEXTOID},
+	{STORE_TASK, "name", TEXTOID},
+	{STORE_TASK, "state", TEXTOID},
+	{STORE_TASK, "attrs", JSONBOID},
+	{STORE_TASK, "step", INT8OID},
+	{STORE_TASK, "run_at", TIMESTAMPTZOID},
+	{STORE_TASK, "attempts", INT4OID},
+	{STORE_TASK, "last_error", TEXTOID},
+	{STORE_TASK, "created_at", TIMESTAMPTZOID},
+	{STORE_TASK, "updated_at", TIMESTAMPTZOID},
+	{STORE_TASK, "seq", INT8OID},
+	/* in HIST_* order */
+	{STORE_TRANSITION, "object_id", UUIDOID},
+	{STORE_TRANSITION, "step", INT8OID},
+	{STORE_TRANSITION, "from_state", TEXTOID},
+	{STORE_TRANSITION, "to_state", TEXTOID},
+	{STORE_TRANSITION, "at", TIMESTAMPTZOID},
+	{STORE_TRANSITION, "note", TEXTOID},
+};
+
 typedef struct Store
 {
 	EState	   *estate;
-	ResultRelInfo *rri[STORE_NTABLES];
+	ResultRelInfo *rri[STORE_NTABLES];	/* NULL: no such table */
 	TupleTableSlot *slot[STORE_NTABLES];
-	bool		plain[STORE_NTABLES];	/* no triggers: direct writes allowed */
-	AttrNumber	col[2][NCOLS];	/* resource, task */
+	bool		direct[STORE_NTABLES];	/* as written for: direct writes allowed */
+	AttrNumber	col[STORE_NTABLES][NCOLS];	/* 0-based; HIST_* for transition */
 } Store;
 
 /* The store of the current transaction, or NULL. */
 static Store *store = NULL;
 
-static Store *
+/* A table of the store has changed since it opened: check it again. */
+static bool store_stale = false;
+
+/* A direct write is under way (a CHECK or an index expression may run SQL). */
+static bool store_busy = false;
+
+static ProcessUtility_hook_type prev_utility_hook = NULL;
+
+static bool write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
+					  int64 expected_step, Datum *saved);
+
+/*
+ * Is the open table exactly what the direct writes were written for? If so,
+ * note the numbers of the columns written; if not, say why at DEBUG1.
+ */
+static bool
+check_shape(Store *st, int t)
+{
+	Relation	rel = st->rri[t]->ri_RelationDesc;
+	TupleDesc	desc = RelationGetDescr(rel);
+	const char *why = NULL;
+	int			expected = 0,
+				live = 0,
+				i;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+		why = "it is partitioned or a partition";
+	else if (rel->rd_tableam != GetHeapamTableAmRoutine())
+		why = "its access method is not heap";
+	else if (rel->trigdesc != NULL)
+		why = "it has triggers";
+	else if (rel->rd_rules != NULL)
+		why = "it has rules";
+	else if (rel->rd_rel->relrowsecurity)
+		why = "it has row-level security";
+	else if (rel->rd_rel->relhassubclass)
+		why = "it has inheritance children";
+
+	for (i = 0; why == NULL && i < lengthof(shape); i++)
+	{
+		AttrNumber	attnum;
+		Form_pg_attribute att;
+
+		if (shape[i].table != t)
+			continue;
+		attnum = get_attnum(RelationGetRelid(rel), shape[i].name);
+		att = attnum > 0 ? TupleDescAttr(desc, attnum - 1) : NULL;
+		if (att == NULL || att->atttypid != shape[i].type || att->atttypmod != -1 ||
+			att->attidentity != '\0' || att->attgenerated != '\0')
+		{
+			why = psprintf("column %s is not as toygun made it", shape[i].name);
+			break;
+		}
+		if (t == STORE_TRANSITION)
+			st->col[t][expected] = attnum - 1;
+		else
+			for (int c = 0; c < NCOLS; c++)
+				if (strcmp(column_names[c], shape[i].name) == 0)
+					st->col[t][c] = attnum - 1;
+		expected++;
+	}
+	for (i = 0; why == NULL && i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			live++;
+	if (why == NULL && live != expected)
+		why = "it has columns toygun did not make";
+
+	if (why != NULL)
+		ereport(DEBUG1,
+				(errmsg_internal("toygun.%s is written through SQL: %s", table_names[t], why)));
+	return why == NULL;
+}
+
+static pg_noinline Store *
 open_store(void)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
@@ -103,13 +245,15 @@ open_store(void)
 		rte->relid = get_relname_relid(table_names[t], nsp);
 		rte->relkind = RELKIND_RELATION;
 		rte->rellockmode = RowExclusiveLock;
-		if (!OidIsValid(rte->relid))
-			elog(ERROR, "table toygun.%s does not exist", table_names[t]);
-		if (t != STORE_TRANSITION)
+		if (t != STORE_TRANSITION && OidIsValid(rte->relid))
 			for (c = 0; c < NCOLS; c++)
-				rte->updatedCols = bms_add_member(rte->updatedCols,
-												  get_attnum(rte->relid, column_names[c]) -
-												  FirstLowInvalidHeapAttributeNumber);
+			{
+				AttrNumber	attnum = get_attnum(rte->relid, column_names[c]);
+
+				if (attnum > 0)
+					rte->updatedCols = bms_add_member(rte->updatedCols,
+													  attnum - FirstLowInvalidHeapAttributeNumber);
+			}
 		rtable = lappend(rtable, rte);
 	}
 	ExecInitRangeTable(st->estate, rtable);
@@ -119,43 +263,42 @@ open_store(void)
 		Oid			relid = exec_rt_fetch(t + 1, st->estate)->relid;
 		Relation	rel;
 
+		if (!OidIsValid(relid))
+			continue;			/* dropped or renamed: SQL says what is wrong */
 		rel = table_open(relid, RowExclusiveLock);
 		st->rri[t] = makeNode(ResultRelInfo);
 		InitResultRelInfo(st->rri[t], rel, t + 1, NULL, 0);
 		ExecOpenIndices(st->rri[t], false);
 		st->slot[t] = table_slot_create(rel, NULL);
-		st->plain[t] = rel->trigdesc == NULL && rel->rd_rules == NULL;
-		if (t == STORE_TRANSITION)
-			continue;
-		for (c = 0; c < NCOLS; c++)
-		{
-			AttrNumber	attnum = get_attnum(relid, column_names[c]);
-
-			if (attnum == InvalidAttrNumber)
-				elog(ERROR, "column %s of toygun.%s does not exist", column_names[c], table_names[t]);
-			st->col[t][c] = attnum - 1;
-		}
+		st->direct[t] = check_shape(st, t);
 	}
 	CurrentResourceOwner = save_owner;
 	MemoryContextSwitchTo(old);
 	return st;
 }
 
-/* Close the store before the transaction commits; an abort just forgets it. */
+/*
+ * Close the store: before the transaction commits, before a utility
+ * statement (which may change the tables, and may not while they are
+ * open), or to open it afresh after a table changed. An abort just forgets
+ * it: the transaction's resource owner releases what it held.
+ */
 static void
-store_end_of_xact(bool commit)
+close_store(bool release)
 {
 	ResourceOwner save_owner;
 	int			t;
 
 	if (store == NULL)
 		return;
-	if (commit)
+	if (release)
 	{
 		save_owner = CurrentResourceOwner;
 		CurrentResourceOwner = TopTransactionResourceOwner;
 		for (t = 0; t < STORE_NTABLES; t++)
 		{
+			if (store->rri[t] == NULL)
+				continue;
 			ExecDropSingleTupleTableSlot(store->slot[t]);
 			ExecCloseIndices(store->rri[t]);
 			table_close(store->rri[t]->ri_RelationDesc, NoLock);
@@ -164,11 +307,14 @@ store_end_of_xact(bool commit)
 		CurrentResourceOwner = save_owner;
 	}
 	store = NULL;
+	store_stale = false;
 }
 
 static Store *
 get_store(void)
 {
+	if (store != NULL && store_stale)
+		close_store(true);
 	if (store == NULL)
 		store = open_store();
 	return store;
@@ -180,38 +326,70 @@ insert_step(Store *st, pg_uuid_t *id, int64 step, ToygunStep *s, TimestampTz at)
 {
 	TupleTableSlot *slot = st->slot[STORE_TRANSITION];
 	ResultRelInfo *rri = st->rri[STORE_TRANSITION];
+	AttrNumber *col = st->col[STORE_TRANSITION];
 
 	ExecClearTuple(slot);
-	memset(slot->tts_isnull, 0, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	/* object_id, step, from_state, to_state, at, note */
-	slot->tts_values[0] = UUIDPGetDatum(id);
-	slot->tts_values[1] = Int64GetDatum(step);
-	slot->tts_values[2] = CStringGetTextDatum(s->from_state);
-	slot->tts_values[3] = CStringGetTextDatum(s->to_state);
-	slot->tts_values[4] = TimestampTzGetDatum(at);
-	slot->tts_values[5] = s->note ? CStringGetTextDatum(s->note) : (Datum) 0;
-	slot->tts_isnull[5] = s->note == NULL;
+	/* dropped columns are null */
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	slot->tts_values[col[HIST_OBJECT_ID]] = UUIDPGetDatum(id);
+	slot->tts_values[col[HIST_STEP]] = Int64GetDatum(step);
+	slot->tts_values[col[HIST_FROM_STATE]] = CStringGetTextDatum(s->from_state);
+	slot->tts_values[col[HIST_TO_STATE]] = CStringGetTextDatum(s->to_state);
+	slot->tts_values[col[HIST_AT]] = TimestampTzGetDatum(at);
+	slot->tts_values[col[HIST_NOTE]] = s->note ? CStringGetTextDatum(s->note) : (Datum) 0;
+	slot->tts_isnull[col[HIST_OBJECT_ID]] = false;
+	slot->tts_isnull[col[HIST_STEP]] = false;
+	slot->tts_isnull[col[HIST_FROM_STATE]] = false;
+	slot->tts_isnull[col[HIST_TO_STATE]] = false;
+	slot->tts_isnull[col[HIST_AT]] = false;
+	slot->tts_isnull[col[HIST_NOTE]] = s->note == NULL;
 	ExecStoreVirtualTuple(slot);
+	/* checks the constraints and the replica identity, as SQL would */
 	ExecSimpleRelationInsert(rri, st->estate, slot);
 	ResetPerTupleExprContext(st->estate);
 }
 
 /*
- * Write the new version of a locked object row and its history. new_values
- * holds the state, attrs, step, run_at (run_at_null), attempts and
- * last_error to write. Returns false, having written nothing, when the SQL
- * path must do it. On success *saved is the saved row (if saved is not NULL).
+ * Write the new version of a locked object row and its history: the state,
+ * attrs, step, run_at (run_at_null), attempts and last_error of obj.
+ * Returns false, having written nothing, when the SQL path must do it. On
+ * success *saved is the saved row (if saved is not NULL).
  */
 bool
 toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 expected_step,
 					Datum *saved)
 {
-	Store	   *st;
 	int			t = obj->kind == TOYGUN_TASK ? STORE_TASK : STORE_RESOURCE;
-	Relation	rel;
-	TupleTableSlot *slot;
-	TupleDesc	desc;
-	AttrNumber *col;
+	Store	   *st;
+	bool		written = false;
+
+	if (!toygun_direct_writes || store_busy || !ItemPointerIsValid(&obj->tid))
+		return false;
+	st = get_store();
+	if (!st->direct[t] || !st->direct[STORE_TRANSITION])
+		return false;
+
+	store_busy = true;
+	PG_TRY();
+	{
+		written = write_row(st, t, obj, run_at, run_at_null, expected_step, saved);
+	}
+	PG_FINALLY();
+	{
+		store_busy = false;
+	}
+	PG_END_TRY();
+	return written;
+}
+
+static bool
+write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
+		  int64 expected_step, Datum *saved)
+{
+	ResultRelInfo *rri = st->rri[t];
+	Relation	rel = rri->ri_RelationDesc;
+	TupleTableSlot *slot = st->slot[t];
+	AttrNumber *col = st->col[t];
 	HeapTupleHeader td = DatumGetHeapTupleHeader(obj->row);
 	HeapTupleData old;
 	TM_FailureData tmfd;
@@ -221,23 +399,13 @@ toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 exp
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
-	if (!toygun_direct_writes)
-		return false;
-	st = get_store();
-	if (!st->plain[t] || !st->plain[STORE_TRANSITION] || !ItemPointerIsValid(&obj->tid))
-		return false;
-	rel = st->rri[t]->ri_RelationDesc;
-	slot = st->slot[t];
-	desc = slot->tts_tupleDescriptor;
-	col = st->col[t];
-
 	/* the new version: the row as read, with the changed columns */
 	old.t_len = HeapTupleHeaderGetDatumLength(td);
 	ItemPointerSetInvalid(&old.t_self);
 	old.t_tableOid = InvalidOid;
 	old.t_data = td;
 	ExecClearTuple(slot);
-	heap_deform_tuple(&old, desc, slot->tts_values, slot->tts_isnull);
+	heap_deform_tuple(&old, slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
 	slot->tts_values[col[COL_STATE]] = CStringGetTextDatum(obj->state);
 	slot->tts_values[col[COL_ATTRS]] = JsonbPGetDatum(obj->attrs);
 	slot->tts_values[col[COL_STEP]] = Int64GetDatum(expected_step + obj->nsteps);
@@ -249,16 +417,24 @@ toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 exp
 	slot->tts_values[col[COL_UPDATED_AT]] = TimestampTzGetDatum(now);
 	ExecStoreVirtualTuple(slot);
 
+	/* what UPDATE checks: the replica identity, NOT NULL and CHECK */
+	CheckCmdReplicaIdentity(rel, CMD_UPDATE);
+	if (rel->rd_att->constr)
+		ExecConstraints(rri, slot, st->estate);
+
 	result = table_tuple_update(rel, &obj->tid, slot, GetCurrentCommandId(true),
 								GetActiveSnapshot(), InvalidSnapshot, true,
 								&tmfd, &lockmode, &update_indexes);
 	if (result == TM_SelfModified)
+	{
+		ResetPerTupleExprContext(st->estate);
 		return false;			/* changed by this transaction since: SQL path */
+	}
 	if (result != TM_Ok)
 		elog(ERROR, "locked %s %s changed under its lock", toygun_kind_name(obj->kind),
 			 toygun_uuid_text(&obj->id));
-	if (update_indexes && st->rri[t]->ri_NumIndices > 0)
-		list_free(ExecInsertIndexTuples(st->rri[t], slot, st->estate, true, false, NULL, NIL));
+	if (update_indexes && rri->ri_NumIndices > 0)
+		list_free(ExecInsertIndexTuples(rri, slot, st->estate, true, false, NULL, NIL));
 	ResetPerTupleExprContext(st->estate);
 
 	for (i = 0; i < obj->nsteps; i++)
@@ -271,6 +447,41 @@ toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 exp
 	return true;
 }
 
+/*
+ * Before a utility statement: close the store, so that the statement may
+ * change toygun's tables (PostgreSQL refuses to while this session has them
+ * open), and so that the next write checks them again.
+ */
+static void
+store_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+			  ProcessUtilityContext context, ParamListInfo params,
+			  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	if (store_busy)
+		store_stale = true;
+	else
+		close_store(true);
+	if (prev_utility_hook)
+		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+}
+
+/* One of the store's tables changed, or all relcache entries are reset. */
+static void
+store_relcache_callback(Datum arg, Oid relid)
+{
+	int			t;
+
+	if (store == NULL)
+		return;
+	if (!OidIsValid(relid))
+		store_stale = true;
+	for (t = 0; t < STORE_NTABLES; t++)
+		if (store->rri[t] != NULL && RelationGetRelid(store->rri[t]->ri_RelationDesc) == relid)
+			store_stale = true;
+}
+
 static void
 store_xact_callback(XactEvent event, void *arg)
 {
@@ -278,14 +489,33 @@ store_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			store_end_of_xact(true);
+			close_store(true);
 			break;
 		case XACT_EVENT_ABORT:
-			store_end_of_xact(false);
+			close_store(false);
+			store_busy = false;
 			break;
 		default:
 			break;
 	}
+}
+
+/*
+ * A subtransaction that aborts may have created a relation the store holds
+ * open (an index): close the store, so that the relation can go. The store
+ * stays open, stale, while a write is under way (a subtransaction of a CHECK
+ * constraint's function).
+ */
+static void
+store_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	if (store_busy)
+		store_stale = true;
+	else
+		close_store(true);
 }
 
 /* From _PG_init. */
@@ -293,4 +523,8 @@ void
 toygun_store_init(void)
 {
 	RegisterXactCallback(store_xact_callback, NULL);
+	RegisterSubXactCallback(store_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(store_relcache_callback, (Datum) 0);
+	prev_utility_hook = ProcessUtility_hook;
+	ProcessUtility_hook = store_utility;
 }
