@@ -457,7 +457,12 @@ store_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 			  ProcessUtilityContext context, ParamListInfo params,
 			  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
-	if (store_busy)
+	Node	   *stmt = pstmt->utilityStmt;
+
+	/* a handler's SET, SHOW or NOTIFY changes no table: keep the store open */
+	if (IsA(stmt, VariableSetStmt) || IsA(stmt, VariableShowStmt) || IsA(stmt, NotifyStmt))
+		;
+	else if (store_busy)
 		store_stale = true;
 	else
 		close_store(true);
