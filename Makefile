@@ -32,8 +32,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# Every C file includes the shared header.
-$(OBJS): src/toygun.h
+# Every C file includes the shared header; cron.c and schedule.c cron.h.
+$(OBJS): src/toygun.h src/cron.h
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SQL_PIECES) Makefile
 	( printf '%s\n' '-- generated from src/sql/*.sql by make; do not edit' \
