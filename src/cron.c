@@ -65,6 +65,24 @@ static const char *const cron_specials[][2] = {
 #define CYCLE_DAYS 146097
 
 /*
+ * The problem of an unexpected character at p: the whole character, never
+ * one byte of a multibyte one, which would make the detail invalid text in
+ * the database's encoding; a control character (C0, DEL and, in UTF-8, C1),
+ * which would not show, by its code.
+ */
+static char *
+unexpected_char(const char *p)
+{
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+	int			len = pg_mbcliplen(p, strlen(p), pg_mblen(p));
+	pg_wchar	c = utf8 ? utf8_to_unicode((const unsigned char *) p) : (unsigned char) *p;
+
+	if (c < 0x20 || c == 0x7f || (utf8 && c >= 0x80 && c <= 0x9f))
+		return psprintf("has an unexpected control character U+%04X", (unsigned int) c);
+	return psprintf("has an unexpected \"%.*s\"", len, p);
+}
+
+/*
  * Read one value of a field: a number, or a name where the field has names.
  * Returns the position after it, or NULL with *problem set.
  */
@@ -81,7 +99,7 @@ cron_value(const char *p, const CronField *f, int *value, char **problem)
 	if (len == 0)
 	{
 		*problem = *start
-			? psprintf("has an unexpected \"%c\"", *start)
+			? unexpected_char(start)
 			: pstrdup("ends where a value should be");
 		return NULL;
 	}
@@ -202,7 +220,7 @@ cron_field(const char *text, const CronField *f, uint64 *bits, char **problem)
 			return true;
 		if (*p != ',')
 		{
-			*problem = psprintf("has an unexpected \"%c\"", *p);
+			*problem = unexpected_char(p);
 			return false;
 		}
 		p++;
