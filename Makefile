@@ -5,12 +5,12 @@ EXTVERSION  = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION)
 MODULE_big  = toygun
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 
-# The install script of the current version is built from one piece per
-# concern, in this order. Released versions' scripts (toygun--0.1.sql) and the
-# upgrade scripts between them (toygun--0.1--0.2.sql) are checked in, frozen.
-SQL_PIECES  = src/sql/schema.sql src/sql/outcome.sql src/sql/define.sql \
-              src/sql/objects.sql src/sql/worker.sql src/sql/secret.sql src/sql/schedule.sql \
-              src/sql/grants.sql
+# The install script of the current version is built from the pieces in
+# src/install/, one per concern, in this order. Released versions' scripts
+# (toygun--0.1.sql) and the upgrade scripts between them (toygun--0.1--0.2.sql)
+# are checked in, frozen.
+INSTALL_PIECES = $(addprefix src/install/,schema.sql outcome.sql define.sql objects.sql \
+                 worker.sql secret.sql schedule.sql grants.sql)
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
@@ -32,10 +32,10 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# Every C file includes the shared header.
-$(OBJS): src/toygun.h
+# Every C file includes the shared header; cron.c and schedule.c cron.h.
+$(OBJS): src/toygun.h src/cron.h
 
-$(EXTENSION)--$(EXTVERSION).sql: $(SQL_PIECES) Makefile
-	( printf '%s\n' '-- generated from src/sql/*.sql by make; do not edit' \
+$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PIECES) Makefile
+	( printf '%s\n' '-- generated from src/install/*.sql by make; do not edit' \
 	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
-	  cat $(SQL_PIECES) ) > $@
+	  cat $(INSTALL_PIECES) ) > $@

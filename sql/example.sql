@@ -1,4 +1,4 @@
--- The worked example of DESIGN.md, ticked by hand, and the shape of the API.
+-- The worked example of README.md (Getting started), ticked by hand, and the shape of the API.
 CREATE EXTENSION toygun;
 
 SELECT toygun.define_resource('example');

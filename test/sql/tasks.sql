@@ -1,4 +1,4 @@
--- Task runs: the behaviours of DESIGN.md section 4, carried over from the
+-- Task runs: the rules of README.md's Concepts section, carried over from the
 -- original framework's specs.
 BEGIN;
 \ir ../fixtures.sql

@@ -33,6 +33,12 @@ SELECT toygun.schedule_bucket('1/5 * * * *');
 SELECT toygun.schedule_bucket('*/0 * * * *');
 SELECT toygun.schedule_bucket('1,,2 * * * *');
 SELECT toygun.schedule_bucket('*-5 * * * *');
+-- an unexpected character is quoted whole (never a byte of a multibyte
+-- one), and a control character by its code
+SELECT toygun.schedule_bucket('5é * * * *');
+SELECT toygun.schedule_bucket('* * * * €');
+SELECT toygun.schedule_bucket(E'* 3\x01 * * *');
+SELECT toygun.schedule_bucket(E'* * 1,\u0085 * *');
 SELECT toygun.schedule_bucket('0 0 30 2 *');
 SELECT toygun.schedule_bucket('@reboot');
 SELECT toygun.schedule_bucket('@fortnightly');
