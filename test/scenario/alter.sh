@@ -21,7 +21,7 @@ trap 'tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
 wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 
-plan 29
+plan 30
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 q "CREATE EXTENSION toygun" >/dev/null 2>&1
@@ -79,6 +79,20 @@ path_note() {
 
 round 120; ok $? "the tables as installed: a round of runs finishes"
 is "$(path_note)" "" "the tables as installed are written directly"
+
+# Resources that stop themselves, claimed in one batch with their runs: the
+# stop parks the runs (an UPDATE) after the claim read them, so a run's save
+# must find the newest version, as SQL does, not fail on the one it read.
+tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup of hub failed"
+CREATE FUNCTION halt(r toygun.resource) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stop() $$;
+SELECT toygun.define_resource('hub', '{up}', 'halt(toygun.resource)');
+SELECT toygun.define_task('hub', 'job', '{one,two}', 'job(toygun.task)');
+SELECT toygun.start_task(toygun.create_resource('hub'), 'job') FROM generate_series(1, 40);
+SQL
+wait_for 60 "SELECT count(*) = 40 FROM ONLY toygun.task WHERE resource_type = 'hub' AND run_at IS NULL"
+is "$(q "SELECT count(*) || ' failed: ' || coalesce(min(last_error), '') FROM ONLY toygun.task
+         WHERE resource_type = 'hub' AND (attempts > 0 OR last_error IS NOT NULL)")" "0 failed: " \
+	"runs parked by their resource's stop in the batch that claimed them save without failing"
 
 # the crash of the original direct writes: every tick segfaulted
 q "ALTER TABLE toygun.transition ADD COLUMN note2 text" >/dev/null
