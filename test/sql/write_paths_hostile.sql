@@ -8,7 +8,7 @@
 -- locks a save takes, and the memory of a long transaction.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(13);
+SELECT plan(15);
 
 CREATE EXTENSION IF NOT EXISTS amcheck;
 
@@ -119,6 +119,16 @@ SELECT is(pg_temp.trial($$UPDATE toygun.task SET last_error = 'seen' WHERE id = 
           'a handler that updates its own row: the same outcome through both paths');
 SELECT is(pg_temp.trial($$UPDATE toygun.task SET last_error = 'seen' WHERE id = $id$$, 'on') ->> 'outcome',
           'ok', 'a handler that updates its own row: its tick is saved');
+
+-- A handler that stops its own resource, which parks its runs, this one too.
+SELECT is(pg_temp.trial($$SELECT toygun.transition_resource(resource_id, '__stop__')
+                            FROM toygun.task WHERE id = $id$$, 'on'),
+          pg_temp.trial($$SELECT toygun.transition_resource(resource_id, '__stop__')
+                            FROM toygun.task WHERE id = $id$$, 'off'),
+          'a handler that stops its own resource: the same outcome through both paths');
+SELECT is(pg_temp.trial($$SELECT toygun.transition_resource(resource_id, '__stop__')
+                            FROM toygun.task WHERE id = $id$$, 'on') ->> 'outcome',
+          'ok', 'a handler that stops its own resource: its tick is saved');
 
 -- A handler that deletes its row and puts it back (another place, the same step).
 SELECT is(pg_temp.trial($$WITH d AS (DELETE FROM toygun.task WHERE id = $id RETURNING *)
