@@ -125,6 +125,8 @@ toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 	obj->type = text_col(tup, desc, 9);
 	obj->due = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull)) && !isnull;
 	obj->tid = *((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 13, &isnull)));
+	/* a table rewritten after this moves the row: see toygun_store_update() */
+	obj->generation = toygun_store_generation();
 	return obj;
 }
 

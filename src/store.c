@@ -18,7 +18,13 @@
  * toygun_store_update() declines (returns false) when the plain SQL path
  * must do it instead: a table not as written for, a row this transaction
  * has changed since it was read (then the SQL path finds the newest version
- * and checks its step), or toygun.direct_writes off.
+ * and checks its step), a table changed since the row was read (a rewrite
+ * moves rows: the place read may hold another row, or be past the end), or
+ * toygun.direct_writes off.
+ *
+ * A table is opened (and locked) only when a write needs it, as SQL locks
+ * only the tables it writes; everything the store allocates is in a memory
+ * context of its own, gone when it closes.
  */
 #include "postgres.h"
 
@@ -35,6 +41,7 @@
 #include "nodes/bitmapset.h"
 #include "nodes/execnodes.h"
 #include "nodes/parsenodes.h"
+#include "storage/bufmgr.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -134,15 +141,30 @@ static const Column shape[] = {
 
 typedef struct Store
 {
+	MemoryContext cxt;			/* everything below */
 	EState	   *estate;
+	bool		opened[STORE_NTABLES];	/* open_table() has run */
 	ResultRelInfo *rri[STORE_NTABLES];	/* NULL: no such table */
 	TupleTableSlot *slot[STORE_NTABLES];
 	bool		direct[STORE_NTABLES];	/* as written for: direct writes allowed */
 	AttrNumber	col[STORE_NTABLES][NCOLS];	/* 0-based; HIST_* for transition */
+	AttrNumber	idcol[STORE_NTABLES];	/* 1-based: the id column */
 } Store;
 
 /* The store of the current transaction, or NULL. */
 static Store *store = NULL;
+
+/*
+ * Changes of the tables: bumped by every relcache invalidation of one of
+ * them (or of all relations), whether the store is open or not. A row read
+ * under an older generation may have moved (CLUSTER, SET UNLOGGED and
+ * TRUNCATE give a table a new file), so it is written through SQL. The
+ * tables' OIDs as last looked up; until they are known, every invalidation
+ * counts.
+ */
+static uint64 store_generation = 1;
+static Oid	store_relids[STORE_NTABLES];
+static bool store_relids_known = false;
 
 /* A table of the store has changed since it opened: check it again. */
 static bool store_stale = false;
@@ -197,6 +219,8 @@ check_shape(Store *st, int t)
 			why = psprintf("column %s is not as toygun made it", shape[i].name);
 			break;
 		}
+		if (strcmp(shape[i].name, "id") == 0)
+			st->idcol[t] = attnum;
 		if (t == STORE_TRANSITION)
 			st->col[t][expected] = attnum - 1;
 		else
@@ -220,16 +244,17 @@ check_shape(Store *st, int t)
 static pg_noinline Store *
 open_store(void)
 {
-	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-	ResourceOwner save_owner = CurrentResourceOwner;
+	MemoryContext cxt = AllocSetContextCreate(TopTransactionContext, "toygun store",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 	Oid			nsp = get_namespace_oid("toygun", false);
 	Store	   *st = palloc0(sizeof(Store));
 	List	   *rtable = NIL;
+	Oid			relids[STORE_NTABLES];
 	int			t,
 				c;
 
-	/* held by the transaction, not by a subtransaction that may end first */
-	CurrentResourceOwner = TopTransactionResourceOwner;
+	st->cxt = cxt;
 	st->estate = CreateExecutorState();
 
 	/*
@@ -242,7 +267,7 @@ open_store(void)
 		RangeTblEntry *rte = makeNode(RangeTblEntry);
 
 		rte->rtekind = RTE_RELATION;
-		rte->relid = get_relname_relid(table_names[t], nsp);
+		rte->relid = relids[t] = get_relname_relid(table_names[t], nsp);
 		rte->relkind = RELKIND_RELATION;
 		rte->rellockmode = RowExclusiveLock;
 		if (t != STORE_TRANSITION && OidIsValid(rte->relid))
@@ -258,23 +283,44 @@ open_store(void)
 	}
 	ExecInitRangeTable(st->estate, rtable);
 
-	for (t = 0; t < STORE_NTABLES; t++)
-	{
-		Oid			relid = exec_rt_fetch(t + 1, st->estate)->relid;
-		Relation	rel;
+	/* other tables than those invalidations were counted for: rows may have moved */
+	if (store_relids_known && memcmp(store_relids, relids, sizeof(relids)) != 0)
+		store_generation++;
+	memcpy(store_relids, relids, sizeof(relids));
+	store_relids_known = true;
 
-		if (!OidIsValid(relid))
-			continue;			/* dropped or renamed: SQL says what is wrong */
-		rel = table_open(relid, RowExclusiveLock);
-		st->rri[t] = makeNode(ResultRelInfo);
-		InitResultRelInfo(st->rri[t], rel, t + 1, NULL, 0);
-		ExecOpenIndices(st->rri[t], false);
-		st->slot[t] = table_slot_create(rel, NULL);
-		st->direct[t] = check_shape(st, t);
-	}
-	CurrentResourceOwner = save_owner;
 	MemoryContextSwitchTo(old);
 	return st;
+}
+
+/* Open one table of the store, the first time a write needs it. */
+static void
+open_table(Store *st, int t)
+{
+	MemoryContext old;
+	ResourceOwner save_owner;
+	Oid			relid;
+	Relation	rel;
+
+	if (st->opened[t])
+		return;
+	st->opened[t] = true;
+	relid = exec_rt_fetch(t + 1, st->estate)->relid;
+	if (!OidIsValid(relid))
+		return;					/* dropped or renamed: SQL says what is wrong */
+
+	old = MemoryContextSwitchTo(st->cxt);
+	save_owner = CurrentResourceOwner;
+	/* held by the transaction, not by a subtransaction that may end first */
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	rel = table_open(relid, RowExclusiveLock);
+	st->rri[t] = makeNode(ResultRelInfo);
+	InitResultRelInfo(st->rri[t], rel, t + 1, NULL, 0);
+	ExecOpenIndices(st->rri[t], false);
+	st->slot[t] = table_slot_create(rel, NULL);
+	st->direct[t] = check_shape(st, t);
+	CurrentResourceOwner = save_owner;
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -305,6 +351,7 @@ close_store(bool release)
 		}
 		FreeExecutorState(store->estate);
 		CurrentResourceOwner = save_owner;
+		MemoryContextDelete(store->cxt);
 	}
 	store = NULL;
 	store_stale = false;
@@ -366,7 +413,9 @@ toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 exp
 	if (!toygun_direct_writes || store_busy || !ItemPointerIsValid(&obj->tid))
 		return false;
 	st = get_store();
-	if (!st->direct[t] || !st->direct[STORE_TRANSITION])
+	open_table(st, t);
+	open_table(st, STORE_TRANSITION);
+	if (!st->direct[t] || !st->direct[STORE_TRANSITION] || obj->generation != store_generation)
 		return false;
 
 	store_busy = true;
@@ -380,6 +429,49 @@ toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 exp
 	}
 	PG_END_TRY();
 	return written;
+}
+
+/*
+ * Is the version of the object's row at tid, the one read, still its
+ * newest? Not if this transaction has updated or deleted the row since, in
+ * an earlier command (a handler moving its own run, another tick's stop
+ * parking the runs of its resource, any UPDATE): heap_update() would fail
+ * with "attempted to update invisible tuple", where SQL writes the newest
+ * version if its step is still the one read. Nor if the version there is
+ * not the object's at all.
+ */
+static bool
+newest_version(Store *st, int t, ToygunObject *obj)
+{
+	Relation	rel = st->rri[t]->ri_RelationDesc;
+	Buffer		buf = ReadBuffer(rel, ItemPointerGetBlockNumber(&obj->tid));
+	OffsetNumber off = ItemPointerGetOffsetNumber(&obj->tid);
+	Page		page;
+	bool		newest = false;
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (off >= FirstOffsetNumber && off <= PageGetMaxOffsetNumber(page) &&
+		ItemIdIsNormal(PageGetItemId(page, off)))
+	{
+		ItemId		lp = PageGetItemId(page, off);
+		HeapTupleData tup;
+		uint16		infomask;
+		Datum		id;
+		bool		isnull;
+
+		tup.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+		tup.t_len = ItemIdGetLength(lp);
+		tup.t_tableOid = RelationGetRelid(rel);
+		tup.t_self = obj->tid;
+		infomask = tup.t_data->t_infomask;
+		id = heap_getattr(&tup, st->idcol[t], RelationGetDescr(rel), &isnull);
+		newest = !isnull && memcmp(DatumGetUUIDP(id), &obj->id, sizeof(pg_uuid_t)) == 0 &&
+			((infomask & HEAP_XMAX_INVALID) || HEAP_XMAX_IS_LOCKED_ONLY(infomask) ||
+			 !TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetUpdateXid(tup.t_data)));
+	}
+	UnlockReleaseBuffer(buf);
+	return newest;
 }
 
 static bool
@@ -396,10 +488,14 @@ write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
 	LockTupleMode lockmode;
 	bool		update_indexes;
 	TM_Result	result;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now;
 	int			i;
 
+	if (!newest_version(st, t, obj))
+		return false;			/* changed by this transaction since: SQL path */
+
 	/* the new version: the row as read, with the changed columns */
+	now = GetCurrentTimestamp();
 	old.t_len = HeapTupleHeaderGetDatumLength(td);
 	ItemPointerSetInvalid(&old.t_self);
 	old.t_tableOid = InvalidOid;
@@ -440,6 +536,7 @@ write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
 	for (i = 0; i < obj->nsteps; i++)
 		insert_step(st, &obj->id, expected_step + i, &obj->steps[i], now);
 
+	obj->tid = slot->tts_tid;
 	if (saved != NULL)
 		*saved = ExecFetchSlotHeapTupleDatum(slot);
 	/* later statements of this transaction, a handler's too, see the writes */
@@ -476,15 +573,24 @@ store_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 static void
 store_relcache_callback(Datum arg, Oid relid)
 {
+	bool		ours = !OidIsValid(relid) || !store_relids_known;
 	int			t;
 
-	if (store == NULL)
-		return;
-	if (!OidIsValid(relid))
-		store_stale = true;
 	for (t = 0; t < STORE_NTABLES; t++)
-		if (store->rri[t] != NULL && RelationGetRelid(store->rri[t]->ri_RelationDesc) == relid)
-			store_stale = true;
+		if (store_relids[t] == relid)
+			ours = true;
+	if (!ours)
+		return;
+	store_generation++;
+	if (store != NULL)
+		store_stale = true;
+}
+
+/* What a row read now carries, to be compared when it is written. */
+uint64
+toygun_store_generation(void)
+{
+	return store_generation;
 }
 
 static void

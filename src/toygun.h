@@ -83,6 +83,7 @@ typedef struct ToygunObject
 	char	   *resource_state; /* tasks: the owning resource's state, if read */
 	bool		due;			/* run_at <= now() when read */
 	ItemPointerData tid;		/* where the row version read is, if known */
+	uint64		generation;		/* toygun_store_generation() when read */
 
 	/* pending changes */
 	int			nsteps;
@@ -283,6 +284,7 @@ extern void toygun_object_end_of_xact(void);
 /* store.c */
 extern bool toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null,
 								int64 expected_step, Datum *saved);
+extern uint64 toygun_store_generation(void);
 extern void toygun_store_init(void);
 
 /* toygun.c */

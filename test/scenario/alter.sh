@@ -21,7 +21,7 @@ trap 'tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
 wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 
-plan 29
+plan 33
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 q "CREATE EXTENSION toygun" >/dev/null 2>&1
@@ -79,6 +79,20 @@ path_note() {
 
 round 120; ok $? "the tables as installed: a round of runs finishes"
 is "$(path_note)" "" "the tables as installed are written directly"
+
+# Resources that stop themselves, claimed in one batch with their runs: the
+# stop parks the runs (an UPDATE) after the claim read them, so a run's save
+# must find the newest version, as SQL does, not fail on the one it read.
+tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup of hub failed"
+CREATE FUNCTION halt(r toygun.resource) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stop() $$;
+SELECT toygun.define_resource('hub', '{up}', 'halt(toygun.resource)');
+SELECT toygun.define_task('hub', 'job', '{one,two}', 'job(toygun.task)');
+SELECT toygun.start_task(toygun.create_resource('hub'), 'job') FROM generate_series(1, 40);
+SQL
+wait_for 60 "SELECT count(*) = 40 FROM ONLY toygun.task WHERE resource_type = 'hub' AND run_at IS NULL"
+is "$(q "SELECT count(*) || ' failed: ' || coalesce(min(last_error), '') FROM ONLY toygun.task
+         WHERE resource_type = 'hub' AND (attempts > 0 OR last_error IS NOT NULL)")" "0 failed: " \
+	"runs parked by their resource's stop in the batch that claimed them save without failing"
 
 # the crash of the original direct writes: every tick segfaulted
 q "ALTER TABLE toygun.transition ADD COLUMN note2 text" >/dev/null
@@ -154,6 +168,30 @@ q "VACUUM FULL toygun.transition" >/dev/null
 q "CLUSTER toygun.task USING task_pkey" >/dev/null
 round; ok $? "toygun.task logged again, toygun.transition vacuumed full: the runs finish"
 is "$(path_note)" "" "after all of it, the tables are written directly again"
+
+# A handler (the superuser's) that clusters toygun.task in the middle of a
+# batch: the runs claimed with it were read from the file it replaced, where
+# their places now hold other runs, or nothing.
+tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup of tidy failed"
+CREATE FUNCTION tidy(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+  CLUSTER toygun.task USING task_runs_idx;
+  RETURN toygun.stop();
+END $$;
+SELECT toygun.define_task('box', 'tidy', '{one}', 'tidy(toygun.task)');
+SQL
+tg_psql "$DIR" tg -q -c "BEGIN" -c "UPDATE round SET n = n + 1" \
+	-c "SELECT toygun.start_task(id, 'tidy') FROM box WHERE i = 1" \
+	-c "SELECT count(toygun.start_task(id, 'job')) FROM box" -c "COMMIT" >/dev/null
+round_done; ok $? "toygun.task clustered by a handler amid a batch: the runs finish"
+wait_for 30 "SELECT state = '__stop__' FROM ONLY toygun.task WHERE name = 'tidy'"
+is "$(q "SELECT count(*) || ' failed: ' || coalesce(min(last_error), '') FROM ONLY toygun.task
+         WHERE seq > (SELECT max(seq) FROM ONLY toygun.task) - 41 AND (attempts > 0 OR last_error IS NOT NULL)")" \
+	"0 failed: " "the run that clustered, and the runs claimed with it, save without failing"
+q "CREATE EXTENSION IF NOT EXISTS amcheck" >/dev/null
+is "$(q "SELECT count(*) FROM pg_index i, LATERAL (SELECT bt_index_check(i.indexrelid, true)) c
+         WHERE i.indrelid IN ('toygun.task'::regclass, 'toygun.transition'::regclass)")" "5" \
+	"the indexes of toygun.task and toygun.transition agree with their tables (amcheck)"
 
 # the histories are whole: gapless steps from 0, one per transition
 is "$(q "SELECT count(*) FROM (SELECT object_id, count(*) n, max(step) m, min(step) s

@@ -6,7 +6,7 @@
 -- each operation's outcome (or error) must be the same.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(20);
+SELECT plan(27);
 
 CREATE FUNCTION public.diff_task(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
 DECLARE
@@ -199,13 +199,45 @@ INSERT INTO alteration VALUES
         $$CREATE TRIGGER mark BEFORE UPDATE ON toygun.task FOR EACH ROW EXECUTE FUNCTION pg_temp.mark()$$),
     (16, 'a column added after ticks, in the same transaction', '',
         $$ALTER TABLE toygun.transition ADD COLUMN late text DEFAULT 'late';
-          ALTER TABLE toygun.task ADD CONSTRAINT few CHECK (attempts < 2)$$);
+          ALTER TABLE toygun.task ADD CONSTRAINT few CHECK (attempts < 2)$$),
+    (17, 'a deferrable unique constraint and an exclusion constraint',
+        $$ALTER TABLE toygun.transition ADD CONSTRAINT once UNIQUE (object_id, to_state, step) DEFERRABLE;
+          ALTER TABLE toygun.task ADD CONSTRAINT lone EXCLUDE USING btree (resource_id WITH =, name WITH =, state WITH =)$$, ''),
+    (18, 'a publication of toygun.task with a row filter and one with a column list',
+        $$SET LOCAL client_min_messages = error;
+          CREATE PUBLICATION diff_rows FOR TABLE toygun.task WHERE (state <> 'three') WITH (publish = 'update')$$,
+        $$SET LOCAL client_min_messages = error; DROP PUBLICATION diff_rows;
+          CREATE PUBLICATION diff_cols FOR TABLE toygun.task (state, attrs) WITH (publish = 'update')$$),
+    (19, 'row-level security forced on toygun.task, with a policy that hides runs in state three',
+        $$ALTER TABLE toygun.task ENABLE ROW LEVEL SECURITY; ALTER TABLE toygun.task FORCE ROW LEVEL SECURITY;
+          CREATE POLICY hide ON toygun.task USING (state <> 'three')$$, ''),
+    (20, 'a CHECK whose function catches an error (a subtransaction aborts in the write), and an index calling a function',
+        $$ALTER TABLE toygun.task ADD CONSTRAINT caught CHECK (pg_temp.caught(state));
+          CREATE INDEX diff_fn ON toygun.transition (public.diff_len(to_state))$$, ''),
+    (21, 'storage and compression of written columns changed; a BRIN index on run_at',
+        $$ALTER TABLE toygun.task ALTER COLUMN attrs SET STORAGE EXTERNAL;
+          ALTER TABLE toygun.task ALTER COLUMN last_error SET COMPRESSION pglz;
+          ALTER TABLE toygun.transition ALTER COLUMN note SET STORAGE MAIN;
+          CREATE INDEX diff_brin ON toygun.task USING brin (run_at)$$, ''),
+    (22, 'toygun.task clustered, toygun.transition truncated and toygun.task reindexed after ticks, in the same transaction', '',
+        $$CLUSTER toygun.task USING task_runs_idx; TRUNCATE toygun.transition; REINDEX TABLE toygun.task$$),
+    (23, 'toygun.task made unlogged and logged again after ticks, in the same transaction', '',
+        $$ALTER TABLE toygun.task SET UNLOGGED; ALTER TABLE toygun.task SET LOGGED$$);
 
 CREATE FUNCTION pg_temp.mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.attrs := NEW.attrs || '{"trig": 1}'; RETURN NEW; END $$;
 CREATE FUNCTION pg_temp.note() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.note := coalesce(NEW.note, '-') || '!'; RETURN NEW; END $$;
 CREATE TABLE pg_temp.seen (id uuid);
+CREATE FUNCTION pg_temp.caught(s text) RETURNS bool LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 / (length(s) - length(s));
+    RETURN true;
+EXCEPTION WHEN division_by_zero THEN
+    RETURN s <> 'three';
+END $$;
+CREATE FUNCTION public.diff_len(s text) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN RETURN length(s); END $$;
 
 SELECT is(pg_temp.trial(ddl, mid, 'on'), pg_temp.trial(ddl, mid, 'off'),
           format('%s: the same rows, histories and errors through both paths', name))
