@@ -1,5 +1,5 @@
--- The upgrade path: a database on toygun 0.1 follows to 0.2 and on to the
--- current version with ALTER EXTENSION toygun UPDATE, keeping its data, and
+-- The upgrade path: a database on toygun 0.1 follows to 0.2, 0.3 and on to
+-- the current version with ALTER EXTENSION toygun UPDATE, keeping its data, and
 -- ends each step with exactly the objects of a fresh install of that version.
 
 -- Every object of the extension, described without OIDs: members, function
@@ -83,6 +83,8 @@ CREATE TABLE fp_before AS SELECT toygun_fingerprint() AS line;
 
 ALTER EXTENSION toygun UPDATE TO '0.2';
 CREATE TABLE fp_02_updated AS SELECT toygun_fingerprint() AS line;
+ALTER EXTENSION toygun UPDATE TO '0.3';
+CREATE TABLE fp_03_updated AS SELECT toygun_fingerprint() AS line;
 ALTER EXTENSION toygun UPDATE;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'toygun') AS current
   FROM pg_extension WHERE extname = 'toygun';
@@ -104,6 +106,14 @@ UNION ALL
 (SELECT 'only fresh', line FROM fp_02_fresh EXCEPT ALL SELECT 'only fresh', line FROM fp_02_updated)
 ORDER BY 1, 2;
 DROP EXTENSION toygun;
+-- the frozen 0.3 script installs what 0.2 updated to 0.3 had
+CREATE EXTENSION toygun VERSION '0.3';
+CREATE TABLE fp_03_fresh AS SELECT toygun_fingerprint() AS line;
+(SELECT 'only updated' AS "where", line FROM fp_03_updated EXCEPT ALL SELECT 'only updated', line FROM fp_03_fresh)
+UNION ALL
+(SELECT 'only fresh', line FROM fp_03_fresh EXCEPT ALL SELECT 'only fresh', line FROM fp_03_updated)
+ORDER BY 1, 2;
+DROP EXTENSION toygun;
 CREATE EXTENSION toygun;
 CREATE TABLE fp_fresh AS SELECT toygun_fingerprint() AS line;
 SELECT count(*) > 200 AS described FROM fp_fresh;
@@ -118,9 +128,13 @@ SELECT count(*) AS changed_in_0_2 FROM
   ((SELECT line FROM fp_before EXCEPT ALL SELECT line FROM fp_02_updated)
    UNION ALL (SELECT line FROM fp_02_updated EXCEPT ALL SELECT line FROM fp_before)) d;
 SELECT count(*) > 0 AS changed_in_0_3 FROM
-  ((SELECT line FROM fp_02_updated EXCEPT ALL SELECT line FROM fp_updated)
-   UNION ALL (SELECT line FROM fp_updated EXCEPT ALL SELECT line FROM fp_02_updated)) d;
+  ((SELECT line FROM fp_02_updated EXCEPT ALL SELECT line FROM fp_03_updated)
+   UNION ALL (SELECT line FROM fp_03_updated EXCEPT ALL SELECT line FROM fp_02_updated)) d;
+-- 0.4: three functions and the view, old and new, and the new read ONLY toygun's tables
+SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only FROM
+  ((SELECT line FROM fp_03_updated EXCEPT ALL SELECT line FROM fp_updated)
+   UNION ALL (SELECT line FROM fp_updated EXCEPT ALL SELECT line FROM fp_03_updated)) d;
 
-DROP TABLE fp_before, fp_02_updated, fp_02_fresh, fp_updated, fp_fresh;
+DROP TABLE fp_before, fp_02_updated, fp_02_fresh, fp_03_updated, fp_03_fresh, fp_updated, fp_fresh;
 DROP FUNCTION toygun_fingerprint();
 DROP EXTENSION toygun;

@@ -333,7 +333,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 
 		plan = toygun_plan(&find_resource_type_plan,
 						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path"
-						   "  FROM toygun.resource_type WHERE name = $1",
+						   "  FROM ONLY toygun.resource_type WHERE name = $1",
 						   1, argtypes);
 	}
 	else
@@ -343,7 +343,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		values[1] = CStringGetTextDatum(name);
 		plan = toygun_plan(&find_task_type_plan,
 						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path"
-						   "  FROM toygun.task_type WHERE resource_type = $1 AND name = $2",
+						   "  FROM ONLY toygun.task_type WHERE resource_type = $1 AND name = $2",
 						   2, argtypes);
 	}
 	toygun_run(plan, values, NULL, 1);
@@ -626,7 +626,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 		Oid			rearm_types[1] = {TEXTOID};
 
 		toygun_run(toygun_plan(&rearm_resources_plan,
-							   "UPDATE toygun.resource SET run_at = pg_catalog.clock_timestamp()"
+							   "UPDATE ONLY toygun.resource SET run_at = pg_catalog.clock_timestamp()"
 							   " WHERE type = $1 AND run_at IS NULL"
 							   "   AND state NOT IN ('__stop__', '__panic__')",
 							   1, rearm_types),

@@ -56,13 +56,13 @@ static SPIPlanPtr live_run_plan;
 #define TASK_COLUMNS_NO_JOIN(rstate) \
 	"t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
 	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now(), t.ctid, t.run_at" \
-	" FROM toygun.task t"
+	" FROM ONLY toygun.task t"
 #define TASK_COLUMNS \
-	TASK_COLUMNS_NO_JOIN("r.state") " LEFT JOIN toygun.resource r ON r.id = t.resource_id"
+	TASK_COLUMNS_NO_JOIN("r.state") " LEFT JOIN ONLY toygun.resource r ON r.id = t.resource_id"
 #define RESOURCE_COLUMNS \
 	"r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
 	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now(), r.ctid, r.run_at" \
-	" FROM toygun.resource r"
+	" FROM ONLY toygun.resource r"
 
 const char *const toygun_claim_columns[2] = {RESOURCE_COLUMNS, TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text")};
 
@@ -193,12 +193,12 @@ toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_o
 	values[0] = UUIDPGetDatum(id);
 	if (kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&task_plan,
-							   "SELECT resource_type, name FROM toygun.task WHERE id = $1",
+							   "SELECT resource_type, name FROM ONLY toygun.task WHERE id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
 	else
 		toygun_run(toygun_plan(&resource_plan,
-							   "SELECT type, NULL::pg_catalog.text FROM toygun.resource WHERE id = $1",
+							   "SELECT type, NULL::pg_catalog.text FROM ONLY toygun.resource WHERE id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
 	if (!object_found(kind, id, missing_ok))
@@ -382,7 +382,7 @@ check_no_other_live_run(ToygunObject *obj)
 	values[1] = CStringGetTextDatum(obj->name);
 	values[2] = UUIDPGetDatum(&obj->id);
 	toygun_run(toygun_plan(&other_live_run_plan,
-						   "SELECT id FROM toygun.task"
+						   "SELECT id FROM ONLY toygun.task"
 						   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__' AND id <> $3",
 						   3, argtypes),
 			   values, NULL, 1);
@@ -412,7 +412,7 @@ resource_is_stopped(pg_uuid_t *id)
 	Datum		values[1];
 
 	values[0] = UUIDPGetDatum(id);
-	toygun_run(toygun_plan(&plan, "SELECT FROM toygun.resource WHERE id = $1 AND state = '__stop__'",
+	toygun_run(toygun_plan(&plan, "SELECT FROM ONLY toygun.resource WHERE id = $1 AND state = '__stop__'",
 						   1, argtypes),
 			   values, NULL, 1);
 	return SPI_processed > 0;
@@ -450,7 +450,7 @@ steps_array(ToygunObject *obj, int which)
  */
 #define SAVE_SQL(table, alias, run_at) \
 	"WITH saved AS (" \
-	"  UPDATE toygun." table " " alias " SET state = $2, attrs = $3, step = $4, run_at = " run_at "," \
+	"  UPDATE ONLY toygun." table " " alias " SET state = $2, attrs = $3, step = $4, run_at = " run_at "," \
 	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" \
 	"   WHERE id = $1 AND step = $8 RETURNING " alias ")," \
 	" steps AS (" \
@@ -532,7 +532,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	if (obj->kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&save_task_plan,
 							   SAVE_SQL("task", "t",
-										"CASE WHEN EXISTS (SELECT FROM toygun.resource r"
+										"CASE WHEN EXISTS (SELECT FROM ONLY toygun.resource r"
 										" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"),
 							   11, argtypes),
 				   values, nulls, 0);
@@ -563,7 +563,7 @@ saved:
 		{
 			resources_stopped_in_xact++;
 			toygun_run(toygun_plan(&park_tasks_plan,
-								   "UPDATE toygun.task SET run_at = NULL"
+								   "UPDATE ONLY toygun.task SET run_at = NULL"
 								   " WHERE resource_id = $1 AND run_at IS NOT NULL",
 								   1, idtype),
 					   values, NULL, 0);
@@ -571,7 +571,7 @@ saved:
 		else if (was_stopped && !is_stopped)
 		{
 			toygun_run(toygun_plan(&rearm_tasks_plan,
-								   "UPDATE toygun.task SET run_at = pg_catalog.clock_timestamp()"
+								   "UPDATE ONLY toygun.task SET run_at = pg_catalog.clock_timestamp()"
 								   " WHERE resource_id = $1 AND run_at IS NULL"
 								   "   AND state NOT IN ('__stop__', '__panic__')",
 								   1, idtype),
@@ -634,7 +634,7 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
 		values[0] = PG_GETARG_DATUM(2);
 		toygun_run(toygun_plan(&parent_exists_plan,
-							   "SELECT FROM toygun.resource WHERE id = $1 FOR KEY SHARE",
+							   "SELECT FROM ONLY toygun.resource WHERE id = $1 FOR KEY SHARE",
 							   1, idtype),
 				   values, NULL, 1);
 		if (SPI_processed == 0)
@@ -712,7 +712,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	 */
 	values[0] = UUIDPGetDatum(resource);
 	toygun_run(toygun_plan(&resource_for_start_plan,
-						   "SELECT type, state FROM toygun.resource WHERE id = $1 FOR SHARE",
+						   "SELECT type, state FROM ONLY toygun.resource WHERE id = $1 FOR SHARE",
 						   1, idtype),
 			   values, NULL, 1);
 	if (SPI_processed == 0)
@@ -765,7 +765,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 		values[0] = UUIDPGetDatum(resource);
 		values[1] = CStringGetTextDatum(name);
 		toygun_run(toygun_plan(&live_run_plan,
-							   "SELECT id FROM toygun.task"
+							   "SELECT id FROM ONLY toygun.task"
 							   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__'",
 							   2, live_types),
 				   values, NULL, 1);
@@ -963,7 +963,7 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 	values[0] = UUIDPGetDatum(&obj->id);
 	values[1] = Int64GetDatum(Max((int64) 0, obj->step - 1 - (int64) n));
 	toygun_run(toygun_plan(&rewind_target_plan,
-						   "SELECT to_state FROM toygun.transition WHERE object_id = $1 AND step = $2",
+						   "SELECT to_state FROM ONLY toygun.transition WHERE object_id = $1 AND step = $2",
 						   2, argtypes),
 			   values, NULL, 1);
 	if (SPI_processed == 0)
@@ -1013,11 +1013,11 @@ toygun_last_error(PG_FUNCTION_ARGS)
 	}
 	values[0] = UUIDPGetDatum(id);
 	if (kind == TOYGUN_TASK)
-		toygun_run(toygun_plan(&task_plan, "SELECT last_error FROM toygun.task WHERE id = $1",
+		toygun_run(toygun_plan(&task_plan, "SELECT last_error FROM ONLY toygun.task WHERE id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
 	else
-		toygun_run(toygun_plan(&resource_plan, "SELECT last_error FROM toygun.resource WHERE id = $1",
+		toygun_run(toygun_plan(&resource_plan, "SELECT last_error FROM ONLY toygun.resource WHERE id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
 	if (SPI_processed > 0)

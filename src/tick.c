@@ -299,7 +299,7 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 	{
 		values[0] = UUIDPGetDatum(&res->id);
 		toygun_run(toygun_plan(&live_tasks_plan,
-							   "SELECT id FROM toygun.task WHERE resource_id = $1"
+							   "SELECT id FROM ONLY toygun.task WHERE resource_id = $1"
 							   "   AND state NOT IN ('__stop__', '__panic__') ORDER BY seq",
 							   1, idtype),
 				   values, NULL, 0);
@@ -327,7 +327,7 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 	}
 	values[0] = UUIDPGetDatum(&res->id);
 	toygun_run(toygun_plan(&reread_resource_plan,
-						   "SELECT r FROM toygun.resource r WHERE id = $1",
+						   "SELECT r FROM ONLY toygun.resource r WHERE id = $1",
 						   1, idtype),
 			   values, NULL, 1);
 	row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),

@@ -207,8 +207,8 @@ next_due_ms(void)
 	long		ms;
 
 	toygun_run(toygun_plan(&next_due_plan,
-						   "SELECT LEAST((SELECT min(run_at) FROM toygun.task WHERE run_at IS NOT NULL),"
-						   "             (SELECT min(run_at) FROM toygun.resource WHERE run_at IS NOT NULL))",
+						   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task WHERE run_at IS NOT NULL),"
+						   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
 						   0, NULL),
 			   NULL, NULL, 1);
 	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -230,8 +230,8 @@ park(ToygunObject *obj)
 	values[0] = UUIDPGetDatum(&obj->id);
 	toygun_run(toygun_plan(&park_plans[obj->kind],
 						   obj->kind == TOYGUN_TASK
-						   ? "UPDATE toygun.task SET run_at = NULL WHERE id = $1"
-						   : "UPDATE toygun.resource SET run_at = NULL WHERE id = $1",
+						   ? "UPDATE ONLY toygun.task SET run_at = NULL WHERE id = $1"
+						   : "UPDATE ONLY toygun.resource SET run_at = NULL WHERE id = $1",
 						   1, argtypes),
 			   values, NULL, 0);
 }
