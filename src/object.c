@@ -1,7 +1,8 @@
 /*
  * object.c
- *		Resources and tasks as stored rows: locking one, transitions made in
- *		memory, and saving state, attrs, step, run_at and history together.
+ *		Resources and tasks as stored rows: locking one, claiming due ones for
+ *		the worker, transitions made in memory, and saving state, attrs, step,
+ *		run_at and history together.
  *		Also the API that creates and moves objects by hand.
  */
 #include "postgres.h"
@@ -48,11 +49,30 @@ static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr live_run_plan;
 
 /*
- * The columns every read of an object returns, in this order; see
- * toygun_object_from_tuple(). The worker's claim queries return them too,
- * but without the join for the resource's state: a task of a stopped
- * resource is never due.
+ * The columns every read of an object returns, named: the SELECT lists below
+ * are written in this order, and object_from_tuple() reads them by these
+ * names. Locks read a task with its resource's state; claims read it without
+ * the join, since a task of a stopped resource is never due.
  */
+typedef enum ObjectColumn
+{
+	COL_ROW = 1,				/* the whole row, as a composite datum */
+	COL_STATE,
+	COL_ATTRS,
+	COL_STEP,
+	COL_ATTEMPTS,
+	COL_LAST_ERROR,
+	COL_RESOURCE_ID,			/* tasks */
+	COL_NAME,					/* tasks */
+	COL_TYPE,
+	COL_RESOURCE_STATE,			/* tasks, when joined */
+	COL_ID,
+	COL_DUE,					/* run_at <= now() */
+	COL_TID,
+	COL_RUN_AT,
+	NCOLUMNS = COL_RUN_AT
+} ObjectColumn;
+
 #define TASK_COLUMNS_NO_JOIN(rstate) \
 	"t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
 	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now(), t.ctid, t.run_at" \
@@ -64,10 +84,15 @@ static SPIPlanPtr live_run_plan;
 	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now(), r.ctid, r.run_at" \
 	" FROM ONLY toygun.resource r"
 
-const char *const toygun_claim_columns[2] = {RESOURCE_COLUMNS, TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text")};
-
 #define LOCK_TASK_SQL "SELECT " TASK_COLUMNS " WHERE t.id = $1 FOR UPDATE OF t"
 #define LOCK_RESOURCE_SQL "SELECT " RESOURCE_COLUMNS " WHERE r.id = $1 FOR UPDATE"
+
+/* Due objects, oldest first, from run_at $2 on; at most $1 of them. */
+#define CLAIM_SQL(columns, alias) \
+	"SELECT " columns " WHERE " alias ".run_at <= pg_catalog.now() AND " alias ".run_at >= $2" \
+	" ORDER BY " alias ".run_at LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED"
+#define CLAIM_TASKS_SQL CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text"), "t")
+#define CLAIM_RESOURCES_SQL CLAIM_SQL(RESOURCE_COLUMNS, "r")
 
 static Datum
 copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
@@ -102,29 +127,34 @@ object_found(ToygunKind kind, pg_uuid_t *id, bool missing_ok)
 }
 
 /* An object from a row of TASK_COLUMNS or RESOURCE_COLUMNS. */
-ToygunObject *
-toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
+static ToygunObject *
+object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 {
 	ToygunObject *obj = palloc0(sizeof(ToygunObject));
 	bool		isnull;
 
+	if (desc->natts != NCOLUMNS)
+		elog(ERROR, "an object read returned %d columns, not %d", desc->natts, NCOLUMNS);
 	obj->kind = kind;
-	obj->row = copy_col(tup, desc, 1, &isnull);
-	obj->state = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
-	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-	obj->last_error = text_col(tup, desc, 6);
-	obj->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 11, &isnull));
+	obj->row = copy_col(tup, desc, COL_ROW, &isnull);
+	obj->state = TextDatumGetCString(SPI_getbinval(tup, desc, COL_STATE, &isnull));
+	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, COL_ATTRS, &isnull));
+	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, COL_STEP, &isnull));
+	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, COL_ATTEMPTS, &isnull));
+	obj->last_error = text_col(tup, desc, COL_LAST_ERROR);
+	obj->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, COL_ID, &isnull));
 	if (kind == TOYGUN_TASK)
 	{
-		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
-		obj->name = text_col(tup, desc, 8);
-		obj->resource_state = text_col(tup, desc, 10);
+		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, COL_RESOURCE_ID, &isnull));
+		obj->name = text_col(tup, desc, COL_NAME);
+		obj->resource_state = text_col(tup, desc, COL_RESOURCE_STATE);
 	}
-	obj->type = text_col(tup, desc, 9);
-	obj->due = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull)) && !isnull;
-	obj->tid = *((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 13, &isnull)));
+	obj->type = text_col(tup, desc, COL_TYPE);
+	obj->due = DatumGetBool(SPI_getbinval(tup, desc, COL_DUE, &isnull)) && !isnull;
+	obj->tid = *((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, COL_TID, &isnull)));
+	obj->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, COL_RUN_AT, &isnull));
+	if (isnull)
+		obj->due_at = DT_NOEND;
 	return obj;
 }
 
@@ -153,7 +183,7 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 	toygun_run(plan, values, NULL, 1);
 	if (!object_found(kind, id, missing_ok))
 		return NULL;
-	obj = toygun_object_from_tuple(kind, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	obj = object_from_tuple(kind, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_freetuptable(SPI_tuptable);
 	if (kind == TOYGUN_TASK && obj->resource_state == NULL)
 		ereport(ERROR,
@@ -161,6 +191,34 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 				 errmsg("resource %s of task %s does not exist",
 						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(&obj->id))));
 	return obj;
+}
+
+/*
+ * Claim up to limit due objects of one kind for the worker to tick: locked
+ * FOR UPDATE SKIP LOCKED, oldest due first, from run_at floor on (the
+ * worker's claim floor; DT_NOBEGIN for all). Fills objs, each with its
+ * due_at, and returns how many it claimed.
+ */
+int
+toygun_claim_objects(ToygunKind kind, int limit, TimestampTz floor, ToygunObject **objs)
+{
+	static SPIPlanPtr plans[2];
+	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2];
+	uint64		i;
+	int			n;
+
+	values[0] = Int32GetDatum(limit);
+	values[1] = TimestampTzGetDatum(floor);
+	toygun_run(kind == TOYGUN_TASK
+			   ? toygun_plan(&plans[kind], CLAIM_TASKS_SQL, 2, argtypes)
+			   : toygun_plan(&plans[kind], CLAIM_RESOURCES_SQL, 2, argtypes),
+			   values, NULL, limit);
+	n = (int) SPI_processed;
+	for (i = 0; i < SPI_processed; i++)
+		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	SPI_freetuptable(SPI_tuptable);
+	return n;
 }
 
 /* The definition governing an object. */

@@ -82,6 +82,7 @@ typedef struct ToygunObject
 	char	   *name;			/* tasks: the task name */
 	char	   *resource_state; /* tasks: the owning resource's state, if read */
 	bool		due;			/* run_at <= now() when read */
+	TimestampTz due_at;			/* run_at when read; DT_NOEND if NULL */
 	ItemPointerData tid;		/* where the row version read is, if known */
 
 	/* pending changes */
@@ -265,9 +266,8 @@ extern FmgrInfo *toygun_def_handler(ToygunDef *def);
 extern void toygun_free_retired_defs(void);
 
 /* object.c */
-extern const char *const toygun_claim_columns[2];
-extern ToygunObject *toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc);
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
+extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz floor, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
