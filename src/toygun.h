@@ -265,12 +265,13 @@ extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 extern FmgrInfo *toygun_def_handler(ToygunDef *def);
 extern void toygun_free_retired_defs(void);
 
-/* object.c */
+/* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
 extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz floor, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
+extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
 							  Jsonb *attrs, const char *note);
 extern void toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs);
