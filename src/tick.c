@@ -60,19 +60,15 @@ check_may_run(ToygunDef *def)
 }
 
 /*
- * Run the handler for the object's current state as the type's owner, with
- * the owner's search_path, as a security-restricted operation (no temporary
- * objects, no role changes), and with every setting it changes reverted
- * afterwards, so that one handler cannot affect the next.
+ * Run the handler for the object's current state as the type's owner
+ * (security.c says how), and read what it returned.
  */
 static void
 call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 {
 	FmgrInfo   *flinfo = toygun_def_handler(def);
 	LOCAL_FCINFO(fcinfo, 1);
-	Oid			save_userid;
-	int			save_sec_context;
-	int			nestlevel;
+	ToygunCall	call;
 	Datum		result;
 
 	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
@@ -80,16 +76,9 @@ call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 	fcinfo->args[0].isnull = false;
 
 	check_may_run(def);
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", def->search_path,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(def->owner, save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	toygun_begin_handler_call(&call, def);
 	result = FunctionCallInvoke(fcinfo);
-
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	AtEOXact_GUC(false, nestlevel);
+	toygun_end_handler_call(&call);
 
 	if (fcinfo->isnull)
 	{

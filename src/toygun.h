@@ -226,7 +226,7 @@ extern PGDLLEXPORT void toygun_launcher_main(Datum arg);
 extern PGDLLEXPORT void toygun_worker_main(Datum arg);
 extern bool toygun_in_worker;
 
-/* util.c: running API calls as the extension's owner */
+/* security.c: running as another role, and who may act for whom */
 typedef struct ToygunCall
 {
 	Oid			caller;
@@ -237,12 +237,18 @@ typedef struct ToygunCall
 
 extern void toygun_begin_call(ToygunCall *call);
 extern void toygun_end_call(ToygunCall *call);
+extern void toygun_begin_handler_call(ToygunCall *call, ToygunDef *def);
+extern void toygun_end_handler_call(ToygunCall *call);
+extern char *toygun_role_name(Oid role);
+extern void toygun_check_acting_for(ToygunDef *def, Oid caller);
+extern void toygun_check_task_owner(ToygunDef *rtype, const char *task_label, Oid task_owner);
+
+/* util.c: plans, a worker's unit of work, checks and conversions */
 extern SPIPlanPtr toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern int	toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count);
 extern void toygun_begin_work(void);
 extern void toygun_end_work(void);
 
-/* util.c: checks and conversions */
 extern void toygun_check_name_cstr(const char *what, const char *s);
 extern char *toygun_check_name(const char *what, text *name);
 extern void toygun_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
@@ -253,9 +259,6 @@ extern const char *toygun_kind_name(ToygunKind kind);
 extern const char *toygun_def_label(ToygunDef *def);
 extern const char *toygun_uuid_text(pg_uuid_t *id);
 extern pg_uuid_t *toygun_new_uuid(void);
-extern char *toygun_role_name(Oid role);
-extern void toygun_check_acting_for(ToygunDef *def, Oid caller);
-extern void toygun_check_task_owner(ToygunDef *rtype, const char *task_label, Oid task_owner);
 extern void toygun_check_object_attrs(const char *what, Jsonb *attrs);
 extern Oid	toygun_type_oid(const char *typname);
 
