@@ -129,7 +129,7 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 						   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
 						   4, argtypes),
 			   values, nulls, 0);
-	toygun_note_due();
+	toygun_wake_at_commit();
 	toygun_end_call(&call);
 	PG_RETURN_UUID_P(id);
 }
@@ -232,7 +232,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 		{
 			id = SPI_palloc(sizeof(pg_uuid_t));
 			*id = *new_id;
-			toygun_note_due();
+			toygun_wake_at_commit();
 			break;
 		}
 		values[0] = UUIDPGetDatum(resource);

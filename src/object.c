@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -415,10 +416,18 @@ toygun_object_row(ToygunObject *obj)
 /* Resources this transaction has stopped (or more: it only grows). */
 static int	resources_stopped_in_xact = 0;
 
-void
-toygun_object_end_of_xact(void)
+static void
+object_xact_callback(XactEvent event, void *arg)
 {
-	resources_stopped_in_xact = 0;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+		resources_stopped_in_xact = 0;
+}
+
+/* From _PG_init. */
+void
+toygun_object_init(void)
+{
+	RegisterXactCallback(object_xact_callback, NULL);
 }
 
 static bool
@@ -509,7 +518,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 		 * it looks for the earliest run_at itself after each batch.
 		 */
 		if (!toygun_in_worker)
-			toygun_note_due();
+			toygun_wake_at_commit();
 	}
 	else if (obj->kind == TOYGUN_RESOURCE && def->handler == NULL)
 		nulls[4] = 'n';
@@ -598,7 +607,7 @@ saved:
 		}
 	}
 	if (due_now)
-		toygun_note_due();
+		toygun_wake_at_commit();
 	obj->step = expected_step + obj->nsteps;
 	obj->nsteps = 0;
 	obj->has_run_at = false;

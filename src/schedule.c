@@ -1099,7 +1099,7 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 						   3, record_types),
 			   record_values, NULL, 0);
 	if (started > 0)
-		toygun_note_due();
+		toygun_wake_at_commit();
 	toygun_end_call(&call);
 	PG_RETURN_INT64(started);
 }

@@ -124,7 +124,7 @@ extern int	toygun_retry_backoff_ms;
 extern bool toygun_paused;
 extern bool toygun_direct_writes;
 
-/* wake.c: shared memory of the launcher and workers */
+/* wake.c: shared memory of the launcher and workers, and waking them */
 typedef struct ToygunWorkerSlot
 {
 	pid_t		pid;			/* 0: free */
@@ -155,6 +155,8 @@ extern ToygunShared *toygun_shared;
 extern void toygun_shmem_init(void);
 extern void toygun_require_preload(const char *what);
 extern void toygun_wake_worker(void);
+extern void toygun_wake_at_commit(void);
+extern void toygun_wake_init(void);
 extern void toygun_claim_slot(int n);
 extern void toygun_release_slot(int n);
 extern void toygun_set_idle(int n, bool idle);
@@ -190,7 +192,7 @@ typedef struct ToygunInflight
 	char		message[160];	/* the FATAL message that ended it */
 } ToygunInflight;
 
-extern void toygun_inflight_map(int n);
+extern void toygun_inflight_init(void);
 extern int	toygun_inflight_count(void);
 extern bool toygun_inflight_read(int n, ToygunInflight *out);
 extern void toygun_inflight_note_exit(int n, int deaths);
@@ -266,7 +268,7 @@ extern Oid	toygun_type_oid(const char *typname);
 extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 								  const char *name, bool missing_ok);
 extern FmgrInfo *toygun_def_handler(ToygunDef *def);
-extern void toygun_free_retired_defs(void);
+extern void toygun_define_init(void);
 
 /* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
@@ -282,15 +284,12 @@ extern Jsonb *toygun_start_args(ToygunDef *def, Jsonb *args);
 extern Datum toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step);
 extern Datum toygun_object_row(ToygunObject *obj);
 extern Jsonb *toygun_panic_attrs(const char *message);
-extern void toygun_object_end_of_xact(void);
+extern void toygun_object_init(void);
 
 /* store.c */
 extern bool toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null,
 								int64 expected_step, Datum *saved);
 extern void toygun_store_init(void);
-
-/* toygun.c */
-extern void toygun_note_due(void);
 
 /* outcome.c */
 extern void toygun_read_next(Datum next, ToygunNext *out);
