@@ -162,6 +162,9 @@ extern void toygun_release_slot(int n);
 extern void toygun_set_idle(int n, bool idle);
 extern void toygun_count_batch(int n, int64 ticks, int64 failures);
 extern void toygun_count_transaction(void);
+extern void toygun_launcher_attach(void);
+extern void toygun_report_extension_missing(void);
+extern bool toygun_take_extension_missing(void);
 
 /* inflight.c: which run each worker slot is ticking, kept in a mapped file */
 typedef enum ToygunEnded

@@ -1,9 +1,11 @@
 /*
  * wake.c
  *		Shared memory of the launcher and workers: who is idle, their
- *		latches and counters; only this file writes it. A transaction that
- *		made work due says so (toygun_wake_at_commit), and its commit sets the
- *		latch of an idle worker here, instead of a NOTIFY.
+ *		latches and counters, written only by the functions here (the fields
+ *		for charging dead ticks are inflight.c's and failure.c's, under the
+ *		same lock). A transaction that made work due says so
+ *		(toygun_wake_at_commit), and its commit sets the latch of an idle
+ *		worker here, instead of a NOTIFY.
  */
 #include "postgres.h"
 
@@ -243,6 +245,50 @@ toygun_count_transaction(void)
 	SpinLockAcquire(&toygun_shared->mutex);
 	toygun_shared->slots[my_slot].transactions++;
 	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/*
+ * The launcher is up: a wake-up when no worker runs goes to it, until it
+ * exits; it has heard of no missing extension yet.
+ */
+static void
+launcher_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->launcher_latch = NULL;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+void
+toygun_launcher_attach(void)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->launcher_latch = MyLatch;
+	toygun_shared->extension_missing = false;
+	SpinLockRelease(&toygun_shared->mutex);
+	before_shmem_exit(launcher_detach, (Datum) 0);
+}
+
+/* A worker found no toygun extension in its database: the launcher stops them all. */
+void
+toygun_report_extension_missing(void)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->extension_missing = true;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/* For the launcher: whether a worker reported the extension missing since it last asked. */
+bool
+toygun_take_extension_missing(void)
+{
+	bool		missing;
+
+	SpinLockAcquire(&toygun_shared->mutex);
+	missing = toygun_shared->extension_missing;
+	toygun_shared->extension_missing = false;
+	SpinLockRelease(&toygun_shared->mutex);
+	return missing;
 }
 
 /*

@@ -520,11 +520,7 @@ extension_installed(void)
 	CommitTransactionCommand();
 	toygun_count_transaction();
 	if (!installed)
-	{
-		SpinLockAcquire(&toygun_shared->mutex);
-		toygun_shared->extension_missing = true;
-		SpinLockRelease(&toygun_shared->mutex);
-	}
+		toygun_report_extension_missing();
 	return installed;
 }
 
