@@ -28,6 +28,14 @@ CREATE FUNCTION public.rh(r toygun.resource) RETURNS toygun.next LANGUAGE sql AS
 $$;
 SELECT toygun.define_resource('thing', handler => 'rh(toygun.resource)');
 SELECT toygun.define_task('thing', 'chain', '{a,b}', 'h(toygun.task)');
+-- whether the workers committed nothing of their own for that many seconds
+CREATE FUNCTION public.quiet(seconds float) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    before numeric := (SELECT sum(transactions) FROM toygun.worker_status());
+BEGIN
+    PERFORM pg_sleep(seconds);
+    RETURN before = (SELECT sum(transactions) FROM toygun.worker_status());
+END $$;
 CREATE TABLE public.task_archive () INHERITS (toygun.task);
 CREATE TABLE public.resource_archive () INHERITS (toygun.resource);
 -- archived rows, all due long ago and in states the workers would move
@@ -52,16 +60,6 @@ ok $? "toygun's 20 runs finish beside the archive"
 is "$(q "SELECT count(*) FROM ONLY toygun.transition WHERE to_state = '__stop__'")" 20 \
 	"each of them stopped once"
 # the workers sleep: nothing of theirs is due, whatever the archive holds
-XACTS="SELECT sum(transactions) FROM toygun.worker_status()"
-quiet() {
-	local deadline=$((SECONDS + 20)) before
-	while [ $SECONDS -lt $deadline ]; do
-		before=$(q "$XACTS")
-		sleep 2
-		[ "$(q "$XACTS")" = "$before" ] && return 0
-	done
-	return 1
-}
-quiet
+tg_wait 20 "$DIR" tg "SELECT quiet(2)"
 ok $? "the workers go to sleep: archived due rows are not work"
 is "$(q "$ARCHIVE")" "$BEFORE" "no archived row was claimed, ticked, parked or locked"
