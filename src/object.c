@@ -179,12 +179,12 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 
 /*
  * Claim up to limit due objects of one kind for the worker to tick: locked
- * FOR UPDATE SKIP LOCKED, oldest due first, from run_at floor on (the
+ * FOR UPDATE SKIP LOCKED, oldest due first, from run_at "from" on (the
  * worker's claim floor; DT_NOBEGIN for all). Fills objs, each with its
  * due_at, and returns how many it claimed.
  */
 int
-toygun_claim_objects(ToygunKind kind, int limit, TimestampTz floor, ToygunObject **objs)
+toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs)
 {
 	static SPIPlanPtr plans[2];
 	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
@@ -193,7 +193,7 @@ toygun_claim_objects(ToygunKind kind, int limit, TimestampTz floor, ToygunObject
 	int			n;
 
 	values[0] = Int32GetDatum(limit);
-	values[1] = TimestampTzGetDatum(floor);
+	values[1] = TimestampTzGetDatum(from);
 	toygun_run(kind == TOYGUN_TASK
 			   ? toygun_plan(&plans[kind], CLAIM_TASKS_SQL, 2, argtypes)
 			   : toygun_plan(&plans[kind], CLAIM_RESOURCES_SQL, 2, argtypes),

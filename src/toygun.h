@@ -275,7 +275,7 @@ extern void toygun_define_init(void);
 
 /* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
-extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz floor, ToygunObject **objs);
+extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
