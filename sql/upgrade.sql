@@ -1,5 +1,5 @@
--- The upgrade path: a database on toygun 0.1 follows to 0.2 and on to the
--- current version with ALTER EXTENSION toygun UPDATE, keeping its data, and
+-- The upgrade path: a database on toygun 0.1 follows to 0.2, 0.3 and on to
+-- the current version with ALTER EXTENSION toygun UPDATE, keeping its data, and
 -- ends each step with exactly the objects of a fresh install of that version.
 
 -- Every object of the extension, described without OIDs: members, function
@@ -62,6 +62,16 @@ SELECT format('dumped %s %s', c::regclass, f)
   FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS x(c, f) WHERE e.extname = 'toygun'
 $$;
 
+-- The lines only one of two fingerprints has, and which one.
+CREATE FUNCTION fp_diff(updated regclass, fresh regclass) RETURNS TABLE ("where" text, line text)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY EXECUTE format(
+        '(SELECT %1$L, line FROM %2$s EXCEPT ALL SELECT %1$L, line FROM %3$s)'
+        ' UNION ALL (SELECT %4$L, line FROM %3$s EXCEPT ALL SELECT %4$L, line FROM %2$s) ORDER BY 1, 2',
+        'only updated', updated, fresh, 'only fresh');
+END $$;
+
 CREATE EXTENSION toygun VERSION '0.1';
 SELECT extversion FROM pg_extension WHERE extname = 'toygun';
 SELECT source, target, path FROM pg_extension_update_paths('toygun') ORDER BY 1, 2;
@@ -83,6 +93,8 @@ CREATE TABLE fp_before AS SELECT toygun_fingerprint() AS line;
 
 ALTER EXTENSION toygun UPDATE TO '0.2';
 CREATE TABLE fp_02_updated AS SELECT toygun_fingerprint() AS line;
+ALTER EXTENSION toygun UPDATE TO '0.3';
+CREATE TABLE fp_03_updated AS SELECT toygun_fingerprint() AS line;
 ALTER EXTENSION toygun UPDATE;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'toygun') AS current
   FROM pg_extension WHERE extname = 'toygun';
@@ -99,28 +111,26 @@ DROP EXTENSION toygun CASCADE;
 -- the frozen 0.2 script installs what 0.1 updated to 0.2 had
 CREATE EXTENSION toygun VERSION '0.2';
 CREATE TABLE fp_02_fresh AS SELECT toygun_fingerprint() AS line;
-(SELECT 'only updated' AS "where", line FROM fp_02_updated EXCEPT ALL SELECT 'only updated', line FROM fp_02_fresh)
-UNION ALL
-(SELECT 'only fresh', line FROM fp_02_fresh EXCEPT ALL SELECT 'only fresh', line FROM fp_02_updated)
-ORDER BY 1, 2;
+SELECT * FROM fp_diff('fp_02_updated', 'fp_02_fresh');
+DROP EXTENSION toygun;
+-- the frozen 0.3 script installs what 0.2 updated to 0.3 had
+CREATE EXTENSION toygun VERSION '0.3';
+CREATE TABLE fp_03_fresh AS SELECT toygun_fingerprint() AS line;
+SELECT * FROM fp_diff('fp_03_updated', 'fp_03_fresh');
 DROP EXTENSION toygun;
 CREATE EXTENSION toygun;
 CREATE TABLE fp_fresh AS SELECT toygun_fingerprint() AS line;
 SELECT count(*) > 200 AS described FROM fp_fresh;
-(SELECT 'only updated' AS "where", line FROM fp_updated EXCEPT ALL SELECT 'only updated', line FROM fp_fresh)
-UNION ALL
-(SELECT 'only fresh', line FROM fp_fresh EXCEPT ALL SELECT 'only fresh', line FROM fp_updated)
-ORDER BY 1, 2;
+SELECT * FROM fp_diff('fp_updated', 'fp_fresh');
 -- the comparison sees a change: one storage option differs
 ALTER TABLE toygun.task SET (fillfactor = 80);
 SELECT line FROM (SELECT toygun_fingerprint() AS line EXCEPT SELECT line FROM fp_fresh) d;
-SELECT count(*) AS changed_in_0_2 FROM
-  ((SELECT line FROM fp_before EXCEPT ALL SELECT line FROM fp_02_updated)
-   UNION ALL (SELECT line FROM fp_02_updated EXCEPT ALL SELECT line FROM fp_before)) d;
-SELECT count(*) > 0 AS changed_in_0_3 FROM
-  ((SELECT line FROM fp_02_updated EXCEPT ALL SELECT line FROM fp_updated)
-   UNION ALL (SELECT line FROM fp_updated EXCEPT ALL SELECT line FROM fp_02_updated)) d;
+SELECT count(*) AS changed_in_0_2 FROM fp_diff('fp_before', 'fp_02_updated');
+SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updated');
+-- 0.4: three functions and the view, old and new, and the new read ONLY toygun's tables
+SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
+  FROM fp_diff('fp_03_updated', 'fp_updated');
 
-DROP TABLE fp_before, fp_02_updated, fp_02_fresh, fp_updated, fp_fresh;
-DROP FUNCTION toygun_fingerprint();
+DROP TABLE fp_before, fp_02_updated, fp_02_fresh, fp_03_updated, fp_03_fresh, fp_updated, fp_fresh;
+DROP FUNCTION fp_diff(regclass, regclass), toygun_fingerprint();
 DROP EXTENSION toygun;

@@ -6,6 +6,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
@@ -218,16 +219,28 @@ def_cache_syscache_inval(Datum arg, int cacheid, uint32 hashvalue)
 	def_cache_stale = true;
 }
 
-/* Free the generations of the cache replaced during the transaction. */
-void
-toygun_free_retired_defs(void)
+/*
+ * Free the generations of the cache replaced during the transaction, once
+ * it ends: nothing of the transaction points into them any more.
+ */
+static void
+define_xact_callback(XactEvent event, void *arg)
 {
 	ListCell   *lc;
 
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT && event != XACT_EVENT_PREPARE)
+		return;
 	foreach(lc, retired_cxts)
 		MemoryContextDelete((MemoryContext) lfirst(lc));
 	list_free(retired_cxts);
 	retired_cxts = NIL;
+}
+
+/* From _PG_init. */
+void
+toygun_define_init(void)
+{
+	RegisterXactCallback(define_xact_callback, NULL);
 }
 
 static void
@@ -333,7 +346,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 
 		plan = toygun_plan(&find_resource_type_plan,
 						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path"
-						   "  FROM toygun.resource_type WHERE name = $1",
+						   "  FROM ONLY toygun.resource_type WHERE name = $1",
 						   1, argtypes);
 	}
 	else
@@ -343,7 +356,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		values[1] = CStringGetTextDatum(name);
 		plan = toygun_plan(&find_task_type_plan,
 						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path"
-						   "  FROM toygun.task_type WHERE resource_type = $1 AND name = $2",
+						   "  FROM ONLY toygun.task_type WHERE resource_type = $1 AND name = $2",
 						   2, argtypes);
 	}
 	toygun_run(plan, values, NULL, 1);
@@ -626,13 +639,13 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 		Oid			rearm_types[1] = {TEXTOID};
 
 		toygun_run(toygun_plan(&rearm_resources_plan,
-							   "UPDATE toygun.resource SET run_at = pg_catalog.clock_timestamp()"
+							   "UPDATE ONLY toygun.resource SET run_at = pg_catalog.clock_timestamp()"
 							   " WHERE type = $1 AND run_at IS NULL"
 							   "   AND state NOT IN ('__stop__', '__panic__')",
 							   1, rearm_types),
 				   values, NULL, 0);
 		if (SPI_processed > 0)
-			toygun_note_due();
+			toygun_wake_at_commit();
 	}
 	toygun_end_call(&call);
 	PG_RETURN_VOID();

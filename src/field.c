@@ -216,13 +216,13 @@ field_is_encrypted(ToygunKind kind, pg_uuid_t *id, const char *name)
 	values[0] = UUIDPGetDatum(id);
 	if (kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&task_type_plan,
-							   "SELECT r.type, t.name FROM toygun.task t"
-							   "  JOIN toygun.resource r ON r.id = t.resource_id WHERE t.id = $1",
+							   "SELECT r.type, t.name FROM ONLY toygun.task t"
+							   "  JOIN ONLY toygun.resource r ON r.id = t.resource_id WHERE t.id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
 	else
 		toygun_run(toygun_plan(&resource_type_plan,
-							   "SELECT r.type, NULL::pg_catalog.text FROM toygun.resource r WHERE r.id = $1",
+							   "SELECT r.type, NULL::pg_catalog.text FROM ONLY toygun.resource r WHERE r.id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
 	if (SPI_processed == 0)
@@ -376,12 +376,12 @@ rotate_object(ToygunKind kind, pg_uuid_t *id, char **names, int n, Rotation *rot
 	values[0] = UUIDPGetDatum(id);
 	if (kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&lock_task_attrs_plan,
-							   "SELECT attrs FROM toygun.task WHERE id = $1 FOR UPDATE",
+							   "SELECT attrs FROM ONLY toygun.task WHERE id = $1 FOR UPDATE",
 							   1, argtypes),
 				   values, NULL, 1);
 	else
 		toygun_run(toygun_plan(&lock_resource_attrs_plan,
-							   "SELECT attrs FROM toygun.resource WHERE id = $1 FOR UPDATE",
+							   "SELECT attrs FROM ONLY toygun.resource WHERE id = $1 FOR UPDATE",
 							   1, argtypes),
 				   values, NULL, 1);
 	if (SPI_processed == 0)
@@ -404,12 +404,12 @@ rotate_object(ToygunKind kind, pg_uuid_t *id, char **names, int n, Rotation *rot
 	values[1] = JsonbPGetDatum(resealed);
 	if (kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&update_task_attrs_plan,
-							   "UPDATE toygun.task SET attrs = $2 WHERE id = $1",
+							   "UPDATE ONLY toygun.task SET attrs = $2 WHERE id = $1",
 							   2, argtypes),
 				   values, NULL, 0);
 	else
 		toygun_run(toygun_plan(&update_resource_attrs_plan,
-							   "UPDATE toygun.resource SET attrs = $2 WHERE id = $1",
+							   "UPDATE ONLY toygun.resource SET attrs = $2 WHERE id = $1",
 							   2, argtypes),
 				   values, NULL, 0);
 }
@@ -429,15 +429,15 @@ rotate_kind(ToygunKind kind, Rotation *rot)
 
 	if (kind == TOYGUN_TASK)
 		plan = toygun_plan(&task_candidates_plan,
-						   "SELECT t.id, tt.encrypted_fields FROM toygun.task t"
-						   "  JOIN toygun.resource r ON r.id = t.resource_id"
-						   "  JOIN toygun.task_type tt ON tt.resource_type = r.type AND tt.name = t.name"
+						   "SELECT t.id, tt.encrypted_fields FROM ONLY toygun.task t"
+						   "  JOIN ONLY toygun.resource r ON r.id = t.resource_id"
+						   "  JOIN ONLY toygun.task_type tt ON tt.resource_type = r.type AND tt.name = t.name"
 						   " WHERE t.attrs ?| tt.encrypted_fields ORDER BY t.id",
 						   0, NULL);
 	else
 		plan = toygun_plan(&resource_candidates_plan,
-						   "SELECT r.id, rt.encrypted_fields FROM toygun.resource r"
-						   "  JOIN toygun.resource_type rt ON rt.name = r.type"
+						   "SELECT r.id, rt.encrypted_fields FROM ONLY toygun.resource r"
+						   "  JOIN ONLY toygun.resource_type rt ON rt.name = r.type"
 						   " WHERE r.attrs ?| rt.encrypted_fields ORDER BY r.id",
 						   0, NULL);
 	portal = SPI_cursor_open(NULL, plan, NULL, NULL, false);

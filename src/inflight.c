@@ -27,6 +27,7 @@
 #include "port/atomics.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/timestamp.h"
 
@@ -53,13 +54,16 @@ static int64 lifetime = 0;
 /* The postmaster sent this process SIGTERM: a shutdown, or the launcher stopping it. */
 static volatile sig_atomic_t stopped_by_server = false;
 
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
 /*
  * In the postmaster, at start and again after a crash (from the shared
- * memory startup hook): map the file, once. After a crash the mapping, and
- * what the dead processes wrote into it, is kept.
+ * memory startup hook): map the file, once, a record for each possible
+ * worker. After a crash the mapping, and what the dead processes wrote into
+ * it, is kept.
  */
-void
-toygun_inflight_map(int n)
+static void
+inflight_map(int n)
 {
 	Size		size = sizeof(ToygunInflight) * n;
 	struct stat st;
@@ -108,6 +112,24 @@ toygun_inflight_map(int n)
 			memset(&records[i], 0, sizeof(ToygunInflight));
 			records[i].magic = INFLIGHT_MAGIC;
 		}
+}
+
+static void
+inflight_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	/* in the postmaster only: the workers inherit the mapping */
+	if (!IsUnderPostmaster)
+		inflight_map(max_worker_processes);
+}
+
+/* From _PG_init when preloaded. */
+void
+toygun_inflight_init(void)
+{
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = inflight_shmem_startup;
 }
 
 /* A copy of slot n's record (for the launcher); false if there are none. */

@@ -57,14 +57,6 @@ toygun_register_launcher(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-static void
-forget_launcher(int code, Datum arg)
-{
-	SpinLockAcquire(&toygun_shared->mutex);
-	toygun_shared->launcher_latch = NULL;
-	SpinLockRelease(&toygun_shared->mutex);
-}
-
 /*
  * The database's OID, or InvalidOid if it does not exist (yet). Without a
  * database of our own only a plain scan of pg_database works, as in
@@ -246,11 +238,7 @@ toygun_launcher_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	SpinLockAcquire(&toygun_shared->mutex);
-	toygun_shared->launcher_latch = MyLatch;
-	toygun_shared->extension_missing = false;
-	SpinLockRelease(&toygun_shared->mutex);
-	before_shmem_exit(forget_launcher, (Datum) 0);
+	toygun_launcher_attach();
 
 	/* Shared catalogs only: the database may not exist yet. */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
@@ -267,7 +255,6 @@ toygun_launcher_main(Datum arg)
 	for (;;)
 	{
 		long		sleep_ms = -1;
-		bool		missing;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -276,12 +263,7 @@ toygun_launcher_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		SpinLockAcquire(&toygun_shared->mutex);
-		missing = toygun_shared->extension_missing;
-		toygun_shared->extension_missing = false;
-		SpinLockRelease(&toygun_shared->mutex);
-
-		if (missing)
+		if (toygun_take_extension_missing())
 		{
 			/*
 			 * A worker found no toygun extension there. Wait until woken (the

@@ -1,12 +1,14 @@
 /*
  * object.c
- *		Resources and tasks as stored rows: locking one, transitions made in
- *		memory, and saving state, attrs, step, run_at and history together.
- *		Also the API that creates and moves objects by hand.
+ *		Resources and tasks as stored rows: locking one, claiming due ones for
+ *		the worker, transitions made in memory, and saving state, attrs, step,
+ *		run_at and history together. The SQL functions that create and move
+ *		objects are in commands.c.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -21,16 +23,6 @@
 
 #include "toygun.h"
 
-PG_FUNCTION_INFO_V1(toygun_create_resource);
-PG_FUNCTION_INFO_V1(toygun_start_task);
-PG_FUNCTION_INFO_V1(toygun_transition_task);
-PG_FUNCTION_INFO_V1(toygun_stop_task);
-PG_FUNCTION_INFO_V1(toygun_panic_task);
-PG_FUNCTION_INFO_V1(toygun_rewind_task);
-PG_FUNCTION_INFO_V1(toygun_transition_resource);
-PG_FUNCTION_INFO_V1(toygun_stop_resource);
-PG_FUNCTION_INFO_V1(toygun_last_error);
-
 static SPIPlanPtr lock_task_plan;
 static SPIPlanPtr lock_resource_plan;
 static SPIPlanPtr lock_task_skip_plan;
@@ -39,35 +31,52 @@ static SPIPlanPtr save_task_plan;
 static SPIPlanPtr save_resource_plan;
 static SPIPlanPtr park_tasks_plan;
 static SPIPlanPtr rearm_tasks_plan;
-static SPIPlanPtr other_live_run_plan;
-static SPIPlanPtr rewind_target_plan;
-static SPIPlanPtr resource_for_start_plan;
-static SPIPlanPtr parent_exists_plan;
-static SPIPlanPtr insert_resource_plan;
-static SPIPlanPtr insert_task_plan;
-static SPIPlanPtr live_run_plan;
 
 /*
- * The columns every read of an object returns, in this order; see
- * toygun_object_from_tuple(). The worker's claim queries return them too,
- * but without the join for the resource's state: a task of a stopped
- * resource is never due.
+ * The columns every read of an object returns, named: the SELECT lists below
+ * are written in this order, and object_from_tuple() reads them by these
+ * names. Locks read a task with its resource's state; claims read it without
+ * the join, since a task of a stopped resource is never due.
  */
+typedef enum ObjectColumn
+{
+	COL_ROW = 1,				/* the whole row, as a composite datum */
+	COL_STATE,
+	COL_ATTRS,
+	COL_STEP,
+	COL_ATTEMPTS,
+	COL_LAST_ERROR,
+	COL_RESOURCE_ID,			/* tasks */
+	COL_NAME,					/* tasks */
+	COL_TYPE,
+	COL_RESOURCE_STATE,			/* tasks, when joined */
+	COL_ID,
+	COL_DUE,					/* run_at <= now() */
+	COL_TID,
+	COL_RUN_AT,
+	NCOLUMNS = COL_RUN_AT
+} ObjectColumn;
+
 #define TASK_COLUMNS_NO_JOIN(rstate) \
 	"t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
 	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now(), t.ctid, t.run_at" \
-	" FROM toygun.task t"
+	" FROM ONLY toygun.task t"
 #define TASK_COLUMNS \
-	TASK_COLUMNS_NO_JOIN("r.state") " LEFT JOIN toygun.resource r ON r.id = t.resource_id"
+	TASK_COLUMNS_NO_JOIN("r.state") " LEFT JOIN ONLY toygun.resource r ON r.id = t.resource_id"
 #define RESOURCE_COLUMNS \
 	"r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
 	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now(), r.ctid, r.run_at" \
-	" FROM toygun.resource r"
-
-const char *const toygun_claim_columns[2] = {RESOURCE_COLUMNS, TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text")};
+	" FROM ONLY toygun.resource r"
 
 #define LOCK_TASK_SQL "SELECT " TASK_COLUMNS " WHERE t.id = $1 FOR UPDATE OF t"
 #define LOCK_RESOURCE_SQL "SELECT " RESOURCE_COLUMNS " WHERE r.id = $1 FOR UPDATE"
+
+/* Due objects, oldest first, from run_at $2 on; at most $1 of them. */
+#define CLAIM_SQL(columns, alias) \
+	"SELECT " columns " WHERE " alias ".run_at <= pg_catalog.now() AND " alias ".run_at >= $2" \
+	" ORDER BY " alias ".run_at LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED"
+#define CLAIM_TASKS_SQL CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text"), "t")
+#define CLAIM_RESOURCES_SQL CLAIM_SQL(RESOURCE_COLUMNS, "r")
 
 static Datum
 copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
@@ -102,29 +111,34 @@ object_found(ToygunKind kind, pg_uuid_t *id, bool missing_ok)
 }
 
 /* An object from a row of TASK_COLUMNS or RESOURCE_COLUMNS. */
-ToygunObject *
-toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
+static ToygunObject *
+object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 {
 	ToygunObject *obj = palloc0(sizeof(ToygunObject));
 	bool		isnull;
 
+	if (desc->natts != NCOLUMNS)
+		elog(ERROR, "an object read returned %d columns, not %d", desc->natts, NCOLUMNS);
 	obj->kind = kind;
-	obj->row = copy_col(tup, desc, 1, &isnull);
-	obj->state = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
-	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
-	obj->last_error = text_col(tup, desc, 6);
-	obj->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 11, &isnull));
+	obj->row = copy_col(tup, desc, COL_ROW, &isnull);
+	obj->state = TextDatumGetCString(SPI_getbinval(tup, desc, COL_STATE, &isnull));
+	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, COL_ATTRS, &isnull));
+	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, COL_STEP, &isnull));
+	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, COL_ATTEMPTS, &isnull));
+	obj->last_error = text_col(tup, desc, COL_LAST_ERROR);
+	obj->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, COL_ID, &isnull));
 	if (kind == TOYGUN_TASK)
 	{
-		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, 7, &isnull));
-		obj->name = text_col(tup, desc, 8);
-		obj->resource_state = text_col(tup, desc, 10);
+		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, COL_RESOURCE_ID, &isnull));
+		obj->name = text_col(tup, desc, COL_NAME);
+		obj->resource_state = text_col(tup, desc, COL_RESOURCE_STATE);
 	}
-	obj->type = text_col(tup, desc, 9);
-	obj->due = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull)) && !isnull;
-	obj->tid = *((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 13, &isnull)));
+	obj->type = text_col(tup, desc, COL_TYPE);
+	obj->due = DatumGetBool(SPI_getbinval(tup, desc, COL_DUE, &isnull)) && !isnull;
+	obj->tid = *((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, COL_TID, &isnull)));
+	obj->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, COL_RUN_AT, &isnull));
+	if (isnull)
+		obj->due_at = DT_NOEND;
 	/* a table rewritten after this moves the row: see toygun_store_update() */
 	obj->generation = toygun_store_generation();
 	return obj;
@@ -155,7 +169,7 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 	toygun_run(plan, values, NULL, 1);
 	if (!object_found(kind, id, missing_ok))
 		return NULL;
-	obj = toygun_object_from_tuple(kind, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
+	obj = object_from_tuple(kind, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_freetuptable(SPI_tuptable);
 	if (kind == TOYGUN_TASK && obj->resource_state == NULL)
 		ereport(ERROR,
@@ -163,6 +177,34 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 				 errmsg("resource %s of task %s does not exist",
 						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(&obj->id))));
 	return obj;
+}
+
+/*
+ * Claim up to limit due objects of one kind for the worker to tick: locked
+ * FOR UPDATE SKIP LOCKED, oldest due first, from run_at "from" on (the
+ * worker's claim floor; DT_NOBEGIN for all). Fills objs, each with its
+ * due_at, and returns how many it claimed.
+ */
+int
+toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs)
+{
+	static SPIPlanPtr plans[2];
+	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2];
+	uint64		i;
+	int			n;
+
+	values[0] = Int32GetDatum(limit);
+	values[1] = TimestampTzGetDatum(from);
+	toygun_run(kind == TOYGUN_TASK
+			   ? toygun_plan(&plans[kind], CLAIM_TASKS_SQL, 2, argtypes)
+			   : toygun_plan(&plans[kind], CLAIM_RESOURCES_SQL, 2, argtypes),
+			   values, NULL, limit);
+	n = (int) SPI_processed;
+	for (i = 0; i < SPI_processed; i++)
+		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	SPI_freetuptable(SPI_tuptable);
+	return n;
 }
 
 /* The definition governing an object. */
@@ -195,12 +237,12 @@ toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_o
 	values[0] = UUIDPGetDatum(id);
 	if (kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&task_plan,
-							   "SELECT resource_type, name FROM toygun.task WHERE id = $1",
+							   "SELECT resource_type, name FROM ONLY toygun.task WHERE id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
 	else
 		toygun_run(toygun_plan(&resource_plan,
-							   "SELECT type, NULL::pg_catalog.text FROM toygun.resource WHERE id = $1",
+							   "SELECT type, NULL::pg_catalog.text FROM ONLY toygun.resource WHERE id = $1",
 							   1, argtypes),
 				   values, NULL, 1);
 	if (!object_found(kind, id, missing_ok))
@@ -252,8 +294,8 @@ check_target(ToygunDef *def, const char *to_state)
 }
 
 /* When fields are declared, attrs may only write those keys (and panic_message). */
-static void
-check_fields(ToygunDef *def, Jsonb *attrs)
+void
+toygun_check_fields(ToygunDef *def, Jsonb *attrs)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -291,7 +333,7 @@ Jsonb *
 toygun_start_args(ToygunDef *def, Jsonb *args)
 {
 	toygun_check_object_attrs("args", args);
-	check_fields(def, args);
+	toygun_check_fields(def, args);
 	return args;
 }
 
@@ -302,7 +344,7 @@ toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs)
 	if (attrs == NULL)
 		return;
 	toygun_check_object_attrs("attrs", attrs);
-	check_fields(def, attrs);
+	toygun_check_fields(def, attrs);
 	attrs = toygun_seal_attrs(def, &obj->id, attrs);
 	obj->attrs = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
 													JsonbPGetDatum(obj->attrs),
@@ -373,37 +415,21 @@ toygun_object_row(ToygunObject *obj)
 	return HeapTupleGetDatum(newtup);
 }
 
-/* There is no other live run of this task, so this one may come back to life. */
-static void
-check_no_other_live_run(ToygunObject *obj)
-{
-	Oid			argtypes[3] = {UUIDOID, TEXTOID, UUIDOID};
-	Datum		values[3];
-
-	values[0] = UUIDPGetDatum(&obj->resource_id);
-	values[1] = CStringGetTextDatum(obj->name);
-	values[2] = UUIDPGetDatum(&obj->id);
-	toygun_run(toygun_plan(&other_live_run_plan,
-						   "SELECT id FROM toygun.task"
-						   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__' AND id <> $3",
-						   3, argtypes),
-			   values, NULL, 1);
-	if (SPI_processed > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("task \"%s\" on resource %s already has a live run",
-						obj->name, toygun_uuid_text(&obj->resource_id)),
-				 errdetail("Run %s is live; a stopped run can only come back when no other run is.",
-						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1))));
-}
-
 /* Resources this transaction has stopped (or more: it only grows). */
 static int	resources_stopped_in_xact = 0;
 
-void
-toygun_object_end_of_xact(void)
+static void
+object_xact_callback(XactEvent event, void *arg)
 {
-	resources_stopped_in_xact = 0;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE)
+		resources_stopped_in_xact = 0;
+}
+
+/* From _PG_init. */
+void
+toygun_object_init(void)
+{
+	RegisterXactCallback(object_xact_callback, NULL);
 }
 
 static bool
@@ -414,7 +440,7 @@ resource_is_stopped(pg_uuid_t *id)
 	Datum		values[1];
 
 	values[0] = UUIDPGetDatum(id);
-	toygun_run(toygun_plan(&plan, "SELECT FROM toygun.resource WHERE id = $1 AND state = '__stop__'",
+	toygun_run(toygun_plan(&plan, "SELECT FROM ONLY toygun.resource WHERE id = $1 AND state = '__stop__'",
 						   1, argtypes),
 			   values, NULL, 1);
 	return SPI_processed > 0;
@@ -452,7 +478,7 @@ steps_array(ToygunObject *obj, int which)
  */
 #define SAVE_SQL(table, alias, run_at) \
 	"WITH saved AS (" \
-	"  UPDATE toygun." table " " alias " SET state = $2, attrs = $3, step = $4, run_at = " run_at "," \
+	"  UPDATE ONLY toygun." table " " alias " SET state = $2, attrs = $3, step = $4, run_at = " run_at "," \
 	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" \
 	"   WHERE id = $1 AND step = $8 RETURNING " alias ")," \
 	" steps AS (" \
@@ -494,7 +520,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 		 * it looks for the earliest run_at itself after each batch.
 		 */
 		if (!toygun_in_worker)
-			toygun_note_due();
+			toygun_wake_at_commit();
 	}
 	else if (obj->kind == TOYGUN_RESOURCE && def->handler == NULL)
 		nulls[4] = 'n';
@@ -534,7 +560,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	if (obj->kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&save_task_plan,
 							   SAVE_SQL("task", "t",
-										"CASE WHEN EXISTS (SELECT FROM toygun.resource r"
+										"CASE WHEN EXISTS (SELECT FROM ONLY toygun.resource r"
 										" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"),
 							   11, argtypes),
 				   values, nulls, 0);
@@ -565,7 +591,7 @@ saved:
 		{
 			resources_stopped_in_xact++;
 			toygun_run(toygun_plan(&park_tasks_plan,
-								   "UPDATE toygun.task SET run_at = NULL"
+								   "UPDATE ONLY toygun.task SET run_at = NULL"
 								   " WHERE resource_id = $1 AND run_at IS NOT NULL",
 								   1, idtype),
 					   values, NULL, 0);
@@ -573,7 +599,7 @@ saved:
 		else if (was_stopped && !is_stopped)
 		{
 			toygun_run(toygun_plan(&rearm_tasks_plan,
-								   "UPDATE toygun.task SET run_at = pg_catalog.clock_timestamp()"
+								   "UPDATE ONLY toygun.task SET run_at = pg_catalog.clock_timestamp()"
 								   " WHERE resource_id = $1 AND run_at IS NULL"
 								   "   AND state NOT IN ('__stop__', '__panic__')",
 								   1, idtype),
@@ -583,307 +609,11 @@ saved:
 		}
 	}
 	if (due_now)
-		toygun_note_due();
+		toygun_wake_at_commit();
 	obj->step = expected_step + obj->nsteps;
 	obj->nsteps = 0;
 	obj->has_run_at = false;
 	return saved;
-}
-
-/* Copy a row datum out of SPI so it survives SPI_finish(). */
-static Datum
-return_row(Datum row)
-{
-	return SPI_datumTransfer(row, false, -1);
-}
-
-/* create_resource(type, attrs, parent): a new resource in __new__, due at once. */
-Datum
-toygun_create_resource(PG_FUNCTION_ARGS)
-{
-	ToygunCall	call;
-	ToygunDef  *def;
-	char	   *type;
-	Jsonb	   *attrs;
-	pg_uuid_t  *id;
-	Oid			argtypes[4] = {UUIDOID, TEXTOID, UUIDOID, JSONBOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-
-	toygun_check_not_null(fcinfo, 0, "type");
-	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
-	toygun_check_not_null(fcinfo, 1, "attrs");
-	attrs = PG_GETARG_JSONB_P(1);
-	toygun_check_object_attrs("attrs", attrs);
-
-	toygun_begin_call(&call);
-	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
-	toygun_check_acting_for(def, call.caller);
-	check_fields(def, attrs);
-	if (!PG_ARGISNULL(2))
-	{
-		Oid			idtype[1] = {UUIDOID};
-
-		/*
-		 * A child holds its parent FOR KEY SHARE until it commits, which a
-		 * move of the parent waits for: only for those who may act for the
-		 * parent's type.
-		 */
-		if (toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(2), call.caller, true) == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("parent resource %s does not exist",
-							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
-		values[0] = PG_GETARG_DATUM(2);
-		toygun_run(toygun_plan(&parent_exists_plan,
-							   "SELECT FROM toygun.resource WHERE id = $1 FOR KEY SHARE",
-							   1, idtype),
-				   values, NULL, 1);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("parent resource %s does not exist",
-							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
-	}
-
-	id = SPI_palloc(sizeof(pg_uuid_t));
-	*id = *toygun_new_uuid();
-	values[0] = UUIDPGetDatum(id);
-	values[1] = CStringGetTextDatum(type);
-	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
-	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, attrs));
-	toygun_run(toygun_plan(&insert_resource_plan,
-						   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
-						   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
-						   4, argtypes),
-			   values, nulls, 0);
-	toygun_note_due();
-	toygun_end_call(&call);
-	PG_RETURN_UUID_P(id);
-}
-
-/*
- * start_task(resource, name, args): a new run in __new__ with attrs = args,
- * or the live run, unchanged, if there is one.
- */
-Datum
-toygun_start_task(PG_FUNCTION_ARGS)
-{
-	ToygunCall	call;
-	ToygunDef  *def;
-	ToygunDef  *rtype;
-	pg_uuid_t  *resource = NULL;
-	char	   *name;
-	Jsonb	   *args;
-	char	   *type;
-	char	   *rstate;
-	pg_uuid_t  *id = NULL;
-	Oid			idtype[1] = {UUIDOID};
-	Oid			live_types[2] = {UUIDOID, TEXTOID};
-	Oid			insert_types[5] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID};
-	Datum		values[5];
-	int			attempt;
-
-	toygun_check_not_null(fcinfo, 0, "resource");
-	resource = PG_GETARG_UUID_P(0);
-	toygun_check_not_null(fcinfo, 1, "name");
-	name = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
-	toygun_check_not_null(fcinfo, 2, "args");
-	args = PG_GETARG_JSONB_P(2);
-	toygun_check_object_attrs("args", args);
-
-	toygun_begin_call(&call);
-
-	/*
-	 * Privileges first, without a lock: the task type's, and its owner's
-	 * for the resource type, which a revoked membership takes away.
-	 */
-	rtype = toygun_def_for_caller(TOYGUN_RESOURCE, resource, InvalidOid, true);
-	if (rtype == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
-	def = toygun_find_def(TOYGUN_TASK, rtype->resource_type, name, false);
-	toygun_check_acting_for(def, call.caller);
-	toygun_check_task_owner(rtype, toygun_def_label(def), def->owner);
-
-	/*
-	 * FOR SHARE: a concurrent stop_resource() waits for this start to commit
-	 * and then parks the new run, or this start waits and sees it stopped.
-	 */
-	values[0] = UUIDPGetDatum(resource);
-	toygun_run(toygun_plan(&resource_for_start_plan,
-						   "SELECT type, state FROM toygun.resource WHERE id = $1 FOR SHARE",
-						   1, idtype),
-			   values, NULL, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
-	type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	rstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	if (strcmp(rstate, TOYGUN_STOP) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("resource %s is stopped", toygun_uuid_text(resource)),
-				 errdetail("Tasks cannot start on a stopped resource.")));
-	args = toygun_start_args(def, args);
-
-	/*
-	 * Insert, or find the live run. If the live run we collided with stops
-	 * before we can read it, insert again.
-	 */
-	for (attempt = 0; id == NULL; attempt++)
-	{
-		pg_uuid_t  *new_id = toygun_new_uuid();
-
-		if (attempt >= 10)
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("could not start task \"%s\" on resource %s", name,
-							toygun_uuid_text(resource)),
-					 errdetail("Its live run kept changing while the start was retried.")));
-		values[0] = UUIDPGetDatum(new_id);
-		values[1] = UUIDPGetDatum(resource);
-		values[2] = CStringGetTextDatum(name);
-		/* sealed for this attempt's id: a retry inserts under a new one */
-		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
-		values[4] = CStringGetTextDatum(type);
-		toygun_run(toygun_plan(&insert_task_plan,
-							   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at)"
-							   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp())"
-							   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
-							   " RETURNING id",
-							   5, insert_types),
-				   values, NULL, 0);
-		if (SPI_processed > 0)
-		{
-			id = SPI_palloc(sizeof(pg_uuid_t));
-			*id = *new_id;
-			toygun_note_due();
-			break;
-		}
-		values[0] = UUIDPGetDatum(resource);
-		values[1] = CStringGetTextDatum(name);
-		toygun_run(toygun_plan(&live_run_plan,
-							   "SELECT id FROM toygun.task"
-							   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__'",
-							   2, live_types),
-				   values, NULL, 1);
-		if (SPI_processed > 0)
-		{
-			bool		isnull;
-
-			id = SPI_palloc(sizeof(pg_uuid_t));
-			*id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-		}
-	}
-	toygun_end_call(&call);
-	PG_RETURN_UUID_P(id);
-}
-
-/* Lock an object for a manual operation by the caller. */
-static ToygunObject *
-lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, ToygunDef **def)
-{
-	ToygunObject *obj;
-
-	toygun_check_not_null(fcinfo, 0, "id");
-	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, false);
-	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
-	return obj;
-}
-
-/* Manual moves clear the failure count: a person has looked at it. */
-static Datum
-save_manual(ToygunObject *obj, ToygunDef *def, int64 expected_step)
-{
-	obj->attempts = 0;
-	obj->last_error = NULL;
-	return return_row(toygun_save_object(obj, def, expected_step));
-}
-
-/* Move an object by hand, as transition_task/transition_resource do. */
-static Datum
-transition_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
-{
-	ToygunCall	call;
-	ToygunDef  *def;
-	ToygunObject *obj;
-	char	   *state;
-	Datum		row;
-
-	toygun_check_not_null(fcinfo, 1, "state");
-	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	toygun_begin_call(&call);
-	obj = lock_for_caller(kind, fcinfo, &call, &def);
-	if (!PG_ARGISNULL(3))
-	{
-		char	   *expected = toygun_check_name("expected_state", PG_GETARG_TEXT_PP(3));
-
-		if (strcmp(expected, obj->state) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-					 errmsg("%s %s is desynchronized", toygun_kind_name(kind),
-							toygun_uuid_text(&obj->id)),
-					 errdetail("Expected it in state \"%s\", but it is in state \"%s\".",
-							   expected, obj->state)));
-	}
-	if (kind == TOYGUN_TASK && strcmp(obj->state, TOYGUN_STOP) == 0 &&
-		strcmp(state, TOYGUN_STOP) != 0)
-		check_no_other_live_run(obj);
-	toygun_transition(obj, def, state, PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), note);
-	row = save_manual(obj, def, obj->step);
-	toygun_end_call(&call);
-	PG_RETURN_DATUM(row);
-}
-
-Datum
-toygun_transition_task(PG_FUNCTION_ARGS)
-{
-	return transition_by_hand(TOYGUN_TASK, fcinfo, "transition_task");
-}
-
-Datum
-toygun_transition_resource(PG_FUNCTION_ARGS)
-{
-	return transition_by_hand(TOYGUN_RESOURCE, fcinfo, "transition_resource");
-}
-
-/* stop: idempotent; a stopped object is returned unchanged. */
-static Datum
-stop_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
-{
-	ToygunCall	call;
-	ToygunDef  *def;
-	ToygunObject *obj;
-	Datum		row;
-
-	toygun_begin_call(&call);
-	obj = lock_for_caller(kind, fcinfo, &call, &def);
-	if (strcmp(obj->state, TOYGUN_STOP) == 0)
-		row = return_row(obj->row);
-	else
-	{
-		toygun_transition(obj, def, TOYGUN_STOP, NULL, note);
-		row = save_manual(obj, def, obj->step);
-	}
-	toygun_end_call(&call);
-	PG_RETURN_DATUM(row);
-}
-
-Datum
-toygun_stop_task(PG_FUNCTION_ARGS)
-{
-	return stop_by_hand(TOYGUN_TASK, fcinfo, "stop_task");
-}
-
-Datum
-toygun_stop_resource(PG_FUNCTION_ARGS)
-{
-	return stop_by_hand(TOYGUN_RESOURCE, fcinfo, "stop_resource");
 }
 
 /* A panic attrs object: {"panic_message": message}. */
@@ -904,132 +634,4 @@ toygun_panic_attrs(const char *message)
 	v.val.string.len = strlen(message);
 	pushJsonbValue(&state, WJB_VALUE, &v);
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
-}
-
-/* panic_task(id, message): allowed from any state; records panic_message. */
-Datum
-toygun_panic_task(PG_FUNCTION_ARGS)
-{
-	ToygunCall	call;
-	ToygunDef  *def;
-	ToygunObject *obj;
-	char	   *message;
-	Datum		row;
-
-	toygun_check_not_null(fcinfo, 1, "message");
-	message = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
-	if (strcmp(obj->state, TOYGUN_STOP) == 0)
-		check_no_other_live_run(obj);
-	toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(message), message);
-	row = save_manual(obj, def, obj->step);
-	toygun_end_call(&call);
-	PG_RETURN_DATUM(row);
-}
-
-/*
- * rewind_task(id, n): a new transition back to the state the task was in n
- * transitions ago, clamped to its first state.
- */
-Datum
-toygun_rewind_task(PG_FUNCTION_ARGS)
-{
-	ToygunCall	call;
-	ToygunDef  *def;
-	ToygunObject *obj;
-	int32		n;
-	Oid			argtypes[2] = {UUIDOID, INT8OID};
-	Datum		values[2];
-	char	   *target;
-	char	   *note;
-	Datum		row;
-
-	toygun_check_not_null(fcinfo, 1, "n");
-	n = PG_GETARG_INT32(1);
-	if (n < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("n must be at least 1"),
-				 errdetail("It was %d.", n)));
-	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
-	if (obj->step < 2)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("task %s has no earlier state to rewind to", toygun_uuid_text(&obj->id)),
-				 errdetail("It has made " INT64_FORMAT " transition%s.", obj->step,
-						   obj->step == 1 ? "" : "s")));
-
-	/* The state after step (step - 1 - n): n transitions before the last. */
-	values[0] = UUIDPGetDatum(&obj->id);
-	values[1] = Int64GetDatum(Max((int64) 0, obj->step - 1 - (int64) n));
-	toygun_run(toygun_plan(&rewind_target_plan,
-						   "SELECT to_state FROM toygun.transition WHERE object_id = $1 AND step = $2",
-						   2, argtypes),
-			   values, NULL, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("history of task %s has no step " INT64_FORMAT,
-						toygun_uuid_text(&obj->id), DatumGetInt64(values[1]))));
-	target = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (strcmp(obj->state, TOYGUN_STOP) == 0 && strcmp(target, TOYGUN_STOP) != 0)
-		check_no_other_live_run(obj);
-	note = psprintf("rewind_task(%d)", n);
-	toygun_transition(obj, def, target, NULL, note);
-	row = save_manual(obj, def, obj->step);
-	toygun_end_call(&call);
-	PG_RETURN_DATUM(row);
-}
-
-/*
- * last_error(id): the message of the last failed tick of a run or resource,
- * NULL if it has none. The column is not readable by PUBLIC: a handler's
- * error can carry what its owner would not show to everybody.
- */
-Datum
-toygun_last_error(PG_FUNCTION_ARGS)
-{
-	static SPIPlanPtr task_plan = NULL;
-	static SPIPlanPtr resource_plan = NULL;
-	ToygunCall	call;
-	ToygunKind	kind = TOYGUN_TASK;
-	pg_uuid_t  *id;
-	Oid			argtypes[1] = {UUIDOID};
-	Datum		values[1];
-	Datum		d;
-	bool		isnull;
-	text	   *result = NULL;
-
-	toygun_check_not_null(fcinfo, 0, "id");
-	id = PG_GETARG_UUID_P(0);
-	toygun_begin_call(&call);
-	if (toygun_def_for_caller(TOYGUN_TASK, id, call.caller, true) == NULL)
-	{
-		kind = TOYGUN_RESOURCE;
-		if (toygun_def_for_caller(TOYGUN_RESOURCE, id, call.caller, true) == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("resource or task %s does not exist", toygun_uuid_text(id))));
-	}
-	values[0] = UUIDPGetDatum(id);
-	if (kind == TOYGUN_TASK)
-		toygun_run(toygun_plan(&task_plan, "SELECT last_error FROM toygun.task WHERE id = $1",
-							   1, argtypes),
-				   values, NULL, 1);
-	else
-		toygun_run(toygun_plan(&resource_plan, "SELECT last_error FROM toygun.resource WHERE id = $1",
-							   1, argtypes),
-				   values, NULL, 1);
-	if (SPI_processed > 0)
-	{
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-			result = (text *) SPI_datumTransfer(d, false, -1);
-	}
-	toygun_end_call(&call);
-	if (result == NULL)
-		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(result);
 }

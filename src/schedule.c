@@ -278,7 +278,7 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	job_values[0] = Int64GetDatum(schedule_id);
 	job_values[1] = Int64GetDatum(job_id);
 	toygun_run(toygun_plan(&set_job_plan,
-						   "UPDATE toygun.schedule SET job_id = $2 WHERE id = $1",
+						   "UPDATE ONLY toygun.schedule SET job_id = $2 WHERE id = $1",
 						   2, job_types),
 			   job_values, NULL, 0);
 	toygun_end_call(&call);
@@ -313,9 +313,9 @@ toygun_stop_every(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(type);
 	values[1] = CStringGetTextDatum(task);
 	toygun_run(toygun_plan(&delete_schedule_plan,
-						   "WITH gone AS (DELETE FROM toygun.schedule WHERE resource_type = $1 AND task = $2"
+						   "WITH gone AS (DELETE FROM ONLY toygun.schedule WHERE resource_type = $1 AND task = $2"
 						   "              RETURNING id),"
-						   " starts AS (DELETE FROM toygun.schedule_start s USING gone WHERE s.schedule_id = gone.id)"
+						   " starts AS (DELETE FROM ONLY toygun.schedule_start s USING gone WHERE s.schedule_id = gone.id)"
 						   " SELECT FROM gone",
 						   2, types),
 			   values, NULL, 0);
@@ -397,7 +397,7 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 	lock_values[0] = CStringGetTextDatum(type);
 	lock_values[1] = CStringGetTextDatum(task);
 	toygun_run(toygun_plan(&lock_schedule_plan,
-						   "SELECT id, cron, args, owner::pg_catalog.oid, last_bucket FROM toygun.schedule"
+						   "SELECT id, cron, args, owner::pg_catalog.oid, last_bucket FROM ONLY toygun.schedule"
 						   " WHERE resource_type = $1 AND task = $2 FOR NO KEY UPDATE",
 						   2, lock_types),
 			   lock_values, NULL, 1);
@@ -455,7 +455,7 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 		prune_values[0] = Int64GetDatum(schedule_id);
 		prune_values[1] = TimestampTzGetDatum(bucket);
 		toygun_run(toygun_plan(&prune_plan,
-							   "DELETE FROM toygun.schedule_start WHERE schedule_id = $1 AND bucket < $2",
+							   "DELETE FROM ONLY toygun.schedule_start WHERE schedule_id = $1 AND bucket < $2",
 							   2, prune_types),
 				   prune_values, NULL, 0);
 	}
@@ -477,9 +477,9 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 	fire_values[4] = JsonbPGetDatum(args);
 	toygun_run(toygun_plan(&fire_plan,
 						   "WITH live AS ("
-						   "  SELECT r.id FROM toygun.resource r"
+						   "  SELECT r.id FROM ONLY toygun.resource r"
 						   "   WHERE r.type = $1 AND r.state <> '__stop__'"
-						   "     AND NOT EXISTS (SELECT FROM toygun.task t"
+						   "     AND NOT EXISTS (SELECT FROM ONLY toygun.task t"
 						   "                      WHERE t.resource_id = r.id AND t.name = $2"
 						   "                        AND t.state <> '__stop__')"
 						   "     FOR SHARE OF r"
@@ -505,14 +505,14 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 	record_values[1] = TimestampTzGetDatum(bucket);
 	record_values[2] = Int64GetDatum(started);
 	toygun_run(toygun_plan(&record_bucket_plan,
-						   "UPDATE toygun.schedule"
+						   "UPDATE ONLY toygun.schedule"
 						   "   SET last_started = CASE WHEN last_bucket = $2 THEN last_started + $3 ELSE $3 END,"
 						   "       last_bucket = $2, last_fired_at = pg_catalog.clock_timestamp()"
 						   " WHERE id = $1",
 						   3, record_types),
 			   record_values, NULL, 0);
 	if (started > 0)
-		toygun_note_due();
+		toygun_wake_at_commit();
 	toygun_end_call(&call);
 	PG_RETURN_INT64(started);
 }

@@ -19,11 +19,7 @@
 
 #include "toygun.h"
 
-PG_FUNCTION_INFO_V1(toygun_tick_task);
-PG_FUNCTION_INFO_V1(toygun_tick_resource);
 
-static SPIPlanPtr live_tasks_plan;
-static SPIPlanPtr reread_resource_plan;
 
 /* Objects being ticked right now, innermost last: a handler may not tick itself. */
 #define MAX_TICK_DEPTH 16
@@ -64,19 +60,15 @@ check_may_run(ToygunDef *def)
 }
 
 /*
- * Run the handler for the object's current state as the type's owner, with
- * the owner's search_path, as a security-restricted operation (no temporary
- * objects, no role changes), and with every setting it changes reverted
- * afterwards, so that one handler cannot affect the next.
+ * Run the handler for the object's current state as the type's owner
+ * (security.c says how), and read what it returned.
  */
 static void
 call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 {
 	FmgrInfo   *flinfo = toygun_def_handler(def);
 	LOCAL_FCINFO(fcinfo, 1);
-	Oid			save_userid;
-	int			save_sec_context;
-	int			nestlevel;
+	ToygunCall	call;
 	Datum		result;
 
 	InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
@@ -84,16 +76,9 @@ call_handler(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 	fcinfo->args[0].isnull = false;
 
 	check_may_run(def);
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", def->search_path,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(def->owner, save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	toygun_begin_handler_call(&call, def);
 	result = FunctionCallInvoke(fcinfo);
-
-	SetUserIdAndSecContext(save_userid, save_sec_context);
-	AtEOXact_GUC(false, nestlevel);
+	toygun_end_handler_call(&call);
 
 	if (fcinfo->isnull)
 	{
@@ -230,108 +215,4 @@ toygun_tick(ToygunObject *obj, ToygunDef *def)
 	}
 	PG_END_TRY();
 	return saved;
-}
-
-/*
- * A manual tick of a locked task, for a caller already checked against def:
- * not for tasks of a stopped resource.
- */
-static Datum
-tick_task_by_hand(ToygunObject *obj, ToygunDef *def)
-{
-	if (strcmp(obj->state, TOYGUN_STOP) == 0)
-		return obj->row;
-	if (strcmp(obj->resource_state, TOYGUN_STOP) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("resource %s of task %s is stopped",
-						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(&obj->id)),
-				 errdetail("Tasks of a stopped resource are not ticked.")));
-	return toygun_tick(obj, def);
-}
-
-/*
- * tick_task(id): tick now, in the caller's transaction. Privileges are
- * checked before the run is locked, stopped or not.
- */
-Datum
-toygun_tick_task(PG_FUNCTION_ARGS)
-{
-	ToygunCall	call;
-	ToygunObject *obj;
-	ToygunDef  *def;
-	Datum		row;
-
-	toygun_check_not_null(fcinfo, 0, "id");
-	toygun_begin_call(&call);
-	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, false);
-	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
-	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
-	toygun_end_call(&call);
-	PG_RETURN_DATUM(row);
-}
-
-/*
- * tick_resource(id): tick the resource (its first tick moves it out of
- * __new__), then each of its live, unpanicked tasks, in start order.
- */
-Datum
-toygun_tick_resource(PG_FUNCTION_ARGS)
-{
-	ToygunCall	call;
-	ToygunObject *res;
-	ToygunDef  *def;
-	Oid			idtype[1] = {UUIDOID};
-	Datum		values[1];
-	Datum		row;
-	bool		isnull;
-	pg_uuid_t  *ids;
-	uint64		ntasks,
-				i;
-
-	toygun_check_not_null(fcinfo, 0, "id");
-	toygun_begin_call(&call);
-	def = toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), call.caller, false);
-	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
-	if (strcmp(res->state, TOYGUN_STOP) != 0)
-		(void) toygun_tick(res, def);
-	if (strcmp(res->state, TOYGUN_STOP) != 0)
-	{
-		values[0] = UUIDPGetDatum(&res->id);
-		toygun_run(toygun_plan(&live_tasks_plan,
-							   "SELECT id FROM toygun.task WHERE resource_id = $1"
-							   "   AND state NOT IN ('__stop__', '__panic__') ORDER BY seq",
-							   1, idtype),
-				   values, NULL, 0);
-		ntasks = SPI_processed;
-		ids = palloc(sizeof(pg_uuid_t) * (ntasks + 1));
-		for (i = 0; i < ntasks; i++)
-			ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-												  SPI_tuptable->tupdesc, 1, &isnull));
-		for (i = 0; i < ntasks; i++)
-		{
-			ToygunObject *task = NULL;
-			ToygunDef  *tdef;
-
-			/* each run's type may have another owner: check before locking */
-			tdef = toygun_def_for_caller(TOYGUN_TASK, &ids[i], call.caller, true);
-			if (tdef != NULL)
-				task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
-
-			/* an earlier handler may have stopped the resource, or this task */
-			if (task != NULL && strcmp(task->resource_state, TOYGUN_STOP) == 0)
-				break;
-			if (task != NULL && strcmp(task->state, TOYGUN_PANIC) != 0)
-				(void) tick_task_by_hand(task, tdef);
-		}
-	}
-	values[0] = UUIDPGetDatum(&res->id);
-	toygun_run(toygun_plan(&reread_resource_plan,
-						   "SELECT r FROM toygun.resource r WHERE id = $1",
-						   1, idtype),
-			   values, NULL, 1);
-	row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
-							false, -1);
-	toygun_end_call(&call);
-	PG_RETURN_DATUM(row);
 }

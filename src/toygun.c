@@ -1,14 +1,13 @@
 /*
  * toygun.c
- *		Module load: settings, shared memory and the launcher when preloaded,
- *		and the commit hook that wakes a worker when a transaction has made
- *		something due.
+ *		Module load: the settings, then each module's own init (its
+ *		end-of-transaction work), and shared memory, the in-flight records
+ *		and the launcher when preloaded.
  */
 #include "postgres.h"
 
 #include <sodium.h>
 
-#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -16,8 +15,6 @@
 #include "toygun.h"
 
 PG_MODULE_MAGIC;
-
-PG_FUNCTION_INFO_V1(toygun_wake_after_install);
 
 void		_PG_init(void);
 
@@ -32,56 +29,6 @@ int			toygun_worker_memory_kb = 131072;
 int			toygun_max_attempts = 10;
 int			toygun_retry_backoff_ms = 1000;
 bool		toygun_paused = false;
-
-/* This transaction made a resource or task due, or due sooner: wake a worker at commit. */
-static bool wake_at_commit = false;
-
-void
-toygun_note_due(void)
-{
-	wake_at_commit = true;
-}
-
-/* Called once by the install script: workers should start at commit. */
-Datum
-toygun_wake_after_install(PG_FUNCTION_ARGS)
-{
-	toygun_note_due();
-	PG_RETURN_VOID();
-}
-
-static void
-toygun_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_PREPARE:
-			/* what it made due becomes due when COMMIT PREPARED runs: no wake */
-			wake_at_commit = false;
-			toygun_free_retired_defs();
-			toygun_object_end_of_xact();
-			break;
-		case XACT_EVENT_COMMIT:
-			/* the commit is visible to others by now */
-			if (wake_at_commit)
-				toygun_wake_worker();
-			wake_at_commit = false;
-			toygun_free_retired_defs();
-			toygun_object_end_of_xact();
-			break;
-		case XACT_EVENT_ABORT:
-			wake_at_commit = false;
-			toygun_free_retired_defs();
-			toygun_object_end_of_xact();
-			break;
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			wake_at_commit = false;
-			break;
-		default:
-			break;
-	}
-}
 
 static void
 define_settings(void)
@@ -197,12 +144,15 @@ _PG_init(void)
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not initialize libsodium")));
 	define_settings();
-	RegisterXactCallback(toygun_xact_callback, NULL);
+	toygun_define_init();
+	toygun_object_init();
 	toygun_store_init();
+	toygun_wake_init();
 
 	/* Without preloading, everything but the background ticking works. */
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
 	toygun_shmem_init();
+	toygun_inflight_init();
 	toygun_register_launcher();
 }

@@ -82,6 +82,7 @@ typedef struct ToygunObject
 	char	   *name;			/* tasks: the task name */
 	char	   *resource_state; /* tasks: the owning resource's state, if read */
 	bool		due;			/* run_at <= now() when read */
+	TimestampTz due_at;			/* run_at when read; DT_NOEND if NULL */
 	ItemPointerData tid;		/* where the row version read is, if known */
 	uint64		generation;		/* toygun_store_generation() when read */
 
@@ -124,7 +125,7 @@ extern int	toygun_retry_backoff_ms;
 extern bool toygun_paused;
 extern bool toygun_direct_writes;
 
-/* wake.c: shared memory of the launcher and workers */
+/* wake.c: shared memory of the launcher and workers, and waking them */
 typedef struct ToygunWorkerSlot
 {
 	pid_t		pid;			/* 0: free */
@@ -155,11 +156,16 @@ extern ToygunShared *toygun_shared;
 extern void toygun_shmem_init(void);
 extern void toygun_require_preload(const char *what);
 extern void toygun_wake_worker(void);
+extern void toygun_wake_at_commit(void);
+extern void toygun_wake_init(void);
 extern void toygun_claim_slot(int n);
 extern void toygun_release_slot(int n);
 extern void toygun_set_idle(int n, bool idle);
 extern void toygun_count_batch(int n, int64 ticks, int64 failures);
 extern void toygun_count_transaction(void);
+extern void toygun_launcher_attach(void);
+extern void toygun_report_extension_missing(void);
+extern bool toygun_take_extension_missing(void);
 
 /* inflight.c: which run each worker slot is ticking, kept in a mapped file */
 typedef enum ToygunEnded
@@ -190,7 +196,7 @@ typedef struct ToygunInflight
 	char		message[160];	/* the FATAL message that ended it */
 } ToygunInflight;
 
-extern void toygun_inflight_map(int n);
+extern void toygun_inflight_init(void);
 extern int	toygun_inflight_count(void);
 extern bool toygun_inflight_read(int n, ToygunInflight *out);
 extern void toygun_inflight_note_exit(int n, int deaths);
@@ -226,7 +232,7 @@ extern PGDLLEXPORT void toygun_launcher_main(Datum arg);
 extern PGDLLEXPORT void toygun_worker_main(Datum arg);
 extern bool toygun_in_worker;
 
-/* util.c: running API calls as the extension's owner */
+/* security.c: running as another role, and who may act for whom */
 typedef struct ToygunCall
 {
 	Oid			caller;
@@ -237,12 +243,18 @@ typedef struct ToygunCall
 
 extern void toygun_begin_call(ToygunCall *call);
 extern void toygun_end_call(ToygunCall *call);
+extern void toygun_begin_handler_call(ToygunCall *call, ToygunDef *def);
+extern void toygun_end_handler_call(ToygunCall *call);
+extern char *toygun_role_name(Oid role);
+extern void toygun_check_acting_for(ToygunDef *def, Oid caller);
+extern void toygun_check_task_owner(ToygunDef *rtype, const char *task_label, Oid task_owner);
+
+/* util.c: plans, a worker's unit of work, checks and conversions */
 extern SPIPlanPtr toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern int	toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count);
 extern void toygun_begin_work(void);
 extern void toygun_end_work(void);
 
-/* util.c: checks and conversions */
 extern void toygun_check_name_cstr(const char *what, const char *s);
 extern char *toygun_check_name(const char *what, text *name);
 extern void toygun_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
@@ -253,9 +265,6 @@ extern const char *toygun_kind_name(ToygunKind kind);
 extern const char *toygun_def_label(ToygunDef *def);
 extern const char *toygun_uuid_text(pg_uuid_t *id);
 extern pg_uuid_t *toygun_new_uuid(void);
-extern char *toygun_role_name(Oid role);
-extern void toygun_check_acting_for(ToygunDef *def, Oid caller);
-extern void toygun_check_task_owner(ToygunDef *rtype, const char *task_label, Oid task_owner);
 extern void toygun_check_object_attrs(const char *what, Jsonb *attrs);
 extern Oid	toygun_type_oid(const char *typname);
 
@@ -263,15 +272,15 @@ extern Oid	toygun_type_oid(const char *typname);
 extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 								  const char *name, bool missing_ok);
 extern FmgrInfo *toygun_def_handler(ToygunDef *def);
-extern void toygun_free_retired_defs(void);
+extern void toygun_define_init(void);
 
-/* object.c */
-extern const char *const toygun_claim_columns[2];
-extern ToygunObject *toygun_object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc);
+/* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
+extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
+extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
 							  Jsonb *attrs, const char *note);
 extern void toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs);
@@ -279,16 +288,13 @@ extern Jsonb *toygun_start_args(ToygunDef *def, Jsonb *args);
 extern Datum toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step);
 extern Datum toygun_object_row(ToygunObject *obj);
 extern Jsonb *toygun_panic_attrs(const char *message);
-extern void toygun_object_end_of_xact(void);
+extern void toygun_object_init(void);
 
 /* store.c */
 extern bool toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null,
 								int64 expected_step, Datum *saved);
 extern uint64 toygun_store_generation(void);
 extern void toygun_store_init(void);
-
-/* toygun.c */
-extern void toygun_note_due(void);
 
 /* outcome.c */
 extern void toygun_read_next(Datum next, ToygunNext *out);

@@ -1,7 +1,8 @@
 /*
  * util.c
- *		Helpers shared by the API: running a call as the extension's owner
- *		with a fixed search_path, prepared SPI plans, and argument checks.
+ *		Helpers shared by the API and the worker: prepared SPI plans, a
+ *		worker's unit of work, argument checks and conversions. Running as
+ *		another role is security.c's.
  */
 #include "postgres.h"
 
@@ -25,57 +26,6 @@
 #include "utils/timestamp.h"
 
 #include "toygun.h"
-
-/* Internal queries run with this search_path; every name in them is qualified. */
-#define TOYGUN_INTERNAL_SEARCH_PATH "pg_catalog, pg_temp"
-
-/* The role that owns toygun's tables: the one that created the extension. */
-static Oid
-extension_owner(void)
-{
-	Oid			nsp = get_namespace_oid("toygun", false);
-	Oid			rel = get_relname_relid("task", nsp);
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (!OidIsValid(rel))
-		elog(ERROR, "table toygun.task does not exist");
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", rel);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
-/*
- * Start an API call: remember the caller (for permission checks), then run
- * as the extension's owner with a fixed search_path, connected to SPI. The
- * user id and settings are restored by toygun_end_call(), or by the
- * (sub)transaction abort if the call fails.
- */
-void
-toygun_begin_call(ToygunCall *call)
-{
-	call->caller = GetUserId();
-	GetUserIdAndSecContext(&call->save_userid, &call->save_sec_context);
-	call->guc_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", TOYGUN_INTERNAL_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	SetUserIdAndSecContext(extension_owner(),
-						   call->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-void
-toygun_end_call(ToygunCall *call)
-{
-	SPI_finish();
-	SetUserIdAndSecContext(call->save_userid, call->save_sec_context);
-	AtEOXact_GUC(true, call->guc_nestlevel);
-}
 
 /* A prepared plan, made once per backend and kept. */
 SPIPlanPtr
@@ -273,52 +223,6 @@ toygun_new_uuid(void)
 	id->data[7] = (uint8) (counter & 0xff);
 	id->data[8] = (uint8) (0x80 | (id->data[8] & 0x3f));
 	return id;
-}
-
-char *
-toygun_role_name(Oid role)
-{
-	char	   *name = GetUserNameFromId(role, true);
-
-	return name ? name : psprintf("(dropped role %u)", role);
-}
-
-/*
- * The caller may act on a type's objects only with the privileges of the
- * role that defined it: its handler runs as that role, with what the caller
- * passes in.
- */
-void
-toygun_check_acting_for(ToygunDef *def, Oid caller)
-{
-	if (!has_privs_of_role(caller, def->owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for %s", toygun_def_label(def)),
-				 errdetail("It is owned by role \"%s\", and its handler runs as that role.",
-						   toygun_role_name(def->owner)),
-				 errhint("Act as a member of role \"%s\".", toygun_role_name(def->owner))));
-}
-
-/*
- * A task type's handler runs as its owner on resources of another type,
- * with what their handler's owner wrote: the task type's owner must still
- * have the privileges of the resource type's owner. Membership granted when
- * the task type was defined may have been revoked since.
- */
-void
-toygun_check_task_owner(ToygunDef *rtype, const char *task_label, Oid task_owner)
-{
-	if (!has_privs_of_role(task_owner, rtype->owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\", owner of %s, may not act for role \"%s\", owner of %s",
-						toygun_role_name(task_owner), task_label,
-						toygun_role_name(rtype->owner), toygun_def_label(rtype)),
-				 errdetail("A task type's handler runs as its owner on the resources of its resource type, which needs the privileges of the resource type's owner."),
-				 errhint("Grant role \"%s\" to role \"%s\", or define the task type again as role \"%s\".",
-						 toygun_role_name(rtype->owner), toygun_role_name(task_owner),
-						 toygun_role_name(rtype->owner))));
 }
 
 /* attrs, args and outcome attrs must be JSON objects. */

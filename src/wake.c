@@ -1,11 +1,15 @@
 /*
  * wake.c
  *		Shared memory of the launcher and workers: who is idle, their
- *		latches and counters. A committing transaction that made work due
- *		sets the latch of an idle worker here, instead of a NOTIFY.
+ *		latches and counters, written only by the functions here (the fields
+ *		for charging dead ticks are inflight.c's and failure.c's, under the
+ *		same lock). A transaction that made work due says so
+ *		(toygun_wake_at_commit), and its commit sets the latch of an idle
+ *		worker here, instead of a NOTIFY.
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -20,6 +24,7 @@
 #include "toygun.h"
 
 PG_FUNCTION_INFO_V1(toygun_worker_status);
+PG_FUNCTION_INFO_V1(toygun_wake_after_install);
 
 ToygunShared *toygun_shared = NULL;
 
@@ -60,9 +65,6 @@ toygun_shmem_startup(void)
 		toygun_shared->nslots = max_worker_processes;
 	}
 	LWLockRelease(AddinShmemInitLock);
-	/* in the postmaster: the in-flight records, which outlive shared memory */
-	if (!IsUnderPostmaster)
-		toygun_inflight_map(max_worker_processes);
 }
 
 /* Called from _PG_init when preloaded. */
@@ -120,6 +122,45 @@ toygun_wake_worker(void)
 	SpinLockRelease(&toygun_shared->mutex);
 	if (latch != NULL)
 		SetLatch(latch);
+}
+
+/* This transaction made a resource or task due, or due sooner: wake a worker at commit. */
+static bool wake_at_commit = false;
+
+void
+toygun_wake_at_commit(void)
+{
+	wake_at_commit = true;
+}
+
+/* Called once by the install script: workers should start at commit. */
+Datum
+toygun_wake_after_install(PG_FUNCTION_ARGS)
+{
+	toygun_wake_at_commit();
+	PG_RETURN_VOID();
+}
+
+static void
+wake_xact_callback(XactEvent event, void *arg)
+{
+	/* at COMMIT the commit is visible to others by now */
+	if (event == XACT_EVENT_COMMIT && wake_at_commit)
+		toygun_wake_worker();
+	/*
+	 * Whatever the end: what a prepared transaction made due becomes due
+	 * when COMMIT PREPARED runs, which wakes nobody.
+	 */
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		wake_at_commit = false;
+}
+
+/* From _PG_init, preloaded or not (without shared memory nobody is woken). */
+void
+toygun_wake_init(void)
+{
+	RegisterXactCallback(wake_xact_callback, NULL);
 }
 
 /* A worker takes slot n for itself, or gives it back (on exit). */
@@ -204,6 +245,50 @@ toygun_count_transaction(void)
 	SpinLockAcquire(&toygun_shared->mutex);
 	toygun_shared->slots[my_slot].transactions++;
 	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/*
+ * The launcher is up: a wake-up when no worker runs goes to it, until it
+ * exits; it has heard of no missing extension yet.
+ */
+static void
+launcher_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->launcher_latch = NULL;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+void
+toygun_launcher_attach(void)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->launcher_latch = MyLatch;
+	toygun_shared->extension_missing = false;
+	SpinLockRelease(&toygun_shared->mutex);
+	before_shmem_exit(launcher_detach, (Datum) 0);
+}
+
+/* A worker found no toygun extension in its database: the launcher stops them all. */
+void
+toygun_report_extension_missing(void)
+{
+	SpinLockAcquire(&toygun_shared->mutex);
+	toygun_shared->extension_missing = true;
+	SpinLockRelease(&toygun_shared->mutex);
+}
+
+/* For the launcher: whether a worker reported the extension missing since it last asked. */
+bool
+toygun_take_extension_missing(void)
+{
+	bool		missing;
+
+	SpinLockAcquire(&toygun_shared->mutex);
+	missing = toygun_shared->extension_missing;
+	toygun_shared->extension_missing = false;
+	SpinLockRelease(&toygun_shared->mutex);
+	return missing;
 }
 
 /*

@@ -1,8 +1,9 @@
 /*
  * worker.c
- *		A worker: claims a batch of due resources and runs with FOR UPDATE
- *		SKIP LOCKED, ticks them and commits; when nothing is due it sleeps
- *		until the earliest run_at or until a committing transaction wakes it.
+ *		A worker: claims a batch of due resources and runs (FOR UPDATE SKIP
+ *		LOCKED, toygun_claim_objects), ticks them and commits; when nothing is
+ *		due it sleeps until the earliest run_at or until a committing
+ *		transaction wakes it.
  *
  * A batch first runs without subtransactions. If a tick fails, the batch is
  * rolled back and replayed with one subtransaction per tick, so that only
@@ -70,7 +71,6 @@ static TimeoutId tick_timeout_id;
 static TimeoutId tick_grace_id;
 static volatile sig_atomic_t tick_timed_out = false;
 
-static SPIPlanPtr claim_plans[2];
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr park_plans[2];
 
@@ -152,49 +152,33 @@ release_slot(int code, Datum arg)
 static TimestampTz claim_floor[2] = {DT_NOBEGIN, DT_NOBEGIN};
 static TimestampTz claim_floor_since[2];
 
-/* Claim up to n due objects of one kind, oldest due first. */
+/* Claim up to n due objects of one kind, oldest due first, from the claim floor on. */
 static int
 claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 {
-	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		values[2];
 	TimestampTz now = GetCurrentTimestamp();
-	uint64		i;
+	int			got;
+	int			i;
 
-	if (claim_plans[kind] == NULL)
-	{
-		const char *alias = kind == TOYGUN_TASK ? "t" : "r";
-		char	   *sql = psprintf("SELECT %s WHERE %s.run_at <= pg_catalog.now() AND %s.run_at >= $2"
-								   " ORDER BY %s.run_at LIMIT $1 FOR UPDATE OF %s SKIP LOCKED",
-								   toygun_claim_columns[kind], alias, alias, alias, alias);
-
-		toygun_plan(&claim_plans[kind], sql, 2, argtypes);
-	}
 	if (claim_floor[kind] != DT_NOBEGIN &&
 		TimestampDifferenceExceeds(claim_floor_since[kind], now, CLAIM_FLOOR_MS))
 		claim_floor[kind] = DT_NOBEGIN;
-	values[0] = Int32GetDatum(n);
-	values[1] = TimestampTzGetDatum(claim_floor[kind]);
-	toygun_run(claim_plans[kind], values, NULL, n);
-	for (i = 0; i < SPI_processed; i++)
+	got = toygun_claim_objects(kind, n, claim_floor[kind], objs);
+	for (i = 0; i < got; i++)
 	{
-		objs[i] = toygun_object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 		out[i].kind = kind;
 		out[i].id = objs[i]->id;
 		out[i].error = NULL;
 	}
-	if (SPI_processed < (uint64) n)
+	if (got == 0 || got < n)
 		claim_floor[kind] = DT_NOBEGIN;
 	else
 	{
-		bool		isnull;
-
 		if (claim_floor[kind] == DT_NOBEGIN)
 			claim_floor_since[kind] = now;
-		claim_floor[kind] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-															  SPI_tuptable->tupdesc, 14, &isnull));
+		claim_floor[kind] = objs[0]->due_at;
 	}
-	return (int) SPI_processed;
+	return got;
 }
 
 /* How long until the earliest run_at: how long an idle worker sleeps. */
@@ -207,8 +191,8 @@ next_due_ms(void)
 	long		ms;
 
 	toygun_run(toygun_plan(&next_due_plan,
-						   "SELECT LEAST((SELECT min(run_at) FROM toygun.task WHERE run_at IS NOT NULL),"
-						   "             (SELECT min(run_at) FROM toygun.resource WHERE run_at IS NOT NULL))",
+						   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task WHERE run_at IS NOT NULL),"
+						   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
 						   0, NULL),
 			   NULL, NULL, 1);
 	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -230,8 +214,8 @@ park(ToygunObject *obj)
 	values[0] = UUIDPGetDatum(&obj->id);
 	toygun_run(toygun_plan(&park_plans[obj->kind],
 						   obj->kind == TOYGUN_TASK
-						   ? "UPDATE toygun.task SET run_at = NULL WHERE id = $1"
-						   : "UPDATE toygun.resource SET run_at = NULL WHERE id = $1",
+						   ? "UPDATE ONLY toygun.task SET run_at = NULL WHERE id = $1"
+						   : "UPDATE ONLY toygun.resource SET run_at = NULL WHERE id = $1",
 						   1, argtypes),
 			   values, NULL, 0);
 }
@@ -536,11 +520,7 @@ extension_installed(void)
 	CommitTransactionCommand();
 	toygun_count_transaction();
 	if (!installed)
-	{
-		SpinLockAcquire(&toygun_shared->mutex);
-		toygun_shared->extension_missing = true;
-		SpinLockRelease(&toygun_shared->mutex);
-	}
+		toygun_report_extension_missing();
 	return installed;
 }
 

@@ -22,8 +22,8 @@ CREATE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
                    CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
                         THEN toygun.last_error(t.id) END,
                    t.created_at, t.updated_at, t.seq)::toygun.task
-          FROM toygun.task t
-          LEFT JOIN toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
+          FROM ONLY toygun.task t
+          LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
          WHERE t.resource_id = task_for.resource AND t.name = task_for.name
          ORDER BY t.seq DESC LIMIT 1;
     END;
@@ -32,7 +32,7 @@ CREATE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
 CREATE FUNCTION toygun.is_running(resource uuid, name text) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
     BEGIN ATOMIC
-        SELECT COALESCE((SELECT t.state <> '__stop__' FROM toygun.task t
+        SELECT COALESCE((SELECT t.state <> '__stop__' FROM ONLY toygun.task t
                           WHERE t.resource_id = is_running.resource AND t.name = is_running.name
                           ORDER BY t.seq DESC LIMIT 1), false);
     END;
@@ -42,7 +42,7 @@ CREATE FUNCTION toygun.history(id uuid)
     RETURNS TABLE (step bigint, from_state text, to_state text, at timestamptz, note text)
     LANGUAGE sql STABLE PARALLEL SAFE
     BEGIN ATOMIC
-        SELECT h.step, h.from_state, h.to_state, h.at, h.note FROM toygun.transition h
+        SELECT h.step, h.from_state, h.to_state, h.at, h.note FROM ONLY toygun.transition h
          WHERE h.object_id = history.id ORDER BY h.step;
     END;
 

@@ -18,7 +18,7 @@ CREATE VIEW toygun.stats AS
            count(*) FILTER (WHERE t.state = '__panic__') AS panicked,
            count(*) FILTER (WHERE t.attempts > 0) AS failing,
            pg_catalog.clock_timestamp() - min(t.run_at) FILTER (WHERE t.run_at <= pg_catalog.clock_timestamp()) AS oldest_due_age
-      FROM toygun.task t JOIN toygun.resource r ON r.id = t.resource_id
+      FROM ONLY toygun.task t JOIN ONLY toygun.resource r ON r.id = t.resource_id
      WHERE t.state <> '__stop__'
      GROUP BY r.type, t.name, t.state
     UNION ALL
@@ -28,7 +28,7 @@ CREATE VIEW toygun.stats AS
            count(*) FILTER (WHERE r.state = '__panic__'),
            count(*) FILTER (WHERE r.attempts > 0),
            pg_catalog.clock_timestamp() - min(r.run_at) FILTER (WHERE r.run_at <= pg_catalog.clock_timestamp())
-      FROM toygun.resource r
+      FROM ONLY toygun.resource r
      WHERE r.state <> '__stop__'
      GROUP BY r.type, r.state;
 

@@ -1,0 +1,590 @@
+/*
+ * commands.c
+ *		The SQL functions users call on resources and runs: create_resource,
+ *		start_task, tick_task and tick_resource, the moves by hand (transition,
+ *		stop, panic, rewind) and last_error. Each checks the caller's
+ *		privileges before it locks anything, then works on the object model
+ *		(object.c) and the tick (tick.c).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+#include "toygun.h"
+
+PG_FUNCTION_INFO_V1(toygun_create_resource);
+PG_FUNCTION_INFO_V1(toygun_start_task);
+PG_FUNCTION_INFO_V1(toygun_tick_task);
+PG_FUNCTION_INFO_V1(toygun_tick_resource);
+PG_FUNCTION_INFO_V1(toygun_transition_task);
+PG_FUNCTION_INFO_V1(toygun_transition_resource);
+PG_FUNCTION_INFO_V1(toygun_stop_task);
+PG_FUNCTION_INFO_V1(toygun_stop_resource);
+PG_FUNCTION_INFO_V1(toygun_panic_task);
+PG_FUNCTION_INFO_V1(toygun_rewind_task);
+PG_FUNCTION_INFO_V1(toygun_last_error);
+
+static SPIPlanPtr parent_exists_plan;
+static SPIPlanPtr insert_resource_plan;
+static SPIPlanPtr resource_for_start_plan;
+static SPIPlanPtr insert_task_plan;
+static SPIPlanPtr live_run_plan;
+static SPIPlanPtr live_tasks_plan;
+static SPIPlanPtr reread_resource_plan;
+static SPIPlanPtr other_live_run_plan;
+static SPIPlanPtr rewind_target_plan;
+
+/* There is no other live run of this task, so this one may come back to life. */
+static void
+check_no_other_live_run(ToygunObject *obj)
+{
+	Oid			argtypes[3] = {UUIDOID, TEXTOID, UUIDOID};
+	Datum		values[3];
+
+	values[0] = UUIDPGetDatum(&obj->resource_id);
+	values[1] = CStringGetTextDatum(obj->name);
+	values[2] = UUIDPGetDatum(&obj->id);
+	toygun_run(toygun_plan(&other_live_run_plan,
+						   "SELECT id FROM ONLY toygun.task"
+						   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__' AND id <> $3",
+						   3, argtypes),
+			   values, NULL, 1);
+	if (SPI_processed > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("task \"%s\" on resource %s already has a live run",
+						obj->name, toygun_uuid_text(&obj->resource_id)),
+				 errdetail("Run %s is live; a stopped run can only come back when no other run is.",
+						   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1))));
+}
+
+/* Copy a row datum out of SPI so it survives SPI_finish(). */
+static Datum
+return_row(Datum row)
+{
+	return SPI_datumTransfer(row, false, -1);
+}
+
+/* create_resource(type, attrs, parent): a new resource in __new__, due at once. */
+Datum
+toygun_create_resource(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	char	   *type;
+	Jsonb	   *attrs;
+	pg_uuid_t  *id;
+	Oid			argtypes[4] = {UUIDOID, TEXTOID, UUIDOID, JSONBOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	toygun_check_not_null(fcinfo, 0, "type");
+	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
+	toygun_check_not_null(fcinfo, 1, "attrs");
+	attrs = PG_GETARG_JSONB_P(1);
+	toygun_check_object_attrs("attrs", attrs);
+
+	toygun_begin_call(&call);
+	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
+	toygun_check_acting_for(def, call.caller);
+	toygun_check_fields(def, attrs);
+	if (!PG_ARGISNULL(2))
+	{
+		Oid			idtype[1] = {UUIDOID};
+
+		/*
+		 * A child holds its parent FOR KEY SHARE until it commits, which a
+		 * move of the parent waits for: only for those who may act for the
+		 * parent's type.
+		 */
+		if (toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(2), call.caller, true) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("parent resource %s does not exist",
+							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
+		values[0] = PG_GETARG_DATUM(2);
+		toygun_run(toygun_plan(&parent_exists_plan,
+							   "SELECT FROM ONLY toygun.resource WHERE id = $1 FOR KEY SHARE",
+							   1, idtype),
+				   values, NULL, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("parent resource %s does not exist",
+							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
+	}
+
+	id = SPI_palloc(sizeof(pg_uuid_t));
+	*id = *toygun_new_uuid();
+	values[0] = UUIDPGetDatum(id);
+	values[1] = CStringGetTextDatum(type);
+	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, attrs));
+	toygun_run(toygun_plan(&insert_resource_plan,
+						   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
+						   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
+						   4, argtypes),
+			   values, nulls, 0);
+	toygun_wake_at_commit();
+	toygun_end_call(&call);
+	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * start_task(resource, name, args): a new run in __new__ with attrs = args,
+ * or the live run, unchanged, if there is one.
+ */
+Datum
+toygun_start_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunDef  *rtype;
+	pg_uuid_t  *resource = NULL;
+	char	   *name;
+	Jsonb	   *args;
+	char	   *type;
+	char	   *rstate;
+	pg_uuid_t  *id = NULL;
+	Oid			idtype[1] = {UUIDOID};
+	Oid			live_types[2] = {UUIDOID, TEXTOID};
+	Oid			insert_types[5] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID};
+	Datum		values[5];
+	int			attempt;
+
+	toygun_check_not_null(fcinfo, 0, "resource");
+	resource = PG_GETARG_UUID_P(0);
+	toygun_check_not_null(fcinfo, 1, "name");
+	name = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
+	toygun_check_not_null(fcinfo, 2, "args");
+	args = PG_GETARG_JSONB_P(2);
+	toygun_check_object_attrs("args", args);
+
+	toygun_begin_call(&call);
+
+	/*
+	 * Privileges first, without a lock: the task type's, and its owner's
+	 * for the resource type, which a revoked membership takes away.
+	 */
+	rtype = toygun_def_for_caller(TOYGUN_RESOURCE, resource, InvalidOid, true);
+	if (rtype == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
+	def = toygun_find_def(TOYGUN_TASK, rtype->resource_type, name, false);
+	toygun_check_acting_for(def, call.caller);
+	toygun_check_task_owner(rtype, toygun_def_label(def), def->owner);
+
+	/*
+	 * FOR SHARE: a concurrent stop_resource() waits for this start to commit
+	 * and then parks the new run, or this start waits and sees it stopped.
+	 */
+	values[0] = UUIDPGetDatum(resource);
+	toygun_run(toygun_plan(&resource_for_start_plan,
+						   "SELECT type, state FROM ONLY toygun.resource WHERE id = $1 FOR SHARE",
+						   1, idtype),
+			   values, NULL, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
+	type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	rstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (strcmp(rstate, TOYGUN_STOP) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("resource %s is stopped", toygun_uuid_text(resource)),
+				 errdetail("Tasks cannot start on a stopped resource.")));
+	args = toygun_start_args(def, args);
+
+	/*
+	 * Insert, or find the live run. If the live run we collided with stops
+	 * before we can read it, insert again.
+	 */
+	for (attempt = 0; id == NULL; attempt++)
+	{
+		pg_uuid_t  *new_id = toygun_new_uuid();
+
+		if (attempt >= 10)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not start task \"%s\" on resource %s", name,
+							toygun_uuid_text(resource)),
+					 errdetail("Its live run kept changing while the start was retried.")));
+		values[0] = UUIDPGetDatum(new_id);
+		values[1] = UUIDPGetDatum(resource);
+		values[2] = CStringGetTextDatum(name);
+		/* sealed for this attempt's id: a retry inserts under a new one */
+		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
+		values[4] = CStringGetTextDatum(type);
+		toygun_run(toygun_plan(&insert_task_plan,
+							   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at)"
+							   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp())"
+							   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
+							   " RETURNING id",
+							   5, insert_types),
+				   values, NULL, 0);
+		if (SPI_processed > 0)
+		{
+			id = SPI_palloc(sizeof(pg_uuid_t));
+			*id = *new_id;
+			toygun_wake_at_commit();
+			break;
+		}
+		values[0] = UUIDPGetDatum(resource);
+		values[1] = CStringGetTextDatum(name);
+		toygun_run(toygun_plan(&live_run_plan,
+							   "SELECT id FROM ONLY toygun.task"
+							   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__'",
+							   2, live_types),
+				   values, NULL, 1);
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+
+			id = SPI_palloc(sizeof(pg_uuid_t));
+			*id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+		}
+	}
+	toygun_end_call(&call);
+	PG_RETURN_UUID_P(id);
+}
+
+/* Lock an object for a manual operation by the caller. */
+static ToygunObject *
+lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, ToygunDef **def)
+{
+	ToygunObject *obj;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, false);
+	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
+	return obj;
+}
+
+/* Manual moves clear the failure count: a person has looked at it. */
+static Datum
+save_manual(ToygunObject *obj, ToygunDef *def, int64 expected_step)
+{
+	obj->attempts = 0;
+	obj->last_error = NULL;
+	return return_row(toygun_save_object(obj, def, expected_step));
+}
+
+/* Move an object by hand, as transition_task/transition_resource do. */
+static Datum
+transition_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	char	   *state;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 1, "state");
+	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	toygun_begin_call(&call);
+	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	if (!PG_ARGISNULL(3))
+	{
+		char	   *expected = toygun_check_name("expected_state", PG_GETARG_TEXT_PP(3));
+
+		if (strcmp(expected, obj->state) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("%s %s is desynchronized", toygun_kind_name(kind),
+							toygun_uuid_text(&obj->id)),
+					 errdetail("Expected it in state \"%s\", but it is in state \"%s\".",
+							   expected, obj->state)));
+	}
+	if (kind == TOYGUN_TASK && strcmp(obj->state, TOYGUN_STOP) == 0 &&
+		strcmp(state, TOYGUN_STOP) != 0)
+		check_no_other_live_run(obj);
+	toygun_transition(obj, def, state, PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), note);
+	row = save_manual(obj, def, obj->step);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+Datum
+toygun_transition_task(PG_FUNCTION_ARGS)
+{
+	return transition_by_hand(TOYGUN_TASK, fcinfo, "transition_task");
+}
+
+Datum
+toygun_transition_resource(PG_FUNCTION_ARGS)
+{
+	return transition_by_hand(TOYGUN_RESOURCE, fcinfo, "transition_resource");
+}
+
+/* stop: idempotent; a stopped object is returned unchanged. */
+static Datum
+stop_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	Datum		row;
+
+	toygun_begin_call(&call);
+	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		row = return_row(obj->row);
+	else
+	{
+		toygun_transition(obj, def, TOYGUN_STOP, NULL, note);
+		row = save_manual(obj, def, obj->step);
+	}
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+Datum
+toygun_stop_task(PG_FUNCTION_ARGS)
+{
+	return stop_by_hand(TOYGUN_TASK, fcinfo, "stop_task");
+}
+
+Datum
+toygun_stop_resource(PG_FUNCTION_ARGS)
+{
+	return stop_by_hand(TOYGUN_RESOURCE, fcinfo, "stop_resource");
+}
+
+/*
+ * A manual tick of a locked task, for a caller already checked against def:
+ * not for tasks of a stopped resource.
+ */
+static Datum
+tick_task_by_hand(ToygunObject *obj, ToygunDef *def)
+{
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		return obj->row;
+	if (strcmp(obj->resource_state, TOYGUN_STOP) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("resource %s of task %s is stopped",
+						toygun_uuid_text(&obj->resource_id), toygun_uuid_text(&obj->id)),
+				 errdetail("Tasks of a stopped resource are not ticked.")));
+	return toygun_tick(obj, def);
+}
+
+/*
+ * tick_task(id): tick now, in the caller's transaction. Privileges are
+ * checked before the run is locked, stopped or not.
+ */
+Datum
+toygun_tick_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunObject *obj;
+	ToygunDef  *def;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	toygun_begin_call(&call);
+	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, false);
+	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
+	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+/*
+ * tick_resource(id): tick the resource (its first tick moves it out of
+ * __new__), then each of its live, unpanicked tasks, in start order.
+ */
+Datum
+toygun_tick_resource(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunObject *res;
+	ToygunDef  *def;
+	Oid			idtype[1] = {UUIDOID};
+	Datum		values[1];
+	Datum		row;
+	bool		isnull;
+	pg_uuid_t  *ids;
+	uint64		ntasks,
+				i;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	toygun_begin_call(&call);
+	def = toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), call.caller, false);
+	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
+	if (strcmp(res->state, TOYGUN_STOP) != 0)
+		(void) toygun_tick(res, def);
+	if (strcmp(res->state, TOYGUN_STOP) != 0)
+	{
+		values[0] = UUIDPGetDatum(&res->id);
+		toygun_run(toygun_plan(&live_tasks_plan,
+							   "SELECT id FROM ONLY toygun.task WHERE resource_id = $1"
+							   "   AND state NOT IN ('__stop__', '__panic__') ORDER BY seq",
+							   1, idtype),
+				   values, NULL, 0);
+		ntasks = SPI_processed;
+		ids = palloc(sizeof(pg_uuid_t) * (ntasks + 1));
+		for (i = 0; i < ntasks; i++)
+			ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+		for (i = 0; i < ntasks; i++)
+		{
+			ToygunObject *task = NULL;
+			ToygunDef  *tdef;
+
+			/* each run's type may have another owner: check before locking */
+			tdef = toygun_def_for_caller(TOYGUN_TASK, &ids[i], call.caller, true);
+			if (tdef != NULL)
+				task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
+
+			/* an earlier handler may have stopped the resource, or this task */
+			if (task != NULL && strcmp(task->resource_state, TOYGUN_STOP) == 0)
+				break;
+			if (task != NULL && strcmp(task->state, TOYGUN_PANIC) != 0)
+				(void) tick_task_by_hand(task, tdef);
+		}
+	}
+	values[0] = UUIDPGetDatum(&res->id);
+	toygun_run(toygun_plan(&reread_resource_plan,
+						   "SELECT r FROM ONLY toygun.resource r WHERE id = $1",
+						   1, idtype),
+			   values, NULL, 1);
+	row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+							false, -1);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+/* panic_task(id, message): allowed from any state; records panic_message. */
+Datum
+toygun_panic_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	char	   *message;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 1, "message");
+	message = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	toygun_begin_call(&call);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		check_no_other_live_run(obj);
+	toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(message), message);
+	row = save_manual(obj, def, obj->step);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+/*
+ * rewind_task(id, n): a new transition back to the state the task was in n
+ * transitions ago, clamped to its first state.
+ */
+Datum
+toygun_rewind_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	int32		n;
+	Oid			argtypes[2] = {UUIDOID, INT8OID};
+	Datum		values[2];
+	char	   *target;
+	char	   *note;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 1, "n");
+	n = PG_GETARG_INT32(1);
+	if (n < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("n must be at least 1"),
+				 errdetail("It was %d.", n)));
+	toygun_begin_call(&call);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	if (obj->step < 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task %s has no earlier state to rewind to", toygun_uuid_text(&obj->id)),
+				 errdetail("It has made " INT64_FORMAT " transition%s.", obj->step,
+						   obj->step == 1 ? "" : "s")));
+
+	/* The state after step (step - 1 - n): n transitions before the last. */
+	values[0] = UUIDPGetDatum(&obj->id);
+	values[1] = Int64GetDatum(Max((int64) 0, obj->step - 1 - (int64) n));
+	toygun_run(toygun_plan(&rewind_target_plan,
+						   "SELECT to_state FROM ONLY toygun.transition WHERE object_id = $1 AND step = $2",
+						   2, argtypes),
+			   values, NULL, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("history of task %s has no step " INT64_FORMAT,
+						toygun_uuid_text(&obj->id), DatumGetInt64(values[1]))));
+	target = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(obj->state, TOYGUN_STOP) == 0 && strcmp(target, TOYGUN_STOP) != 0)
+		check_no_other_live_run(obj);
+	note = psprintf("rewind_task(%d)", n);
+	toygun_transition(obj, def, target, NULL, note);
+	row = save_manual(obj, def, obj->step);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+/*
+ * last_error(id): the message of the last failed tick of a run or resource,
+ * NULL if it has none. The column is not readable by PUBLIC: a handler's
+ * error can carry what its owner would not show to everybody.
+ */
+Datum
+toygun_last_error(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr task_plan = NULL;
+	static SPIPlanPtr resource_plan = NULL;
+	ToygunCall	call;
+	ToygunKind	kind = TOYGUN_TASK;
+	pg_uuid_t  *id;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+	Datum		d;
+	bool		isnull;
+	text	   *result = NULL;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	id = PG_GETARG_UUID_P(0);
+	toygun_begin_call(&call);
+	if (toygun_def_for_caller(TOYGUN_TASK, id, call.caller, true) == NULL)
+	{
+		kind = TOYGUN_RESOURCE;
+		if (toygun_def_for_caller(TOYGUN_RESOURCE, id, call.caller, true) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("resource or task %s does not exist", toygun_uuid_text(id))));
+	}
+	values[0] = UUIDPGetDatum(id);
+	if (kind == TOYGUN_TASK)
+		toygun_run(toygun_plan(&task_plan, "SELECT last_error FROM ONLY toygun.task WHERE id = $1",
+							   1, argtypes),
+				   values, NULL, 1);
+	else
+		toygun_run(toygun_plan(&resource_plan, "SELECT last_error FROM ONLY toygun.resource WHERE id = $1",
+							   1, argtypes),
+				   values, NULL, 1);
+	if (SPI_processed > 0)
+	{
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			result = (text *) SPI_datumTransfer(d, false, -1);
+	}
+	toygun_end_call(&call);
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(result);
+}
