@@ -38,6 +38,7 @@
 #define RECHECK_MS 30000
 
 /* Per worker slot: its handle, and when it may be started again. */
+static int	nslots;
 static BackgroundWorkerHandle **handles;
 static TimestampTz *start_after;
 
@@ -106,7 +107,7 @@ restart_delay(int n, long normal)
 	long		delay;
 
 	/* a worker that holds the slot is not dead (a launcher restarted beside it) */
-	if (!toygun_inflight_read(n, &rec) || toygun_shared->slots[n].pid != 0)
+	if (!toygun_inflight_read(n, &rec) || toygun_slot_pid(n) != 0)
 		return normal;
 	/* a SIGKILL leaves no word, but a record still ticking */
 	died = toygun_inflight_this_life(&rec) && rec.how != TOYGUN_ENDED_BY_SERVER &&
@@ -165,12 +166,12 @@ manage_workers(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		sleep_ms = -1;
-	int			wanted = Min(toygun_workers, toygun_shared->nslots);
+	int			wanted = Min(toygun_workers, nslots);
 	Oid			dboid = InvalidOid;
 	static bool reported_missing_db = false;
 	int			i;
 
-	for (i = 0; i < toygun_shared->nslots; i++)
+	for (i = 0; i < nslots; i++)
 	{
 		pid_t		pid;
 
@@ -224,7 +225,7 @@ stop_all_workers(void)
 {
 	int			i;
 
-	for (i = 0; i < toygun_shared->nslots; i++)
+	for (i = 0; i < nslots; i++)
 		if (handles[i] != NULL)
 			TerminateBackgroundWorker(handles[i]);
 }
@@ -244,12 +245,13 @@ toygun_launcher_main(Datum arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("toygun launcher");
 
+	nslots = toygun_slot_count();
 	handles = MemoryContextAllocZero(TopMemoryContext,
-									 sizeof(BackgroundWorkerHandle *) * toygun_shared->nslots);
+									 sizeof(BackgroundWorkerHandle *) * nslots);
 	start_after = MemoryContextAllocZero(TopMemoryContext,
-										 sizeof(TimestampTz) * toygun_shared->nslots);
+										 sizeof(TimestampTz) * nslots);
 	/* after a crash, the worker whose tick caused it starts later */
-	for (i = 0; i < toygun_shared->nslots; i++)
+	for (i = 0; i < nslots; i++)
 		start_after[i] = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), restart_delay(i, 0));
 
 	for (;;)

@@ -154,6 +154,8 @@ typedef struct ToygunShared
 
 extern ToygunShared *toygun_shared;
 extern void toygun_shmem_init(void);
+extern int	toygun_slot_count(void);
+extern pid_t toygun_slot_pid(int n);
 extern void toygun_require_preload(const char *what);
 extern void toygun_wake_worker(void);
 extern void toygun_wake_at_commit(void);

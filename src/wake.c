@@ -77,6 +77,31 @@ toygun_shmem_init(void)
 	shmem_startup_hook = toygun_shmem_startup;
 }
 
+/* How many worker slots there are (max_worker_processes). */
+int
+toygun_slot_count(void)
+{
+	return toygun_shared->nslots;
+}
+
+/*
+ * The process that holds slot n, or 0. Read under the lock, so that a
+ * caller holding a lock of its own around it sees the slot as it is at
+ * one moment (inflight.c's dead_tick).
+ */
+pid_t
+toygun_slot_pid(int n)
+{
+	pid_t		pid;
+
+	if (n < 0 || n >= toygun_shared->nslots)
+		return 0;
+	SpinLockAcquire(&toygun_shared->mutex);
+	pid = toygun_shared->slots[n].pid;
+	SpinLockRelease(&toygun_shared->mutex);
+	return pid;
+}
+
 /* Errors with a hint unless toygun was loaded by shared_preload_libraries. */
 void
 toygun_require_preload(const char *what)
