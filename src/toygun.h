@@ -168,6 +168,7 @@ extern void toygun_count_transaction(void);
 extern void toygun_launcher_attach(void);
 extern void toygun_report_extension_missing(void);
 extern bool toygun_take_extension_missing(void);
+extern ToygunWorkerSlot *toygun_copy_slots(int *n);
 
 /* inflight.c: which run each worker slot is ticking, kept in a mapped file */
 typedef enum ToygunEnded

@@ -11,19 +11,16 @@
 
 #include "access/xact.h"
 #include "fmgr.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "toygun.h"
 
-PG_FUNCTION_INFO_V1(toygun_worker_status);
 PG_FUNCTION_INFO_V1(toygun_wake_after_install);
 
 ToygunShared *toygun_shared = NULL;
@@ -316,46 +313,16 @@ toygun_take_extension_missing(void)
 	return missing;
 }
 
-/*
- * toygun.worker_status(): one row per running worker, from shared memory
- * (pid, slot, idle, started_at, ticks, failures, last_tick_at,
- * transactions, deaths).
- */
-Datum
-toygun_worker_status(PG_FUNCTION_ARGS)
+/* A copy of every slot, taken at one moment (for toygun.worker_status()). */
+ToygunWorkerSlot *
+toygun_copy_slots(int *n)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ToygunWorkerSlot *copy;
-	int			n,
-				i;
 
-	toygun_require_preload("toygun.worker_status()");
-	InitMaterializedSRF(fcinfo, 0);
-
-	n = toygun_shared->nslots;
-	copy = palloc(sizeof(ToygunWorkerSlot) * n);
+	*n = toygun_shared->nslots;
+	copy = palloc(sizeof(ToygunWorkerSlot) * *n);
 	SpinLockAcquire(&toygun_shared->mutex);
-	memcpy(copy, toygun_shared->slots, sizeof(ToygunWorkerSlot) * n);
+	memcpy(copy, toygun_shared->slots, sizeof(ToygunWorkerSlot) * *n);
 	SpinLockRelease(&toygun_shared->mutex);
-
-	for (i = 0; i < n; i++)
-	{
-		Datum		values[9];
-		bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
-
-		if (copy[i].pid == 0)
-			continue;
-		values[0] = Int32GetDatum(copy[i].pid);
-		values[1] = Int32GetDatum(i);
-		values[2] = BoolGetDatum(copy[i].idle);
-		values[3] = TimestampTzGetDatum(copy[i].started_at);
-		values[4] = Int64GetDatum(copy[i].ticks);
-		values[5] = Int64GetDatum(copy[i].failures);
-		values[6] = TimestampTzGetDatum(copy[i].last_tick_at);
-		nulls[6] = copy[i].last_tick_at == 0;
-		values[7] = Int64GetDatum(copy[i].transactions);
-		values[8] = Int64GetDatum(copy[i].deaths);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
+	return copy;
 }
