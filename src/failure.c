@@ -186,7 +186,7 @@ charge(ToygunInflight *rec, bool restarted, bool *culprit)
 bool
 toygun_charge_dead_ticks(int my_slot)
 {
-	int			n = Min(toygun_inflight_count(), toygun_shared->nslots);
+	int			n = toygun_inflight_count();
 	int			i;
 
 	for (i = 0; i < n; i++)
@@ -200,15 +200,13 @@ toygun_charge_dead_ticks(int my_slot)
 		if (!toygun_inflight_take(i, &rec, &restarted))
 			continue;
 		charged = charge(&rec, restarted, &culprit);
-		if (!charged && ++toygun_shared->slots[i].charge_tries >= CHARGE_TRIES)
+		if (!charged && toygun_inflight_charge_failed(i) >= CHARGE_TRIES)
 		{
 			ereport(LOG,
 					(errmsg("toygun: gave up charging %s %s with the tick that ended its worker, after %d tries",
 							toygun_kind_name(rec.kind), toygun_uuid_text(&rec.id), CHARGE_TRIES)));
 			give_up = true;
 		}
-		if (charged || give_up)
-			toygun_shared->slots[i].charge_tries = 0;
 		toygun_inflight_done(i, &rec, charged, culprit, give_up);
 	}
 	toygun_inflight_settle_pending();

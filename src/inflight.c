@@ -12,6 +12,10 @@
  * A record is written before each tick (the run's id, then "ticking") and
  * cleared after it, two stores into memory: no system call on the tick path.
  * How the worker ended is added by its signal handlers and exit callback.
+ *
+ * Charging the dead ticks also needs a little shared memory, this file's
+ * own and written only here: which worker is charging a slot's record, its
+ * failed tries, the slot's deaths, and whether any record may need a charge.
  */
 #include "postgres.h"
 
@@ -27,6 +31,7 @@
 #include "port/atomics.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/timestamp.h"
@@ -54,6 +59,44 @@ static int64 lifetime = 0;
 /* The postmaster sent this process SIGTERM: a shutdown, or the launcher stopping it. */
 static volatile sig_atomic_t stopped_by_server = false;
 
+/*
+ * Per worker slot, what charging its dead ticks needs. Unlike the records,
+ * it starts empty after a crash, as wake.c's slots do.
+ */
+typedef struct InflightSlot
+{
+	pid_t		charger;		/* a worker charging this slot's dead tick, or 0 */
+	int			charge_tries;	/* failed tries in a row to charge it */
+	int64		deaths;			/* ticks in this slot that ended their worker */
+} InflightSlot;
+
+/*
+ * The lock guards this memory, and the writes that start, take and give
+ * back a record (toygun_inflight_start, _take, _done); a worker's writes to
+ * its own record (its ticks' begin and end, how it ended) and the
+ * launcher's notes take none.
+ *
+ * Whether a record is a dead tick depends on wake.c's slot too (which
+ * process holds it): dead_tick() reads it with toygun_slot_pid(), which
+ * takes wake.c's spinlock, while holding this lock. So the one lock order
+ * is this lock, then wake.c's; never the reverse, since wake.c calls
+ * nothing here (test/lib/calls.sh fails if two files call each other).
+ * This lock is an LWLock because spinlocks must not nest: where they are
+ * emulated, two may share one semaphore.
+ */
+typedef struct InflightShared
+{
+	LWLock	   *lock;
+	bool		charges_pending;	/* a worker ended during a tick: charge it */
+	int			nslots;
+	InflightSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} InflightShared;
+
+#define INFLIGHT_SHMEM	"toygun inflight"
+
+static InflightShared *shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /*
@@ -114,11 +157,38 @@ inflight_map(int n)
 		}
 }
 
+static Size
+shared_size(void)
+{
+	return add_size(offsetof(InflightShared, slots),
+					mul_size(max_worker_processes, sizeof(InflightSlot)));
+}
+
+static void
+inflight_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(shared_size());
+	RequestNamedLWLockTranche(INFLIGHT_SHMEM, 1);
+}
+
 static void
 inflight_shmem_startup(void)
 {
+	bool		found;
+
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	shared = ShmemInitStruct(INFLIGHT_SHMEM, shared_size(), &found);
+	if (!found)
+	{
+		memset(shared, 0, shared_size());
+		shared->lock = &(GetNamedLWLockTranche(INFLIGHT_SHMEM))->lock;
+		shared->nslots = max_worker_processes;
+	}
+	LWLockRelease(AddinShmemInitLock);
 	/* in the postmaster only: the workers inherit the mapping */
 	if (!IsUnderPostmaster)
 		inflight_map(max_worker_processes);
@@ -128,6 +198,8 @@ inflight_shmem_startup(void)
 void
 toygun_inflight_init(void)
 {
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = inflight_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = inflight_shmem_startup;
 }
@@ -227,9 +299,9 @@ inflight_exit(int code, Datum arg)
 	if (mine->how != TOYGUN_ENDED_TIMED_OUT)
 		mine->detail = code;
 	mine->died = 1;
-	SpinLockAcquire(&toygun_shared->mutex);
-	toygun_shared->charges_pending = true;
-	SpinLockRelease(&toygun_shared->mutex);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	shared->charges_pending = true;
+	LWLockRelease(shared->lock);
 	toygun_wake_worker();
 }
 
@@ -278,7 +350,7 @@ toygun_inflight_start(int slot, Oid dboid)
 	if (records == NULL || slot >= nrecords)
 		return;
 	rec = &records[slot];
-	SpinLockAcquire(&toygun_shared->mutex);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	rec->ticking = 0;
 	rec->pid = MyProcPid;
 	rec->lifetime = lifetime;
@@ -289,8 +361,8 @@ toygun_inflight_start(int slot, Oid dboid)
 	rec->recycled = 0;
 	rec->message[0] = '\0';
 	/* deaths: the launcher's */
-	toygun_shared->slots[slot].charger = 0;
-	SpinLockRelease(&toygun_shared->mutex);
+	shared->slots[slot].charger = 0;
+	LWLockRelease(shared->lock);
 	mine = rec;
 	before_shmem_exit(inflight_exit, (Datum) 0);
 }
@@ -346,20 +418,30 @@ toygun_inflight_recycle(void)
 
 /*
  * Slot n holds a tick whose worker ended during it (the caller holds the
- * mutex): it said so as it died, or it ran in an earlier life of the
- * server, or its slot is no longer its own.
+ * lock): it said so as it died, or it ran in an earlier life of the server,
+ * or its slot is no longer its own.
+ *
+ * The slot's pid is read first. The record's writer took the slot before it
+ * wrote the record (toygun_claim_slot, then toygun_inflight_start, which
+ * takes our lock and so is done by now): another pid there means that the
+ * writer has left for good (it released the slot after its exit callback
+ * marked a tick it died in, or shared memory was rebuilt after a crash),
+ * not that it is yet to come. Read after the record, it could show a worker
+ * that finished its tick and left in between, and a finished tick would
+ * look dead.
  */
 static bool
 dead_tick(int n)
 {
 	ToygunInflight *rec = &records[n];
+	pid_t		holder = toygun_slot_pid(n);
 
+	pg_read_barrier();
 	if (!rec->ticking || rec->magic != INFLIGHT_MAGIC)
 		return false;
 	if (rec->lifetime != lifetime)
 		return true;
-	return rec->pid != MyProcPid &&
-		(rec->died || rec->pid != toygun_shared->slots[n].pid);
+	return rec->pid != MyProcPid && (rec->died || rec->pid != holder);
 }
 
 /* Slot n's record is a dead tick not charged yet. */
@@ -368,11 +450,11 @@ toygun_inflight_pending(int n)
 {
 	bool		pending;
 
-	if (records == NULL || n >= nrecords || n >= toygun_shared->nslots)
+	if (records == NULL || n >= nrecords || n >= shared->nslots)
 		return false;
-	SpinLockAcquire(&toygun_shared->mutex);
+	LWLockAcquire(shared->lock, LW_SHARED);
 	pending = dead_tick(n);
-	SpinLockRelease(&toygun_shared->mutex);
+	LWLockRelease(shared->lock);
 	return pending;
 }
 
@@ -386,18 +468,34 @@ toygun_inflight_take(int n, ToygunInflight *out, bool *restarted)
 {
 	bool		taken = false;
 
-	if (records == NULL || n >= nrecords || n >= toygun_shared->nslots)
+	if (records == NULL || n >= nrecords || n >= shared->nslots)
 		return false;
-	SpinLockAcquire(&toygun_shared->mutex);
-	if (dead_tick(n) && toygun_shared->slots[n].charger == 0)
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	if (dead_tick(n) && shared->slots[n].charger == 0)
 	{
-		toygun_shared->slots[n].charger = MyProcPid;
+		shared->slots[n].charger = MyProcPid;
 		memcpy(out, &records[n], sizeof(ToygunInflight));
 		*restarted = records[n].lifetime != lifetime;
 		taken = true;
 	}
-	SpinLockRelease(&toygun_shared->mutex);
+	LWLockRelease(shared->lock);
 	return taken;
+}
+
+/*
+ * The charge of slot n's record, taken by this worker, failed: how many
+ * times in a row it has now. toygun_inflight_done() starts the count again
+ * once the record is charged or given up on.
+ */
+int
+toygun_inflight_charge_failed(int n)
+{
+	int			tries;
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	tries = ++shared->slots[n].charge_tries;
+	LWLockRelease(shared->lock);
+	return tries;
 }
 
 /*
@@ -410,18 +508,20 @@ toygun_inflight_done(int n, ToygunInflight *taken, bool charged, bool culprit, b
 {
 	ToygunInflight *rec = &records[n];
 
-	SpinLockAcquire(&toygun_shared->mutex);
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	if (rec->pid == taken->pid && rec->lifetime == taken->lifetime)
 	{
 		if (charged || give_up)
 			rec->ticking = 0;
 		else
-			toygun_shared->charges_pending = true;
+			shared->charges_pending = true;
 	}
 	if (charged && culprit)
-		toygun_shared->slots[n].deaths++;
-	toygun_shared->slots[n].charger = 0;
-	SpinLockRelease(&toygun_shared->mutex);
+		shared->slots[n].deaths++;
+	if (charged || give_up)
+		shared->slots[n].charge_tries = 0;
+	shared->slots[n].charger = 0;
+	LWLockRelease(shared->lock);
 }
 
 /* Whether run id is the run of a dead tick not charged yet. */
@@ -433,11 +533,22 @@ toygun_inflight_is_dead_run(pg_uuid_t *id)
 
 	if (records == NULL)
 		return false;
-	SpinLockAcquire(&toygun_shared->mutex);
-	for (i = 0; i < nrecords && i < toygun_shared->nslots && !dead; i++)
+	LWLockAcquire(shared->lock, LW_SHARED);
+	for (i = 0; i < nrecords && i < shared->nslots && !dead; i++)
 		dead = dead_tick(i) && memcmp(&records[i].id, id, sizeof(pg_uuid_t)) == 0;
-	SpinLockRelease(&toygun_shared->mutex);
+	LWLockRelease(shared->lock);
 	return dead;
+}
+
+/*
+ * Whether some record may hold a dead tick. Read without the lock, once a
+ * batch: a dying worker sets it before its transaction ends, so a worker
+ * that claimed one of its runs since (which waited for that end) sees it.
+ */
+bool
+toygun_inflight_charges_pending(void)
+{
+	return shared != NULL && shared->charges_pending;
 }
 
 /*
@@ -453,11 +564,11 @@ toygun_inflight_settle_pending(void)
 
 	if (records == NULL)
 		return;
-	SpinLockAcquire(&toygun_shared->mutex);
-	for (i = 0; i < nrecords && i < toygun_shared->nslots && !any; i++)
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < nrecords && i < shared->nslots && !any; i++)
 		any = dead_tick(i);
-	toygun_shared->charges_pending = any;
-	SpinLockRelease(&toygun_shared->mutex);
+	shared->charges_pending = any;
+	LWLockRelease(shared->lock);
 }
 
 /* A worker exits: a charge it had begun is anybody's again. */
@@ -466,16 +577,30 @@ toygun_inflight_forget_charges(void)
 {
 	int			i;
 
-	if (toygun_shared == NULL)
+	if (shared == NULL)
 		return;
-	SpinLockAcquire(&toygun_shared->mutex);
-	for (i = 0; i < toygun_shared->nslots; i++)
-		if (toygun_shared->slots[i].charger == MyProcPid)
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	for (i = 0; i < shared->nslots; i++)
+		if (shared->slots[i].charger == MyProcPid)
 		{
-			toygun_shared->slots[i].charger = 0;
-			toygun_shared->charges_pending = true;
+			shared->slots[i].charger = 0;
+			shared->charges_pending = true;
 		}
-	SpinLockRelease(&toygun_shared->mutex);
+	LWLockRelease(shared->lock);
+}
+
+/* How many ticks in slot n ended their worker (for toygun.worker_status()). */
+int64
+toygun_inflight_deaths(int n)
+{
+	int64		deaths;
+
+	if (shared == NULL || n < 0 || n >= shared->nslots)
+		return 0;
+	LWLockAcquire(shared->lock, LW_SHARED);
+	deaths = shared->slots[n].deaths;
+	LWLockRelease(shared->lock);
+	return deaths;
 }
 
 /* Whether a record ran in this life of the server (for the launcher). */

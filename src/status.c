@@ -1,7 +1,8 @@
 /*
  * status.c
  *		toygun.worker_status(): the running workers as shared memory tells
- *		of them, from a copy of wake.c's slots.
+ *		of them: a copy of wake.c's slots, and each slot's deaths from
+ *		inflight.c.
  */
 #include "postgres.h"
 
@@ -45,7 +46,7 @@ toygun_worker_status(PG_FUNCTION_ARGS)
 		values[6] = TimestampTzGetDatum(copy[i].last_tick_at);
 		nulls[6] = copy[i].last_tick_at == 0;
 		values[7] = Int64GetDatum(copy[i].transactions);
-		values[8] = Int64GetDatum(copy[i].deaths);
+		values[8] = Int64GetDatum(toygun_inflight_deaths(i));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -136,10 +136,6 @@ typedef struct ToygunWorkerSlot
 	int64		failures;
 	TimestampTz last_tick_at;
 	int64		transactions;	/* committed by this worker */
-	/* kept when another worker takes the slot: */
-	pid_t		charger;		/* a worker charging this slot's dead tick, or 0 */
-	int			charge_tries;	/* failed tries to charge it (only the charger writes it) */
-	int64		deaths;			/* ticks in this slot that ended their worker */
 } ToygunWorkerSlot;
 
 typedef struct ToygunShared
@@ -147,7 +143,6 @@ typedef struct ToygunShared
 	slock_t		mutex;
 	Latch	   *launcher_latch;
 	bool		extension_missing;	/* a worker found no toygun in the database */
-	bool		charges_pending;	/* a worker ended during a tick: charge it */
 	int			nslots;
 	ToygunWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } ToygunShared;
@@ -212,11 +207,14 @@ extern void toygun_inflight_recycle(void);
 extern void toygun_inflight_worked(void);
 extern bool toygun_inflight_pending(int n);
 extern bool toygun_inflight_take(int n, ToygunInflight *out, bool *restarted);
+extern int	toygun_inflight_charge_failed(int n);
 extern void toygun_inflight_done(int n, ToygunInflight *taken, bool charged, bool culprit,
 								 bool give_up);
 extern void toygun_inflight_forget_charges(void);
 extern bool toygun_inflight_is_dead_run(pg_uuid_t *id);
+extern bool toygun_inflight_charges_pending(void);
 extern void toygun_inflight_settle_pending(void);
+extern int64 toygun_inflight_deaths(int n);
 extern bool toygun_inflight_this_life(ToygunInflight *rec);
 
 /* failure.c */

@@ -1,11 +1,9 @@
 /*
  * wake.c
  *		Shared memory of the launcher and workers: who is idle, their
- *		latches and counters, written only by the functions here (the fields
- *		for charging dead ticks are inflight.c's and failure.c's, under the
- *		same lock). A transaction that made work due says so
- *		(toygun_wake_at_commit), and its commit sets the latch of an idle
- *		worker here, instead of a NOTIFY.
+ *		latches and counters, written only by the functions here. A
+ *		transaction that made work due says so (toygun_wake_at_commit), and
+ *		its commit sets the latch of an idle worker here, instead of a NOTIFY.
  */
 #include "postgres.h"
 

@@ -488,7 +488,7 @@ run_batch(long *sleep_ms, bool *full)
 	 * locks went: if we claimed its run before it was charged, let it go,
 	 * and charge it first (the main loop does, at once).
 	 */
-	if (toygun_shared->charges_pending && claimed_dead_run(claimed, n))
+	if (toygun_inflight_charges_pending() && claimed_dead_run(claimed, n))
 	{
 		toygun_end_work();
 		*sleep_ms = DEAD_RUN_SLEEP_MS;
@@ -549,7 +549,7 @@ charge_before_start(void)
 static void
 charge_if_pending(void)
 {
-	if (toygun_shared->charges_pending)
+	if (toygun_inflight_charges_pending())
 		(void) toygun_charge_dead_ticks(my_slot);
 }
 
