@@ -12,7 +12,6 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "storage/latch.h"
-#include "storage/spin.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -125,7 +124,10 @@ extern int	toygun_retry_backoff_ms;
 extern bool toygun_paused;
 extern bool toygun_direct_writes;
 
-/* wake.c: shared memory of the launcher and workers, and waking them */
+/*
+ * wake.c: shared memory of the launcher and workers, and waking them. A
+ * worker slot, as toygun_copy_slots() copies it.
+ */
 typedef struct ToygunWorkerSlot
 {
 	pid_t		pid;			/* 0: free */
@@ -138,16 +140,6 @@ typedef struct ToygunWorkerSlot
 	int64		transactions;	/* committed by this worker */
 } ToygunWorkerSlot;
 
-typedef struct ToygunShared
-{
-	slock_t		mutex;
-	Latch	   *launcher_latch;
-	bool		extension_missing;	/* a worker found no toygun in the database */
-	int			nslots;
-	ToygunWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
-} ToygunShared;
-
-extern ToygunShared *toygun_shared;
 extern void toygun_shmem_init(void);
 extern int	toygun_slot_count(void);
 extern pid_t toygun_slot_pid(int n);

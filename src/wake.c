@@ -21,7 +21,16 @@
 
 PG_FUNCTION_INFO_V1(toygun_wake_after_install);
 
-ToygunShared *toygun_shared = NULL;
+typedef struct ToygunShared
+{
+	slock_t		mutex;
+	Latch	   *launcher_latch;
+	bool		extension_missing;	/* a worker found no toygun in the database */
+	int			nslots;
+	ToygunWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} ToygunShared;
+
+static ToygunShared *toygun_shared = NULL;
 
 /* The slot this process holds, if it is a worker. */
 static int	my_slot = -1;
