@@ -251,17 +251,12 @@ open_store(void)
 	Store	   *st = palloc0(sizeof(Store));
 	List	   *rtable = NIL;
 	Oid			relids[STORE_NTABLES];
-	int			t,
-				c;
+	int			t;
 
 	st->cxt = cxt;
 	st->estate = CreateExecutorState();
 
-	/*
-	 * A range table, whose entries say which columns an update changes:
-	 * index insertion uses that to hint that an index's key did not change,
-	 * which lets the index remove old versions bottom-up.
-	 */
+	/* a range table, as the executor's routines the store calls expect */
 	for (t = 0; t < STORE_NTABLES; t++)
 	{
 		RangeTblEntry *rte = makeNode(RangeTblEntry);
@@ -270,15 +265,6 @@ open_store(void)
 		rte->relid = relids[t] = get_relname_relid(table_names[t], nsp);
 		rte->relkind = RELKIND_RELATION;
 		rte->rellockmode = RowExclusiveLock;
-		if (t != STORE_TRANSITION && OidIsValid(rte->relid))
-			for (c = 0; c < NCOLS; c++)
-			{
-				AttrNumber	attnum = get_attnum(rte->relid, column_names[c]);
-
-				if (attnum > 0)
-					rte->updatedCols = bms_add_member(rte->updatedCols,
-													  attnum - FirstLowInvalidHeapAttributeNumber);
-			}
 		rtable = lappend(rtable, rte);
 	}
 	ExecInitRangeTable(st->estate, rtable);
@@ -319,6 +305,20 @@ open_table(Store *st, int t)
 	ExecOpenIndices(st->rri[t], false);
 	st->slot[t] = table_slot_create(rel, NULL);
 	st->direct[t] = check_shape(st, t);
+
+	/*
+	 * Which columns an update changes: index insertion uses that to hint
+	 * that an index's key did not change, which lets the index remove old
+	 * versions bottom-up.
+	 */
+	if (st->direct[t] && t != STORE_TRANSITION)
+	{
+		RangeTblEntry *rte = exec_rt_fetch(t + 1, st->estate);
+
+		for (int c = 0; c < NCOLS; c++)
+			rte->updatedCols = bms_add_member(rte->updatedCols,
+											  st->col[t][c] + 1 - FirstLowInvalidHeapAttributeNumber);
+	}
 	CurrentResourceOwner = save_owner;
 	MemoryContextSwitchTo(old);
 }
