@@ -127,7 +127,9 @@ ALTER TABLE toygun.task SET (fillfactor = 80);
 SELECT line FROM (SELECT toygun_fingerprint() AS line EXCEPT SELECT line FROM fp_fresh) d;
 SELECT count(*) AS changed_in_0_2 FROM fp_diff('fp_before', 'fp_02_updated');
 SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updated');
--- 0.4: three functions and the view, old and new, and the new read ONLY toygun's tables
+-- 0.4: three functions and the view, old and new, and the new read ONLY toygun's tables;
+-- issue 13's rights: the type_grant table (with its columns and constraints), type_grants
+-- (which reads ONLY type_grant), grant_type and revoke_type
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -3,7 +3,7 @@
  *		The SQL functions users call on resources and runs: create_resource,
  *		start_task, tick_task and tick_resource, the moves by hand (transition,
  *		stop, panic, rewind) and last_error. Each checks the caller's
- *		privileges before it locks anything, then works on the object model
+ *		right (rights.c: start, operate or read) before it locks anything, then works on the object model
  *		(object.c) and the tick (tick.c).
  */
 #include "postgres.h"
@@ -89,7 +89,7 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 
 	toygun_begin_call(&call);
 	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
-	toygun_check_acting_for(def, call.caller);
+	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 	toygun_check_fields(def, attrs);
 	if (!PG_ARGISNULL(2))
 	{
@@ -97,10 +97,11 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 
 		/*
 		 * A child holds its parent FOR KEY SHARE until it commits, which a
-		 * move of the parent waits for: only for those who may act for the
+		 * move of the parent waits for: only for those who may start on the
 		 * parent's type.
 		 */
-		if (toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(2), call.caller, true) == NULL)
+		if (toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(2), call.caller,
+								  TOYGUN_RIGHT_START, true) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("parent resource %s does not exist",
@@ -170,13 +171,13 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	 * Privileges first, without a lock: the task type's, and its owner's
 	 * for the resource type, which a revoked membership takes away.
 	 */
-	rtype = toygun_def_for_caller(TOYGUN_RESOURCE, resource, InvalidOid, true);
+	rtype = toygun_def_for_caller(TOYGUN_RESOURCE, resource, InvalidOid, TOYGUN_RIGHT_START, true);
 	if (rtype == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
 	def = toygun_find_def(TOYGUN_TASK, rtype->resource_type, name, false);
-	toygun_check_acting_for(def, call.caller);
+	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 	toygun_check_task_owner(rtype, toygun_def_label(def), def->owner);
 
 	/*
@@ -262,7 +263,7 @@ lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, Toyg
 	ToygunObject *obj;
 
 	toygun_check_not_null(fcinfo, 0, "id");
-	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, false);
+	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
 	return obj;
 }
@@ -389,7 +390,7 @@ toygun_tick_task(PG_FUNCTION_ARGS)
 
 	toygun_check_not_null(fcinfo, 0, "id");
 	toygun_begin_call(&call);
-	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, false);
+	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
 	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
 	toygun_end_call(&call);
@@ -416,7 +417,8 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 
 	toygun_check_not_null(fcinfo, 0, "id");
 	toygun_begin_call(&call);
-	def = toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), call.caller, false);
+	def = toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), call.caller, TOYGUN_RIGHT_OPERATE,
+								false);
 	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
 		(void) toygun_tick(res, def);
@@ -439,7 +441,7 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 			ToygunDef  *tdef;
 
 			/* each run's type may have another owner: check before locking */
-			tdef = toygun_def_for_caller(TOYGUN_TASK, &ids[i], call.caller, true);
+			tdef = toygun_def_for_caller(TOYGUN_TASK, &ids[i], call.caller, TOYGUN_RIGHT_OPERATE, true);
 			if (tdef != NULL)
 				task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
 
@@ -560,10 +562,10 @@ toygun_last_error(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 0, "id");
 	id = PG_GETARG_UUID_P(0);
 	toygun_begin_call(&call);
-	if (toygun_def_for_caller(TOYGUN_TASK, id, call.caller, true) == NULL)
+	if (toygun_def_for_caller(TOYGUN_TASK, id, call.caller, TOYGUN_RIGHT_READ, true) == NULL)
 	{
 		kind = TOYGUN_RESOURCE;
-		if (toygun_def_for_caller(TOYGUN_RESOURCE, id, call.caller, true) == NULL)
+		if (toygun_def_for_caller(TOYGUN_RESOURCE, id, call.caller, TOYGUN_RIGHT_READ, true) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("resource or task %s does not exist", toygun_uuid_text(id))));

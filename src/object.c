@@ -216,7 +216,7 @@ toygun_object_def(ToygunObject *obj)
 
 /*
  * The definition governing an object, read without locking it, once the
- * caller is known to have the privileges of its owner. API calls check this
+ * caller is known to have the right on it. API calls check this
  * before they lock anything: a role without privileges must not be able to
  * hold a lock that ticks, moves or rotate_secrets() would wait for. NULL if
  * there is no such object and missing_ok. With caller InvalidOid, the
@@ -224,7 +224,8 @@ toygun_object_def(ToygunObject *obj)
  * so the definition holds for the row once it is locked.
  */
 ToygunDef *
-toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_ok)
+toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, ToygunRight right,
+					  bool missing_ok)
 {
 	static SPIPlanPtr task_plan = NULL;
 	static SPIPlanPtr resource_plan = NULL;
@@ -251,7 +252,7 @@ toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_o
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	def = toygun_find_def(kind, type, name, false);
 	if (OidIsValid(caller))
-		toygun_check_acting_for(def, caller);
+		toygun_check_right(def, caller, right);
 	return def;
 }
 

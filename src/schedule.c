@@ -217,7 +217,7 @@ toygun_start_every(PG_FUNCTION_ARGS)
 
 	toygun_begin_call(&call);
 	def = schedule_def(type, task);
-	toygun_check_acting_for(def, call.caller);
+	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 	check_starts(def);
 	args = toygun_start_args(def, args);
 	check_no_encrypted(def, args);
@@ -308,7 +308,7 @@ toygun_stop_every(PG_FUNCTION_ARGS)
 
 	toygun_begin_call(&call);
 	def = schedule_def(type, task);
-	toygun_check_acting_for(def, call.caller);
+	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 
 	values[0] = CStringGetTextDatum(type);
 	values[1] = CStringGetTextDatum(task);
@@ -387,11 +387,11 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 	toygun_begin_call(&call);
 
 	/*
-	 * Whoever fires it must be allowed to act for the task type, before it
-	 * takes any lock: a role without privileges must not hold up firings.
+	 * Whoever fires it must have the right to start the task type, before
+	 * it takes any lock: a role without it must not hold up firings.
 	 */
 	def = toygun_find_def(TOYGUN_TASK, type, task, false);
-	toygun_check_acting_for(def, call.caller);
+	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 
 	/* Overlapping firings of one schedule take turns here. */
 	lock_values[0] = CStringGetTextDatum(type);
@@ -419,14 +419,14 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 	 * The firing acts for whoever called start_every, who must still be
 	 * allowed to, and the task type's owner for the resource type's.
 	 */
-	if (!has_privs_of_role(owner, def->owner))
+	if (!toygun_has_right(def, owner, TOYGUN_RIGHT_START))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for %s", toygun_def_label(def)),
-				 errdetail("Its periodic start was made by role \"%s\", which no longer has the privileges of its owner, role \"%s\".",
+				 errmsg("permission denied for %s: it needs right \"start\" on resource type \"%s\"",
+						toygun_def_label(def), def->resource_type),
+				 errdetail("Its periodic start was made by role \"%s\", which no longer has that right nor the privileges of its owner, role \"%s\".",
 						   toygun_role_name(owner), toygun_role_name(def->owner)),
-				 errhint("Call toygun.start_every() again as a member of role \"%s\", or toygun.stop_every().",
-						 toygun_role_name(def->owner))));
+				 errhint("Grant it with toygun.grant_type(), call toygun.start_every() again as a role that has it, or toygun.stop_every().")));
 	check_starts(def);
 	args = toygun_start_args(def, args);
 	check_no_encrypted(def, args);

@@ -242,6 +242,19 @@ extern char *toygun_role_name(Oid role);
 extern void toygun_check_acting_for(ToygunDef *def, Oid caller);
 extern void toygun_check_task_owner(ToygunDef *rtype, const char *task_label, Oid task_owner);
 
+/* rights.c: rights on a resource type and its task types */
+typedef enum ToygunRight
+{
+	TOYGUN_RIGHT_READ,
+	TOYGUN_RIGHT_START,
+	TOYGUN_RIGHT_OPERATE,
+	TOYGUN_RIGHT_READ_SECRETS
+} ToygunRight;
+
+extern const char *toygun_right_name(ToygunRight right);
+extern bool toygun_has_right(ToygunDef *def, Oid caller, ToygunRight right);
+extern void toygun_check_right(ToygunDef *def, Oid caller, ToygunRight right);
+
 /* util.c: plans, a worker's unit of work, checks and conversions */
 extern SPIPlanPtr toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern int	toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count);
@@ -271,7 +284,8 @@ extern void toygun_define_init(void);
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
 extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
-extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, bool missing_ok);
+extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller,
+										 ToygunRight right, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
 extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,

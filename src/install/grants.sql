@@ -3,7 +3,8 @@
 -- checks, per call, that the caller may act for the type's owner. Nobody but
 -- the extension's owner writes the tables directly.
 GRANT USAGE ON SCHEMA toygun TO PUBLIC;
-GRANT SELECT ON toygun.resource_type, toygun.task_type, toygun.transition, toygun.stats TO PUBLIC;
+GRANT SELECT ON toygun.resource_type, toygun.task_type, toygun.transition, toygun.stats,
+    toygun.type_grant, toygun.type_grants TO PUBLIC;
 -- Every column but last_error: a handler's error text can carry what its
 -- owner would not show (values, names, secrets in a message), so it is read
 -- with toygun.last_error(), which checks. toygun.stats reads as its owner.

@@ -103,7 +103,7 @@ SELECT throws_ok($$SELECT last_error FROM toygun.resource$$, '42501', NULL, 'nor
 SELECT is((SELECT attempts FROM toygun.task WHERE id = :'ct'), 1, 'the other columns are');
 SELECT ok((SELECT count(*) > 0 FROM toygun.stats WHERE resource_type = 'c_res'), 'toygun.stats works for everybody');
 SELECT throws_ok(format($$SELECT toygun.last_error(%L)$$, :'ct'), '42501',
-                 'permission denied for task type "c_res.job"', 'last_error() refuses other roles');
+                 'permission denied for task type "c_res.job": it needs right "read" on resource type "c_res"', 'last_error() refuses other roles');
 SELECT ok((toygun.task_for(:'cr', 'job')).last_error IS NULL AND (toygun.task_for(:'cr', 'job')).id = :'ct',
           'task_for works for them, without the error');
 SET ROLE tg_c_member;

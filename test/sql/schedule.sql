@@ -199,21 +199,21 @@ SELECT toygun.define_task('owned', 'job', '{one}', 'sched_owner.h(toygun.task)')
 SELECT toygun.create_resource('owned') AS owned \gset
 SET ROLE tg_sched_other;
 SELECT throws_ok($$SELECT toygun.start_every('owned', 'job', '0 3 * * *')$$, '42501',
-                 'permission denied for task type "owned.job"', 'start_every needs the privileges of the task type''s owner');
+                 'permission denied for task type "owned.job": it needs right "start" on resource type "owned"', 'start_every needs right start on the resource type');
 SET ROLE tg_sched_member;
 SELECT lives_ok($$SELECT toygun.start_every('owned', 'job', '0 3 * * *')$$,
                 'a member of the owner schedules it, with no privileges on pg_cron');
 SELECT ok(NOT has_schema_privilege('tg_sched_member', 'cron', 'USAGE'), 'indeed none');
 SET ROLE tg_sched_other;
 SELECT throws_ok($$SELECT toygun.run_schedule('owned', 'job', '2024-05-01 03:00:00+00')$$, '42501',
-                 'permission denied for task type "owned.job"', 'firing by hand needs the privileges too');
+                 'permission denied for task type "owned.job": it needs right "start" on resource type "owned"', 'firing by hand needs it too');
 SELECT throws_ok($$SELECT toygun.stop_every('owned', 'job')$$, '42501',
-                 'permission denied for task type "owned.job"', 'and so does stop_every');
+                 'permission denied for task type "owned.job": it needs right "start" on resource type "owned"', 'and so does stop_every');
 RESET ROLE;
 SELECT is((SELECT owner::text FROM toygun.schedule WHERE task = 'job'), 'tg_sched_member', 'the schedule remembers who made it');
 REVOKE tg_sched_owner FROM tg_sched_member;
 SELECT throws_ok($$SELECT toygun.run_schedule('owned', 'job', '2024-05-01 03:00:00+00')$$, '42501',
-                 'permission denied for task type "owned.job"',
+                 'permission denied for task type "owned.job": it needs right "start" on resource type "owned"',
                  'a firing fails once the schedule''s maker may no longer act for the task type');
 GRANT tg_sched_owner TO tg_sched_member;
 SELECT is(toygun.run_schedule('owned', 'job', '2024-05-01 03:00:00+00'), 1::bigint, 'and works again when it may');

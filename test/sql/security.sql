@@ -43,19 +43,19 @@ SELECT toygun.stop_task(:'t');
 -- another role cannot act for alice
 SET ROLE tg_bob;
 SELECT throws_ok(format($$SELECT toygun.start_task(%L, 'job')$$, :'r'), '42501',
-                 'permission denied for task type "alices.job"', 'another role cannot start alice''s task');
+                 'permission denied for task type "alices.job": it needs right "start" on resource type "alices"', 'another role cannot start alice''s task');
 SELECT throws_ok($$SELECT toygun.create_resource('alices')$$, '42501',
-                 'permission denied for resource type "alices"', 'another role cannot create alice''s resources');
+                 'permission denied for resource type "alices": it needs right "start"', 'another role cannot create alice''s resources');
 SELECT throws_ok($$SELECT toygun.define_resource('alices')$$, '42501',
                  'permission denied for resource type "alices"', 'another role cannot redefine alice''s type');
 SELECT throws_ok($$SELECT toygun.define_task('alices', 'bobs', '{one}', 'alice.h(toygun.task)')$$, '42501', NULL,
                  'another role cannot add tasks to alice''s resource type');
 SELECT throws_ok(format($$SELECT toygun.stop_task(%L)$$, :'t'), '42501',
-                 'permission denied for task type "alices.job"', 'another role cannot stop alice''s runs');
+                 'permission denied for task type "alices.job": it needs right "operate" on resource type "alices"', 'another role cannot stop alice''s runs');
 SELECT throws_ok(format($$SELECT toygun.tick_resource(%L)$$, :'r'), '42501',
-                 'permission denied for resource type "alices"', 'another role cannot tick alice''s resources');
+                 'permission denied for resource type "alices": it needs right "operate"', 'another role cannot tick alice''s resources');
 SELECT throws_ok(format($$SELECT toygun.transition_resource(%L, 'running')$$, :'r'), '42501',
-                 'permission denied for resource type "alices"', 'another role cannot move alice''s resources');
+                 'permission denied for resource type "alices": it needs right "operate"', 'another role cannot move alice''s resources');
 SELECT is((SELECT count(*) FROM toygun.task WHERE resource_id = :'r'), 3::bigint, 'any role can read the tables');
 SELECT throws_ok(format($$UPDATE toygun.task SET state = 'one' WHERE id = %L$$, :'t'), '42501', NULL,
                  'no role can update toygun.task behind the API');

@@ -1,0 +1,35 @@
+
+-- Rights on a resource type and its task types, granted by its owner: read
+-- (its rows and histories), start (resources, runs, periodic starts),
+-- operate (ticks and moves by hand) and read_secrets (encrypted fields).
+-- The owner, and every role with its privileges, has them all. A grant to
+-- PUBLIC names role 0, which pg_dump writes as '-'.
+CREATE TABLE toygun.type_grant (
+    resource_type text NOT NULL,
+    grantee       regrole NOT NULL,
+    right_name    text NOT NULL
+                  CHECK (right_name IN ('read', 'start', 'operate', 'read_secrets')),
+    granted_by    regrole NOT NULL,
+    granted_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (resource_type, grantee, right_name)
+);
+SELECT pg_catalog.pg_extension_config_dump('toygun.type_grant', '');
+
+-- role is a role name as GRANT reads it, or public.
+CREATE FUNCTION toygun.grant_type(resource_type text, role text, rights text[]) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_grant_type' LANGUAGE C VOLATILE;
+-- rights NULL: every right.
+CREATE FUNCTION toygun.revoke_type(resource_type text, role text, rights text[] DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_revoke_type' LANGUAGE C VOLATILE;
+
+-- The grants of existing roles: a dropped role's grants reach nobody.
+CREATE VIEW toygun.type_grants AS
+    SELECT g.resource_type,
+           CASE WHEN g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0 THEN 'public'
+                ELSE g.grantee::pg_catalog.text END AS grantee,
+           g.right_name, g.granted_by, g.granted_at
+      FROM ONLY toygun.type_grant g
+     WHERE g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0
+        OR EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.oid OPERATOR(pg_catalog.=) g.grantee::pg_catalog.oid);

@@ -1,0 +1,244 @@
+/*
+ * rights.c
+ *		Rights on a resource type and its task types (read, start, operate,
+ *		read_secrets), granted by the type's owner with grant_type() and taken
+ *		back with revoke_type(), and the check every API call makes.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/regproc.h"
+
+#include "toygun.h"
+
+PG_FUNCTION_INFO_V1(toygun_grant_type);
+PG_FUNCTION_INFO_V1(toygun_revoke_type);
+
+/* In ToygunRight order. */
+static const char *const right_names[] = {"read", "start", "operate", "read_secrets"};
+
+#define NRIGHTS lengthof(right_names)
+
+const char *
+toygun_right_name(ToygunRight right)
+{
+	return right_names[right];
+}
+
+/*
+ * Does some grant of this right on the resource type reach the caller? A
+ * grant to PUBLIC is stored as role 0. A dropped role's grant reaches
+ * nobody: has_privs_of_role() is false for a role that does not exist.
+ */
+static bool
+granted(const char *resource_type, ToygunRight right, Oid caller)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	uint64		i;
+
+	values[0] = CStringGetTextDatum(resource_type);
+	values[1] = CStringGetTextDatum(right_names[right]);
+	toygun_run(toygun_plan(&plan,
+						   "SELECT grantee::pg_catalog.oid FROM ONLY toygun.type_grant"
+						   " WHERE resource_type = $1 AND right_name = $2",
+						   2, argtypes),
+			   values, NULL, 0);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			grantee = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (grantee == InvalidOid || has_privs_of_role(caller, grantee))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * May the caller use this right on def's objects? The owner of the type
+ * (for a task type: of the task type, or of its resource type), and every
+ * role with its privileges, has every right; others need a grant on the
+ * resource type. Runs inside an API call (connected to SPI), never in the
+ * worker.
+ */
+bool
+toygun_has_right(ToygunDef *def, Oid caller, ToygunRight right)
+{
+	if (has_privs_of_role(caller, def->owner))
+		return true;
+	if (def->kind == TOYGUN_TASK)
+	{
+		ToygunDef  *rtype = toygun_find_def(TOYGUN_RESOURCE, def->resource_type, NULL, true);
+
+		if (rtype != NULL && has_privs_of_role(caller, rtype->owner))
+			return true;
+	}
+	return granted(def->resource_type, right, caller);
+}
+
+void
+toygun_check_right(ToygunDef *def, Oid caller, ToygunRight right)
+{
+	if (toygun_has_right(def, caller, right))
+		return;
+	if (def->kind == TOYGUN_TASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for %s: it needs right \"%s\" on resource type \"%s\"",
+						toygun_def_label(def), right_names[right], def->resource_type),
+				 errdetail("Role \"%s\" has neither that right nor the privileges of role \"%s\", which owns the task type.",
+						   toygun_role_name(caller), toygun_role_name(def->owner)),
+				 errhint("The owner of resource type \"%s\" can grant it with toygun.grant_type().",
+						 def->resource_type)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for %s: it needs right \"%s\"",
+					toygun_def_label(def), right_names[right]),
+			 errdetail("Role \"%s\" has neither that right nor the privileges of role \"%s\", which owns it.",
+					   toygun_role_name(caller), toygun_role_name(def->owner)),
+			 errhint("Its owner can grant it with toygun.grant_type().")));
+}
+
+/*
+ * The role a grant names, as GRANT reads it: "public" (unquoted, any case)
+ * is everybody, stored as 0; anything else must be an existing role.
+ */
+static Oid
+grantee_oid(text *role)
+{
+	char	   *name = text_to_cstring(role);
+
+	if (pg_strcasecmp(name, "public") == 0)
+		return InvalidOid;
+	return DatumGetObjectId(DirectFunctionCall1(regrolein, CStringGetDatum(name)));
+}
+
+/* The rights named, checked; NULL for none given (every right). */
+static Datum
+rights_array(FunctionCallInfo fcinfo, int argno)
+{
+	char	  **rights;
+	int			n,
+				i,
+				j;
+
+	if (PG_ARGISNULL(argno))
+		return (Datum) 0;
+	rights = toygun_text_array(PG_GETARG_ARRAYTYPE_P(argno), "rights", &n);
+	for (i = 0; i < n; i++)
+	{
+		for (j = 0; j < NRIGHTS; j++)
+			if (strcmp(rights[i], right_names[j]) == 0)
+				break;
+		if (j == NRIGHTS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown right \"%s\"", rights[i]),
+					 errhint("The rights are read, start, operate and read_secrets.")));
+	}
+	return toygun_cstring_array(rights, n);
+}
+
+/*
+ * Grants and revokes on a type are for roles with the privileges of its
+ * owner; nobody holds a grant option. The grants of dropped roles on the
+ * type are deleted on the way: they reach nobody, and their OID could be
+ * given to a new role.
+ */
+static ToygunDef *
+begin_grant(FunctionCallInfo fcinfo, ToygunCall *call, const char *type)
+{
+	static SPIPlanPtr prune_plan = NULL;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	ToygunDef  *def;
+
+	toygun_begin_call(call);
+	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
+	toygun_check_acting_for(def, call->caller);
+	values[0] = CStringGetTextDatum(type);
+	toygun_run(toygun_plan(&prune_plan,
+						   "DELETE FROM ONLY toygun.type_grant g WHERE g.resource_type = $1"
+						   "   AND g.grantee::pg_catalog.oid <> 0"
+						   "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
+						   "                    WHERE r.oid = g.grantee::pg_catalog.oid)",
+						   1, argtypes),
+			   values, NULL, 0);
+	return def;
+}
+
+/* grant_type(resource_type, role, rights): idempotent. */
+Datum
+toygun_grant_type(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	ToygunCall	call;
+	char	   *type;
+	Oid			grantee;
+	Datum		rights;
+	Oid			argtypes[4] = {TEXTOID, OIDOID, TEXTARRAYOID, OIDOID};
+	Datum		values[4];
+
+	toygun_check_not_null(fcinfo, 0, "resource_type");
+	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
+	toygun_check_not_null(fcinfo, 1, "role");
+	toygun_check_not_null(fcinfo, 2, "rights");
+	rights = rights_array(fcinfo, 2);
+	grantee = grantee_oid(PG_GETARG_TEXT_PP(1));
+
+	(void) begin_grant(fcinfo, &call, type);
+	values[0] = CStringGetTextDatum(type);
+	values[1] = ObjectIdGetDatum(grantee);
+	values[2] = rights;
+	values[3] = ObjectIdGetDatum(call.caller);
+	toygun_run(toygun_plan(&plan,
+						   "INSERT INTO toygun.type_grant (resource_type, grantee, right_name, granted_by)"
+						   " SELECT $1, $2::pg_catalog.regrole, r, $4::pg_catalog.regrole"
+						   "   FROM pg_catalog.unnest($3) r"
+						   " ON CONFLICT DO NOTHING",
+						   4, argtypes),
+			   values, NULL, 0);
+	toygun_end_call(&call);
+	PG_RETURN_VOID();
+}
+
+/* revoke_type(resource_type, role, rights): rights NULL takes back every right. */
+Datum
+toygun_revoke_type(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	ToygunCall	call;
+	char	   *type;
+	Oid			grantee;
+	Datum		rights;
+	Oid			argtypes[3] = {TEXTOID, OIDOID, TEXTARRAYOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	toygun_check_not_null(fcinfo, 0, "resource_type");
+	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
+	toygun_check_not_null(fcinfo, 1, "role");
+	rights = rights_array(fcinfo, 2);
+	grantee = grantee_oid(PG_GETARG_TEXT_PP(1));
+
+	(void) begin_grant(fcinfo, &call, type);
+	values[0] = CStringGetTextDatum(type);
+	values[1] = ObjectIdGetDatum(grantee);
+	values[2] = rights;
+	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
+	toygun_run(toygun_plan(&plan,
+						   "DELETE FROM ONLY toygun.type_grant"
+						   " WHERE resource_type = $1 AND grantee::pg_catalog.oid = $2"
+						   "   AND ($3 IS NULL OR right_name = ANY ($3))",
+						   3, argtypes),
+			   values, nulls, 0);
+	toygun_end_call(&call);
+	PG_RETURN_VOID();
+}

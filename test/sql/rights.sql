@@ -1,0 +1,176 @@
+-- Rights per type: grant_type, revoke_type, toygun.type_grants, and the
+-- start and operate rights (and read, for last_error) checked by every API
+-- function that acts on a type's objects: each function against each role,
+-- refused with 42501 naming the right, the hint naming grant_type.
+BEGIN;
+\ir ../fixtures.sql
+SELECT plan(30);
+
+CREATE ROLE tg_r_none;
+CREATE ROLE tg_r_app;
+CREATE ROLE tg_r_ops;
+CREATE ROLE tg_r_secrets;
+CREATE ROLE tg_r_owner;
+CREATE ROLE tg_r_member IN ROLE tg_r_owner;
+
+-- What q does as role: 'ok', or the SQLSTATE and the message.
+CREATE FUNCTION pg_temp.as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('SET ROLE %I', role);
+    EXECUTE q;
+    RESET ROLE;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END $$;
+-- The hint of the error q raises as role.
+CREATE FUNCTION pg_temp.hint_as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    h text;
+BEGIN
+    EXECUTE format('SET ROLE %I', role);
+    EXECUTE q;
+    RESET ROLE;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN h;
+END $$;
+GRANT EXECUTE ON FUNCTION pg_temp.as_role(text, text), pg_temp.hint_as_role(text, text) TO PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- grant_type, revoke_type, type_grants
+SELECT lives_ok($$SELECT toygun.grant_type('dummy', 'tg_r_app', '{read,start}')$$,
+                'the owner grants rights on its type');
+SELECT lives_ok($$SELECT toygun.grant_type('dummy', 'tg_r_app', '{start}')$$, 'granting again is a no-op');
+SELECT toygun.grant_type('dummy', 'tg_r_ops', '{read,operate}');
+SELECT toygun.grant_type('dummy', 'tg_r_secrets', '{read_secrets}');
+SELECT results_eq($$SELECT grantee, right_name, granted_by::text FROM toygun.type_grants
+                     WHERE resource_type = 'dummy' ORDER BY 1, 2$$,
+                  $$VALUES ('tg_r_app', 'read', 'postgres'), ('tg_r_app', 'start', 'postgres'),
+                           ('tg_r_ops', 'operate', 'postgres'), ('tg_r_ops', 'read', 'postgres'),
+                           ('tg_r_secrets', 'read_secrets', 'postgres')$$,
+                  'type_grants lists each grant once, with who granted it');
+SELECT throws_ok($$SELECT toygun.grant_type('dummy', 'tg_r_app', '{read,repair}')$$, '22023',
+                 'unknown right "repair"', 'an unknown right is refused');
+SELECT throws_ok($$SELECT toygun.grant_type('dummy', 'tg_r_nobody', '{read}')$$, '42704', NULL,
+                 'an unknown role is refused');
+SELECT throws_ok($$SELECT toygun.grant_type('nosuch', 'tg_r_app', '{read}')$$, NULL, NULL,
+                 'an unknown type is refused');
+SELECT throws_ok($$SELECT toygun.grant_type('dummy', 'tg_r_app', NULL)$$, '22004', NULL,
+                 'grant_type needs rights');
+SELECT alike(pg_temp.as_role('tg_r_app', $$SELECT toygun.grant_type('dummy', 'tg_r_none', '{start}')$$),
+            '42501 permission denied for resource type "dummy"%',
+            'a grantee cannot grant: only the owner can');
+SELECT alike(pg_temp.as_role('tg_r_ops', $$SELECT toygun.revoke_type('dummy', 'tg_r_app')$$),
+            '42501 permission denied for resource type "dummy"%', 'nor revoke');
+
+-- ---------------------------------------------------------------------------
+-- Every function against every role: start and operate (and read for
+-- last_error), on objects of their own so that no case changes another.
+CREATE TEMP TABLE fn (q text, needs text);
+INSERT INTO fn VALUES
+    ($$SELECT toygun.create_resource('dummy')$$, 'start'),
+    ($$SELECT toygun.create_resource('dummy', '{}', %2$L)$$, 'start'),
+    ($$SELECT toygun.start_task(%2$L, 'another')$$, 'start'),
+    ($$SELECT toygun.tick_task(%1$L)$$, 'operate'),
+    ($$SELECT toygun.tick_resource(%2$L)$$, 'operate'),
+    ($$SELECT toygun.transition_task(%1$L, 'beginning')$$, 'operate'),
+    ($$SELECT toygun.transition_task(%1$L, 'middle', '{"x": 1}')$$, 'operate'),
+    ($$SELECT toygun.transition_resource(%2$L, 'running')$$, 'operate'),
+    ($$SELECT toygun.stop_task(%1$L)$$, 'operate'),
+    ($$SELECT toygun.stop_resource(%2$L)$$, 'operate'),
+    ($$SELECT toygun.panic_task(%1$L, 'by hand')$$, 'operate'),
+    ($$SELECT toygun.rewind_task(%1$L)$$, 'operate'),
+    ($$SELECT toygun.last_error(%1$L)$$, 'read'),
+    ($$SELECT toygun.last_error(%2$L)$$, 'read');
+CREATE TEMP TABLE who (role text, rights text[]);
+INSERT INTO who VALUES ('tg_r_none', '{}'), ('tg_r_app', '{read,start}'), ('tg_r_ops', '{read,operate}'),
+                       ('tg_r_secrets', '{read_secrets}');
+CREATE TEMP TABLE cases AS
+    SELECT fn.q, fn.needs, who.role, who.rights, NULL::uuid AS t, toygun.create_resource('dummy') AS r
+      FROM fn, who;
+UPDATE cases SET t = toygun.start_task(r, 'test');
+DO $$ BEGIN PERFORM toygun.tick_task(t) FROM cases; END $$;    -- each run in state middle, at step 2
+
+CREATE TEMP TABLE outcome AS
+    SELECT c.q, c.needs, c.role, c.needs = ANY (c.rights) AS allowed,
+           pg_temp.as_role(c.role, format(c.q, c.t, c.r)) AS got,
+           pg_temp.hint_as_role(c.role, format(c.q, c.t, c.r)) AS hint
+      FROM cases c;
+SELECT is((SELECT count(*) FROM outcome), 56::bigint, '14 functions by 4 roles');
+SELECT is_empty($$SELECT role, q, got FROM outcome WHERE allowed AND got <> 'ok'$$,
+                'every role with the right a function needs may call it');
+SELECT is_empty($$SELECT role, q, got FROM outcome WHERE NOT allowed AND got NOT LIKE '42501 %'$$,
+                'every role without it is refused with 42501');
+SELECT is_empty($$SELECT role, q, got FROM outcome
+                   WHERE NOT allowed AND got NOT LIKE format('%%it needs right "%s"%%', needs)$$,
+                'and the refusal names the right');
+SELECT is_empty($$SELECT role, q, got FROM outcome
+                   WHERE NOT allowed AND got NOT LIKE '%type "dummy%'$$,
+                'and the type');
+SELECT is_empty($$SELECT role, q, hint FROM outcome
+                   WHERE NOT allowed AND hint NOT LIKE '%toygun.grant_type()%'$$,
+                'and its hint names grant_type');
+SELECT is((SELECT got FROM outcome WHERE role = 'tg_r_app' AND q LIKE '%stop_task%'),
+          '42501 permission denied for task type "dummy.test": it needs right "operate" on resource type "dummy"',
+          'the message of a refused task operation');
+SELECT is((SELECT got FROM outcome WHERE role = 'tg_r_ops' AND q LIKE '%create_resource(''dummy'')%'),
+          '42501 permission denied for resource type "dummy": it needs right "start"',
+          'the message of a refused resource start');
+
+-- ---------------------------------------------------------------------------
+-- The owner and its members have every right without a grant; a grant on a
+-- resource type covers its task types, whoever owns them.
+CREATE SCHEMA r_owner AUTHORIZATION tg_r_owner;
+SET ROLE tg_r_owner;
+CREATE FUNCTION r_owner.h(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stop() $$;
+SELECT toygun.define_resource('owned');
+SELECT toygun.define_task('owned', 'job', '{one}', 'r_owner.h(toygun.task)');
+SET ROLE tg_r_member;
+SELECT toygun.define_task('owned', 'members', '{one}', 'r_owner.h(toygun.task)');
+RESET ROLE;
+SELECT toygun.create_resource('owned') AS o \gset
+SELECT is(pg_temp.as_role('tg_r_member', format($$SELECT toygun.tick_task(toygun.start_task(%L, 'job'))$$, :'o')),
+          'ok', 'a member of the owner starts and operates without a grant');
+SELECT alike(pg_temp.as_role('tg_r_app', format($$SELECT toygun.start_task(%L, 'members')$$, :'o')),
+            '42501 %right "start"%', 'a role without a grant on the resource type cannot start its task types');
+SELECT lives_ok($$SELECT toygun.grant_type('owned', 'tg_r_app', '{start}')$$,
+                'a superuser may grant on any type');
+SELECT is(pg_temp.as_role('tg_r_app', format($$SELECT toygun.start_task(%L, 'members')$$, :'o')),
+          'ok', 'a grant on the resource type covers a task type another role owns');
+
+-- ---------------------------------------------------------------------------
+-- PUBLIC, revoking, dropped roles
+SELECT alike(pg_temp.as_role('tg_r_none', $$SELECT toygun.create_resource('owned')$$), '42501 %',
+            'tg_r_none cannot start on owned');
+SET ROLE tg_r_member;
+SELECT lives_ok($$SELECT toygun.grant_type('owned', 'public', '{start}')$$,
+                'a member of the owner grants a right to public');
+RESET ROLE;
+SELECT is((SELECT grantee FROM toygun.type_grants WHERE resource_type = 'owned' AND grantee <> 'tg_r_app'),
+          'public', 'type_grants names the grantee public');
+SELECT is(pg_temp.as_role('tg_r_none', $$SELECT toygun.create_resource('owned')$$), 'ok',
+          'a right granted to public reaches every role');
+SELECT toygun.revoke_type('owned', 'PUBLIC', '{start}');
+SELECT alike(pg_temp.as_role('tg_r_none', $$SELECT toygun.create_resource('owned')$$), '42501 %',
+            'revoking it from public takes it back');
+
+SELECT toygun.revoke_type('dummy', 'tg_r_ops', '{operate}');
+SELECT is((SELECT array_agg(right_name) FROM toygun.type_grants WHERE grantee = 'tg_r_ops'), '{read}',
+          'revoke_type with rights takes back those rights');
+SELECT toygun.revoke_type('dummy', 'tg_r_app');
+SELECT is((SELECT array_agg(right_name ORDER BY right_name) FROM toygun.type_grants
+            WHERE grantee = 'tg_r_app'), '{start}',
+          'without rights it takes back every right on that type only');
+
+SELECT toygun.grant_type('dummy', 'tg_r_secrets', '{read,start}');
+DROP ROLE tg_r_secrets;
+SELECT is((SELECT count(*) FROM toygun.type_grants WHERE resource_type = 'dummy' AND grantee NOT IN ('tg_r_ops')),
+          0::bigint, 'the grants of a dropped role go with it');
+SELECT toygun.grant_type('dummy', 'tg_r_ops', '{read}');
+SELECT is((SELECT count(*) FROM toygun.type_grant WHERE resource_type = 'dummy'), 1::bigint,
+          'and the next grant on the type deletes them');
+
+SELECT * FROM finish();
+ROLLBACK;
