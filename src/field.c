@@ -197,7 +197,7 @@ toygun_seal_attrs(ToygunDef *def, pg_uuid_t *id, Jsonb *attrs)
 
 /*
  * Whether the stored object's type declares the field encrypted; if so, the
- * caller must have the privileges of the type's owner to read it. The type
+ * caller must have right read_secrets on it (rights.c). The type
  * is the stored object's, not the row's that was passed in, so that a row
  * made up by the caller cannot borrow another type's permission.
  */
@@ -233,14 +233,16 @@ field_is_encrypted(ToygunKind kind, pg_uuid_t *id, const char *name)
 	task = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	def = toygun_find_def(kind, type, task, false);
 	encrypted = toygun_in_list(name, def->encrypted, def->nencrypted);
-	if (encrypted && !has_privs_of_role(call.caller, def->owner))
+	if (encrypted && !toygun_has_right(def, call.caller, TOYGUN_RIGHT_READ_SECRETS))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to read encrypted field \"%s\" of %s",
-						name, toygun_def_label(def)),
-				 errdetail("Only roles with the privileges of role \"%s\", which defined it, may read its encrypted fields.",
-						   toygun_role_name(def->owner)),
-				 errhint("Act as a member of role \"%s\".", toygun_role_name(def->owner))));
+				 errmsg("permission denied to read encrypted field \"%s\" of %s: it needs right \"read_secrets\"%s",
+						name, toygun_def_label(def),
+						def->kind == TOYGUN_TASK ? psprintf(" on resource type \"%s\"", def->resource_type) : ""),
+				 errdetail("Role \"%s\" has neither that right nor the privileges of role \"%s\", which defined it.",
+						   toygun_role_name(call.caller), toygun_role_name(def->owner)),
+				 errhint("The owner of resource type \"%s\" can grant it with toygun.grant_type().",
+						 def->resource_type)));
 	toygun_end_call(&call);
 	return encrypted;
 }

@@ -4,7 +4,7 @@
 -- refused with 42501 naming the right, the hint naming grant_type.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(30);
+SELECT plan(34);
 
 CREATE ROLE tg_r_none;
 CREATE ROLE tg_r_app;
@@ -141,6 +141,26 @@ SELECT is(pg_temp.as_role('tg_r_app', format($$SELECT toygun.start_task(%L, 'mem
           'ok', 'a grant on the resource type covers a task type another role owns');
 
 -- ---------------------------------------------------------------------------
+-- read_secrets: encrypted fields through toygun.field()
+SELECT toygun.define_resource('vaulted', encrypted_fields => '{token}');
+SELECT toygun.create_resource('vaulted', '{"token": "s3cret", "label": "x"}') AS v \gset
+SELECT toygun.grant_type('vaulted', 'tg_r_app', '{read,start,operate}');
+SELECT toygun.grant_type('vaulted', 'tg_r_ops', '{read_secrets}');
+CREATE TEMP TABLE vrow AS SELECT r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts,
+                                 NULL::text AS last_error, r.created_at, r.updated_at
+                            FROM toygun.resource r WHERE id = :'v';
+GRANT SELECT ON vrow TO PUBLIC;
+SELECT is(pg_temp.as_role('tg_r_app', $$SELECT toygun.field(ROW(v.*)::toygun.resource, 'token') FROM vrow v$$),
+          '42501 permission denied to read encrypted field "token" of resource type "vaulted": it needs right "read_secrets"',
+          'every other right does not give read_secrets');
+SELECT is(pg_temp.as_role('tg_r_app', $$SELECT toygun.field(ROW(v.*)::toygun.resource, 'label') FROM vrow v$$),
+          'ok', 'a field that is not encrypted needs no right');
+SELECT is(pg_temp.as_role('tg_r_ops', $$SELECT toygun.field(ROW(v.*)::toygun.resource, 'token') FROM vrow v$$),
+          'ok', 'read_secrets reads encrypted fields');
+SELECT alike(pg_temp.hint_as_role('tg_r_none', $$SELECT toygun.field(ROW(v.*)::toygun.resource, 'token') FROM vrow v$$),
+             '%toygun.grant_type()%', 'the refusal hints at grant_type');
+
+-- ---------------------------------------------------------------------------
 -- PUBLIC, revoking, dropped roles
 SELECT alike(pg_temp.as_role('tg_r_none', $$SELECT toygun.create_resource('owned')$$), '42501 %',
             'tg_r_none cannot start on owned');
@@ -157,11 +177,12 @@ SELECT alike(pg_temp.as_role('tg_r_none', $$SELECT toygun.create_resource('owned
             'revoking it from public takes it back');
 
 SELECT toygun.revoke_type('dummy', 'tg_r_ops', '{operate}');
-SELECT is((SELECT array_agg(right_name) FROM toygun.type_grants WHERE grantee = 'tg_r_ops'), '{read}',
+SELECT is((SELECT array_agg(right_name) FROM toygun.type_grants WHERE grantee = 'tg_r_ops' AND resource_type = 'dummy'),
+          '{read}',
           'revoke_type with rights takes back those rights');
 SELECT toygun.revoke_type('dummy', 'tg_r_app');
-SELECT is((SELECT array_agg(right_name ORDER BY right_name) FROM toygun.type_grants
-            WHERE grantee = 'tg_r_app'), '{start}',
+SELECT is((SELECT array_agg(resource_type || ':' || right_name ORDER BY resource_type, right_name) FROM toygun.type_grants
+            WHERE grantee = 'tg_r_app'), '{owned:start,vaulted:operate,vaulted:read,vaulted:start}',
           'without rights it takes back every right on that type only');
 
 SELECT toygun.grant_type('dummy', 'tg_r_secrets', '{read,start}');

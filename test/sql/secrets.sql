@@ -227,8 +227,8 @@ SELECT throws_ok(format($$SELECT toygun.start_task(%L, 'open', '{"pin": 1}')$$, 
 -- Who may decrypt
 SET ROLE tg_mallory;
 SELECT throws_ok(format($$SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq)::toygun.task, 'password') FROM toygun.task t WHERE id = %L$$, :'t'), '42501',
-                 'permission denied to read encrypted field "password" of task type "safe.open"',
-                 'a role that cannot act for the type cannot read its encrypted fields');
+                 'permission denied to read encrypted field "password" of task type "safe.open": it needs right "read_secrets" on resource type "safe"',
+                 'a role without right read_secrets on the type cannot read its encrypted fields');
 SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'safe', 'open', 'x', '{"password": {"$secret": "x"}}', 0, NULL, 0, NULL, now(), now(), 0)::toygun.task, 'password')$$,
                         :'t', :'r'),
                  '42501', NULL, 'nor through a row it made up');
