@@ -5,6 +5,51 @@
 -- exactly the objects of a fresh 0.4 install; a change to src/sql/ without
 -- its upgrade step here fails that test.
 
+-- Rights per type (issue 13): the grants, the functions that make them, and
+-- readable_types(), which task_for() below calls.
+-- Rights on a resource type and its task types, granted by its owner: read
+-- (its rows and histories), start (resources, runs, periodic starts),
+-- operate (ticks and moves by hand) and read_secrets (encrypted fields).
+-- The owner, and every role with its privileges, has them all. A grant to
+-- PUBLIC names role 0, which pg_dump writes as '-'.
+CREATE TABLE toygun.type_grant (
+    resource_type text NOT NULL,
+    grantee       regrole NOT NULL,
+    right_name    text NOT NULL
+                  CHECK (right_name IN ('read', 'start', 'operate', 'read_secrets')),
+    granted_by    regrole NOT NULL,
+    granted_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (resource_type, grantee, right_name)
+);
+SELECT pg_catalog.pg_extension_config_dump('toygun.type_grant', '');
+
+-- role is a role name as GRANT reads it, or public.
+CREATE FUNCTION toygun.grant_type(resource_type text, role text, rights text[]) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_grant_type' LANGUAGE C VOLATILE;
+-- rights NULL: every right.
+CREATE FUNCTION toygun.revoke_type(resource_type text, role text, rights text[] DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_revoke_type' LANGUAGE C VOLATILE;
+
+-- The resource types whose rows the current user may read (as owner, or by
+-- a grant of read to it or to PUBLIC), sorted. Row filters call it once per
+-- query, as = ANY (((SELECT toygun.readable_types()))::text[]), never once
+-- per row.
+CREATE FUNCTION toygun.readable_types() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'toygun_readable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+-- The grants of existing roles: a dropped role's grants reach nobody.
+CREATE VIEW toygun.type_grants AS
+    SELECT g.resource_type,
+           CASE WHEN g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0 THEN 'public'
+                ELSE g.grantee::pg_catalog.text END AS grantee,
+           g.right_name, g.granted_by, g.granted_at
+      FROM ONLY toygun.type_grant g
+     WHERE g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0
+        OR EXISTS (SELECT FROM pg_catalog.pg_roles r
+                    WHERE r.oid OPERATOR(pg_catalog.=) g.grantee::pg_catalog.oid);
+GRANT SELECT ON toygun.type_grant, toygun.type_grants TO PUBLIC;
+
 -- Every query on toygun's tables reads ONLY toygun's own rows: a table a DBA
 -- makes that INHERITS from one of them is never read through the API.
 CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
@@ -13,6 +58,7 @@ CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toy
         SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
                    t.run_at, t.attempts,
                    CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.readable_types())
                         THEN toygun.last_error(t.id) END,
                    t.created_at, t.updated_at, t.seq)::toygun.task
           FROM ONLY toygun.task t
@@ -57,40 +103,3 @@ CREATE OR REPLACE VIEW toygun.stats AS
       FROM ONLY toygun.resource r
      WHERE r.state <> '__stop__'
      GROUP BY r.type, r.state;
-
--- Rights per type (issue 13): the grants, and the functions that make them.
--- Rights on a resource type and its task types, granted by its owner: read
--- (its rows and histories), start (resources, runs, periodic starts),
--- operate (ticks and moves by hand) and read_secrets (encrypted fields).
--- The owner, and every role with its privileges, has them all. A grant to
--- PUBLIC names role 0, which pg_dump writes as '-'.
-CREATE TABLE toygun.type_grant (
-    resource_type text NOT NULL,
-    grantee       regrole NOT NULL,
-    right_name    text NOT NULL
-                  CHECK (right_name IN ('read', 'start', 'operate', 'read_secrets')),
-    granted_by    regrole NOT NULL,
-    granted_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    PRIMARY KEY (resource_type, grantee, right_name)
-);
-SELECT pg_catalog.pg_extension_config_dump('toygun.type_grant', '');
-
--- role is a role name as GRANT reads it, or public.
-CREATE FUNCTION toygun.grant_type(resource_type text, role text, rights text[]) RETURNS void
-    AS 'MODULE_PATHNAME', 'toygun_grant_type' LANGUAGE C VOLATILE;
--- rights NULL: every right.
-CREATE FUNCTION toygun.revoke_type(resource_type text, role text, rights text[] DEFAULT NULL)
-    RETURNS void
-    AS 'MODULE_PATHNAME', 'toygun_revoke_type' LANGUAGE C VOLATILE;
-
--- The grants of existing roles: a dropped role's grants reach nobody.
-CREATE VIEW toygun.type_grants AS
-    SELECT g.resource_type,
-           CASE WHEN g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0 THEN 'public'
-                ELSE g.grantee::pg_catalog.text END AS grantee,
-           g.right_name, g.granted_by, g.granted_at
-      FROM ONLY toygun.type_grant g
-     WHERE g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0
-        OR EXISTS (SELECT FROM pg_catalog.pg_roles r
-                    WHERE r.oid OPERATOR(pg_catalog.=) g.grantee::pg_catalog.oid);
-GRANT SELECT ON toygun.type_grant, toygun.type_grants TO PUBLIC;

@@ -2,7 +2,8 @@
  * rights.c
  *		Rights on a resource type and its task types (read, start, operate,
  *		read_secrets), granted by the type's owner with grant_type() and taken
- *		back with revoke_type(), and the check every API call makes.
+ *		back with revoke_type(), the check every API call makes, and the
+ *		resource types the current user may read (readable_types()).
  */
 #include "postgres.h"
 
@@ -17,6 +18,7 @@
 
 PG_FUNCTION_INFO_V1(toygun_grant_type);
 PG_FUNCTION_INFO_V1(toygun_revoke_type);
+PG_FUNCTION_INFO_V1(toygun_readable_types);
 
 /* In ToygunRight order. */
 static const char *const right_names[] = {"read", "start", "operate", "read_secrets"};
@@ -241,4 +243,62 @@ toygun_revoke_type(PG_FUNCTION_ARGS)
 			   values, nulls, 0);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
+}
+
+static int
+compare_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * readable_types(): the resource types whose rows the current user may
+ * read: those whose owner's privileges it has, and those on which it, or
+ * PUBLIC, was granted read; sorted by name. One call answers for a whole
+ * query: row filters use it as an InitPlan, never once per row, written
+ * = ANY (((SELECT toygun.readable_types()))::text[]) (without the cast,
+ * ANY reads the subquery as a set of arrays). Task types owned by another
+ * role than their resource type's owner are not in it: their owner needs a
+ * grant to read their rows through it.
+ */
+Datum
+toygun_readable_types(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr types_plan = NULL;
+	ToygunCall	call;
+	char	  **names;
+	int			n = 0;
+	uint64		i;
+	bool		isnull;
+	Datum		result;
+
+	toygun_begin_call(&call);
+	toygun_run(toygun_plan(&types_plan,
+						   "SELECT d.name, d.owner::pg_catalog.oid FROM ONLY toygun.resource_type d"
+						   " UNION ALL"
+						   " SELECT g.resource_type, g.grantee::pg_catalog.oid FROM ONLY toygun.type_grant g"
+						   "  WHERE g.right_name = 'read'",
+						   0, NULL),
+			   NULL, NULL, 0);
+	names = palloc(sizeof(char *) * (SPI_processed + 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		Oid			role = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		char	   *name;
+		int			j;
+
+		if (role != InvalidOid && !has_privs_of_role(call.caller, role))
+			continue;
+		name = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
+		for (j = 0; j < n; j++)
+			if (strcmp(names[j], name) == 0)
+				break;
+		if (j == n)
+			names[n++] = name;
+	}
+	qsort(names, n, sizeof(char *), compare_names);
+	result = SPI_datumTransfer(toygun_cstring_array(names, n), false, -1);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(result);
 }

@@ -13,13 +13,15 @@ CREATE FUNCTION toygun.last_error(id uuid) RETURNS text
     AS 'MODULE_PATHNAME', 'toygun_last_error' LANGUAGE C STABLE;
 
 -- The latest run of a task on a resource, or NULL. Its last_error is there
--- for roles with the privileges of the task type's owner, NULL for others.
+-- for roles with the privileges of the task type's owner or right read on
+-- its resource type, NULL for others.
 CREATE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
     LANGUAGE sql STABLE PARALLEL RESTRICTED
     BEGIN ATOMIC
         SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
                    t.run_at, t.attempts,
                    CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.readable_types())
                         THEN toygun.last_error(t.id) END,
                    t.created_at, t.updated_at, t.seq)::toygun.task
           FROM ONLY toygun.task t

@@ -23,6 +23,13 @@ CREATE FUNCTION toygun.revoke_type(resource_type text, role text, rights text[] 
     RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_revoke_type' LANGUAGE C VOLATILE;
 
+-- The resource types whose rows the current user may read (as owner, or by
+-- a grant of read to it or to PUBLIC), sorted. Row filters call it once per
+-- query, as = ANY (((SELECT toygun.readable_types()))::text[]), never once
+-- per row.
+CREATE FUNCTION toygun.readable_types() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'toygun_readable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
 -- The grants of existing roles: a dropped role's grants reach nobody.
 CREATE VIEW toygun.type_grants AS
     SELECT g.resource_type,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pg_dump of a database using toygun, restored with pg_restore into a new
 # cluster: types, resources, runs in every state, histories, a periodic start
-# and secrets come back intact; every secret decrypts to the same value, as
+# secrets and rights (grant_type) come back intact; every secret decrypts to the same value, as
 # long as the keyring file travels with the dump; the restored due runs are
 # ticked to the end by the new cluster's worker; sequences go on from where
 # they were.
@@ -26,7 +26,7 @@ tg_start "$B" || bail "server B did not start"
 qa() { tg_psql "$A" app -c "$1"; }
 qb() { tg_psql "$B" app -c "$1"; }
 
-plan 20
+plan 21
 
 # --- cluster A: an application in a schema of its own, owned by app_owner ---------
 
@@ -57,6 +57,9 @@ SELECT toygun.define_resource('acct', '{opening,open}', 'app.acct(toygun.resourc
 SELECT toygun.define_resource('plain');
 SELECT toygun.define_task('acct', 'job', '{one,two}', 'app.job(toygun.task)',
                           encrypted_fields => '{password}');
+-- rights, to a role and to PUBLIC
+SELECT toygun.grant_type('acct', 'app_reader', '{read,read_secrets}');
+SELECT toygun.grant_type('plain', 'public', '{start}');
 CREATE TABLE app.ids (n int PRIMARY KEY, r uuid);
 INSERT INTO app.ids SELECT n, toygun.create_resource('acct',
     jsonb_build_object('name', 'acct-' || n, 'token', jsonb_build_object('t', 'tok-' || n, 'n', n), 'tier', n % 2))
@@ -122,7 +125,7 @@ SECRETS_A=$(qa "$SECRETS")
 SEQS_A=$(qa "$SEQS")
 CRON_A=$(qa "$CRON")
 is "$(qa "SELECT string_agg(c::regclass::text, ' ' ORDER BY c::regclass::text) FROM pg_extension, unnest(extconfig) c WHERE extname = 'toygun'")" \
-	"toygun.resource toygun.resource_type toygun.schedule toygun.schedule_seq toygun.schedule_start toygun.task toygun.task_seq toygun.task_type toygun.transition" \
+	"toygun.resource toygun.resource_type toygun.schedule toygun.schedule_seq toygun.schedule_start toygun.task toygun.task_seq toygun.task_type toygun.transition toygun.type_grant" \
 	"every toygun table and sequence is marked with pg_extension_config_dump"
 is "${SECRETS_A%% *}" 16 "A holds 16 secrets: 7 tokens, 6 passwords, 3 of the application's own"
 
@@ -156,6 +159,10 @@ is "$(qb "SELECT string_agg(toygun_owner || '/' || p.proowner::regrole, ' ' ORDE
             (SELECT name, owner::text AS toygun_owner, handler FROM toygun.task_type) t,
             pg_proc p WHERE p.oid = t.handler::regprocedure")" "app_owner/app_owner" \
 	"the handler resolves in B, owned by the type's owner"
+is "$(qb "SELECT string_agg(resource_type || ' ' || grantee || ' ' || right_name || ' by ' || granted_by, ', '
+                            ORDER BY resource_type, grantee, right_name) FROM toygun.type_grants")" \
+	"acct app_reader read by app_owner, acct app_reader read_secrets by app_owner, plain public start by app_owner" \
+	"the rights granted in A hold in B, to the same roles by name, and to public"
 
 # --- B's worker takes over -------------------------------------------------------
 

@@ -4,7 +4,7 @@
 -- refused with 42501 naming the right, the hint naming grant_type.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(34);
+SELECT plan(37);
 
 CREATE ROLE tg_r_none;
 CREATE ROLE tg_r_app;
@@ -159,6 +159,21 @@ SELECT is(pg_temp.as_role('tg_r_ops', $$SELECT toygun.field(ROW(v.*)::toygun.res
           'ok', 'read_secrets reads encrypted fields');
 SELECT alike(pg_temp.hint_as_role('tg_r_none', $$SELECT toygun.field(ROW(v.*)::toygun.resource, 'token') FROM vrow v$$),
              '%toygun.grant_type()%', 'the refusal hints at grant_type');
+
+-- ---------------------------------------------------------------------------
+-- readable_types(): what row filters will use; task_for's last_error
+SET ROLE tg_r_app;
+SELECT is(toygun.readable_types(), '{dummy,vaulted}', 'readable_types lists the types granted read');
+RESET ROLE;
+SET ROLE tg_r_member;
+SELECT is(toygun.readable_types(), '{owned}', 'and those whose owner''s privileges the role has');
+RESET ROLE;
+SELECT toygun.start_task(toygun.create_resource('dummy'), 'test') AS failing \gset
+UPDATE toygun.task SET last_error = 'it broke' WHERE id = :'failing';
+SELECT is(pg_temp.as_role('tg_r_app', format($q$DO $do$ BEGIN
+              IF (SELECT (toygun.task_for(resource_id, 'test')).last_error FROM toygun.task WHERE id = %L)
+                 IS DISTINCT FROM 'it broke' THEN RAISE 'no last_error'; END IF; END $do$ $q$, :'failing')),
+          'ok', 'task_for shows last_error to a role granted read');
 
 -- ---------------------------------------------------------------------------
 -- PUBLIC, revoking, dropped roles
