@@ -8,8 +8,11 @@
  *
  * The direct writes are sound only on the tables they were written for:
  * exactly toygun's columns, by name and type (dropped ones aside), a heap
- * table with no triggers, rules, row security, inheritance children or
- * partitioning. Each table is checked when the store opens, and again after
+ * table with no triggers, rules, inheritance children or partitioning, and
+ * no row security that applies to the writer. The writer is the tables'
+ * owner (API calls) or a superuser (workers), so policies apply only when
+ * FORCE ROW LEVEL SECURITY makes them (toygun's own policies only filter
+ * what other roles read). Each table is checked when the store opens, and again after
  * any change to it (a relcache invalidation); a table that differs is
  * written through SQL, which does whatever the DBA's change asks. NOT NULL
  * and CHECK constraints, the replica identity and unique indexes are
@@ -49,6 +52,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -199,8 +203,9 @@ check_shape(Store *st, int t)
 		why = "it has triggers";
 	else if (rel->rd_rules != NULL)
 		why = "it has rules";
-	else if (rel->rd_rel->relrowsecurity)
-		why = "it has row-level security";
+	else if (rel->rd_rel->relforcerowsecurity ||
+			 check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
+		why = "row-level security applies to its writer";
 	else if (rel->rd_rel->relhassubclass)
 		why = "it has inheritance children";
 

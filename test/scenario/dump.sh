@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # pg_dump of a database using toygun, restored with pg_restore into a new
-# cluster: types, resources, runs in every state, histories, a periodic start
+# cluster: types, resources, runs in every state, histories, a periodic start,
 # secrets and rights (grant_type) come back intact; every secret decrypts to the same value, as
 # long as the keyring file travels with the dump; the restored due runs are
 # ticked to the end by the new cluster's worker; sequences go on from where

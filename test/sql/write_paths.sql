@@ -6,7 +6,7 @@
 -- each operation's outcome (or error) must be the same.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(27);
+SELECT plan(28);
 
 CREATE FUNCTION public.diff_task(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
 DECLARE
@@ -222,7 +222,16 @@ INSERT INTO alteration VALUES
     (22, 'toygun.task clustered, toygun.transition truncated and toygun.task reindexed after ticks, in the same transaction', '',
         $$CLUSTER toygun.task USING task_runs_idx; TRUNCATE toygun.transition; REINDEX TABLE toygun.task$$),
     (23, 'toygun.task made unlogged and logged again after ticks, in the same transaction', '',
-        $$ALTER TABLE toygun.task SET UNLOGGED; ALTER TABLE toygun.task SET LOGGED$$);
+        $$ALTER TABLE toygun.task SET UNLOGGED; ALTER TABLE toygun.task SET LOGGED$$),
+    (24, 'row-level security enabled, not forced, on the three tables, with policies that filter reads',
+        $$ALTER TABLE toygun.task ENABLE ROW LEVEL SECURITY;
+          ALTER TABLE toygun.resource ENABLE ROW LEVEL SECURITY;
+          ALTER TABLE toygun.transition ENABLE ROW LEVEL SECURITY;
+          CREATE POLICY readable ON toygun.task FOR SELECT
+              USING (resource_type = ANY (((SELECT toygun.readable_types()))::text[]));
+          CREATE POLICY readable ON toygun.resource FOR SELECT
+              USING (type = ANY (((SELECT toygun.readable_types()))::text[]));
+          CREATE POLICY readable ON toygun.transition FOR SELECT USING (to_state <> 'three')$$, '');
 
 CREATE FUNCTION pg_temp.mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.attrs := NEW.attrs || '{"trig": 1}'; RETURN NEW; END $$;
