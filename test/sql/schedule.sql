@@ -4,7 +4,7 @@
 -- scheduler never sees these jobs: firings are invoked by hand.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(86);
+SELECT plan(91);
 
 SET LOCAL timezone = 'UTC';
 SELECT toygun.define_task('dummy', 'fielded', '{one}', 'dummy_another(toygun.task)', fields => '{depth}');
@@ -217,6 +217,21 @@ SELECT throws_ok($$SELECT toygun.run_schedule('owned', 'job', '2024-05-01 03:00:
                  'a firing fails once the schedule''s maker may no longer act for the task type');
 GRANT tg_sched_owner TO tg_sched_member;
 SELECT is(toygun.run_schedule('owned', 'job', '2024-05-01 03:00:00+00'), 1::bigint, 'and works again when it may');
+
+-- rights: a grantee of start schedules, fires and stops; the firing needs the
+-- schedule's maker to keep the right
+SELECT toygun.grant_type('owned', 'tg_sched_other', '{start}');
+SET ROLE tg_sched_other;
+SELECT is(toygun.run_schedule('owned', 'job', '2024-05-02 03:00:00+00'), 0::bigint,
+          'a grantee of start fires it by hand (the resource''s run of the last bucket is still live)');
+SELECT ok(toygun.stop_every('owned', 'job'), 'a grantee of start stops it');
+SELECT lives_ok($$SELECT toygun.start_every('owned', 'job', '0 4 * * *')$$, 'and schedules it again');
+RESET ROLE;
+SELECT is((SELECT owner::text FROM toygun.schedule WHERE task = 'job'), 'tg_sched_other', 'made by the grantee');
+SELECT toygun.revoke_type('owned', 'tg_sched_other', '{start}');
+SELECT throws_ok($$SELECT toygun.run_schedule('owned', 'job', '2024-05-03 04:00:00+00')$$, '42501',
+                 'permission denied for task type "owned.job": it needs right "start" on resource type "owned"',
+                 'a firing fails once the schedule''s maker has lost right start');
 
 SELECT * FROM finish();
 ROLLBACK;
