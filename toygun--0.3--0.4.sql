@@ -103,3 +103,20 @@ CREATE OR REPLACE VIEW toygun.stats AS
       FROM ONLY toygun.resource r
      WHERE r.state <> '__stop__'
      GROUP BY r.type, r.state;
+
+-- Private rows (issue 13): resources and runs show only to roles that may
+-- read their type, and toygun.stats counts only those.
+ALTER TABLE toygun.resource ENABLE ROW LEVEL SECURITY;
+ALTER TABLE toygun.task ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.resource FOR SELECT
+    USING (type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+CREATE POLICY readable ON toygun.task FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+ALTER VIEW toygun.stats SET (security_invoker = true);
+-- In 0.3 every role read every row: every type that exists keeps being
+-- readable by everybody, until its owner revokes it
+-- (toygun.revoke_type(type, 'public', '{read}')). Types defined from now on
+-- are private.
+INSERT INTO toygun.type_grant (resource_type, grantee, right_name, granted_by)
+    SELECT d.name, 0::pg_catalog.oid::pg_catalog.regrole, 'read', d.owner FROM ONLY toygun.resource_type d
+    ON CONFLICT DO NOTHING;

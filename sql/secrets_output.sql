@@ -70,6 +70,8 @@ UPDATE toygun.resource SET attrs = attrs - 'code' WHERE id = :'r2';
 
 -- who may decrypt
 CREATE ROLE regress_secret_nobody;
+-- it may read the type's rows (issue 13's right read), not its secrets
+SELECT toygun.grant_type('locker', 'regress_secret_nobody', '{read}');
 SET ROLE regress_secret_nobody;
 -- last_error is not theirs to read: they name the other columns of the row
 SELECT toygun.field(r, 'code') FROM toygun.resource r WHERE id = :'r';

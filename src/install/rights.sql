@@ -40,3 +40,15 @@ CREATE VIEW toygun.type_grants AS
      WHERE g.grantee::pg_catalog.oid OPERATOR(pg_catalog.=) 0
         OR EXISTS (SELECT FROM pg_catalog.pg_roles r
                     WHERE r.oid OPERATOR(pg_catalog.=) g.grantee::pg_catalog.oid);
+
+-- Private rows: a role reads the resources and runs of the types it may read.
+-- The tables' owner (the API) and superusers (the workers) are not filtered:
+-- policies are not forced, so the direct writes of store.c go on. The set of
+-- readable types is computed once per query (an InitPlan), not per row.
+-- (toygun.transition follows once it has a type column.)
+ALTER TABLE toygun.resource ENABLE ROW LEVEL SECURITY;
+ALTER TABLE toygun.task ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.resource FOR SELECT
+    USING (type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+CREATE POLICY readable ON toygun.task FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));

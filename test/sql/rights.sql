@@ -4,7 +4,7 @@
 -- refused with 42501 naming the right, the hint naming grant_type.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(37);
+SELECT plan(42);
 
 CREATE ROLE tg_r_none;
 CREATE ROLE tg_r_app;
@@ -35,6 +35,15 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
     RETURN h;
+END $$;
+-- EXPLAIN of q as tg_r_app
+CREATE FUNCTION pg_temp.plan_of(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    l text;
+BEGIN
+    SET LOCAL ROLE tg_r_app;
+    FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP;
+    RESET ROLE;
 END $$;
 GRANT EXECUTE ON FUNCTION pg_temp.as_role(text, text), pg_temp.hint_as_role(text, text) TO PUBLIC;
 
@@ -174,6 +183,26 @@ SELECT is(pg_temp.as_role('tg_r_app', format($q$DO $do$ BEGIN
               IF (SELECT (toygun.task_for(resource_id, 'test')).last_error FROM toygun.task WHERE id = %L)
                  IS DISTINCT FROM 'it broke' THEN RAISE 'no last_error'; END IF; END $do$ $q$, :'failing')),
           'ok', 'task_for shows last_error to a role granted read');
+
+-- ---------------------------------------------------------------------------
+-- Private rows: resources and runs show to the roles that may read their type
+SELECT is(pg_temp.as_role('tg_r_none', $q$DO $do$ BEGIN
+              IF EXISTS (SELECT FROM toygun.task) OR EXISTS (SELECT FROM toygun.resource)
+                 OR EXISTS (SELECT FROM toygun.stats) THEN RAISE 'saw rows'; END IF; END $do$ $q$),
+          'ok', 'a role without read sees no resources, runs or stats');
+SELECT is(pg_temp.as_role('tg_r_app', $q$DO $do$ BEGIN
+              IF (SELECT array_agg(DISTINCT resource_type ORDER BY resource_type) FROM toygun.task)
+                 IS DISTINCT FROM '{dummy}' THEN RAISE 'wrong runs'; END IF; END $do$ $q$),
+          'ok', 'a role with read on dummy sees its runs, and no others');
+SELECT ok((SELECT count(*) FROM toygun.task WHERE resource_type <> 'dummy') > 0,
+          'the superuser sees the others too');
+SELECT ok((SELECT string_agg(l, E'\n') FROM (SELECT * FROM pg_temp.plan_of('SELECT count(*) FROM toygun.task')) p(l))
+          ~ 'InitPlan', 'the row filter is computed once per query (an InitPlan)');
+SELECT toygun.grant_type('owned', 'public', '{read}');
+SELECT is(pg_temp.as_role('tg_r_none', $q$DO $do$ BEGIN
+              IF NOT EXISTS (SELECT FROM toygun.task WHERE resource_type = 'owned') THEN RAISE 'none'; END IF; END $do$ $q$),
+          'ok', 'read granted to public opens a type to every role');
+SELECT toygun.revoke_type('owned', 'public', '{read}');
 
 -- ---------------------------------------------------------------------------
 -- PUBLIC, revoking, dropped roles

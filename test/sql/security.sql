@@ -56,7 +56,8 @@ SELECT throws_ok(format($$SELECT toygun.tick_resource(%L)$$, :'r'), '42501',
                  'permission denied for resource type "alices": it needs right "operate"', 'another role cannot tick alice''s resources');
 SELECT throws_ok(format($$SELECT toygun.transition_resource(%L, 'running')$$, :'r'), '42501',
                  'permission denied for resource type "alices": it needs right "operate"', 'another role cannot move alice''s resources');
-SELECT is((SELECT count(*) FROM toygun.task WHERE resource_id = :'r'), 3::bigint, 'any role can read the tables');
+SELECT is((SELECT count(*) FROM toygun.task WHERE resource_id = :'r'), 0::bigint,
+          'another role does not see alice''s runs');
 SELECT throws_ok(format($$UPDATE toygun.task SET state = 'one' WHERE id = %L$$, :'t'), '42501', NULL,
                  'no role can update toygun.task behind the API');
 SELECT throws_ok($$INSERT INTO toygun.task_type SELECT * FROM toygun.task_type$$, '42501', NULL,
