@@ -4,7 +4,7 @@
 -- refused with 42501 naming the right, the hint naming grant_type.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(42);
+SELECT plan(48);
 
 CREATE ROLE tg_r_none;
 CREATE ROLE tg_r_app;
@@ -236,6 +236,34 @@ SELECT is((SELECT count(*) FROM toygun.type_grants WHERE resource_type = 'dummy'
 SELECT toygun.grant_type('dummy', 'tg_r_ops', '{read}');
 SELECT is((SELECT count(*) FROM toygun.type_grant WHERE resource_type = 'dummy'), 1::bigint,
           'and the next grant on the type deletes them');
+
+-- ---------------------------------------------------------------------------
+-- The issue's roles: app starts and reads its runs but cannot read secrets or
+-- repair; ops repairs but cannot read secrets; an unrelated role sees nothing
+CREATE ROLE tg_r_issue_app;
+CREATE ROLE tg_r_issue_ops;
+CREATE ROLE tg_r_issue_else;
+SELECT toygun.define_task('vaulted', 'deploy', '{one,two}', 'dummy_another(toygun.task)',
+                          encrypted_fields => '{key}');
+SELECT toygun.grant_type('vaulted', 'tg_r_issue_app', '{read,start}');
+SELECT toygun.grant_type('vaulted', 'tg_r_issue_ops', '{read,operate}');
+SET ROLE tg_r_issue_app;
+SELECT toygun.start_task(toygun.create_resource('vaulted'), 'deploy', '{"key": "k-1"}') AS run \gset
+SELECT is((SELECT count(*) FROM toygun.task WHERE id = :'run'), 1::bigint, 'app starts a run and reads it');
+RESET ROLE;
+SELECT alike(pg_temp.as_role('tg_r_issue_app', format($$SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name,
+                  t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq)::toygun.task, 'key')
+                  FROM toygun.task t WHERE id = %L$$, :'run')), '42501 %right "read_secrets"%', 'app cannot read its secrets');
+SELECT alike(pg_temp.as_role('tg_r_issue_app', format($$SELECT toygun.transition_task(%L, 'two')$$, :'run')),
+             '42501 %right "operate"%', 'app cannot repair');
+SELECT is(pg_temp.as_role('tg_r_issue_ops', format($$SELECT toygun.transition_task(%L, 'two')$$, :'run')),
+          'ok', 'ops repairs');
+SELECT alike(pg_temp.as_role('tg_r_issue_ops', format($$SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name,
+                  t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq)::toygun.task, 'key')
+                  FROM toygun.task t WHERE id = %L$$, :'run')), '42501 %right "read_secrets"%', 'ops cannot read secrets');
+SELECT is(pg_temp.as_role('tg_r_issue_else', $q$DO $do$ BEGIN
+              IF EXISTS (SELECT FROM toygun.task WHERE resource_type = 'vaulted') THEN RAISE 'saw'; END IF; END $do$ $q$),
+          'ok', 'an unrelated role sees none of its rows');
 
 SELECT * FROM finish();
 ROLLBACK;
