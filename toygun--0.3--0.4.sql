@@ -120,3 +120,55 @@ ALTER VIEW toygun.stats SET (security_invoker = true);
 INSERT INTO toygun.type_grant (resource_type, grantee, right_name, granted_by)
     SELECT d.name, 0::pg_catalog.oid::pg_catalog.regrole, 'read', d.owner FROM ONLY toygun.resource_type d
     ON CONFLICT DO NOTHING;
+
+-- The audit trail (issue 13): every history row names its resource type
+-- (what row-level security filters on), the role that made the move, the
+-- worker's pid for moves made in a worker, and the reason given to a move by
+-- hand. Rows made before 0.4 have no maker, pid or reason. A history row
+-- whose object is gone gets the type '', which only the tables' owner and
+-- superusers read.
+ALTER TABLE toygun.transition ADD COLUMN resource_type text, ADD COLUMN made_by regrole,
+    ADD COLUMN worker_pid integer, ADD COLUMN reason text;
+UPDATE ONLY toygun.transition h
+   SET resource_type = COALESCE((SELECT r.type FROM ONLY toygun.resource r WHERE r.id = h.object_id),
+                                (SELECT t.resource_type FROM ONLY toygun.task t WHERE t.id = h.object_id),
+                                '');
+ALTER TABLE toygun.transition ALTER COLUMN resource_type SET NOT NULL;
+ALTER TABLE toygun.transition ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.transition FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+
+DROP FUNCTION toygun.history(uuid);
+CREATE FUNCTION toygun.history(id uuid)
+    RETURNS TABLE (step bigint, from_state text, to_state text, at timestamptz, note text,
+                   made_by regrole, worker_pid integer, reason text)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+        SELECT h.step, h.from_state, h.to_state, h.at, h.note, h.made_by, h.worker_pid, h.reason
+          FROM ONLY toygun.transition h
+         WHERE h.object_id = history.id ORDER BY h.step;
+    END;
+
+-- Moves by hand take a reason, kept in the history.
+DROP FUNCTION toygun.transition_task(uuid, text, jsonb, text);
+CREATE FUNCTION toygun.transition_task(id uuid, state text, attrs jsonb DEFAULT NULL,
+                                       expected_state text DEFAULT NULL,
+                                       reason text DEFAULT NULL) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_transition_task' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.stop_task(uuid);
+CREATE FUNCTION toygun.stop_task(id uuid, reason text DEFAULT NULL) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_stop_task' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.panic_task(uuid, text);
+CREATE FUNCTION toygun.panic_task(id uuid, message text, reason text DEFAULT NULL) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_panic_task' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.rewind_task(uuid, integer);
+CREATE FUNCTION toygun.rewind_task(id uuid, n integer DEFAULT 1, reason text DEFAULT NULL) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_rewind_task' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.transition_resource(uuid, text, jsonb, text);
+CREATE FUNCTION toygun.transition_resource(id uuid, state text, attrs jsonb DEFAULT NULL,
+                                           expected_state text DEFAULT NULL,
+                                           reason text DEFAULT NULL) RETURNS toygun.resource
+    AS 'MODULE_PATHNAME', 'toygun_transition_resource' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.stop_resource(uuid);
+CREATE FUNCTION toygun.stop_resource(id uuid, reason text DEFAULT NULL) RETURNS toygun.resource
+    AS 'MODULE_PATHNAME', 'toygun_stop_resource' LANGUAGE C VOLATILE;

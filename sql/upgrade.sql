@@ -103,6 +103,15 @@ SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE n
 SELECT state, step FROM toygun.task WHERE id = :'done';
 SELECT state, step, attrs FROM toygun.tick_task(:'halfway');
 SELECT step, from_state, to_state FROM toygun.history(:'halfway');
+-- histories made before 0.4 have their type and no maker; the tick since has its maker
+SELECT step, resource_type, made_by IS NOT NULL AS has_maker, worker_pid, reason
+  FROM toygun.transition WHERE object_id = :'halfway' ORDER BY step;
+-- a role that read the runs on 0.3 reads them still: the update granted read to PUBLIC
+CREATE ROLE upgrade_reader;
+SET ROLE upgrade_reader;
+SELECT (SELECT count(*) FROM toygun.task) AS runs, (SELECT count(*) FROM toygun.transition) AS history_rows;
+RESET ROLE;
+DROP ROLE upgrade_reader;
 SELECT attrs FROM toygun.resource WHERE id = :'r';
 
 -- an updated database has what a fresh install has, object for object

@@ -265,16 +265,28 @@ lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, Toyg
 	toygun_check_not_null(fcinfo, 0, "id");
 	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
+	obj->actor = call->caller;
 	return obj;
 }
 
-/* Manual moves clear the failure count: a person has looked at it. */
+/*
+ * Manual moves clear the failure count: a person has looked at it. Their
+ * history rows keep the reason given in argument reason_arg (the last; a
+ * call through an older install script has none).
+ */
 static Datum
-save_manual(ToygunObject *obj, ToygunDef *def, int64 expected_step)
+save_manual(ToygunObject *obj, ToygunDef *def, FunctionCallInfo fcinfo, int reason_arg)
 {
+	char	   *reason = NULL;
+	int			i;
+
+	if (PG_NARGS() > reason_arg && !PG_ARGISNULL(reason_arg))
+		reason = text_to_cstring(PG_GETARG_TEXT_PP(reason_arg));
+	for (i = 0; i < obj->nsteps; i++)
+		obj->steps[i].reason = reason;
 	obj->attempts = 0;
 	obj->last_error = NULL;
-	return return_row(toygun_save_object(obj, def, expected_step));
+	return return_row(toygun_save_object(obj, def, obj->step));
 }
 
 /* Move an object by hand, as transition_task/transition_resource do. */
@@ -307,7 +319,7 @@ transition_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 		strcmp(state, TOYGUN_STOP) != 0)
 		check_no_other_live_run(obj);
 	toygun_transition(obj, def, state, PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2), note);
-	row = save_manual(obj, def, obj->step);
+	row = save_manual(obj, def, fcinfo, 4);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
 }
@@ -340,7 +352,7 @@ stop_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 	else
 	{
 		toygun_transition(obj, def, TOYGUN_STOP, NULL, note);
-		row = save_manual(obj, def, obj->step);
+		row = save_manual(obj, def, fcinfo, 1);
 	}
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
@@ -392,6 +404,7 @@ toygun_tick_task(PG_FUNCTION_ARGS)
 	toygun_begin_call(&call);
 	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
+	obj->actor = call.caller;
 	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
@@ -420,6 +433,7 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 	def = toygun_def_for_caller(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), call.caller, TOYGUN_RIGHT_OPERATE,
 								false);
 	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
+	res->actor = call.caller;
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
 		(void) toygun_tick(res, def);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
@@ -444,6 +458,8 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 			tdef = toygun_def_for_caller(TOYGUN_TASK, &ids[i], call.caller, TOYGUN_RIGHT_OPERATE, true);
 			if (tdef != NULL)
 				task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
+			if (task != NULL)
+				task->actor = call.caller;
 
 			/* an earlier handler may have stopped the resource, or this task */
 			if (task != NULL && strcmp(task->resource_state, TOYGUN_STOP) == 0)
@@ -480,7 +496,7 @@ toygun_panic_task(PG_FUNCTION_ARGS)
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		check_no_other_live_run(obj);
 	toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(message), message);
-	row = save_manual(obj, def, obj->step);
+	row = save_manual(obj, def, fcinfo, 2);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
 }
@@ -535,7 +551,7 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 		check_no_other_live_run(obj);
 	note = psprintf("rewind_task(%d)", n);
 	toygun_transition(obj, def, target, NULL, note);
-	row = save_manual(obj, def, obj->step);
+	row = save_manual(obj, def, fcinfo, 2);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
 }

@@ -9,6 +9,7 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -29,6 +30,8 @@ static SPIPlanPtr lock_task_skip_plan;
 static SPIPlanPtr lock_resource_skip_plan;
 static SPIPlanPtr save_task_plan;
 static SPIPlanPtr save_resource_plan;
+static SPIPlanPtr save_task_plan_03;	/* before the update to 0.4 */
+static SPIPlanPtr save_resource_plan_03;
 static SPIPlanPtr park_tasks_plan;
 static SPIPlanPtr rearm_tasks_plan;
 
@@ -370,6 +373,7 @@ toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
 	s->from_state = obj->state;
 	s->to_state = pstrdup(to_state);
 	s->note = note ? pstrdup(note) : NULL;
+	s->reason = NULL;
 	obj->state = s->to_state;
 }
 
@@ -447,7 +451,7 @@ resource_is_stopped(pg_uuid_t *id)
 	return SPI_processed > 0;
 }
 
-/* A text[] of the steps' from_state, to_state or note (0, 1, 2). */
+/* A text[] of the steps' from_state, to_state, note or reason (0, 1, 2, 3). */
 static Datum
 steps_array(ToygunObject *obj, int which)
 {
@@ -460,7 +464,8 @@ steps_array(ToygunObject *obj, int which)
 	for (i = 0; i < obj->nsteps; i++)
 	{
 		ToygunStep *s = &obj->steps[i];
-		char	   *v = which == 0 ? s->from_state : which == 1 ? s->to_state : s->note;
+		char	   *v = which == 0 ? s->from_state : which == 1 ? s->to_state :
+			which == 2 ? s->note : s->reason;
 
 		elems[i] = v ? CStringGetTextDatum(v) : (Datum) 0;
 		nulls[i] = v == NULL;
@@ -470,24 +475,51 @@ steps_array(ToygunObject *obj, int which)
 											  TYPALIGN_INT));
 }
 
+/* The role a change of obj is recorded as made by (made_by). */
+Oid
+toygun_object_actor(ToygunObject *obj)
+{
+	return OidIsValid(obj->actor) ? obj->actor : GetUserId();
+}
+
+/*
+ * Has toygun.transition the audit columns of 0.4? Not until ALTER EXTENSION
+ * UPDATE has run: until then the new library writes histories as the old
+ * version's tables take them.
+ */
+static bool
+history_has_audit(void)
+{
+	Oid			relid = get_relname_relid("transition", get_namespace_oid("toygun", false));
+
+	return OidIsValid(relid) && get_attnum(relid, "made_by") != InvalidAttrNumber;
+}
+
 /*
  * The save: one statement that updates the row, conditional on the step it
  * had when it was read ($8), and appends one history row per transition
- * ($9, $10, $11: from_state, to_state, note). A task of a stopped resource
- * is never due: the resource may have been stopped in this very
- * transaction, by the task's own handler.
+ * ($9, $10, $11, $15: from_state, to_state, note and reason; $12, $13, $14:
+ * the resource type, the maker and the worker's pid). A task of a stopped
+ * resource is never due: the resource may have been stopped in this very
+ * transaction, by the task's own handler. Without the audit columns (an
+ * install not yet updated to 0.4), $12 to $15 are not written.
  */
-#define SAVE_SQL(table, alias, run_at) \
+#define SAVE_SQL(table, alias, run_at, audit_cols, audit_vals) \
 	"WITH saved AS (" \
 	"  UPDATE ONLY toygun." table " " alias " SET state = $2, attrs = $3, step = $4, run_at = " run_at "," \
 	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" \
 	"   WHERE id = $1 AND step = $8 RETURNING " alias ")," \
 	" steps AS (" \
-	"  INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note)" \
-	"  SELECT $1, $8 + s.n - 1, s.f, s.t, pg_catalog.clock_timestamp(), s.note FROM saved," \
-	"         unnest($9::pg_catalog.text[], $10::pg_catalog.text[], $11::pg_catalog.text[])" \
-	"           WITH ORDINALITY AS s(f, t, note, n))" \
+	"  INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note" audit_cols ")" \
+	"  SELECT $1, $8 + s.n - 1, s.f, s.t, pg_catalog.clock_timestamp(), s.note" audit_vals " FROM saved," \
+	"         unnest($9::pg_catalog.text[], $10::pg_catalog.text[], $11::pg_catalog.text[]," \
+	"                $15::pg_catalog.text[]) WITH ORDINALITY AS s(f, t, note, reason, n))" \
 	"SELECT " alias " FROM saved"
+#define AUDIT_COLS ", resource_type, made_by, worker_pid, reason"
+#define AUDIT_VALS ", $12, $13, $14, s.reason"
+#define TASK_RUN_AT \
+	"CASE WHEN EXISTS (SELECT FROM ONLY toygun.resource r" \
+	" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"
 
 /*
  * Write the object's pending changes: state, attrs, step, run_at, attempts,
@@ -498,10 +530,11 @@ steps_array(ToygunObject *obj, int which)
 Datum
 toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 {
-	Oid			argtypes[11] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
-	INT4OID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[15] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
+		INT4OID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTOID, REGROLEOID, INT4OID, TEXTARRAYOID};
+	Datum		values[15];
+	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		saved;
 	bool		isnull;
 	bool		due_now = false;
@@ -558,15 +591,31 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	values[8] = steps_array(obj, 0);
 	values[9] = steps_array(obj, 1);
 	values[10] = steps_array(obj, 2);
-	if (obj->kind == TOYGUN_TASK)
+	values[11] = CStringGetTextDatum(obj->type);
+	values[12] = ObjectIdGetDatum(toygun_object_actor(obj));
+	values[13] = Int32GetDatum(MyProcPid);
+	nulls[13] = toygun_in_worker ? ' ' : 'n';
+	values[14] = steps_array(obj, 3);
+	if (!history_has_audit())
+	{
+		if (obj->kind == TOYGUN_TASK)
+			toygun_run(toygun_plan(&save_task_plan_03, SAVE_SQL("task", "t", TASK_RUN_AT, "", ""),
+								   15, argtypes),
+					   values, nulls, 0);
+		else
+			toygun_run(toygun_plan(&save_resource_plan_03, SAVE_SQL("resource", "r", "$5", "", ""),
+								   15, argtypes),
+					   values, nulls, 0);
+	}
+	else if (obj->kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&save_task_plan,
-							   SAVE_SQL("task", "t",
-										"CASE WHEN EXISTS (SELECT FROM ONLY toygun.resource r"
-										" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"),
-							   11, argtypes),
+							   SAVE_SQL("task", "t", TASK_RUN_AT, AUDIT_COLS, AUDIT_VALS),
+							   15, argtypes),
 				   values, nulls, 0);
 	else
-		toygun_run(toygun_plan(&save_resource_plan, SAVE_SQL("resource", "r", "$5"), 11, argtypes),
+		toygun_run(toygun_plan(&save_resource_plan,
+							   SAVE_SQL("resource", "r", "$5", AUDIT_COLS, AUDIT_VALS),
+							   15, argtypes),
 				   values, nulls, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,

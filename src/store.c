@@ -98,6 +98,10 @@ enum
 	HIST_TO_STATE,
 	HIST_AT,
 	HIST_NOTE,
+	HIST_RESOURCE_TYPE,
+	HIST_MADE_BY,
+	HIST_WORKER_PID,
+	HIST_REASON,
 	NHIST
 };
 
@@ -141,6 +145,10 @@ static const Column shape[] = {
 	{STORE_TRANSITION, "to_state", TEXTOID},
 	{STORE_TRANSITION, "at", TIMESTAMPTZOID},
 	{STORE_TRANSITION, "note", TEXTOID},
+	{STORE_TRANSITION, "resource_type", TEXTOID},
+	{STORE_TRANSITION, "made_by", REGROLEOID},
+	{STORE_TRANSITION, "worker_pid", INT4OID},
+	{STORE_TRANSITION, "reason", TEXTOID},
 };
 
 typedef struct Store
@@ -151,7 +159,7 @@ typedef struct Store
 	ResultRelInfo *rri[STORE_NTABLES];	/* NULL: no such table */
 	TupleTableSlot *slot[STORE_NTABLES];
 	bool		direct[STORE_NTABLES];	/* as written for: direct writes allowed */
-	AttrNumber	col[STORE_NTABLES][NCOLS];	/* 0-based; HIST_* for transition */
+	AttrNumber	col[STORE_NTABLES][Max((int) NCOLS, (int) NHIST)];	/* 0-based; HIST_* for transition */
 	AttrNumber	idcol[STORE_NTABLES];	/* 1-based: the id column */
 } Store;
 
@@ -372,9 +380,9 @@ get_store(void)
 	return store;
 }
 
-/* Append one history row. */
+/* Append one history row of obj. */
 static void
-insert_step(Store *st, pg_uuid_t *id, int64 step, ToygunStep *s, TimestampTz at)
+insert_step(Store *st, ToygunObject *obj, int64 step, ToygunStep *s, TimestampTz at)
 {
 	TupleTableSlot *slot = st->slot[STORE_TRANSITION];
 	ResultRelInfo *rri = st->rri[STORE_TRANSITION];
@@ -383,18 +391,26 @@ insert_step(Store *st, pg_uuid_t *id, int64 step, ToygunStep *s, TimestampTz at)
 	ExecClearTuple(slot);
 	/* dropped columns are null */
 	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
-	slot->tts_values[col[HIST_OBJECT_ID]] = UUIDPGetDatum(id);
+	slot->tts_values[col[HIST_OBJECT_ID]] = UUIDPGetDatum(&obj->id);
 	slot->tts_values[col[HIST_STEP]] = Int64GetDatum(step);
 	slot->tts_values[col[HIST_FROM_STATE]] = CStringGetTextDatum(s->from_state);
 	slot->tts_values[col[HIST_TO_STATE]] = CStringGetTextDatum(s->to_state);
 	slot->tts_values[col[HIST_AT]] = TimestampTzGetDatum(at);
 	slot->tts_values[col[HIST_NOTE]] = s->note ? CStringGetTextDatum(s->note) : (Datum) 0;
+	slot->tts_values[col[HIST_RESOURCE_TYPE]] = CStringGetTextDatum(obj->type);
+	slot->tts_values[col[HIST_MADE_BY]] = ObjectIdGetDatum(toygun_object_actor(obj));
+	slot->tts_values[col[HIST_WORKER_PID]] = Int32GetDatum(MyProcPid);
+	slot->tts_values[col[HIST_REASON]] = s->reason ? CStringGetTextDatum(s->reason) : (Datum) 0;
 	slot->tts_isnull[col[HIST_OBJECT_ID]] = false;
 	slot->tts_isnull[col[HIST_STEP]] = false;
 	slot->tts_isnull[col[HIST_FROM_STATE]] = false;
 	slot->tts_isnull[col[HIST_TO_STATE]] = false;
 	slot->tts_isnull[col[HIST_AT]] = false;
 	slot->tts_isnull[col[HIST_NOTE]] = s->note == NULL;
+	slot->tts_isnull[col[HIST_RESOURCE_TYPE]] = false;
+	slot->tts_isnull[col[HIST_MADE_BY]] = false;
+	slot->tts_isnull[col[HIST_WORKER_PID]] = !toygun_in_worker;
+	slot->tts_isnull[col[HIST_REASON]] = s->reason == NULL;
 	ExecStoreVirtualTuple(slot);
 	/* checks the constraints and the replica identity, as SQL would */
 	ExecSimpleRelationInsert(rri, st->estate, slot);
@@ -539,7 +555,7 @@ write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
 	ResetPerTupleExprContext(st->estate);
 
 	for (i = 0; i < obj->nsteps; i++)
-		insert_step(st, &obj->id, expected_step + i, &obj->steps[i], now);
+		insert_step(st, obj, expected_step + i, &obj->steps[i], now);
 
 	obj->tid = slot->tts_tid;
 	if (saved != NULL)

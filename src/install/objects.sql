@@ -39,12 +39,14 @@ CREATE FUNCTION toygun.is_running(resource uuid, name text) RETURNS boolean
                           ORDER BY t.seq DESC LIMIT 1), false);
     END;
 
--- The transitions of a resource or task, in order.
+-- The transitions of a resource or task, in order, with who made each and why.
 CREATE FUNCTION toygun.history(id uuid)
-    RETURNS TABLE (step bigint, from_state text, to_state text, at timestamptz, note text)
+    RETURNS TABLE (step bigint, from_state text, to_state text, at timestamptz, note text,
+                   made_by regrole, worker_pid integer, reason text)
     LANGUAGE sql STABLE PARALLEL SAFE
     BEGIN ATOMIC
-        SELECT h.step, h.from_state, h.to_state, h.at, h.note FROM ONLY toygun.transition h
+        SELECT h.step, h.from_state, h.to_state, h.at, h.note, h.made_by, h.worker_pid, h.reason
+          FROM ONLY toygun.transition h
          WHERE h.object_id = history.id ORDER BY h.step;
     END;
 
@@ -52,19 +54,21 @@ CREATE FUNCTION toygun.history(id uuid)
 CREATE FUNCTION toygun.tick_task(id uuid) RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_tick_task' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.transition_task(id uuid, state text, attrs jsonb DEFAULT NULL,
-                                       expected_state text DEFAULT NULL) RETURNS toygun.task
+                                       expected_state text DEFAULT NULL,
+                                       reason text DEFAULT NULL) RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_transition_task' LANGUAGE C VOLATILE;
-CREATE FUNCTION toygun.stop_task(id uuid) RETURNS toygun.task
+CREATE FUNCTION toygun.stop_task(id uuid, reason text DEFAULT NULL) RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_stop_task' LANGUAGE C VOLATILE;
-CREATE FUNCTION toygun.panic_task(id uuid, message text) RETURNS toygun.task
+CREATE FUNCTION toygun.panic_task(id uuid, message text, reason text DEFAULT NULL) RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_panic_task' LANGUAGE C VOLATILE;
-CREATE FUNCTION toygun.rewind_task(id uuid, n integer DEFAULT 1) RETURNS toygun.task
+CREATE FUNCTION toygun.rewind_task(id uuid, n integer DEFAULT 1, reason text DEFAULT NULL) RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_rewind_task' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.tick_resource(id uuid) RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_tick_resource' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.transition_resource(id uuid, state text, attrs jsonb DEFAULT NULL,
-                                           expected_state text DEFAULT NULL) RETURNS toygun.resource
+                                           expected_state text DEFAULT NULL,
+                                           reason text DEFAULT NULL) RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_transition_resource' LANGUAGE C VOLATILE;
-CREATE FUNCTION toygun.stop_resource(id uuid) RETURNS toygun.resource
+CREATE FUNCTION toygun.stop_resource(id uuid, reason text DEFAULT NULL) RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_stop_resource' LANGUAGE C VOLATILE;

@@ -45,10 +45,12 @@ CREATE VIEW toygun.type_grants AS
 -- The tables' owner (the API) and superusers (the workers) are not filtered:
 -- policies are not forced, so the direct writes of store.c go on. The set of
 -- readable types is computed once per query (an InitPlan), not per row.
--- (toygun.transition follows once it has a type column.)
 ALTER TABLE toygun.resource ENABLE ROW LEVEL SECURITY;
 ALTER TABLE toygun.task ENABLE ROW LEVEL SECURITY;
+ALTER TABLE toygun.transition ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON toygun.resource FOR SELECT
     USING (type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
 CREATE POLICY readable ON toygun.task FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+CREATE POLICY readable ON toygun.transition FOR SELECT
     USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));

@@ -128,6 +128,13 @@ CREATE TABLE toygun.transition (
     to_state    text NOT NULL,
     at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     note        text,
+    -- the audit trail (0.4): the resource type (what row-level security filters on),
+    -- the role that made the move, the worker's pid for moves made in a worker, and
+    -- the reason given to a move by hand
+    resource_type text NOT NULL,
+    made_by     regrole,
+    worker_pid  integer,
+    reason      text,
     PRIMARY KEY (object_id, step)
 );
 

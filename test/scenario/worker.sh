@@ -46,7 +46,7 @@ wake_and_settle() {
 		settled || note "the workers' wake-up on reload was not seen"
 }
 
-plan 37
+plan 38
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -123,6 +123,11 @@ is "$(q "SELECT string_agg(state, ',' ORDER BY at) FROM ticks WHERE run = '$CHAI
 	"each state ran once, in order"
 is "$(q "SELECT extract(epoch FROM max(at) - min(at)) < 5 FROM ticks WHERE run = '$CHAIN'")" t \
 	"states follow each other without waiting for toygun.poll_interval"
+# the audit trail: a worker's ticks name the worker's role and pid
+is "$(q "SELECT count(*) FILTER (WHERE made_by::text = 'postgres' AND reason IS NULL
+                 AND worker_pid IN (SELECT pid FROM pg_stat_activity WHERE backend_type = 'toygun worker'))
+           FROM toygun.transition WHERE object_id = '$CHAIN'")" 6 \
+	"every history row of a worker's ticks names the worker's role and a worker's pid"
 is "$(q "SELECT state FROM toygun.resource WHERE id = '$R'")" starting "the worker ticks the new resource into its first state"
 is "$(q "SELECT run_at IS NULL FROM toygun.resource WHERE id = '$R'")" t "a resource without a handler is not due again"
 

@@ -28,8 +28,8 @@ INSERT INTO public.task_archive SELECT * FROM ONLY toygun.task;
 UPDATE public.task_archive SET state = 'end', step = 9, attrs = '{"archived": true}',
                                run_at = now() - interval '1 hour';
 INSERT INTO public.transition_archive SELECT * FROM ONLY toygun.transition;
-INSERT INTO public.transition_archive (object_id, step, from_state, to_state, note)
-SELECT :'t', s, 'middle', 'end', 'archived' FROM generate_series(2, 8) s;
+INSERT INTO public.transition_archive (object_id, step, from_state, to_state, note, resource_type)
+SELECT :'t', s, 'middle', 'end', 'archived', 'dummy' FROM generate_series(2, 8) s;
 -- runs toygun never made, later than its own (higher seq), live and due
 INSERT INTO public.task_archive (id, resource_id, resource_type, name, state, step, run_at)
 VALUES ('00000000-0000-7000-8000-00000000a001', :'r', 'dummy', 'test', 'beginning', 1,

@@ -4,7 +4,7 @@
 -- refused with 42501 naming the right, the hint naming grant_type.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(48);
+SELECT plan(53);
 
 CREATE ROLE tg_r_none;
 CREATE ROLE tg_r_app;
@@ -256,14 +256,33 @@ SELECT alike(pg_temp.as_role('tg_r_issue_app', format($$SELECT toygun.field(ROW(
                   FROM toygun.task t WHERE id = %L$$, :'run')), '42501 %right "read_secrets"%', 'app cannot read its secrets');
 SELECT alike(pg_temp.as_role('tg_r_issue_app', format($$SELECT toygun.transition_task(%L, 'two')$$, :'run')),
              '42501 %right "operate"%', 'app cannot repair');
-SELECT is(pg_temp.as_role('tg_r_issue_ops', format($$SELECT toygun.transition_task(%L, 'two')$$, :'run')),
-          'ok', 'ops repairs');
+SELECT is(pg_temp.as_role('tg_r_issue_ops', format($$SELECT toygun.transition_task(%L, 'two', reason => 'stuck after the outage')$$, :'run')),
+          'ok', 'ops repairs, with a reason');
+SET ROLE tg_r_issue_app;
+SELECT is((SELECT ARRAY[to_state, made_by::text, reason, coalesce(worker_pid::text, 'no pid')]
+             FROM toygun.history(:'run') ORDER BY step DESC LIMIT 1),
+          '{two,tg_r_issue_ops,"stuck after the outage","no pid"}',
+          'the history says who repaired it and why, to a role that may read it');
+RESET ROLE;
+SELECT is(pg_temp.as_role('tg_r_issue_ops', format($$SELECT toygun.stop_task(%L, 'customer left')$$, :'run')),
+          'ok', 'ops stops it, with a reason');
+SELECT is((SELECT array_agg(coalesce(made_by::text, '-') || ':' || coalesce(reason, '-') ORDER BY step)
+             FROM toygun.history(:'run')),
+          '{tg_r_issue_ops:stuck after the outage,tg_r_issue_ops:customer left}',
+          'each move by hand keeps its maker and its reason');
 SELECT alike(pg_temp.as_role('tg_r_issue_ops', format($$SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name,
                   t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq)::toygun.task, 'key')
                   FROM toygun.task t WHERE id = %L$$, :'run')), '42501 %right "read_secrets"%', 'ops cannot read secrets');
 SELECT is(pg_temp.as_role('tg_r_issue_else', $q$DO $do$ BEGIN
               IF EXISTS (SELECT FROM toygun.task WHERE resource_type = 'vaulted') THEN RAISE 'saw'; END IF; END $do$ $q$),
           'ok', 'an unrelated role sees none of its rows');
+SELECT is(pg_temp.as_role('tg_r_issue_else', format($q$DO $do$ BEGIN
+              IF EXISTS (SELECT FROM toygun.transition WHERE object_id = %L) THEN RAISE 'saw'; END IF;
+              IF EXISTS (SELECT FROM toygun.history(%L)) THEN RAISE 'saw history'; END IF; END $do$ $q$, :'run', :'run')),
+          'ok', 'nor any of their histories');
+SELECT is(pg_temp.as_role('tg_r_issue_else', format($q$DO $do$ BEGIN
+              IF (SELECT count(*) FROM toygun.transition) <> 0 THEN RAISE 'saw'; END IF; END $do$ $q$)),
+          'ok', 'a role that may read no type reads no history row');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -116,11 +116,11 @@ BEGIN
                                              FROM toygun.tick_task(t) x);
             WHEN 5 THEN
                 PERFORM toygun.transition_task(t, (ARRAY['one', 'two', 'three'])[1 + floor(random() * 3)::int],
-                                               jsonb_build_object('moved', i));
+                                               jsonb_build_object('moved', i), reason => 'move ' || i);
             WHEN 6 THEN
-                PERFORM toygun.rewind_task(t, 1);
+                PERFORM toygun.rewind_task(t, 1, 'rewind ' || i);
             WHEN 7 THEN
-                PERFORM toygun.stop_task(t);
+                PERFORM toygun.stop_task(t, CASE WHEN i % 2 = 0 THEN 'stop ' || i END);
             WHEN 8 THEN
                 PERFORM toygun.tick_resource(r);
             WHEN 9 THEN
@@ -223,9 +223,8 @@ INSERT INTO alteration VALUES
         $$CLUSTER toygun.task USING task_runs_idx; TRUNCATE toygun.transition; REINDEX TABLE toygun.task$$),
     (23, 'toygun.task made unlogged and logged again after ticks, in the same transaction', '',
         $$ALTER TABLE toygun.task SET UNLOGGED; ALTER TABLE toygun.task SET LOGGED$$),
-    (24, 'row-level security enabled, not forced, on the three tables (toygun''s own policies on two), with policies that filter reads',
-        $$ALTER TABLE toygun.transition ENABLE ROW LEVEL SECURITY;
-          CREATE POLICY readable ON toygun.transition FOR SELECT USING (to_state <> 'three');
+    (24, 'row-level security enabled, not forced, on the three tables (toygun''s own policies), with more policies that filter reads',
+        $$CREATE POLICY also ON toygun.transition FOR SELECT USING (to_state <> 'three');
           CREATE POLICY also ON toygun.task FOR SELECT USING (state <> 'three')$$, '');
 
 CREATE FUNCTION pg_temp.mark() RETURNS trigger LANGUAGE plpgsql AS $$
