@@ -172,3 +172,16 @@ CREATE FUNCTION toygun.transition_resource(id uuid, state text, attrs jsonb DEFA
 DROP FUNCTION toygun.stop_resource(uuid);
 CREATE FUNCTION toygun.stop_resource(id uuid, reason text DEFAULT NULL) RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_stop_resource' LANGUAGE C VOLATILE;
+
+-- The same with a regrole: grant_type('t', 'app'::regrole, ...) or a role's OID.
+CREATE FUNCTION toygun.grant_type(resource_type text, role regrole, rights text[]) RETURNS void
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        SELECT toygun.grant_type(grant_type.resource_type, grant_type.role::pg_catalog.text, grant_type.rights);
+    END;
+CREATE FUNCTION toygun.revoke_type(resource_type text, role regrole, rights text[] DEFAULT NULL)
+    RETURNS void
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        SELECT toygun.revoke_type(revoke_type.resource_type, revoke_type.role::pg_catalog.text, revoke_type.rights);
+    END;

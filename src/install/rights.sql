@@ -22,6 +22,18 @@ CREATE FUNCTION toygun.grant_type(resource_type text, role text, rights text[]) 
 CREATE FUNCTION toygun.revoke_type(resource_type text, role text, rights text[] DEFAULT NULL)
     RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_revoke_type' LANGUAGE C VOLATILE;
+-- The same with a regrole: grant_type('t', 'app'::regrole, ...) or a role's OID.
+CREATE FUNCTION toygun.grant_type(resource_type text, role regrole, rights text[]) RETURNS void
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        SELECT toygun.grant_type(grant_type.resource_type, grant_type.role::pg_catalog.text, grant_type.rights);
+    END;
+CREATE FUNCTION toygun.revoke_type(resource_type text, role regrole, rights text[] DEFAULT NULL)
+    RETURNS void
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        SELECT toygun.revoke_type(revoke_type.resource_type, revoke_type.role::pg_catalog.text, revoke_type.rights);
+    END;
 
 -- The resource types whose rows the current user may read (as owner, or by
 -- a grant of read to it or to PUBLIC), sorted. Row filters call it once per

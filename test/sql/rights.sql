@@ -4,7 +4,7 @@
 -- refused with 42501 naming the right, the hint naming grant_type.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(53);
+SELECT plan(55);
 
 CREATE ROLE tg_r_none;
 CREATE ROLE tg_r_app;
@@ -229,6 +229,14 @@ SELECT is((SELECT array_agg(resource_type || ':' || right_name ORDER BY resource
             WHERE grantee = 'tg_r_app'), '{owned:start,vaulted:operate,vaulted:read,vaulted:start}',
           'without rights it takes back every right on that type only');
 
+SELECT toygun.grant_type('dummy', 'tg_r_secrets'::regrole, '{read,start}');
+SELECT is((SELECT array_agg(right_name ORDER BY right_name) FROM toygun.type_grants
+            WHERE grantee = 'tg_r_secrets' AND resource_type = 'dummy'),
+          '{read,read_secrets,start}', 'grant_type takes the role as a regrole too');
+SELECT toygun.revoke_type('dummy', 'tg_r_secrets'::regrole, '{start}');
+SELECT is((SELECT array_agg(right_name ORDER BY right_name) FROM toygun.type_grants
+            WHERE grantee = 'tg_r_secrets' AND resource_type = 'dummy'),
+          '{read,read_secrets}', 'and so does revoke_type');
 SELECT toygun.grant_type('dummy', 'tg_r_secrets', '{read,start}');
 DROP ROLE tg_r_secrets;
 SELECT is((SELECT count(*) FROM toygun.type_grants WHERE resource_type = 'dummy' AND grantee NOT IN ('tg_r_ops')),
