@@ -4,7 +4,7 @@
 -- refused with 42501 naming the right, the hint naming grant_type.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(55);
+SELECT plan(58);
 
 CREATE ROLE tg_r_none;
 CREATE ROLE tg_r_app;
@@ -92,7 +92,10 @@ INSERT INTO fn VALUES
     ($$SELECT toygun.panic_task(%1$L, 'by hand')$$, 'operate'),
     ($$SELECT toygun.rewind_task(%1$L)$$, 'operate'),
     ($$SELECT toygun.last_error(%1$L)$$, 'read'),
-    ($$SELECT toygun.last_error(%2$L)$$, 'read');
+    ($$SELECT toygun.last_error(%2$L)$$, 'read'),
+    ($$SELECT toygun.stop_task(%1$L, 'with a reason')$$, 'operate'),
+    ($$SELECT toygun.start_every('dummy', 'another', '0 3 * * *')$$, 'start'),
+    ($$SELECT toygun.stop_every('dummy', 'another')$$, 'start');
 CREATE TEMP TABLE who (role text, rights text[]);
 INSERT INTO who VALUES ('tg_r_none', '{}'), ('tg_r_app', '{read,start}'), ('tg_r_ops', '{read,operate}'),
                        ('tg_r_secrets', '{read_secrets}');
@@ -107,7 +110,7 @@ CREATE TEMP TABLE outcome AS
            pg_temp.as_role(c.role, format(c.q, c.t, c.r)) AS got,
            pg_temp.hint_as_role(c.role, format(c.q, c.t, c.r)) AS hint
       FROM cases c;
-SELECT is((SELECT count(*) FROM outcome), 56::bigint, '14 functions by 4 roles');
+SELECT is((SELECT count(*) FROM outcome), 68::bigint, '17 calls by 4 roles');
 SELECT is_empty($$SELECT role, q, got FROM outcome WHERE allowed AND got <> 'ok'$$,
                 'every role with the right a function needs may call it');
 SELECT is_empty($$SELECT role, q, got FROM outcome WHERE NOT allowed AND got NOT LIKE '42501 %'$$,
@@ -121,12 +124,38 @@ SELECT is_empty($$SELECT role, q, got FROM outcome
 SELECT is_empty($$SELECT role, q, hint FROM outcome
                    WHERE NOT allowed AND hint NOT LIKE '%toygun.grant_type()%'$$,
                 'and its hint names grant_type');
-SELECT is((SELECT got FROM outcome WHERE role = 'tg_r_app' AND q LIKE '%stop_task%'),
+SELECT is((SELECT got FROM outcome WHERE role = 'tg_r_app' AND q = 'SELECT toygun.stop_task(%1$L)'),
           '42501 permission denied for task type "dummy.test": it needs right "operate" on resource type "dummy"',
           'the message of a refused task operation');
 SELECT is((SELECT got FROM outcome WHERE role = 'tg_r_ops' AND q LIKE '%create_resource(''dummy'')%'),
           '42501 permission denied for resource type "dummy": it needs right "start"',
           'the message of a refused resource start');
+
+-- Every way to read rows against every role: a role sees a run, its
+-- resource and its history only with read (each query divides by zero when
+-- it sees nothing).
+CREATE TEMP TABLE reads (q text);
+INSERT INTO reads VALUES
+    ($$SELECT 1 / count(*)::int FROM toygun.task WHERE id = %1$L$$),
+    ($$SELECT 1 / count(*)::int FROM toygun.resource WHERE id = %2$L$$),
+    ($$SELECT 1 / count(*)::int FROM toygun.transition WHERE object_id = %1$L$$),
+    ($$SELECT 1 / count(*)::int FROM toygun.transition WHERE object_id = %2$L$$),
+    ($$SELECT 1 / count(*)::int FROM toygun.history(%1$L)$$),
+    ($$SELECT 1 / count(*)::int FROM toygun.stats WHERE resource_type = 'dummy'$$),
+    ($$SELECT 1 / ((toygun.task_for(%2$L, 'test')).id IS NOT NULL)::int$$),
+    ($$SELECT 1 / toygun.is_running(%2$L, 'test')::int$$);
+SELECT toygun.create_resource('dummy') AS read_r \gset
+SELECT toygun.start_task(:'read_r', 'test') AS read_t \gset
+SELECT count(*) AS ticked FROM toygun.tick_resource(:'read_r') \gset
+CREATE TEMP TABLE read_outcome AS
+    SELECT reads.q, who.role, 'read' = ANY (who.rights) AS allowed,
+           pg_temp.as_role(who.role, format(reads.q, :'read_t', :'read_r')) AS got
+      FROM reads, who;
+SELECT is((SELECT count(*) FROM read_outcome), 32::bigint, '8 reads by 4 roles');
+SELECT is_empty($$SELECT role, q, got FROM read_outcome WHERE allowed AND got <> 'ok'$$,
+                'every role with read sees the run, its resource and their histories');
+SELECT is_empty($$SELECT role, q, got FROM read_outcome WHERE NOT allowed AND got NOT LIKE '22012 %'$$,
+                'every role without it sees none of them');
 
 -- ---------------------------------------------------------------------------
 -- The owner and its members have every right without a grant; a grant on a
