@@ -144,6 +144,8 @@ object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 		obj->due_at = DT_NOEND;
 	/* a table rewritten after this moves the row: see toygun_store_update() */
 	obj->generation = toygun_store_generation();
+	/* a worker's own changes are its role's; a call by hand names its caller */
+	obj->actor = GetUserId();
 	return obj;
 }
 
@@ -475,13 +477,6 @@ steps_array(ToygunObject *obj, int which)
 											  TYPALIGN_INT));
 }
 
-/* The role a change of obj is recorded as made by (made_by). */
-Oid
-toygun_object_actor(ToygunObject *obj)
-{
-	return OidIsValid(obj->actor) ? obj->actor : GetUserId();
-}
-
 /*
  * Has toygun.transition the audit columns of 0.4? Not until ALTER EXTENSION
  * UPDATE has run: until then the new library writes histories as the old
@@ -592,7 +587,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	values[9] = steps_array(obj, 1);
 	values[10] = steps_array(obj, 2);
 	values[11] = CStringGetTextDatum(obj->type);
-	values[12] = ObjectIdGetDatum(toygun_object_actor(obj));
+	values[12] = ObjectIdGetDatum(obj->actor);
 	values[13] = Int32GetDatum(MyProcPid);
 	nulls[13] = toygun_in_worker ? ' ' : 'n';
 	values[14] = steps_array(obj, 3);

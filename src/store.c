@@ -398,7 +398,7 @@ insert_step(Store *st, ToygunObject *obj, int64 step, ToygunStep *s, TimestampTz
 	slot->tts_values[col[HIST_AT]] = TimestampTzGetDatum(at);
 	slot->tts_values[col[HIST_NOTE]] = s->note ? CStringGetTextDatum(s->note) : (Datum) 0;
 	slot->tts_values[col[HIST_RESOURCE_TYPE]] = CStringGetTextDatum(obj->type);
-	slot->tts_values[col[HIST_MADE_BY]] = ObjectIdGetDatum(toygun_object_actor(obj));
+	slot->tts_values[col[HIST_MADE_BY]] = ObjectIdGetDatum(obj->actor);
 	slot->tts_values[col[HIST_WORKER_PID]] = Int32GetDatum(MyProcPid);
 	slot->tts_values[col[HIST_REASON]] = s->reason ? CStringGetTextDatum(s->reason) : (Datum) 0;
 	slot->tts_isnull[col[HIST_OBJECT_ID]] = false;

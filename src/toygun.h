@@ -85,8 +85,8 @@ typedef struct ToygunObject
 	TimestampTz due_at;			/* run_at when read; DT_NOEND if NULL */
 	ItemPointerData tid;		/* where the row version read is, if known */
 	uint64		generation;		/* toygun_store_generation() when read */
-	Oid			actor;			/* the role a change by hand is made for;
-								 * InvalidOid: the current user (a worker) */
+	Oid			actor;			/* made_by of its history rows: the user when
+								 * read, or the caller of a call by hand */
 
 	/* pending changes */
 	int			nsteps;
@@ -291,7 +291,6 @@ extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid call
 										 ToygunRight right, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
 extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
-extern Oid	toygun_object_actor(ToygunObject *obj);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
 							  Jsonb *attrs, const char *note);
 extern void toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs);
