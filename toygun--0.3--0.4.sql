@@ -185,3 +185,15 @@ CREATE FUNCTION toygun.revoke_type(resource_type text, role regrole, rights text
     BEGIN ATOMIC
         SELECT toygun.revoke_type(revoke_type.resource_type, revoke_type.role::pg_catalog.text, revoke_type.rights);
     END;
+
+-- Private like the runs: a periodic start (its args are the attrs its runs
+-- start with) and the resources its firings claimed show only to roles that
+-- may read its resource type. The firings run as the tables' owner, which
+-- the policies do not filter.
+ALTER TABLE toygun.schedule ENABLE ROW LEVEL SECURITY;
+ALTER TABLE toygun.schedule_start ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.schedule FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+-- the schedules the caller reads, through the policy above, once per query
+CREATE POLICY readable ON toygun.schedule_start FOR SELECT
+    USING (schedule_id OPERATOR(pg_catalog.=) ANY (((SELECT pg_catalog.array_agg(s.id) FROM ONLY toygun.schedule s))::pg_catalog.int8[]));

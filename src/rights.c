@@ -110,16 +110,25 @@ toygun_check_right(ToygunDef *def, Oid caller, ToygunRight right)
 
 /*
  * The role a grant names, as GRANT reads it: "public" (unquoted, any case)
- * is everybody, stored as 0; anything else must be an existing role.
+ * is everybody, stored as 0; anything else must be the name of an existing
+ * role, quoted or not. Not regrolein(): it reads digits as an OID, which it
+ * does not check (a grant could wait for a future role, or reach another
+ * role than the one named "123"), and "-" as 0, PUBLIC.
  */
 static Oid
 grantee_oid(text *role)
 {
 	char	   *name = text_to_cstring(role);
+	List	   *names;
 
 	if (pg_strcasecmp(name, "public") == 0)
 		return InvalidOid;
-	return DatumGetObjectId(DirectFunctionCall1(regrolein, CStringGetDatum(name)));
+	names = stringToQualifiedNameList(name);
+	if (list_length(names) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid role name \"%s\"", name)));
+	return get_role_oid(strVal(linitial(names)), false);
 }
 
 /* The rights named, checked; NULL for none given (every right). */

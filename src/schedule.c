@@ -156,7 +156,7 @@ check_no_encrypted(ToygunDef *def, Jsonb *args)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("periodic starts cannot pass encrypted field \"%s\"", def->encrypted[i]),
-					 errdetail("The args of a periodic start are stored in toygun.schedule, which everybody may read."),
+					 errdetail("The args of a periodic start are stored in toygun.schedule, which every role that may read the type can read."),
 					 errhint("Keep the value in an encrypted field of the resource, or start the task with toygun.start_task().")));
 }
 
