@@ -37,6 +37,9 @@ CREATE FUNCTION toygun.revoke_type(resource_type text, role text, rights text[] 
 -- per row.
 CREATE FUNCTION toygun.readable_types() RETURNS text[]
     AS 'MODULE_PATHNAME', 'toygun_readable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
+-- The same, for error texts (last_error, failures): without grants to PUBLIC.
+CREATE FUNCTION toygun.error_readable_types() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'toygun_error_readable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 -- The grants of existing roles: a dropped role's grants reach nobody.
 CREATE VIEW toygun.type_grants AS
@@ -58,7 +61,7 @@ CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toy
         SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
                    t.run_at, t.attempts,
                    CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
-                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.readable_types())
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
                         THEN toygun.last_error(t.id) END,
                    t.created_at, t.updated_at, t.seq)::toygun.task
           FROM ONLY toygun.task t

@@ -578,10 +578,10 @@ toygun_last_error(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 0, "id");
 	id = PG_GETARG_UUID_P(0);
 	toygun_begin_call(&call);
-	if (toygun_def_for_caller(TOYGUN_TASK, id, call.caller, TOYGUN_RIGHT_READ, true) == NULL)
+	if (toygun_def_for_caller(TOYGUN_TASK, id, call.caller, TOYGUN_RIGHT_READ_ERRORS, true) == NULL)
 	{
 		kind = TOYGUN_RESOURCE;
-		if (toygun_def_for_caller(TOYGUN_RESOURCE, id, call.caller, TOYGUN_RIGHT_READ, true) == NULL)
+		if (toygun_def_for_caller(TOYGUN_RESOURCE, id, call.caller, TOYGUN_RIGHT_READ_ERRORS, true) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("resource or task %s does not exist", toygun_uuid_text(id))));

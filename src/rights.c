@@ -19,6 +19,7 @@
 PG_FUNCTION_INFO_V1(toygun_grant_type);
 PG_FUNCTION_INFO_V1(toygun_revoke_type);
 PG_FUNCTION_INFO_V1(toygun_readable_types);
+PG_FUNCTION_INFO_V1(toygun_error_readable_types);
 
 /* In ToygunRight order. */
 static const char *const right_names[] = {"read", "start", "operate", "read_secrets"};
@@ -28,13 +29,16 @@ static const char *const right_names[] = {"read", "start", "operate", "read_secr
 const char *
 toygun_right_name(ToygunRight right)
 {
-	return right_names[right];
+	return right == TOYGUN_RIGHT_READ_ERRORS ? "read" : right_names[right];
 }
 
 /*
  * Does some grant of this right on the resource type reach the caller? A
- * grant to PUBLIC is stored as role 0. A dropped role's grant reaches
- * nobody: has_privs_of_role() is false for a role that does not exist.
+ * grant to PUBLIC is stored as role 0; it does not reach error texts, which
+ * can carry what a type's owner would not show everybody (0.3 showed them
+ * only to the owner, and the update to 0.4 grants read to PUBLIC on the
+ * types that existed). A dropped role's grant reaches nobody:
+ * has_privs_of_role() is false for a role that does not exist.
  */
 static bool
 granted(const char *resource_type, ToygunRight right, Oid caller)
@@ -45,7 +49,7 @@ granted(const char *resource_type, ToygunRight right, Oid caller)
 	uint64		i;
 
 	values[0] = CStringGetTextDatum(resource_type);
-	values[1] = CStringGetTextDatum(right_names[right]);
+	values[1] = CStringGetTextDatum(toygun_right_name(right));
 	toygun_run(toygun_plan(&plan,
 						   "SELECT grantee::pg_catalog.oid FROM ONLY toygun.type_grant"
 						   " WHERE resource_type = $1 AND right_name = $2",
@@ -57,7 +61,7 @@ granted(const char *resource_type, ToygunRight right, Oid caller)
 		Oid			grantee = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 															 SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (grantee == InvalidOid || has_privs_of_role(caller, grantee))
+		if (grantee == InvalidOid ? right != TOYGUN_RIGHT_READ_ERRORS : has_privs_of_role(caller, grantee))
 			return true;
 	}
 	return false;
@@ -85,6 +89,13 @@ toygun_has_right(ToygunDef *def, Oid caller, ToygunRight right)
 	return granted(def->resource_type, right, caller);
 }
 
+/* The end of a refusal's hint: a grant to PUBLIC does not show error texts. */
+static const char *
+public_note(ToygunRight right)
+{
+	return right == TOYGUN_RIGHT_READ_ERRORS ? " (to the role: a grant to public does not show error texts)" : "";
+}
+
 void
 toygun_check_right(ToygunDef *def, Oid caller, ToygunRight right)
 {
@@ -94,18 +105,18 @@ toygun_check_right(ToygunDef *def, Oid caller, ToygunRight right)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for %s: it needs right \"%s\" on resource type \"%s\"",
-						toygun_def_label(def), right_names[right], def->resource_type),
+						toygun_def_label(def), toygun_right_name(right), def->resource_type),
 				 errdetail("Role \"%s\" has neither that right nor the privileges of role \"%s\", which owns the task type.",
 						   toygun_role_name(caller), toygun_role_name(def->owner)),
-				 errhint("The owner of resource type \"%s\" can grant it with toygun.grant_type().",
-						 def->resource_type)));
+				 errhint("The owner of resource type \"%s\" can grant it with toygun.grant_type()%s.",
+						 def->resource_type, public_note(right))));
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("permission denied for %s: it needs right \"%s\"",
-					toygun_def_label(def), right_names[right]),
+					toygun_def_label(def), toygun_right_name(right)),
 			 errdetail("Role \"%s\" has neither that right nor the privileges of role \"%s\", which owns it.",
 					   toygun_role_name(caller), toygun_role_name(def->owner)),
-			 errhint("Its owner can grant it with toygun.grant_type().")));
+			 errhint("Its owner can grant it with toygun.grant_type()%s.", public_note(right))));
 }
 
 /*
@@ -270,8 +281,8 @@ compare_names(const void *a, const void *b)
  * role than their resource type's owner are not in it: their owner needs a
  * grant to read their rows through it.
  */
-Datum
-toygun_readable_types(PG_FUNCTION_ARGS)
+static Datum
+readable_types(bool errors)
 {
 	static SPIPlanPtr types_plan = NULL;
 	ToygunCall	call;
@@ -297,7 +308,7 @@ toygun_readable_types(PG_FUNCTION_ARGS)
 		char	   *name;
 		int			j;
 
-		if (role != InvalidOid && !has_privs_of_role(call.caller, role))
+		if (role == InvalidOid ? errors : !has_privs_of_role(call.caller, role))
 			continue;
 		name = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
 		for (j = 0; j < n; j++)
@@ -309,5 +320,21 @@ toygun_readable_types(PG_FUNCTION_ARGS)
 	qsort(names, n, sizeof(char *), compare_names);
 	result = SPI_datumTransfer(toygun_cstring_array(names, n), false, -1);
 	toygun_end_call(&call);
-	PG_RETURN_DATUM(result);
+	return result;
+}
+
+Datum
+toygun_readable_types(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(readable_types(false));
+}
+
+/*
+ * error_readable_types(): the resource types whose error texts the current
+ * user may read: as readable_types(), without the grants to PUBLIC.
+ */
+Datum
+toygun_error_readable_types(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(readable_types(true));
 }

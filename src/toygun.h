@@ -251,7 +251,9 @@ typedef enum ToygunRight
 	TOYGUN_RIGHT_READ,
 	TOYGUN_RIGHT_START,
 	TOYGUN_RIGHT_OPERATE,
-	TOYGUN_RIGHT_READ_SECRETS
+	TOYGUN_RIGHT_READ_SECRETS,
+	/* read, to see error texts: a grant to PUBLIC does not reach them */
+	TOYGUN_RIGHT_READ_ERRORS
 } ToygunRight;
 
 extern const char *toygun_right_name(ToygunRight right);

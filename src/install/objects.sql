@@ -21,7 +21,7 @@ CREATE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
         SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
                    t.run_at, t.attempts,
                    CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
-                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.readable_types())
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
                         THEN toygun.last_error(t.id) END,
                    t.created_at, t.updated_at, t.seq)::toygun.task
           FROM ONLY toygun.task t

@@ -41,6 +41,9 @@ CREATE FUNCTION toygun.revoke_type(resource_type text, role regrole, rights text
 -- per row.
 CREATE FUNCTION toygun.readable_types() RETURNS text[]
     AS 'MODULE_PATHNAME', 'toygun_readable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
+-- The same, for error texts (last_error, failures): without grants to PUBLIC.
+CREATE FUNCTION toygun.error_readable_types() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'toygun_error_readable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 -- The grants of existing roles: a dropped role's grants reach nobody.
 CREATE VIEW toygun.type_grants AS

@@ -4,7 +4,7 @@
 -- refused with 42501 naming the right, the hint naming grant_type.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(58);
+SELECT plan(62);
 
 CREATE ROLE tg_r_none;
 CREATE ROLE tg_r_app;
@@ -231,6 +231,26 @@ SELECT toygun.grant_type('owned', 'public', '{read}');
 SELECT is(pg_temp.as_role('tg_r_none', $q$DO $do$ BEGIN
               IF NOT EXISTS (SELECT FROM toygun.task WHERE resource_type = 'owned') THEN RAISE 'none'; END IF; END $do$ $q$),
           'ok', 'read granted to public opens a type to every role');
+-- but not its error texts, which 0.3 showed only to the owner
+UPDATE toygun.task SET last_error = 'password=hunter2 rejected' WHERE resource_type = 'owned';
+SELECT (SELECT id FROM toygun.task WHERE resource_type = 'owned' LIMIT 1) AS failed,
+       (SELECT resource_id FROM toygun.task WHERE resource_type = 'owned' LIMIT 1) AS failed_r,
+       (SELECT name FROM toygun.task WHERE resource_type = 'owned' LIMIT 1) AS failed_name \gset
+SELECT alike(pg_temp.as_role('tg_r_none', format($$SELECT toygun.last_error(%L)$$, :'failed')),
+             '42501 %right "read"%', 'read granted to public does not reach last_error()');
+SELECT alike(pg_temp.hint_as_role('tg_r_none', format($$SELECT toygun.last_error(%L)$$, :'failed')),
+             '%a grant to public does not show error texts%', 'and the hint says so');
+SELECT is(pg_temp.as_role('tg_r_none', format($q$DO $do$ BEGIN
+              IF (toygun.task_for(%L, %L)).last_error IS NOT NULL THEN RAISE 'saw it'; END IF; END $do$ $q$,
+              :'failed_r', :'failed_name')),
+          'ok', 'nor the last_error of task_for()');
+SELECT toygun.grant_type('owned', 'tg_r_none', '{read}');
+SELECT is(pg_temp.as_role('tg_r_none', format($q$DO $do$ BEGIN
+              IF toygun.last_error(%L) IS DISTINCT FROM 'password=hunter2 rejected'
+                 OR (toygun.task_for(%L, %L)).last_error IS NULL THEN RAISE 'did not see it'; END IF; END $do$ $q$,
+              :'failed', :'failed_r', :'failed_name')),
+          'ok', 'read granted to the role itself shows them');
+SELECT toygun.revoke_type('owned', 'tg_r_none', '{read}');
 SELECT toygun.revoke_type('owned', 'public', '{read}');
 
 -- ---------------------------------------------------------------------------
