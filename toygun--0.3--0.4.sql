@@ -120,3 +120,22 @@ ALTER VIEW toygun.stats SET (security_invoker = true);
 INSERT INTO toygun.type_grant (resource_type, grantee, right_name, granted_by)
     SELECT d.name, 0::pg_catalog.oid::pg_catalog.regrole, 'read', d.owner FROM ONLY toygun.resource_type d
     ON CONFLICT DO NOTHING;
+
+-- Failed ticks kept (issue 13): one row per failed attempt, private like the
+-- runs. Runs that failed before 0.4 have only their last_error.
+CREATE TABLE toygun.failure (
+    object_id     uuid NOT NULL,
+    failure_no    integer NOT NULL,
+    resource_type text NOT NULL,
+    attempt       integer NOT NULL,
+    at            timestamptz NOT NULL,
+    duration      interval,
+    error         text NOT NULL,
+    worker_pid    integer,
+    PRIMARY KEY (object_id, failure_no)
+);
+SELECT pg_catalog.pg_extension_config_dump('toygun.failure', '');
+ALTER TABLE toygun.failure ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.failure FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+GRANT SELECT ON toygun.failure TO PUBLIC;

@@ -130,7 +130,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- 0.4: three functions and the view, old and new, and the new read ONLY toygun's tables;
 -- issue 13's rights: the type_grant table (with its columns and constraints), type_grants
 -- (which reads ONLY type_grant), grant_type, revoke_type and readable_types; row-level
--- security and a policy on resource and task, and toygun.stats as security_invoker
+-- security and a policy on resource and task, and toygun.stats as security_invoker;
+-- failures kept: the failure table (columns, key, policy, dumped)
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

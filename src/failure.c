@@ -4,15 +4,22 @@
  *		last_error, a retry after an exponential backoff, and a panic after
  *		toygun.max_attempts. A failure is an error the tick raised (caught by
  *		the worker), or a tick that ended its worker's process (charged here
- *		from the in-flight records of inflight.c by the next worker).
+ *		from the in-flight records of inflight.c by the next worker). Each
+ *		failure is also kept as a row of toygun.failure, up to
+ *		toygun.failures_kept per object, in the same transaction: a
+ *		successful tick writes nothing here.
  */
 #include "postgres.h"
 
 #include <math.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -25,6 +32,56 @@
 /* Tries to charge a dead tick before it is given up (and logged). */
 #define CHARGE_TRIES 10
 
+static SPIPlanPtr keep_failure_plan;
+
+/*
+ * Keep a failed tick as the object's next row of toygun.failure, numbered
+ * after its last one (failure_no never restarts, where attempts does after
+ * a successful tick or a move by hand), and delete its rows older than the
+ * last toygun.failures_kept. The object's row is locked by the caller, so
+ * no other failure of it is being kept meanwhile. With failures_kept 0 the
+ * object keeps none.
+ */
+static void
+keep_failure(ToygunObject *obj, int attempt, ToygunFailure *failure)
+{
+	Oid			argtypes[8] = {UUIDOID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID,
+	TEXTOID, INT4OID, INT4OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	TimestampTz started = failure->started_at != 0 ? failure->started_at : GetCurrentTimestamp();
+	Interval   *duration = palloc0(sizeof(Interval));
+
+	/*
+	 * The SQL of 0.3 runs on this library until ALTER EXTENSION UPDATE: it
+	 * has no table to keep failures in, and the failure is recorded without.
+	 */
+	if (!OidIsValid(get_relname_relid("failure", get_namespace_oid("toygun", false))))
+		return;
+	values[0] = UUIDPGetDatum(&obj->id);
+	values[1] = CStringGetTextDatum(obj->type);
+	values[2] = Int32GetDatum(attempt);
+	values[3] = TimestampTzGetDatum(started);
+	duration->time = failure->ended_at - started;
+	values[4] = IntervalPGetDatum(duration);
+	nulls[4] = failure->ended_at != 0 && failure->ended_at >= started ? ' ' : 'n';
+	values[5] = CStringGetTextDatum(failure->error);
+	values[6] = Int32GetDatum(failure->worker_pid);
+	nulls[6] = failure->worker_pid != 0 ? ' ' : 'n';
+	values[7] = Int32GetDatum(toygun_failures_kept);
+	toygun_run(toygun_plan(&keep_failure_plan,
+						   "WITH next AS (SELECT COALESCE(pg_catalog.max(f.failure_no), 0) + 1 AS no"
+						   "                FROM ONLY toygun.failure f WHERE f.object_id = $1),"
+						   "     kept AS (INSERT INTO toygun.failure"
+						   "                (object_id, failure_no, resource_type, attempt, at, duration, error, worker_pid)"
+						   "              SELECT $1, next.no, $2, $3, $4, $5, $6, $7"
+						   "                FROM next WHERE $8 > 0)"
+						   " DELETE FROM ONLY toygun.failure f USING next"
+						   "  WHERE f.object_id = $1 AND f.failure_no <= next.no - $8",
+						   8, argtypes),
+			   values, nulls, 0);
+}
+
 /*
  * Record a failed tick of an object in the current transaction. With
  * may_panic false (a crash it did not cause) it never panics. With a
@@ -34,9 +91,10 @@
  * longer ours to charge.
  */
 bool
-toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
+toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 					  bool may_panic, bool wait, ItemPointer version)
 {
+	const char *error = failure->error;
 	ToygunObject *obj = toygun_lock_object(kind, id, true, !wait);
 	ToygunDef	none;
 	ToygunDef  *def;
@@ -89,6 +147,7 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
 	obj->attempts = attempts;
 	obj->last_error = pstrdup(error);
 	(void) toygun_save_object(obj, def, obj->step);
+	keep_failure(obj, attempts, failure);
 	return true;
 }
 
@@ -137,7 +196,7 @@ death_message(ToygunInflight *rec, bool restarted, bool *culprit)
  * death (false too when it had changed since, and was not charged).
  */
 static bool
-charge(ToygunInflight *rec, bool restarted, bool *culprit)
+charge_one(ToygunInflight *rec, bool restarted, bool *culprit)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -145,12 +204,18 @@ charge(ToygunInflight *rec, bool restarted, bool *culprit)
 	PG_TRY();
 	{
 		char	   *message;
+		ToygunFailure failure;
 
 		toygun_begin_work();
 		(void) set_config_option("lock_timeout", CHARGE_LOCK_TIMEOUT, PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
 		message = death_message(rec, restarted, culprit);
-		if (!toygun_record_failure(rec->kind, &rec->id, message, *culprit, true, &rec->version))
+		/* the dead worker's: when its tick began, and when it died if it said */
+		failure.error = message;
+		failure.started_at = rec->started_at;
+		failure.ended_at = rec->ended_at;
+		failure.worker_pid = rec->pid;
+		if (!toygun_record_failure(rec->kind, &rec->id, &failure, *culprit, true, &rec->version))
 		{
 			*culprit = false;
 			ereport(LOG,
@@ -199,7 +264,7 @@ toygun_charge_dead_ticks(int my_slot)
 
 		if (!toygun_inflight_take(i, &rec, &restarted))
 			continue;
-		charged = charge(&rec, restarted, &culprit);
+		charged = charge_one(&rec, restarted, &culprit);
 		if (!charged && toygun_inflight_charge_failed(i) >= CHARGE_TRIES)
 		{
 			ereport(LOG,

@@ -121,6 +121,7 @@ extern int	toygun_tick_grace_ms;
 extern int	toygun_worker_memory_kb;
 extern int	toygun_max_attempts;
 extern int	toygun_retry_backoff_ms;
+extern int	toygun_failures_kept;
 extern bool toygun_paused;
 extern bool toygun_direct_writes;
 
@@ -177,6 +178,8 @@ typedef struct ToygunInflight
 	Oid			dboid;
 	int32		pid;			/* the worker that wrote it */
 	int64		lifetime;		/* the life of the server it ran in */
+	TimestampTz started_at;		/* when the tick began */
+	volatile TimestampTz ended_at;	/* when its worker ended; 0 if it said nothing */
 	volatile int32 how;			/* ToygunEnded */
 	volatile int32 detail;
 	volatile int32 died;		/* ended during a tick; cleared by the launcher */
@@ -192,7 +195,8 @@ extern bool toygun_inflight_read(int n, ToygunInflight *out);
 extern void toygun_inflight_note_exit(int n, int deaths);
 extern void toygun_inflight_attach(void);
 extern void toygun_inflight_start(int slot, Oid dboid);
-extern void toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer version);
+extern void toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer version,
+								  TimestampTz started_at);
 extern void toygun_inflight_end(void);
 extern void toygun_inflight_timed_out(void);
 extern void toygun_inflight_recycle(void);
@@ -209,8 +213,16 @@ extern void toygun_inflight_settle_pending(void);
 extern int64 toygun_inflight_deaths(int n);
 extern bool toygun_inflight_this_life(ToygunInflight *rec);
 
-/* failure.c */
-extern bool toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
+/* failure.c: a failed tick, what it raised or how its worker died */
+typedef struct ToygunFailure
+{
+	const char *error;
+	TimestampTz started_at;		/* when the tick began */
+	TimestampTz ended_at;		/* when it failed; 0 if unknown (a death without a word) */
+	int			worker_pid;		/* the worker that ran it */
+} ToygunFailure;
+
+extern bool toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 								  bool may_panic, bool wait, ItemPointer version);
 extern bool toygun_charge_dead_ticks(int my_slot);
 

@@ -80,6 +80,8 @@ typedef struct Claimed
 	ToygunKind	kind;
 	pg_uuid_t	id;
 	char	   *error;			/* set when its tick failed */
+	TimestampTz started_at;		/* when its failed tick began */
+	TimestampTz ended_at;		/* and when it failed */
 } Claimed;
 
 static void
@@ -250,10 +252,11 @@ report_tick(ToygunObject *obj, ToygunDef *def)
 /*
  * Tick one claimed object, under toygun.tick_timeout, in a memory context
  * of its own that is emptied afterwards: a batch does not grow with its
- * ticks. Returns true when the batch must commit after this tick.
+ * ticks. started_at is the clock as the tick begins, for the in-flight
+ * record. Returns true when the batch must commit after this tick.
  */
 static bool
-tick_claimed(ToygunObject *obj)
+tick_claimed(ToygunObject *obj, TimestampTz started_at)
 {
 	MemoryContext old;
 	ToygunDef  *def;
@@ -269,7 +272,7 @@ tick_claimed(ToygunObject *obj)
 	def = toygun_object_def(obj);
 	report_tick(obj, def);
 	tick_timed_out = false;
-	toygun_inflight_begin(obj->kind, &obj->id, &obj->tid);
+	toygun_inflight_begin(obj->kind, &obj->id, &obj->tid, started_at);
 	toygun_contain_begin_tick();
 	start_tick_timeouts();
 	(void) toygun_tick(obj, def);
@@ -333,13 +336,14 @@ retick(Claimed *c)
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
+	c->started_at = GetCurrentTimestamp();
 	PG_TRY();
 	{
 		ToygunObject *obj = toygun_lock_object(c->kind, &c->id, true, true);
 
 		/* skip what someone else took, or ticked, meanwhile */
 		if (obj != NULL && obj->due)
-			end_batch = tick_claimed(obj);
+			end_batch = tick_claimed(obj, c->started_at);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -353,6 +357,7 @@ retick(Claimed *c)
 		CurrentResourceOwner = oldowner;
 		(void) toygun_contain_end_tick();
 		c->error = failure_message(edata);
+		c->ended_at = GetCurrentTimestamp();
 	}
 	PG_END_TRY();
 	return end_batch;
@@ -384,8 +389,14 @@ replay(Claimed *claimed, int n)
 		for (j = i; j < end; j++)
 			if (claimed[j].error != NULL)
 			{
+				ToygunFailure failure;
+
+				failure.error = claimed[j].error;
+				failure.started_at = claimed[j].started_at;
+				failure.ended_at = claimed[j].ended_at;
+				failure.worker_pid = MyProcPid;
 				(void) toygun_record_failure(claimed[j].kind, &claimed[j].id,
-											 claimed[j].error, true, false, NULL);
+											 &failure, true, false, NULL);
 				failures++;
 			}
 		toygun_end_work();
@@ -404,6 +415,7 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 {
 	volatile int failing = -1;
 	volatile int ticked = 0;
+	volatile TimestampTz tick_started;
 	int			i;
 	TimestampTz started = GetCurrentTimestamp();
 
@@ -413,10 +425,12 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 		{
 			bool		end_batch;
 
-			if (i > 0 && TimestampDifferenceExceeds(started, GetCurrentTimestamp(), BATCH_TIME_MS))
+			/* one clock reading: the batch's time so far, and the tick's start */
+			tick_started = i == 0 ? started : GetCurrentTimestamp();
+			if (i > 0 && TimestampDifferenceExceeds(started, tick_started, BATCH_TIME_MS))
 				break;
 			failing = i;
-			end_batch = tick_claimed(objs[i]);
+			end_batch = tick_claimed(objs[i], tick_started);
 			failing = -1;
 			ticked = i + 1;
 			if (end_batch)
@@ -430,7 +444,11 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 
 		/* the failing tick; none if the commit itself failed */
 		if (failing >= 0)
+		{
 			claimed[failing].error = failure_message(edata);
+			claimed[failing].started_at = tick_started;
+			claimed[failing].ended_at = GetCurrentTimestamp();
+		}
 		else
 			ereport(LOG, (errmsg("toygun: a batch failed to commit: %s", edata->message)));
 		AbortCurrentTransaction();
