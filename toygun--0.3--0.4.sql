@@ -139,3 +139,22 @@ ALTER TABLE toygun.failure ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON toygun.failure FOR SELECT
     USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
 GRANT SELECT ON toygun.failure TO PUBLIC;
+
+-- Retry policy per task type (issue 13): max_attempts, retry_backoff and
+-- tick_timeout, NULL (the settings) for every task type that exists. The new
+-- arguments change define_task's signature, so it is made again.
+ALTER TABLE toygun.task_type ADD COLUMN max_attempts integer, ADD COLUMN retry_backoff interval,
+    ADD COLUMN tick_timeout interval;
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

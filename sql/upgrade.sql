@@ -104,6 +104,11 @@ SELECT state, step FROM toygun.task WHERE id = :'done';
 SELECT state, step, attrs FROM toygun.tick_task(:'halfway');
 SELECT step, from_state, to_state FROM toygun.history(:'halfway');
 SELECT attrs FROM toygun.resource WHERE id = :'r';
+-- the task type keeps the settings' retry policy, and takes its own
+SELECT max_attempts, retry_backoff, tick_timeout FROM toygun.task_type;
+SELECT toygun.define_task('site', 'deploy', '{build,ship}', 'site_deploy(toygun.task)',
+                          max_attempts => 3, tick_timeout => '5 s');
+SELECT max_attempts, retry_backoff, tick_timeout FROM toygun.task_type;
 
 -- an updated database has what a fresh install has, object for object
 CREATE TABLE fp_updated AS SELECT toygun_fingerprint() AS line;
@@ -131,7 +136,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 13's rights: the type_grant table (with its columns and constraints), type_grants
 -- (which reads ONLY type_grant), grant_type, revoke_type and readable_types; row-level
 -- security and a policy on resource and task, and toygun.stats as security_invoker;
--- failures kept: the failure table (columns, key, policy, dumped)
+-- failures kept: the failure table (columns, key, policy, dumped); the retry policy
+-- per task type: three columns of task_type, define_task old and new
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -2,7 +2,8 @@
  * failure.c
  *		A failed tick, recorded on its run: one more attempt, the error in
  *		last_error, a retry after an exponential backoff, and a panic after
- *		toygun.max_attempts. A failure is an error the tick raised (caught by
+ *		toygun.max_attempts (or the task type's own retry_backoff and
+ *		max_attempts). A failure is an error the tick raised (caught by
  *		the worker), or a tick that ended its worker's process (charged here
  *		from the in-flight records of inflight.c by the next worker). Each
  *		failure is also kept as a row of toygun.failure, up to
@@ -99,6 +100,7 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 	ToygunDef	none;
 	ToygunDef  *def;
 	int			attempts;
+	int			max_attempts;
 
 	if (obj == NULL || strcmp(obj->state, TOYGUN_STOP) == 0 ||
 		strcmp(obj->state, TOYGUN_PANIC) == 0 ||
@@ -115,15 +117,18 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 	{
 		memset(&none, 0, sizeof(none));
 		none.kind = kind;
+		none.retry_backoff_ms = -1;
 		def = &none;
 	}
+	/* the task type's retry policy, or the settings */
+	max_attempts = toygun_def_max_attempts(def);
 	attempts = obj->attempts + 1;
 	ereport(LOG,
 			(errmsg("toygun: tick of %s %s (%s) failed (attempt %d of %d): %s",
 					toygun_kind_name(kind), toygun_uuid_text(id),
 					def == &none ? obj->type : toygun_def_label(def),
-					attempts, toygun_max_attempts, error)));
-	if (may_panic && attempts >= toygun_max_attempts)
+					attempts, max_attempts, error)));
+	if (may_panic && attempts >= max_attempts)
 	{
 		/*
 		 * last_error is readable only with the owner's privileges; attrs
@@ -138,7 +143,7 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 	}
 	else
 	{
-		double		backoff = (double) toygun_retry_backoff_ms * pow(2.0, Min(attempts, 40) - 1);
+		double		backoff = (double) toygun_def_retry_backoff_ms(def) * pow(2.0, Min(attempts, 40) - 1);
 
 		obj->has_run_at = true;
 		obj->run_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -166,8 +171,10 @@ death_message(ToygunInflight *rec, bool restarted, bool *culprit)
 	switch (rec->how)
 	{
 		case TOYGUN_ENDED_TIMED_OUT:
-			return psprintf("the worker was ended: this tick still ran %d ms after toygun.tick_timeout (%d ms)",
-							toygun_tick_grace_ms, toygun_tick_timeout_ms);
+			return psprintf("the worker was ended: this tick still ran %d ms after %s (%d ms)",
+							toygun_tick_grace_ms,
+							rec->timeout_of_type ? "its task type's tick_timeout" : "toygun.tick_timeout",
+							rec->timeout_ms);
 		case TOYGUN_ENDED_BY_SIGNAL:
 			return psprintf("the worker died during this tick: signal %d (%s)",
 							rec->detail, pg_strsignal(rec->detail));

@@ -401,12 +401,20 @@ toygun_inflight_end(void)
 	mine->ticking = 0;
 }
 
-/* The tick ran past its grace period: it is ended with its process (in a signal handler). */
+/*
+ * The tick ran past its grace period: it is ended with its process (in a
+ * signal handler). Its timeout, the setting's or its task type's, is for
+ * the message it is charged with.
+ */
 void
-toygun_inflight_timed_out(void)
+toygun_inflight_timed_out(int timeout_ms, bool of_type)
 {
 	if (mine != NULL && mine->ticking)
+	{
+		mine->timeout_ms = timeout_ms;
+		mine->timeout_of_type = of_type;
 		mine->how = TOYGUN_ENDED_TIMED_OUT;
+	}
 }
 
 /*

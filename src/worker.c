@@ -70,6 +70,9 @@ static MemoryContext tick_context;
 static TimeoutId tick_timeout_id;
 static TimeoutId tick_grace_id;
 static volatile sig_atomic_t tick_timed_out = false;
+/* The running tick's timeout, and whether its task type set it (else the setting) */
+static int	tick_timeout_ms;
+static ToygunDef *tick_timeout_def;
 
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr park_plans[2];
@@ -100,26 +103,43 @@ tick_timeout_handler(void)
 static void
 tick_grace_handler(void)
 {
-	toygun_inflight_timed_out();
+	toygun_inflight_timed_out(tick_timeout_ms, tick_timeout_def != NULL);
 	ProcDiePending = true;
 	InterruptPending = true;
 	SetLatch(MyLatch);
 }
 
+/* The timeout of a tick of def: its task type's, or toygun.tick_timeout. */
 static void
-start_tick_timeouts(void)
+start_tick_timeouts(ToygunDef *def)
 {
 	EnableTimeoutParams t[2];
 
-	if (toygun_tick_timeout_ms <= 0)
+	tick_timeout_ms = toygun_def_tick_timeout_ms(def);
+	tick_timeout_def = def->tick_timeout_ms > 0 ? def : NULL;
+	if (tick_timeout_ms <= 0)
 		return;
 	t[0].id = tick_timeout_id;
 	t[0].type = TMPARAM_AFTER;
-	t[0].delay_ms = toygun_tick_timeout_ms;
+	t[0].delay_ms = tick_timeout_ms;
 	t[1].id = tick_grace_id;
 	t[1].type = TMPARAM_AFTER;
-	t[1].delay_ms = (int) Min((int64) toygun_tick_timeout_ms + toygun_tick_grace_ms, INT_MAX);
+	t[1].delay_ms = (int) Min((int64) tick_timeout_ms + toygun_tick_grace_ms, INT_MAX);
 	enable_timeouts(t, 2);
+}
+
+/*
+ * What last_error says of a tick its timeout cancelled: which timeout, so
+ * that a type's own is not mistaken for the setting. The definition is the
+ * batch's, valid until its transaction ends.
+ */
+static char *
+cancelled_message(void)
+{
+	if (tick_timeout_def != NULL)
+		return psprintf("tick cancelled after the tick_timeout of %s (%d ms)",
+						toygun_def_label(tick_timeout_def), tick_timeout_ms);
+	return psprintf("tick cancelled after toygun.tick_timeout (%d ms)", tick_timeout_ms);
 }
 
 static void
@@ -250,7 +270,7 @@ report_tick(ToygunObject *obj, ToygunDef *def)
 }
 
 /*
- * Tick one claimed object, under toygun.tick_timeout, in a memory context
+ * Tick one claimed object, under its timeout, in a memory context
  * of its own that is emptied afterwards: a batch does not grow with its
  * ticks. started_at is the clock as the tick begins, for the in-flight
  * record. Returns true when the batch must commit after this tick.
@@ -274,7 +294,7 @@ tick_claimed(ToygunObject *obj, TimestampTz started_at)
 	tick_timed_out = false;
 	toygun_inflight_begin(obj->kind, &obj->id, &obj->tid, started_at);
 	toygun_contain_begin_tick();
-	start_tick_timeouts();
+	start_tick_timeouts(def);
 	(void) toygun_tick(obj, def);
 	/* what the tick left behind is undone under its timeout and record too */
 	end_batch = toygun_contain_end_tick();
@@ -285,7 +305,7 @@ tick_claimed(ToygunObject *obj, TimestampTz started_at)
 		QueryCancelPending = false;
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("tick cancelled after toygun.tick_timeout (%d ms)", toygun_tick_timeout_ms)));
+				 errmsg_internal("%s", cancelled_message())));
 	}
 	toygun_inflight_end();
 	MemoryContextSwitchTo(old);
@@ -301,7 +321,7 @@ failure_message(ErrorData *edata)
 
 	tick_timed_out = false;
 	if (timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-		return psprintf("tick cancelled after toygun.tick_timeout (%d ms)", toygun_tick_timeout_ms);
+		return cancelled_message();
 	return pstrdup(edata->message ? edata->message : "unknown error");
 }
 

@@ -3,7 +3,9 @@
 # raised or a tick that ended its worker, leaves a row in toygun.failure with
 # its error, worker pid and duration; only the last toygun.failures_kept of a
 # run are kept, numbered on across a reset of attempts; rows are readable
-# only with right read on the type.
+# only with right read on the type. And the retry policy per task type: its
+# own max_attempts, retry_backoff and tick_timeout, beside types that keep
+# the settings.
 set -u
 cd "$(dirname "$0")/../.."
 source test/lib/cluster.sh
@@ -18,7 +20,7 @@ trap 'tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
 wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 
-plan 13
+plan 21
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -39,6 +41,25 @@ BEGIN
 END $$;
 SELECT toygun.define_task('box', 'fail', '{one}', 'fail(toygun.task)');
 SELECT toygun.define_task('box', 'poison', '{one}', 'poison(toygun.task)');
+-- the retry policy of a type, beside the settings (max_attempts 100,
+-- retry_backoff 10ms, tick_timeout 1s)
+SELECT toygun.define_task('box', 'few', '{one}', 'fail(toygun.task)', max_attempts => 2);
+SELECT toygun.define_task('box', 'slowback', '{one}', 'fail(toygun.task)', retry_backoff => '3 s');
+CREATE FUNCTION nap(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_sleep(0.6);
+  RETURN toygun.stop();
+END $$;
+SELECT toygun.define_task('box', 'hasty', '{one}', 'nap(toygun.task)', tick_timeout => '300 ms');
+SELECT toygun.define_task('box', 'patient', '{one}', 'nap(toygun.task)');
+-- catches every cancel and runs on: ended after its timeout and the grace (1s)
+CREATE FUNCTION obstinate(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+  LOOP
+    BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN NULL; END;
+  END LOOP;
+END $$;
+SELECT toygun.define_task('box', 'obstinate', '{one}', 'obstinate(toygun.task)', tick_timeout => '300 ms');
 CREATE ROLE reader;
 CREATE ROLE stranger;
 SQL
@@ -93,3 +114,36 @@ q "SELECT toygun.grant_type('box', 'reader', '{read}')" >/dev/null
 is "$(as reader "SELECT count(*) FROM toygun.failure")" \
 	"$(q "SELECT count(*) FROM toygun.failure")" "a role granted read sees them all"
 is "$(as stranger "SELECT count(*) FROM toygun.failure")" 0 "and a role without still none"
+
+# --- 4. the retry policy of a task type -------------------------------------
+FEW=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'few')")
+wait_for 30 "SELECT state = '__panic__' FROM toygun.task WHERE id = '$FEW'"
+ok $? "a task type's max_attempts (2) panics its run, where the setting is 100"
+is "$(q "SELECT attempts || ' ' || (attrs->>'panic_message') FROM toygun.task WHERE id = '$FEW'")" \
+	"2 panicked after 2 failed ticks (the last error is in last_error)" "after exactly 2 failed ticks"
+
+SB=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'slowback')")
+wait_for 30 "SELECT attempts = 1 FROM toygun.task WHERE id = '$SB'"
+is "$(q "SELECT extract(epoch FROM t.run_at - (f.at + f.duration)) BETWEEN 2.95 AND 3.5
+           FROM toygun.task t JOIN toygun.failure f ON f.object_id = t.id WHERE t.id = '$SB'")" t \
+	"a task type's retry_backoff (3 s) sets the next run time, where the setting is 10 ms"
+q "SELECT toygun.stop_task('$SB')" >/dev/null
+
+HASTY=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'hasty')")
+PATIENT=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'patient')")
+wait_for 30 "SELECT attempts >= 1 FROM toygun.task WHERE id = '$HASTY'"
+ok $? "a task type's tick_timeout (300 ms) cancels a tick of 600 ms"
+is "$(q "SELECT last_error FROM toygun.task WHERE id = '$HASTY'")" \
+	'tick cancelled after the tick_timeout of task type "box.hasty" (300 ms)' \
+	"its error names the type's timeout"
+q "SELECT toygun.stop_task('$HASTY')" >/dev/null
+wait_for 30 "SELECT state = '__stop__' FROM toygun.task WHERE id = '$PATIENT'"
+ok $? "while a type without one keeps toygun.tick_timeout (1 s), and the same tick finishes"
+is "$(q "SELECT attempts FROM toygun.task WHERE id = '$PATIENT'")" 0 "without a failure"
+
+OB=$(q "SELECT toygun.start_task(toygun.create_resource('box'), 'obstinate')")
+wait_for 60 "SELECT attempts >= 1 FROM toygun.task WHERE id = '$OB'"
+q "SELECT toygun.stop_task('$OB')" >/dev/null
+is "$(q "SELECT error || ' ' || (duration BETWEEN '1.2 s' AND '10 s') FROM toygun.failure WHERE object_id = '$OB' AND failure_no = 1")" \
+	"the worker was ended: this tick still ran 1000 ms after its task type's tick_timeout (300 ms) true" \
+	"a tick that catches its cancel is ended after the grace past its type's timeout, and charged so"

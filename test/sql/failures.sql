@@ -1,10 +1,12 @@
 -- Failed attempts kept (issue 13): toygun.failure, its shape, and its rows
 -- private like the runs' (a SELECT policy on readable_types(), computed once
 -- per query). The rows themselves are written by the workers, which
--- test/scenario/failures.sh checks; here they are made by hand.
+-- test/scenario/failures.sh checks; here they are made by hand. And the
+-- retry policy per task type as define_task stores and checks it (the
+-- scenario checks that the workers follow it).
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(14);
+SELECT plan(27);
 
 CREATE ROLE tg_f_none;
 CREATE ROLE tg_f_reader;
@@ -73,6 +75,58 @@ BEGIN
 END $$;
 SELECT ok((SELECT string_agg(l, E'\n') FROM pg_temp.plan_of('SELECT count(*) FROM toygun.failure') p(l))
           ~ 'InitPlan', 'the row filter is computed once per query (an InitPlan)');
+
+-- ---------------------------------------------------------------------------
+-- the retry policy per task type
+SELECT toygun.define_task('dummy', 'policy', '{a}', 'dummy_another(toygun.task)',
+                          max_attempts => 3, retry_backoff => '30 s', tick_timeout => '2 min');
+SELECT is((SELECT ROW(max_attempts, retry_backoff, tick_timeout)::text FROM toygun.task_type WHERE name = 'policy'),
+          '(3,00:00:30,00:02:00)', 'define_task stores a task type''s max_attempts, retry_backoff and tick_timeout');
+SELECT is((SELECT ROW(max_attempts, retry_backoff, tick_timeout)::text FROM toygun.task_type WHERE name = 'test'),
+          '(,,)', 'a type defined without them has NULLs: the settings apply');
+SELECT toygun.define_task('dummy', 'policy', '{a}', 'dummy_another(toygun.task)', max_attempts => 5);
+SELECT is((SELECT ROW(max_attempts, retry_backoff, tick_timeout)::text FROM toygun.task_type WHERE name = 'policy'),
+          '(5,,)', 'a redefinition replaces the policy: what it leaves out is NULL again, as fields are');
+SELECT lives_ok($$SELECT toygun.define_task('dummy', 'edges', '{a}', 'dummy_another(toygun.task)',
+                                            max_attempts => 1, retry_backoff => '0', tick_timeout => '1 ms')$$,
+                'the smallest values are taken: 1 attempt, no backoff, 1 ms');
+SELECT lives_ok($$SELECT toygun.define_task('dummy', 'edges', '{a}', 'dummy_another(toygun.task)',
+                                            max_attempts => 1000000, retry_backoff => '1 hour',
+                                            tick_timeout => '2147483647 ms')$$,
+                'and the largest: those of the settings');
+SELECT throws_ok($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)', max_attempts => 0)$$,
+                 '22023', 'max_attempts of task type "dummy.bad" must be between 1 and 1000000',
+                 'max_attempts below 1 is refused, naming the parameter and the type');
+SELECT throws_ok($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)', max_attempts => 1000001)$$,
+                 '22023', 'max_attempts of task type "dummy.bad" must be between 1 and 1000000',
+                 'and above the setting''s bound');
+SELECT throws_ok($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)', retry_backoff => '-1 s')$$,
+                 '22023', 'retry_backoff of task type "dummy.bad" must be between 0 and 1 hour',
+                 'a negative retry_backoff is refused');
+SELECT throws_ok($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)', retry_backoff => '1 day')$$,
+                 '22023', 'retry_backoff of task type "dummy.bad" must be between 0 and 1 hour',
+                 'and one over an hour');
+SELECT throws_ok($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)', tick_timeout => '0')$$,
+                 '22023', 'tick_timeout of task type "dummy.bad" must be between 1 ms and 2147483647 ms (about 24 days)',
+                 'a tick_timeout of 0 is refused (NULL is the setting, and no type goes without a limit)');
+SELECT throws_ok($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)', tick_timeout => '1 month')$$,
+                 '22023', 'tick_timeout of task type "dummy.bad" must be between 1 ms and 2147483647 ms (about 24 days)',
+                 'and one over about 24 days');
+CREATE FUNCTION pg_temp.hint_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    h text;
+BEGIN
+    EXECUTE q;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN h;
+END $$;
+SELECT is(pg_temp.hint_of($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)',
+                                                      retry_backoff => '2 hours')$$),
+          'Give a value in that range, or leave retry_backoff out (NULL) to use toygun.retry_backoff.',
+          'the hint says what to give, and names the setting NULL stands for');
+SELECT is((SELECT count(*) FROM toygun.task_type WHERE name = 'bad'), 0::bigint, 'a refused definition writes nothing');
 
 SELECT * FROM finish();
 ROLLBACK;
