@@ -43,11 +43,21 @@ static SPIPlanPtr rearm_resources_plan;
  */
 #define MAX_LIST 1000
 
-static double interval_ms(Interval *iv);
-
 /* The bounds of a task type's retry policy: those of the settings. */
 #define MAX_MAX_ATTEMPTS 1000000
 #define MAX_RETRY_BACKOFF_MS (3600 * 1000)
+
+/*
+ * An interval in milliseconds, for the retry policy. Months count 30 days
+ * and days 24 hours, as interval comparison does. A double, so that a huge
+ * interval is out of any range rather than wrapping around into it.
+ */
+static double
+interval_ms(Interval *iv)
+{
+	return ((double) iv->month * DAYS_PER_MONTH + iv->day) * (SECS_PER_DAY * 1000.0) +
+		(double) iv->time / 1000.0;
+}
 
 static void
 check_list_length(const char *what, int n)
@@ -378,18 +388,6 @@ cache_string(HeapTuple tup, TupleDesc desc, int col)
 	char	   *v = SPI_getvalue(tup, desc, col);
 
 	return v ? MemoryContextStrdup(def_cache_cxt, v) : NULL;
-}
-
-/*
- * An interval in milliseconds, for the retry policy. Months count 30 days
- * and days 24 hours, as interval comparison does; the result saturates,
- * so that a huge interval is out of any range rather than wrapping.
- */
-static double
-interval_ms(Interval *iv)
-{
-	return ((double) iv->month * DAYS_PER_MONTH + iv->day) * (SECS_PER_DAY * 1000.0) +
-		(double) iv->time / 1000.0;
 }
 
 /* A task type's retry policy, from the columns of its row that exist. */
