@@ -200,3 +200,41 @@ CREATE POLICY readable ON toygun.schedule FOR SELECT
 -- the schedules the caller reads, through the policy above, once per query
 CREATE POLICY readable ON toygun.schedule_start FOR SELECT
     USING (schedule_id OPERATOR(pg_catalog.=) ANY (((SELECT pg_catalog.array_agg(s.id) FROM ONLY toygun.schedule s))::pg_catalog.int8[]));
+
+-- Failed ticks kept (issue 13): one row per failed attempt, private like the
+-- runs. Runs that failed before 0.4 have only their last_error.
+CREATE TABLE toygun.failure (
+    object_id     uuid NOT NULL,
+    failure_no    integer NOT NULL,
+    resource_type text NOT NULL,
+    attempt       integer NOT NULL,
+    at            timestamptz NOT NULL,
+    duration      interval,
+    error         text NOT NULL,
+    worker_pid    integer,
+    PRIMARY KEY (object_id, failure_no)
+);
+SELECT pg_catalog.pg_extension_config_dump('toygun.failure', '');
+ALTER TABLE toygun.failure ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.failure FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.error_readable_types()))::pg_catalog.text[]));
+GRANT SELECT ON toygun.failure TO PUBLIC;
+
+-- Retry policy per task type (issue 13): max_attempts, retry_backoff and
+-- tick_timeout, NULL (the settings) for every task type that exists. The new
+-- arguments change define_task's signature, so it is made again.
+ALTER TABLE toygun.task_type ADD COLUMN max_attempts integer, ADD COLUMN retry_backoff interval,
+    ADD COLUMN tick_timeout interval;
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

@@ -113,6 +113,11 @@ SELECT (SELECT count(*) FROM toygun.task) AS runs, (SELECT count(*) FROM toygun.
 RESET ROLE;
 DROP ROLE upgrade_reader;
 SELECT attrs FROM toygun.resource WHERE id = :'r';
+-- the task type keeps the settings' retry policy, and takes its own
+SELECT max_attempts, retry_backoff, tick_timeout FROM toygun.task_type;
+SELECT toygun.define_task('site', 'deploy', '{build,ship}', 'site_deploy(toygun.task)',
+                          max_attempts => 3, tick_timeout => '5 s');
+SELECT max_attempts, retry_backoff, tick_timeout FROM toygun.task_type;
 
 -- an updated database has what a fresh install has, object for object
 CREATE TABLE fp_updated AS SELECT toygun_fingerprint() AS line;
@@ -141,6 +146,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- (which reads ONLY type_grant), grant_type, revoke_type and readable_types; row-level
 -- security and a policy on resource and task, and toygun.stats as security_invoker;
 -- row-level security and a policy on schedule and schedule_start (which reads ONLY schedule)
+-- failures kept: the failure table (columns, key, policy, dumped); the retry policy
+-- per task type: three columns of task_type, define_task old and new
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -33,6 +33,7 @@ static SPIPlanPtr find_resource_type_plan;
 static SPIPlanPtr find_task_type_plan;
 static SPIPlanPtr upsert_resource_type_plan;
 static SPIPlanPtr upsert_task_type_plan;
+static SPIPlanPtr upsert_task_type_0_3_plan;
 static SPIPlanPtr rearm_resources_plan;
 
 /*
@@ -41,6 +42,22 @@ static SPIPlanPtr rearm_resources_plan;
  * than any state machine would make every call on the type slow.
  */
 #define MAX_LIST 1000
+
+/* The bounds of a task type's retry policy: those of the settings. */
+#define MAX_MAX_ATTEMPTS 1000000
+#define MAX_RETRY_BACKOFF_MS (3600 * 1000)
+
+/*
+ * An interval in milliseconds, for the retry policy. Months count 30 days
+ * and days 24 hours, as interval comparison does. A double, so that a huge
+ * interval is out of any range rather than wrapping around into it.
+ */
+static double
+interval_ms(Interval *iv)
+{
+	return ((double) iv->month * DAYS_PER_MONTH + iv->day) * (SECS_PER_DAY * 1000.0) +
+		(double) iv->time / 1000.0;
+}
 
 static void
 check_list_length(const char *what, int n)
@@ -110,6 +127,71 @@ check_fields(FunctionCallInfo fcinfo, int argno, const char *what, int *n)
 						 errmsg("field \"%s\" is listed more than once in %s", fields[i], what)));
 	}
 	return fields;
+}
+
+/*
+ * A task type's retry policy, from define_task's last three arguments
+ * (argno on): each NULL or missing means the setting. The SQL of 0.3 passes
+ * none of them. Out of range is 22023, naming the argument and the type.
+ */
+typedef struct RetryPolicy
+{
+	Datum		values[3];		/* max_attempts, retry_backoff, tick_timeout */
+	char		nulls[3];
+} RetryPolicy;
+
+static void
+policy_out_of_range(const char *argname, const char *label, const char *value,
+					const char *range, const char *setting)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s of %s must be %s", argname, label, range),
+			 errdetail("It is %s.", value),
+			 errhint("Give a value in that range, or leave %s out (NULL) to use %s.",
+					 argname, setting)));
+}
+
+static void
+check_retry_policy(FunctionCallInfo fcinfo, int argno, const char *label, RetryPolicy *policy)
+{
+	int			i;
+
+	for (i = 0; i < 3; i++)
+	{
+		bool		given = PG_NARGS() > argno + i && !PG_ARGISNULL(argno + i);
+
+		policy->nulls[i] = given ? ' ' : 'n';
+		policy->values[i] = given ? PG_GETARG_DATUM(argno + i) : (Datum) 0;
+	}
+	if (policy->nulls[0] == ' ')
+	{
+		int32		n = DatumGetInt32(policy->values[0]);
+
+		if (n < 1 || n > MAX_MAX_ATTEMPTS)
+			policy_out_of_range("max_attempts", label, psprintf("%d", n),
+								psprintf("between 1 and %d", MAX_MAX_ATTEMPTS),
+								"toygun.max_attempts");
+	}
+	if (policy->nulls[1] == ' ')
+	{
+		double		ms = interval_ms(DatumGetIntervalP(policy->values[1]));
+
+		if (ms < 0 || ms > MAX_RETRY_BACKOFF_MS)
+			policy_out_of_range("retry_backoff", label,
+								DatumGetCString(DirectFunctionCall1(interval_out, policy->values[1])),
+								"between 0 and 1 hour", "toygun.retry_backoff");
+	}
+	if (policy->nulls[2] == ' ')
+	{
+		double		ms = interval_ms(DatumGetIntervalP(policy->values[2]));
+
+		if (ms < 1 || ms > INT_MAX)
+			policy_out_of_range("tick_timeout", label,
+								DatumGetCString(DirectFunctionCall1(interval_out, policy->values[2])),
+								psprintf("between 1 ms and %d ms (about 24 days)", INT_MAX),
+								"toygun.tick_timeout");
+	}
 }
 
 /*
@@ -308,6 +390,29 @@ cache_string(HeapTuple tup, TupleDesc desc, int col)
 	return v ? MemoryContextStrdup(def_cache_cxt, v) : NULL;
 }
 
+/* A task type's retry policy, from the columns of its row that exist. */
+static void
+read_retry_policy(ToygunDef *def, HeapTuple tup, TupleDesc desc)
+{
+	int			col;
+	bool		isnull;
+	Datum		d;
+
+	/*
+	 * define_task() checked the values; a row changed behind its back is
+	 * clamped to what the settings allow, never wrapped.
+	 */
+	col = SPI_fnumber(desc, "max_attempts");
+	if (col > 0 && !(d = SPI_getbinval(tup, desc, col, &isnull), isnull))
+		def->max_attempts = Max(DatumGetInt32(d), 1);
+	col = SPI_fnumber(desc, "retry_backoff");
+	if (col > 0 && !(d = SPI_getbinval(tup, desc, col, &isnull), isnull))
+		def->retry_backoff_ms = (int) Min(Max(interval_ms(DatumGetIntervalP(d)), 0), MAX_RETRY_BACKOFF_MS);
+	col = SPI_fnumber(desc, "tick_timeout");
+	if (col > 0 && !(d = SPI_getbinval(tup, desc, col, &isnull), isnull))
+		def->tick_timeout_ms = (int) Min(Max(interval_ms(DatumGetIntervalP(d)), 1), INT_MAX);
+}
+
 /*
  * Look up a resource type (name NULL) or task type. Must be called inside a
  * toygun call (SPI connected). Errors with a hint if it does not exist,
@@ -354,9 +459,14 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		Oid			argtypes[2] = {TEXTOID, TEXTOID};
 
 		values[1] = CStringGetTextDatum(name);
+		/*
+		 * d.* for the retry policy, read by column name: the SQL of 0.3
+		 * runs on this library until ALTER EXTENSION UPDATE, and its
+		 * task_type has no such columns.
+		 */
 		plan = toygun_plan(&find_task_type_plan,
-						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path"
-						   "  FROM ONLY toygun.task_type WHERE resource_type = $1 AND name = $2",
+						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path, d.*"
+						   "  FROM ONLY toygun.task_type d WHERE d.resource_type = $1 AND d.name = $2",
 						   2, argtypes);
 	}
 	toygun_run(plan, values, NULL, 1);
@@ -390,6 +500,11 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	def->nencrypted = n;
 	def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
 	def->search_path = cache_string(tup, desc, 6);
+	def->max_attempts = 0;
+	def->retry_backoff_ms = -1;
+	def->tick_timeout_ms = 0;
+	if (kind == TOYGUN_TASK)
+		read_retry_policy(def, tup, desc);
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -651,6 +766,20 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * Insert or replace a task type, with the retry policy's columns (cols),
+ * their values (vals) and their replacement (sets), or none of them.
+ */
+#define UPSERT_TASK_TYPE(cols, vals, sets) \
+	"INSERT INTO toygun.task_type AS d" \
+	"  (resource_type, name, states, handler, fields, encrypted_fields, owner, search_path" cols ")" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.regrole, $8" vals ")" \
+	" ON CONFLICT (resource_type, name) DO UPDATE SET states = excluded.states," \
+	"  handler = excluded.handler, fields = excluded.fields," \
+	"  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner," \
+	"  search_path = excluded.search_path, defined_at = pg_catalog.now()" sets \
+	" WHERE pg_catalog.pg_has_role($9, d.owner::pg_catalog.oid, 'USAGE')"
+
 Datum
 toygun_define_task(PG_FUNCTION_ARGS)
 {
@@ -670,10 +799,11 @@ toygun_define_task(PG_FUNCTION_ARGS)
 				nfields,
 				nencrypted;
 	ToygunDef  *rtype;
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[9] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID};
+	RetryPolicy policy;
+	Datum		values[12];
+	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[12] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -684,6 +814,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 3, "handler");
 	fields = check_fields(fcinfo, 4, "fields", &nfields);
 	encrypted = check_fields(fcinfo, 5, "encrypted_fields", &nencrypted);
+	check_retry_policy(fcinfo, 7, label, &policy);
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -712,17 +843,25 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	values[6] = ObjectIdGetDatum(owner);
 	values[7] = CStringGetTextDatum(search_path);
 	values[8] = ObjectIdGetDatum(call.caller);
-	toygun_run(toygun_plan(&upsert_task_type_plan,
-						   "INSERT INTO toygun.task_type AS d"
-						   "  (resource_type, name, states, handler, fields, encrypted_fields, owner, search_path)"
-						   " VALUES ($1, $2, $3, $4, $5, $6, $7::pg_catalog.regrole, $8)"
-						   " ON CONFLICT (resource_type, name) DO UPDATE SET states = excluded.states,"
-						   "  handler = excluded.handler, fields = excluded.fields,"
-						   "  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner,"
-						   "  search_path = excluded.search_path, defined_at = pg_catalog.now()"
-						   " WHERE pg_catalog.pg_has_role($9, d.owner::pg_catalog.oid, 'USAGE')",
-						   9, argtypes),
-			   values, nulls, 0);
+	memcpy(&values[9], policy.values, sizeof(policy.values));
+	memcpy(&nulls[9], policy.nulls, sizeof(policy.nulls));
+	/*
+	 * A redefinition replaces the retry policy as it replaces the fields:
+	 * what is left out is NULL again, the settings. The SQL of 0.3 (fewer
+	 * arguments) has a task_type without those columns.
+	 */
+	if (PG_NARGS() > 7)
+		toygun_run(toygun_plan(&upsert_task_type_plan,
+							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout",
+												", $10, $11, $12",
+												", max_attempts = excluded.max_attempts,"
+												"  retry_backoff = excluded.retry_backoff,"
+												"  tick_timeout = excluded.tick_timeout"),
+							   12, argtypes),
+				   values, nulls, 0);
+	else
+		toygun_run(toygun_plan(&upsert_task_type_0_3_plan, UPSERT_TASK_TYPE("", "", ""), 9, argtypes),
+				   values, nulls, 0);
 	check_upserted(label);
 	definitions_changed(TOYGUN_TASK);
 	toygun_end_call(&call);

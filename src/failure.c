@@ -2,17 +2,25 @@
  * failure.c
  *		A failed tick, recorded on its run: one more attempt, the error in
  *		last_error, a retry after an exponential backoff, and a panic after
- *		toygun.max_attempts. A failure is an error the tick raised (caught by
+ *		toygun.max_attempts (or the task type's own retry_backoff and
+ *		max_attempts). A failure is an error the tick raised (caught by
  *		the worker), or a tick that ended its worker's process (charged here
- *		from the in-flight records of inflight.c by the next worker).
+ *		from the in-flight records of inflight.c by the next worker). Each
+ *		failure is also kept as a row of toygun.failure, up to
+ *		toygun.failures_kept per object, in the same transaction: a
+ *		successful tick writes nothing here.
  */
 #include "postgres.h"
 
 #include <math.h>
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -25,6 +33,56 @@
 /* Tries to charge a dead tick before it is given up (and logged). */
 #define CHARGE_TRIES 10
 
+static SPIPlanPtr keep_failure_plan;
+
+/*
+ * Keep a failed tick as the object's next row of toygun.failure, numbered
+ * after its last one (failure_no never restarts, where attempts does after
+ * a successful tick or a move by hand), and delete its rows older than the
+ * last toygun.failures_kept. The object's row is locked by the caller, so
+ * no other failure of it is being kept meanwhile. With failures_kept 0 the
+ * object keeps none.
+ */
+static void
+keep_failure(ToygunObject *obj, int attempt, ToygunFailure *failure)
+{
+	Oid			argtypes[8] = {UUIDOID, TEXTOID, INT4OID, TIMESTAMPTZOID, INTERVALOID,
+	TEXTOID, INT4OID, INT4OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	TimestampTz started = failure->started_at != 0 ? failure->started_at : GetCurrentTimestamp();
+	Interval   *duration = palloc0(sizeof(Interval));
+
+	/*
+	 * The SQL of 0.3 runs on this library until ALTER EXTENSION UPDATE: it
+	 * has no table to keep failures in, and the failure is recorded without.
+	 */
+	if (!OidIsValid(get_relname_relid("failure", get_namespace_oid("toygun", false))))
+		return;
+	values[0] = UUIDPGetDatum(&obj->id);
+	values[1] = CStringGetTextDatum(obj->type);
+	values[2] = Int32GetDatum(attempt);
+	values[3] = TimestampTzGetDatum(started);
+	duration->time = failure->ended_at - started;
+	values[4] = IntervalPGetDatum(duration);
+	nulls[4] = failure->ended_at != 0 && failure->ended_at >= started ? ' ' : 'n';
+	values[5] = CStringGetTextDatum(failure->error);
+	values[6] = Int32GetDatum(failure->worker_pid);
+	nulls[6] = failure->worker_pid != 0 ? ' ' : 'n';
+	values[7] = Int32GetDatum(toygun_failures_kept);
+	toygun_run(toygun_plan(&keep_failure_plan,
+						   "WITH next AS (SELECT COALESCE(pg_catalog.max(f.failure_no), 0) + 1 AS no"
+						   "                FROM ONLY toygun.failure f WHERE f.object_id = $1),"
+						   "     kept AS (INSERT INTO toygun.failure"
+						   "                (object_id, failure_no, resource_type, attempt, at, duration, error, worker_pid)"
+						   "              SELECT $1, next.no, $2, $3, $4, $5, $6, $7"
+						   "                FROM next WHERE $8 > 0)"
+						   " DELETE FROM ONLY toygun.failure f USING next"
+						   "  WHERE f.object_id = $1 AND f.failure_no <= next.no - $8",
+						   8, argtypes),
+			   values, nulls, 0);
+}
+
 /*
  * Record a failed tick of an object in the current transaction. With
  * may_panic false (a crash it did not cause) it never panics. With a
@@ -34,13 +92,15 @@
  * longer ours to charge.
  */
 bool
-toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
+toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 					  bool may_panic, bool wait, ItemPointer version)
 {
+	const char *error = failure->error;
 	ToygunObject *obj = toygun_lock_object(kind, id, true, !wait);
 	ToygunDef	none;
 	ToygunDef  *def;
 	int			attempts;
+	int			max_attempts;
 
 	if (obj == NULL || strcmp(obj->state, TOYGUN_STOP) == 0 ||
 		strcmp(obj->state, TOYGUN_PANIC) == 0 ||
@@ -57,15 +117,18 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
 	{
 		memset(&none, 0, sizeof(none));
 		none.kind = kind;
+		none.retry_backoff_ms = -1;
 		def = &none;
 	}
+	/* the task type's retry policy, or the settings */
+	max_attempts = toygun_def_max_attempts(def);
 	attempts = obj->attempts + 1;
 	ereport(LOG,
 			(errmsg("toygun: tick of %s %s (%s) failed (attempt %d of %d): %s",
 					toygun_kind_name(kind), toygun_uuid_text(id),
 					def == &none ? obj->type : toygun_def_label(def),
-					attempts, toygun_max_attempts, error)));
-	if (may_panic && attempts >= toygun_max_attempts)
+					attempts, max_attempts, error)));
+	if (may_panic && attempts >= max_attempts)
 	{
 		/*
 		 * last_error is readable only with the owner's privileges; attrs
@@ -80,7 +143,7 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
 	}
 	else
 	{
-		double		backoff = (double) toygun_retry_backoff_ms * pow(2.0, Min(attempts, 40) - 1);
+		double		backoff = (double) toygun_def_retry_backoff_ms(def) * pow(2.0, Min(attempts, 40) - 1);
 
 		obj->has_run_at = true;
 		obj->run_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -89,6 +152,7 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
 	obj->attempts = attempts;
 	obj->last_error = pstrdup(error);
 	(void) toygun_save_object(obj, def, obj->step);
+	keep_failure(obj, attempts, failure);
 	return true;
 }
 
@@ -107,8 +171,10 @@ death_message(ToygunInflight *rec, bool restarted, bool *culprit)
 	switch (rec->how)
 	{
 		case TOYGUN_ENDED_TIMED_OUT:
-			return psprintf("the worker was ended: this tick still ran %d ms after toygun.tick_timeout (%d ms)",
-							toygun_tick_grace_ms, toygun_tick_timeout_ms);
+			return psprintf("the worker was ended: this tick still ran %d ms after %s (%d ms)",
+							toygun_tick_grace_ms,
+							rec->timeout_of_type ? "its task type's tick_timeout" : "toygun.tick_timeout",
+							rec->timeout_ms);
 		case TOYGUN_ENDED_BY_SIGNAL:
 			return psprintf("the worker died during this tick: signal %d (%s)",
 							rec->detail, pg_strsignal(rec->detail));
@@ -137,7 +203,7 @@ death_message(ToygunInflight *rec, bool restarted, bool *culprit)
  * death (false too when it had changed since, and was not charged).
  */
 static bool
-charge(ToygunInflight *rec, bool restarted, bool *culprit)
+charge_one(ToygunInflight *rec, bool restarted, bool *culprit)
 {
 	MemoryContext oldcontext = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -145,12 +211,18 @@ charge(ToygunInflight *rec, bool restarted, bool *culprit)
 	PG_TRY();
 	{
 		char	   *message;
+		ToygunFailure failure;
 
 		toygun_begin_work();
 		(void) set_config_option("lock_timeout", CHARGE_LOCK_TIMEOUT, PGC_SUSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
 		message = death_message(rec, restarted, culprit);
-		if (!toygun_record_failure(rec->kind, &rec->id, message, *culprit, true, &rec->version))
+		/* the dead worker's: when its tick began, and when it died if it said */
+		failure.error = message;
+		failure.started_at = rec->started_at;
+		failure.ended_at = rec->ended_at;
+		failure.worker_pid = rec->pid;
+		if (!toygun_record_failure(rec->kind, &rec->id, &failure, *culprit, true, &rec->version))
 		{
 			*culprit = false;
 			ereport(LOG,
@@ -199,7 +271,7 @@ toygun_charge_dead_ticks(int my_slot)
 
 		if (!toygun_inflight_take(i, &rec, &restarted))
 			continue;
-		charged = charge(&rec, restarted, &culprit);
+		charged = charge_one(&rec, restarted, &culprit);
 		if (!charged && toygun_inflight_charge_failed(i) >= CHARGE_TRIES)
 		{
 			ereport(LOG,

@@ -9,9 +9,10 @@
  *		plain store into a shared mapping is in the kernel's page cache at
  *		once. A power loss may lose it: the run is then just ticked again.
  *
- * A record is written before each tick (the run's id, then "ticking") and
- * cleared after it, two stores into memory: no system call on the tick path.
- * How the worker ended is added by its signal handlers and exit callback.
+ * A record is written before each tick (the run's id and when the tick
+ * began, then "ticking") and cleared after it, stores into memory: no
+ * system call on the tick path. How and when the worker ended is added by
+ * its signal handlers and exit callback.
  *
  * Charging the dead ticks also needs a little shared memory, this file's
  * own and written only here: which worker is charging a slot's record, its
@@ -251,6 +252,7 @@ inflight_sigquit(int signo)
 	if (mine != NULL && mine->ticking)
 	{
 		mine->how = TOYGUN_ENDED_BY_SERVER;
+		mine->ended_at = GetCurrentTimestamp();
 		mine->died = 1;
 	}
 	SignalHandlerForCrashExit(signo);
@@ -264,6 +266,7 @@ inflight_crash(int signo)
 	{
 		mine->how = TOYGUN_ENDED_BY_SIGNAL;
 		mine->detail = signo;
+		mine->ended_at = GetCurrentTimestamp();
 		mine->died = 1;
 	}
 	signal(signo, SIG_DFL);
@@ -298,6 +301,8 @@ inflight_exit(int code, Datum arg)
 		mine->how = TOYGUN_ENDED_BY_EXIT;
 	if (mine->how != TOYGUN_ENDED_TIMED_OUT)
 		mine->detail = code;
+	if (mine->ended_at == 0)
+		mine->ended_at = GetCurrentTimestamp();
 	mine->died = 1;
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	shared->charges_pending = true;
@@ -367,14 +372,21 @@ toygun_inflight_start(int slot, Oid dboid)
 	before_shmem_exit(inflight_exit, (Datum) 0);
 }
 
+/*
+ * started_at is the worker's clock reading before the tick, taken anyway
+ * for its batch's time limit: the record costs no system call.
+ */
 void
-toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer version)
+toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer version,
+					  TimestampTz started_at)
 {
 	if (mine == NULL)
 		return;
 	mine->kind = kind;
 	mine->id = *id;
 	mine->version = *version;
+	mine->started_at = started_at;
+	mine->ended_at = 0;
 	pg_compiler_barrier();
 	mine->ticking = 1;
 	pg_compiler_barrier();
@@ -389,12 +401,20 @@ toygun_inflight_end(void)
 	mine->ticking = 0;
 }
 
-/* The tick ran past its grace period: it is ended with its process (in a signal handler). */
+/*
+ * The tick ran past its grace period: it is ended with its process (in a
+ * signal handler). Its timeout, the setting's or its task type's, is for
+ * the message it is charged with.
+ */
 void
-toygun_inflight_timed_out(void)
+toygun_inflight_timed_out(int timeout_ms, bool of_type)
 {
 	if (mine != NULL && mine->ticking)
+	{
+		mine->timeout_ms = timeout_ms;
+		mine->timeout_of_type = of_type;
 		mine->how = TOYGUN_ENDED_TIMED_OUT;
+	}
 }
 
 /*

@@ -28,6 +28,7 @@ int			toygun_tick_grace_ms = 5000;
 int			toygun_worker_memory_kb = 131072;
 int			toygun_max_attempts = 10;
 int			toygun_retry_backoff_ms = 1000;
+int			toygun_failures_kept = 20;
 bool		toygun_paused = false;
 
 static void
@@ -106,6 +107,14 @@ define_settings(void)
 							1000, 1, 3600000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.failures_kept",
+							"Failed ticks kept in toygun.failure for each resource and run; older ones are deleted.",
+							"0 keeps none.",
+							&toygun_failures_kept,
+							20, 0, 1000000,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("toygun.paused",
 							 "Stops the workers from ticking until it is turned off again.",

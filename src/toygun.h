@@ -48,6 +48,10 @@ typedef struct ToygunDef
 	char	  **encrypted;
 	Oid			owner;			/* handlers run as this role */
 	char	   *search_path;	/* and with this search_path */
+	/* a task type's retry policy; unset: the setting's (see toygun_def_*) */
+	int			max_attempts;	/* 0: unset */
+	int			retry_backoff_ms;	/* -1: unset */
+	int			tick_timeout_ms;	/* 0: unset */
 	bool		handler_ready;	/* handler_fn is resolved and checked */
 	FmgrInfo	handler_fn;
 } ToygunDef;
@@ -124,8 +128,31 @@ extern int	toygun_tick_grace_ms;
 extern int	toygun_worker_memory_kb;
 extern int	toygun_max_attempts;
 extern int	toygun_retry_backoff_ms;
+extern int	toygun_failures_kept;
 extern bool toygun_paused;
 extern bool toygun_direct_writes;
+
+/*
+ * The retry policy of a definition: its task type's own, or the setting.
+ * Inline, since the tick path reads the timeout of every tick.
+ */
+static inline int
+toygun_def_max_attempts(ToygunDef *def)
+{
+	return def->max_attempts > 0 ? def->max_attempts : toygun_max_attempts;
+}
+
+static inline int
+toygun_def_retry_backoff_ms(ToygunDef *def)
+{
+	return def->retry_backoff_ms >= 0 ? def->retry_backoff_ms : toygun_retry_backoff_ms;
+}
+
+static inline int
+toygun_def_tick_timeout_ms(ToygunDef *def)
+{
+	return def->tick_timeout_ms > 0 ? def->tick_timeout_ms : toygun_tick_timeout_ms;
+}
 
 /*
  * wake.c: shared memory of the launcher and workers, and waking them. A
@@ -180,6 +207,10 @@ typedef struct ToygunInflight
 	Oid			dboid;
 	int32		pid;			/* the worker that wrote it */
 	int64		lifetime;		/* the life of the server it ran in */
+	TimestampTz started_at;		/* when the tick began */
+	volatile TimestampTz ended_at;	/* when its worker ended; 0 if it said nothing */
+	volatile int32 timeout_ms;	/* TIMED_OUT: the tick's timeout */
+	volatile int32 timeout_of_type; /* TIMED_OUT: its task type's, not the setting */
 	volatile int32 how;			/* ToygunEnded */
 	volatile int32 detail;
 	volatile int32 died;		/* ended during a tick; cleared by the launcher */
@@ -195,9 +226,10 @@ extern bool toygun_inflight_read(int n, ToygunInflight *out);
 extern void toygun_inflight_note_exit(int n, int deaths);
 extern void toygun_inflight_attach(void);
 extern void toygun_inflight_start(int slot, Oid dboid);
-extern void toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer version);
+extern void toygun_inflight_begin(ToygunKind kind, pg_uuid_t *id, ItemPointer version,
+								  TimestampTz started_at);
 extern void toygun_inflight_end(void);
-extern void toygun_inflight_timed_out(void);
+extern void toygun_inflight_timed_out(int timeout_ms, bool of_type);
 extern void toygun_inflight_recycle(void);
 extern void toygun_inflight_worked(void);
 extern bool toygun_inflight_pending(int n);
@@ -212,8 +244,16 @@ extern void toygun_inflight_settle_pending(void);
 extern int64 toygun_inflight_deaths(int n);
 extern bool toygun_inflight_this_life(ToygunInflight *rec);
 
-/* failure.c */
-extern bool toygun_record_failure(ToygunKind kind, pg_uuid_t *id, const char *error,
+/* failure.c: a failed tick, what it raised or how its worker died */
+typedef struct ToygunFailure
+{
+	const char *error;
+	TimestampTz started_at;		/* when the tick began */
+	TimestampTz ended_at;		/* when it failed; 0 if unknown (a death without a word) */
+	int			worker_pid;		/* the worker that ran it */
+} ToygunFailure;
+
+extern bool toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 								  bool may_panic, bool wait, ItemPointer version);
 extern bool toygun_charge_dead_ticks(int my_slot);
 

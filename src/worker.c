@@ -70,6 +70,9 @@ static MemoryContext tick_context;
 static TimeoutId tick_timeout_id;
 static TimeoutId tick_grace_id;
 static volatile sig_atomic_t tick_timed_out = false;
+/* The running tick's timeout, and whether its task type set it (else the setting) */
+static int	tick_timeout_ms;
+static ToygunDef *tick_timeout_def;
 
 static SPIPlanPtr next_due_plan;
 static SPIPlanPtr park_plans[2];
@@ -80,6 +83,8 @@ typedef struct Claimed
 	ToygunKind	kind;
 	pg_uuid_t	id;
 	char	   *error;			/* set when its tick failed */
+	TimestampTz started_at;		/* when its failed tick began */
+	TimestampTz ended_at;		/* and when it failed */
 } Claimed;
 
 static void
@@ -98,26 +103,43 @@ tick_timeout_handler(void)
 static void
 tick_grace_handler(void)
 {
-	toygun_inflight_timed_out();
+	toygun_inflight_timed_out(tick_timeout_ms, tick_timeout_def != NULL);
 	ProcDiePending = true;
 	InterruptPending = true;
 	SetLatch(MyLatch);
 }
 
+/* The timeout of a tick of def: its task type's, or toygun.tick_timeout. */
 static void
-start_tick_timeouts(void)
+start_tick_timeouts(ToygunDef *def)
 {
 	EnableTimeoutParams t[2];
 
-	if (toygun_tick_timeout_ms <= 0)
+	tick_timeout_ms = toygun_def_tick_timeout_ms(def);
+	tick_timeout_def = def->tick_timeout_ms > 0 ? def : NULL;
+	if (tick_timeout_ms <= 0)
 		return;
 	t[0].id = tick_timeout_id;
 	t[0].type = TMPARAM_AFTER;
-	t[0].delay_ms = toygun_tick_timeout_ms;
+	t[0].delay_ms = tick_timeout_ms;
 	t[1].id = tick_grace_id;
 	t[1].type = TMPARAM_AFTER;
-	t[1].delay_ms = (int) Min((int64) toygun_tick_timeout_ms + toygun_tick_grace_ms, INT_MAX);
+	t[1].delay_ms = (int) Min((int64) tick_timeout_ms + toygun_tick_grace_ms, INT_MAX);
 	enable_timeouts(t, 2);
+}
+
+/*
+ * What last_error says of a tick its timeout cancelled: which timeout, so
+ * that a type's own is not mistaken for the setting. The definition is the
+ * batch's, valid until its transaction ends.
+ */
+static char *
+cancelled_message(void)
+{
+	if (tick_timeout_def != NULL)
+		return psprintf("tick cancelled after the tick_timeout of %s (%d ms)",
+						toygun_def_label(tick_timeout_def), tick_timeout_ms);
+	return psprintf("tick cancelled after toygun.tick_timeout (%d ms)", tick_timeout_ms);
 }
 
 static void
@@ -248,12 +270,13 @@ report_tick(ToygunObject *obj, ToygunDef *def)
 }
 
 /*
- * Tick one claimed object, under toygun.tick_timeout, in a memory context
+ * Tick one claimed object, under its timeout, in a memory context
  * of its own that is emptied afterwards: a batch does not grow with its
- * ticks. Returns true when the batch must commit after this tick.
+ * ticks. started_at is the clock as the tick begins, for the in-flight
+ * record. Returns true when the batch must commit after this tick.
  */
 static bool
-tick_claimed(ToygunObject *obj)
+tick_claimed(ToygunObject *obj, TimestampTz started_at)
 {
 	MemoryContext old;
 	ToygunDef  *def;
@@ -269,9 +292,9 @@ tick_claimed(ToygunObject *obj)
 	def = toygun_object_def(obj);
 	report_tick(obj, def);
 	tick_timed_out = false;
-	toygun_inflight_begin(obj->kind, &obj->id, &obj->tid);
+	toygun_inflight_begin(obj->kind, &obj->id, &obj->tid, started_at);
 	toygun_contain_begin_tick();
-	start_tick_timeouts();
+	start_tick_timeouts(def);
 	(void) toygun_tick(obj, def);
 	/* what the tick left behind is undone under its timeout and record too */
 	end_batch = toygun_contain_end_tick();
@@ -282,7 +305,7 @@ tick_claimed(ToygunObject *obj)
 		QueryCancelPending = false;
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("tick cancelled after toygun.tick_timeout (%d ms)", toygun_tick_timeout_ms)));
+				 errmsg_internal("%s", cancelled_message())));
 	}
 	toygun_inflight_end();
 	MemoryContextSwitchTo(old);
@@ -298,7 +321,7 @@ failure_message(ErrorData *edata)
 
 	tick_timed_out = false;
 	if (timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-		return psprintf("tick cancelled after toygun.tick_timeout (%d ms)", toygun_tick_timeout_ms);
+		return cancelled_message();
 	return pstrdup(edata->message ? edata->message : "unknown error");
 }
 
@@ -333,13 +356,14 @@ retick(Claimed *c)
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
+	c->started_at = GetCurrentTimestamp();
 	PG_TRY();
 	{
 		ToygunObject *obj = toygun_lock_object(c->kind, &c->id, true, true);
 
 		/* skip what someone else took, or ticked, meanwhile */
 		if (obj != NULL && obj->due)
-			end_batch = tick_claimed(obj);
+			end_batch = tick_claimed(obj, c->started_at);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
@@ -353,6 +377,7 @@ retick(Claimed *c)
 		CurrentResourceOwner = oldowner;
 		(void) toygun_contain_end_tick();
 		c->error = failure_message(edata);
+		c->ended_at = GetCurrentTimestamp();
 	}
 	PG_END_TRY();
 	return end_batch;
@@ -384,8 +409,14 @@ replay(Claimed *claimed, int n)
 		for (j = i; j < end; j++)
 			if (claimed[j].error != NULL)
 			{
+				ToygunFailure failure;
+
+				failure.error = claimed[j].error;
+				failure.started_at = claimed[j].started_at;
+				failure.ended_at = claimed[j].ended_at;
+				failure.worker_pid = MyProcPid;
 				(void) toygun_record_failure(claimed[j].kind, &claimed[j].id,
-											 claimed[j].error, true, false, NULL);
+											 &failure, true, false, NULL);
 				failures++;
 			}
 		toygun_end_work();
@@ -404,6 +435,7 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 {
 	volatile int failing = -1;
 	volatile int ticked = 0;
+	volatile TimestampTz tick_started;
 	int			i;
 	TimestampTz started = GetCurrentTimestamp();
 
@@ -413,10 +445,12 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 		{
 			bool		end_batch;
 
-			if (i > 0 && TimestampDifferenceExceeds(started, GetCurrentTimestamp(), BATCH_TIME_MS))
+			/* one clock reading: the batch's time so far, and the tick's start */
+			tick_started = i == 0 ? started : GetCurrentTimestamp();
+			if (i > 0 && TimestampDifferenceExceeds(started, tick_started, BATCH_TIME_MS))
 				break;
 			failing = i;
-			end_batch = tick_claimed(objs[i]);
+			end_batch = tick_claimed(objs[i], tick_started);
 			failing = -1;
 			ticked = i + 1;
 			if (end_batch)
@@ -430,7 +464,11 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 
 		/* the failing tick; none if the commit itself failed */
 		if (failing >= 0)
+		{
 			claimed[failing].error = failure_message(edata);
+			claimed[failing].started_at = tick_started;
+			claimed[failing].ended_at = GetCurrentTimestamp();
+		}
 		else
 			ereport(LOG, (errmsg("toygun: a batch failed to commit: %s", edata->message)));
 		AbortCurrentTransaction();

@@ -1,6 +1,8 @@
 
 -- Defining types. Both are idempotent: defining again replaces the definition,
 -- and keeps its owner unless owner names another (that the caller may act for).
+-- A task type's max_attempts, retry_backoff and tick_timeout are its own
+-- retry policy; NULL (as a redefinition that leaves them out) means the setting.
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -17,5 +19,8 @@ CREATE FUNCTION toygun.define_task(
     handler regprocedure,
     fields text[] DEFAULT NULL,
     encrypted_fields text[] DEFAULT '{}',
-    owner regrole DEFAULT NULL) RETURNS void
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

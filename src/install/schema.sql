@@ -53,7 +53,9 @@ CREATE TABLE toygun.resource_type (
     defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 
--- A task type: an ordered list of states and the handler that runs them.
+-- A task type: an ordered list of states and the handler that runs them,
+-- and its retry policy: max_attempts, retry_backoff and tick_timeout, each
+-- NULL for the setting of that name.
 CREATE TABLE toygun.task_type (
     resource_type    text NOT NULL,
     name             text NOT NULL,
@@ -64,6 +66,9 @@ CREATE TABLE toygun.task_type (
     owner            regrole NOT NULL,
     search_path      text NOT NULL,
     defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    max_attempts     integer,
+    retry_backoff    interval,
+    tick_timeout     interval,
     PRIMARY KEY (resource_type, name)
 );
 
