@@ -238,3 +238,11 @@ CREATE FUNCTION toygun.define_task(
     retry_backoff interval DEFAULT NULL,
     tick_timeout interval DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+
+-- Attrs merged by hand, with no transition (issue 14); null removes a field.
+CREATE FUNCTION toygun.update_task(id uuid, attrs jsonb, expected_step bigint DEFAULT NULL)
+    RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_update_task' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.update_resource(id uuid, attrs jsonb, expected_step bigint DEFAULT NULL)
+    RETURNS toygun.resource
+    AS 'MODULE_PATHNAME', 'toygun_update_resource' LANGUAGE C VOLATILE;

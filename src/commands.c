@@ -26,6 +26,8 @@ PG_FUNCTION_INFO_V1(toygun_stop_resource);
 PG_FUNCTION_INFO_V1(toygun_panic_task);
 PG_FUNCTION_INFO_V1(toygun_rewind_task);
 PG_FUNCTION_INFO_V1(toygun_last_error);
+PG_FUNCTION_INFO_V1(toygun_update_task);
+PG_FUNCTION_INFO_V1(toygun_update_resource);
 
 static SPIPlanPtr parent_exists_plan;
 static SPIPlanPtr insert_resource_plan;
@@ -124,7 +126,7 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(type);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, attrs));
+	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, toygun_without_nulls(attrs, attrs)));
 	toygun_run(toygun_plan(&insert_resource_plan,
 						   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
 						   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
@@ -334,6 +336,56 @@ Datum
 toygun_transition_resource(PG_FUNCTION_ARGS)
 {
 	return transition_by_hand(TOYGUN_RESOURCE, fcinfo, "transition_resource");
+}
+
+/*
+ * Merge attrs into an object by hand, with no transition: its state, step
+ * and when it is next due stay as they are, and so do its attempts (an
+ * update is not a repair). With expected_step, only if the object is still
+ * at that step: a tick or move since fails the update as desynchronized
+ * rather than merging into a state the caller did not see.
+ */
+static Datum
+update_by_hand(ToygunKind kind, FunctionCallInfo fcinfo)
+{
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	Jsonb	   *attrs;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 1, "attrs");
+	attrs = PG_GETARG_JSONB_P(1);
+	toygun_check_object_attrs("attrs", attrs);
+	toygun_begin_call(&call);
+	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	if (!PG_ARGISNULL(2) && PG_GETARG_INT64(2) != obj->step)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("%s %s is desynchronized", toygun_kind_name(kind),
+						toygun_uuid_text(&obj->id)),
+				 errdetail("Expected it at step " INT64_FORMAT ", but it is at step " INT64_FORMAT ".",
+						   PG_GETARG_INT64(2), obj->step),
+				 errhint("Read it again, then update it.")));
+	toygun_merge_attrs(obj, def, attrs);
+	obj->has_run_at = true;
+	obj->run_at_null = obj->due_at == DT_NOEND;
+	obj->run_at = obj->due_at;
+	row = return_row(toygun_save_object(obj, def, obj->step));
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+Datum
+toygun_update_task(PG_FUNCTION_ARGS)
+{
+	return update_by_hand(TOYGUN_TASK, fcinfo);
+}
+
+Datum
+toygun_update_resource(PG_FUNCTION_ARGS)
+{
+	return update_by_hand(TOYGUN_RESOURCE, fcinfo);
 }
 
 /* stop: idempotent; a stopped object is returned unchanged. */

@@ -340,21 +340,71 @@ toygun_start_args(ToygunDef *def, Jsonb *args)
 {
 	toygun_check_object_attrs("args", args);
 	toygun_check_fields(def, args);
-	return args;
+	return toygun_without_nulls(args, args);
 }
 
-/* Merge attrs (a JSON object, or NULL for none) into the object's attrs. */
+/*
+ * The top-level keys of an attrs object whose value is JSON null, as a
+ * text[], or NULL if there are none.
+ */
+static ArrayType *
+null_keys(Jsonb *attrs)
+{
+	JsonbIterator *it = JsonbIteratorInit(&attrs->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	Datum	   *keys = NULL;
+	int			n = 0;
+	text	   *key = NULL;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = cstring_to_text_with_len(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE && v.type == jbvNull)
+		{
+			keys = keys ? repalloc(keys, sizeof(Datum) * (n + 1)) : palloc(sizeof(Datum));
+			keys[n++] = PointerGetDatum(key);
+		}
+	}
+	return n > 0 ? construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT) : NULL;
+}
+
+/*
+ * base without the fields that attrs sets to JSON null: in every attrs write
+ * (creates, starts, outcomes, moves, updates), a field set to null is a
+ * field removed, as in the original framework.
+ */
+Jsonb *
+toygun_without_nulls(Jsonb *base, Jsonb *attrs)
+{
+	ArrayType  *keys = null_keys(attrs);
+
+	if (keys == NULL)
+		return base;
+	return DatumGetJsonbP(DirectFunctionCall2(jsonb_delete_array, JsonbPGetDatum(base),
+											  PointerGetDatum(keys)));
+}
+
+/*
+ * Merge attrs (a JSON object, or NULL for none) into the object's attrs; a
+ * field attrs sets to null is removed (before sealing, which would seal the
+ * null of an encrypted field).
+ */
 void
 toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs)
 {
+	Jsonb	   *sealed;
+
 	if (attrs == NULL)
 		return;
 	toygun_check_object_attrs("attrs", attrs);
 	toygun_check_fields(def, attrs);
-	attrs = toygun_seal_attrs(def, &obj->id, attrs);
-	obj->attrs = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
-													JsonbPGetDatum(obj->attrs),
-													JsonbPGetDatum(attrs)));
+	sealed = toygun_seal_attrs(def, &obj->id, toygun_without_nulls(attrs, attrs));
+	obj->attrs = toygun_without_nulls(DatumGetJsonbP(DirectFunctionCall2(jsonb_concat,
+																		 JsonbPGetDatum(obj->attrs),
+																		 JsonbPGetDatum(sealed))),
+									  attrs);
 }
 
 /*
@@ -537,6 +587,8 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 
 	/* When is it next due? */
 	if (is_inert(obj->state))
+		nulls[4] = 'n';
+	else if (obj->has_run_at && obj->run_at_null)
 		nulls[4] = 'n';
 	else if (obj->has_run_at)
 	{

@@ -64,6 +64,14 @@ CREATE FUNCTION toygun.panic_task(id uuid, message text, reason text DEFAULT NUL
 CREATE FUNCTION toygun.rewind_task(id uuid, n integer DEFAULT 1, reason text DEFAULT NULL) RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_rewind_task' LANGUAGE C VOLATILE;
 
+-- Attrs merged by hand, with no transition (null removes a field).
+CREATE FUNCTION toygun.update_task(id uuid, attrs jsonb, expected_step bigint DEFAULT NULL)
+    RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_update_task' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.update_resource(id uuid, attrs jsonb, expected_step bigint DEFAULT NULL)
+    RETURNS toygun.resource
+    AS 'MODULE_PATHNAME', 'toygun_update_resource' LANGUAGE C VOLATILE;
+
 CREATE FUNCTION toygun.tick_resource(id uuid) RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_tick_resource' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.transition_resource(id uuid, state text, attrs jsonb DEFAULT NULL,
