@@ -246,3 +246,10 @@ CREATE FUNCTION toygun.update_task(id uuid, attrs jsonb, expected_step bigint DE
 CREATE FUNCTION toygun.update_resource(id uuid, attrs jsonb, expected_step bigint DEFAULT NULL)
     RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_update_resource' LANGUAGE C VOLATILE;
+
+-- A start that finds a live run returns it, or with if_live => 'error' raises
+-- 23505 (issue 14).
+DROP FUNCTION toygun.start_task(uuid, text, jsonb);
+CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}',
+                                   if_live text DEFAULT 'return') RETURNS uuid
+    AS 'MODULE_PATHNAME', 'toygun_start_task' LANGUAGE C VOLATILE;

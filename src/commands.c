@@ -158,6 +158,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	Oid			insert_types[5] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID};
 	Datum		values[5];
 	int			attempt;
+	bool		error_if_live = false;
 
 	toygun_check_not_null(fcinfo, 0, "resource");
 	resource = PG_GETARG_UUID_P(0);
@@ -166,6 +167,21 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 2, "args");
 	args = PG_GETARG_JSONB_P(2);
 	toygun_check_object_attrs("args", args);
+	/* if_live: what a start that finds a live run does (older install scripts: return it) */
+	if (PG_NARGS() > 3)
+	{
+		char	   *if_live;
+
+		toygun_check_not_null(fcinfo, 3, "if_live");
+		if_live = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		if (strcmp(if_live, "error") == 0)
+			error_if_live = true;
+		else if (strcmp(if_live, "return") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("if_live must be 'return' or 'error', not '%s'", if_live),
+					 errhint("'return' returns the live run and ignores args; 'error' raises 23505.")));
+	}
 
 	toygun_begin_call(&call);
 
@@ -241,17 +257,26 @@ toygun_start_task(PG_FUNCTION_ARGS)
 		values[0] = UUIDPGetDatum(resource);
 		values[1] = CStringGetTextDatum(name);
 		toygun_run(toygun_plan(&live_run_plan,
-							   "SELECT id FROM ONLY toygun.task"
+							   "SELECT id, state FROM ONLY toygun.task"
 							   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__'",
 							   2, live_types),
 				   values, NULL, 1);
 		if (SPI_processed > 0)
 		{
 			bool		isnull;
+			char	   *state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 
 			id = SPI_palloc(sizeof(pg_uuid_t));
 			*id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 1, &isnull));
+			if (error_if_live)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNIQUE_VIOLATION),
+						 errmsg("task \"%s\" of resource %s already has a live run, %s",
+								name, toygun_uuid_text(resource), toygun_uuid_text(id)),
+						 errdetail("It is in state \"%s\"%s.", state,
+								   strcmp(state, TOYGUN_PANIC) == 0 ? " (panicked: it needs a person)" : ""),
+						 errhint("Wait for it to stop, or stop it with toygun.stop_task(), then start again.")));
 		}
 	}
 	toygun_end_call(&call);

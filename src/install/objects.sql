@@ -4,7 +4,8 @@ CREATE FUNCTION toygun.create_resource(type text, attrs jsonb DEFAULT '{}', pare
     RETURNS uuid
     AS 'MODULE_PATHNAME', 'toygun_create_resource' LANGUAGE C VOLATILE;
 
-CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}') RETURNS uuid
+CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}',
+                                   if_live text DEFAULT 'return') RETURNS uuid
     AS 'MODULE_PATHNAME', 'toygun_start_task' LANGUAGE C VOLATILE;
 
 -- The last error of a resource or run: the message of its last failed tick,
