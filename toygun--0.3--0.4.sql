@@ -253,3 +253,7 @@ DROP FUNCTION toygun.start_task(uuid, text, jsonb);
 CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}',
                                    if_live text DEFAULT 'return') RETURNS uuid
     AS 'MODULE_PATHNAME', 'toygun_start_task' LANGUAGE C VOLATILE;
+
+-- A failing, waiting or panicked run due now (issue 14).
+CREATE FUNCTION toygun.retry_task(id uuid, reason text DEFAULT NULL) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_retry_task' LANGUAGE C VOLATILE;

@@ -27,6 +27,7 @@ PG_FUNCTION_INFO_V1(toygun_panic_task);
 PG_FUNCTION_INFO_V1(toygun_rewind_task);
 PG_FUNCTION_INFO_V1(toygun_last_error);
 PG_FUNCTION_INFO_V1(toygun_update_task);
+PG_FUNCTION_INFO_V1(toygun_retry_task);
 PG_FUNCTION_INFO_V1(toygun_update_resource);
 
 static SPIPlanPtr parent_exists_plan;
@@ -311,6 +312,15 @@ save_manual(ToygunObject *obj, ToygunDef *def, FunctionCallInfo fcinfo, int reas
 		reason = text_to_cstring(PG_GETARG_TEXT_PP(reason_arg));
 	for (i = 0; i < obj->nsteps; i++)
 		obj->steps[i].reason = reason;
+
+	/*
+	 * A run repaired out of __panic__ no longer carries its panic's message:
+	 * the history and the failures keep it. A stop keeps it.
+	 */
+	if (obj->nsteps > 0 && strcmp(obj->steps[0].from_state, TOYGUN_PANIC) == 0 &&
+		strcmp(obj->state, TOYGUN_PANIC) != 0 && strcmp(obj->state, TOYGUN_STOP) != 0)
+		obj->attrs = DatumGetJsonbP(DirectFunctionCall2(jsonb_delete, JsonbPGetDatum(obj->attrs),
+														CStringGetTextDatum("panic_message")));
 	obj->attempts = 0;
 	obj->last_error = NULL;
 	return return_row(toygun_save_object(obj, def, obj->step));
@@ -604,12 +614,26 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 				 errdetail("It was %d.", n)));
 	toygun_begin_call(&call);
 	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
-	if (obj->step < 2)
+	if (obj->step < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("task %s has no earlier state to rewind to", toygun_uuid_text(&obj->id)),
-				 errdetail("It has made " INT64_FORMAT " transition%s.", obj->step,
-						   obj->step == 1 ? "" : "s")));
+				 errdetail("It has made no transition yet.")));
+	note = psprintf("rewind_task(%d)", n);
+
+	/*
+	 * After one transition, its first (out of __new__: a panic in its first
+	 * tick, say), it goes back to __new__ to be ticked from the start.
+	 */
+	if (obj->step == 1)
+	{
+		if (strcmp(obj->state, TOYGUN_STOP) == 0)
+			check_no_other_live_run(obj);
+		toygun_restart(obj, note);
+		row = save_manual(obj, def, fcinfo, 2);
+		toygun_end_call(&call);
+		PG_RETURN_DATUM(row);
+	}
 
 	/* The state after step (step - 1 - n): n transitions before the last. */
 	values[0] = UUIDPGetDatum(&obj->id);
@@ -626,9 +650,65 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 	target = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0 && strcmp(target, TOYGUN_STOP) != 0)
 		check_no_other_live_run(obj);
-	note = psprintf("rewind_task(%d)", n);
 	toygun_transition(obj, def, target, NULL, note);
 	row = save_manual(obj, def, fcinfo, 2);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+/*
+ * retry_task(id, reason): a failing or waiting run is due now, in the state
+ * it is in; a panicked one goes back to the state it panicked from (to
+ * __new__ if that was its first tick). Either way a history row says who
+ * retried it and why, and attempts start again. A stopped run is not
+ * retried: it is started again.
+ */
+Datum
+toygun_retry_task(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr panicked_from_plan = NULL;
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	Datum		row;
+
+	toygun_begin_call(&call);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("task %s is stopped", toygun_uuid_text(&obj->id)),
+				 errdetail("A stopped run is not retried."),
+				 errhint("Start the task again with toygun.start_task(), or bring the run back with toygun.rewind_task().")));
+	if (strcmp(obj->state, TOYGUN_PANIC) == 0)
+	{
+		Oid			argtypes[2] = {UUIDOID, INT8OID};
+		Datum		values[2];
+		char	   *from;
+
+		/* the panic is the last transition */
+		values[0] = UUIDPGetDatum(&obj->id);
+		values[1] = Int64GetDatum(obj->step - 1);
+		toygun_run(toygun_plan(&panicked_from_plan,
+							   "SELECT from_state FROM ONLY toygun.transition WHERE object_id = $1 AND step = $2",
+							   2, argtypes),
+				   values, NULL, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("history of task %s has no step " INT64_FORMAT,
+							toygun_uuid_text(&obj->id), obj->step - 1)));
+		from = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (strcmp(from, TOYGUN_NEW) == 0)
+			toygun_restart(obj, "retry_task");
+		else
+			toygun_transition(obj, def, from, NULL, "retry_task");
+	}
+	else if (strcmp(obj->state, TOYGUN_NEW) == 0)
+		toygun_restart(obj, "retry_task");
+	else
+		toygun_transition(obj, def, obj->state, NULL, "retry_task");
+	row = save_manual(obj, def, fcinfo, 1);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
 }

@@ -407,18 +407,12 @@ toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs)
 									  attrs);
 }
 
-/*
- * Move the object to to_state in memory, merging attrs. The target is
- * checked before anything is written; toygun_save_object() writes it.
- */
-void
-toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
-				  Jsonb *attrs, const char *note)
+/* A transition to to_state in memory, written when the object is saved. */
+static void
+append_step(ToygunObject *obj, const char *to_state, const char *note)
 {
 	ToygunStep *s;
 
-	check_target(def, to_state);
-	toygun_merge_attrs(obj, def, attrs);
 	if (obj->nsteps >= TOYGUN_MAX_STEPS)
 		elog(ERROR, "too many transitions in one save");
 	s = &obj->steps[obj->nsteps++];
@@ -427,6 +421,30 @@ toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
 	s->note = note ? pstrdup(note) : NULL;
 	s->reason = NULL;
 	obj->state = s->to_state;
+}
+
+/*
+ * Move the object to to_state in memory, merging attrs. The target is
+ * checked before anything is written; toygun_save_object() writes it.
+ */
+void
+toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
+				  Jsonb *attrs, const char *note)
+{
+	check_target(def, to_state);
+	toygun_merge_attrs(obj, def, attrs);
+	append_step(obj, to_state, note);
+}
+
+/*
+ * Move the object back to __new__ in memory, to be ticked from its first
+ * state again: for repairs by hand of a run whose first tick never got
+ * through (it panicked from __new__). No transition can enter __new__.
+ */
+void
+toygun_restart(ToygunObject *obj, const char *note)
+{
+	append_step(obj, TOYGUN_NEW, note);
 }
 
 static bool

@@ -334,6 +334,7 @@ extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid call
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
 extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern Jsonb *toygun_without_nulls(Jsonb *base, Jsonb *attrs);
+extern void toygun_restart(ToygunObject *obj, const char *note);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
 							  Jsonb *attrs, const char *note);
 extern void toygun_merge_attrs(ToygunObject *obj, ToygunDef *def, Jsonb *attrs);

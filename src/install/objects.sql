@@ -65,6 +65,10 @@ CREATE FUNCTION toygun.panic_task(id uuid, message text, reason text DEFAULT NUL
 CREATE FUNCTION toygun.rewind_task(id uuid, n integer DEFAULT 1, reason text DEFAULT NULL) RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_rewind_task' LANGUAGE C VOLATILE;
 
+-- A failing, waiting or panicked run due now (issue 14).
+CREATE FUNCTION toygun.retry_task(id uuid, reason text DEFAULT NULL) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_retry_task' LANGUAGE C VOLATILE;
+
 -- Attrs merged by hand, with no transition (null removes a field).
 CREATE FUNCTION toygun.update_task(id uuid, attrs jsonb, expected_step bigint DEFAULT NULL)
     RETURNS toygun.task
