@@ -170,6 +170,13 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 	error_context_stack = errcb.previous;
 }
 
+/* Is this the object being ticked right now, innermost? */
+bool
+toygun_ticking_now(pg_uuid_t *id)
+{
+	return tick_depth > 0 && memcmp(&ticking[tick_depth - 1], id, sizeof(pg_uuid_t)) == 0;
+}
+
 /*
  * Tick a locked object in the current transaction. A stopped object is left
  * as it is; a panicked one is refused. Returns the saved row (in the SPI

@@ -354,6 +354,7 @@ extern void toygun_store_init(void);
 extern void toygun_read_next(Datum next, ToygunNext *out);
 
 /* tick.c */
+extern bool toygun_ticking_now(pg_uuid_t *id);
 extern Datum toygun_tick(ToygunObject *obj, ToygunDef *def);
 
 /* keyring.c: numbered keys from the file named by toygun.keyring_file */
