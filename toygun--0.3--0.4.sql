@@ -269,8 +269,12 @@ CREATE TABLE toygun.message (
     message       jsonb NOT NULL,
     sent_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     sent_by       regrole NOT NULL,
+    -- false: the run may not have been made due for it yet (a child's end,
+    -- written while the parent was locked); the workers see to it
+    swept         boolean NOT NULL DEFAULT true,
     PRIMARY KEY (run_id, seq)
 );
+CREATE INDEX message_unswept_idx ON toygun.message (run_id) WHERE NOT swept;
 SELECT pg_catalog.pg_extension_config_dump('toygun.message', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.message_seq', '');
 ALTER TABLE toygun.message ENABLE ROW LEVEL SECURITY;
@@ -282,3 +286,22 @@ CREATE FUNCTION toygun.send(run uuid, message jsonb) RETURNS bigint
     AS 'MODULE_PATHNAME', 'toygun_send' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.receive(t toygun.task) RETURNS SETOF jsonb
     AS 'MODULE_PATHNAME', 'toygun_receive' LANGUAGE C VOLATILE;
+
+-- Waiting for children (issue 14): a run started by a handler records the
+-- run that started it; task_for() returns the new column too.
+ALTER TABLE toygun.task ADD COLUMN parent_run uuid;
+GRANT SELECT (parent_run) ON toygun.task TO PUBLIC;
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    BEGIN ATOMIC
+        SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
+                   t.run_at, t.attempts,
+                   CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
+                        THEN toygun.last_error(t.id) END,
+                   t.created_at, t.updated_at, t.seq, t.parent_run)::toygun.task
+          FROM ONLY toygun.task t
+          LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
+         WHERE t.resource_id = task_for.resource AND t.name = task_for.name
+         ORDER BY t.seq DESC LIMIT 1;
+    END;

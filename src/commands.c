@@ -34,6 +34,7 @@ static SPIPlanPtr parent_exists_plan;
 static SPIPlanPtr insert_resource_plan;
 static SPIPlanPtr resource_for_start_plan;
 static SPIPlanPtr insert_task_plan;
+static SPIPlanPtr insert_task_plan_03;
 static SPIPlanPtr live_run_plan;
 static SPIPlanPtr live_tasks_plan;
 static SPIPlanPtr reread_resource_plan;
@@ -156,8 +157,11 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id = NULL;
 	Oid			idtype[1] = {UUIDOID};
 	Oid			live_types[2] = {UUIDOID, TEXTOID};
-	Oid			insert_types[5] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID};
-	Datum		values[5];
+	Oid			insert_types[6] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID};
+	Datum		values[6];
+	char		insert_nulls[6] = {' ', ' ', ' ', ' ', ' ', 'n'};
+	pg_uuid_t	parent;
+	bool		has_parent_run;
 	int			attempt;
 	bool		error_if_live = false;
 
@@ -221,6 +225,14 @@ toygun_start_task(PG_FUNCTION_ARGS)
 				 errdetail("Tasks cannot start on a stopped resource.")));
 	args = toygun_start_args(def, args);
 
+	/* started by a run's handler: the run waits for it (it is woken when this one ends) */
+	has_parent_run = toygun_has_column("task", "parent_run");
+	if (has_parent_run && toygun_ticking_top(&parent) && toygun_is_task(&parent))
+	{
+		values[5] = UUIDPGetDatum(&parent);
+		insert_nulls[5] = ' ';
+	}
+
 	/*
 	 * Insert, or find the live run. If the live run we collided with stops
 	 * before we can read it, insert again.
@@ -241,13 +253,22 @@ toygun_start_task(PG_FUNCTION_ARGS)
 		/* sealed for this attempt's id: a retry inserts under a new one */
 		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
 		values[4] = CStringGetTextDatum(type);
-		toygun_run(toygun_plan(&insert_task_plan,
-							   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at)"
-							   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp())"
-							   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
-							   " RETURNING id",
-							   5, insert_types),
-				   values, NULL, 0);
+		if (has_parent_run)
+			toygun_run(toygun_plan(&insert_task_plan,
+								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run)"
+								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6)"
+								   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
+								   " RETURNING id",
+								   6, insert_types),
+					   values, insert_nulls, 0);
+		else					/* a task table of 0.3, before ALTER EXTENSION UPDATE */
+			toygun_run(toygun_plan(&insert_task_plan_03,
+								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at)"
+								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp())"
+								   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
+								   " RETURNING id",
+								   5, insert_types),
+					   values, insert_nulls, 0);
 		if (SPI_processed > 0)
 		{
 			id = SPI_palloc(sizeof(pg_uuid_t));

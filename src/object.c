@@ -212,6 +212,20 @@ toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject 
 	return n;
 }
 
+/* Is there a task (a run) with this id? */
+bool
+toygun_is_task(pg_uuid_t *id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+
+	values[0] = UUIDPGetDatum(id);
+	toygun_run(toygun_plan(&plan, "SELECT FROM ONLY toygun.task WHERE id = $1", 1, argtypes),
+			   values, NULL, 1);
+	return SPI_processed > 0;
+}
+
 /* The definition governing an object. */
 ToygunDef *
 toygun_object_def(ToygunObject *obj)
@@ -546,19 +560,6 @@ steps_array(ToygunObject *obj, int which)
 }
 
 /*
- * Has toygun.transition the audit columns of 0.4? Not until ALTER EXTENSION
- * UPDATE has run: until then the new library writes histories as the old
- * version's tables take them.
- */
-static bool
-history_has_audit(void)
-{
-	Oid			relid = get_relname_relid("transition", get_namespace_oid("toygun", false));
-
-	return OidIsValid(relid) && get_attnum(relid, "made_by") != InvalidAttrNumber;
-}
-
-/*
  * The save: one statement that updates the row, conditional on the step it
  * had when it was read ($8), and appends one history row per transition
  * ($9, $10, $11, $15: from_state, to_state, note and reason; $12, $13, $14:
@@ -661,7 +662,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	values[13] = Int32GetDatum(MyProcPid);
 	nulls[13] = toygun_in_worker ? ' ' : 'n';
 	values[14] = steps_array(obj, 3);
-	if (!history_has_audit())
+	if (!toygun_has_column("transition", "made_by"))
 	{
 		if (obj->kind == TOYGUN_TASK)
 			toygun_run(toygun_plan(&save_task_plan_03, SAVE_SQL("task", "t", TASK_RUN_AT, "", ""),
@@ -693,6 +694,9 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	ItemPointerSetInvalid(&obj->tid);
 
 saved:
+	/* a run that ends tells the run that started it (the row as read has parent_run) */
+	if (obj->kind == TOYGUN_TASK && obj->nsteps > 0 && is_inert(obj->state) && !is_inert(old_state))
+		toygun_child_ended(obj);
 	obj->row = saved;
 
 	/* A stopped resource parks its tasks; one coming back re-arms them. */

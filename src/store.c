@@ -138,6 +138,7 @@ static const Column shape[] = {
 	{STORE_TASK, "created_at", TIMESTAMPTZOID},
 	{STORE_TASK, "updated_at", TIMESTAMPTZOID},
 	{STORE_TASK, "seq", INT8OID},
+	{STORE_TASK, "parent_run", UUIDOID},
 	/* in HIST_* order */
 	{STORE_TRANSITION, "object_id", UUIDOID},
 	{STORE_TRANSITION, "step", INT8OID},

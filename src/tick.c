@@ -170,6 +170,16 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 	error_context_stack = errcb.previous;
 }
 
+/* The object being ticked right now, innermost, if any. */
+bool
+toygun_ticking_top(pg_uuid_t *id)
+{
+	if (tick_depth == 0)
+		return false;
+	*id = ticking[tick_depth - 1];
+	return true;
+}
+
 /* Is this the object being ticked right now, innermost? */
 bool
 toygun_ticking_now(pg_uuid_t *id)

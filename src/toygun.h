@@ -316,6 +316,7 @@ extern const char *toygun_kind_name(ToygunKind kind);
 extern const char *toygun_def_label(ToygunDef *def);
 extern const char *toygun_uuid_text(pg_uuid_t *id);
 extern pg_uuid_t *toygun_new_uuid(void);
+extern bool toygun_has_column(const char *table, const char *column);
 extern void toygun_check_object_attrs(const char *what, Jsonb *attrs);
 extern Oid	toygun_type_oid(const char *typname);
 
@@ -354,7 +355,13 @@ extern void toygun_store_init(void);
 extern void toygun_read_next(Datum next, ToygunNext *out);
 
 /* tick.c */
+/* children.c: waiting for children */
+#define TOYGUN_TASK_NATTS 14	/* columns of toygun.task as toygun makes it */
+extern void toygun_child_ended(ToygunObject *obj);
+extern bool toygun_sweep_children(void);
+extern bool toygun_is_task(pg_uuid_t *id);
 extern bool toygun_ticking_now(pg_uuid_t *id);
+extern bool toygun_ticking_top(pg_uuid_t *id);
 extern Datum toygun_tick(ToygunObject *obj, ToygunDef *def);
 
 /* keyring.c: numbered keys from the file named by toygun.keyring_file */

@@ -237,6 +237,19 @@ toygun_check_object_attrs(const char *what, Jsonb *attrs)
 						   JB_ROOT_IS_SCALAR(attrs) ? "scalar" : "array")));
 }
 
+/*
+ * Has toygun's table this column? Not always: the SQL of an older version
+ * runs on this library until ALTER EXTENSION UPDATE, and its tables lack
+ * the newer columns, which the library then does not write.
+ */
+bool
+toygun_has_column(const char *table, const char *column)
+{
+	Oid			relid = get_relname_relid(table, get_namespace_oid("toygun", false));
+
+	return OidIsValid(relid) && get_attnum(relid, column) != InvalidAttrNumber;
+}
+
 /* The OID of one of toygun's types, by name. */
 Oid
 toygun_type_oid(const char *typname)

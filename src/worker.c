@@ -46,6 +46,8 @@
 #define BATCH_TIME_MS 100
 /* The fewest runs a batch claims (see claim_limit). */
 #define MIN_CLAIM 16
+/* How soon a worker looks again for a parent that was held when its child ended. */
+#define HELD_PARENT_SLEEP_MS 100
 /* After an error outside any tick (a cancel while claiming), wait this long. */
 #define ERROR_SLEEP_MS 1000
 /* A claim took a dead tick's run that another worker is charging: wait this long. */
@@ -504,6 +506,7 @@ run_batch(long *sleep_ms, bool *full)
 	int			n;
 	int			ticked;
 	int			failures = 0;
+	bool		held;
 
 	MemoryContextReset(batch_context);
 	MemoryContextSwitchTo(batch_context);
@@ -512,12 +515,14 @@ run_batch(long *sleep_ms, bool *full)
 
 	toygun_begin_work();
 	pgstat_report_activity(STATE_RUNNING, "claiming due runs");
+	held = toygun_sweep_children();
 	n = claim(TOYGUN_RESOURCE, limit, claimed, objs);
 	n += claim(TOYGUN_TASK, limit, claimed + n, objs + n);
 	*full = n >= limit;
 	if (n == 0)
 	{
-		*sleep_ms = next_due_ms();
+		/* a parent someone held when its child ended: look again soon */
+		*sleep_ms = held ? Min(next_due_ms(), HELD_PARENT_SLEEP_MS) : next_due_ms();
 		toygun_end_work();
 		return 0;
 	}

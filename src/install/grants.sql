@@ -14,5 +14,5 @@ REVOKE ALL ON toygun.resource, toygun.task FROM PUBLIC;
 GRANT SELECT (id, type, parent_id, state, attrs, step, run_at, attempts, created_at, updated_at)
     ON toygun.resource TO PUBLIC;
 GRANT SELECT (id, resource_id, resource_type, name, state, attrs, step, run_at, attempts,
-              created_at, updated_at, seq)
+              created_at, updated_at, seq, parent_run)
     ON toygun.task TO PUBLIC;

@@ -10,8 +10,12 @@ CREATE TABLE toygun.message (
     message       jsonb NOT NULL,
     sent_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     sent_by       regrole NOT NULL,
+    -- false: the run may not have been made due for it yet (a child's end,
+    -- written while the parent was locked); the workers see to it
+    swept         boolean NOT NULL DEFAULT true,
     PRIMARY KEY (run_id, seq)
 );
+CREATE INDEX message_unswept_idx ON toygun.message (run_id) WHERE NOT swept;
 SELECT pg_catalog.pg_extension_config_dump('toygun.message', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.message_seq', '');
 ALTER TABLE toygun.message ENABLE ROW LEVEL SECURITY;

@@ -109,7 +109,8 @@ CREATE TABLE toygun.task (
     last_error  text,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    seq         bigint NOT NULL DEFAULT pg_catalog.nextval('toygun.task_seq')
+    seq         bigint NOT NULL DEFAULT pg_catalog.nextval('toygun.task_seq'),
+    parent_run  uuid                 -- the run whose handler started it (0.4)
 );
 ALTER SEQUENCE toygun.task_seq OWNED BY toygun.task.seq;
 -- At most one live (not __stop__) run per resource and task name.
