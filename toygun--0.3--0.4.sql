@@ -282,3 +282,12 @@ CREATE FUNCTION toygun.send(run uuid, message jsonb) RETURNS bigint
     AS 'MODULE_PATHNAME', 'toygun_send' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.receive(t toygun.task) RETURNS SETOF jsonb
     AS 'MODULE_PATHNAME', 'toygun_receive' LANGUAGE C VOLATILE;
+
+-- Testing users' handlers (issue 14): ticks by hand until a state, or until
+-- the run waits by this session's test clock (toygun.test_now), which
+-- test_advance() moves on. Workers ignore the clock.
+CREATE FUNCTION toygun.test_tick_until(id uuid, state text DEFAULT '__stop__',
+                                       max_ticks integer DEFAULT 100) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_test_tick_until' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.test_advance(by interval) RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'toygun_test_advance' LANGUAGE C VOLATILE;
