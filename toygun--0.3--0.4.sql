@@ -305,3 +305,11 @@ CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toy
          WHERE t.resource_id = task_for.resource AND t.name = task_for.name
          ORDER BY t.seq DESC LIMIT 1;
     END;
+-- Testing users' handlers (issue 14): ticks by hand until a state, or until
+-- the run waits by this session's test clock (toygun.test_now), which
+-- test_advance() moves on. Workers ignore the clock.
+CREATE FUNCTION toygun.test_tick_until(id uuid, state text DEFAULT '__stop__',
+                                       max_ticks integer DEFAULT 100) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_test_tick_until' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.test_advance(by interval) RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'toygun_test_advance' LANGUAGE C VOLATILE;

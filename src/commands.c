@@ -2,7 +2,7 @@
  * commands.c
  *		The SQL functions users call on resources and runs: create_resource,
  *		start_task, tick_task and tick_resource, the moves by hand (transition,
- *		stop, panic, rewind) and last_error. Each checks the caller's
+ *		stop, panic, rewind), last_error, and test_tick_until for tests. Each checks the caller's
  *		right (rights.c: start, operate or read) before it locks anything, then works on the object model
  *		(object.c) and the tick (tick.c).
  */
@@ -18,6 +18,7 @@
 PG_FUNCTION_INFO_V1(toygun_create_resource);
 PG_FUNCTION_INFO_V1(toygun_start_task);
 PG_FUNCTION_INFO_V1(toygun_tick_task);
+PG_FUNCTION_INFO_V1(toygun_test_tick_until);
 PG_FUNCTION_INFO_V1(toygun_tick_resource);
 PG_FUNCTION_INFO_V1(toygun_transition_task);
 PG_FUNCTION_INFO_V1(toygun_transition_resource);
@@ -514,6 +515,103 @@ toygun_tick_task(PG_FUNCTION_ARGS)
 	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
 	obj->actor = call.caller;
 	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
+}
+
+/* A run's panic_message, when it is plain text (not sealed), or NULL. */
+static char *
+plain_panic_message(ToygunObject *obj)
+{
+	JsonbValue	v;
+
+	if (obj->attrs == NULL || !JB_ROOT_IS_OBJECT(obj->attrs) ||
+		getKeyJsonValueFromContainer(&obj->attrs->root, "panic_message", strlen("panic_message"), &v) == NULL ||
+		v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+/*
+ * test_tick_until(id, state, max_ticks): ticks a run by hand, as tick_task
+ * does, until it is in state, or waits: a run not due by this session's
+ * clock (toygun.test_now, clock.c) is returned as it is, so that a test sees
+ * the wait, advances the clock, and goes on. A run that stops or panics
+ * elsewhere is 55000; one still going after max_ticks ticks, 54000.
+ */
+Datum
+toygun_test_tick_until(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	ToygunObject *obj;
+	ToygunDef  *def;
+	pg_uuid_t  *id;
+	char	   *target;
+	int32		max_ticks;
+	int32		ticks = 0;
+	char	   *last_ran = NULL;
+	Datum		row;
+
+	toygun_check_not_null(fcinfo, 0, "id");
+	toygun_check_not_null(fcinfo, 1, "state");
+	toygun_check_not_null(fcinfo, 2, "max_ticks");
+	id = PG_GETARG_UUID_P(0);
+	target = toygun_check_name("state", PG_GETARG_TEXT_PP(1));
+	max_ticks = PG_GETARG_INT32(2);
+	if (max_ticks < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_ticks must be at least 1, not %d", max_ticks)));
+	toygun_begin_call(&call);
+	for (;;)
+	{
+		/* as tick_task: the right before the lock, at every tick */
+		def = toygun_def_for_caller(TOYGUN_TASK, id, call.caller, TOYGUN_RIGHT_OPERATE, false);
+		if (ticks == 0 && !toygun_state_declared(def, target) &&
+			strcmp(target, TOYGUN_STOP) != 0 && strcmp(target, TOYGUN_PANIC) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s does not declare state \"%s\"", toygun_def_label(def), target),
+					 errhint("Name one of its states, __stop__ or __panic__.")));
+		obj = toygun_lock_object(TOYGUN_TASK, id, false, false);
+		obj->actor = call.caller;
+		if (strcmp(obj->state, target) == 0)
+			break;
+		if (strcmp(obj->state, TOYGUN_STOP) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("task %s stopped before reaching state \"%s\"", toygun_uuid_text(id), target),
+					 last_ran == NULL ? errdetail("It was stopped already.") :
+					 strcmp(target, def->states[0]) == 0 ?
+					 errdetail("Its last tick ran state \"%s\". A run's first tick enters its first state and runs it, so it rests there only when that state stays.", last_ran) :
+					 errdetail("Its last tick ran state \"%s\".", last_ran),
+					 errhint("toygun.history() shows the states it went through.")));
+		if (strcmp(obj->state, TOYGUN_PANIC) == 0)
+		{
+			char	   *message = plain_panic_message(obj);
+
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("task %s panicked before reaching state \"%s\"", toygun_uuid_text(id), target),
+					 message ? errdetail("Its panic_message: %s", message) : 0,
+					 errhint("toygun.history() shows where; to test a panic, tick until state \"__panic__\".")));
+		}
+		/* waiting: a stay whose wait has not ended by this session's clock */
+		if (obj->due_at != DT_NOEND && obj->due_at > toygun_clock_now())
+			break;
+		if (ticks >= max_ticks)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("task %s is still in state \"%s\" after %d ticks", toygun_uuid_text(id),
+							obj->state, ticks),
+					 errdetail("toygun.test_tick_until() ticks it until state \"%s\", at most max_ticks (%d) times.",
+							   target, max_ticks),
+					 errhint("Raise max_ticks if it needs more ticks; a run that goes round states, or stays with a zero wait, never gets there.")));
+		last_ran = pstrdup(obj->state);
+		(void) tick_task_by_hand(obj, def);
+		ticks++;
+	}
+	row = return_row(obj->row);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
 }

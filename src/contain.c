@@ -32,6 +32,8 @@ static const char *const worker_settings[][2] = {
 	{"session_replication_role", "origin"},
 	{"standard_conforming_strings", "on"},
 	{"transform_null_equals", "off"},
+	/* the test clock is for a session's ticks by hand (clock.c reads it not in a worker either) */
+	{"toygun.test_now", ""},
 	/* internal queries are qualified; handlers set their own search_path */
 	{"search_path", "pg_catalog, pg_temp"},
 };

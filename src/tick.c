@@ -111,7 +111,8 @@ apply_next(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 					poll.day = 0;
 					poll.time = (int64) toygun_poll_interval_ms * 1000;
 				}
-				now = GetCurrentTimestamp();
+				/* the test clock, in a session's ticks by hand */
+				now = toygun_clock_now();
 				obj->has_run_at = true;
 				obj->run_at = DatumGetTimestampTz(
 												  DirectFunctionCall2(timestamptz_pl_interval,

@@ -133,6 +133,15 @@ define_settings(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, toygun_keyring_assign, NULL);
+	DefineCustomStringVariable("toygun.test_now",
+							   "The time a session's ticks by hand read, for tests: when a stay's wait ends, what is due.",
+							   "A timestamp with time zone, or empty for the real time; an earlier one than the real time has no effect. "
+							   "Workers ignore it. toygun.test_advance() moves it on.",
+							   &toygun_test_now,
+							   "",
+							   PGC_USERSET,
+							   GUC_NOT_IN_SAMPLE,
+							   toygun_test_now_check, toygun_test_now_assign, NULL);
 	/* for measuring what the direct writes buy (bench/README.md) */
 	DefineCustomBoolVariable("toygun.direct_writes",
 							 "Lets ticks write rows straight to the tables rather than through SQL.",

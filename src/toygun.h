@@ -12,6 +12,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "storage/latch.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -353,6 +354,12 @@ extern void toygun_store_init(void);
 
 /* outcome.c */
 extern void toygun_read_next(Datum next, ToygunNext *out);
+
+/* clock.c: the test clock of ticks by hand (toygun.test_now) */
+extern char *toygun_test_now;
+extern bool toygun_test_now_check(char **newval, void **extra, GucSource source);
+extern void toygun_test_now_assign(const char *newval, void *extra);
+extern TimestampTz toygun_clock_now(void);
 
 /* tick.c */
 /* children.c: waiting for children */

@@ -77,6 +77,15 @@ CREATE FUNCTION toygun.update_resource(id uuid, attrs jsonb, expected_step bigin
     RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_update_resource' LANGUAGE C VOLATILE;
 
+-- Testing users' handlers (issue 14): ticks by hand until a state, or until
+-- the run waits by this session's test clock (toygun.test_now), which
+-- test_advance() moves on. Workers ignore the clock.
+CREATE FUNCTION toygun.test_tick_until(id uuid, state text DEFAULT '__stop__',
+                                       max_ticks integer DEFAULT 100) RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_test_tick_until' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.test_advance(by interval) RETURNS timestamptz
+    AS 'MODULE_PATHNAME', 'toygun_test_advance' LANGUAGE C VOLATILE;
+
 CREATE FUNCTION toygun.tick_resource(id uuid) RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_tick_resource' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.transition_resource(id uuid, state text, attrs jsonb DEFAULT NULL,

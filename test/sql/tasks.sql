@@ -2,7 +2,7 @@
 -- original framework's specs.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(46);
+SELECT plan(48);
 
 SELECT toygun.create_resource('dummy') AS r \gset
 
@@ -42,6 +42,13 @@ SELECT results_eq(
               (2, 'middle', 'end'), (3, 'end', '__stop__') $$,
     'history records each transition with gapless steps from 0');
 SELECT is((SELECT step FROM toygun.task WHERE id = :'t1'), 4::bigint, 'step counts transitions made');
+-- the test helper (README's "Testing your handlers") ticks the same way
+SELECT toygun.start_task(toygun.create_resource('dummy'), 'test') AS tt \gset
+SELECT is((toygun.test_tick_until(:'tt')).state, '__stop__', 'test_tick_until ticks a run to __stop__');
+SELECT results_eq(
+    format('SELECT step, from_state, to_state, note FROM toygun.history(%L)', :'tt'),
+    format('SELECT step, from_state, to_state, note FROM toygun.history(%L)', :'t1'),
+    'through the same transitions as three tick_task calls');
 SELECT is(toygun.is_running(:'r', 'test'), false, 'a stopped run is not running');
 
 -- ticking a stopped run changes nothing
