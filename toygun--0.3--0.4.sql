@@ -282,3 +282,23 @@ CREATE FUNCTION toygun.send(run uuid, message jsonb) RETURNS bigint
     AS 'MODULE_PATHNAME', 'toygun_send' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.receive(t toygun.task) RETURNS SETOF jsonb
     AS 'MODULE_PATHNAME', 'toygun_receive' LANGUAGE C VOLATILE;
+
+-- Parents that mean something (issue 14): a resource type may name the type
+-- of its resources' parents; stop_resource stops the live children first
+-- (cascade), or refuses while there are any. Both signatures change.
+ALTER TABLE toygun.resource_type ADD COLUMN parent_type text;
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.stop_resource(uuid, text);
+-- cascade: stop the live children first (false: refuse while there are any)
+CREATE FUNCTION toygun.stop_resource(id uuid, reason text DEFAULT NULL, cascade boolean DEFAULT true)
+    RETURNS toygun.resource
+    AS 'MODULE_PATHNAME', 'toygun_stop_resource' LANGUAGE C VOLATILE;
