@@ -529,6 +529,26 @@ toygun_parse_schedule(const char *schedule, CronSpec *spec)
 	return NULL;				/* not reached */
 }
 
+/* A minute of a day, in GMT, as a timestamp. */
+static TimestampTz
+minute_timestamp(int year, int month, int day, int hour, int minute)
+{
+	struct pg_tm b;
+	Timestamp	result;
+
+	memset(&b, 0, sizeof(b));
+	b.tm_year = year;
+	b.tm_mon = month;
+	b.tm_mday = day;
+	b.tm_hour = hour;
+	b.tm_min = minute;
+	if (tm2timestamp(&b, 0, NULL, &result) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("time is out of range for a schedule")));
+	return result;
+}
+
 /* Whether a day matches, by pg_cron's rule for the two day fields. */
 static bool
 day_matches(const CronSpec *spec, int month, int day, int weekday)
@@ -579,25 +599,58 @@ toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
 				continue;
 			for (minute = back == 0 && hour == tm.tm_hour ? tm.tm_min : 59; minute >= 0; minute--)
 			{
-				struct pg_tm b;
-				Timestamp	result;
-
 				if ((spec->minutes & (UINT64CONST(1) << minute)) == 0)
 					continue;
-				memset(&b, 0, sizeof(b));
-				b.tm_year = year;
-				b.tm_mon = month;
-				b.tm_mday = day;
-				b.tm_hour = hour;
-				b.tm_min = minute;
-				if (tm2timestamp(&b, 0, NULL, &result) != 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-							 errmsg("time is out of range for a schedule")));
-				return result;
+				return minute_timestamp(year, month, day, hour, minute);
 			}
 		}
 	}
 	elog(ERROR, "no fire time of the schedule in the 400 years before the firing");
+	return 0;					/* not reached */
+}
+
+/*
+ * The next fire time of the spec after time at: the earliest minute after
+ * at's minute that the spec matches, in GMT. What next_fire_at shows.
+ */
+TimestampTz
+toygun_cron_next(const CronSpec *spec, TimestampTz at)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			jd;
+	int			ahead;
+
+	if (TIMESTAMP_NOT_FINITE(at) ||
+		timestamp2tm(at, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("time is out of range for a schedule")));
+	jd = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
+	for (ahead = 0; ahead <= CYCLE_DAYS; ahead++, jd++)
+	{
+		int			year,
+					month,
+					day,
+					hour;
+
+		j2date(jd, &year, &month, &day);
+		if (!day_matches(spec, month, day, j2day(jd)))
+			continue;
+		for (hour = ahead == 0 ? tm.tm_hour : 0; hour < 24; hour++)
+		{
+			int			minute;
+
+			if ((spec->hours & (UINT64CONST(1) << hour)) == 0)
+				continue;
+			for (minute = ahead == 0 && hour == tm.tm_hour ? tm.tm_min + 1 : 0; minute < 60; minute++)
+			{
+				if ((spec->minutes & (UINT64CONST(1) << minute)) == 0)
+					continue;
+				return minute_timestamp(year, month, day, hour, minute);
+			}
+		}
+	}
+	elog(ERROR, "no fire time of the schedule in the 400 years after the firing");
 	return 0;					/* not reached */
 }
