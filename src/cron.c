@@ -564,16 +564,17 @@ day_matches(const CronSpec *spec, int month, int day, int weekday)
 }
 
 /*
- * The bucket of a firing at time at: the latest minute at or before it that
- * the spec matches, in GMT, as pg_cron 1.4.2 fires.
+ * The fire time nearest to at in direction dir: with dir -1, the latest
+ * minute at or before at that the spec matches; with dir +1, the earliest
+ * minute after at's minute. In GMT, as pg_cron 1.4.2 fires.
  */
-TimestampTz
-toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
+static TimestampTz
+cron_search(const CronSpec *spec, TimestampTz at, int dir)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 	int			jd;
-	int			back;
+	int			n;
 
 	if (TIMESTAMP_NOT_FINITE(at) ||
 		timestamp2tm(at, NULL, &tm, &fsec, NULL, NULL) != 0)
@@ -581,7 +582,7 @@ toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("time is out of range for a schedule")));
 	jd = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
-	for (back = 0; back <= CYCLE_DAYS; back++, jd--)
+	for (n = 0; n <= CYCLE_DAYS; n++, jd += dir)
 	{
 		int			year,
 					month,
@@ -591,66 +592,38 @@ toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
 		j2date(jd, &year, &month, &day);
 		if (!day_matches(spec, month, day, j2day(jd)))
 			continue;
-		for (hour = back == 0 ? tm.tm_hour : 23; hour >= 0; hour--)
+		for (hour = n == 0 ? tm.tm_hour : (dir < 0 ? 23 : 0); hour >= 0 && hour < 24; hour += dir)
 		{
 			int			minute;
 
 			if ((spec->hours & (UINT64CONST(1) << hour)) == 0)
 				continue;
-			for (minute = back == 0 && hour == tm.tm_hour ? tm.tm_min : 59; minute >= 0; minute--)
-			{
-				if ((spec->minutes & (UINT64CONST(1) << minute)) == 0)
-					continue;
-				return minute_timestamp(year, month, day, hour, minute);
-			}
+			if (n == 0 && hour == tm.tm_hour)
+				minute = dir < 0 ? tm.tm_min : tm.tm_min + 1;
+			else
+				minute = dir < 0 ? 59 : 0;
+			for (; minute >= 0 && minute < 60; minute += dir)
+				if ((spec->minutes & (UINT64CONST(1) << minute)) != 0)
+					return minute_timestamp(year, month, day, hour, minute);
 		}
 	}
-	elog(ERROR, "no fire time of the schedule in the 400 years before the firing");
+	elog(ERROR, "no fire time of the schedule within 400 years of %s", timestamptz_to_str(at));
 	return 0;					/* not reached */
+}
+
+/* The bucket of a firing at time at: the latest fire time at or before it. */
+TimestampTz
+toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
+{
+	return cron_search(spec, at, -1);
 }
 
 /*
  * The next fire time of the spec after time at: the earliest minute after
- * at's minute that the spec matches, in GMT. What next_fire_at shows.
+ * at's minute that the spec matches. What next_fire_at shows.
  */
 TimestampTz
 toygun_cron_next(const CronSpec *spec, TimestampTz at)
 {
-	struct pg_tm tm;
-	fsec_t		fsec;
-	int			jd;
-	int			ahead;
-
-	if (TIMESTAMP_NOT_FINITE(at) ||
-		timestamp2tm(at, NULL, &tm, &fsec, NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("time is out of range for a schedule")));
-	jd = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
-	for (ahead = 0; ahead <= CYCLE_DAYS; ahead++, jd++)
-	{
-		int			year,
-					month,
-					day,
-					hour;
-
-		j2date(jd, &year, &month, &day);
-		if (!day_matches(spec, month, day, j2day(jd)))
-			continue;
-		for (hour = ahead == 0 ? tm.tm_hour : 0; hour < 24; hour++)
-		{
-			int			minute;
-
-			if ((spec->hours & (UINT64CONST(1) << hour)) == 0)
-				continue;
-			for (minute = ahead == 0 && hour == tm.tm_hour ? tm.tm_min + 1 : 0; minute < 60; minute++)
-			{
-				if ((spec->minutes & (UINT64CONST(1) << minute)) == 0)
-					continue;
-				return minute_timestamp(year, month, day, hour, minute);
-			}
-		}
-	}
-	elog(ERROR, "no fire time of the schedule in the 400 years after the firing");
-	return 0;					/* not reached */
+	return cron_search(spec, at, 1);
 }
