@@ -313,3 +313,46 @@ CREATE FUNCTION toygun.test_tick_until(id uuid, state text DEFAULT '__stop__',
     AS 'MODULE_PATHNAME', 'toygun_test_tick_until' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.test_advance(by interval) RETURNS timestamptz
     AS 'MODULE_PATHNAME', 'toygun_test_advance' LANGUAGE C VOLATILE;
+-- Parents that mean something (issue 14): a resource type may name the type
+-- of its resources' parents; stop_resource stops the live children first
+-- (cascade), or refuses while there are any. Both signatures change.
+ALTER TABLE toygun.resource_type ADD COLUMN parent_type text;
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.stop_resource(uuid, text);
+-- cascade: stop the live children first (false: refuse while there are any)
+CREATE FUNCTION toygun.stop_resource(id uuid, reason text DEFAULT NULL, cascade boolean DEFAULT true)
+    RETURNS toygun.resource
+    AS 'MODULE_PATHNAME', 'toygun_stop_resource' LANGUAGE C VOLATILE;
+
+-- Periodic starts that choose (issue 14): the resource states a periodic
+-- start starts in, why its last firing failed and when it fires next. The
+-- schedules show to the roles that may start on the type too, the claims
+-- only to readers. start_every's signature changes.
+ALTER TABLE toygun.schedule ADD COLUMN states text[], ADD COLUMN last_error text,
+    ADD COLUMN next_fire_at timestamptz;
+DROP FUNCTION toygun.start_every(text, text, text, jsonb);
+CREATE FUNCTION toygun.start_every(resource_type text, task text, schedule text,
+                                   args jsonb DEFAULT '{}', states text[] DEFAULT NULL) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'toygun_start_every' LANGUAGE C VOLATILE;
+-- The resource types on which the current user may start runs (as owner, or
+-- by a grant of start to it or to PUBLIC), sorted; once per query, as
+-- readable_types(). toygun.schedule shows a periodic start to them too.
+CREATE FUNCTION toygun.startable_types() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'toygun_startable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
+DROP POLICY readable ON toygun.schedule;
+CREATE POLICY readable ON toygun.schedule FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[])
+        OR resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.startable_types()))::pg_catalog.text[]));
+DROP POLICY readable ON toygun.schedule_start;
+CREATE POLICY readable ON toygun.schedule_start FOR SELECT
+    USING (schedule_id OPERATOR(pg_catalog.=) ANY (((SELECT pg_catalog.array_agg(s.id) FROM ONLY toygun.schedule s
+                                                      WHERE s.resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[])))::pg_catalog.int8[]));

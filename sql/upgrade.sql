@@ -151,7 +151,10 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 14: update_task and update_resource; start_task old and new (if_live); retry_task;
 -- messages: the message table and its sequence (dumped, policy), send and receive;
 -- children: task.parent_run (and its column grant), task_for with it;
--- test helpers: test_tick_until and test_advance
+-- test helpers: test_tick_until and test_advance;
+-- parents: resource_type.parent_type, define_resource and stop_resource old and new
+-- periodic starts that choose: three columns of schedule, start_every old and new,
+-- startable_types, the policies on schedule and schedule_start old and new
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

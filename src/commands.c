@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
@@ -96,9 +97,17 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 	toygun_check_fields(def, attrs);
+	if (PG_ARGISNULL(2) && def->parent_type != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("resource type \"%s\" needs a parent of type \"%s\"", type, def->parent_type),
+				 errdetail("Its definition names parent_type \"%s\".", def->parent_type),
+				 errhint("Pass the parent: toygun.create_resource('%s', attrs, parent => id).", type)));
 	if (!PG_ARGISNULL(2))
 	{
 		Oid			idtype[1] = {UUIDOID};
+		char	   *ptype;
+		char	   *pstate;
 
 		/*
 		 * A child holds its parent FOR KEY SHARE until it commits, which a
@@ -111,9 +120,15 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("parent resource %s does not exist",
 							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
+		/*
+		 * The parent's state as it is once locked: a stop_resource() of the
+		 * parent holds it FOR UPDATE, so this waits for it to commit and
+		 * then reads the stopped row; a stop that comes after waits for
+		 * this child to commit, and then stops it with the parent.
+		 */
 		values[0] = PG_GETARG_DATUM(2);
 		toygun_run(toygun_plan(&parent_exists_plan,
-							   "SELECT FROM ONLY toygun.resource WHERE id = $1 FOR KEY SHARE",
+							   "SELECT type, state FROM ONLY toygun.resource WHERE id = $1 FOR KEY SHARE",
 							   1, idtype),
 				   values, NULL, 1);
 		if (SPI_processed == 0)
@@ -121,6 +136,21 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_NO_DATA_FOUND),
 					 errmsg("parent resource %s does not exist",
 							toygun_uuid_text(PG_GETARG_UUID_P(2)))));
+		ptype = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		pstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		if (def->parent_type != NULL && strcmp(ptype, def->parent_type) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("parent resource %s is of type \"%s\", not \"%s\"",
+							toygun_uuid_text(PG_GETARG_UUID_P(2)), ptype, def->parent_type),
+					 errdetail("Resources of type \"%s\" have parents of type \"%s\".",
+							   type, def->parent_type),
+					 errhint("Pass a resource of type \"%s\" as the parent.", def->parent_type)));
+		if (strcmp(pstate, TOYGUN_STOP) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("parent resource %s is stopped", toygun_uuid_text(PG_GETARG_UUID_P(2))),
+					 errdetail("A stopped resource gets no new children.")));
 	}
 
 	id = SPI_palloc(sizeof(pg_uuid_t));
@@ -473,10 +503,126 @@ toygun_stop_task(PG_FUNCTION_ARGS)
 	return stop_by_hand(TOYGUN_TASK, fcinfo, "stop_task");
 }
 
+/*
+ * Stop a locked resource's live children, each locked in id order after
+ * their parent, then their own children first (depth first), with the
+ * reason of the call. Each child's type may have another owner: the caller
+ * needs right operate on it, checked before the child is locked.
+ */
+static void
+stop_children(ToygunObject *parent, ToygunCall *call, FunctionCallInfo fcinfo)
+{
+	static SPIPlanPtr children_plan = NULL;
+	Oid			idtype[1] = {UUIDOID};
+	Datum		values[1];
+	pg_uuid_t  *ids;
+	uint64		n,
+				i;
+	char	   *note;
+
+	check_stack_depth();
+	values[0] = UUIDPGetDatum(&parent->id);
+	toygun_run(toygun_plan(&children_plan,
+						   "SELECT id FROM ONLY toygun.resource"
+						   " WHERE parent_id = $1 AND state <> '__stop__' ORDER BY id",
+						   1, idtype),
+			   values, NULL, 0);
+	n = SPI_processed;
+	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	note = psprintf("stop_resource of parent %s", toygun_uuid_text(&parent->id));
+	for (i = 0; i < n; i++)
+	{
+		ToygunDef  *def;
+		ToygunObject *child;
+
+		def = toygun_def_for_caller(TOYGUN_RESOURCE, &ids[i], InvalidOid, TOYGUN_RIGHT_OPERATE, true);
+		if (def == NULL)
+			continue;
+		if (!toygun_has_right(def, call->caller, TOYGUN_RIGHT_OPERATE))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to stop child resource %s of type \"%s\": it needs right \"operate\" on resource type \"%s\"",
+							toygun_uuid_text(&ids[i]), def->resource_type, def->resource_type),
+					 errdetail("Stopping resource %s stops its live children first.",
+							   toygun_uuid_text(&parent->id)),
+					 errhint("The owner of resource type \"%s\" can grant it with toygun.grant_type(), or stop with cascade => false once its children are stopped.",
+							 def->resource_type)));
+		child = toygun_lock_object(TOYGUN_RESOURCE, &ids[i], true, false);
+		/* gone, or stopped by another transaction since it was listed */
+		if (child == NULL || strcmp(child->state, TOYGUN_STOP) == 0)
+			continue;
+		child->actor = call->caller;
+		stop_children(child, call, fcinfo);
+		toygun_transition(child, def, TOYGUN_STOP, NULL, note);
+		(void) save_manual(child, def, fcinfo, 1);
+	}
+}
+
+/*
+ * stop_resource(id, reason, cascade): stops its live children first (with
+ * cascade, the default), or refuses while it has any.
+ */
 Datum
 toygun_stop_resource(PG_FUNCTION_ARGS)
 {
-	return stop_by_hand(TOYGUN_RESOURCE, fcinfo, "stop_resource");
+	static SPIPlanPtr live_children_plan = NULL;
+	ToygunCall	call;
+	ToygunDef  *def;
+	ToygunObject *obj;
+	Datum		row;
+	bool		cascade = true;
+
+	/* cascade: older install scripts pass none, and stop no child */
+	if (PG_NARGS() > 2)
+	{
+		toygun_check_not_null(fcinfo, 2, "cascade");
+		cascade = PG_GETARG_BOOL(2);
+	}
+	else
+		return stop_by_hand(TOYGUN_RESOURCE, fcinfo, "stop_resource");
+
+	toygun_begin_call(&call);
+	obj = lock_for_caller(TOYGUN_RESOURCE, fcinfo, &call, &def);
+	if (strcmp(obj->state, TOYGUN_STOP) == 0)
+		row = return_row(obj->row);
+	else
+	{
+		if (cascade)
+			stop_children(obj, &call, fcinfo);
+		else
+		{
+			Oid			idtype[1] = {UUIDOID};
+			Datum		values[1];
+			bool		isnull;
+			int64		live;
+
+			values[0] = UUIDPGetDatum(&obj->id);
+			toygun_run(toygun_plan(&live_children_plan,
+								   "SELECT pg_catalog.count(*) FROM ONLY toygun.resource"
+								   " WHERE parent_id = $1 AND state <> '__stop__'",
+								   1, idtype),
+					   values, NULL, 1);
+			live = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			if (live > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("resource %s has " INT64_FORMAT " live %s",
+								toygun_uuid_text(&obj->id), live, live == 1 ? "child" : "children"),
+						 errdetail("With cascade => false, a resource stops only once its children are stopped."),
+						 errhint("Stop the children first, or call toygun.stop_resource() with cascade => true.")));
+		}
+		toygun_transition(obj, def, TOYGUN_STOP, NULL, "stop_resource");
+		row = save_manual(obj, def, fcinfo, 1);
+	}
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(row);
 }
 
 /*

@@ -529,6 +529,26 @@ toygun_parse_schedule(const char *schedule, CronSpec *spec)
 	return NULL;				/* not reached */
 }
 
+/* A minute of a day, in GMT, as a timestamp. */
+static TimestampTz
+minute_timestamp(int year, int month, int day, int hour, int minute)
+{
+	struct pg_tm b;
+	Timestamp	result;
+
+	memset(&b, 0, sizeof(b));
+	b.tm_year = year;
+	b.tm_mon = month;
+	b.tm_mday = day;
+	b.tm_hour = hour;
+	b.tm_min = minute;
+	if (tm2timestamp(&b, 0, NULL, &result) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("time is out of range for a schedule")));
+	return result;
+}
+
 /* Whether a day matches, by pg_cron's rule for the two day fields. */
 static bool
 day_matches(const CronSpec *spec, int month, int day, int weekday)
@@ -544,16 +564,17 @@ day_matches(const CronSpec *spec, int month, int day, int weekday)
 }
 
 /*
- * The bucket of a firing at time at: the latest minute at or before it that
- * the spec matches, in GMT, as pg_cron 1.4.2 fires.
+ * The fire time nearest to at in direction dir: with dir -1, the latest
+ * minute at or before at that the spec matches; with dir +1, the earliest
+ * minute after at's minute. In GMT, as pg_cron 1.4.2 fires.
  */
-TimestampTz
-toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
+static TimestampTz
+cron_search(const CronSpec *spec, TimestampTz at, int dir)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
 	int			jd;
-	int			back;
+	int			n;
 
 	if (TIMESTAMP_NOT_FINITE(at) ||
 		timestamp2tm(at, NULL, &tm, &fsec, NULL, NULL) != 0)
@@ -561,7 +582,7 @@ toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("time is out of range for a schedule")));
 	jd = date2j(tm.tm_year, tm.tm_mon, tm.tm_mday);
-	for (back = 0; back <= CYCLE_DAYS; back++, jd--)
+	for (n = 0; n <= CYCLE_DAYS; n++, jd += dir)
 	{
 		int			year,
 					month,
@@ -571,33 +592,38 @@ toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
 		j2date(jd, &year, &month, &day);
 		if (!day_matches(spec, month, day, j2day(jd)))
 			continue;
-		for (hour = back == 0 ? tm.tm_hour : 23; hour >= 0; hour--)
+		for (hour = n == 0 ? tm.tm_hour : (dir < 0 ? 23 : 0); hour >= 0 && hour < 24; hour += dir)
 		{
 			int			minute;
 
 			if ((spec->hours & (UINT64CONST(1) << hour)) == 0)
 				continue;
-			for (minute = back == 0 && hour == tm.tm_hour ? tm.tm_min : 59; minute >= 0; minute--)
-			{
-				struct pg_tm b;
-				Timestamp	result;
-
-				if ((spec->minutes & (UINT64CONST(1) << minute)) == 0)
-					continue;
-				memset(&b, 0, sizeof(b));
-				b.tm_year = year;
-				b.tm_mon = month;
-				b.tm_mday = day;
-				b.tm_hour = hour;
-				b.tm_min = minute;
-				if (tm2timestamp(&b, 0, NULL, &result) != 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-							 errmsg("time is out of range for a schedule")));
-				return result;
-			}
+			if (n == 0 && hour == tm.tm_hour)
+				minute = dir < 0 ? tm.tm_min : tm.tm_min + 1;
+			else
+				minute = dir < 0 ? 59 : 0;
+			for (; minute >= 0 && minute < 60; minute += dir)
+				if ((spec->minutes & (UINT64CONST(1) << minute)) != 0)
+					return minute_timestamp(year, month, day, hour, minute);
 		}
 	}
-	elog(ERROR, "no fire time of the schedule in the 400 years before the firing");
+	elog(ERROR, "no fire time of the schedule within 400 years of %s", timestamptz_to_str(at));
 	return 0;					/* not reached */
+}
+
+/* The bucket of a firing at time at: the latest fire time at or before it. */
+TimestampTz
+toygun_cron_bucket(const CronSpec *spec, TimestampTz at)
+{
+	return cron_search(spec, at, -1);
+}
+
+/*
+ * The next fire time of the spec after time at: the earliest minute after
+ * at's minute that the spec matches. What next_fire_at shows.
+ */
+TimestampTz
+toygun_cron_next(const CronSpec *spec, TimestampTz at)
+{
+	return cron_search(spec, at, 1);
 }

@@ -29,5 +29,6 @@ typedef struct CronSpec
 
 extern char *toygun_parse_schedule(const char *schedule, CronSpec *spec);
 extern TimestampTz toygun_cron_bucket(const CronSpec *spec, TimestampTz at);
+extern TimestampTz toygun_cron_next(const CronSpec *spec, TimestampTz at);
 
 #endif							/* TOYGUN_CRON_H */

@@ -32,6 +32,7 @@ PG_FUNCTION_INFO_V1(toygun_define_task);
 static SPIPlanPtr find_resource_type_plan;
 static SPIPlanPtr find_task_type_plan;
 static SPIPlanPtr upsert_resource_type_plan;
+static SPIPlanPtr upsert_resource_type_0_3_plan;
 static SPIPlanPtr upsert_task_type_plan;
 static SPIPlanPtr upsert_task_type_0_3_plan;
 static SPIPlanPtr rearm_resources_plan;
@@ -449,9 +450,10 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
+		/* d.* for parent_type, read by column name: 0.3's table has none */
 		plan = toygun_plan(&find_resource_type_plan,
-						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path"
-						   "  FROM ONLY toygun.resource_type WHERE name = $1",
+						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path, d.*"
+						   "  FROM ONLY toygun.resource_type d WHERE d.name = $1",
 						   1, argtypes);
 	}
 	else
@@ -505,6 +507,8 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	def->tick_timeout_ms = 0;
 	if (kind == TOYGUN_TASK)
 		read_retry_policy(def, tup, desc);
+	else if (SPI_fnumber(desc, "parent_type") > 0)
+		def->parent_type = cache_string(tup, desc, SPI_fnumber(desc, "parent_type"));
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -683,6 +687,20 @@ check_upserted(const char *label)
 				 errhint("Act as a member of the role that owns it.")));
 }
 
+/*
+ * Insert or replace a resource type, with its parent_type (cols, vals, sets)
+ * or without it.
+ */
+#define UPSERT_RESOURCE_TYPE(cols, vals, sets) \
+	"INSERT INTO toygun.resource_type AS d" \
+	"  (name, states, handler, fields, encrypted_fields, owner, search_path" cols ")" \
+	" VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.regrole, $7" vals ")" \
+	" ON CONFLICT (name) DO UPDATE SET states = excluded.states," \
+	"  handler = excluded.handler, fields = excluded.fields," \
+	"  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner," \
+	"  search_path = excluded.search_path, defined_at = pg_catalog.now()" sets \
+	" WHERE pg_catalog.pg_has_role($8, d.owner::pg_catalog.oid, 'USAGE')"
+
 Datum
 toygun_define_resource(PG_FUNCTION_ARGS)
 {
@@ -700,10 +718,11 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	int			nstates,
 				nfields,
 				nencrypted;
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[8] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID};
+	char	   *parent_type = NULL;
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[9] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -711,10 +730,21 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	states = check_states(fcinfo, 1, &nstates);
 	fields = check_fields(fcinfo, 3, "fields", &nfields);
 	encrypted = check_fields(fcinfo, 4, "encrypted_fields", &nencrypted);
+	/* parent_type: older install scripts pass none */
+	if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
+		parent_type = toygun_check_name("parent type name", PG_GETARG_TEXT_PP(6));
 
 	toygun_begin_call(&call);
 	/* a role that may not redefine it is refused before it takes the lock */
 	check_redefine(toygun_find_def(TOYGUN_RESOURCE, type, NULL, true), call.caller);
+	/* a type may be its own parent type (a tree); any other must exist */
+	if (parent_type != NULL && strcmp(parent_type, type) != 0 &&
+		toygun_find_def(TOYGUN_RESOURCE, parent_type, NULL, true) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("parent type \"%s\" of %s does not exist", parent_type, label),
+				 errhint("Define resource type \"%s\" first, or leave parent_type out (NULL) to allow any parent.",
+						 parent_type)));
 	lock_definition(TOYGUN_RESOURCE, type, NULL);
 	existing = toygun_find_def(TOYGUN_RESOURCE, type, NULL, true);
 	check_redefine(existing, call.caller);
@@ -734,17 +764,23 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	values[5] = ObjectIdGetDatum(owner);
 	values[6] = CStringGetTextDatum(search_path);
 	values[7] = ObjectIdGetDatum(call.caller);
-	toygun_run(toygun_plan(&upsert_resource_type_plan,
-						   "INSERT INTO toygun.resource_type AS d"
-						   "  (name, states, handler, fields, encrypted_fields, owner, search_path)"
-						   " VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.regrole, $7)"
-						   " ON CONFLICT (name) DO UPDATE SET states = excluded.states,"
-						   "  handler = excluded.handler, fields = excluded.fields,"
-						   "  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner,"
-						   "  search_path = excluded.search_path, defined_at = pg_catalog.now()"
-						   " WHERE pg_catalog.pg_has_role($8, d.owner::pg_catalog.oid, 'USAGE')",
-						   8, argtypes),
-			   values, nulls, 0);
+	values[8] = parent_type ? CStringGetTextDatum(parent_type) : (Datum) 0;
+	nulls[8] = parent_type ? ' ' : 'n';
+
+	/*
+	 * A redefinition replaces parent_type as it replaces the fields. The SQL
+	 * of 0.3 (fewer arguments) has a resource_type without that column.
+	 */
+	if (PG_NARGS() > 6)
+		toygun_run(toygun_plan(&upsert_resource_type_plan,
+							   UPSERT_RESOURCE_TYPE(", parent_type", ", $9",
+													", parent_type = excluded.parent_type"),
+							   9, argtypes),
+				   values, nulls, 0);
+	else
+		toygun_run(toygun_plan(&upsert_resource_type_0_3_plan, UPSERT_RESOURCE_TYPE("", "", ""),
+							   8, argtypes),
+				   values, nulls, 0);
 	check_upserted(label);
 	definitions_changed(TOYGUN_RESOURCE);
 

@@ -3,7 +3,8 @@
  *		Rights on a resource type and its task types (read, start, operate,
  *		read_secrets), granted by the type's owner with grant_type() and taken
  *		back with revoke_type(), the check every API call makes, and the
- *		resource types the current user may read (readable_types()).
+ *		resource types the current user may read (readable_types()) or start
+ *		on (startable_types()).
  */
 #include "postgres.h"
 
@@ -20,6 +21,7 @@ PG_FUNCTION_INFO_V1(toygun_grant_type);
 PG_FUNCTION_INFO_V1(toygun_revoke_type);
 PG_FUNCTION_INFO_V1(toygun_readable_types);
 PG_FUNCTION_INFO_V1(toygun_error_readable_types);
+PG_FUNCTION_INFO_V1(toygun_startable_types);
 
 /* In ToygunRight order. */
 static const char *const right_names[] = {"read", "start", "operate", "read_secrets"};
@@ -282,24 +284,28 @@ compare_names(const void *a, const void *b)
  * grant to read their rows through it.
  */
 static Datum
-readable_types(bool errors)
+types_with_right(ToygunRight right)
 {
 	static SPIPlanPtr types_plan = NULL;
+	bool		errors = right == TOYGUN_RIGHT_READ_ERRORS;
 	ToygunCall	call;
 	char	  **names;
 	int			n = 0;
 	uint64		i;
 	bool		isnull;
 	Datum		result;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
 
+	values[0] = CStringGetTextDatum(toygun_right_name(right));
 	toygun_begin_call(&call);
 	toygun_run(toygun_plan(&types_plan,
 						   "SELECT d.name, d.owner::pg_catalog.oid FROM ONLY toygun.resource_type d"
 						   " UNION ALL"
 						   " SELECT g.resource_type, g.grantee::pg_catalog.oid FROM ONLY toygun.type_grant g"
-						   "  WHERE g.right_name = 'read'",
-						   0, NULL),
-			   NULL, NULL, 0);
+						   "  WHERE g.right_name = $1",
+						   1, argtypes),
+			   values, NULL, 0);
 	names = palloc(sizeof(char *) * (SPI_processed + 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -326,7 +332,7 @@ readable_types(bool errors)
 Datum
 toygun_readable_types(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_DATUM(readable_types(false));
+	PG_RETURN_DATUM(types_with_right(TOYGUN_RIGHT_READ));
 }
 
 /*
@@ -336,5 +342,17 @@ toygun_readable_types(PG_FUNCTION_ARGS)
 Datum
 toygun_error_readable_types(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_DATUM(readable_types(true));
+	PG_RETURN_DATUM(types_with_right(TOYGUN_RIGHT_READ_ERRORS));
+}
+
+/*
+ * startable_types(): the resource types on which the current user may start
+ * runs (as owner, or by a grant of start to it or to PUBLIC), sorted; row
+ * filters use it as readable_types(), once per query. toygun.schedule shows
+ * a periodic start to the roles that may start it.
+ */
+Datum
+toygun_startable_types(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(types_with_right(TOYGUN_RIGHT_START));
 }

@@ -13,6 +13,7 @@
 #include "commands/extension.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "access/xact.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -27,6 +28,9 @@ PG_FUNCTION_INFO_V1(toygun_run_schedule);
 PG_FUNCTION_INFO_V1(toygun_schedule_bucket);
 
 static SPIPlanPtr upsert_schedule_plan;
+static SPIPlanPtr upsert_schedule_0_3_plan;
+static SPIPlanPtr record_bucket_0_3_plan;
+static SPIPlanPtr record_error_plan;
 static SPIPlanPtr set_job_plan;
 static SPIPlanPtr lock_schedule_plan;
 static SPIPlanPtr prune_plan;
@@ -177,7 +181,56 @@ check_starts(ToygunDef *def)
 }
 
 /*
- * start_every(resource_type, task, schedule, args): create or update the
+ * The resource states a periodic start starts in (argument argno): NULL for
+ * every live resource; otherwise a non-empty list of the resource type's
+ * states, __new__ or __panic__. A stopped resource never starts anything.
+ */
+static Datum
+check_start_states(FunctionCallInfo fcinfo, int argno, ToygunDef *rtype, bool *isnull)
+{
+	char	  **states;
+	int			n,
+				i;
+
+	*isnull = PG_NARGS() <= argno || PG_ARGISNULL(argno);
+	if (*isnull)
+		return (Datum) 0;
+	states = toygun_text_array(PG_GETARG_ARRAYTYPE_P(argno), "states", &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("states must not be empty"),
+				 errhint("List the resource states to start in, or leave states out (NULL) for every live resource.")));
+	for (i = 0; i < n; i++)
+	{
+		toygun_check_name_cstr("state name", states[i]);
+		if (strcmp(states[i], TOYGUN_STOP) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a periodic start cannot start in state \"%s\"", states[i]),
+					 errdetail("Nothing starts on a stopped resource.")));
+		if (strcmp(states[i], TOYGUN_NEW) != 0 && strcmp(states[i], TOYGUN_PANIC) != 0 &&
+			!toygun_in_list(states[i], rtype->states, rtype->nstates))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("state \"%s\" is not a state of %s", states[i], toygun_def_label(rtype)),
+					 errhint("Name its declared states, __new__ or __panic__.")));
+	}
+	return toygun_cstring_array(states, n);
+}
+
+/* Insert or replace a schedule, with the columns of 0.4 (cols, vals, sets) or without. */
+#define UPSERT_SCHEDULE(cols, vals, sets) \
+	"INSERT INTO toygun.schedule (resource_type, task, schedule, cron, args, owner, job_name" cols ")" \
+	" VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.regrole, $7" vals ")" \
+	" ON CONFLICT (resource_type, task) DO UPDATE" \
+	" SET schedule = excluded.schedule, cron = excluded.cron, args = excluded.args," \
+	"     owner = excluded.owner, job_name = excluded.job_name," \
+	"     updated_at = pg_catalog.clock_timestamp()" sets \
+	" RETURNING id"
+
+/*
+ * start_every(resource_type, task, schedule, args, states): create or update the
  * periodic start of a task on every live resource of a type, and its pg_cron
  * job. Returns the job's id.
  */
@@ -197,8 +250,11 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	int64		schedule_id;
 	int64		job_id;
 	bool		isnull;
-	Oid			upsert_types[7] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, OIDOID, TEXTOID};
-	Datum		upsert_values[7];
+	Oid			upsert_types[9] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, OIDOID, TEXTOID,
+	TEXTARRAYOID, TIMESTAMPTZOID};
+	Datum		upsert_values[9];
+	char		upsert_nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	bool		all_states;
 	Oid			cron_types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		cron_values[3];
 	Oid			job_types[2] = {INT8OID, INT8OID};
@@ -221,6 +277,10 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	check_starts(def);
 	args = toygun_start_args(def, args);
 	check_no_encrypted(def, args);
+	upsert_values[7] = check_start_states(fcinfo, 4,
+										  toygun_find_def(TOYGUN_RESOURCE, type, NULL, false),
+										  &all_states);
+	upsert_nulls[7] = all_states ? 'n' : ' ';
 	check_pg_cron();
 
 	name = job_name(type, task);
@@ -231,16 +291,17 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	upsert_values[4] = JsonbPGetDatum(args);
 	upsert_values[5] = ObjectIdGetDatum(call.caller);
 	upsert_values[6] = CStringGetTextDatum(name);
-	toygun_run(toygun_plan(&upsert_schedule_plan,
-						   "INSERT INTO toygun.schedule (resource_type, task, schedule, cron, args, owner, job_name)"
-						   " VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.regrole, $7)"
-						   " ON CONFLICT (resource_type, task) DO UPDATE"
-						   " SET schedule = excluded.schedule, cron = excluded.cron, args = excluded.args,"
-						   "     owner = excluded.owner, job_name = excluded.job_name,"
-						   "     updated_at = pg_catalog.clock_timestamp()"
-						   " RETURNING id",
-						   7, upsert_types),
-			   upsert_values, NULL, 0);
+	upsert_values[8] = TimestampTzGetDatum(toygun_cron_next(&spec, GetCurrentTimestamp()));
+	/* the SQL of 0.3 (fewer arguments) has a schedule without the new columns */
+	if (PG_NARGS() > 4)
+		toygun_run(toygun_plan(&upsert_schedule_plan,
+							   UPSERT_SCHEDULE(", states, next_fire_at", ", $8, $9",
+											   ", states = excluded.states, next_fire_at = excluded.next_fire_at"),
+							   9, upsert_types),
+				   upsert_values, upsert_nulls, 0);
+	else
+		toygun_run(toygun_plan(&upsert_schedule_0_3_plan, UPSERT_SCHEDULE("", "", ""), 7, upsert_types),
+				   upsert_values, upsert_nulls, 0);
 	schedule_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 	/*
@@ -338,121 +399,79 @@ toygun_stop_every(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(existed);
 }
 
-/*
- * run_schedule(resource_type, task, at): the firing, the command of the
- * pg_cron job. Starts the task on every live resource of the type that has
- * no live run of it and has not been started in the bucket of at (default:
- * now), in one set-based statement. Returns how many runs it started.
- */
-Datum
-toygun_run_schedule(PG_FUNCTION_ARGS)
+/* A schedule being fired, as locked by run_schedule. */
+typedef struct Firing
 {
-	ToygunCall	call;
 	ToygunDef  *def;
-	char	   *type;
-	char	   *task;
-	TimestampTz at;
-	TimestampTz bucket;
-	CronSpec	spec;
-	HeapTuple	tup;
-	TupleDesc	desc;
-	bool		isnull;
+	const char *type;
+	const char *task;
 	int64		schedule_id;
-	char	   *cron;
 	Jsonb	   *args;
 	Oid			owner;
 	bool		has_last;
-	TimestampTz last_bucket = 0;
+	TimestampTz last_bucket;
+	CronSpec	spec;
+	TimestampTz at;
+	Datum		states;			/* text[] of resource states, or 0: all */
+	bool		v04;			/* the schedule table has 0.4's columns */
+	TimestampTz next_fire_at;
+} Firing;
+
+/*
+ * Fire a locked schedule's bucket of f->at: check that its maker may still
+ * start, prune older buckets' claims, start the runs and record the bucket.
+ * Returns how many runs it started.
+ */
+static int64
+fire(Firing *f)
+{
+	ToygunDef  *def = f->def;
+	TimestampTz bucket;
+	Jsonb	   *args;
+	bool		isnull;
 	int64		started;
-	Oid			lock_types[2] = {TEXTOID, TEXTOID};
-	Datum		lock_values[2];
 	Oid			prune_types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		prune_values[2];
-	Oid			fire_types[5] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, JSONBOID};
-	Datum		fire_values[5];
-	Oid			record_types[3] = {INT8OID, TIMESTAMPTZOID, INT8OID};
-	Datum		record_values[3];
-
-	toygun_check_not_null(fcinfo, 0, "resource_type");
-	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
-	toygun_check_not_null(fcinfo, 1, "task");
-	task = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
-	at = PG_ARGISNULL(2) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(2);
-	if (!TIMESTAMP_NOT_FINITE(at) && at > GetCurrentTimestamp())
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("at must not be in the future"),
-				 errdetail("A firing for a future bucket would make the schedule skip every bucket until then.")));
-
-	toygun_begin_call(&call);
-
-	/*
-	 * Whoever fires it must have the right to start the task type, before
-	 * it takes any lock: a role without it must not hold up firings.
-	 */
-	def = toygun_find_def(TOYGUN_TASK, type, task, false);
-	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
-
-	/* Overlapping firings of one schedule take turns here. */
-	lock_values[0] = CStringGetTextDatum(type);
-	lock_values[1] = CStringGetTextDatum(task);
-	toygun_run(toygun_plan(&lock_schedule_plan,
-						   "SELECT id, cron, args, owner::pg_catalog.oid, last_bucket FROM ONLY toygun.schedule"
-						   " WHERE resource_type = $1 AND task = $2 FOR NO KEY UPDATE",
-						   2, lock_types),
-			   lock_values, NULL, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("task \"%s\" of resource type \"%s\" has no periodic start", task, type),
-				 errhint("Create one with toygun.start_every().")));
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	schedule_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	cron = SPI_getvalue(tup, desc, 2);
-	args = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
-	owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-	last_bucket = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
-	has_last = !isnull;
+	Oid			fire_types[6] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, JSONBOID, TEXTARRAYOID};
+	Datum		fire_values[6];
+	char		fire_nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			record_types[4] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID};
+	Datum		record_values[4];
 
 	/*
 	 * The firing acts for whoever called start_every, who must still be
 	 * allowed to, and the task type's owner for the resource type's.
 	 */
-	if (!toygun_has_right(def, owner, TOYGUN_RIGHT_START))
+	if (!toygun_has_right(def, f->owner, TOYGUN_RIGHT_START))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for %s: it needs right \"start\" on resource type \"%s\"",
 						toygun_def_label(def), def->resource_type),
 				 errdetail("Its periodic start was made by role \"%s\", which no longer has that right nor the privileges of its owner, role \"%s\".",
-						   toygun_role_name(owner), toygun_role_name(def->owner)),
+						   toygun_role_name(f->owner), toygun_role_name(def->owner)),
 				 errhint("Grant it with toygun.grant_type(), call toygun.start_every() again as a role that has it, or toygun.stop_every().")));
 	check_starts(def);
-	args = toygun_start_args(def, args);
+	args = toygun_start_args(def, f->args);
 	check_no_encrypted(def, args);
-
-	if (toygun_parse_schedule(cron, &spec) == NULL)
-		elog(ERROR, "stored schedule \"%s\" is invalid", cron);
-	bucket = toygun_cron_bucket(&spec, at);
+	bucket = toygun_cron_bucket(&f->spec, f->at);
 
 	/*
 	 * A bucket older than the last one is a firing that came too late: a
 	 * newer one has already run, and its records of the older one are gone.
 	 */
-	if (has_last && bucket < last_bucket)
+	if (f->has_last && bucket < f->last_bucket)
 	{
 		ereport(NOTICE,
 				(errmsg("bucket %s of task \"%s\" of resource type \"%s\" is older than its last bucket %s; nothing was started",
-						pstrdup(timestamptz_to_str(bucket)), task, type,
-						pstrdup(timestamptz_to_str(last_bucket)))));
-		toygun_end_call(&call);
-		PG_RETURN_INT64(0);
+						pstrdup(timestamptz_to_str(bucket)), f->task, f->type,
+						pstrdup(timestamptz_to_str(f->last_bucket)))));
+		return 0;
 	}
 
 	/* A new bucket: the records of older ones are no longer needed. */
-	if (!has_last || bucket > last_bucket)
+	if (!f->has_last || bucket > f->last_bucket)
 	{
-		prune_values[0] = Int64GetDatum(schedule_id);
+		prune_values[0] = Int64GetDatum(f->schedule_id);
 		prune_values[1] = TimestampTzGetDatum(bucket);
 		toygun_run(toygun_plan(&prune_plan,
 							   "DELETE FROM ONLY toygun.schedule_start WHERE schedule_id = $1 AND bucket < $2",
@@ -461,8 +480,9 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 	}
 
 	/*
-	 * One statement for every resource. The resources are locked FOR SHARE,
-	 * as start_task locks one, so a concurrent stop_resource() either waits
+	 * One statement for every resource (in the states the schedule names,
+	 * $6, or all live ones). The resources are locked FOR SHARE, as
+	 * start_task locks one, so a concurrent stop_resource() either waits
 	 * for this firing and parks the new runs, or makes this firing wait and
 	 * skip the stopped resource. Claiming the (schedule, bucket, resource)
 	 * first makes a repeated or overlapping firing of the bucket skip the
@@ -470,15 +490,18 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 	 * index leaves a run still live from an earlier bucket (or started by
 	 * hand meanwhile) alone.
 	 */
-	fire_values[0] = CStringGetTextDatum(type);
-	fire_values[1] = CStringGetTextDatum(task);
-	fire_values[2] = Int64GetDatum(schedule_id);
+	fire_values[0] = CStringGetTextDatum(f->type);
+	fire_values[1] = CStringGetTextDatum(f->task);
+	fire_values[2] = Int64GetDatum(f->schedule_id);
 	fire_values[3] = TimestampTzGetDatum(bucket);
 	fire_values[4] = JsonbPGetDatum(args);
+	fire_values[5] = f->states;
+	fire_nulls[5] = f->states == (Datum) 0 ? 'n' : ' ';
 	toygun_run(toygun_plan(&fire_plan,
 						   "WITH live AS ("
 						   "  SELECT r.id FROM ONLY toygun.resource r"
 						   "   WHERE r.type = $1 AND r.state <> '__stop__'"
+						   "     AND ($6 IS NULL OR r.state = ANY ($6))"
 						   "     AND NOT EXISTS (SELECT FROM ONLY toygun.task t"
 						   "                      WHERE t.resource_id = r.id AND t.name = $2"
 						   "                        AND t.state <> '__stop__')"
@@ -497,23 +520,187 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 						   "  RETURNING 1"
 						   ")"
 						   " SELECT pg_catalog.count(*) FROM started",
-						   5, fire_types),
-			   fire_values, NULL, 0);
+						   6, fire_types),
+			   fire_values, fire_nulls, 0);
 	started = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
-	record_values[0] = Int64GetDatum(schedule_id);
+	record_values[0] = Int64GetDatum(f->schedule_id);
 	record_values[1] = TimestampTzGetDatum(bucket);
 	record_values[2] = Int64GetDatum(started);
-	toygun_run(toygun_plan(&record_bucket_plan,
-						   "UPDATE ONLY toygun.schedule"
-						   "   SET last_started = CASE WHEN last_bucket = $2 THEN last_started + $3 ELSE $3 END,"
-						   "       last_bucket = $2, last_fired_at = pg_catalog.clock_timestamp()"
-						   " WHERE id = $1",
-						   3, record_types),
-			   record_values, NULL, 0);
+	record_values[3] = TimestampTzGetDatum(f->next_fire_at);
+#define RECORD_BUCKET_SQL(sets) \
+	"UPDATE ONLY toygun.schedule" \
+	"   SET last_started = CASE WHEN last_bucket = $2 THEN last_started + $3 ELSE $3 END," \
+	"       last_bucket = $2, last_fired_at = pg_catalog.clock_timestamp()" sets \
+	" WHERE id = $1"
+	if (f->v04)
+		toygun_run(toygun_plan(&record_bucket_plan,
+							   RECORD_BUCKET_SQL(", last_error = NULL, next_fire_at = $4"),
+							   4, record_types),
+				   record_values, NULL, 0);
+	else
+		toygun_run(toygun_plan(&record_bucket_0_3_plan, RECORD_BUCKET_SQL(""), 3, record_types),
+				   record_values, NULL, 0);
 	if (started > 0)
 		toygun_wake_at_commit();
+	return started;
+}
+
+/*
+ * Fire in a subtransaction, and keep an error of the firing in the
+ * schedule's last_error rather than raising it: a firing runs from pg_cron,
+ * whose records of it only pg_cron's privileged roles read. Returns false
+ * after such an error. An error that is not the firing's own (a cancel, a
+ * deadlock or serialization failure, no resources left) is raised.
+ */
+static bool
+fire_keeping_error(Firing *f, int64 *started)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+	int			category;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		*started = fire(f);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_END_TRY();
+	if (edata == NULL)
+		return true;
+	category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+	if (category == ERRCODE_TO_CATEGORY(ERRCODE_T_R_SERIALIZATION_FAILURE) ||
+		category == ERRCODE_TO_CATEGORY(ERRCODE_INSUFFICIENT_RESOURCES) ||
+		category == ERRCODE_TO_CATEGORY(ERRCODE_QUERY_CANCELED) ||
+		category == ERRCODE_TO_CATEGORY(ERRCODE_SYSTEM_ERROR))
+		ReThrowError(edata);
+
+	{
+		Oid			types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+		Datum		values[3];
+
+		values[0] = Int64GetDatum(f->schedule_id);
+		values[1] = CStringGetTextDatum(psprintf("%s: %s", unpack_sql_state(edata->sqlerrcode),
+												 edata->message));
+		values[2] = TimestampTzGetDatum(f->next_fire_at);
+		toygun_run(toygun_plan(&record_error_plan,
+							   "UPDATE ONLY toygun.schedule SET last_error = $2,"
+							   "       last_fired_at = pg_catalog.clock_timestamp(), next_fire_at = $3"
+							   " WHERE id = $1",
+							   3, types),
+				   values, NULL, 0);
+	}
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("periodic start of task \"%s\" of resource type \"%s\" failed: %s",
+					f->task, f->type, edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+			 errhint("The error is kept in toygun.schedule.last_error until a firing succeeds.")));
+	return false;
+}
+
+/*
+ * run_schedule(resource_type, task, at): the firing, the command of the
+ * pg_cron job. Starts the task on every live resource of the type (in the
+ * schedule's states) that has no live run of it and has not been started in
+ * the bucket of at (default: now), in one set-based statement. Returns how
+ * many runs it started. A firing at the current time (at NULL: pg_cron's)
+ * that fails keeps its error in the schedule's last_error, warns, and
+ * returns NULL; with an explicit at, errors are raised.
+ */
+Datum
+toygun_run_schedule(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	Firing		f;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *cron;
+	int			col;
+	int64		started = 0;
+	bool		fired = true;
+	Oid			lock_types[2] = {TEXTOID, TEXTOID};
+	Datum		lock_values[2];
+
+	memset(&f, 0, sizeof(f));
+	toygun_check_not_null(fcinfo, 0, "resource_type");
+	f.type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
+	toygun_check_not_null(fcinfo, 1, "task");
+	f.task = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
+	f.at = PG_ARGISNULL(2) ? GetCurrentTransactionStartTimestamp() : PG_GETARG_TIMESTAMPTZ(2);
+	if (!TIMESTAMP_NOT_FINITE(f.at) && f.at > GetCurrentTimestamp())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("at must not be in the future"),
+				 errdetail("A firing for a future bucket would make the schedule skip every bucket until then.")));
+
+	toygun_begin_call(&call);
+
+	/*
+	 * Whoever fires it must have the right to start the task type, before
+	 * it takes any lock: a role without it must not hold up firings.
+	 */
+	f.def = toygun_find_def(TOYGUN_TASK, f.type, f.task, false);
+	toygun_check_right(f.def, call.caller, TOYGUN_RIGHT_START);
+
+	/*
+	 * Overlapping firings of one schedule take turns here. s.* for the
+	 * columns of 0.4, read by name: 0.3's SQL runs on this library too.
+	 */
+	lock_values[0] = CStringGetTextDatum(f.type);
+	lock_values[1] = CStringGetTextDatum(f.task);
+	toygun_run(toygun_plan(&lock_schedule_plan,
+						   "SELECT id, cron, args, owner::pg_catalog.oid, last_bucket, s.* FROM ONLY toygun.schedule s"
+						   " WHERE resource_type = $1 AND task = $2 FOR NO KEY UPDATE",
+						   2, lock_types),
+			   lock_values, NULL, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("task \"%s\" of resource type \"%s\" has no periodic start", f.task, f.type),
+				 errhint("Create one with toygun.start_every().")));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	f.schedule_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	cron = SPI_getvalue(tup, desc, 2);
+	f.args = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 3, &isnull));
+	f.owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+	f.last_bucket = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+	f.has_last = !isnull;
+	col = SPI_fnumber(desc, "states");
+	f.v04 = col > 0;
+	if (f.v04)
+	{
+		Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+		f.states = isnull ? (Datum) 0 : SPI_datumTransfer(d, false, -1);
+	}
+	if (toygun_parse_schedule(cron, &f.spec) == NULL)
+		elog(ERROR, "stored schedule \"%s\" is invalid", cron);
+	f.next_fire_at = toygun_cron_next(&f.spec, GetCurrentTimestamp());
+
+	if (f.v04 && PG_ARGISNULL(2))
+		fired = fire_keeping_error(&f, &started);
+	else
+		started = fire(&f);
 	toygun_end_call(&call);
+	if (!fired)
+		PG_RETURN_NULL();
 	PG_RETURN_INT64(started);
 }
 

@@ -49,6 +49,7 @@ typedef struct ToygunDef
 	char	  **encrypted;
 	Oid			owner;			/* handlers run as this role */
 	char	   *search_path;	/* and with this search_path */
+	char	   *parent_type;	/* resource types: their parents' type, or NULL */
 	/* a task type's retry policy; unset: the setting's (see toygun_def_*) */
 	int			max_attempts;	/* 0: unset */
 	int			retry_backoff_ms;	/* -1: unset */

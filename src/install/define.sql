@@ -9,7 +9,8 @@ CREATE FUNCTION toygun.define_resource(
     handler regprocedure DEFAULT NULL,
     fields text[] DEFAULT NULL,
     encrypted_fields text[] DEFAULT '{}',
-    owner regrole DEFAULT NULL) RETURNS void
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(

@@ -92,5 +92,7 @@ CREATE FUNCTION toygun.transition_resource(id uuid, state text, attrs jsonb DEFA
                                            expected_state text DEFAULT NULL,
                                            reason text DEFAULT NULL) RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_transition_resource' LANGUAGE C VOLATILE;
-CREATE FUNCTION toygun.stop_resource(id uuid, reason text DEFAULT NULL) RETURNS toygun.resource
+-- cascade: stop the live children first (false: refuse while there are any)
+CREATE FUNCTION toygun.stop_resource(id uuid, reason text DEFAULT NULL, cascade boolean DEFAULT true)
+    RETURNS toygun.resource
     AS 'MODULE_PATHNAME', 'toygun_stop_resource' LANGUAGE C VOLATILE;

@@ -44,6 +44,11 @@ CREATE FUNCTION toygun.readable_types() RETURNS text[]
 -- The same, for error texts (last_error, failures): without grants to PUBLIC.
 CREATE FUNCTION toygun.error_readable_types() RETURNS text[]
     AS 'MODULE_PATHNAME', 'toygun_error_readable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
+-- The resource types on which the current user may start runs (as owner, or
+-- by a grant of start to it or to PUBLIC), sorted; once per query, as
+-- readable_types(). toygun.schedule shows a periodic start to them too.
+CREATE FUNCTION toygun.startable_types() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'toygun_startable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 -- The grants of existing roles: a dropped role's grants reach nobody.
 CREATE VIEW toygun.type_grants AS

@@ -21,6 +21,9 @@ CREATE TABLE toygun.schedule (
     last_fired_at timestamptz,
     created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    states        text[],                 -- the resource states it starts in; NULL: every live one
+    last_error    text,                   -- why the last firing failed; NULL once one succeeds
+    next_fire_at  timestamptz,            -- when its cron expression fires next (GMT)
     UNIQUE (resource_type, task)
 );
 ALTER SEQUENCE toygun.schedule_seq OWNED BY toygun.schedule.id;
@@ -41,7 +44,7 @@ SELECT pg_catalog.pg_extension_config_dump('toygun.schedule_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.schedule_start', '');
 
 CREATE FUNCTION toygun.start_every(resource_type text, task text, schedule text,
-                                   args jsonb DEFAULT '{}') RETURNS bigint
+                                   args jsonb DEFAULT '{}', states text[] DEFAULT NULL) RETURNS bigint
     AS 'MODULE_PATHNAME', 'toygun_start_every' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.stop_every(resource_type text, task text) RETURNS boolean
@@ -60,13 +63,16 @@ CREATE FUNCTION toygun.schedule_bucket(schedule text, at timestamptz DEFAULT pg_
 GRANT SELECT ON toygun.schedule, toygun.schedule_start TO PUBLIC;
 
 -- Private like the runs: a periodic start (its args are the attrs its runs
--- start with) and the resources its firings claimed show only to roles that
--- may read its resource type. The firings run as the tables' owner, which
--- the policies do not filter.
+-- start with, its last error) shows only to roles that may read its resource
+-- type or start on it, and the resources its firings claimed only to roles
+-- that may read it. The firings run as the tables' owner, which the policies
+-- do not filter.
 ALTER TABLE toygun.schedule ENABLE ROW LEVEL SECURITY;
 ALTER TABLE toygun.schedule_start ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON toygun.schedule FOR SELECT
-    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
--- the schedules the caller reads, through the policy above, once per query
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[])
+        OR resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.startable_types()))::pg_catalog.text[]));
+-- the schedules of the types the caller reads, once per query
 CREATE POLICY readable ON toygun.schedule_start FOR SELECT
-    USING (schedule_id OPERATOR(pg_catalog.=) ANY (((SELECT pg_catalog.array_agg(s.id) FROM ONLY toygun.schedule s))::pg_catalog.int8[]));
+    USING (schedule_id OPERATOR(pg_catalog.=) ANY (((SELECT pg_catalog.array_agg(s.id) FROM ONLY toygun.schedule s
+                                                      WHERE s.resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[])))::pg_catalog.int8[]));

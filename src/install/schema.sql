@@ -50,7 +50,8 @@ CREATE TABLE toygun.resource_type (
     encrypted_fields text[] NOT NULL DEFAULT '{}',
     owner            regrole NOT NULL,   -- handlers run as this role
     search_path      text NOT NULL,      -- the definer's search_path, used by the handler
-    defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now()
+    defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    parent_type      text                -- NULL: any parent or none; else its resources need a live parent of that type
 );
 
 -- A task type: an ordered list of states and the handler that runs them,
