@@ -282,3 +282,10 @@ CREATE FUNCTION toygun.send(run uuid, message jsonb) RETURNS bigint
     AS 'MODULE_PATHNAME', 'toygun_send' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.receive(t toygun.task) RETURNS SETOF jsonb
     AS 'MODULE_PATHNAME', 'toygun_receive' LANGUAGE C VOLATILE;
+
+-- The run once its committed state is one of states, or at the timeout as
+-- it is then (issue 14): it sleeps until a commit that changed the run
+-- wakes it. Right read; READ COMMITTED only.
+CREATE FUNCTION toygun.wait(id uuid, timeout interval DEFAULT '30 s',
+                            states text[] DEFAULT '{__stop__,__panic__}') RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_wait' LANGUAGE C VOLATILE;

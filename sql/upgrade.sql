@@ -149,7 +149,7 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- failures kept: the failure table (columns, key, policy, dumped); the retry policy
 -- per task type: three columns of task_type, define_task old and new
 -- issue 14: update_task and update_resource; start_task old and new (if_live); retry_task;
--- messages: the message table and its sequence (dumped, policy), send and receive
+-- messages: the message table and its sequence (dumped, policy), send and receive; wait
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 
