@@ -18,7 +18,7 @@ trap 'tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
 wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 
-plan 16
+plan 18
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -109,3 +109,11 @@ for level in "REPEATABLE READ" SERIALIZABLE; do
 	ok $? "$level is refused with 0A000"
 done
 echo "$OUT" | grep -q "HINT:  Call toygun.wait() in a READ COMMITTED transaction."; ok $? "with a hint"
+
+# 7. Error texts only for those who may read them, as in task_for().
+R6=$(run 6)
+q "UPDATE toygun.task SET last_error = 'secret detail' WHERE id = '$R6'; CREATE ROLE tg_w_public;
+   SELECT toygun.grant_type('thing', 'public', '{read}')" >/dev/null
+is "$(q "SET ROLE tg_w_public; SELECT state || ':' || coalesce(last_error, '-') FROM toygun.wait('$R6', '0 s')")" "hold:-" \
+	"a role reading through a grant to public gets the run without its last_error"
+is "$(q "SELECT last_error FROM toygun.wait('$R6', '0 s')")" "secret detail" "which its owner reads"
