@@ -6,26 +6,6 @@ SELECT plan(14);
 
 CREATE ROLE tg_w_reader;
 CREATE ROLE tg_w_none;
-CREATE FUNCTION pg_temp.as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('SET ROLE %I', role);
-    EXECUTE q;
-    RESET ROLE;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.as_role(text, text) TO PUBLIC;
-CREATE FUNCTION pg_temp.hint_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    h text;
-BEGIN
-    EXECUTE q;
-    RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
-    RETURN h;
-END $$;
 SELECT toygun.grant_type('dummy', 'tg_w_reader', '{read}');
 
 SELECT toygun.create_resource('dummy') AS r \gset
