@@ -18,10 +18,8 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "port/atomics.h"
@@ -31,9 +29,9 @@
 #include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-#include "utils/typcache.h"
 
 #include "toygun.h"
 
@@ -267,26 +265,18 @@ timeout_usec(Interval *timeout)
 static Datum
 without_last_error(Datum row)
 {
-	HeapTupleHeader td = DatumGetHeapTupleHeader(row);
-	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
-											  HeapTupleHeaderGetTypMod(td));
-	HeapTupleData tmp;
-	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
-	Datum		result;
-	int			i;
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1];
+	Datum		values[1];
+	bool		isnull;
 
-	tmp.t_len = HeapTupleHeaderGetDatumLength(td);
-	ItemPointerSetInvalid(&tmp.t_self);
-	tmp.t_tableOid = InvalidOid;
-	tmp.t_data = td;
-	heap_deform_tuple(&tmp, desc, values, nulls);
-	for (i = 0; i < desc->natts; i++)
-		if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), "last_error") == 0)
-			nulls[i] = true;
-	result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
-	ReleaseTupleDesc(desc);
-	return result;
+	argtypes[0] = toygun_type_oid("task");
+	values[0] = row;
+	toygun_run(toygun_plan(&plan,
+						   "SELECT pg_catalog.jsonb_populate_record($1, '{\"last_error\": null}')",
+						   1, argtypes),
+			   values, NULL, 1);
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 }
 
 /* The columns of a waiter's read of its run. */
