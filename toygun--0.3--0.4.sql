@@ -356,3 +356,9 @@ DROP POLICY readable ON toygun.schedule_start;
 CREATE POLICY readable ON toygun.schedule_start FOR SELECT
     USING (schedule_id OPERATOR(pg_catalog.=) ANY (((SELECT pg_catalog.array_agg(s.id) FROM ONLY toygun.schedule s
                                                       WHERE s.resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[])))::pg_catalog.int8[]));
+-- The run once its committed state is one of states, or at the timeout as
+-- it is then (issue 14): it sleeps until a commit that changed the run
+-- wakes it. Right read; READ COMMITTED only.
+CREATE FUNCTION toygun.wait(id uuid, timeout interval DEFAULT '30 s',
+                            states text[] DEFAULT '{__stop__,__panic__}') RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_wait' LANGUAGE C VOLATILE;

@@ -604,6 +604,10 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	bool		due_now = false;
 	const char *old_state = obj->nsteps > 0 ? obj->steps[0].from_state : obj->state;
 
+	/* for toygun.wait(): one atomic read while nobody waits */
+	if (obj->kind == TOYGUN_TASK)
+		toygun_waits_note(&obj->id);
+
 	/* When is it next due? */
 	if (is_inert(obj->state))
 		nulls[4] = 'n';

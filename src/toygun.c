@@ -1,7 +1,8 @@
 /*
  * toygun.c
  *		Module load: the settings, then each module's own init (its
- *		end-of-transaction work), and shared memory, the in-flight records
+ *		end-of-transaction work), and shared memory (the workers' and the
+ *		waiters'), the in-flight records
  *		and the launcher when preloaded.
  */
 #include "postgres.h"
@@ -166,8 +167,9 @@ _PG_init(void)
 	toygun_object_init();
 	toygun_store_init();
 	toygun_wake_init();
+	toygun_waits_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
 
-	/* Without preloading, everything but the background ticking works. */
+	/* Without preloading, everything but the background ticking and wait() works. */
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)
 		return;
 	toygun_shmem_init();

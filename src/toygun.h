@@ -189,6 +189,10 @@ extern void toygun_report_extension_missing(void);
 extern bool toygun_take_extension_missing(void);
 extern ToygunWorkerSlot *toygun_copy_slots(int *n);
 
+/* waits.c: toygun.wait(), and the saves and commits that wake its waiters */
+extern void toygun_waits_init(bool preloaded);
+extern void toygun_waits_note(pg_uuid_t *id);
+
 /* inflight.c: which run each worker slot is ticking, kept in a mapped file */
 typedef enum ToygunEnded
 {

@@ -48,3 +48,25 @@ $$;
 -- the number of history rows of an object
 CREATE FUNCTION pg_temp.steps(id uuid) RETURNS bigint LANGUAGE sql AS
     $$ SELECT count(*) FROM toygun.transition WHERE object_id = id $$;
+-- a statement run as a role: ok, or its SQLSTATE and message
+CREATE FUNCTION pg_temp.as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('SET ROLE %I', role);
+    EXECUTE q;
+    RESET ROLE;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ' ' || SQLERRM;
+END $$;
+GRANT EXECUTE ON FUNCTION pg_temp.as_role(text, text) TO PUBLIC;
+-- the hint of the error a statement raises, or NULL
+CREATE FUNCTION pg_temp.hint_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    h text;
+BEGIN
+    EXECUTE q;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+    RETURN h;
+END $$;

@@ -13,7 +13,7 @@ import { connect, fmtInt, memoryKb, percentile, progress, progressDone, sleep, w
 import { PgBossSystem } from "./pg-boss.mjs";
 import { Toygun } from "./toygun.mjs";
 
-const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7"];
+const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"];
 const SYSTEMS = { toygun: Toygun, "graphile-worker": GraphileWorker, "pg-boss": PgBossSystem };
 
 const { values: opts } = parseArgs({
@@ -31,14 +31,14 @@ for (const w of only) if (!WORKLOADS.includes(w)) fail(`unknown workload ${w} (k
 for (const s of systemNames) if (!SYSTEMS[s]) fail(`unknown system ${s} (known: ${Object.keys(SYSTEMS).join(", ")})`);
 
 // Sizes: N runs for W1 and W4, 0.3 N for W2, 10 N sleepers for W4, N runs of
-// ten states (10 N ticks) for W6; W3 is 500 starts, W7 200. The smoke size
-// is 500 of everything, 5,000 sleepers, a 5-second idle window and 50 W7
-// starts.
+// ten states (10 N ticks) for W6; W3 is 500 starts, W7 200, W8 200. The
+// smoke size is 500 of everything, 5,000 sleepers, a 5-second idle window,
+// 50 W7 starts and 20 W8 waits.
 const N = opts.smoke ? 500 : Number(opts.n ?? 100000);
 if (!(N >= 1)) fail("--n must be a positive number");
 const size = opts.smoke
-  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50 }
-  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N, w7: 200 };
+  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50, w8: 20 }
+  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N, w7: 200, w8: 200 };
 const TIMEOUT_MS = Number(opts.timeout) * 1000;
 const W3_WARMUP = 10;
 // W7: the slow tick's length, the fast starts made beside each one (at
@@ -51,6 +51,7 @@ const W7_WARMUP = 5;
 // a fast run slower than this waited for something: the slow tick, or the
 // idle worker's next look for due runs
 const W7_LATE_MS = 100;
+const W8_WARMUP = 5;
 
 function fail(message) {
   console.error(`bench: ${message}`);
@@ -314,6 +315,7 @@ async function main() {
   const toygun = systems.find((s) => s.name === "toygun");
   if (only.includes("W6") && toygun) await timed("W6", "toygun", () => memory(toygun, size.w6));
   if (only.includes("W7") && toygun) await timed("W7", "toygun", () => wakeLatency(toygun, size.w7));
+  if (only.includes("W8") && toygun) await timed("W8", "toygun", () => waitLatency(toygun, size.w8));
 
   for (const sys of systems) await sys.close();
 
@@ -343,6 +345,48 @@ function machine(server) {
     postgres: server,
     node: process.version,
   };
+}
+
+// W8 (toygun only): toygun.wait(). One client starts a run (committed
+// alone); a second waits with toygun.wait(id, states => '{hold}') until
+// its first tick leaves it in hold, an hour's stay. The second then calls
+// toygun.wait(id) and, once it sleeps on its latch (wait event Extension),
+// the first commits update_task(id, '{"go": true}') and retry_task(id) in
+// one statement: the run is due now, and its handler stops at once. From
+// that commit to wait()'s return, on the server's clock: the worker's wake,
+// its tick and commit, and the waiter's wake-up and read (it is woken
+// twice: by that commit, which leaves the run in hold, then by the tick's).
+// Then a wait() on the run, now stopped: what a wait on a finished run
+// costs.
+async function waitLatency(toygun, count) {
+  await quiesce();
+  const ms = [];
+  const done = [];
+  let slept = 0;
+  for (let seq = 0; seq < W8_WARMUP + count; seq++) {
+    const { run } = await toygun.waitStart(seq);
+    if ((await toygun.waitRun(run, "{hold}")).state !== "hold") throw new Error("W8: the run did not reach hold");
+    const waiting = toygun.waitRun(run);
+    waiting.catch(() => {});
+    await waitFor("W8: the waiter to sleep", () => toygun.waiterSleeping(), { timeoutMs: 10000, everyMs: 1 });
+    const xid = await toygun.waitGo(run);
+    const w = await waiting;
+    if (w.state !== "__stop__") throw new Error(`W8: wait() returned the run in state ${w.state}`);
+    const again = await toygun.waitRun(run);
+    if (seq >= W8_WARMUP) {
+      ms.push(await toygun.sinceCommit(xid, w.returned));
+      done.push(again.own_ms);
+      slept++;
+    }
+    // do not fall into step with any timer
+    await sleep(5 + Math.random() * 10);
+    if (seq % 50 === 0) progress(`bench: W8 wait toygun: ${seq} of ${W8_WARMUP + count}`);
+  }
+  const r = { count: slept, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms),
+              doneP50: percentile(done, 50), doneP99: percentile(done, 99) };
+  progressDone(`bench: W8 wait toygun: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms; on a stopped run p50 ${r.doneP50.toFixed(2)} ms`);
+  await toygun.vacuum();
+  return r;
 }
 
 // --- the report -----------------------------------------------------------
@@ -375,6 +419,8 @@ function note(r, all) {
       return r.note;
     case "W7":
       return `${r.count < r.asked ? `${r.count} of ${r.asked} asked for (late starts used up the slow ticks); ` : ""}max ${r.max.toFixed(2)} ms; ${r.late} over ${r.lateMs} ms (${r.lateFirst} of them a slow tick's first start); beside ${r.slowTicks} slow ticks of ${r.slowSeconds} s${r.outside ? `, ${r.outside} starts outside them not counted` : ""}; toygun only`;
+    case "W8":
+      return `max ${r.max.toFixed(2)} ms; a wait() on a stopped run p50 ${r.doneP50.toFixed(2)} ms, p99 ${r.doneP99.toFixed(2)} ms; toygun only`;
     case "W6":
       return `VmRSS ${r.beforeMb.toFixed(0)} MB before; growth: VmRSS ${r.vmRssMb.toFixed(1)} MB = shared buffers (RssShmem) ${r.rssShmemMb.toFixed(1)} MB + private (RssAnon) ${r.rssAnonMb.toFixed(2)} MB`;
     default:
@@ -392,7 +438,7 @@ function report(all, warmups, context) {
   lines.push("");
   const head = ["workload", "system", "count", "seconds", "per second", "p50 ms", "p99 ms", "toygun's lead", "note"];
   const rows = all.map((r) => [
-    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake" }[r.workload],
+    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake", W8: "W8 wait" }[r.workload],
     r.system,
     r.count === undefined ? "" : fmtInt(r.count),
     r.seconds === undefined ? "" : r.seconds.toFixed(2),
@@ -410,7 +456,7 @@ function report(all, warmups, context) {
   lines.push(`|${widths.map((w, i) => (right[i] ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`);
   for (const row of rows) lines.push(line(row));
   lines.push("");
-  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database; W7: fast runs timed.");
+  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database; W7: fast runs timed; W8: waits timed.");
   lines.push("toygun's lead: how many times better toygun's figure is (throughput toygun ÷ peer; W3 p50 and W5 peer ÷ toygun).");
   if (warmups.length > 0)
     lines.push(`W1 warm-up (the same drain, untimed, on fresh tables, before W1): ${warmups.map((w) => `${w.system} ${fmtInt(w.rate)}/s`).join(", ")}.`);
@@ -461,6 +507,9 @@ function targets(all, context) {
     check("W7 p99 <= 100 ms beside a busy worker", w7.p99 <= 100,
       `${w7.p99.toFixed(2)} ms (max ${w7.max.toFixed(2)} ms; ${w7.late} of ${w7.count} over ${w7.lateMs} ms)`);
   } else check("W7 wake latency beside a busy worker", null, "not measured");
+  const w8 = get("W8", "toygun");
+  if (w8) check("W8 p50 <= 1 ms from the commit to wait()'s return", w8.p50 <= 1, `${w8.p50.toFixed(2)} ms (p99 ${w8.p99.toFixed(2)} ms)`);
+  else check("W8 wait() latency", null, "not measured");
   return out;
 }
 

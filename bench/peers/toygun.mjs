@@ -196,6 +196,62 @@ export class Toygun {
     return rows;
   }
 
+  // W8: a run of w8 started in one statement, committed alone; its id and
+  // the id of its transaction. Its first tick leaves it in hold for an hour.
+  async waitStart(seq) {
+    const { rows } = await this.client.query(
+      `SELECT toygun.start_task(id, 'w8') AS run, pg_current_xact_id()::xid::text AS xid
+         FROM public.bench_resource WHERE i = $1`,
+      [1 + (seq % this.resources)],
+    );
+    return rows[0];
+  }
+
+  // W8: toygun.wait() from a second client (not awaited): the state it
+  // returns, how long it took itself and when it returned (server clock).
+  async waitRun(run, states = "{__stop__,__panic__}") {
+    if (!this.waiter) {
+      this.waiter = await connect(this.db);
+      this.waiterPid = (await this.waiter.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+    }
+    const { rows } = await this.waiter.query(
+      `SELECT w.state, clock_timestamp()::text AS returned,
+              (extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::float8 AS own_ms
+         FROM toygun.wait($1, '10 s', $2) w`,
+      [run, states],
+    );
+    return rows[0];
+  }
+
+  // W8: the waiter sleeps in wait() on its latch.
+  async waiterSleeping() {
+    const { rows } = await this.client.query(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'Extension'",
+      [this.waiterPid],
+    );
+    return rows[0].n > 0;
+  }
+
+  // W8: the run may stop, and is due now, in one statement committed alone;
+  // the id of its transaction.
+  async waitGo(run) {
+    const { rows } = await this.client.query(
+      `SELECT (toygun.update_task($1, '{"go": true}')).step AS updated, (toygun.retry_task($1)).step AS retried,
+              pg_current_xact_id()::xid::text AS xid`,
+      [run],
+    );
+    return rows[0].xid;
+  }
+
+  // Milliseconds from a transaction's commit to a time (server clock).
+  async sinceCommit(xid, at) {
+    const { rows } = await this.client.query(
+      "SELECT (extract(epoch FROM $2::timestamptz - pg_xact_commit_timestamp($1::xid)) * 1000)::float8 AS ms",
+      [xid, at],
+    );
+    return rows[0].ms;
+  }
+
   // W4: runs asleep for a year, written directly (a run in its declared
   // state with a far run_at, on a resource in its first state, without
   // history rows), which is what stay(wait => '1 year') leaves behind.
@@ -220,6 +276,7 @@ export class Toygun {
 
   async close() {
     await this.listener?.end();
+    await this.waiter?.end();
     await this.client?.end();
   }
 }

@@ -63,3 +63,9 @@ SELECT toygun.define_task('bench', 'w4', '{only}', 'public.bench_noop(toygun.tas
 SELECT toygun.define_task('bench', 'w6', '{s1,s2,s3,s4,s5,s6,s7,s8,s9,s10}', 'public.bench_ten(toygun.task)');
 SELECT toygun.define_task('bench', 'w7', '{only}', 'public.bench_wake(toygun.task)');
 SELECT toygun.define_task('bench', 'w7slow', '{only}', 'public.bench_slow(toygun.task)');
+-- W8: toygun.wait() on a run that holds an hour in its one state, and
+-- stops at once once its attrs say go.
+CREATE FUNCTION public.bench_hold(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
+    SELECT CASE WHEN t.attrs ? 'go' THEN toygun.stop() ELSE toygun.stay(NULL, '1 hour') END
+$$;
+SELECT toygun.define_task('bench', 'w8', '{hold}', 'public.bench_hold(toygun.task)');

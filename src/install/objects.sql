@@ -69,6 +69,13 @@ CREATE FUNCTION toygun.rewind_task(id uuid, n integer DEFAULT 1, reason text DEF
 CREATE FUNCTION toygun.retry_task(id uuid, reason text DEFAULT NULL) RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_retry_task' LANGUAGE C VOLATILE;
 
+-- The run once its committed state is one of states, or at the timeout as
+-- it is then (issue 14): it sleeps until a commit that changed the run
+-- wakes it. Right read; READ COMMITTED only.
+CREATE FUNCTION toygun.wait(id uuid, timeout interval DEFAULT '30 s',
+                            states text[] DEFAULT '{__stop__,__panic__}') RETURNS toygun.task
+    AS 'MODULE_PATHNAME', 'toygun_wait' LANGUAGE C VOLATILE;
+
 -- Attrs merged by hand, with no transition (null removes a field).
 CREATE FUNCTION toygun.update_task(id uuid, attrs jsonb, expected_step bigint DEFAULT NULL)
     RETURNS toygun.task

@@ -11,7 +11,7 @@ tg_init "$DIR" "shared_preload_libraries = ''" >/dev/null || bail "initdb failed
 tg_start "$DIR" || bail "server did not start"
 trap 'tg_stop "$DIR" immediate' EXIT
 
-plan 5
+plan 6
 
 OUT=$(tg_psql "$DIR" postgres -c "CREATE EXTENSION toygun" 2>&1)
 echo "$OUT" | grep -q "WARNING:  toygun is not in shared_preload_libraries, so no worker will tick runs"
@@ -33,3 +33,7 @@ echo "$ERR" | grep -q "ERROR:  toygun.worker_status() needs toygun in shared_pre
 ok $? "worker_status() fails clearly"
 echo "$ERR" | grep -q "HINT:  Add toygun to shared_preload_libraries in postgresql.conf and restart the server."
 ok $? "with a hint"
+
+ERR=$(tg_psql "$DIR" postgres -c "SELECT * FROM toygun.wait('00000000-0000-0000-0000-000000000001')" 2>&1)
+echo "$ERR" | grep -q "ERROR:  toygun.wait() needs toygun in shared_preload_libraries"
+ok $? "wait() fails clearly"

@@ -114,16 +114,6 @@ SELECT throws_ok($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_anoth
 SELECT throws_ok($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)', tick_timeout => '1 month')$$,
                  '22023', 'tick_timeout of task type "dummy.bad" must be between 1 ms and 2147483647 ms (about 24 days)',
                  'and one over about 24 days');
-CREATE FUNCTION pg_temp.hint_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    h text;
-BEGIN
-    EXECUTE q;
-    RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
-    RETURN h;
-END $$;
 SELECT is(pg_temp.hint_of($$SELECT toygun.define_task('dummy', 'bad', '{a}', 'dummy_another(toygun.task)',
                                                       retry_backoff => '2 hours')$$),
           'Give a value in that range, or leave retry_backoff out (NULL) to use toygun.retry_backoff.',

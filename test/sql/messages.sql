@@ -7,16 +7,6 @@ SELECT plan(16);
 CREATE ROLE tg_m_app;
 CREATE ROLE tg_m_ops;
 CREATE ROLE tg_m_none;
-CREATE FUNCTION pg_temp.as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('SET ROLE %I', role);
-    EXECUTE q;
-    RESET ROLE;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.as_role(text, text) TO PUBLIC;
 
 -- a run that waits an hour for messages, and keeps what it received
 CREATE FUNCTION public.m_waiter(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$

@@ -47,16 +47,6 @@ SELECT throws_ok(format($$SELECT toygun.rewind_task(%L)$$, toygun.start_task(:'r
                  'a run that has made no transition has nothing to rewind to');
 
 -- rights
-CREATE FUNCTION pg_temp.as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('SET ROLE %I', role);
-    EXECUTE q;
-    RESET ROLE;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.as_role(text, text) TO PUBLIC;
 SELECT alike(pg_temp.as_role('tg_p_app', format($$SELECT toygun.retry_task(%L)$$, :'t')),
              '42501 %right "operate"%', 'retry_task needs right operate');
 

@@ -14,15 +14,6 @@ CREATE ROLE tg_r_owner;
 CREATE ROLE tg_r_member IN ROLE tg_r_owner;
 
 -- What q does as role: 'ok', or the SQLSTATE and the message.
-CREATE FUNCTION pg_temp.as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('SET ROLE %I', role);
-    EXECUTE q;
-    RESET ROLE;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 -- The hint of the error q raises as role.
 CREATE FUNCTION pg_temp.hint_as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -45,7 +36,7 @@ BEGIN
     FOR l IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP RETURN NEXT l; END LOOP;
     RESET ROLE;
 END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.as_role(text, text), pg_temp.hint_as_role(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_temp.hint_as_role(text, text) TO PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- grant_type, revoke_type, type_grants

@@ -15,15 +15,6 @@ CREATE ROLE tg_k_starter;
 CREATE ROLE "Public";
 
 -- What q does as role: 'ok', or the SQLSTATE and the message.
-CREATE FUNCTION pg_temp.as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('SET ROLE %I', role);
-    EXECUTE q;
-    RESET ROLE;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
 -- The first column of the first row of q as role, as text.
 CREATE FUNCTION pg_temp.value_as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE

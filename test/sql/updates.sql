@@ -9,16 +9,6 @@ CREATE ROLE tg_u_ops;
 SELECT toygun.grant_type('dummy', 'tg_u_app', '{read,start}');
 SELECT toygun.grant_type('dummy', 'tg_u_ops', '{read,operate}');
 -- What q does as role: 'ok', or the SQLSTATE and the message.
-CREATE FUNCTION pg_temp.as_role(role text, q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('SET ROLE %I', role);
-    EXECUTE q;
-    RESET ROLE;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.as_role(text, text) TO PUBLIC;
 
 SELECT toygun.create_resource('dummy', '{"host": "a", "gone": null}') AS r \gset
 SELECT toygun.start_task(:'r', 'test', '{"size": 1, "note": null}') AS t \gset
