@@ -394,7 +394,9 @@ BEGIN
       ELSE 'ok' END;
     IF verdict = 'ok' AND v.kind <> 'panic' AND jsonb_typeof(v.attrs) = 'object' THEN
       FOR k IN SELECT jsonb_object_keys(v.attrs) LOOP
-        IF (CASE WHEN k = 'pw' THEN toygun.field(r, k) ELSE r.attrs->k END) IS DISTINCT FROM v.attrs->k THEN
+        -- a field set to JSON null is removed
+        IF (CASE WHEN k = 'pw' THEN toygun.field(r, k) ELSE r.attrs->k END)
+           IS DISTINCT FROM NULLIF(v.attrs->k, 'null'::jsonb) THEN
           verdict := 'attrs: field ' || k || ' differs';
         END IF;
       END LOOP;
