@@ -2,7 +2,7 @@
 -- unlucky operator, against wait, send/receive, children and the helpers.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(3);
+SELECT plan(6);
 
 -- A handler that waits for a run: on its own run it can never see a
 -- change (its tick holds it), and in a worker it would hold the batch and
@@ -22,5 +22,16 @@ SELECT alike(pg_temp.hint_of(format('SELECT toygun.tick_task(%L)', :'w')), '%toy
             'the hint says to stay instead');
 SELECT throws_ok(format('SELECT toygun.wait(%L, ''0 s'')', gen_random_uuid()), 'P0002', NULL,
                  'outside a tick, wait() is as before');
+
+-- Guards: a tenant without rights on another's type neither sends to its
+-- runs nor reads their messages.
+CREATE ROLE tg_aa_other;
+SELECT toygun.send(:'w', '{"secret": 1}') > 0 AS sent \gset
+SELECT matches(pg_temp.as_role('tg_aa_other', format($$SELECT toygun.send(%L, '"x"')$$, :'w')), '^42501 ',
+               'a role without operate cannot send to another type''s run');
+SELECT is(pg_temp.as_role('tg_aa_other', $q$DO $d$ BEGIN IF EXISTS (SELECT FROM toygun.message) THEN
+              RAISE EXCEPTION 'sees messages'; END IF; END $d$$q$), 'ok',
+          'nor read its messages');
+SELECT is((SELECT count(*) FROM toygun.message WHERE run_id = :'w'), 1::bigint, 'and stored none');
 SELECT * FROM finish();
 ROLLBACK;
