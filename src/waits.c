@@ -426,9 +426,23 @@ toygun_wait(PG_FUNCTION_ARGS)
 	char	  **states;
 	int			nstates;
 	TimestampTz deadline;
+	pg_uuid_t	ticking;
 	volatile Datum result = (Datum) 0;
 
 	toygun_require_preload("toygun.wait()");
+
+	/*
+	 * Not in a handler: its tick holds its run (and a worker's batch holds
+	 * every run it claimed) until the handler returns, and a worker's latch
+	 * is its wake-up, which the wait would take. Refused before anything is
+	 * read, whatever the id.
+	 */
+	if (toygun_in_worker || toygun_ticking_top(&ticking))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("toygun.wait() is called in a handler"),
+				 errdetail("A handler's tick holds its run, and a worker's batch every run it claimed, until the handler returns."),
+				 errhint("Return toygun.stay() with a wait instead: toygun.send() and a child's end make a waiting run due.")));
 	toygun_check_not_null(fcinfo, 0, "id");
 	toygun_check_not_null(fcinfo, 1, "timeout");
 	toygun_check_not_null(fcinfo, 2, "states");
