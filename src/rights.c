@@ -171,19 +171,26 @@ rights_array(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * Grants and revokes on a type are for roles with the privileges of its
- * owner; nobody holds a grant option. The grants of dropped roles on the
- * type are deleted on the way: they reach nobody, and their OID could be
- * given to a new role.
+ * The arguments grant_type() and revoke_type() share, resource_type and
+ * role (*grantee), checked, and the call begun. Grants and revokes on a
+ * type are for roles with the privileges of its owner; nobody holds a
+ * grant option. The grants of dropped roles on the type are deleted on the
+ * way: they reach nobody, and their OID could be given to a new role.
+ * Returns the type's name.
  */
-static ToygunDef *
-begin_grant(FunctionCallInfo fcinfo, ToygunCall *call, const char *type)
+static char *
+begin_grant(FunctionCallInfo fcinfo, ToygunCall *call, Oid *grantee)
 {
 	static SPIPlanPtr prune_plan = NULL;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	ToygunDef  *def;
+	char	   *type;
 
+	toygun_check_not_null(fcinfo, 0, "resource_type");
+	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
+	toygun_check_not_null(fcinfo, 1, "role");
+	*grantee = grantee_oid(PG_GETARG_TEXT_PP(1));
 	toygun_begin_call(call);
 	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	toygun_check_acting_for(def, call->caller);
@@ -195,7 +202,7 @@ begin_grant(FunctionCallInfo fcinfo, ToygunCall *call, const char *type)
 						   "                    WHERE r.oid = g.grantee::pg_catalog.oid)",
 						   1, argtypes),
 			   values, NULL, 0);
-	return def;
+	return type;
 }
 
 /* grant_type(resource_type, role, rights): idempotent. */
@@ -210,14 +217,9 @@ toygun_grant_type(PG_FUNCTION_ARGS)
 	Oid			argtypes[4] = {TEXTOID, OIDOID, TEXTARRAYOID, OIDOID};
 	Datum		values[4];
 
-	toygun_check_not_null(fcinfo, 0, "resource_type");
-	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
-	toygun_check_not_null(fcinfo, 1, "role");
 	toygun_check_not_null(fcinfo, 2, "rights");
 	rights = rights_array(fcinfo, 2);
-	grantee = grantee_oid(PG_GETARG_TEXT_PP(1));
-
-	(void) begin_grant(fcinfo, &call, type);
+	type = begin_grant(fcinfo, &call, &grantee);
 	values[0] = CStringGetTextDatum(type);
 	values[1] = ObjectIdGetDatum(grantee);
 	values[2] = rights;
@@ -246,13 +248,8 @@ toygun_revoke_type(PG_FUNCTION_ARGS)
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 
-	toygun_check_not_null(fcinfo, 0, "resource_type");
-	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
-	toygun_check_not_null(fcinfo, 1, "role");
 	rights = rights_array(fcinfo, 2);
-	grantee = grantee_oid(PG_GETARG_TEXT_PP(1));
-
-	(void) begin_grant(fcinfo, &call, type);
+	type = begin_grant(fcinfo, &call, &grantee);
 	values[0] = CStringGetTextDatum(type);
 	values[1] = ObjectIdGetDatum(grantee);
 	values[2] = rights;
