@@ -46,8 +46,13 @@
 #define BATCH_TIME_MS 100
 /* The fewest runs a batch claims (see claim_limit). */
 #define MIN_CLAIM 16
-/* How soon a worker looks again for a parent that was held when its child ended. */
+/*
+ * How soon a worker looks again for a parent that was held when its child
+ * ended: at first soon, then twice as late each time it is still held, up to
+ * the longest (a session that holds it for hours costs a query a few seconds).
+ */
 #define HELD_PARENT_SLEEP_MS 100
+#define HELD_PARENT_MAX_SLEEP_MS 5000
 /* After an error outside any tick (a cancel while claiming), wait this long. */
 #define ERROR_SLEEP_MS 1000
 /* A claim took a dead tick's run that another worker is charging: wait this long. */
@@ -56,6 +61,9 @@
 #define CHARGE_WAIT_MS 30000
 
 static int	my_slot;
+
+/* The next wait for a held parent (see HELD_PARENT_SLEEP_MS). */
+static long held_sleep_ms = HELD_PARENT_SLEEP_MS;
 
 /*
  * How many runs (and resources) the next batch claims: toygun.batch_size,
@@ -516,13 +524,20 @@ run_batch(long *sleep_ms, bool *full)
 	toygun_begin_work();
 	pgstat_report_activity(STATE_RUNNING, "claiming due runs");
 	held = toygun_sweep_children();
+	if (!held)
+		held_sleep_ms = HELD_PARENT_SLEEP_MS;
 	n = claim(TOYGUN_RESOURCE, limit, claimed, objs);
 	n += claim(TOYGUN_TASK, limit, claimed + n, objs + n);
 	*full = n >= limit;
 	if (n == 0)
 	{
+		*sleep_ms = next_due_ms();
 		/* a parent someone held when its child ended: look again soon */
-		*sleep_ms = held ? Min(next_due_ms(), HELD_PARENT_SLEEP_MS) : next_due_ms();
+		if (held)
+		{
+			*sleep_ms = Min(*sleep_ms, held_sleep_ms);
+			held_sleep_ms = Min(held_sleep_ms * 2, HELD_PARENT_MAX_SLEEP_MS);
+		}
 		toygun_end_work();
 		return 0;
 	}
