@@ -514,28 +514,17 @@ stop_children(ToygunObject *parent, ToygunCall *call, FunctionCallInfo fcinfo)
 {
 	static SPIPlanPtr children_plan = NULL;
 	Oid			idtype[1] = {UUIDOID};
-	Datum		values[1];
 	pg_uuid_t  *ids;
 	uint64		n,
 				i;
 	char	   *note;
 
 	check_stack_depth();
-	values[0] = UUIDPGetDatum(&parent->id);
-	toygun_run(toygun_plan(&children_plan,
-						   "SELECT id FROM ONLY toygun.resource"
-						   " WHERE parent_id = $1 AND state <> '__stop__' ORDER BY id",
-						   1, idtype),
-			   values, NULL, 0);
-	n = SPI_processed;
-	ids = palloc(sizeof(pg_uuid_t) * (n + 1));
-	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
+	ids = toygun_run_ids(toygun_plan(&children_plan,
+									 "SELECT id FROM ONLY toygun.resource"
+									 " WHERE parent_id = $1 AND state <> '__stop__' ORDER BY id",
+									 1, idtype),
+						 &parent->id, &n);
 	note = psprintf("stop_resource of parent %s", toygun_uuid_text(&parent->id));
 	for (i = 0; i < n; i++)
 	{
@@ -790,17 +779,11 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 		(void) toygun_tick(res, def);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
 	{
-		values[0] = UUIDPGetDatum(&res->id);
-		toygun_run(toygun_plan(&live_tasks_plan,
-							   "SELECT id FROM ONLY toygun.task WHERE resource_id = $1"
-							   "   AND state NOT IN ('__stop__', '__panic__') ORDER BY seq",
-							   1, idtype),
-				   values, NULL, 0);
-		ntasks = SPI_processed;
-		ids = palloc(sizeof(pg_uuid_t) * (ntasks + 1));
-		for (i = 0; i < ntasks; i++)
-			ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-												  SPI_tuptable->tupdesc, 1, &isnull));
+		ids = toygun_run_ids(toygun_plan(&live_tasks_plan,
+										 "SELECT id FROM ONLY toygun.task WHERE resource_id = $1"
+										 "   AND state NOT IN ('__stop__', '__panic__') ORDER BY seq",
+										 1, idtype),
+							 &res->id, &ntasks);
 		for (i = 0; i < ntasks; i++)
 		{
 			ToygunObject *task = NULL;

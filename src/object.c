@@ -90,16 +90,6 @@ copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 	return *isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
 }
 
-/* A text column as a C string, or NULL (no output function lookups). */
-static char *
-text_col(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
 /* Whether the last query found the object; an error if not, unless missing_ok. */
 static bool
 object_found(ToygunKind kind, pg_uuid_t *id, bool missing_ok)
@@ -113,35 +103,41 @@ object_found(ToygunKind kind, pg_uuid_t *id, bool missing_ok)
 	return false;
 }
 
-/* An object from a row of TASK_COLUMNS or RESOURCE_COLUMNS. */
+/* A text column as a C string, or NULL. */
+#define TEXT_OR_NULL(c) (nulls[(c) - 1] ? NULL : TextDatumGetCString(values[(c) - 1]))
+
+/*
+ * An object from a row of TASK_COLUMNS or RESOURCE_COLUMNS, deformed once
+ * (reading its columns one by one walks the row again for each).
+ */
 static ToygunObject *
 object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 {
 	ToygunObject *obj = palloc0(sizeof(ToygunObject));
-	bool		isnull;
+	Datum		values[NCOLUMNS];
+	bool		nulls[NCOLUMNS];
 
 	if (desc->natts != NCOLUMNS)
 		elog(ERROR, "an object read returned %d columns, not %d", desc->natts, NCOLUMNS);
+	heap_deform_tuple(tup, desc, values, nulls);
 	obj->kind = kind;
-	obj->row = copy_col(tup, desc, COL_ROW, &isnull);
-	obj->state = TextDatumGetCString(SPI_getbinval(tup, desc, COL_STATE, &isnull));
-	obj->attrs = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, COL_ATTRS, &isnull));
-	obj->step = DatumGetInt64(SPI_getbinval(tup, desc, COL_STEP, &isnull));
-	obj->attempts = DatumGetInt32(SPI_getbinval(tup, desc, COL_ATTEMPTS, &isnull));
-	obj->last_error = text_col(tup, desc, COL_LAST_ERROR);
-	obj->id = *DatumGetUUIDP(SPI_getbinval(tup, desc, COL_ID, &isnull));
+	obj->row = datumCopy(values[COL_ROW - 1], false, -1);
+	obj->state = TEXT_OR_NULL(COL_STATE);
+	obj->attrs = DatumGetJsonbPCopy(values[COL_ATTRS - 1]);
+	obj->step = DatumGetInt64(values[COL_STEP - 1]);
+	obj->attempts = DatumGetInt32(values[COL_ATTEMPTS - 1]);
+	obj->last_error = TEXT_OR_NULL(COL_LAST_ERROR);
+	obj->id = *DatumGetUUIDP(values[COL_ID - 1]);
 	if (kind == TOYGUN_TASK)
 	{
-		obj->resource_id = *DatumGetUUIDP(SPI_getbinval(tup, desc, COL_RESOURCE_ID, &isnull));
-		obj->name = text_col(tup, desc, COL_NAME);
-		obj->resource_state = text_col(tup, desc, COL_RESOURCE_STATE);
+		obj->resource_id = *DatumGetUUIDP(values[COL_RESOURCE_ID - 1]);
+		obj->name = TEXT_OR_NULL(COL_NAME);
+		obj->resource_state = TEXT_OR_NULL(COL_RESOURCE_STATE);
 	}
-	obj->type = text_col(tup, desc, COL_TYPE);
-	obj->due = DatumGetBool(SPI_getbinval(tup, desc, COL_DUE, &isnull)) && !isnull;
-	obj->tid = *((ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, COL_TID, &isnull)));
-	obj->due_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, COL_RUN_AT, &isnull));
-	if (isnull)
-		obj->due_at = DT_NOEND;
+	obj->type = TEXT_OR_NULL(COL_TYPE);
+	obj->due = !nulls[COL_DUE - 1] && DatumGetBool(values[COL_DUE - 1]);
+	obj->tid = *((ItemPointer) DatumGetPointer(values[COL_TID - 1]));
+	obj->due_at = nulls[COL_RUN_AT - 1] ? DT_NOEND : DatumGetTimestampTz(values[COL_RUN_AT - 1]);
 	/* a table rewritten after this moves the row: see toygun_store_update() */
 	obj->generation = toygun_store_generation();
 	/* a worker's own changes are its role's; a call by hand names its caller */
@@ -474,30 +470,65 @@ is_inert(const char *state)
 Datum
 toygun_object_row(ToygunObject *obj)
 {
+	/* where state, attrs and step are in each kind's row type, as last seen */
+	static struct
+	{
+		Oid			typid;
+		uint64		desc_id;	/* the type cache's, new with each change of the row type */
+		int			state,
+					attrs,
+					step;
+	}			cols[2];
 	HeapTupleHeader td = DatumGetHeapTupleHeader(obj->row);
-	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td),
-											  HeapTupleHeaderGetTypMod(td));
+	Oid			typid = HeapTupleHeaderGetTypeId(td);
+	TupleDesc	desc = lookup_rowtype_tupdesc(typid, HeapTupleHeaderGetTypMod(td));
+	uint64		desc_id = lookup_type_cache(typid, TYPECACHE_TUPDESC)->tupDesc_identifier;
 	HeapTupleData tmp;
 	HeapTuple	newtup;
 	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
 	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	int			k = obj->kind == TOYGUN_TASK ? 0 : 1;
 	int			i;
 
+	if (cols[k].typid != typid || cols[k].desc_id != desc_id)
+	{
+		cols[k].typid = InvalidOid;
+		cols[k].state = cols[k].attrs = cols[k].step = -1;
+		for (i = 0; i < desc->natts; i++)
+		{
+			const char *col = NameStr(TupleDescAttr(desc, i)->attname);
+
+			if (TupleDescAttr(desc, i)->attisdropped)
+				continue;
+			if (strcmp(col, "state") == 0)
+				cols[k].state = i;
+			else if (strcmp(col, "attrs") == 0)
+				cols[k].attrs = i;
+			else if (strcmp(col, "step") == 0)
+				cols[k].step = i;
+		}
+		cols[k].typid = typid;
+		cols[k].desc_id = desc_id;
+	}
 	tmp.t_len = HeapTupleHeaderGetDatumLength(td);
 	ItemPointerSetInvalid(&tmp.t_self);
 	tmp.t_tableOid = InvalidOid;
 	tmp.t_data = td;
 	heap_deform_tuple(&tmp, desc, values, nulls);
-	for (i = 0; i < desc->natts; i++)
+	if (cols[k].state >= 0)
 	{
-		const char *col = NameStr(TupleDescAttr(desc, i)->attname);
-
-		if (strcmp(col, "state") == 0)
-			values[i] = CStringGetTextDatum(obj->state);
-		else if (strcmp(col, "attrs") == 0)
-			values[i] = JsonbPGetDatum(obj->attrs);
-		else if (strcmp(col, "step") == 0)
-			values[i] = Int64GetDatum(obj->step + obj->nsteps);
+		values[cols[k].state] = CStringGetTextDatum(obj->state);
+		nulls[cols[k].state] = false;
+	}
+	if (cols[k].attrs >= 0)
+	{
+		values[cols[k].attrs] = JsonbPGetDatum(obj->attrs);
+		nulls[cols[k].attrs] = false;
+	}
+	if (cols[k].step >= 0)
+	{
+		values[cols[k].step] = Int64GetDatum(obj->step + obj->nsteps);
+		nulls[cols[k].step] = false;
 	}
 	newtup = heap_form_tuple(desc, values, nulls);
 	ReleaseTupleDesc(desc);

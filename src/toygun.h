@@ -309,6 +309,7 @@ extern void toygun_check_right(ToygunDef *def, Oid caller, ToygunRight right);
 /* util.c: plans, a worker's unit of work, checks and conversions */
 extern SPIPlanPtr toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern int	toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count);
+extern pg_uuid_t *toygun_run_ids(SPIPlanPtr plan, pg_uuid_t *arg, uint64 *n);
 extern void toygun_begin_work(void);
 extern void toygun_end_work(void);
 

@@ -57,6 +57,31 @@ toygun_run(SPIPlanPtr plan, Datum *values, const char *nulls, long count)
 	return rc;
 }
 
+/*
+ * Run a plan of one uuid argument that returns ids (first column, never
+ * NULL): the ids, palloc'd, and how many in *n.
+ */
+pg_uuid_t *
+toygun_run_ids(SPIPlanPtr plan, pg_uuid_t *arg, uint64 *n)
+{
+	Datum		values[1];
+	pg_uuid_t  *ids;
+	uint64		i;
+
+	values[0] = UUIDPGetDatum(arg);
+	toygun_run(plan, values, NULL, 0);
+	*n = SPI_processed;
+	ids = palloc(sizeof(pg_uuid_t) * (*n + 1));
+	for (i = 0; i < *n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return ids;
+}
+
 /* Argument argno must not be NULL. */
 void
 toygun_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
