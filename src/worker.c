@@ -175,14 +175,17 @@ release_slot(int code, Datum arg)
  * Where the claims of each kind start in the index on run_at. Rows already
  * ticked leave dead entries at its low end until they are vacuumed; while a
  * worker keeps finding full batches it starts each claim at the run_at of
- * the previous claim's first row instead of walking over them again. A row
- * that became visible late with an older run_at (its transaction committed
- * long after setting it) is found when the floor is dropped: after a claim
- * that was not full, and at least every CLAIM_FLOOR_MS.
+ * the previous claim's first row instead of walking over them again, or of
+ * its last row once the batch ticked every row it claimed and committed. A
+ * row that became visible late with an older run_at (its transaction
+ * committed long after setting it), or that another session held locked
+ * while it was passed over, is found when the floor is dropped: after a
+ * claim that was not full, and at least every CLAIM_FLOOR_MS.
  */
 #define CLAIM_FLOOR_MS 1000
 static TimestampTz claim_floor[2] = {DT_NOBEGIN, DT_NOBEGIN};
 static TimestampTz claim_floor_since[2];
+static TimestampTz claim_last[2] = {DT_NOBEGIN, DT_NOBEGIN};
 
 /* Claim up to n due objects of one kind, oldest due first, from the claim floor on. */
 static int
@@ -202,6 +205,7 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 		out[i].id = objs[i]->id;
 		out[i].error = NULL;
 	}
+	claim_last[kind] = DT_NOBEGIN;
 	if (got == 0 || got < n)
 		claim_floor[kind] = DT_NOBEGIN;
 	else
@@ -209,8 +213,20 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 		if (claim_floor[kind] == DT_NOBEGIN)
 			claim_floor_since[kind] = now;
 		claim_floor[kind] = objs[0]->due_at;
+		claim_last[kind] = objs[got - 1]->due_at;
 	}
 	return got;
+}
+
+/* The batch ticked every row it claimed, and committed: claim after them next. */
+static void
+claimed_all_ticked(void)
+{
+	int			kind;
+
+	for (kind = 0; kind < 2; kind++)
+		if (claim_last[kind] != DT_NOBEGIN && claim_floor[kind] != DT_NOBEGIN)
+			claim_floor[kind] = claim_last[kind];
 }
 
 /* How long until the earliest run_at: how long an idle worker sleeps. */
@@ -561,7 +577,11 @@ run_batch(long *sleep_ms, bool *full)
 		ticked = n - failures;
 	}
 	else
+	{
 		claim_limit = ticked < n ? Max(MIN_CLAIM, 2 * ticked) : Min(toygun_batch_size, 2 * limit);
+		if (ticked == n)
+			claimed_all_ticked();
+	}
 	toygun_count_batch(my_slot, ticked, failures);
 	return n;
 }
