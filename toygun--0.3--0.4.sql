@@ -362,3 +362,39 @@ CREATE POLICY readable ON toygun.schedule_start FOR SELECT
 CREATE FUNCTION toygun.wait(id uuid, timeout interval DEFAULT '30 s',
                             states text[] DEFAULT '{__stop__,__panic__}') RETURNS toygun.task
     AS 'MODULE_PATHNAME', 'toygun_wait' LANGUAGE C VOLATILE;
+-- Start and stop hooks, stop states (issue 15): a task type's should_start
+-- and should_stop (qualified signatures, like handler) and stop_state, a
+-- resource type's stop_state; the resources a periodic start's should_start
+-- declined. The new arguments change both signatures.
+ALTER TABLE toygun.resource_type ADD COLUMN stop_state text;
+ALTER TABLE toygun.task_type ADD COLUMN should_start text, ADD COLUMN should_stop text,
+    ADD COLUMN stop_state text;
+ALTER TABLE toygun.schedule ADD COLUMN last_declined bigint NOT NULL DEFAULT 0;
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole, text);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL,
+    stop_state text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole,
+                                 integer, interval, interval);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

@@ -171,55 +171,70 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 }
 
 /*
- * start_task(resource, name, args): a new run in __new__ with attrs = args,
- * or the live run, unchanged, if there is one.
+ * The live run of a task on a resource, or NULL. With error_if_live, one is
+ * an error (23505).
  */
-Datum
-toygun_start_task(PG_FUNCTION_ARGS)
+static pg_uuid_t *
+live_run(pg_uuid_t *resource, const char *name, bool error_if_live)
 {
-	ToygunCall	call;
+	Oid			live_types[2] = {UUIDOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+	char	   *state;
+	pg_uuid_t  *id;
+
+	values[0] = UUIDPGetDatum(resource);
+	values[1] = CStringGetTextDatum(name);
+	toygun_run(toygun_plan(&live_run_plan,
+						   "SELECT id, state FROM ONLY toygun.task"
+						   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__'",
+						   2, live_types),
+			   values, NULL, 1);
+	if (SPI_processed == 0)
+		return NULL;
+	state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	id = SPI_palloc(sizeof(pg_uuid_t));
+	*id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (error_if_live)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNIQUE_VIOLATION),
+				 errmsg("task \"%s\" of resource %s already has a live run, %s",
+						name, toygun_uuid_text(resource), toygun_uuid_text(id)),
+				 errdetail("It is in state \"%s\"%s.", state,
+						   strcmp(state, TOYGUN_PANIC) == 0 ? " (panicked: it needs a person)" : ""),
+				 errhint("Wait for it to stop, or stop it with toygun.stop_task(), then start again.")));
+	return id;
+}
+
+/*
+ * Start task name on resource with args, acting for caller (the user of
+ * start_task, the maker of a periodic start or of a trigger), inside a
+ * toygun call: the caller's right start and the task type owner's
+ * privileges are checked first, without a lock; then the resource is locked
+ * FOR SHARE and must be live. A live run is returned as it is (*id;
+ * TOYGUN_START_FOUND_LIVE), or with error_if_live refused (23505). Else the
+ * task type's should_start, if it has one, is asked: no (false or NULL)
+ * starts nothing (TOYGUN_START_DECLINED, *id NULL; with notice, a NOTICE
+ * says so); an error is the caller's. Else a new run in __new__ with
+ * attrs = args (TOYGUN_STARTED).
+ */
+ToygunStarted
+toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
+				 bool error_if_live, bool notice, pg_uuid_t **id)
+{
 	ToygunDef  *def;
 	ToygunDef  *rtype;
-	pg_uuid_t  *resource = NULL;
-	char	   *name;
-	Jsonb	   *args;
 	char	   *type;
 	char	   *rstate;
-	pg_uuid_t  *id = NULL;
 	Oid			idtype[1] = {UUIDOID};
-	Oid			live_types[2] = {UUIDOID, TEXTOID};
 	Oid			insert_types[6] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID};
 	Datum		values[6];
 	char		insert_nulls[6] = {' ', ' ', ' ', ' ', ' ', 'n'};
 	pg_uuid_t	parent;
 	bool		has_parent_run;
 	int			attempt;
-	bool		error_if_live = false;
 
-	toygun_check_not_null(fcinfo, 0, "resource");
-	resource = PG_GETARG_UUID_P(0);
-	toygun_check_not_null(fcinfo, 1, "name");
-	name = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
-	toygun_check_not_null(fcinfo, 2, "args");
-	args = PG_GETARG_JSONB_P(2);
-	toygun_check_object_attrs("args", args);
-	/* if_live: what a start that finds a live run does (older install scripts: return it) */
-	if (PG_NARGS() > 3)
-	{
-		char	   *if_live;
-
-		toygun_check_not_null(fcinfo, 3, "if_live");
-		if_live = text_to_cstring(PG_GETARG_TEXT_PP(3));
-		if (strcmp(if_live, "error") == 0)
-			error_if_live = true;
-		else if (strcmp(if_live, "return") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("if_live must be 'return' or 'error', not '%s'", if_live),
-					 errhint("'return' returns the live run and ignores args; 'error' raises 23505.")));
-	}
-
-	toygun_begin_call(&call);
+	*id = NULL;
 
 	/*
 	 * Privileges first, without a lock: the task type's, and its owner's
@@ -231,7 +246,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
 	def = toygun_find_def(TOYGUN_TASK, rtype->resource_type, name, false);
-	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
+	toygun_check_right(def, caller, TOYGUN_RIGHT_START);
 	toygun_check_task_owner(rtype, toygun_def_label(def), def->owner);
 
 	/*
@@ -240,7 +255,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	 */
 	values[0] = UUIDPGetDatum(resource);
 	toygun_run(toygun_plan(&resource_for_start_plan,
-						   "SELECT type, state FROM ONLY toygun.resource WHERE id = $1 FOR SHARE",
+						   "SELECT type, state, r FROM ONLY toygun.resource r WHERE id = $1 FOR SHARE",
 						   1, idtype),
 			   values, NULL, 1);
 	if (SPI_processed == 0)
@@ -256,6 +271,31 @@ toygun_start_task(PG_FUNCTION_ARGS)
 				 errdetail("Tasks cannot start on a stopped resource.")));
 	args = toygun_start_args(def, args);
 
+	/*
+	 * should_start is asked only when a run would start: a live run is
+	 * returned (or refused) without asking. A run that becomes live
+	 * meanwhile is found by the insert below.
+	 */
+	if (def->should_start != NULL)
+	{
+		bool		isnull;
+		Datum		row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+														  3, &isnull), false, -1);
+
+		*id = live_run(resource, name, error_if_live);
+		if (*id != NULL)
+			return TOYGUN_START_FOUND_LIVE;
+		if (!toygun_should_start(def, row, resource, args))
+		{
+			if (notice)
+				ereport(NOTICE,
+						(errmsg("%s was not started on resource %s: its should_start hook declined",
+								toygun_def_label(def), toygun_uuid_text(resource)),
+						 errdetail("should_start %s returned false or NULL.", def->should_start)));
+			return TOYGUN_START_DECLINED;
+		}
+	}
+
 	/* started by a run's handler: the run waits for it (it is woken when this one ends) */
 	has_parent_run = toygun_has_column("task", "parent_run");
 	if (has_parent_run && toygun_ticking_top(&parent) && toygun_is_task(&parent))
@@ -268,7 +308,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	 * Insert, or find the live run. If the live run we collided with stops
 	 * before we can read it, insert again.
 	 */
-	for (attempt = 0; id == NULL; attempt++)
+	for (attempt = 0;; attempt++)
 	{
 		pg_uuid_t  *new_id = toygun_new_uuid();
 
@@ -302,37 +342,60 @@ toygun_start_task(PG_FUNCTION_ARGS)
 					   values, insert_nulls, 0);
 		if (SPI_processed > 0)
 		{
-			id = SPI_palloc(sizeof(pg_uuid_t));
-			*id = *new_id;
+			*id = SPI_palloc(sizeof(pg_uuid_t));
+			**id = *new_id;
 			toygun_wake_at_commit();
-			break;
+			return TOYGUN_STARTED;
 		}
-		values[0] = UUIDPGetDatum(resource);
-		values[1] = CStringGetTextDatum(name);
-		toygun_run(toygun_plan(&live_run_plan,
-							   "SELECT id, state FROM ONLY toygun.task"
-							   " WHERE resource_id = $1 AND name = $2 AND state <> '__stop__'",
-							   2, live_types),
-				   values, NULL, 1);
-		if (SPI_processed > 0)
-		{
-			bool		isnull;
-			char	   *state = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-
-			id = SPI_palloc(sizeof(pg_uuid_t));
-			*id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-			if (error_if_live)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNIQUE_VIOLATION),
-						 errmsg("task \"%s\" of resource %s already has a live run, %s",
-								name, toygun_uuid_text(resource), toygun_uuid_text(id)),
-						 errdetail("It is in state \"%s\"%s.", state,
-								   strcmp(state, TOYGUN_PANIC) == 0 ? " (panicked: it needs a person)" : ""),
-						 errhint("Wait for it to stop, or stop it with toygun.stop_task(), then start again.")));
-		}
+		*id = live_run(resource, name, error_if_live);
+		if (*id != NULL)
+			return TOYGUN_START_FOUND_LIVE;
 	}
+}
+
+/*
+ * start_task(resource, name, args, if_live): a new run in __new__ with
+ * attrs = args, or the live run, unchanged, if there is one; NULL, with a
+ * NOTICE, when the task type's should_start declines.
+ */
+Datum
+toygun_start_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	pg_uuid_t  *resource;
+	char	   *name;
+	Jsonb	   *args;
+	pg_uuid_t  *id;
+	bool		error_if_live = false;
+
+	toygun_check_not_null(fcinfo, 0, "resource");
+	resource = PG_GETARG_UUID_P(0);
+	toygun_check_not_null(fcinfo, 1, "name");
+	name = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
+	toygun_check_not_null(fcinfo, 2, "args");
+	args = PG_GETARG_JSONB_P(2);
+	toygun_check_object_attrs("args", args);
+	/* if_live: what a start that finds a live run does (older install scripts: return it) */
+	if (PG_NARGS() > 3)
+	{
+		char	   *if_live;
+
+		toygun_check_not_null(fcinfo, 3, "if_live");
+		if_live = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		if (strcmp(if_live, "error") == 0)
+			error_if_live = true;
+		else if (strcmp(if_live, "return") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("if_live must be 'return' or 'error', not '%s'", if_live),
+					 errhint("'return' returns the live run and ignores args; 'error' raises 23505.")));
+	}
+
+	toygun_begin_call(&call);
+	(void) toygun_start_run(resource, name, args, call.caller, error_if_live, true, &id);
 	toygun_end_call(&call);
+	if (id == NULL)
+		PG_RETURN_NULL();
 	PG_RETURN_UUID_P(id);
 }
 
@@ -475,6 +538,21 @@ toygun_update_resource(PG_FUNCTION_ARGS)
 	return update_by_hand(TOYGUN_RESOURCE, fcinfo);
 }
 
+/*
+ * Where a stop by hand moves a live object: into its type's stop_state,
+ * whose handler then stops it; to __stop__ on the spot when the type has
+ * none, when the object is in it already (a second stop is the force), or
+ * when it is panicked (nothing would run its stop_state).
+ */
+static const char *
+stop_target(ToygunObject *obj, ToygunDef *def)
+{
+	if (def->stop_state != NULL && !toygun_in_stop_state(obj, def) &&
+		strcmp(obj->state, TOYGUN_PANIC) != 0)
+		return def->stop_state;
+	return TOYGUN_STOP;
+}
+
 /* stop: idempotent; a stopped object is returned unchanged. */
 static Datum
 stop_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
@@ -490,7 +568,7 @@ stop_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 		row = return_row(obj->row);
 	else
 	{
-		toygun_transition(obj, def, TOYGUN_STOP, NULL, note);
+		toygun_transition(obj, def, stop_target(obj, def), NULL, note);
 		row = save_manual(obj, def, fcinfo, 1);
 	}
 	toygun_end_call(&call);
@@ -555,6 +633,54 @@ stop_children(ToygunObject *parent, ToygunCall *call, FunctionCallInfo fcinfo)
 }
 
 /*
+ * A resource being stopped moves its live runs whose task type has a
+ * stop_state into it (each locked in id order after the resource, note
+ * stop_resource, the reason of the call): they stop through their handler,
+ * and their resource's stop does not park them. Runs panicked or in their
+ * stop_state already are left as they are. Rights are the resource type's,
+ * which the caller has.
+ */
+static void
+runs_to_stop_states(ToygunObject *res, ToygunCall *call, FunctionCallInfo fcinfo)
+{
+	static SPIPlanPtr runs_plan = NULL;
+	Oid			idtype[1] = {UUIDOID};
+	pg_uuid_t  *ids;
+	uint64		n,
+				i;
+
+	/* the SQL of 0.3, before ALTER EXTENSION UPDATE: no stop states */
+	if (!toygun_has_column("task_type", "stop_state"))
+		return;
+	ids = toygun_run_ids(toygun_plan(&runs_plan,
+									 "SELECT t.id FROM ONLY toygun.task t"
+									 "  JOIN ONLY toygun.task_type d"
+									 "    ON d.resource_type = t.resource_type AND d.name = t.name"
+									 " WHERE t.resource_id = $1 AND t.state NOT IN ('__stop__', '__panic__')"
+									 "   AND d.stop_state IS NOT NULL AND t.state <> d.stop_state"
+									 " ORDER BY t.id",
+									 1, idtype),
+						 &res->id, &n);
+	for (i = 0; i < n; i++)
+	{
+		ToygunDef  *def;
+		ToygunObject *run;
+
+		def = toygun_def_for_caller(TOYGUN_TASK, &ids[i], InvalidOid, TOYGUN_RIGHT_OPERATE, true);
+		if (def == NULL || def->stop_state == NULL)
+			continue;
+		run = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
+		/* gone, or moved by another transaction since it was listed */
+		if (run == NULL || strcmp(stop_target(run, def), def->stop_state) != 0 ||
+			strcmp(run->state, TOYGUN_STOP) == 0)
+			continue;
+		run->actor = call->caller;
+		toygun_transition(run, def, def->stop_state, NULL, "stop_resource");
+		(void) save_manual(run, def, fcinfo, 1);
+	}
+}
+
+/*
  * stop_resource(id, reason, cascade): stops its live children first (with
  * cascade, the default), or refuses while it has any.
  */
@@ -607,7 +733,8 @@ toygun_stop_resource(PG_FUNCTION_ARGS)
 						 errdetail("With cascade => false, a resource stops only once its children are stopped."),
 						 errhint("Stop the children first, or call toygun.stop_resource() with cascade => true.")));
 		}
-		toygun_transition(obj, def, TOYGUN_STOP, NULL, "stop_resource");
+		runs_to_stop_states(obj, &call, fcinfo);
+		toygun_transition(obj, def, stop_target(obj, def), NULL, "stop_resource");
 		row = save_manual(obj, def, fcinfo, 1);
 	}
 	toygun_end_call(&call);
@@ -623,7 +750,8 @@ tick_task_by_hand(ToygunObject *obj, ToygunDef *def)
 {
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		return obj->row;
-	if (strcmp(obj->resource_state, TOYGUN_STOP) == 0)
+	/* a run in its stop_state is ticked on until it stops */
+	if (strcmp(obj->resource_state, TOYGUN_STOP) == 0 && !toygun_in_stop_state(obj, def))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("resource %s of task %s is stopped",

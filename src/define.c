@@ -89,6 +89,15 @@ check_states(FunctionCallInfo fcinfo, int argno, int *n)
 	for (i = 0; i < *n; i++)
 	{
 		(void) toygun_check_name("state name", cstring_to_text(states[i]));
+		/* __new__ declared first: the handler runs in it (a first tick that prepares) */
+		if (i == 0 && strcmp(states[i], TOYGUN_NEW) == 0 && *n > 1)
+			continue;
+		if (strcmp(states[i], TOYGUN_NEW) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_RESERVED_NAME),
+					 errmsg("state \"%s\" may only be declared first, and before another state", states[i]),
+					 errdetail("Declared first, it is where the handler runs a new object's first tick."),
+					 errhint("Move \"%s\" to the head of the states, or leave it out.", states[i])));
 		if (strncmp(states[i], "__", 2) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_RESERVED_NAME),
@@ -196,12 +205,69 @@ check_retry_policy(FunctionCallInfo fcinfo, int argno, const char *label, RetryP
 }
 
 /*
- * Why fn cannot be a handler taking toygun.<rowtype>, as a detail sentence,
- * or NULL if it can: a plain function of one argument, the object's row
- * type, returning toygun.next, in a schema that outlives the session.
+ * The signature a handler or a hook must have: what it takes and returns,
+ * as OIDs and as words for the messages.
+ */
+typedef struct Shape
+{
+	const char *noun;			/* "handler", "should_start hook" */
+	int			nargs;
+	Oid			args[2];
+	Oid			ret;
+	const char *takes;
+	const char *args_words;		/* "toygun.task" */
+	const char *returns;
+	const char *declare;		/* a CREATE FUNCTION that fits */
+} Shape;
+
+/* The shape of a handler of rowtype's objects, or of hook should_start or should_stop. */
+static void
+shape_of(const char *what, Shape *s)
+{
+	memset(s, 0, sizeof(Shape));
+	if (strcmp(what, "should_start") == 0)
+	{
+		s->noun = "should_start hook";
+		s->nargs = 2;
+		s->args[0] = toygun_type_oid("resource");
+		s->args[1] = JSONBOID;
+		s->ret = BOOLOID;
+		s->takes = "two arguments, of types toygun.resource and jsonb";
+		s->args_words = "toygun.resource and jsonb";
+		s->returns = "boolean";
+		s->declare = "CREATE FUNCTION f(r toygun.resource, args jsonb) RETURNS boolean";
+	}
+	else if (strcmp(what, "should_stop") == 0)
+	{
+		s->noun = "should_stop hook";
+		s->nargs = 1;
+		s->args[0] = toygun_type_oid("task");
+		s->ret = BOOLOID;
+		s->takes = "one argument of type toygun.task";
+		s->args_words = "toygun.task";
+		s->returns = "boolean";
+		s->declare = "CREATE FUNCTION f(t toygun.task) RETURNS boolean";
+	}
+	else
+	{
+		s->noun = "handler";
+		s->nargs = 1;
+		s->args[0] = toygun_type_oid(what);
+		s->ret = toygun_type_oid("next");
+		s->takes = psprintf("one argument of type toygun.%s", what);
+		s->args_words = psprintf("toygun.%s", what);
+		s->returns = "toygun.next";
+		s->declare = psprintf("CREATE FUNCTION f(o toygun.%s) RETURNS toygun.next", what);
+	}
+}
+
+/*
+ * Why fn does not have the shape, as a detail sentence, or NULL if it has
+ * it: a plain function of the shape's arguments returning its type, in a
+ * schema that outlives the session.
  */
 static const char *
-handler_shape_problem(Oid fn, const char *rowtype)
+shape_problem(Oid fn, Shape *s)
 {
 	HeapTuple	tup;
 	Form_pg_proc proc;
@@ -211,16 +277,17 @@ handler_shape_problem(Oid fn, const char *rowtype)
 	if (!HeapTupleIsValid(tup))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler function with OID %u does not exist", fn)));
+				 errmsg("%s function with OID %u does not exist", s->noun, fn)));
 	proc = (Form_pg_proc) GETSTRUCT(tup);
 	if (proc->prokind != PROKIND_FUNCTION)
 		problem = "It is not a plain function.";
 	else if (proc->proretset)
 		problem = "It returns a set.";
-	else if (proc->pronargs != 1 || proc->proargtypes.values[0] != toygun_type_oid(rowtype))
-		problem = psprintf("It does not take one argument of type toygun.%s.", rowtype);
-	else if (proc->prorettype != toygun_type_oid("next"))
-		problem = "It does not return toygun.next.";
+	else if (proc->pronargs != s->nargs ||
+			 memcmp(proc->proargtypes.values, s->args, sizeof(Oid) * s->nargs) != 0)
+		problem = psprintf("It does not take %s.", s->takes);
+	else if (proc->prorettype != s->ret)
+		problem = psprintf("It does not return %s.", s->returns);
 	else if (isAnyTempNamespace(proc->pronamespace))
 		problem = "It is a temporary function: it would be gone at the end of the session, and another session's function of the same name would take its place.";
 	ReleaseSysCache(tup);
@@ -228,30 +295,51 @@ handler_shape_problem(Oid fn, const char *rowtype)
 }
 
 /*
- * A handler is a plain function of one argument, the object's row type,
- * returning toygun.next, that the type's owner-to-be may execute. Returns
- * its schema-qualified signature, which is what we store.
+ * A handler (what: the row type, "task" or "resource") or hook (what:
+ * "should_start", "should_stop") has its shape, and the type's owner-to-be
+ * may execute it. Returns its schema-qualified signature, which is what we
+ * store.
  */
 static char *
-check_handler(Oid fn, const char *rowtype, Oid owner)
+check_function(Oid fn, const char *what, Oid owner)
 {
-	const char *problem = handler_shape_problem(fn, rowtype);
+	Shape		s;
+	const char *problem;
 
+	shape_of(what, &s);
+	problem = shape_problem(fn, &s);
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("handler %s must be a function taking toygun.%s and returning toygun.next",
-						format_procedure(fn), rowtype),
+				 errmsg("%s %s must be a function taking %s and returning %s",
+						s.noun, format_procedure(fn), s.args_words, s.returns),
 				 errdetail_internal("%s", problem),
-				 errhint("Declare it as CREATE FUNCTION f(o toygun.%s) RETURNS toygun.next.",
-						 rowtype)));
+				 errhint("Declare it as %s.", s.declare)));
 	if (pg_proc_aclcheck(fn, owner, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for handler %s", format_procedure(fn)),
-				 errdetail("The handler runs as the type's owner, role \"%s\", which must be allowed to execute it.",
-						   toygun_role_name(owner))));
+				 errmsg("permission denied for %s %s", s.noun, format_procedure(fn)),
+				 errdetail("The %s runs as the type's owner, role \"%s\", which must be allowed to execute it.",
+						   s.noun, toygun_role_name(owner))));
 	return format_procedure_qualified(fn);
+}
+
+/* A stop_state is one of the type's declared states (not __new__), or NULL. */
+static char *
+check_stop_state(FunctionCallInfo fcinfo, int argno, const char *label, char **states, int nstates)
+{
+	char	   *stop_state;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return NULL;
+	stop_state = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (strcmp(stop_state, TOYGUN_NEW) == 0 || !toygun_in_list(stop_state, states, nstates))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stop_state \"%s\" of %s is not one of its states", stop_state, label),
+				 errdetail("A first stop moves it into its stop_state, whose handler then stops it."),
+				 errhint("Name one of the states it declares (not __new__), or leave stop_state out (NULL) to stop at once.")));
+	return stop_state;
 }
 
 /* The search_path handlers of a type defined now will run with. */
@@ -391,6 +479,15 @@ cache_string(HeapTuple tup, TupleDesc desc, int col)
 	return v ? MemoryContextStrdup(def_cache_cxt, v) : NULL;
 }
 
+/* A text column read by name, NULL if the table has none (an older install's). */
+static char *
+cache_column(HeapTuple tup, TupleDesc desc, const char *name)
+{
+	int			col = SPI_fnumber(desc, name);
+
+	return col > 0 ? cache_string(tup, desc, col) : NULL;
+}
+
 /* A task type's retry policy, from the columns of its row that exist. */
 static void
 read_retry_policy(ToygunDef *def, HeapTuple tup, TupleDesc desc)
@@ -450,7 +547,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	{
 		Oid			argtypes[1] = {TEXTOID};
 
-		/* d.* for parent_type, read by column name: 0.3's table has none */
+		/* d.* for parent_type and stop_state, read by column name: 0.3's table has none */
 		plan = toygun_plan(&find_resource_type_plan,
 						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path, d.*"
 						   "  FROM ONLY toygun.resource_type d WHERE d.name = $1",
@@ -462,9 +559,9 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 
 		values[1] = CStringGetTextDatum(name);
 		/*
-		 * d.* for the retry policy, read by column name: the SQL of 0.3
-		 * runs on this library until ALTER EXTENSION UPDATE, and its
-		 * task_type has no such columns.
+		 * d.* for the retry policy, hooks and stop_state, read by column
+		 * name: the SQL of 0.3 runs on this library until ALTER EXTENSION
+		 * UPDATE, and its task_type has no such columns.
 		 */
 		plan = toygun_plan(&find_task_type_plan,
 						   "SELECT states, handler, fields, encrypted_fields, owner::pg_catalog.oid, search_path, d.*"
@@ -506,9 +603,14 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	def->retry_backoff_ms = -1;
 	def->tick_timeout_ms = 0;
 	if (kind == TOYGUN_TASK)
+	{
 		read_retry_policy(def, tup, desc);
-	else if (SPI_fnumber(desc, "parent_type") > 0)
-		def->parent_type = cache_string(tup, desc, SPI_fnumber(desc, "parent_type"));
+		def->should_start = cache_column(tup, desc, "should_start");
+		def->should_stop = cache_column(tup, desc, "should_stop");
+	}
+	else
+		def->parent_type = cache_column(tup, desc, "parent_type");
+	def->stop_state = cache_column(tup, desc, "stop_state");
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -516,49 +618,52 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	return def;
 }
 
-/* The owner may execute the handler: directly, or through a role it is a member of. */
+/* The owner may execute the handler or hook: directly, or through a role it is a member of. */
 static void
-check_handler_execute(ToygunDef *def, Oid fn)
+check_execute(ToygunDef *def, Shape *s, const char *signature, Oid fn)
 {
 	if (pg_proc_aclcheck(fn, def->owner, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not execute handler %s of %s",
-						toygun_role_name(def->owner), def->handler, toygun_def_label(def)),
-				 errhint("Grant EXECUTE on the function to role \"%s\", or define the type again with a handler it may run.",
-						 toygun_role_name(def->owner))));
+				 errmsg("role \"%s\" may not execute %s %s of %s",
+						toygun_role_name(def->owner), s->noun, signature, toygun_def_label(def)),
+				 errhint("Grant EXECUTE on the function to role \"%s\", or define the type again with a %s it may run.",
+						 toygun_role_name(def->owner), s->noun)));
 }
 
 /*
- * The handler of a definition, ready to call: resolved from its stored
- * signature, its owner still a role, allowed to execute it. Resolved once
- * per cache generation (a change to functions or roles makes a new one);
- * EXECUTE is checked at every call, since a membership revoked changes
- * neither.
+ * A handler or hook of a definition (what: as shape_of() reads it), ready to
+ * call: resolved from its stored signature, its owner still a role, allowed
+ * to execute it. Resolved once per cache generation (a change to functions
+ * or roles makes a new one); EXECUTE is checked at every call, since a
+ * membership revoked changes neither.
  */
-FmgrInfo *
-toygun_def_handler(ToygunDef *def)
+static FmgrInfo *
+def_function(ToygunDef *def, const char *what, const char *signature, FmgrInfo *finfo,
+			 bool *ready)
 {
 	LOCAL_FCINFO(lookup, 1);
 	Datum		fn;
 	const char *problem;
+	Shape		s;
 
+	shape_of(what, &s);
 	/* checked at every tick: a revoked EXECUTE takes effect at once */
-	if (def->handler_ready)
+	if (*ready)
 	{
-		check_handler_execute(def, def->handler_fn.fn_oid);
-		return &def->handler_fn;
+		check_execute(def, &s, signature, finfo->fn_oid);
+		return finfo;
 	}
 
 	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
-	lookup->args[0].value = CStringGetTextDatum(def->handler);
+	lookup->args[0].value = CStringGetTextDatum(signature);
 	lookup->args[0].isnull = false;
 	fn = to_regprocedure(lookup);
 	if (lookup->isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler %s of %s does not exist", def->handler, toygun_def_label(def)),
-				 errhint("Create the function again, or define the type again with a new handler.")));
+				 errmsg("%s %s of %s does not exist", s.noun, signature, toygun_def_label(def)),
+				 errhint("Create the function again, or define the type again with a new %s.", s.noun)));
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -566,21 +671,39 @@ toygun_def_handler(ToygunDef *def)
 				 errhint("Define the type again as an existing role.")));
 	/*
 	 * The function of that signature may have been dropped and created
-	 * again since the type was defined, as something that is no handler:
-	 * calling it would read its result as a toygun.next.
+	 * again since the type was defined, as something else: calling it would
+	 * read its result as the wrong type.
 	 */
-	problem = handler_shape_problem(DatumGetObjectId(fn),
-									def->kind == TOYGUN_TASK ? "task" : "resource");
+	problem = shape_problem(DatumGetObjectId(fn), &s);
 	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("handler %s of %s is no longer a handler", def->handler, toygun_def_label(def)),
+				 errmsg("%s %s of %s is no longer a %s", s.noun, signature, toygun_def_label(def), s.noun),
 				 errdetail_internal("%s", problem),
-				 errhint("Create the function again returning toygun.next, or define the type again with another handler.")));
-	check_handler_execute(def, DatumGetObjectId(fn));
-	fmgr_info_cxt(DatumGetObjectId(fn), &def->handler_fn, def_cache_cxt);
-	def->handler_ready = true;
-	return &def->handler_fn;
+				 errhint("Create the function again returning %s, or define the type again with another %s.",
+						 s.returns, s.noun)));
+	check_execute(def, &s, signature, DatumGetObjectId(fn));
+	fmgr_info_cxt(DatumGetObjectId(fn), finfo, def_cache_cxt);
+	*ready = true;
+	return finfo;
+}
+
+FmgrInfo *
+toygun_def_handler(ToygunDef *def)
+{
+	return def_function(def, def->kind == TOYGUN_TASK ? "task" : "resource", def->handler,
+						&def->handler_fn, &def->handler_ready);
+}
+
+/* Hook should_start or should_stop of a task type that has it, ready to call. */
+FmgrInfo *
+toygun_def_hook(ToygunDef *def, const char *hook)
+{
+	if (strcmp(hook, "should_start") == 0)
+		return def_function(def, hook, def->should_start, &def->should_start_fn,
+							&def->should_start_ready);
+	return def_function(def, hook, def->should_stop, &def->should_stop_fn,
+						&def->should_stop_ready);
 }
 
 /* Redefining a type is for roles that may act for its current owner. */
@@ -719,10 +842,11 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 				nfields,
 				nencrypted;
 	char	   *parent_type = NULL;
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[9] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID};
+	char	   *stop_state;
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[10] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -733,6 +857,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	/* parent_type: older install scripts pass none */
 	if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
 		parent_type = toygun_check_name("parent type name", PG_GETARG_TEXT_PP(6));
+	stop_state = check_stop_state(fcinfo, 7, label, states, nstates);
 
 	toygun_begin_call(&call);
 	/* a role that may not redefine it is refused before it takes the lock */
@@ -750,7 +875,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	check_redefine(existing, call.caller);
 	owner = definition_owner(fcinfo, 5, label, existing, call.caller);
 	if (!PG_ARGISNULL(2))
-		handler = check_handler(PG_GETARG_OID(2), "resource", owner);
+		handler = check_function(PG_GETARG_OID(2), "resource", owner);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
 
@@ -766,16 +891,20 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	values[7] = ObjectIdGetDatum(call.caller);
 	values[8] = parent_type ? CStringGetTextDatum(parent_type) : (Datum) 0;
 	nulls[8] = parent_type ? ' ' : 'n';
+	values[9] = stop_state ? CStringGetTextDatum(stop_state) : (Datum) 0;
+	nulls[9] = stop_state ? ' ' : 'n';
 
 	/*
-	 * A redefinition replaces parent_type as it replaces the fields. The SQL
-	 * of 0.3 (fewer arguments) has a resource_type without that column.
+	 * A redefinition replaces parent_type and stop_state as it replaces the
+	 * fields. The SQL of 0.3 (fewer arguments) has a resource_type without
+	 * those columns.
 	 */
 	if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type", ", $9",
-													", parent_type = excluded.parent_type"),
-							   9, argtypes),
+							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state", ", $9, $10",
+													", parent_type = excluded.parent_type,"
+													"  stop_state = excluded.stop_state"),
+							   10, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&upsert_resource_type_0_3_plan, UPSERT_RESOURCE_TYPE("", "", ""),
@@ -836,10 +965,14 @@ toygun_define_task(PG_FUNCTION_ARGS)
 				nencrypted;
 	ToygunDef  *rtype;
 	RetryPolicy policy;
-	Datum		values[12];
-	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[12] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID};
+	char	   *hooks[2] = {NULL, NULL};	/* should_start, should_stop */
+	char	   *stop_state;
+	int			i;
+	Datum		values[15];
+	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[15] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
+	TEXTOID, TEXTOID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -851,6 +984,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	fields = check_fields(fcinfo, 4, "fields", &nfields);
 	encrypted = check_fields(fcinfo, 5, "encrypted_fields", &nencrypted);
 	check_retry_policy(fcinfo, 7, label, &policy);
+	stop_state = check_stop_state(fcinfo, 12, label, states, nstates);
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -865,7 +999,11 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	owner = definition_owner(fcinfo, 6, label, existing, call.caller);
 	/* starts check this again: membership can be revoked later */
 	toygun_check_task_owner(rtype, label, owner);
-	handler = check_handler(PG_GETARG_OID(3), "task", owner);
+	handler = check_function(PG_GETARG_OID(3), "task", owner);
+	for (i = 0; i < 2; i++)
+		if (PG_NARGS() > 10 + i && !PG_ARGISNULL(10 + i))
+			hooks[i] = check_function(PG_GETARG_OID(10 + i), i == 0 ? "should_start" : "should_stop",
+									  owner);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
 
@@ -881,19 +1019,31 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	values[8] = ObjectIdGetDatum(call.caller);
 	memcpy(&values[9], policy.values, sizeof(policy.values));
 	memcpy(&nulls[9], policy.nulls, sizeof(policy.nulls));
+	for (i = 0; i < 3; i++)
+	{
+		char	   *v = i < 2 ? hooks[i] : stop_state;
+
+		values[12 + i] = v ? CStringGetTextDatum(v) : (Datum) 0;
+		nulls[12 + i] = v ? ' ' : 'n';
+	}
 	/*
-	 * A redefinition replaces the retry policy as it replaces the fields:
-	 * what is left out is NULL again, the settings. The SQL of 0.3 (fewer
-	 * arguments) has a task_type without those columns.
+	 * A redefinition replaces the retry policy, hooks and stop_state as it
+	 * replaces the fields: what is left out is NULL again (the settings, no
+	 * hook). The SQL of 0.3 (fewer arguments) has a task_type without those
+	 * columns.
 	 */
 	if (PG_NARGS() > 7)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
-							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout",
-												", $10, $11, $12",
+							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
+												"  should_start, should_stop, stop_state",
+												", $10, $11, $12, $13, $14, $15",
 												", max_attempts = excluded.max_attempts,"
 												"  retry_backoff = excluded.retry_backoff,"
-												"  tick_timeout = excluded.tick_timeout"),
-							   12, argtypes),
+												"  tick_timeout = excluded.tick_timeout,"
+												"  should_start = excluded.should_start,"
+												"  should_stop = excluded.should_stop,"
+												"  stop_state = excluded.stop_state"),
+							   15, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&upsert_task_type_0_3_plan, UPSERT_TASK_TYPE("", "", ""), 9, argtypes),

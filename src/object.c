@@ -33,6 +33,7 @@ static SPIPlanPtr save_resource_plan;
 static SPIPlanPtr save_task_plan_03;	/* before the update to 0.4 */
 static SPIPlanPtr save_resource_plan_03;
 static SPIPlanPtr park_tasks_plan;
+static SPIPlanPtr park_tasks_plan_03;
 static SPIPlanPtr rearm_tasks_plan;
 
 /*
@@ -277,6 +278,13 @@ toygun_state_declared(ToygunDef *def, const char *state)
 	return toygun_in_list(state, def->states, def->nstates);
 }
 
+/* Is the object in its type's stop_state (a stop under way)? */
+bool
+toygun_in_stop_state(ToygunObject *obj, ToygunDef *def)
+{
+	return def->stop_state != NULL && strcmp(obj->state, def->stop_state) == 0;
+}
+
 static char *
 declared_list(ToygunDef *def)
 {
@@ -285,7 +293,8 @@ declared_list(ToygunDef *def)
 
 	initStringInfo(&buf);
 	for (i = 0; i < def->nstates; i++)
-		appendStringInfo(&buf, "%s, ", def->states[i]);
+		if (strcmp(def->states[i], TOYGUN_NEW) != 0)
+			appendStringInfo(&buf, "%s, ", def->states[i]);
 	appendStringInfoString(&buf, TOYGUN_STOP ", " TOYGUN_PANIC);
 	return buf.data;
 }
@@ -295,7 +304,7 @@ static void
 check_target(ToygunDef *def, const char *to_state)
 {
 	if (strcmp(to_state, TOYGUN_STOP) == 0 || strcmp(to_state, TOYGUN_PANIC) == 0 ||
-		toygun_state_declared(def, to_state))
+		(toygun_state_declared(def, to_state) && strcmp(to_state, TOYGUN_NEW) != 0))
 		return;
 	toygun_check_name_cstr("state name", to_state);
 	if (strncmp(to_state, "__", 2) == 0)
@@ -680,7 +689,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	 * us; only this transaction can have stopped it since the task was read.
 	 */
 	if (obj->kind == TOYGUN_TASK && nulls[4] != 'n' && resources_stopped_in_xact > 0 &&
-		resource_is_stopped(&obj->resource_id))
+		!toygun_in_stop_state(obj, def) && resource_is_stopped(&obj->resource_id))
 	{
 		nulls[4] = 'n';
 		due_now = false;
@@ -744,11 +753,22 @@ saved:
 		if (is_stopped && !was_stopped)
 		{
 			resources_stopped_in_xact++;
-			toygun_run(toygun_plan(&park_tasks_plan,
-								   "UPDATE ONLY toygun.task SET run_at = NULL"
-								   " WHERE resource_id = $1 AND run_at IS NOT NULL",
-								   1, idtype),
-					   values, NULL, 0);
+			/* but not the runs in their task type's stop_state: they stop themselves */
+			if (toygun_has_column("task_type", "stop_state"))
+				toygun_run(toygun_plan(&park_tasks_plan,
+									   "UPDATE ONLY toygun.task t SET run_at = NULL"
+									   " WHERE resource_id = $1 AND run_at IS NOT NULL"
+									   "   AND NOT EXISTS (SELECT FROM ONLY toygun.task_type d"
+									   "                    WHERE d.resource_type = t.resource_type"
+									   "                      AND d.name = t.name AND d.stop_state = t.state)",
+									   1, idtype),
+						   values, NULL, 0);
+			else				/* the SQL of 0.3, before ALTER EXTENSION UPDATE */
+				toygun_run(toygun_plan(&park_tasks_plan_03,
+									   "UPDATE ONLY toygun.task SET run_at = NULL"
+									   " WHERE resource_id = $1 AND run_at IS NOT NULL",
+									   1, idtype),
+						   values, NULL, 0);
 		}
 		else if (was_stopped && !is_stopped)
 		{

@@ -37,6 +37,8 @@ static SPIPlanPtr prune_plan;
 static SPIPlanPtr fire_plan;
 static SPIPlanPtr record_bucket_plan;
 static SPIPlanPtr delete_schedule_plan;
+static SPIPlanPtr candidates_plan;
+static SPIPlanPtr claim_plan;
 
 /*
  * A name as a part of a job name: as it is, or, if it holds a dot or a
@@ -418,6 +420,85 @@ typedef struct Firing
 } Firing;
 
 /*
+ * The firing of a task type that has a should_start: the resources a
+ * set-wise firing would start on (live, in the schedule's states, with no
+ * live run, locked FOR SHARE as it locks them), each claimed for the bucket
+ * and then started through the start of start_task, which asks should_start
+ * (acting for the schedule's maker). A resource declined stays claimed: the
+ * bucket asks each resource once. Returns how many runs it started; counts
+ * the declined in *declined. An error of the hook fails the firing.
+ */
+static int64
+fire_asking(Firing *f, TimestampTz bucket, Jsonb *args, int64 *declined)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTARRAYOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			claim_types[3] = {INT8OID, TIMESTAMPTZOID, UUIDOID};
+	Datum		claim_values[3];
+	pg_uuid_t  *ids;
+	uint64		n,
+				i;
+	int64		started = 0;
+
+	values[0] = CStringGetTextDatum(f->type);
+	values[1] = CStringGetTextDatum(f->task);
+	values[2] = Int64GetDatum(f->schedule_id);
+	values[3] = TimestampTzGetDatum(bucket);
+	values[4] = f->states;
+	nulls[4] = f->states == (Datum) 0 ? 'n' : ' ';
+	toygun_run(toygun_plan(&candidates_plan,
+						   "SELECT r.id FROM ONLY toygun.resource r"
+						   " WHERE r.type = $1 AND r.state <> '__stop__'"
+						   "   AND ($5 IS NULL OR r.state = ANY ($5))"
+						   "   AND NOT EXISTS (SELECT FROM ONLY toygun.task t"
+						   "                    WHERE t.resource_id = r.id AND t.name = $2"
+						   "                      AND t.state <> '__stop__')"
+						   "   AND NOT EXISTS (SELECT FROM ONLY toygun.schedule_start c"
+						   "                    WHERE c.schedule_id = $3 AND c.bucket = $4"
+						   "                      AND c.resource_id = r.id)"
+						   " ORDER BY r.id FOR SHARE OF r",
+						   5, types),
+			   values, nulls, 0);
+	n = SPI_processed;
+	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	*declined = 0;
+	for (i = 0; i < n; i++)
+	{
+		pg_uuid_t  *run;
+
+		claim_values[0] = Int64GetDatum(f->schedule_id);
+		claim_values[1] = TimestampTzGetDatum(bucket);
+		claim_values[2] = UUIDPGetDatum(&ids[i]);
+		toygun_run(toygun_plan(&claim_plan,
+							   "INSERT INTO toygun.schedule_start (schedule_id, bucket, resource_id)"
+							   " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+							   3, claim_types),
+				   claim_values, NULL, 0);
+		if (SPI_processed == 0)
+			continue;
+		switch (toygun_start_run(&ids[i], f->task, args, f->owner, false, false, &run))
+		{
+			case TOYGUN_STARTED:
+				started++;
+				break;
+			case TOYGUN_START_DECLINED:
+				(*declined)++;
+				break;
+			case TOYGUN_START_FOUND_LIVE:
+				break;
+		}
+	}
+	return started;
+}
+
+/*
  * Fire a locked schedule's bucket of f->at: check that its maker may still
  * start, prune older buckets' claims, start the runs and record the bucket.
  * Returns how many runs it started.
@@ -435,8 +516,9 @@ fire(Firing *f)
 	Oid			fire_types[6] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, JSONBOID, TEXTARRAYOID};
 	Datum		fire_values[6];
 	char		fire_nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			record_types[4] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID};
-	Datum		record_values[4];
+	Oid			record_types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+	Datum		record_values[5];
+	int64		declined = 0;
 
 	/*
 	 * The firing acts for whoever called start_every, who must still be
@@ -490,6 +572,11 @@ fire(Firing *f)
 	 * index leaves a run still live from an earlier bucket (or started by
 	 * hand meanwhile) alone.
 	 */
+	if (def->should_start != NULL)
+	{
+		started = fire_asking(f, bucket, args, &declined);
+		goto record;
+	}
 	fire_values[0] = CStringGetTextDatum(f->type);
 	fire_values[1] = CStringGetTextDatum(f->task);
 	fire_values[2] = Int64GetDatum(f->schedule_id);
@@ -524,10 +611,12 @@ fire(Firing *f)
 			   fire_values, fire_nulls, 0);
 	started = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
+record:
 	record_values[0] = Int64GetDatum(f->schedule_id);
 	record_values[1] = TimestampTzGetDatum(bucket);
 	record_values[2] = Int64GetDatum(started);
 	record_values[3] = TimestampTzGetDatum(f->next_fire_at);
+	record_values[4] = Int64GetDatum(declined);
 #define RECORD_BUCKET_SQL(sets) \
 	"UPDATE ONLY toygun.schedule" \
 	"   SET last_started = CASE WHEN last_bucket = $2 THEN last_started + $3 ELSE $3 END," \
@@ -535,8 +624,10 @@ fire(Firing *f)
 	" WHERE id = $1"
 	if (f->v04)
 		toygun_run(toygun_plan(&record_bucket_plan,
-							   RECORD_BUCKET_SQL(", last_error = NULL, next_fire_at = $4"),
-							   4, record_types),
+							   RECORD_BUCKET_SQL(", last_error = NULL, next_fire_at = $4,"
+												 "  last_declined = CASE WHEN last_bucket = $2"
+												 "                  THEN last_declined + $5 ELSE $5 END"),
+							   5, record_types),
 				   record_values, NULL, 0);
 	else
 		toygun_run(toygun_plan(&record_bucket_0_3_plan, RECORD_BUCKET_SQL(""), 3, record_types),

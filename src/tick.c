@@ -148,8 +148,26 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
-	/* The first tick enters the first state, and runs it. */
-	if (strcmp(obj->state, TOYGUN_NEW) == 0)
+	/*
+	 * A task type's should_stop, asked before every tick, the first too:
+	 * true stops the run now, without its handler. An error fails the tick.
+	 * Types without one pay a pointer test.
+	 */
+	if (def->should_stop != NULL)
+	{
+		check_may_run(def);
+		if (toygun_should_stop(obj, def))
+		{
+			toygun_transition(obj, def, TOYGUN_STOP, NULL, "should_stop");
+			goto save;
+		}
+	}
+
+	/*
+	 * The first tick enters the first state, and runs it; a type that
+	 * declares __new__ (first) has its handler run in __new__ instead.
+	 */
+	if (strcmp(obj->state, TOYGUN_NEW) == 0 && strcmp(def->states[0], TOYGUN_NEW) != 0)
 		toygun_transition(obj, def, def->states[0], NULL, NULL);
 	if (!toygun_state_declared(def, obj->state))
 		ereport(ERROR,
@@ -164,6 +182,7 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 		call_handler(obj, def, &next);
 		apply_next(obj, def, &next);
 	}
+save:
 	obj->attempts = 0;
 	obj->last_error = NULL;
 	*saved = toygun_save_object(obj, def, expected_step);

@@ -56,6 +56,14 @@ typedef struct ToygunDef
 	int			tick_timeout_ms;	/* 0: unset */
 	bool		handler_ready;	/* handler_fn is resolved and checked */
 	FmgrInfo	handler_fn;
+	/* hooks (task types), qualified signatures or NULL: see hooks.c */
+	char	   *should_start;
+	char	   *should_stop;
+	bool		should_start_ready;
+	bool		should_stop_ready;
+	FmgrInfo	should_start_fn;
+	FmgrInfo	should_stop_fn;
+	char	   *stop_state;		/* a first stop moves there; NULL: __stop__ */
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -331,6 +339,7 @@ extern Oid	toygun_type_oid(const char *typname);
 extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 								  const char *name, bool missing_ok);
 extern FmgrInfo *toygun_def_handler(ToygunDef *def);
+extern FmgrInfo *toygun_def_hook(ToygunDef *def, const char *hook);
 extern void toygun_define_init(void);
 
 /* object.c: the object model (commands.c has the SQL functions on objects) */
@@ -340,6 +349,7 @@ extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller,
 										 ToygunRight right, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
+extern bool toygun_in_stop_state(ToygunObject *obj, ToygunDef *def);
 extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern Jsonb *toygun_without_nulls(Jsonb *base, Jsonb *attrs);
 extern void toygun_restart(ToygunObject *obj, const char *note);
@@ -360,6 +370,22 @@ extern void toygun_store_init(void);
 
 /* outcome.c */
 extern void toygun_read_next(Datum next, ToygunNext *out);
+
+/* hooks.c: a type's hooks, called as its owner */
+extern bool toygun_should_start(ToygunDef *def, Datum resource_row, pg_uuid_t *resource_id,
+								Jsonb *args);
+extern bool toygun_should_stop(ToygunObject *obj, ToygunDef *def);
+
+/* commands.c: a run started, as start_task, periodic starts and triggers start one */
+typedef enum ToygunStarted
+{
+	TOYGUN_STARTED,				/* a new run */
+	TOYGUN_START_FOUND_LIVE,	/* the live run, unchanged */
+	TOYGUN_START_DECLINED		/* the task type's should_start said no */
+} ToygunStarted;
+
+extern ToygunStarted toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args,
+									  Oid caller, bool error_if_live, bool notice, pg_uuid_t **id);
 
 /* clock.c: the test clock of ticks by hand (toygun.test_now) */
 extern char *toygun_test_now;

@@ -3,6 +3,10 @@
 -- and keeps its owner unless owner names another (that the caller may act for).
 -- A task type's max_attempts, retry_backoff and tick_timeout are its own
 -- retry policy; NULL (as a redefinition that leaves them out) means the setting.
+-- should_start(toygun.resource, jsonb) and should_stop(toygun.task) return
+-- boolean: whether a run starts, whether a live run stops before its tick.
+-- stop_state: the state a first stop moves a run or resource into (its
+-- handler then stops it); NULL: stops go straight to __stop__.
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -10,7 +14,8 @@ CREATE FUNCTION toygun.define_resource(
     fields text[] DEFAULT NULL,
     encrypted_fields text[] DEFAULT '{}',
     owner regrole DEFAULT NULL,
-    parent_type text DEFAULT NULL) RETURNS void
+    parent_type text DEFAULT NULL,
+    stop_state text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -23,5 +28,8 @@ CREATE FUNCTION toygun.define_task(
     owner regrole DEFAULT NULL,
     max_attempts integer DEFAULT NULL,
     retry_backoff interval DEFAULT NULL,
-    tick_timeout interval DEFAULT NULL) RETURNS void
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

@@ -24,6 +24,7 @@ CREATE TABLE toygun.schedule (
     states        text[],                 -- the resource states it starts in; NULL: every live one
     last_error    text,                   -- why the last firing failed; NULL once one succeeds
     next_fire_at  timestamptz,            -- when its cron expression fires next (GMT)
+    last_declined bigint NOT NULL DEFAULT 0,   -- resources the task type's should_start declined that bucket
     UNIQUE (resource_type, task)
 );
 ALTER SEQUENCE toygun.schedule_seq OWNED BY toygun.schedule.id;

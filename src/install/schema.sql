@@ -51,7 +51,8 @@ CREATE TABLE toygun.resource_type (
     owner            regrole NOT NULL,   -- handlers run as this role
     search_path      text NOT NULL,      -- the definer's search_path, used by the handler
     defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    parent_type      text                -- NULL: any parent or none; else its resources need a live parent of that type
+    parent_type      text,               -- NULL: any parent or none; else its resources need a live parent of that type
+    stop_state       text                -- the state stop_resource moves it into; NULL: __stop__
 );
 
 -- A task type: an ordered list of states and the handler that runs them,
@@ -70,6 +71,9 @@ CREATE TABLE toygun.task_type (
     max_attempts     integer,
     retry_backoff    interval,
     tick_timeout     interval,
+    should_start     text,               -- hooks, qualified signatures like handler's; NULL: none
+    should_stop      text,
+    stop_state       text,               -- the state stop_task moves a run into; NULL: __stop__
     PRIMARY KEY (resource_type, name)
 );
 

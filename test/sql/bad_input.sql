@@ -58,8 +58,8 @@ SELECT throws_ok($$SELECT toygun.define_task('dummy', 'x', '{}', 'dummy_test(toy
                  'states must not be empty', 'define_task: no states');
 SELECT throws_ok($$SELECT toygun.define_task('dummy', 'x', '{a,a}', 'dummy_test(toygun.task)')$$, '42710',
                  'state "a" is listed more than once', 'define_task: duplicate states');
-SELECT throws_ok($$SELECT toygun.define_task('dummy', 'x', '{__new__}', 'dummy_test(toygun.task)')$$, '42939',
-                 'state name "__new__" is reserved', 'define_task: a reserved state');
+SELECT throws_ok($$SELECT toygun.define_task('dummy', 'x', '{a,__new__}', 'dummy_test(toygun.task)')$$, '42939',
+                 'state "__new__" may only be declared first, and before another state', 'define_task: __new__ not first');
 SELECT throws_ok($$SELECT toygun.define_task('dummy', 'x', '{a}', 'wrong_arg(toygun.resource)')$$, '42P13',
                  'handler public.wrong_arg(toygun.resource) must be a function taking toygun.task and returning toygun.next',
                  'define_task: a handler taking the wrong type');
