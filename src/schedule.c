@@ -420,6 +420,20 @@ typedef struct Firing
 } Firing;
 
 /*
+ * The live resources of a firing ($1 the type, $6 its states or NULL: all
+ * live ones) that have no live run of its task ($2). The parameters of both
+ * firings: type, task, schedule id, bucket, args, states.
+ */
+#define LIVE_RESOURCES_SQL \
+	"SELECT r.id FROM ONLY toygun.resource r" \
+	" WHERE r.type = $1 AND r.state <> '__stop__'" \
+	"   AND ($6 IS NULL OR r.state = ANY ($6))" \
+	"   AND NOT EXISTS (SELECT FROM ONLY toygun.task t" \
+	"                    WHERE t.resource_id = r.id AND t.name = $2" \
+	"                      AND t.state <> '__stop__')"
+static Oid	fire_types[6] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, JSONBOID, TEXTARRAYOID};
+
+/*
  * The firing of a task type that has a should_start: the resources a
  * set-wise firing would start on (live, in the schedule's states, with no
  * live run, locked FOR SHARE as it locks them), each claimed for the bucket
@@ -429,37 +443,25 @@ typedef struct Firing
  * the declined in *declined. An error of the hook fails the firing.
  */
 static int64
-fire_asking(Firing *f, TimestampTz bucket, Jsonb *args, int64 *declined)
+fire_asking(Firing *f, Datum *fire_values, char *fire_nulls, int64 *declined)
 {
-	Oid			types[5] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, TEXTARRAYOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Oid			claim_types[3] = {INT8OID, TIMESTAMPTZOID, UUIDOID};
 	Datum		claim_values[3];
 	pg_uuid_t  *ids;
 	uint64		n,
 				i;
 	int64		started = 0;
+	Jsonb	   *args = DatumGetJsonbP(fire_values[4]);
+	TimestampTz bucket = DatumGetTimestampTz(fire_values[3]);
 
-	values[0] = CStringGetTextDatum(f->type);
-	values[1] = CStringGetTextDatum(f->task);
-	values[2] = Int64GetDatum(f->schedule_id);
-	values[3] = TimestampTzGetDatum(bucket);
-	values[4] = f->states;
-	nulls[4] = f->states == (Datum) 0 ? 'n' : ' ';
 	toygun_run(toygun_plan(&candidates_plan,
-						   "SELECT r.id FROM ONLY toygun.resource r"
-						   " WHERE r.type = $1 AND r.state <> '__stop__'"
-						   "   AND ($5 IS NULL OR r.state = ANY ($5))"
-						   "   AND NOT EXISTS (SELECT FROM ONLY toygun.task t"
-						   "                    WHERE t.resource_id = r.id AND t.name = $2"
-						   "                      AND t.state <> '__stop__')"
+						   LIVE_RESOURCES_SQL
 						   "   AND NOT EXISTS (SELECT FROM ONLY toygun.schedule_start c"
 						   "                    WHERE c.schedule_id = $3 AND c.bucket = $4"
 						   "                      AND c.resource_id = r.id)"
 						   " ORDER BY r.id FOR SHARE OF r",
-						   5, types),
-			   values, nulls, 0);
+						   6, fire_types),
+			   fire_values, fire_nulls, 0);
 	n = SPI_processed;
 	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
 	for (i = 0; i < n; i++)
@@ -513,7 +515,6 @@ fire(Firing *f)
 	int64		started;
 	Oid			prune_types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		prune_values[2];
-	Oid			fire_types[6] = {TEXTOID, TEXTOID, INT8OID, TIMESTAMPTZOID, JSONBOID, TEXTARRAYOID};
 	Datum		fire_values[6];
 	char		fire_nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			record_types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
@@ -572,11 +573,6 @@ fire(Firing *f)
 	 * index leaves a run still live from an earlier bucket (or started by
 	 * hand meanwhile) alone.
 	 */
-	if (def->should_start != NULL)
-	{
-		started = fire_asking(f, bucket, args, &declined);
-		goto record;
-	}
 	fire_values[0] = CStringGetTextDatum(f->type);
 	fire_values[1] = CStringGetTextDatum(f->task);
 	fire_values[2] = Int64GetDatum(f->schedule_id);
@@ -584,14 +580,14 @@ fire(Firing *f)
 	fire_values[4] = JsonbPGetDatum(args);
 	fire_values[5] = f->states;
 	fire_nulls[5] = f->states == (Datum) 0 ? 'n' : ' ';
+	if (def->should_start != NULL)
+	{
+		started = fire_asking(f, fire_values, fire_nulls, &declined);
+		goto record;
+	}
 	toygun_run(toygun_plan(&fire_plan,
 						   "WITH live AS ("
-						   "  SELECT r.id FROM ONLY toygun.resource r"
-						   "   WHERE r.type = $1 AND r.state <> '__stop__'"
-						   "     AND ($6 IS NULL OR r.state = ANY ($6))"
-						   "     AND NOT EXISTS (SELECT FROM ONLY toygun.task t"
-						   "                      WHERE t.resource_id = r.id AND t.name = $2"
-						   "                        AND t.state <> '__stop__')"
+						   LIVE_RESOURCES_SQL
 						   "     FOR SHARE OF r"
 						   "), claimed AS ("
 						   "  INSERT INTO toygun.schedule_start (schedule_id, bucket, resource_id)"
