@@ -171,18 +171,18 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 }
 
 /*
- * start_task(resource, name, args): a new run in __new__ with attrs = args,
- * or the live run, unchanged, if there is one.
+ * Start task name on resource with args, acting for caller: a new run in
+ * __new__ with attrs = args, or the live run, unchanged, if there is one
+ * (with error_if_live, 23505 instead). Returns the run's id (SPI_palloc'd).
+ * Inside a toygun call (SPI connected). Every start of a single run goes
+ * through here: start_task, and the triggers of a resource entering a state.
  */
-Datum
-toygun_start_task(PG_FUNCTION_ARGS)
+pg_uuid_t *
+toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
+				 bool error_if_live)
 {
-	ToygunCall	call;
 	ToygunDef  *def;
 	ToygunDef  *rtype;
-	pg_uuid_t  *resource = NULL;
-	char	   *name;
-	Jsonb	   *args;
 	char	   *type;
 	char	   *rstate;
 	pg_uuid_t  *id = NULL;
@@ -194,32 +194,6 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	pg_uuid_t	parent;
 	bool		has_parent_run;
 	int			attempt;
-	bool		error_if_live = false;
-
-	toygun_check_not_null(fcinfo, 0, "resource");
-	resource = PG_GETARG_UUID_P(0);
-	toygun_check_not_null(fcinfo, 1, "name");
-	name = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
-	toygun_check_not_null(fcinfo, 2, "args");
-	args = PG_GETARG_JSONB_P(2);
-	toygun_check_object_attrs("args", args);
-	/* if_live: what a start that finds a live run does (older install scripts: return it) */
-	if (PG_NARGS() > 3)
-	{
-		char	   *if_live;
-
-		toygun_check_not_null(fcinfo, 3, "if_live");
-		if_live = text_to_cstring(PG_GETARG_TEXT_PP(3));
-		if (strcmp(if_live, "error") == 0)
-			error_if_live = true;
-		else if (strcmp(if_live, "return") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("if_live must be 'return' or 'error', not '%s'", if_live),
-					 errhint("'return' returns the live run and ignores args; 'error' raises 23505.")));
-	}
-
-	toygun_begin_call(&call);
 
 	/*
 	 * Privileges first, without a lock: the task type's, and its owner's
@@ -231,7 +205,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
 	def = toygun_find_def(TOYGUN_TASK, rtype->resource_type, name, false);
-	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
+	toygun_check_right(def, caller, TOYGUN_RIGHT_START);
 	toygun_check_task_owner(rtype, toygun_def_label(def), def->owner);
 
 	/*
@@ -332,6 +306,45 @@ toygun_start_task(PG_FUNCTION_ARGS)
 						 errhint("Wait for it to stop, or stop it with toygun.stop_task(), then start again.")));
 		}
 	}
+	return id;
+}
+
+/* start_task(resource, name, args, if_live): see toygun_start_run(). */
+Datum
+toygun_start_task(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	pg_uuid_t  *resource;
+	char	   *name;
+	Jsonb	   *args;
+	pg_uuid_t  *id;
+	bool		error_if_live = false;
+
+	toygun_check_not_null(fcinfo, 0, "resource");
+	resource = PG_GETARG_UUID_P(0);
+	toygun_check_not_null(fcinfo, 1, "name");
+	name = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
+	toygun_check_not_null(fcinfo, 2, "args");
+	args = PG_GETARG_JSONB_P(2);
+	toygun_check_object_attrs("args", args);
+	/* if_live: what a start that finds a live run does (older install scripts: return it) */
+	if (PG_NARGS() > 3)
+	{
+		char	   *if_live;
+
+		toygun_check_not_null(fcinfo, 3, "if_live");
+		if_live = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		if (strcmp(if_live, "error") == 0)
+			error_if_live = true;
+		else if (strcmp(if_live, "return") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("if_live must be 'return' or 'error', not '%s'", if_live),
+					 errhint("'return' returns the live run and ignores args; 'error' raises 23505.")));
+	}
+
+	toygun_begin_call(&call);
+	id = toygun_start_run(resource, name, args, call.caller, error_if_live);
 	toygun_end_call(&call);
 	PG_RETURN_UUID_P(id);
 }

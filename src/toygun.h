@@ -56,6 +56,8 @@ typedef struct ToygunDef
 	int			tick_timeout_ms;	/* 0: unset */
 	bool		handler_ready;	/* handler_fn is resolved and checked */
 	FmgrInfo	handler_fn;
+	/* resource types: their triggers, read at the first move (triggers.c); NULL: not yet */
+	struct ToygunTriggers *triggers;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -340,7 +342,6 @@ extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller,
 										 ToygunRight right, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
-extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern Jsonb *toygun_without_nulls(Jsonb *base, Jsonb *attrs);
 extern void toygun_restart(ToygunObject *obj, const char *note);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
@@ -410,5 +411,15 @@ extern uint32 toygun_secret_key(ToygunSecret *s);
 /* field.c: encrypted fields */
 #define TOYGUN_SEALED_KEY "$secret"
 extern Jsonb *toygun_seal_attrs(ToygunDef *def, pg_uuid_t *id, Jsonb *attrs);
+extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
+extern void toygun_check_stored_args(ToygunDef *def, Jsonb *args, const char *plural,
+									 const char *one, const char *table);
+
+/* commands.c: the start of a run, for start_task and triggers */
+extern pg_uuid_t *toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args,
+								   Oid caller, bool error_if_live);
+
+/* triggers.c: tasks started when a resource enters a state */
+extern void toygun_fire_triggers(ToygunObject *obj, ToygunDef *def);
 
 #endif							/* TOYGUN_H */
