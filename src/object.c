@@ -731,6 +731,9 @@ saved:
 				due_now = true;
 		}
 	}
+	/* a resource that entered a state starts its triggers' tasks (a task's save: nothing) */
+	if (obj->kind == TOYGUN_RESOURCE && obj->nsteps > 0)
+		toygun_fire_triggers(obj, def);
 	if (due_now)
 		toygun_wake_at_commit();
 	obj->step = expected_step + obj->nsteps;
