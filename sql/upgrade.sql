@@ -158,6 +158,7 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 15: hooks and stop states: resource_type.stop_state, three columns of task_type
 -- (should_start, should_stop, stop_state), schedule.last_declined (define_task and
 -- define_resource change again, already counted)
+-- issue 15: triggers: the trigger table (columns, key, policy, dumped), define_trigger, drop_trigger
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -375,12 +375,13 @@ static HTAB *def_cache = NULL;
 static MemoryContext def_cache_cxt = NULL;
 static List *retired_cxts = NIL;
 static bool def_cache_stale = false;
-static Oid	def_table_relids[2];
+static Oid	def_table_relids[3];	/* resource_type, task_type, trigger */
 
 static void
 def_cache_relcache_inval(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == def_table_relids[0] || relid == def_table_relids[1])
+	if (relid == InvalidOid || relid == def_table_relids[0] || relid == def_table_relids[1] ||
+		relid == def_table_relids[2])
 		def_cache_stale = true;
 }
 
@@ -448,6 +449,8 @@ prepare_def_cache(void)
 	nsp = get_namespace_oid("toygun", false);
 	def_table_relids[0] = get_relname_relid("resource_type", nsp);
 	def_table_relids[1] = get_relname_relid("task_type", nsp);
+	/* a resource type's definition caches its triggers (triggers.c) */
+	def_table_relids[2] = get_relname_relid("trigger", nsp);
 }
 
 /* Tell every backend, this one included, that a definition changed. */

@@ -1,8 +1,10 @@
 /*
  * field.c
- *		Encrypted fields: the values of a type's encrypted_fields are sealed on
- *		their way into attrs, bound to their object's id and the field name;
- *		toygun.field() reads one back, rotate_secrets() re-encrypts them all.
+ *		Fields: attrs may write only a type's declared fields, and args
+ *		stored for later starts no encrypted one. The values of a type's
+ *		encrypted_fields are sealed on their way into attrs, bound to their
+ *		object's id and the field name; toygun.field() reads one back,
+ *		rotate_secrets() re-encrypts them all.
  */
 #include "postgres.h"
 
@@ -29,6 +31,58 @@ static SPIPlanPtr lock_task_attrs_plan;
 static SPIPlanPtr lock_resource_attrs_plan;
 static SPIPlanPtr update_task_attrs_plan;
 static SPIPlanPtr update_resource_attrs_plan;
+
+/* When fields are declared, attrs may only write those keys (and panic_message). */
+void
+toygun_check_fields(ToygunDef *def, Jsonb *attrs)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!def->has_fields)
+		return;
+	it = JsonbIteratorInit(&attrs->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		if (strcmp(key, TOYGUN_PANIC_MESSAGE) == 0 ||
+			toygun_in_list(key, def->fields, def->nfields) ||
+			toygun_in_list(key, def->encrypted, def->nencrypted))
+			continue;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("field \"%s\" is not declared by %s", key, toygun_def_label(def)),
+				 errhint("Declare it in the fields of toygun.define_%s().",
+						 def->kind == TOYGUN_TASK ? "task" : "resource")));
+	}
+}
+
+/*
+ * Args stored in a table that every role that may read the type can read
+ * (a periodic start's, a trigger's) may not hold an encrypted field.
+ */
+void
+toygun_check_stored_args(ToygunDef *def, Jsonb *args, const char *plural, const char *one,
+						 const char *table)
+{
+	int			i;
+
+	for (i = 0; i < def->nencrypted; i++)
+		if (getKeyJsonValueFromContainer(&args->root, def->encrypted[i],
+										 strlen(def->encrypted[i]), NULL) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("%s cannot pass encrypted field \"%s\"", plural, def->encrypted[i]),
+					 errdetail("The args of %s are stored in %s, which every role that may read the type can read.",
+							   one, table),
+					 errhint("Keep the value in an encrypted field of the resource, or start the task with toygun.start_task().")));
+}
 
 /* Replace a field's value (push its replacement, return true) or keep it. */
 typedef bool (*FieldRewrite) (JsonbParseState **state, JsonbValue *value,

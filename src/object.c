@@ -318,40 +318,9 @@ check_target(ToygunDef *def, const char *to_state)
 			 errhint("The states it can enter are: %s.", declared_list(def))));
 }
 
-/* When fields are declared, attrs may only write those keys (and panic_message). */
-void
-toygun_check_fields(ToygunDef *def, Jsonb *attrs)
-{
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
-	if (!def->has_fields)
-		return;
-	it = JsonbIteratorInit(&attrs->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		char	   *key;
-
-		if (tok != WJB_KEY)
-			continue;
-		CHECK_FOR_INTERRUPTS();
-		key = pnstrdup(v.val.string.val, v.val.string.len);
-		if (strcmp(key, TOYGUN_PANIC_MESSAGE) == 0 ||
-			toygun_in_list(key, def->fields, def->nfields) ||
-			toygun_in_list(key, def->encrypted, def->nencrypted))
-			continue;
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("field \"%s\" is not declared by %s", key, toygun_def_label(def)),
-				 errhint("Declare it in the fields of toygun.define_%s().",
-						 def->kind == TOYGUN_TASK ? "task" : "resource")));
-	}
-}
-
 /*
  * The attrs a new run starts with, made from the args of a start. Every path
- * that starts runs (start_task, periodic starts) prepares its args here, so
+ * that starts runs (start_task, periodic starts, triggers) prepares its args here, so
  * they all check and transform args the same way.
  */
 Jsonb *
@@ -782,6 +751,9 @@ saved:
 				due_now = true;
 		}
 	}
+	/* a resource that entered a state starts its triggers' tasks (a task's save: nothing) */
+	if (obj->kind == TOYGUN_RESOURCE && obj->nsteps > 0)
+		toygun_fire_triggers(obj, def);
 	if (due_now)
 		toygun_wake_at_commit();
 	obj->step = expected_step + obj->nsteps;

@@ -145,27 +145,6 @@ check_pg_cron(void)
 						 here)));
 }
 
-/*
- * A periodic start's args are stored in toygun.schedule, which everybody may
- * read, and encrypted fields are sealed per run, bound to its id: so they
- * cannot be passed this way. Checked again at each firing, as the task type
- * may have been redefined since.
- */
-static void
-check_no_encrypted(ToygunDef *def, Jsonb *args)
-{
-	int			i;
-
-	for (i = 0; i < def->nencrypted; i++)
-		if (getKeyJsonValueFromContainer(&args->root, def->encrypted[i],
-										 strlen(def->encrypted[i]), NULL) != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("periodic starts cannot pass encrypted field \"%s\"", def->encrypted[i]),
-					 errdetail("The args of a periodic start are stored in toygun.schedule, which every role that may read the type can read."),
-					 errhint("Keep the value in an encrypted field of the resource, or start the task with toygun.start_task().")));
-}
-
 /* The resource type and task type a schedule is for; both must exist. */
 static ToygunDef *
 schedule_def(const char *type, const char *task)
@@ -278,7 +257,7 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 	check_starts(def);
 	args = toygun_start_args(def, args);
-	check_no_encrypted(def, args);
+	toygun_check_stored_args(def, args, "periodic starts", "a periodic start", "toygun.schedule");
 	upsert_values[7] = check_start_states(fcinfo, 4,
 										  toygun_find_def(TOYGUN_RESOURCE, type, NULL, false),
 										  &all_states);
@@ -535,7 +514,7 @@ fire(Firing *f)
 				 errhint("Grant it with toygun.grant_type(), call toygun.start_every() again as a role that has it, or toygun.stop_every().")));
 	check_starts(def);
 	args = toygun_start_args(def, f->args);
-	check_no_encrypted(def, args);
+	toygun_check_stored_args(def, args, "periodic starts", "a periodic start", "toygun.schedule");
 	bucket = toygun_cron_bucket(&f->spec, f->at);
 
 	/*

@@ -64,6 +64,8 @@ typedef struct ToygunDef
 	FmgrInfo	should_start_fn;
 	FmgrInfo	should_stop_fn;
 	char	   *stop_state;		/* a first stop moves there; NULL: __stop__ */
+	/* resource types: their triggers, read at the first move (triggers.c); NULL: not yet */
+	struct ToygunTriggers *triggers;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -350,7 +352,6 @@ extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid call
 										 ToygunRight right, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
 extern bool toygun_in_stop_state(ToygunObject *obj, ToygunDef *def);
-extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern Jsonb *toygun_without_nulls(Jsonb *base, Jsonb *attrs);
 extern void toygun_restart(ToygunObject *obj, const char *note);
 extern void toygun_transition(ToygunObject *obj, ToygunDef *def, const char *to_state,
@@ -436,5 +437,11 @@ extern uint32 toygun_secret_key(ToygunSecret *s);
 /* field.c: encrypted fields */
 #define TOYGUN_SEALED_KEY "$secret"
 extern Jsonb *toygun_seal_attrs(ToygunDef *def, pg_uuid_t *id, Jsonb *attrs);
+extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
+extern void toygun_check_stored_args(ToygunDef *def, Jsonb *args, const char *plural,
+									 const char *one, const char *table);
+
+/* triggers.c: tasks started when a resource enters a state */
+extern void toygun_fire_triggers(ToygunObject *obj, ToygunDef *def);
 
 #endif							/* TOYGUN_H */
