@@ -33,6 +33,10 @@ static SPIPlanPtr find_resource_type_plan;
 static SPIPlanPtr find_task_type_plan;
 static SPIPlanPtr upsert_resource_type_plan;
 static SPIPlanPtr upsert_resource_type_0_3_plan;
+static SPIPlanPtr upsert_resource_type_alarm_plan;
+
+/* define_resource's argument alarm_handler (issue 15) */
+#define ALARM_HANDLER_ARG 7
 static SPIPlanPtr upsert_task_type_plan;
 static SPIPlanPtr upsert_task_type_0_3_plan;
 static SPIPlanPtr rearm_resources_plan;
@@ -250,6 +254,63 @@ check_handler(Oid fn, const char *rowtype, Oid owner)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for handler %s", format_procedure(fn)),
 				 errdetail("The handler runs as the type's owner, role \"%s\", which must be allowed to execute it.",
+						   toygun_role_name(owner))));
+	return format_procedure_qualified(fn);
+}
+
+/*
+ * Why fn cannot be an alarm handler, as a detail sentence, or NULL if it
+ * can: a plain function of one argument, toygun.alarm, returning text, in a
+ * schema that outlives the session.
+ */
+static const char *
+alarm_handler_shape_problem(Oid fn)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	const char *problem = NULL;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("alarm handler function with OID %u does not exist", fn)));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->prokind != PROKIND_FUNCTION)
+		problem = "It is not a plain function.";
+	else if (proc->proretset)
+		problem = "It returns a set.";
+	else if (proc->pronargs != 1 || proc->proargtypes.values[0] != toygun_type_oid("alarm"))
+		problem = "It does not take one argument of type toygun.alarm.";
+	else if (proc->prorettype != TEXTOID)
+		problem = "It does not return text.";
+	else if (isAnyTempNamespace(proc->pronamespace))
+		problem = "It is a temporary function: it would be gone at the end of the session.";
+	ReleaseSysCache(tup);
+	return problem;
+}
+
+/*
+ * An alarm handler is a function (toygun.alarm) RETURNS text that the
+ * type's owner-to-be may execute. Returns its qualified signature.
+ */
+static char *
+check_alarm_handler(Oid fn, const char *label, Oid owner)
+{
+	const char *problem = alarm_handler_shape_problem(fn);
+
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("alarm_handler %s of %s must be a function taking toygun.alarm and returning text",
+						format_procedure(fn), label),
+				 errdetail_internal("%s", problem),
+				 errhint("Declare it as CREATE FUNCTION f(a toygun.alarm) RETURNS text; it returns 'handled' to take the alarm.")));
+	if (pg_proc_aclcheck(fn, owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for alarm_handler %s of %s", format_procedure(fn), label),
+				 errdetail("The alarm handler runs as the type's owner, role \"%s\", which must be allowed to execute it.",
 						   toygun_role_name(owner))));
 	return format_procedure_qualified(fn);
 }
@@ -507,8 +568,14 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	def->tick_timeout_ms = 0;
 	if (kind == TOYGUN_TASK)
 		read_retry_policy(def, tup, desc);
-	else if (SPI_fnumber(desc, "parent_type") > 0)
-		def->parent_type = cache_string(tup, desc, SPI_fnumber(desc, "parent_type"));
+	else
+	{
+		/* columns of 0.4: the SQL of 0.3 has neither */
+		if (SPI_fnumber(desc, "parent_type") > 0)
+			def->parent_type = cache_string(tup, desc, SPI_fnumber(desc, "parent_type"));
+		if (SPI_fnumber(desc, "alarm_handler") > 0)
+			def->alarm_handler = cache_string(tup, desc, SPI_fnumber(desc, "alarm_handler"));
+	}
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -581,6 +648,49 @@ toygun_def_handler(ToygunDef *def)
 	fmgr_info_cxt(DatumGetObjectId(fn), &def->handler_fn, def_cache_cxt);
 	def->handler_ready = true;
 	return &def->handler_fn;
+}
+
+/*
+ * The alarm handler of a resource type, resolved from its stored signature
+ * and checked as a handler is (it still exists and is one, its owner is a
+ * role that may execute it), at each offer: offers are rare.
+ */
+Oid
+toygun_def_alarm_handler(ToygunDef *def)
+{
+	LOCAL_FCINFO(lookup, 1);
+	Datum		fn;
+	const char *problem;
+
+	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
+	lookup->args[0].value = CStringGetTextDatum(def->alarm_handler);
+	lookup->args[0].isnull = false;
+	fn = to_regprocedure(lookup);
+	if (lookup->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("alarm_handler %s of %s does not exist", def->alarm_handler, toygun_def_label(def)),
+				 errhint("Create the function again, or define the type again with another alarm_handler.")));
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that defined %s no longer exists", toygun_def_label(def)),
+				 errhint("Define the type again as an existing role.")));
+	problem = alarm_handler_shape_problem(DatumGetObjectId(fn));
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("alarm_handler %s of %s is no longer an alarm handler", def->alarm_handler,
+						toygun_def_label(def)),
+				 errdetail_internal("%s", problem),
+				 errhint("Create the function again returning text, or define the type again with another alarm_handler.")));
+	if (pg_proc_aclcheck(DatumGetObjectId(fn), def->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not execute alarm_handler %s of %s",
+						toygun_role_name(def->owner), def->alarm_handler, toygun_def_label(def)),
+				 errhint("Grant EXECUTE on the function to role \"%s\".", toygun_role_name(def->owner))));
+	return DatumGetObjectId(fn);
 }
 
 /* Redefining a type is for roles that may act for its current owner. */
@@ -719,10 +829,11 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 				nfields,
 				nencrypted;
 	char	   *parent_type = NULL;
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[9] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID};
+	char	   *alarm_handler = NULL;
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[10] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -751,6 +862,9 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	owner = definition_owner(fcinfo, 5, label, existing, call.caller);
 	if (!PG_ARGISNULL(2))
 		handler = check_handler(PG_GETARG_OID(2), "resource", owner);
+	/* alarm_handler: install scripts before it pass none */
+	if (PG_NARGS() > ALARM_HANDLER_ARG && !PG_ARGISNULL(ALARM_HANDLER_ARG))
+		alarm_handler = check_alarm_handler(PG_GETARG_OID(ALARM_HANDLER_ARG), label, owner);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
 
@@ -766,12 +880,22 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	values[7] = ObjectIdGetDatum(call.caller);
 	values[8] = parent_type ? CStringGetTextDatum(parent_type) : (Datum) 0;
 	nulls[8] = parent_type ? ' ' : 'n';
+	values[9] = alarm_handler ? CStringGetTextDatum(alarm_handler) : (Datum) 0;
+	nulls[9] = alarm_handler ? ' ' : 'n';
 
 	/*
-	 * A redefinition replaces parent_type as it replaces the fields. The SQL
-	 * of 0.3 (fewer arguments) has a resource_type without that column.
+	 * A redefinition replaces parent_type and alarm_handler as it replaces
+	 * the fields. The SQL of 0.3 (fewer arguments) has a resource_type
+	 * without those columns.
 	 */
-	if (PG_NARGS() > 6)
+	if (PG_NARGS() > ALARM_HANDLER_ARG)
+		toygun_run(toygun_plan(&upsert_resource_type_alarm_plan,
+							   UPSERT_RESOURCE_TYPE(", parent_type, alarm_handler", ", $9, $10",
+													", parent_type = excluded.parent_type,"
+													"  alarm_handler = excluded.alarm_handler"),
+							   10, argtypes),
+				   values, nulls, 0);
+	else if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
 							   UPSERT_RESOURCE_TYPE(", parent_type", ", $9",
 													", parent_type = excluded.parent_type"),
