@@ -155,6 +155,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- parents: resource_type.parent_type, define_resource and stop_resource old and new
 -- periodic starts that choose: three columns of schedule, start_every old and new,
 -- startable_types, the policies on schedule and schedule_start old and new; wait
+-- issue 15's alarms: the alarm table (columns, key, indexes, checks, policy, dumped), the view
+-- toygun.alarms (which reads ONLY alarm), raise_alarm, snooze_alarm, close_alarm,
+-- resource_type.alarm_handler, define_resource old and new
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 
