@@ -315,6 +315,33 @@ record_offer(pg_uuid_t *alarm_id, const char *type, pg_uuid_t *resource, const c
 }
 
 /*
+ * A resource's type and parent (false if it has none); false if the
+ * resource is gone.
+ */
+static bool
+read_resource(pg_uuid_t *id, char **type, pg_uuid_t *parent, bool *has_parent)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+	Datum		d;
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum(id);
+	toygun_run(toygun_plan(&plan, "SELECT type, parent_id FROM ONLY toygun.resource WHERE id = $1",
+						   1, argtypes),
+			   values, NULL, 1);
+	if (SPI_processed == 0)
+		return false;
+	*type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	*has_parent = !isnull;
+	if (!isnull)
+		*parent = *DatumGetUUIDP(d);
+	return true;
+}
+
+/*
  * Offer an alarm that opened to the alarm handlers up the resource tree,
  * from the object's resource to its parents, each type that has one, until
  * one returns 'handled'. Types without one are passed over.
@@ -322,17 +349,15 @@ record_offer(pg_uuid_t *alarm_id, const char *type, pg_uuid_t *resource, const c
 static void
 climb(pg_uuid_t *alarm_id, AlarmObject *o, Datum row)
 {
-	static SPIPlanPtr resource_plan = NULL;
-	Oid			argtypes[1] = {UUIDOID};
 	pg_uuid_t	seen[MAX_ESCALATION_LEVELS];
 	pg_uuid_t	current = o->resource_id;
 	int			level;
 
 	for (level = 0; level < MAX_ESCALATION_LEVELS; level++)
 	{
-		Datum		values[1];
 		char	   *type;
-		bool		isnull;
+		pg_uuid_t	parent;
+		bool		has_parent;
 		ToygunDef  *def;
 		int			i;
 
@@ -340,15 +365,8 @@ climb(pg_uuid_t *alarm_id, AlarmObject *o, Datum row)
 			if (memcmp(&seen[i], &current, sizeof(pg_uuid_t)) == 0)
 				return;			/* a cycle of parents */
 		seen[level] = current;
-		values[0] = UUIDPGetDatum(&current);
-		toygun_run(toygun_plan(&resource_plan,
-							   "SELECT type, parent_id FROM ONLY toygun.resource WHERE id = $1",
-							   1, argtypes),
-				   values, NULL, 1);
-		if (SPI_processed == 0)
+		if (!read_resource(&current, &type, &parent, &has_parent))
 			return;
-		type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, true);
 		if (def != NULL && def->alarm_handler != NULL)
 		{
@@ -358,19 +376,13 @@ climb(pg_uuid_t *alarm_id, AlarmObject *o, Datum row)
 			row = record_offer(alarm_id, type, &current, result, sqlstate);
 			if (row == (Datum) 0 || (result != NULL && strcmp(result, "handled") == 0))
 				return;
-			/* the offer ran other statements: read the parent again */
-			values[0] = UUIDPGetDatum(&current);
-			toygun_run(toygun_plan(&resource_plan,
-								   "SELECT type, parent_id FROM ONLY toygun.resource WHERE id = $1",
-								   1, argtypes),
-					   values, NULL, 1);
-			if (SPI_processed == 0)
+			/* the handler may have moved things: read the parent again */
+			if (!read_resource(&current, &type, &parent, &has_parent))
 				return;
-			values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
 		}
-		if (isnull)
+		if (!has_parent)
 			return;
-		current = *DatumGetUUIDP(values[0]);
+		current = parent;
 	}
 }
 

@@ -200,12 +200,12 @@ check_retry_policy(FunctionCallInfo fcinfo, int argno, const char *label, RetryP
 }
 
 /*
- * Why fn cannot be a handler taking toygun.<rowtype>, as a detail sentence,
- * or NULL if it can: a plain function of one argument, the object's row
- * type, returning toygun.next, in a schema that outlives the session.
+ * Why fn cannot be called with one argument of type argtype (toygun.<argname>)
+ * for a result of type rettype (named retname), as a detail sentence, or
+ * NULL if it can: a plain function, in a schema that outlives the session.
  */
 static const char *
-handler_shape_problem(Oid fn, const char *rowtype)
+shape_problem(Oid fn, const char *what, const char *argname, Oid rettype, const char *retname)
 {
 	HeapTuple	tup;
 	Form_pg_proc proc;
@@ -215,20 +215,27 @@ handler_shape_problem(Oid fn, const char *rowtype)
 	if (!HeapTupleIsValid(tup))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("handler function with OID %u does not exist", fn)));
+				 errmsg("%s function with OID %u does not exist", what, fn)));
 	proc = (Form_pg_proc) GETSTRUCT(tup);
 	if (proc->prokind != PROKIND_FUNCTION)
 		problem = "It is not a plain function.";
 	else if (proc->proretset)
 		problem = "It returns a set.";
-	else if (proc->pronargs != 1 || proc->proargtypes.values[0] != toygun_type_oid(rowtype))
-		problem = psprintf("It does not take one argument of type toygun.%s.", rowtype);
-	else if (proc->prorettype != toygun_type_oid("next"))
-		problem = "It does not return toygun.next.";
+	else if (proc->pronargs != 1 || proc->proargtypes.values[0] != toygun_type_oid(argname))
+		problem = psprintf("It does not take one argument of type toygun.%s.", argname);
+	else if (proc->prorettype != rettype)
+		problem = psprintf("It does not return %s.", retname);
 	else if (isAnyTempNamespace(proc->pronamespace))
 		problem = "It is a temporary function: it would be gone at the end of the session, and another session's function of the same name would take its place.";
 	ReleaseSysCache(tup);
 	return problem;
+}
+
+/* Why fn cannot be a handler taking toygun.<rowtype> and returning toygun.next, or NULL. */
+static const char *
+handler_shape_problem(Oid fn, const char *rowtype)
+{
+	return shape_problem(fn, "handler", rowtype, toygun_type_oid("next"), "toygun.next");
 }
 
 /*
@@ -258,36 +265,11 @@ check_handler(Oid fn, const char *rowtype, Oid owner)
 	return format_procedure_qualified(fn);
 }
 
-/*
- * Why fn cannot be an alarm handler, as a detail sentence, or NULL if it
- * can: a plain function of one argument, toygun.alarm, returning text, in a
- * schema that outlives the session.
- */
+/* Why fn cannot be an alarm handler, (toygun.alarm) RETURNS text, or NULL. */
 static const char *
 alarm_handler_shape_problem(Oid fn)
 {
-	HeapTuple	tup;
-	Form_pg_proc proc;
-	const char *problem = NULL;
-
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
-	if (!HeapTupleIsValid(tup))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("alarm handler function with OID %u does not exist", fn)));
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	if (proc->prokind != PROKIND_FUNCTION)
-		problem = "It is not a plain function.";
-	else if (proc->proretset)
-		problem = "It returns a set.";
-	else if (proc->pronargs != 1 || proc->proargtypes.values[0] != toygun_type_oid("alarm"))
-		problem = "It does not take one argument of type toygun.alarm.";
-	else if (proc->prorettype != TEXTOID)
-		problem = "It does not return text.";
-	else if (isAnyTempNamespace(proc->pronamespace))
-		problem = "It is a temporary function: it would be gone at the end of the session.";
-	ReleaseSysCache(tup);
-	return problem;
+	return shape_problem(fn, "alarm handler", "alarm", TEXTOID, "text");
 }
 
 /*
