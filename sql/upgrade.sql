@@ -159,6 +159,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- (should_start, should_stop, stop_state), schedule.last_declined (define_task and
 -- define_resource change again, already counted)
 -- issue 15: triggers: the trigger table (columns, key, policy, dumped), define_trigger, drop_trigger
+-- issue 15's alarms: the alarm table (columns, key, indexes, checks, policy, dumped), the view
+-- toygun.alarms (which reads ONLY alarm), raise_alarm, snooze_alarm, close_alarm,
+-- resource_type.alarm_handler, define_resource old and new
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -33,6 +33,9 @@ static SPIPlanPtr find_resource_type_plan;
 static SPIPlanPtr find_task_type_plan;
 static SPIPlanPtr upsert_resource_type_plan;
 static SPIPlanPtr upsert_resource_type_0_3_plan;
+
+/* define_resource's argument alarm_handler (issue 15) */
+#define ALARM_HANDLER_ARG 8
 static SPIPlanPtr upsert_task_type_plan;
 static SPIPlanPtr upsert_task_type_0_3_plan;
 static SPIPlanPtr rearm_resources_plan;
@@ -248,6 +251,17 @@ shape_of(const char *what, Shape *s)
 		s->returns = "boolean";
 		s->declare = "CREATE FUNCTION f(t toygun.task) RETURNS boolean";
 	}
+	else if (strcmp(what, "alarm_handler") == 0)
+	{
+		s->noun = "alarm handler";
+		s->nargs = 1;
+		s->args[0] = toygun_type_oid("alarm");
+		s->ret = TEXTOID;
+		s->takes = "one argument of type toygun.alarm";
+		s->args_words = "toygun.alarm";
+		s->returns = "text";
+		s->declare = "CREATE FUNCTION f(a toygun.alarm) RETURNS text";
+	}
 	else
 	{
 		s->noun = "handler";
@@ -340,6 +354,41 @@ check_stop_state(FunctionCallInfo fcinfo, int argno, const char *label, char **s
 				 errdetail("A first stop moves it into its stop_state, whose handler then stops it."),
 				 errhint("Name one of the states it declares (not __new__), or leave stop_state out (NULL) to stop at once.")));
 	return stop_state;
+}
+
+/* Why fn cannot be an alarm handler, (toygun.alarm) RETURNS text, or NULL. */
+static const char *
+alarm_handler_shape_problem(Oid fn)
+{
+	Shape		s;
+
+	shape_of("alarm_handler", &s);
+	return shape_problem(fn, &s);
+}
+
+/*
+ * An alarm handler is a function (toygun.alarm) RETURNS text that the
+ * type's owner-to-be may execute. Returns its qualified signature.
+ */
+static char *
+check_alarm_handler(Oid fn, const char *label, Oid owner)
+{
+	const char *problem = alarm_handler_shape_problem(fn);
+
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("alarm_handler %s of %s must be a function taking toygun.alarm and returning text",
+						format_procedure(fn), label),
+				 errdetail_internal("%s", problem),
+				 errhint("Declare it as CREATE FUNCTION f(a toygun.alarm) RETURNS text; it returns 'handled' to take the alarm.")));
+	if (pg_proc_aclcheck(fn, owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for alarm_handler %s of %s", format_procedure(fn), label),
+				 errdetail("The alarm handler runs as the type's owner, role \"%s\", which must be allowed to execute it.",
+						   toygun_role_name(owner))));
+	return format_procedure_qualified(fn);
 }
 
 /* The search_path handlers of a type defined now will run with. */
@@ -612,7 +661,10 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		def->should_stop = cache_column(tup, desc, "should_stop");
 	}
 	else
+	{
 		def->parent_type = cache_column(tup, desc, "parent_type");
+		def->alarm_handler = cache_column(tup, desc, "alarm_handler");
+	}
 	def->stop_state = cache_column(tup, desc, "stop_state");
 	MemoryContextSwitchTo(old);
 
@@ -707,6 +759,49 @@ toygun_def_hook(ToygunDef *def, const char *hook)
 							&def->should_start_ready);
 	return def_function(def, hook, def->should_stop, &def->should_stop_fn,
 						&def->should_stop_ready);
+}
+
+/*
+ * The alarm handler of a resource type, resolved from its stored signature
+ * and checked as a handler is (it still exists and is one, its owner is a
+ * role that may execute it), at each offer: offers are rare.
+ */
+Oid
+toygun_def_alarm_handler(ToygunDef *def)
+{
+	LOCAL_FCINFO(lookup, 1);
+	Datum		fn;
+	const char *problem;
+
+	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
+	lookup->args[0].value = CStringGetTextDatum(def->alarm_handler);
+	lookup->args[0].isnull = false;
+	fn = to_regprocedure(lookup);
+	if (lookup->isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("alarm_handler %s of %s does not exist", def->alarm_handler, toygun_def_label(def)),
+				 errhint("Create the function again, or define the type again with another alarm_handler.")));
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the role that defined %s no longer exists", toygun_def_label(def)),
+				 errhint("Define the type again as an existing role.")));
+	problem = alarm_handler_shape_problem(DatumGetObjectId(fn));
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("alarm_handler %s of %s is no longer an alarm handler", def->alarm_handler,
+						toygun_def_label(def)),
+				 errdetail_internal("%s", problem),
+				 errhint("Create the function again returning text, or define the type again with another alarm_handler.")));
+	if (pg_proc_aclcheck(DatumGetObjectId(fn), def->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not execute alarm_handler %s of %s",
+						toygun_role_name(def->owner), def->alarm_handler, toygun_def_label(def)),
+				 errhint("Grant EXECUTE on the function to role \"%s\".", toygun_role_name(def->owner))));
+	return DatumGetObjectId(fn);
 }
 
 /* Redefining a type is for roles that may act for its current owner. */
@@ -846,10 +941,11 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 				nencrypted;
 	char	   *parent_type = NULL;
 	char	   *stop_state;
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[10] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID};
+	char	   *alarm_handler = NULL;
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[11] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -879,6 +975,9 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	owner = definition_owner(fcinfo, 5, label, existing, call.caller);
 	if (!PG_ARGISNULL(2))
 		handler = check_function(PG_GETARG_OID(2), "resource", owner);
+	/* alarm_handler: install scripts before it pass none */
+	if (PG_NARGS() > ALARM_HANDLER_ARG && !PG_ARGISNULL(ALARM_HANDLER_ARG))
+		alarm_handler = check_alarm_handler(PG_GETARG_OID(ALARM_HANDLER_ARG), label, owner);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
 
@@ -896,18 +995,21 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	nulls[8] = parent_type ? ' ' : 'n';
 	values[9] = stop_state ? CStringGetTextDatum(stop_state) : (Datum) 0;
 	nulls[9] = stop_state ? ' ' : 'n';
+	values[10] = alarm_handler ? CStringGetTextDatum(alarm_handler) : (Datum) 0;
+	nulls[10] = alarm_handler ? ' ' : 'n';
 
 	/*
-	 * A redefinition replaces parent_type and stop_state as it replaces the
-	 * fields. The SQL of 0.3 (fewer arguments) has a resource_type without
-	 * those columns.
+	 * A redefinition replaces parent_type, stop_state and alarm_handler as
+	 * it replaces the fields. The SQL of 0.3 (fewer arguments) has a
+	 * resource_type without those columns.
 	 */
 	if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state", ", $9, $10",
+							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler", ", $9, $10, $11",
 													", parent_type = excluded.parent_type,"
-													"  stop_state = excluded.stop_state"),
-							   10, argtypes),
+													"  stop_state = excluded.stop_state,"
+													"  alarm_handler = excluded.alarm_handler"),
+							   11, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&upsert_resource_type_0_3_plan, UPSERT_RESOURCE_TYPE("", "", ""),

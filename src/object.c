@@ -756,6 +756,24 @@ saved:
 		toygun_fire_triggers(obj, def);
 	if (due_now)
 		toygun_wake_at_commit();
+
+	/*
+	 * A panic raises an alarm, and a move out of __panic__ closes it, last,
+	 * since the alarm's handlers may act on the object (alarms.c): a
+	 * successful tick pays the test, never a query.
+	 */
+	if (obj->nsteps > 0 &&
+		(strcmp(obj->state, TOYGUN_PANIC) == 0 || strcmp(old_state, TOYGUN_PANIC) == 0))
+	{
+		bool		entered = strcmp(obj->state, TOYGUN_PANIC) == 0;
+		ToygunStep	step = obj->steps[entered ? obj->nsteps - 1 : 0];
+
+		obj->step = expected_step + obj->nsteps;
+		obj->nsteps = 0;
+		obj->has_run_at = false;
+		toygun_alarm_panic_moved(obj, &step, entered);
+		return saved;
+	}
 	obj->step = expected_step + obj->nsteps;
 	obj->nsteps = 0;
 	obj->has_run_at = false;

@@ -50,6 +50,7 @@ typedef struct ToygunDef
 	Oid			owner;			/* handlers run as this role */
 	char	   *search_path;	/* and with this search_path */
 	char	   *parent_type;	/* resource types: their parents' type, or NULL */
+	char	   *alarm_handler;	/* resource types: qualified signature, or NULL */
 	/* a task type's retry policy; unset: the setting's (see toygun_def_*) */
 	int			max_attempts;	/* 0: unset */
 	int			retry_backoff_ms;	/* -1: unset */
@@ -342,6 +343,7 @@ extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 								  const char *name, bool missing_ok);
 extern FmgrInfo *toygun_def_handler(ToygunDef *def);
 extern FmgrInfo *toygun_def_hook(ToygunDef *def, const char *hook);
+extern Oid	toygun_def_alarm_handler(ToygunDef *def);
 extern void toygun_define_init(void);
 
 /* object.c: the object model (commands.c has the SQL functions on objects) */
@@ -393,6 +395,9 @@ extern char *toygun_test_now;
 extern bool toygun_test_now_check(char **newval, void **extra, GucSource source);
 extern void toygun_test_now_assign(const char *newval, void *extra);
 extern TimestampTz toygun_clock_now(void);
+
+/* alarms.c: alarms, their escalation, and a panic's alarm */
+extern void toygun_alarm_panic_moved(ToygunObject *obj, ToygunStep *step, bool entered);
 
 /* tick.c */
 /* children.c: waiting for children */

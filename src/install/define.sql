@@ -15,7 +15,8 @@ CREATE FUNCTION toygun.define_resource(
     encrypted_fields text[] DEFAULT '{}',
     owner regrole DEFAULT NULL,
     parent_type text DEFAULT NULL,
-    stop_state text DEFAULT NULL) RETURNS void
+    stop_state text DEFAULT NULL,
+    alarm_handler regprocedure DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(

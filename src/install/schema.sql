@@ -52,7 +52,8 @@ CREATE TABLE toygun.resource_type (
     search_path      text NOT NULL,      -- the definer's search_path, used by the handler
     defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     parent_type      text,               -- NULL: any parent or none; else its resources need a live parent of that type
-    stop_state       text                -- the state stop_resource moves it into; NULL: __stop__
+    stop_state       text,               -- the state stop_resource moves it into; NULL: __stop__
+    alarm_handler    text                -- qualified signature of a function (toygun.alarm) RETURNS text, or NULL
 );
 
 -- A task type: an ordered list of states and the handler that runs them,
