@@ -488,3 +488,69 @@ CREATE FUNCTION toygun.snooze_alarm(id uuid, until timestamptz) RETURNS toygun.a
     AS 'MODULE_PATHNAME', 'toygun_snooze_alarm' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.close_alarm(id uuid, reason text DEFAULT NULL) RETURNS toygun.alarm
     AS 'MODULE_PATHNAME', 'toygun_close_alarm' LANGUAGE C VOLATILE;
+
+-- Circuit breakers (issue 15): a task type's breaker (task_type.breaker),
+-- define_task's last argument (so define_task is made again), the breaker
+-- table, and toygun.stats with a breaker column.
+ALTER TABLE toygun.task_type ADD COLUMN breaker jsonb;
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole,
+                                 integer, interval, interval, regprocedure, regprocedure, text);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    breaker jsonb DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+CREATE TABLE toygun.breaker (
+    resource_type    text NOT NULL,
+    task             text NOT NULL,
+    state            text NOT NULL DEFAULT 'closed'
+                     CHECK (state IN ('closed', 'open', 'half_open')),
+    recent_failures  timestamptz[] NOT NULL DEFAULT '{}',
+    opened_at        timestamptz,
+    open_until       timestamptz,
+    trial_run        uuid,
+    failures_at_open integer,
+    alarm_run        uuid,
+    opens            integer NOT NULL DEFAULT 0,
+    closed_at        timestamptz,
+    PRIMARY KEY (resource_type, task)
+);
+ALTER TABLE toygun.breaker ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.breaker FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+GRANT SELECT ON toygun.breaker TO PUBLIC;
+CREATE OR REPLACE VIEW toygun.stats WITH (security_invoker = true) AS
+    SELECT 'task'::text AS kind, r.type AS resource_type, t.name AS task, t.state,
+           count(*) AS live,
+           count(*) FILTER (WHERE t.run_at <= pg_catalog.clock_timestamp()) AS due,
+           count(*) FILTER (WHERE t.state = '__panic__') AS panicked,
+           count(*) FILTER (WHERE t.attempts > 0) AS failing,
+           pg_catalog.clock_timestamp() - min(t.run_at) FILTER (WHERE t.run_at <= pg_catalog.clock_timestamp()) AS oldest_due_age,
+           (SELECT COALESCE(b.state, 'closed') FROM ONLY toygun.task_type d
+              LEFT JOIN ONLY toygun.breaker b ON b.resource_type = d.resource_type AND b.task = d.name
+             WHERE d.resource_type = r.type AND d.name = t.name AND d.breaker IS NOT NULL) AS breaker
+      FROM ONLY toygun.task t JOIN ONLY toygun.resource r ON r.id = t.resource_id
+     WHERE t.state <> '__stop__'
+     GROUP BY r.type, t.name, t.state
+    UNION ALL
+    SELECT 'resource', r.type, NULL, r.state,
+           count(*),
+           count(*) FILTER (WHERE r.run_at <= pg_catalog.clock_timestamp()),
+           count(*) FILTER (WHERE r.state = '__panic__'),
+           count(*) FILTER (WHERE r.attempts > 0),
+           pg_catalog.clock_timestamp() - min(r.run_at) FILTER (WHERE r.run_at <= pg_catalog.clock_timestamp()),
+           NULL
+      FROM ONLY toygun.resource r
+     WHERE r.state <> '__stop__'
+     GROUP BY r.type, r.state;

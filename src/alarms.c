@@ -423,7 +423,6 @@ escalate(pg_uuid_t *alarm_id, AlarmObject *o)
 void
 toygun_alarm_panic_moved(ToygunObject *obj, ToygunStep *step, bool entered)
 {
-	static SPIPlanPtr close_plan = NULL;
 	AlarmObject o;
 
 	if (!alarms_installed())
@@ -444,21 +443,54 @@ toygun_alarm_panic_moved(ToygunObject *obj, ToygunStep *step, bool entered)
 	}
 	else
 	{
-		Oid			argtypes[3] = {UUIDOID, TEXTOID, OIDOID};
-		Datum		values[3];
 		const char *how = step->note ? step->note : "moved out of " TOYGUN_PANIC;
 
-		values[0] = UUIDPGetDatum(&obj->id);
-		values[1] = CStringGetTextDatum(step->reason ? psprintf("%s: %s", how, step->reason) : how);
-		values[2] = ObjectIdGetDatum(obj->actor);
-		toygun_run(toygun_plan(&close_plan,
-							   "UPDATE ONLY toygun.alarm SET state = 'closed',"
-							   "  closed_at = pg_catalog.clock_timestamp(), closed_reason = $2,"
-							   "  closed_by = $3::pg_catalog.regrole"
-							   " WHERE object_id = $1 AND kind = '" PANIC_KIND "' AND state <> 'closed'",
-							   3, argtypes),
-				   values, NULL, 0);
+		toygun_alarm_close(&obj->id, PANIC_KIND,
+						   step->reason ? psprintf("%s: %s", how, step->reason) : how, obj->actor);
 	}
+}
+
+/*
+ * Raise an alarm of a kind toygun reserves (breaker.c's 'breaker') on a run
+ * or resource, from C: opened, or counted again if open, and offered to the
+ * alarm handlers when it opens. Nothing if the object is gone or there is
+ * no alarm table (the SQL of 0.3).
+ */
+void
+toygun_alarm_raise(pg_uuid_t *object, const char *kind, const char *message)
+{
+	AlarmObject o;
+	bool		opened;
+	pg_uuid_t	id;
+
+	if (!alarms_installed() || !find_object(object, &o))
+		return;
+	id = upsert_alarm(&o, kind, message, &opened);
+	if (opened)
+		escalate(&id, &o);
+}
+
+/* Close the open alarm of a kind on an object, if any, with the reason, by actor. */
+void
+toygun_alarm_close(pg_uuid_t *object, const char *kind, const char *reason, Oid actor)
+{
+	static SPIPlanPtr close_plan = NULL;
+	Oid			argtypes[4] = {UUIDOID, TEXTOID, OIDOID, TEXTOID};
+	Datum		values[4];
+
+	if (!alarms_installed())
+		return;
+	values[0] = UUIDPGetDatum(object);
+	values[1] = CStringGetTextDatum(reason);
+	values[2] = ObjectIdGetDatum(actor);
+	values[3] = CStringGetTextDatum(kind);
+	toygun_run(toygun_plan(&close_plan,
+						   "UPDATE ONLY toygun.alarm SET state = 'closed',"
+						   "  closed_at = pg_catalog.clock_timestamp(), closed_reason = $2,"
+						   "  closed_by = $3::pg_catalog.regrole"
+						   " WHERE object_id = $1 AND kind = $4 AND state <> 'closed'",
+						   4, argtypes),
+			   values, NULL, 0);
 }
 
 /* raise_alarm(object, kind, message): right operate on the object's type. */
@@ -477,7 +509,7 @@ toygun_raise_alarm(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 1, "kind");
 	toygun_check_not_null(fcinfo, 2, "message");
 	kind = toygun_check_name("alarm kind", PG_GETARG_TEXT_PP(1));
-	if (strcmp(kind, PANIC_KIND) == 0 || strcmp(kind, "breaker") == 0)
+	if (strcmp(kind, PANIC_KIND) == 0 || strcmp(kind, TOYGUN_BREAKER_KIND) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
 				 errmsg("alarm kind \"%s\" is reserved", kind),

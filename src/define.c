@@ -37,7 +37,11 @@ static SPIPlanPtr upsert_resource_type_0_3_plan;
 /* define_resource's argument alarm_handler (issue 15) */
 #define ALARM_HANDLER_ARG 8
 static SPIPlanPtr upsert_task_type_plan;
+static SPIPlanPtr upsert_task_type_retry_plan;
 static SPIPlanPtr upsert_task_type_0_3_plan;
+
+/* define_task's argument breaker (issue 15), its last */
+#define BREAKER_ARG 13
 static SPIPlanPtr rearm_resources_plan;
 
 /*
@@ -564,6 +568,27 @@ read_retry_policy(ToygunDef *def, HeapTuple tup, TupleDesc desc)
 }
 
 /*
+ * A task type's circuit breaker, from its column breaker if it has one (the
+ * SQL of 0.3 has none), in the cache's memory. define_task() checked it; a
+ * row changed behind its back that is no breaker is read as none.
+ */
+static ToygunBreaker *
+read_breaker(HeapTuple tup, TupleDesc desc, ToygunDef *def)
+{
+	int			col = SPI_fnumber(desc, "breaker");
+	ToygunBreaker b;
+	bool		isnull;
+	Datum		d;
+
+	if (col <= 0)
+		return NULL;
+	d = SPI_getbinval(tup, desc, col, &isnull);
+	if (isnull || !toygun_breaker_parse(DatumGetJsonbP(d), "", &b, true))
+		return NULL;
+	return memcpy(MemoryContextAlloc(def_cache_cxt, sizeof(ToygunBreaker)), &b, sizeof(ToygunBreaker));
+}
+
+/*
  * Look up a resource type (name NULL) or task type. Must be called inside a
  * toygun call (SPI connected). Errors with a hint if it does not exist,
  * unless missing_ok. The result belongs to the cache: do not change it.
@@ -659,6 +684,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		read_retry_policy(def, tup, desc);
 		def->should_start = cache_column(tup, desc, "should_start");
 		def->should_stop = cache_column(tup, desc, "should_stop");
+		def->breaker = read_breaker(tup, desc, def);
 	}
 	else
 	{
@@ -1072,12 +1098,13 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	RetryPolicy policy;
 	char	   *hooks[2] = {NULL, NULL};	/* should_start, should_stop */
 	char	   *stop_state;
+	char	   *breaker = NULL;
 	int			i;
-	Datum		values[15];
-	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[15] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	Datum		values[16];
+	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[16] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1090,6 +1117,13 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	encrypted = check_fields(fcinfo, 5, "encrypted_fields", &nencrypted);
 	check_retry_policy(fcinfo, 7, label, &policy);
 	stop_state = check_stop_state(fcinfo, 12, label, states, nstates);
+	if (PG_NARGS() > BREAKER_ARG && !PG_ARGISNULL(BREAKER_ARG))
+	{
+		ToygunBreaker b;
+
+		(void) toygun_breaker_parse(PG_GETARG_JSONB_P(BREAKER_ARG), label, &b, false);
+		breaker = toygun_breaker_text(&b);
+	}
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1131,29 +1165,45 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		values[12 + i] = v ? CStringGetTextDatum(v) : (Datum) 0;
 		nulls[12 + i] = v ? ' ' : 'n';
 	}
+	values[15] = breaker ? DirectFunctionCall1(jsonb_in, CStringGetDatum(breaker)) : (Datum) 0;
+	nulls[15] = breaker ? ' ' : 'n';
 	/*
-	 * A redefinition replaces the retry policy, hooks and stop_state as it
-	 * replaces the fields: what is left out is NULL again (the settings, no
-	 * hook). The SQL of 0.3 (fewer arguments) has a task_type without those
-	 * columns.
+	 * A redefinition replaces the retry policy, hooks, stop_state and
+	 * breaker as it replaces the fields: what is left out is NULL again (the
+	 * settings, no hook, no breaker). The SQL of 0.3 (ten arguments) has a
+	 * task_type with only the retry policy's columns, and that of 0.2 (seven)
+	 * none of them.
 	 */
-	if (PG_NARGS() > 7)
+	if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
 							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state",
-												", $10, $11, $12, $13, $14, $15",
+												"  should_start, should_stop, stop_state, breaker",
+												", $10, $11, $12, $13, $14, $15, $16",
 												", max_attempts = excluded.max_attempts,"
 												"  retry_backoff = excluded.retry_backoff,"
 												"  tick_timeout = excluded.tick_timeout,"
 												"  should_start = excluded.should_start,"
 												"  should_stop = excluded.should_stop,"
-												"  stop_state = excluded.stop_state"),
-							   15, argtypes),
+												"  stop_state = excluded.stop_state,"
+												"  breaker = excluded.breaker"),
+							   16, argtypes),
+				   values, nulls, 0);
+	else if (PG_NARGS() > 7)
+		toygun_run(toygun_plan(&upsert_task_type_retry_plan,
+							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout",
+												", $10, $11, $12",
+												", max_attempts = excluded.max_attempts,"
+												"  retry_backoff = excluded.retry_backoff,"
+												"  tick_timeout = excluded.tick_timeout"),
+							   12, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&upsert_task_type_0_3_plan, UPSERT_TASK_TYPE("", "", ""), 9, argtypes),
 				   values, nulls, 0);
 	check_upserted(label);
+	/* defined again without a breaker: the runs it held go on now */
+	if (PG_NARGS() > BREAKER_ARG && breaker == NULL)
+		toygun_breaker_dropped(resource_type, name);
 	definitions_changed(TOYGUN_TASK);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();

@@ -153,6 +153,9 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 	obj->last_error = pstrdup(error);
 	(void) toygun_save_object(obj, def, obj->step);
 	keep_failure(obj, attempts, failure);
+	/* a failure the run caused counts on its task type's circuit breaker */
+	if (def->breaker != NULL && may_panic)
+		toygun_breaker_failed(obj, def);
 	return true;
 }
 

@@ -140,6 +140,7 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 	TickContext tc;
 	ToygunNext	next;
 	int64		expected_step = obj->step;
+	bool		trial = false;
 
 	tc.obj = obj;
 	tc.def = def;
@@ -147,6 +148,29 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 	errcb.arg = &tc;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+
+	/*
+	 * A task type's circuit breaker (breaker.c), read before anything else:
+	 * open, the run is not ticked (no handler, hook or history row) but
+	 * waits until it may be; a tick by hand is refused. Types without one
+	 * pay a pointer test.
+	 */
+	if (def->breaker != NULL)
+	{
+		TimestampTz until;
+		ToygunBreakerCheck check = toygun_breaker_check(obj, def, !toygun_in_worker, &until);
+
+		if (check == TOYGUN_BREAKER_HOLD)
+		{
+			obj->has_run_at = true;
+			obj->run_at_null = false;
+			obj->run_at = until;
+			*saved = toygun_save_object(obj, def, expected_step);
+			error_context_stack = errcb.previous;
+			return;
+		}
+		trial = check == TOYGUN_BREAKER_TRIAL;
+	}
 
 	/*
 	 * A task type's should_stop, asked before every tick, the first too:
@@ -186,6 +210,9 @@ save:
 	obj->attempts = 0;
 	obj->last_error = NULL;
 	*saved = toygun_save_object(obj, def, expected_step);
+	/* the trial of a half-open breaker succeeded: it closes */
+	if (trial)
+		toygun_breaker_trial_passed(obj, def);
 
 	error_context_stack = errcb.previous;
 }

@@ -65,6 +65,7 @@ typedef struct ToygunDef
 	FmgrInfo	should_start_fn;
 	FmgrInfo	should_stop_fn;
 	char	   *stop_state;		/* a first stop moves there; NULL: __stop__ */
+	struct ToygunBreaker *breaker;	/* task types: the circuit breaker, or NULL (breaker.c) */
 	/* resource types: their triggers, read at the first move (triggers.c); NULL: not yet */
 	struct ToygunTriggers *triggers;
 } ToygunDef;
@@ -398,6 +399,32 @@ extern TimestampTz toygun_clock_now(void);
 
 /* alarms.c: alarms, their escalation, and a panic's alarm */
 extern void toygun_alarm_panic_moved(ToygunObject *obj, ToygunStep *step, bool entered);
+extern void toygun_alarm_raise(pg_uuid_t *object, const char *kind, const char *message);
+extern void toygun_alarm_close(pg_uuid_t *object, const char *kind, const char *reason, Oid actor);
+
+/* breaker.c: a task type's circuit breaker */
+#define TOYGUN_BREAKER_KIND "breaker"	/* the kind of the alarm an opening raises */
+typedef struct ToygunBreaker
+{
+	int			failures;		/* failed ticks within within open it */
+	Interval	within;
+	Interval	cooldown;		/* how long it stays open */
+} ToygunBreaker;
+
+typedef enum ToygunBreakerCheck
+{
+	TOYGUN_BREAKER_PASS,		/* closed: tick */
+	TOYGUN_BREAKER_TRIAL,		/* half-open, and this run is the trial: tick */
+	TOYGUN_BREAKER_HOLD			/* open, or another run's trial: not ticked until then */
+} ToygunBreakerCheck;
+
+extern bool toygun_breaker_parse(Jsonb *j, const char *label, ToygunBreaker *out, bool quiet);
+extern char *toygun_breaker_text(ToygunBreaker *b);
+extern ToygunBreakerCheck toygun_breaker_check(ToygunObject *obj, ToygunDef *def, bool by_hand,
+											   TimestampTz *until);
+extern void toygun_breaker_trial_passed(ToygunObject *obj, ToygunDef *def);
+extern void toygun_breaker_failed(ToygunObject *obj, ToygunDef *def);
+extern void toygun_breaker_dropped(const char *resource_type, const char *task);
 
 /* tick.c */
 /* children.c: waiting for children */

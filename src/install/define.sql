@@ -7,6 +7,8 @@
 -- boolean: whether a run starts, whether a live run stops before its tick.
 -- stop_state: the state a first stop moves a run or resource into (its
 -- handler then stops it); NULL: stops go straight to __stop__.
+-- breaker: {"failures": n, "within": interval, "cooldown": interval}, a task
+-- type's circuit breaker (toygun.breaker); NULL: none.
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -32,5 +34,6 @@ CREATE FUNCTION toygun.define_task(
     tick_timeout interval DEFAULT NULL,
     should_start regprocedure DEFAULT NULL,
     should_stop regprocedure DEFAULT NULL,
-    stop_state text DEFAULT NULL) RETURNS void
+    stop_state text DEFAULT NULL,
+    breaker jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

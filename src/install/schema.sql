@@ -75,6 +75,7 @@ CREATE TABLE toygun.task_type (
     should_start     text,               -- hooks, qualified signatures like handler's; NULL: none
     should_stop      text,
     stop_state       text,               -- the state stop_task moves a run into; NULL: __stop__
+    breaker          jsonb,              -- {"failures", "within", "cooldown"}; NULL: no circuit breaker
     PRIMARY KEY (resource_type, name)
 );
 

@@ -10,7 +10,8 @@ CREATE FUNCTION toygun.worker_status()
 
 -- Live objects per type and state: how many, how many due now, panicked,
 -- failing (a failed tick not yet followed by a successful one), and how long
--- the oldest due one has waited (by the clock, not the transaction's start).
+-- the oldest due one has waited (by the clock, not the transaction's start);
+-- breaker: the state of a task type's circuit breaker, NULL without one.
 -- It reads as the caller, so it counts only the types the caller may read.
 CREATE VIEW toygun.stats WITH (security_invoker = true) AS
     SELECT 'task'::text AS kind, r.type AS resource_type, t.name AS task, t.state,
@@ -18,7 +19,10 @@ CREATE VIEW toygun.stats WITH (security_invoker = true) AS
            count(*) FILTER (WHERE t.run_at <= pg_catalog.clock_timestamp()) AS due,
            count(*) FILTER (WHERE t.state = '__panic__') AS panicked,
            count(*) FILTER (WHERE t.attempts > 0) AS failing,
-           pg_catalog.clock_timestamp() - min(t.run_at) FILTER (WHERE t.run_at <= pg_catalog.clock_timestamp()) AS oldest_due_age
+           pg_catalog.clock_timestamp() - min(t.run_at) FILTER (WHERE t.run_at <= pg_catalog.clock_timestamp()) AS oldest_due_age,
+           (SELECT COALESCE(b.state, 'closed') FROM ONLY toygun.task_type d
+              LEFT JOIN ONLY toygun.breaker b ON b.resource_type = d.resource_type AND b.task = d.name
+             WHERE d.resource_type = r.type AND d.name = t.name AND d.breaker IS NOT NULL) AS breaker
       FROM ONLY toygun.task t JOIN ONLY toygun.resource r ON r.id = t.resource_id
      WHERE t.state <> '__stop__'
      GROUP BY r.type, t.name, t.state
@@ -28,7 +32,8 @@ CREATE VIEW toygun.stats WITH (security_invoker = true) AS
            count(*) FILTER (WHERE r.run_at <= pg_catalog.clock_timestamp()),
            count(*) FILTER (WHERE r.state = '__panic__'),
            count(*) FILTER (WHERE r.attempts > 0),
-           pg_catalog.clock_timestamp() - min(r.run_at) FILTER (WHERE r.run_at <= pg_catalog.clock_timestamp())
+           pg_catalog.clock_timestamp() - min(r.run_at) FILTER (WHERE r.run_at <= pg_catalog.clock_timestamp()),
+           NULL
       FROM ONLY toygun.resource r
      WHERE r.state <> '__stop__'
      GROUP BY r.type, r.state;
