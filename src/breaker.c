@@ -269,9 +269,11 @@ is_trial(BreakerRow *row, ToygunObject *obj)
 
 /*
  * Whether a tick of the run goes ahead: PASS (closed, or no breaker row
- * yet), TRIAL (this run is the half-open breaker's trial: it took the
- * trial now, the open time or the last trial's having run out), or HOLD
- * (*until: open, or another run's trial under way). A tick by hand that
+ * yet), TRIAL (this run is the half-open breaker's trial), CLAIMED (in a
+ * worker: this run took the trial now, the open time or the last trial's
+ * having run out; it is not ticked, but due again at once, *until, after
+ * the claim commits), or HOLD (*until: open, or another run's trial under
+ * way). A tick by hand that
  * would be held is refused (55000): a person's tick does not get around a
  * breaker. Called only for task types with a breaker.
  */
@@ -307,7 +309,19 @@ toygun_breaker_check(ToygunObject *obj, ToygunDef *def, bool by_hand, TimestampT
 							   4, argtypes),
 				   values, NULL, 0);
 		if (SPI_processed > 0)
-			return TOYGUN_BREAKER_TRIAL;
+		{
+			/*
+			 * A worker commits the claim before the trial's tick, which may
+			 * fail and roll back: the run is due again at once, and its
+			 * next tick is the trial. Until then, and if it fails, the
+			 * others are held. A tick by hand is the trial at once (its
+			 * failure is the caller's, and rolls the claim back).
+			 */
+			if (by_hand)
+				return TOYGUN_BREAKER_TRIAL;
+			*until = now;
+			return TOYGUN_BREAKER_CLAIMED;
+		}
 		breaker_row(obj, &row);
 		if (!row.found || strcmp(row.state, "closed") == 0)
 			return TOYGUN_BREAKER_PASS;

@@ -21,6 +21,12 @@
 
 
 
+/*
+ * Set by a tick whose work must commit before the next tick (a worker's
+ * claim of a breaker's trial): the worker ends its batch after it.
+ */
+bool		toygun_tick_commit_now = false;
+
 /* Objects being ticked right now, innermost last: a handler may not tick itself. */
 #define MAX_TICK_DEPTH 16
 static pg_uuid_t ticking[MAX_TICK_DEPTH];
@@ -160,12 +166,15 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 		TimestampTz until;
 		ToygunBreakerCheck check = toygun_breaker_check(obj, def, !toygun_in_worker, &until);
 
-		if (check == TOYGUN_BREAKER_HOLD)
+		if (check == TOYGUN_BREAKER_HOLD || check == TOYGUN_BREAKER_CLAIMED)
 		{
 			obj->has_run_at = true;
 			obj->run_at_null = false;
 			obj->run_at = until;
 			*saved = toygun_save_object(obj, def, expected_step);
+			/* the trial's claim commits before its tick, which may fail */
+			if (check == TOYGUN_BREAKER_CLAIMED)
+				toygun_tick_commit_now = true;
 			error_context_stack = errcb.previous;
 			return;
 		}

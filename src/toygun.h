@@ -415,6 +415,7 @@ typedef enum ToygunBreakerCheck
 {
 	TOYGUN_BREAKER_PASS,		/* closed: tick */
 	TOYGUN_BREAKER_TRIAL,		/* half-open, and this run is the trial: tick */
+	TOYGUN_BREAKER_CLAIMED,		/* a worker took the trial for this run: commit first */
 	TOYGUN_BREAKER_HOLD			/* open, or another run's trial: not ticked until then */
 } ToygunBreakerCheck;
 
@@ -435,6 +436,7 @@ extern bool toygun_is_task(pg_uuid_t *id);
 extern bool toygun_ticking_now(pg_uuid_t *id);
 extern bool toygun_ticking_top(pg_uuid_t *id);
 extern Datum toygun_tick(ToygunObject *obj, ToygunDef *def);
+extern bool toygun_tick_commit_now;
 
 /* keyring.c: numbered keys from the file named by toygun.keyring_file */
 #define TOYGUN_KEY_BYTES 32

@@ -324,6 +324,12 @@ tick_claimed(ToygunObject *obj, TimestampTz started_at)
 	(void) toygun_tick(obj, def);
 	/* what the tick left behind is undone under its timeout and record too */
 	end_batch = toygun_contain_end_tick();
+	/* a breaker's trial claimed: committed before the trial's tick */
+	if (toygun_tick_commit_now)
+	{
+		toygun_tick_commit_now = false;
+		end_batch = true;
+	}
 	stop_tick_timeouts();
 	/* a handler that caught the cancel and returned fails all the same */
 	if (tick_timed_out)
