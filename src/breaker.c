@@ -199,6 +199,14 @@ plus_interval(TimestampTz t, Interval *iv)
 												   IntervalPGetDatum(iv)));
 }
 
+/* $1 and $2 of every statement here: the task type, whose breaker's key they are. */
+static void
+task_type_key(Datum *values, const char *resource_type, const char *task)
+{
+	values[0] = CStringGetTextDatum(resource_type);
+	values[1] = CStringGetTextDatum(task);
+}
+
 /* A breaker's row, as read or locked. */
 typedef struct BreakerRow
 {
@@ -250,8 +258,7 @@ breaker_row(ToygunObject *obj, BreakerRow *row)
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 
-	values[0] = CStringGetTextDatum(obj->type);
-	values[1] = CStringGetTextDatum(obj->name);
+	task_type_key(values, obj->type, obj->name);
 	toygun_run(toygun_plan(&read_plan,
 						   "SELECT " BREAKER_COLS " FROM ONLY toygun.breaker"
 						   " WHERE resource_type = $1 AND task = $2",
@@ -273,9 +280,9 @@ is_trial(BreakerRow *row, ToygunObject *obj)
  * worker: this run took the trial now, the open time or the last trial's
  * having run out; it is not ticked, but due again at once, *until, after
  * the claim commits), or HOLD (*until: open, or another run's trial under
- * way). A tick by hand that
- * would be held is refused (55000): a person's tick does not get around a
- * breaker. Called only for task types with a breaker.
+ * way). A tick by hand that would be held is refused (55000): a person's
+ * tick does not get around a breaker. Called only for task types with a
+ * breaker.
  */
 ToygunBreakerCheck
 toygun_breaker_check(ToygunObject *obj, ToygunDef *def, bool by_hand, TimestampTz *until)
@@ -297,8 +304,7 @@ toygun_breaker_check(ToygunObject *obj, ToygunDef *def, bool by_hand, TimestampT
 		 * The first run to get here is the trial; a concurrent one waits
 		 * for its row lock, finds the trial taken and is held.
 		 */
-		values[0] = CStringGetTextDatum(obj->type);
-		values[1] = CStringGetTextDatum(obj->name);
+		task_type_key(values, obj->type, obj->name);
 		values[2] = UUIDPGetDatum(&obj->id);
 		values[3] = IntervalPGetDatum(&def->breaker->cooldown);
 		toygun_run(toygun_plan(&claim_plan,
@@ -355,8 +361,7 @@ release_held(const char *resource_type, const char *task, TimestampTz held_until
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		values[3];
 
-	values[0] = CStringGetTextDatum(resource_type);
-	values[1] = CStringGetTextDatum(task);
+	task_type_key(values, resource_type, task);
 	values[2] = TimestampTzGetDatum(held_until);
 	toygun_run(toygun_plan(&release_plan,
 						   "UPDATE ONLY toygun.task SET run_at = pg_catalog.clock_timestamp()"
@@ -379,8 +384,7 @@ toygun_breaker_trial_passed(ToygunObject *obj, ToygunDef *def)
 	Datum		values[3];
 	BreakerRow	row;
 
-	values[0] = CStringGetTextDatum(obj->type);
-	values[1] = CStringGetTextDatum(obj->name);
+	task_type_key(values, obj->type, obj->name);
 	values[2] = UUIDPGetDatum(&obj->id);
 	toygun_run(toygun_plan(&close_plan,
 						   "UPDATE ONLY toygun.breaker b SET state = 'closed', trial_run = NULL, open_until = NULL,"
@@ -434,8 +438,7 @@ toygun_breaker_failed(ToygunObject *obj, ToygunDef *def)
 	pg_uuid_t	alarm_on;
 	const char *message;
 
-	values[0] = CStringGetTextDatum(obj->type);
-	values[1] = CStringGetTextDatum(obj->name);
+	task_type_key(values, obj->type, obj->name);
 	/* made at the type's first failure; the lock orders concurrent failures */
 	toygun_run(toygun_plan(&lock_plan,
 						   "INSERT INTO toygun.breaker (resource_type, task) VALUES ($1, $2)"
@@ -522,8 +525,7 @@ toygun_breaker_dropped(const char *resource_type, const char *task)
 	bool		isnull;
 	Datum		d;
 
-	values[0] = CStringGetTextDatum(resource_type);
-	values[1] = CStringGetTextDatum(task);
+	task_type_key(values, resource_type, task);
 	toygun_run(toygun_plan(&drop_plan,
 						   "DELETE FROM ONLY toygun.breaker WHERE resource_type = $1 AND task = $2"
 						   " RETURNING open_until",
