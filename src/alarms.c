@@ -161,7 +161,8 @@ upsert_alarm(AlarmObject *o, const char *kind, const char *message, bool *opened
 						   "  (id, object_id, object_kind, resource_type, task, kind, message)"
 						   " VALUES ($3, $1, $4, $5, $6, $2, $7)"
 						   " ON CONFLICT (object_id, kind) WHERE state <> 'closed' DO UPDATE"
-						   "  SET count = a.count + 1, last_raised_at = pg_catalog.clock_timestamp(),"
+						   "  SET count = a.count + (a.count < 2147483647)::pg_catalog.int4,"
+						   "      last_raised_at = pg_catalog.clock_timestamp(),"
 						   "      message = excluded.message"
 						   " RETURNING a.id",
 						   7, argtypes),
@@ -263,8 +264,12 @@ offer(ToygunDef *def, Datum row, pg_uuid_t *alarm_id, pg_uuid_t *resource, char 
 		CurrentResourceOwner = oldowner;
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
-		/* the text stays in the log: readers of the alarm may not read errors */
-		ereport(WARNING,
+		/*
+		 * The text stays in the server log: readers of the alarm may not read
+		 * errors, nor may the session that raised it (a WARNING would reach
+		 * it), which may be another owner's than the handler's.
+		 */
+		ereport(LOG_SERVER_ONLY,
 				(errmsg("toygun: alarm_handler of %s failed on alarm %s: %s",
 						toygun_def_label(def), toygun_uuid_text(alarm_id), edata->message)));
 		*sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
