@@ -152,6 +152,19 @@ cancelled_message(void)
 	return psprintf("tick cancelled after toygun.tick_timeout (%d ms)", tick_timeout_ms);
 }
 
+/* Code that caught its timeout's cancel and returned fails all the same. */
+static void
+fail_if_timed_out(void)
+{
+	if (tick_timed_out)
+	{
+		QueryCancelPending = false;
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg_internal("%s", cancelled_message())));
+	}
+}
+
 static void
 stop_tick_timeouts(void)
 {
@@ -326,13 +339,7 @@ tick_claimed(ToygunObject *obj, TimestampTz started_at)
 	end_batch = toygun_contain_end_tick();
 	stop_tick_timeouts();
 	/* a handler that caught the cancel and returned fails all the same */
-	if (tick_timed_out)
-	{
-		QueryCancelPending = false;
-		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg_internal("%s", cancelled_message())));
-	}
+	fail_if_timed_out();
 	toygun_inflight_end();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(tick_context);
@@ -444,13 +451,7 @@ record_failure(Claimed *c)
 		(void) toygun_record_failure(c->kind, &c->id, &failure, true, false, NULL);
 		(void) toygun_contain_end_tick();
 		stop_tick_timeouts();
-		if (tick_timed_out)
-		{
-			QueryCancelPending = false;
-			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg_internal("%s", cancelled_message())));
-		}
+		fail_if_timed_out();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;
