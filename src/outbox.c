@@ -223,6 +223,17 @@ toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const char *resource_
  * Channels and routes: the extension owner's
  */
 
+/* Run a drop's DELETE; whether it deleted anything (then the routes changed). */
+static bool
+drop_rows(SPIPlanPtr plan, Datum *values)
+{
+	toygun_run(plan, values, NULL, 0);
+	if (SPI_processed == 0)
+		return false;
+	routes_changed();
+	return true;
+}
+
 /* Inside an API call, the user is the extension's owner: the caller must have its privileges. */
 static void
 check_owner(ToygunCall *call, const char *what)
@@ -520,11 +531,8 @@ toygun_drop_channel(PG_FUNCTION_ARGS)
 	toygun_begin_call(&call);
 	check_owner(&call, "drop channels");
 	values[0] = PG_GETARG_DATUM(0);
-	toygun_run(toygun_plan(&plan, "DELETE FROM ONLY toygun.channel WHERE name = $1", 1, argtypes),
-			   values, NULL, 0);
-	dropped = SPI_processed > 0;
-	if (dropped)
-		routes_changed();
+	dropped = drop_rows(toygun_plan(&plan, "DELETE FROM ONLY toygun.channel WHERE name = $1", 1, argtypes),
+						values);
 	toygun_end_call(&call);
 	PG_RETURN_BOOL(dropped);
 }
@@ -587,12 +595,9 @@ toygun_drop_route(PG_FUNCTION_ARGS)
 	check_owner(&call, "drop routes");
 	values[0] = PG_GETARG_DATUM(0);
 	values[1] = PG_GETARG_DATUM(1);
-	toygun_run(toygun_plan(&plan, "DELETE FROM ONLY toygun.route WHERE pattern = $1 AND channel = $2",
-						   2, argtypes),
-			   values, NULL, 0);
-	dropped = SPI_processed > 0;
-	if (dropped)
-		routes_changed();
+	dropped = drop_rows(toygun_plan(&plan, "DELETE FROM ONLY toygun.route WHERE pattern = $1 AND channel = $2",
+									2, argtypes),
+						values);
 	toygun_end_call(&call);
 	PG_RETURN_BOOL(dropped);
 }

@@ -14,6 +14,14 @@ SELECT toygun.define_resource('tg_ob_other');
 SELECT toygun.define_task('tg_ob', 'job', '{a}', 'tg_ob_h(toygun.task)');
 SELECT toygun.grant_type('tg_ob', 'tg_ob_reader', '{read}');
 SELECT toygun.create_resource('tg_ob') AS r \gset
+-- the PagerDuty event of an alarm (as it is now) on that resource, through channel 'pager'
+CREATE FUNCTION pg_temp.pd(id uuid, action text, event text, line text) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('routing_key', 'R0UT1NGKEY', 'event_action', action, 'dedup_key', id,
+               'payload', jsonb_build_object('summary', line,
+                   'source', format('resource %s of type tg_ob', a.object_id), 'severity', 'critical',
+                   'custom_details', to_jsonb(a) || jsonb_build_object('event', event)))
+      FROM toygun.alarm a WHERE a.id = pd.id
+$$;
 SELECT toygun.create_resource('tg_ob_other') AS other \gset
 SELECT toygun.start_task(:'r', 'job') AS run \gset
 
@@ -164,12 +172,7 @@ SELECT is((SELECT payload FROM toygun.outbox WHERE alarm_id = :'a' AND channel =
           jsonb_build_object('text', format('[toygun] alarm opened: disk on resource %s of type tg_ob: disk 90%% full', :'r')),
           'slack: the text of an incoming webhook');
 SELECT is((SELECT payload FROM toygun.outbox WHERE alarm_id = :'a' AND channel = 'pager'),
-          (SELECT jsonb_build_object('routing_key', 'R0UT1NGKEY', 'event_action', 'trigger', 'dedup_key', :'a',
-                  'payload', jsonb_build_object(
-                      'summary', format('[toygun] alarm opened: disk on resource %s of type tg_ob: disk 90%% full', :'r'),
-                      'source', format('resource %s of type tg_ob', :'r'), 'severity', 'critical',
-                      'custom_details', to_jsonb(a) || '{"event": "open"}'))
-             FROM toygun.alarm a WHERE id = :'a'),
+          pg_temp.pd(:'a', 'trigger', 'open', format('[toygun] alarm opened: disk on resource %s of type tg_ob: disk 90%% full', :'r')),
           'pagerduty: an Events API v2 trigger, deduplicated by the alarm id');
 SELECT is((SELECT payload - 'body' FROM toygun.outbox WHERE alarm_id = :'a' AND channel = 'mail2'),
           jsonb_build_object('to', '["a@example.com", "c@example.com"]'::jsonb,
@@ -206,12 +209,7 @@ SELECT toygun.close_alarm(:'a', 'cleaned up');
 SELECT is((SELECT array_agg(channel ORDER BY channel) FROM toygun.outbox WHERE alarm_id = :'a' AND event = 'close'),
           '{chat,hook,mail2,pager}', 'closing writes a row per channel, event close');
 SELECT is((SELECT payload FROM toygun.outbox WHERE alarm_id = :'a' AND channel = 'pager' AND event = 'close'),
-          (SELECT jsonb_build_object('routing_key', 'R0UT1NGKEY', 'event_action', 'resolve', 'dedup_key', :'a',
-                  'payload', jsonb_build_object(
-                      'summary', format('[toygun] alarm closed: disk on resource %s of type tg_ob: cleaned up', :'r'),
-                      'source', format('resource %s of type tg_ob', :'r'), 'severity', 'critical',
-                      'custom_details', to_jsonb(a) || '{"event": "close"}'))
-             FROM toygun.alarm a WHERE id = :'a'),
+          pg_temp.pd(:'a', 'resolve', 'close', format('[toygun] alarm closed: disk on resource %s of type tg_ob: cleaned up', :'r')),
           'pagerduty: resolve, the same dedup_key');
 SELECT is((SELECT payload #>> '{alarm,state}' || '/' || (payload ->> 'event') FROM toygun.outbox
             WHERE alarm_id = :'a' AND channel = 'hook' AND event = 'close'), 'closed/close', 'webhook: the closed row');
