@@ -13,6 +13,9 @@
  *		offers it again (a re-open). Nothing sweeps snoozes: an alarm that
  *		is not raised again is not offered again.
  *
+ *		An alarm that opens, re-opens or closes is handed to outbox.c, which
+ *		writes it to the outbox for the channels its routes match.
+ *
  *		Nothing here runs on a successful tick: object.c calls in only when
  *		a save moves an object into or out of __panic__.
  */
@@ -169,6 +172,9 @@ upsert_alarm(AlarmObject *o, const char *kind, const char *message, bool *opened
 			   values, nulls, 1);
 	id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*opened = reopened || memcmp(&id, new_id, sizeof(pg_uuid_t)) == 0;
+	/* notified as it opened, before any handler sees it: events stay in order */
+	if (*opened)
+		toygun_outbox_alarm(&id, kind, o->resource_type, reopened ? "reopen" : "open");
 	return id;
 }
 
@@ -460,9 +466,18 @@ toygun_alarm_panic_moved(ToygunObject *obj, ToygunStep *step, bool entered)
 							   "UPDATE ONLY toygun.alarm SET state = 'closed',"
 							   "  closed_at = pg_catalog.clock_timestamp(), closed_reason = $2,"
 							   "  closed_by = $3::pg_catalog.regrole"
-							   " WHERE object_id = $1 AND kind = '" PANIC_KIND "' AND state <> 'closed'",
+							   " WHERE object_id = $1 AND kind = '" PANIC_KIND "' AND state <> 'closed'"
+							   " RETURNING id",
 							   3, argtypes),
 				   values, NULL, 0);
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+			pg_uuid_t	id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+
+			toygun_outbox_alarm(&id, PANIC_KIND, obj->type, "close");
+		}
 	}
 }
 
@@ -632,9 +647,14 @@ toygun_close_alarm(PG_FUNCTION_ARGS)
 							   "UPDATE ONLY toygun.alarm a SET state = 'closed',"
 							   "  closed_at = pg_catalog.clock_timestamp(), closed_reason = $2,"
 							   "  closed_by = $3::pg_catalog.regrole"
-							   " WHERE a.id = $1 RETURNING a",
+							   " WHERE a.id = $1 RETURNING a, a.kind, a.resource_type",
 							   3, argtypes),
 				   values, nulls, 1);
+		row = returned_row();
+		toygun_outbox_alarm(PG_GETARG_UUID_P(0), SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
+							SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "close");
+		toygun_end_call(&call);
+		PG_RETURN_DATUM(row);
 	}
 	row = returned_row();
 	toygun_end_call(&call);

@@ -399,6 +399,10 @@ extern TimestampTz toygun_clock_now(void);
 /* alarms.c: alarms, their escalation, and a panic's alarm */
 extern void toygun_alarm_panic_moved(ToygunObject *obj, ToygunStep *step, bool entered);
 
+/* outbox.c: notifications of alarms, by route and channel */
+extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const char *resource_type,
+								const char *event);
+
 /* tick.c */
 /* children.c: waiting for children */
 #define TOYGUN_TASK_NATTS 14	/* columns of toygun.task as toygun makes it */
