@@ -162,6 +162,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 15's alarms: the alarm table (columns, key, indexes, checks, policy, dumped), the view
 -- toygun.alarms (which reads ONLY alarm), raise_alarm, snooze_alarm, close_alarm,
 -- resource_type.alarm_handler, define_resource old and new
+-- issue 15's notifications: the channel, route and outbox tables (columns, keys, checks, the
+-- route's foreign key and index, outbox's index, dumped) and outbox_seq, define_channel,
+-- drop_channel, define_route, drop_route
 -- issue 15's circuit breakers: the breaker table (columns, key, check, policy), task_type.breaker,
 -- define_task old and new again, toygun.stats with its breaker column (already counted)
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only

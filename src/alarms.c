@@ -13,6 +13,9 @@
  *		offers it again (a re-open). Nothing sweeps snoozes: an alarm that
  *		is not raised again is not offered again.
  *
+ *		An alarm that opens, re-opens or closes is handed to outbox.c, which
+ *		writes it to the outbox for the channels its routes match.
+ *
  *		Nothing here runs on a successful tick: object.c calls in only when
  *		a save moves an object into or out of __panic__.
  */
@@ -161,13 +164,17 @@ upsert_alarm(AlarmObject *o, const char *kind, const char *message, bool *opened
 						   "  (id, object_id, object_kind, resource_type, task, kind, message)"
 						   " VALUES ($3, $1, $4, $5, $6, $2, $7)"
 						   " ON CONFLICT (object_id, kind) WHERE state <> 'closed' DO UPDATE"
-						   "  SET count = a.count + 1, last_raised_at = pg_catalog.clock_timestamp(),"
+						   "  SET count = a.count + (a.count < 2147483647)::pg_catalog.int4,"
+						   "      last_raised_at = pg_catalog.clock_timestamp(),"
 						   "      message = excluded.message"
 						   " RETURNING a.id",
 						   7, argtypes),
 			   values, nulls, 1);
 	id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*opened = reopened || memcmp(&id, new_id, sizeof(pg_uuid_t)) == 0;
+	/* notified as it opened, before any handler sees it: events stay in order */
+	if (*opened)
+		toygun_outbox_alarm(&id, kind, o->resource_type, reopened ? "reopen" : "open");
 	return id;
 }
 
@@ -263,8 +270,12 @@ offer(ToygunDef *def, Datum row, pg_uuid_t *alarm_id, pg_uuid_t *resource, char 
 		CurrentResourceOwner = oldowner;
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
-		/* the text stays in the log: readers of the alarm may not read errors */
-		ereport(WARNING,
+		/*
+		 * The text stays in the server log: readers of the alarm may not read
+		 * errors, nor may the session that raised it (a WARNING would reach
+		 * it), which may be another owner's than the handler's.
+		 */
+		ereport(LOG_SERVER_ONLY,
 				(errmsg("toygun: alarm_handler of %s failed on alarm %s: %s",
 						toygun_def_label(def), toygun_uuid_text(alarm_id), edata->message)));
 		*sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
@@ -470,13 +481,17 @@ toygun_alarm_raise(pg_uuid_t *object, const char *kind, const char *message)
 		escalate(&id, &o);
 }
 
-/* Close the open alarm of a kind on an object, if any, with the reason, by actor. */
+/*
+ * Close the open alarm of a kind on an object, if any, with the reason, by
+ * actor; its routes' outbox rows say so.
+ */
 void
 toygun_alarm_close(pg_uuid_t *object, const char *kind, const char *reason, Oid actor)
 {
 	static SPIPlanPtr close_plan = NULL;
 	Oid			argtypes[4] = {UUIDOID, TEXTOID, OIDOID, TEXTOID};
 	Datum		values[4];
+	bool		isnull;
 
 	if (!alarms_installed())
 		return;
@@ -488,9 +503,18 @@ toygun_alarm_close(pg_uuid_t *object, const char *kind, const char *reason, Oid 
 						   "UPDATE ONLY toygun.alarm SET state = 'closed',"
 						   "  closed_at = pg_catalog.clock_timestamp(), closed_reason = $2,"
 						   "  closed_by = $3::pg_catalog.regrole"
-						   " WHERE object_id = $1 AND kind = $4 AND state <> 'closed'",
+						   " WHERE object_id = $1 AND kind = $4 AND state <> 'closed'"
+						   " RETURNING id, resource_type",
 						   4, argtypes),
 			   values, NULL, 0);
+	if (SPI_processed > 0)
+	{
+		pg_uuid_t	id = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+													  &isnull));
+		char	   *resource_type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+		toygun_outbox_alarm(&id, kind, resource_type, "close");
+	}
 }
 
 /* raise_alarm(object, kind, message): right operate on the object's type. */
@@ -659,9 +683,14 @@ toygun_close_alarm(PG_FUNCTION_ARGS)
 							   "UPDATE ONLY toygun.alarm a SET state = 'closed',"
 							   "  closed_at = pg_catalog.clock_timestamp(), closed_reason = $2,"
 							   "  closed_by = $3::pg_catalog.regrole"
-							   " WHERE a.id = $1 RETURNING a",
+							   " WHERE a.id = $1 RETURNING a, a.kind, a.resource_type",
 							   3, argtypes),
 				   values, nulls, 1);
+		row = returned_row();
+		toygun_outbox_alarm(PG_GETARG_UUID_P(0), SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2),
+							SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3), "close");
+		toygun_end_call(&call);
+		PG_RETURN_DATUM(row);
 	}
 	row = returned_row();
 	toygun_end_call(&call);

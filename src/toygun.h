@@ -427,6 +427,10 @@ extern void toygun_breaker_trial_passed(ToygunObject *obj, ToygunDef *def);
 extern void toygun_breaker_failed(ToygunObject *obj, ToygunDef *def);
 extern void toygun_breaker_dropped(const char *resource_type, const char *task);
 
+/* outbox.c: notifications of alarms, by route and channel */
+extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const char *resource_type,
+								const char *event);
+
 /* tick.c */
 /* children.c: waiting for children */
 #define TOYGUN_TASK_NATTS 14	/* columns of toygun.task as toygun makes it */

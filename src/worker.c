@@ -152,6 +152,19 @@ cancelled_message(void)
 	return psprintf("tick cancelled after toygun.tick_timeout (%d ms)", tick_timeout_ms);
 }
 
+/* Code that caught its timeout's cancel and returned fails all the same. */
+static void
+fail_if_timed_out(void)
+{
+	if (tick_timed_out)
+	{
+		QueryCancelPending = false;
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg_internal("%s", cancelled_message())));
+	}
+}
+
 static void
 stop_tick_timeouts(void)
 {
@@ -332,13 +345,7 @@ tick_claimed(ToygunObject *obj, TimestampTz started_at)
 	}
 	stop_tick_timeouts();
 	/* a handler that caught the cancel and returned fails all the same */
-	if (tick_timed_out)
-	{
-		QueryCancelPending = false;
-		ereport(ERROR,
-				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg_internal("%s", cancelled_message())));
-	}
+	fail_if_timed_out();
 	toygun_inflight_end();
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(tick_context);
@@ -416,6 +423,61 @@ retick(Claimed *c)
 }
 
 /*
+ * Record the failed tick of a claimed object. The panic of one whose
+ * attempts ran out runs its owners' code (the starts of its __panic__
+ * triggers, should_start among them; its panic alarm's handlers): that runs
+ * as a tick does, under toygun.tick_timeout and contained, in a
+ * subtransaction. If it fails or times out, the failure is recorded without
+ * the panic, which runs nobody's code: the object is retried after its
+ * backoff, its last_error saying why it did not panic. Nothing a tenant's
+ * code does here can stall the worker or lose the failure (and with it the
+ * other ticks of the chunk).
+ */
+static void
+record_failure(Claimed *c)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ToygunFailure failure;
+	ToygunDef	setting;
+
+	failure.error = c->error;
+	failure.started_at = c->started_at;
+	failure.ended_at = c->ended_at;
+	failure.worker_pid = MyProcPid;
+	memset(&setting, 0, sizeof(setting));
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		tick_timed_out = false;
+		toygun_contain_begin_tick();
+		start_tick_timeouts(&setting);
+		(void) toygun_record_failure(c->kind, &c->id, &failure, true, false, NULL);
+		(void) toygun_contain_end_tick();
+		stop_tick_timeouts();
+		fail_if_timed_out();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = catch_error();
+
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		(void) toygun_contain_end_tick();
+		failure.error = psprintf("%s (its panic failed: %s)", c->error, failure_message(edata));
+		FreeErrorData(edata);
+		(void) toygun_record_failure(c->kind, &c->id, &failure, false, false, NULL);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Replay a failed batch: tick every claimed object but the failed ones
  * again, each in its own subtransaction, a chunk of them per transaction,
  * and record the failures. Returns the number of failures.
@@ -441,14 +503,7 @@ replay(Claimed *claimed, int n)
 		for (j = i; j < end; j++)
 			if (claimed[j].error != NULL)
 			{
-				ToygunFailure failure;
-
-				failure.error = claimed[j].error;
-				failure.started_at = claimed[j].started_at;
-				failure.ended_at = claimed[j].ended_at;
-				failure.worker_pid = MyProcPid;
-				(void) toygun_record_failure(claimed[j].kind, &claimed[j].id,
-											 &failure, true, false, NULL);
+				record_failure(&claimed[j]);
 				failures++;
 			}
 		toygun_end_work();

@@ -8,7 +8,7 @@
 -- hand, as a failure would leave it.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(38);
+SELECT plan(39);
 
 CREATE ROLE tg_b_none;
 -- the number of breaker rows role sees
@@ -134,6 +134,9 @@ SELECT is((SELECT state FROM toygun.tick_task(:'t1')), 'two', 'past the trial''s
 SELECT is((SELECT state FROM toygun.breaker WHERE task = 'brk'), 'closed', 'and its success closes the breaker');
 ROLLBACK TO SAVEPOINT trial;
 
+-- a route for the breaker's alarms (notifications): its close is written to the outbox
+SELECT toygun.define_channel('b_hook', 'webhook', '{"url": "https://hooks.example.com/b"}');
+SELECT toygun.define_route('kind:breaker', 'b_hook');
 SELECT is((SELECT state FROM toygun.tick_task(:'t1')), 'two', 'past open_until, a run is ticked: the trial');
 SELECT is((SELECT ROW(state, trial_run, open_until)::text FROM toygun.breaker WHERE task = 'brk'),
           '(closed,,)', 'its success closes the breaker');
@@ -142,6 +145,9 @@ SELECT ok((SELECT closed_at IS NOT NULL AND opens = 1 FROM toygun.breaker WHERE 
 SELECT is((SELECT state || ': ' || closed_reason FROM toygun.alarm WHERE object_id = :'t1' AND kind = 'breaker'),
           'closed: the circuit breaker closed: trial run ' || :'t1' || ' succeeded',
           'and closes its alarm, saying why');
+SELECT is((SELECT o.event FROM toygun.outbox o JOIN toygun.alarm a ON a.id = o.alarm_id
+            WHERE a.object_id = :'t1' AND a.kind = 'breaker'), 'close',
+          'the alarm''s close is routed to the outbox');
 SELECT ok((SELECT run_at <= clock_timestamp() FROM toygun.task WHERE id = :'t2'),
           'the runs it held are due now');
 SELECT ok((SELECT run_at > clock_timestamp() + interval '1 hour' FROM toygun.task WHERE id = :'t3'),
