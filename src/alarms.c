@@ -410,6 +410,14 @@ escalate(pg_uuid_t *alarm_id, AlarmObject *o)
 				 errdetail("An alarm handler raised an alarm whose handlers raised alarms, too deeply.")));
 		return;
 	}
+	/* raised while a dead tick is charged: no tenant's code (contain.c) */
+	if (toygun_tenant_code_barred())
+	{
+		ereport(LOG,
+				(errmsg("toygun: alarm %s is not offered to alarm handlers: it was raised while charging a tick that ended its worker",
+						toygun_uuid_text(alarm_id))));
+		return;
+	}
 	row = alarm_row(alarm_id);
 	if (row == (Datum) 0)
 		return;

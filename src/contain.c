@@ -41,6 +41,7 @@ static const char *const worker_settings[][2] = {
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 static bool in_tick = false;
 static bool tick_set_constraints = false;
+static bool tenant_code_barred = false;
 
 /*
  * Notes a SET CONSTRAINTS in a tick: its mode lasts until the transaction
@@ -97,4 +98,24 @@ toygun_contain_end_tick(void)
 	PortalHashTableDeleteAll();
 	LockReleaseSession(USER_LOCKMETHOD);
 	return end_batch;
+}
+
+/*
+ * While a dead tick is charged (failure.c), no tenant's code runs: the
+ * charge is not a tick, with no tick timeout and no in-flight record, so a
+ * hook, trigger or alarm handler that loops there would hold the worker
+ * with nothing to end it. A panic charged so raises its alarm without
+ * offering it to alarm handlers (alarms.c) and fires no trigger
+ * (triggers.c).
+ */
+void
+toygun_bar_tenant_code(bool bar)
+{
+	tenant_code_barred = bar;
+}
+
+bool
+toygun_tenant_code_barred(void)
+{
+	return tenant_code_barred;
 }

@@ -215,6 +215,7 @@ charge_one(ToygunInflight *rec, bool restarted, bool *culprit)
 	{
 		char	   *message;
 		ToygunFailure failure;
+		bool		charged;
 
 		toygun_begin_work();
 		(void) set_config_option("lock_timeout", CHARGE_LOCK_TIMEOUT, PGC_SUSET, PGC_S_SESSION,
@@ -225,7 +226,11 @@ charge_one(ToygunInflight *rec, bool restarted, bool *culprit)
 		failure.started_at = rec->started_at;
 		failure.ended_at = rec->ended_at;
 		failure.worker_pid = rec->pid;
-		if (!toygun_record_failure(rec->kind, &rec->id, &failure, *culprit, true, &rec->version))
+		/* no tick's limits here: no tenant's code either (contain.c) */
+		toygun_bar_tenant_code(true);
+		charged = toygun_record_failure(rec->kind, &rec->id, &failure, *culprit, true, &rec->version);
+		toygun_bar_tenant_code(false);
+		if (!charged)
 		{
 			*culprit = false;
 			ereport(LOG,
@@ -238,6 +243,7 @@ charge_one(ToygunInflight *rec, bool restarted, bool *culprit)
 	{
 		ErrorData  *edata;
 
+		toygun_bar_tenant_code(false);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();

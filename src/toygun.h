@@ -279,6 +279,8 @@ extern bool toygun_charge_dead_ticks(int my_slot);
 extern void toygun_contain_start(void);
 extern void toygun_contain_begin_tick(void);
 extern bool toygun_contain_end_tick(void);
+extern void toygun_bar_tenant_code(bool bar);
+extern bool toygun_tenant_code_barred(void);
 
 /* launcher.c, worker.c */
 extern void toygun_register_launcher(void);

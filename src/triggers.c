@@ -123,6 +123,9 @@ toygun_fire_triggers(ToygunObject *obj, ToygunDef *def)
 	int			i,
 				j;
 
+	/* a panic charged for a dead tick fires none: no tenant's code (contain.c) */
+	if (toygun_tenant_code_barred())
+		return;
 	if (def->triggers == NULL)
 		def->triggers = load_triggers(def);
 	trs = def->triggers;

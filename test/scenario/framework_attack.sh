@@ -7,6 +7,9 @@
 # failure; either way the failure is recorded without the panic, and the
 # worker goes on ticking everybody else. And an alarm handler's error text
 # stays in the server log: the session that raised the alarm is not told.
+# A tick that ends its worker is charged by the next worker outside any
+# tick, so the panic that charge makes runs no tenant's code: its alarm is
+# raised but offered to no handler, and the worker goes on.
 set -u
 cd "$(dirname "$0")/../.."
 source test/lib/cluster.sh
@@ -23,7 +26,7 @@ wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 like() { case "$1" in $2) ok 0 "$3" ;; *) echo "# have: $1"; ok 1 "$3" ;; esac; }
 unlike() { case "$1" in $2) echo "# have: $1"; ok 1 "$3" ;; *) ok 0 "$3" ;; esac; }
 
-plan 7
+plan 10
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -79,5 +82,20 @@ teller=$(q "SELECT toygun.create_resource('teller')")
 out=$(tg_psql "$DIR" tg -c "SET client_min_messages = debug5" \
 	-c "SELECT toygun.raise_alarm('$teller', 'disk', 'full')" 2>&1)
 unlike "$out" "*4242*" "an alarm handler's error text is not sent to the session that raised the alarm"
+
+# a tick that ends its worker (it catches its cancel: the grace ends the
+# process), on a type whose alarm handler never returns
+q "CREATE FUNCTION stubborn(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS \$\$
+   BEGIN LOOP BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END \$\$" >/dev/null
+q "SELECT toygun.define_task('sleepy', 'stubborn', '{one}', 'stubborn(toygun.task)', max_attempts => 1)" >/dev/null
+stub=$(q "SELECT toygun.start_task(toygun.create_resource('sleepy'), 'stubborn')")
+wait_for 60 "SELECT state = '__panic__' FROM toygun.task WHERE id = '$stub'"
+ok $? "a tick that ends its worker is charged by the next one: attempts ran out, it panics"
+is "$(q "SELECT state || ' ' || escalation::text || ' ' || (handled_by IS NULL) FROM toygun.alarm
+          WHERE object_id = '$stub' AND kind = 'panic'")" "active [] true" \
+	"its panic alarm is raised and offered to no alarm handler (the charge is no tick)"
+n=$(q "SELECT attrs->>'n' FROM toygun.task WHERE id = '$healthy'")
+wait_for 30 "SELECT (attrs->>'n')::int > $n + 3 FROM toygun.task WHERE id = '$healthy'"
+ok $? "the worker that charged it goes on ticking the others, not held by the alarm handler"
 
 exit $((TAP_FAILED > 0))
