@@ -222,22 +222,10 @@ GRANT SELECT ON toygun.failure TO PUBLIC;
 
 -- Retry policy per task type (issue 13): max_attempts, retry_backoff and
 -- tick_timeout, NULL (the settings) for every task type that exists. The new
--- arguments change define_task's signature, so it is made again.
+-- arguments change define_task's signature: it is made again once, with the
+-- arguments issue 15 adds too (below, with the breaker).
 ALTER TABLE toygun.task_type ADD COLUMN max_attempts integer, ADD COLUMN retry_backoff interval,
     ADD COLUMN tick_timeout interval;
-DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole);
-CREATE FUNCTION toygun.define_task(
-    resource_type text,
-    name text,
-    states text[],
-    handler regprocedure,
-    fields text[] DEFAULT NULL,
-    encrypted_fields text[] DEFAULT '{}',
-    owner regrole DEFAULT NULL,
-    max_attempts integer DEFAULT NULL,
-    retry_backoff interval DEFAULT NULL,
-    tick_timeout interval DEFAULT NULL) RETURNS void
-    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- Attrs merged by hand, with no transition (issue 14); null removes a field.
 CREATE FUNCTION toygun.update_task(id uuid, attrs jsonb, expected_step bigint DEFAULT NULL)
@@ -315,18 +303,9 @@ CREATE FUNCTION toygun.test_advance(by interval) RETURNS timestamptz
     AS 'MODULE_PATHNAME', 'toygun_test_advance' LANGUAGE C VOLATILE;
 -- Parents that mean something (issue 14): a resource type may name the type
 -- of its resources' parents; stop_resource stops the live children first
--- (cascade), or refuses while there are any. Both signatures change.
+-- (cascade), or refuses while there are any. Both signatures change
+-- (define_resource is made again once, with issue 15's arguments, below).
 ALTER TABLE toygun.resource_type ADD COLUMN parent_type text;
-DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole);
-CREATE FUNCTION toygun.define_resource(
-    type text,
-    states text[] DEFAULT '{starting,running,stopping,restarting}',
-    handler regprocedure DEFAULT NULL,
-    fields text[] DEFAULT NULL,
-    encrypted_fields text[] DEFAULT '{}',
-    owner regrole DEFAULT NULL,
-    parent_type text DEFAULT NULL) RETURNS void
-    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 DROP FUNCTION toygun.stop_resource(uuid, text);
 -- cascade: stop the live children first (false: refuse while there are any)
 CREATE FUNCTION toygun.stop_resource(id uuid, reason text DEFAULT NULL, cascade boolean DEFAULT true)
@@ -374,7 +353,7 @@ ALTER TABLE toygun.schedule ADD COLUMN last_declined bigint NOT NULL DEFAULT 0;
 -- alarm table and its functions come below). define_resource gains
 -- stop_state and alarm_handler.
 ALTER TABLE toygun.resource_type ADD COLUMN alarm_handler text;
-DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole, text);
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole);
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -386,23 +365,6 @@ CREATE FUNCTION toygun.define_resource(
     stop_state text DEFAULT NULL,
     alarm_handler regprocedure DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
-DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole,
-                                 integer, interval, interval);
-CREATE FUNCTION toygun.define_task(
-    resource_type text,
-    name text,
-    states text[],
-    handler regprocedure,
-    fields text[] DEFAULT NULL,
-    encrypted_fields text[] DEFAULT '{}',
-    owner regrole DEFAULT NULL,
-    max_attempts integer DEFAULT NULL,
-    retry_backoff interval DEFAULT NULL,
-    tick_timeout interval DEFAULT NULL,
-    should_start regprocedure DEFAULT NULL,
-    should_stop regprocedure DEFAULT NULL,
-    stop_state text DEFAULT NULL) RETURNS void
-    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- Triggers (issue 15): when a resource of resource_type enters on_state (a move into it
 -- from another state, by a tick or by hand), task is started on it with
@@ -548,11 +510,11 @@ CREATE FUNCTION toygun.define_route(pattern text, channel text) RETURNS void
 CREATE FUNCTION toygun.drop_route(pattern text, channel text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'toygun_drop_route' LANGUAGE C VOLATILE;
 -- Circuit breakers (issue 15): a task type's breaker (task_type.breaker),
--- define_task's last argument (so define_task is made again), the breaker
--- table, and toygun.stats with a breaker column.
+-- the breaker table, and toygun.stats with a breaker column. define_task is
+-- made again, with 0.4's arguments: the retry policy (issue 13), the hooks
+-- and stop_state, the breaker.
 ALTER TABLE toygun.task_type ADD COLUMN breaker jsonb;
-DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole,
-                                 integer, interval, interval, regprocedure, regprocedure, text);
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole);
 CREATE FUNCTION toygun.define_task(
     resource_type text,
     name text,
