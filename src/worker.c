@@ -92,6 +92,7 @@ typedef struct Claimed
 {
 	ToygunKind	kind;
 	pg_uuid_t	id;
+	ItemPointerData tid;		/* its row's version when claimed */
 	char	   *error;			/* set when its tick failed */
 	TimestampTz started_at;		/* when its failed tick began */
 	TimestampTz ended_at;		/* and when it failed */
@@ -216,6 +217,7 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 	{
 		out[i].kind = kind;
 		out[i].id = objs[i]->id;
+		out[i].tid = objs[i]->tid;
 		out[i].error = NULL;
 	}
 	claim_last[kind] = DT_NOBEGIN;
@@ -431,7 +433,9 @@ retick(Claimed *c)
  * the panic, which runs nobody's code: the object is retried after its
  * backoff, its last_error saying why it did not panic. Nothing a tenant's
  * code does here can stall the worker or lose the failure (and with it the
- * other ticks of the chunk).
+ * other ticks of the chunk). Code that catches its cancel is ended with the
+ * worker at the grace, as a tick is: the object is in flight meanwhile, so
+ * the next worker charges it, and that charge runs no tenant's code.
  */
 static void
 record_failure(Claimed *c)
@@ -453,11 +457,13 @@ record_failure(Claimed *c)
 	{
 		tick_timed_out = false;
 		toygun_contain_begin_tick();
+		toygun_inflight_begin(c->kind, &c->id, &c->tid, GetCurrentTimestamp());
 		start_tick_timeouts(&setting);
 		(void) toygun_record_failure(c->kind, &c->id, &failure, true, false, NULL);
 		(void) toygun_contain_end_tick();
 		stop_tick_timeouts();
 		fail_if_timed_out();
+		toygun_inflight_end();
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcontext);
 		CurrentResourceOwner = oldowner;

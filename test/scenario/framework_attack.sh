@@ -26,7 +26,7 @@ wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 like() { case "$1" in $2) ok 0 "$3" ;; *) echo "# have: $1"; ok 1 "$3" ;; esac; }
 unlike() { case "$1" in $2) echo "# have: $1"; ok 1 "$3" ;; *) ok 0 "$3" ;; esac; }
 
-plan 10
+plan 13
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -97,5 +97,20 @@ is "$(q "SELECT state || ' ' || escalation::text || ' ' || (handled_by IS NULL) 
 n=$(q "SELECT attrs->>'n' FROM toygun.task WHERE id = '$healthy'")
 wait_for 30 "SELECT (attrs->>'n')::int > $n + 3 FROM toygun.task WHERE id = '$healthy'"
 ok $? "the worker that charged it goes on ticking the others, not held by the alarm handler"
+
+# a failure whose panic's alarm handler catches its cancel and goes on: the
+# grace ends the worker in the failure path, and the next worker charges it
+q "CREATE FUNCTION deaf(a toygun.alarm) RETURNS text LANGUAGE plpgsql AS \$\$
+   BEGIN LOOP BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END \$\$" >/dev/null
+q "SELECT toygun.define_resource('deaf', alarm_handler => 'deaf(toygun.alarm)')" >/dev/null
+q "SELECT toygun.define_task('deaf', 'fail', '{one}', 'fail(toygun.task)', max_attempts => 1)" >/dev/null
+deaf=$(q "SELECT toygun.start_task(toygun.create_resource('deaf'), 'fail')")
+wait_for 60 "SELECT state = '__panic__' FROM toygun.task WHERE id = '$deaf'"
+ok $? "a failure whose panic's alarm handler catches its cancel ends its worker once, and the next worker's charge panics it"
+like "$(q "SELECT last_error FROM toygun.task WHERE id = '$deaf'")" "the worker was ended*" \
+	"its last_error says the worker was ended"
+n=$(q "SELECT attrs->>'n' FROM toygun.task WHERE id = '$healthy'")
+wait_for 30 "SELECT (attrs->>'n')::int > $n + 3 FROM toygun.task WHERE id = '$healthy'"
+ok $? "and the others are ticked"
 
 exit $((TAP_FAILED > 0))
