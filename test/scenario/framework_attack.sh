@@ -85,14 +85,14 @@ unlike "$out" "*4242*" "an alarm handler's error text is not sent to the session
 
 # a tick that ends its worker (it catches its cancel: the grace ends the
 # process), on a type whose alarm handler never returns
-q "CREATE FUNCTION stubborn(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS \$\$
+q "CREATE FUNCTION undying(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS \$\$
    BEGIN LOOP BEGIN PERFORM pg_sleep(30); EXCEPTION WHEN query_canceled THEN NULL; END; END LOOP; END \$\$" >/dev/null
-q "SELECT toygun.define_task('sleepy', 'stubborn', '{one}', 'stubborn(toygun.task)', max_attempts => 1)" >/dev/null
-stub=$(q "SELECT toygun.start_task(toygun.create_resource('sleepy'), 'stubborn')")
-wait_for 60 "SELECT state = '__panic__' FROM toygun.task WHERE id = '$stub'"
+q "SELECT toygun.define_task('sleepy', 'undying', '{one}', 'undying(toygun.task)', max_attempts => 1)" >/dev/null
+undying=$(q "SELECT toygun.start_task(toygun.create_resource('sleepy'), 'undying')")
+wait_for 60 "SELECT state = '__panic__' FROM toygun.task WHERE id = '$undying'"
 ok $? "a tick that ends its worker is charged by the next one: attempts ran out, it panics"
 is "$(q "SELECT state || ' ' || escalation::text || ' ' || (handled_by IS NULL) FROM toygun.alarm
-          WHERE object_id = '$stub' AND kind = 'panic'")" "active [] true" \
+          WHERE object_id = '$undying' AND kind = 'panic'")" "active [] true" \
 	"its panic alarm is raised and offered to no alarm handler (the charge is no tick)"
 n=$(q "SELECT attrs->>'n' FROM toygun.task WHERE id = '$healthy'")
 wait_for 30 "SELECT (attrs->>'n')::int > $n + 3 FROM toygun.task WHERE id = '$healthy'"
