@@ -363,7 +363,8 @@ CREATE FUNCTION toygun.define_resource(
     owner regrole DEFAULT NULL,
     parent_type text DEFAULT NULL,
     stop_state text DEFAULT NULL,
-    alarm_handler regprocedure DEFAULT NULL) RETURNS void
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 -- Triggers (issue 15): when a resource of resource_type enters on_state (a move into it
@@ -529,7 +530,8 @@ CREATE FUNCTION toygun.define_task(
     should_start regprocedure DEFAULT NULL,
     should_stop regprocedure DEFAULT NULL,
     stop_state text DEFAULT NULL,
-    breaker jsonb DEFAULT NULL) RETURNS void
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 CREATE TABLE toygun.breaker (
     resource_type    text NOT NULL,
@@ -574,3 +576,8 @@ CREATE OR REPLACE VIEW toygun.stats WITH (security_invoker = true) AS
       FROM ONLY toygun.resource r
      WHERE r.state <> '__stop__'
      GROUP BY r.type, r.state;
+-- Field types (issue 16): resource and task types' field_types, the types of
+-- their fields, checked at every attrs write (define_resource and define_task
+-- above take the argument field_types).
+ALTER TABLE toygun.resource_type ADD COLUMN field_types jsonb;
+ALTER TABLE toygun.task_type ADD COLUMN field_types jsonb;

@@ -36,6 +36,9 @@ static SPIPlanPtr upsert_resource_type_0_3_plan;
 
 /* define_resource's argument alarm_handler (issue 15) */
 #define ALARM_HANDLER_ARG 8
+/* define_resource's and define_task's argument field_types (issue 16), their last */
+#define RESOURCE_FIELD_TYPES_ARG 9
+#define TASK_FIELD_TYPES_ARG 14
 static SPIPlanPtr upsert_task_type_plan;
 static SPIPlanPtr upsert_task_type_retry_plan;
 static SPIPlanPtr upsert_task_type_0_3_plan;
@@ -144,6 +147,46 @@ check_fields(FunctionCallInfo fcinfo, int argno, const char *what, int *n)
 						 errmsg("field \"%s\" is listed more than once in %s", fields[i], what)));
 	}
 	return fields;
+}
+
+/*
+ * field_types, {"field": "type", ...}: checked (fieldtype.c), and returned
+ * as given, or (Datum) 0 for none (NULL, an empty object, or an install
+ * script that passes no such argument).
+ */
+static Datum
+check_field_types(FunctionCallInfo fcinfo, int argno, const char *label)
+{
+	Jsonb	   *j;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return (Datum) 0;
+	j = PG_GETARG_JSONB_P(argno);
+	if (JB_ROOT_IS_OBJECT(j))
+		check_list_length("field_types", JB_ROOT_COUNT(j));
+	if (toygun_field_types_parse(j, label, false) == NULL)
+		return (Datum) 0;
+	return JsonbPGetDatum(j);
+}
+
+/*
+ * A definition's field_types, from its column field_types if it has one
+ * (0.3's table has none), parsed in the current memory context; NULL: none.
+ * define_*() checked it; a row changed behind its back is read quietly.
+ */
+static ToygunFieldTypes *
+read_field_types(HeapTuple tup, TupleDesc desc)
+{
+	int			col = SPI_fnumber(desc, "field_types");
+	bool		isnull;
+	Datum		d;
+
+	if (col <= 0)
+		return NULL;
+	d = SPI_getbinval(tup, desc, col, &isnull);
+	if (isnull)
+		return NULL;
+	return toygun_field_types_parse(DatumGetJsonbP(d), "", true);
 }
 
 /*
@@ -692,6 +735,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		def->alarm_handler = cache_column(tup, desc, "alarm_handler");
 	}
 	def->stop_state = cache_column(tup, desc, "stop_state");
+	def->field_types = read_field_types(tup, desc);
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -968,10 +1012,10 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	char	   *parent_type = NULL;
 	char	   *stop_state;
 	char	   *alarm_handler = NULL;
-	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[11] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[12];
+	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[12] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -983,6 +1027,8 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
 		parent_type = toygun_check_name("parent type name", PG_GETARG_TEXT_PP(6));
 	stop_state = check_stop_state(fcinfo, 7, label, states, nstates);
+	values[11] = check_field_types(fcinfo, RESOURCE_FIELD_TYPES_ARG, label);
+	nulls[11] = values[11] ? ' ' : 'n';
 
 	toygun_begin_call(&call);
 	/* a role that may not redefine it is refused before it takes the lock */
@@ -1025,17 +1071,19 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	nulls[10] = alarm_handler ? ' ' : 'n';
 
 	/*
-	 * A redefinition replaces parent_type, stop_state and alarm_handler as
-	 * it replaces the fields. The SQL of 0.3 (fewer arguments) has a
-	 * resource_type without those columns.
+	 * A redefinition replaces parent_type, stop_state, alarm_handler and
+	 * field_types as it replaces the fields. The SQL of 0.3 (fewer
+	 * arguments) has a resource_type without those columns.
 	 */
 	if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler", ", $9, $10, $11",
+							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types",
+													", $9, $10, $11, $12",
 													", parent_type = excluded.parent_type,"
 													"  stop_state = excluded.stop_state,"
-													"  alarm_handler = excluded.alarm_handler"),
-							   11, argtypes),
+													"  alarm_handler = excluded.alarm_handler,"
+													"  field_types = excluded.field_types"),
+							   12, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&upsert_resource_type_0_3_plan, UPSERT_RESOURCE_TYPE("", "", ""),
@@ -1100,11 +1148,11 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	char	   *stop_state;
 	char	   *breaker = NULL;
 	int			i;
-	Datum		values[16];
-	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[16] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	Datum		values[17];
+	char		nulls[17] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[17] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1124,6 +1172,8 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		(void) toygun_breaker_parse(PG_GETARG_JSONB_P(BREAKER_ARG), label, &b, false);
 		breaker = toygun_breaker_text(&b);
 	}
+	values[16] = check_field_types(fcinfo, TASK_FIELD_TYPES_ARG, label);
+	nulls[16] = values[16] ? ' ' : 'n';
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1168,8 +1218,8 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	values[15] = breaker ? DirectFunctionCall1(jsonb_in, CStringGetDatum(breaker)) : (Datum) 0;
 	nulls[15] = breaker ? ' ' : 'n';
 	/*
-	 * A redefinition replaces the retry policy, hooks, stop_state and
-	 * breaker as it replaces the fields: what is left out is NULL again (the
+	 * A redefinition replaces the retry policy, hooks, stop_state,
+	 * breaker and field_types as it replaces the fields: what is left out is NULL again (the
 	 * settings, no hook, no breaker). The SQL of 0.3 (ten arguments) has a
 	 * task_type with only the retry policy's columns, and that of 0.2 (seven)
 	 * none of them.
@@ -1177,16 +1227,17 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
 							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker",
-												", $10, $11, $12, $13, $14, $15, $16",
+												"  should_start, should_stop, stop_state, breaker, field_types",
+												", $10, $11, $12, $13, $14, $15, $16, $17",
 												", max_attempts = excluded.max_attempts,"
 												"  retry_backoff = excluded.retry_backoff,"
 												"  tick_timeout = excluded.tick_timeout,"
 												"  should_start = excluded.should_start,"
 												"  should_stop = excluded.should_stop,"
 												"  stop_state = excluded.stop_state,"
-												"  breaker = excluded.breaker"),
-							   16, argtypes),
+												"  breaker = excluded.breaker,"
+												"  field_types = excluded.field_types"),
+							   17, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > 7)
 		toygun_run(toygun_plan(&upsert_task_type_retry_plan,

@@ -47,6 +47,7 @@ typedef struct ToygunDef
 	char	  **fields;
 	int			nencrypted;
 	char	  **encrypted;
+	struct ToygunFieldTypes *field_types;	/* NULL: no typed field (fieldtype.c) */
 	Oid			owner;			/* handlers run as this role */
 	char	   *search_path;	/* and with this search_path */
 	char	   *parent_type;	/* resource types: their parents' type, or NULL */
@@ -480,6 +481,25 @@ extern Jsonb *toygun_seal_attrs(ToygunDef *def, pg_uuid_t *id, Jsonb *attrs);
 extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern void toygun_check_stored_args(ToygunDef *def, Jsonb *args, const char *plural,
 									 const char *one, const char *table);
+
+/* fieldtype.c: field types, a check on the JSON value of a typed field */
+typedef struct ToygunFieldType
+{
+	char	   *name;
+	int			kind;			/* fieldtype.c's FieldKind */
+	bool		array;			/* an array of kind */
+} ToygunFieldType;
+
+typedef struct ToygunFieldTypes
+{
+	int			n;
+	ToygunFieldType *types;
+} ToygunFieldTypes;
+
+extern ToygunFieldTypes *toygun_field_types_parse(Jsonb *j, const char *label, bool quiet);
+extern ToygunFieldType *toygun_field_type_of(ToygunFieldTypes *ft, const char *key, int len);
+extern void toygun_check_field_type(ToygunDef *def, ToygunFieldType *t, const char *name,
+									int namelen, JsonbValue *v, bool encrypted);
 
 /* triggers.c: tasks started when a resource enters a state */
 extern void toygun_fire_triggers(ToygunObject *obj, ToygunDef *def);

@@ -9,6 +9,9 @@
 -- handler then stops it); NULL: stops go straight to __stop__.
 -- breaker: {"failures": n, "within": interval, "cooldown": interval}, a task
 -- type's circuit breaker (toygun.breaker); NULL: none.
+-- field_types: {"field": "type", ...}, the types of fields (text, integer,
+-- bigint, numeric, boolean, timestamptz, date, uuid, jsonb, and arrays of all
+-- but jsonb: text[], ...); a typed field is a declared field. NULL: none.
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -18,7 +21,8 @@ CREATE FUNCTION toygun.define_resource(
     owner regrole DEFAULT NULL,
     parent_type text DEFAULT NULL,
     stop_state text DEFAULT NULL,
-    alarm_handler regprocedure DEFAULT NULL) RETURNS void
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -35,5 +39,6 @@ CREATE FUNCTION toygun.define_task(
     should_start regprocedure DEFAULT NULL,
     should_stop regprocedure DEFAULT NULL,
     stop_state text DEFAULT NULL,
-    breaker jsonb DEFAULT NULL) RETURNS void
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

@@ -53,7 +53,8 @@ CREATE TABLE toygun.resource_type (
     defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     parent_type      text,               -- NULL: any parent or none; else its resources need a live parent of that type
     stop_state       text,               -- the state stop_resource moves it into; NULL: __stop__
-    alarm_handler    text                -- qualified signature of a function (toygun.alarm) RETURNS text, or NULL
+    alarm_handler    text,               -- qualified signature of a function (toygun.alarm) RETURNS text, or NULL
+    field_types      jsonb               -- {"field": "type", ...}; NULL: no typed field
 );
 
 -- A task type: an ordered list of states and the handler that runs them,
@@ -76,6 +77,7 @@ CREATE TABLE toygun.task_type (
     should_stop      text,
     stop_state       text,               -- the state stop_task moves a run into; NULL: __stop__
     breaker          jsonb,              -- {"failures", "within", "cooldown"}; NULL: no circuit breaker
+    field_types      jsonb,              -- {"field": "type", ...}; NULL: no typed field
     PRIMARY KEY (resource_type, name)
 );
 
