@@ -237,6 +237,39 @@ relative_time(char **field, int nf)
 }
 
 /*
+ * DecodeDateTime() with a time zone, which raises its own error for a zone
+ * name it does not know: that error is caught, and is false with *why.
+ * No subtransaction is needed: the caller raises an error at once, so the
+ * transaction ends with it.
+ */
+static bool
+decode_quietly(char **field, int *ftype, int nf, int *dtype, struct pg_tm *tt, fsec_t *fsec,
+			   int *tz, const char **why)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool decoded = false;
+
+	PG_TRY();
+	{
+		decoded = DecodeDateTime(field, ftype, nf, dtype, tt, fsec, tz) == 0;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(cxt);
+		e = CopyErrorData();
+		if (ERRCODE_TO_CATEGORY(e->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			PG_RE_THROW();
+		FlushErrorState();
+		/* not its message, which quotes the value: an encrypted field's too */
+		*why = "PostgreSQL does not read its time zone";
+	}
+	PG_END_TRY();
+	return decoded;
+}
+
+/*
  * A date (zoned false) or timestamptz string as date_in and timestamptz_in
  * read it, without their errors. A timestamptz needs its time zone: without
  * one, each session would read another instant in its own TimeZone.
@@ -270,7 +303,7 @@ datetime_fits(const char *s, bool zoned, const char **why)
 	}
 	/* DecodeDateTime may have changed the fields: parse them again */
 	if (ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0 ||
-		DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz) != 0)
+		!decode_quietly(field, ftype, nf, &dtype, &tt, &fsec, &tz, why))
 		return false;
 	if (dtype == DTK_EPOCH || dtype == DTK_LATE || dtype == DTK_EARLY)
 		return true;
