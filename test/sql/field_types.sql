@@ -105,15 +105,6 @@ SELECT throws_ok($$SELECT toygun.update_resource(pg_temp.id('box'), '{"at": "202
 SELECT throws_ok($$SELECT toygun.update_resource(pg_temp.id('box'), '{"ports": [80, "http"]}')$$, '22023',
                  'field "ports" of resource type "ft_box" takes integer[], not this JSON array: its element 2 is a JSON string',
                  'an array names its element that is not of the type');
-CREATE FUNCTION pg_temp.detail_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE d text;
-BEGIN
-    EXECUTE q;
-    RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-    RETURN d;
-END $$;
 SELECT is(pg_temp.detail_of($$SELECT toygun.update_resource(pg_temp.id('box'), '{"size": "big"}')$$)
           || ' / ' || pg_temp.hint_of($$SELECT toygun.update_resource(pg_temp.id('box'), '{"size": "big"}')$$),
           'The value is "big". / Field "size" takes a JSON number without a fraction, from -2147483648 to 2147483647, or null to remove it.',
