@@ -6,17 +6,6 @@ BEGIN;
 \ir ../fixtures.sql
 SELECT plan(35);
 
--- the detail of the error a statement fails with, or NULL
-CREATE FUNCTION pg_temp.detail_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE d text;
-BEGIN
-    EXECUTE q;
-    RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-    RETURN d;
-END $$;
-
 CREATE ROLE tg_rd_owner;
 CREATE FUNCTION public.rd_h(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
     SELECT CASE t.state WHEN 'one' THEN toygun.go('two') WHEN 'two' THEN toygun.go('three')
