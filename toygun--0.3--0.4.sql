@@ -351,7 +351,7 @@ ALTER TABLE toygun.task_type ADD COLUMN should_start text, ADD COLUMN should_sto
 ALTER TABLE toygun.schedule ADD COLUMN last_declined bigint NOT NULL DEFAULT 0;
 -- Alarms and escalation (issue 15): resource types gain an alarm_handler (the
 -- alarm table and its functions come below). define_resource gains
--- stop_state and alarm_handler.
+-- stop_state and alarm_handler, and issue 16's move_states.
 ALTER TABLE toygun.resource_type ADD COLUMN alarm_handler text;
 DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole);
 CREATE FUNCTION toygun.define_resource(
@@ -364,7 +364,8 @@ CREATE FUNCTION toygun.define_resource(
     parent_type text DEFAULT NULL,
     stop_state text DEFAULT NULL,
     alarm_handler regprocedure DEFAULT NULL,
-    field_types jsonb DEFAULT NULL) RETURNS void
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 -- Triggers (issue 15): when a resource of resource_type enters on_state (a move into it
@@ -513,7 +514,7 @@ CREATE FUNCTION toygun.drop_route(pattern text, channel text) RETURNS boolean
 -- Circuit breakers (issue 15): a task type's breaker (task_type.breaker),
 -- the breaker table, and toygun.stats with a breaker column. define_task is
 -- made again, with 0.4's arguments: the retry policy (issue 13), the hooks
--- and stop_state, the breaker.
+-- and stop_state, the breaker, and issue 16's move_states.
 ALTER TABLE toygun.task_type ADD COLUMN breaker jsonb;
 DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole);
 CREATE FUNCTION toygun.define_task(
@@ -531,7 +532,8 @@ CREATE FUNCTION toygun.define_task(
     should_stop regprocedure DEFAULT NULL,
     stop_state text DEFAULT NULL,
     breaker jsonb DEFAULT NULL,
-    field_types jsonb DEFAULT NULL) RETURNS void
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 CREATE TABLE toygun.breaker (
     resource_type    text NOT NULL,
@@ -581,3 +583,15 @@ CREATE OR REPLACE VIEW toygun.stats WITH (security_invoker = true) AS
 -- above take the argument field_types).
 ALTER TABLE toygun.resource_type ADD COLUMN field_types jsonb;
 ALTER TABLE toygun.task_type ADD COLUMN field_types jsonb;
+
+-- Safe redefinition (issue 16): define_task and define_resource take
+-- move_states (above, in their one DROP/CREATE each). A function a defined
+-- type uses (handler, alarm_handler, should_start, should_stop) cannot be
+-- dropped: PostgreSQL records no dependency on a table row, so an event
+-- trigger refuses the DROP (DROP FUNCTION, DROP SCHEMA ... CASCADE, DROP
+-- OWNED), naming the functions and the types. DROP EXTENSION toygun is let
+-- through.
+CREATE FUNCTION toygun.guard_drop() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'toygun_guard_drop' LANGUAGE C;
+REVOKE ALL ON FUNCTION toygun.guard_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER toygun_guard_drop ON sql_drop EXECUTE FUNCTION toygun.guard_drop();

@@ -169,6 +169,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- define_task old and new again, toygun.stats with its breaker column (already counted)
 -- issue 16's field types: resource_type.field_types and task_type.field_types (define_task
 -- and define_resource change again, already counted)
+-- issue 16's safe redefinition: guard_drop (member and definition) and the event trigger
+-- toygun_guard_drop (member); define_task and define_resource gain move_states (already counted).
+-- DROP EXTENSION toygun CASCADE below takes site_deploy, a handler: the guard lets it through
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

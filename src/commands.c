@@ -399,7 +399,14 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	PG_RETURN_UUID_P(id);
 }
 
-/* Lock an object for a manual operation by the caller. */
+/*
+ * Lock an object for a manual operation by the caller. Its definition is
+ * read again once it is locked: a redefinition that drops states locks the
+ * objects' table until it commits (redefine.c), so a lock that waited for
+ * it found the definition read before it stale, and the move must be
+ * checked against the new one. Without a redefinition since, it is the
+ * cached definition, with no query.
+ */
 static ToygunObject *
 lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, ToygunDef **def)
 {
@@ -409,6 +416,7 @@ lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, Toyg
 	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
 	obj->actor = call->caller;
+	*def = toygun_object_def(obj);
 	return obj;
 }
 
@@ -777,6 +785,7 @@ toygun_tick_task(PG_FUNCTION_ARGS)
 	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
 	obj->actor = call.caller;
+	def = toygun_object_def(obj);	/* as lock_for_caller() */
 	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
@@ -838,6 +847,7 @@ toygun_test_tick_until(PG_FUNCTION_ARGS)
 					 errhint("Name one of its states, __stop__ or __panic__.")));
 		obj = toygun_lock_object(TOYGUN_TASK, id, false, false);
 		obj->actor = call.caller;
+		def = toygun_object_def(obj);	/* as lock_for_caller() */
 		if (strcmp(obj->state, target) == 0)
 			break;
 		if (strcmp(obj->state, TOYGUN_STOP) == 0)
@@ -903,6 +913,7 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 								false);
 	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
 	res->actor = call.caller;
+	def = toygun_object_def(res);	/* as lock_for_caller() */
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
 		(void) toygun_tick(res, def);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
@@ -922,7 +933,10 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 			if (tdef != NULL)
 				task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
 			if (task != NULL)
+			{
 				task->actor = call.caller;
+				tdef = toygun_object_def(task);
+			}
 
 			/* an earlier handler may have stopped the resource, or this task */
 			if (task != NULL && strcmp(task->resource_state, TOYGUN_STOP) == 0)

@@ -43,8 +43,12 @@ static SPIPlanPtr upsert_task_type_plan;
 static SPIPlanPtr upsert_task_type_retry_plan;
 static SPIPlanPtr upsert_task_type_0_3_plan;
 
-/* define_task's argument breaker (issue 15), its last */
+/* define_task's argument breaker (issue 15) */
 #define BREAKER_ARG 13
+
+/* move_states (issue 16): define_task's and define_resource's */
+#define TASK_MOVE_STATES_ARG 15
+#define RESOURCE_MOVE_STATES_ARG 10
 static SPIPlanPtr rearm_resources_plan;
 
 /*
@@ -874,6 +878,13 @@ toygun_def_alarm_handler(ToygunDef *def)
 	return DatumGetObjectId(fn);
 }
 
+/* move_states, or NULL: install scripts before 0.4 pass none. */
+static Jsonb *
+move_states_arg(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_NARGS() > argno && !PG_ARGISNULL(argno) ? PG_GETARG_JSONB_P(argno) : NULL;
+}
+
 /* Redefining a type is for roles that may act for its current owner. */
 static void
 check_redefine(ToygunDef *existing, Oid caller)
@@ -1012,6 +1023,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	char	   *parent_type = NULL;
 	char	   *stop_state;
 	char	   *alarm_handler = NULL;
+	ToygunRedefine redefine;
 	Datum		values[12];
 	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			argtypes[12] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
@@ -1052,6 +1064,8 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 		alarm_handler = check_alarm_handler(PG_GETARG_OID(ALARM_HANDLER_ARG), label, owner);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
+	toygun_redefine_check(TOYGUN_RESOURCE, type, NULL, label, existing, states, nstates,
+						  move_states_arg(fcinfo, RESOURCE_MOVE_STATES_ARG), &redefine);
 
 	values[0] = CStringGetTextDatum(type);
 	values[1] = toygun_cstring_array(states, nstates);
@@ -1091,6 +1105,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 				   values, nulls, 0);
 	check_upserted(label);
 	definitions_changed(TOYGUN_RESOURCE);
+	toygun_redefine_move(toygun_find_def(TOYGUN_RESOURCE, type, NULL, false), &redefine, call.caller);
 
 	/* Resources parked for want of a handler are due again once there is one. */
 	if (handler != NULL)
@@ -1147,6 +1162,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	char	   *hooks[2] = {NULL, NULL};	/* should_start, should_stop */
 	char	   *stop_state;
 	char	   *breaker = NULL;
+	ToygunRedefine redefine;
 	int			i;
 	Datum		values[17];
 	char		nulls[17] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -1195,6 +1211,8 @@ toygun_define_task(PG_FUNCTION_ARGS)
 									  owner);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
+	toygun_redefine_check(TOYGUN_TASK, resource_type, name, label, existing, states, nstates,
+						  move_states_arg(fcinfo, TASK_MOVE_STATES_ARG), &redefine);
 
 	values[0] = CStringGetTextDatum(resource_type);
 	values[1] = CStringGetTextDatum(name);
@@ -1256,6 +1274,8 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > BREAKER_ARG && breaker == NULL)
 		toygun_breaker_dropped(resource_type, name);
 	definitions_changed(TOYGUN_TASK);
+	toygun_redefine_move(toygun_find_def(TOYGUN_TASK, resource_type, name, false), &redefine,
+						 call.caller);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }

@@ -504,4 +504,18 @@ extern void toygun_check_field_type(ToygunDef *def, ToygunFieldType *t, const ch
 /* triggers.c: tasks started when a resource enters a state */
 extern void toygun_fire_triggers(ToygunObject *obj, ToygunDef *def);
 
+/* redefine.c: safe redefinition (move_states), handlers kept from DROP */
+typedef struct ToygunRedefine
+{
+	bool		active;			/* the objects' table is locked, the states checked */
+	int			nmoves;			/* move_states: from[i] moves to to[i] */
+	char	  **from;
+	char	  **to;
+} ToygunRedefine;
+
+extern void toygun_redefine_check(ToygunKind kind, const char *resource_type, const char *name,
+								  const char *label, ToygunDef *existing, char **states,
+								  int nstates, Jsonb *moves, ToygunRedefine *r);
+extern void toygun_redefine_move(ToygunDef *def, ToygunRedefine *r, Oid caller);
+
 #endif							/* TOYGUN_H */

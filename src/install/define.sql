@@ -12,6 +12,9 @@
 -- field_types: {"field": "type", ...}, the types of fields (text, integer,
 -- bigint, numeric, boolean, timestamptz, date, uuid, jsonb, and arrays of all
 -- but jsonb: text[], ...); a typed field is a declared field. NULL: none.
+-- move_states: {"old": "new", ...}, where the live objects in states the new
+-- definition does not declare go (a declared state, or __stop__), moved in
+-- the same transaction; without it, such a redefinition is refused.
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -22,7 +25,8 @@ CREATE FUNCTION toygun.define_resource(
     parent_type text DEFAULT NULL,
     stop_state text DEFAULT NULL,
     alarm_handler regprocedure DEFAULT NULL,
-    field_types jsonb DEFAULT NULL) RETURNS void
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -40,5 +44,16 @@ CREATE FUNCTION toygun.define_task(
     should_stop regprocedure DEFAULT NULL,
     stop_state text DEFAULT NULL,
     breaker jsonb DEFAULT NULL,
-    field_types jsonb DEFAULT NULL) RETURNS void
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+
+-- A function a defined type uses (handler, alarm_handler, should_start,
+-- should_stop) cannot be dropped: PostgreSQL records no dependency on a
+-- table row, so an event trigger refuses the DROP (DROP FUNCTION, DROP
+-- SCHEMA ... CASCADE, DROP OWNED), naming the functions and the types.
+-- DROP EXTENSION toygun is let through.
+CREATE FUNCTION toygun.guard_drop() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'toygun_guard_drop' LANGUAGE C;
+REVOKE ALL ON FUNCTION toygun.guard_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER toygun_guard_drop ON sql_drop EXECUTE FUNCTION toygun.guard_drop();
