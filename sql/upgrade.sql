@@ -167,6 +167,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- drop_channel, define_route, drop_route
 -- issue 15's circuit breakers: the breaker table (columns, key, check, policy), task_type.breaker,
 -- define_task old and new again, toygun.stats with its breaker column (already counted)
+-- issue 16's renames: the rename table (columns, key, index, check, policy, dumped) and
+-- rename_seq, rename_state, rename_task, rename_resource_type
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 
