@@ -59,16 +59,51 @@ exec(const char *sql, int nargs, const char **args)
 	return SPI_processed;
 }
 
-/* A new name must be a valid one, and not the old one. */
-static void
-check_new_name(const char *what, const char *old, const char *new_name)
+/* Argument argno, a name that must not be NULL. */
+static char *
+name_arg(FunctionCallInfo fcinfo, int argno, const char *argname, const char *what)
 {
-	toygun_check_name_cstr(what, new_name);
+	toygun_check_not_null(fcinfo, argno, argname);
+	return toygun_check_name(what, PG_GETARG_TEXT_PP(argno));
+}
+
+/*
+ * Rename column of every row of table whose key column(s) hold the old name:
+ * "UPDATE table SET column = $n WHERE where", for each (table, column) of a
+ * list, with the same arguments.
+ */
+typedef struct Follower
+{
+	const char *table;
+	const char *column;
+} Follower;
+
+static void
+follow(const Follower *list, int n, const char *set, const char *where, int nargs, const char **args)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		exec(psprintf("UPDATE ONLY toygun.%s SET %s = %s WHERE %s", list[i].table, list[i].column,
+					  set, psprintf(where, list[i].column)),
+			 nargs, args);
+}
+
+/* Argument argno, the new name: a valid one, not NULL, and not the old one. */
+static char *
+new_name_arg(FunctionCallInfo fcinfo, int argno, const char *what, const char *old)
+{
+	char	   *new_name;
+
+	toygun_check_not_null(fcinfo, argno, "new");
+	new_name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	toygun_check_name_cstr(psprintf("%s name", what), new_name);
 	if (strcmp(old, new_name) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("%s \"%s\" is already called that", what, old),
 				 errhint("Give another name.")));
+	return new_name;
 }
 
 /* Record a rename in toygun.rename; live: the live objects renamed (or moved to the new state). */
@@ -98,34 +133,21 @@ log_rename(const char *kind, const char *resource_type, const char *task,
 }
 
 /*
- * The resource type, locked against definitions and renames of it, and
- * read again after the lock; the caller must act for its owner (as
- * define_* require).
+ * A resource type (task NULL) or task type, locked against definitions and
+ * renames of it and read again after the lock; the caller must act for its
+ * owner (as define_* require), checked before the lock too.
  */
 static ToygunDef *
-lock_resource_type(const char *type, Oid caller)
+lock_type(const char *type, const char *task, Oid caller)
 {
-	ToygunDef  *rdef = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
+	ToygunKind	kind = task != NULL ? TOYGUN_TASK : TOYGUN_RESOURCE;
+	ToygunDef  *def = toygun_find_def(kind, type, task, false);
 
-	/* a role that may not rename it takes no lock */
-	toygun_check_acting_for(rdef, caller);
-	toygun_lock_definition(TOYGUN_RESOURCE, type, NULL);
-	rdef = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
-	toygun_check_acting_for(rdef, caller);
-	return rdef;
-}
-
-/* The same for a task type of a locked resource type. */
-static ToygunDef *
-lock_task_type(const char *type, const char *task, Oid caller)
-{
-	ToygunDef  *tdef = toygun_find_def(TOYGUN_TASK, type, task, false);
-
-	toygun_check_acting_for(tdef, caller);
-	toygun_lock_definition(TOYGUN_TASK, type, task);
-	tdef = toygun_find_def(TOYGUN_TASK, type, task, false);
-	toygun_check_acting_for(tdef, caller);
-	return tdef;
+	toygun_check_acting_for(def, caller);
+	toygun_lock_definition(kind, type, task);
+	def = toygun_find_def(kind, type, task, false);
+	toygun_check_acting_for(def, caller);
+	return def;
 }
 
 /*
@@ -143,6 +165,19 @@ lock_live(const char *type, const char *task)
 	return exec("SELECT FROM ONLY toygun.task WHERE resource_type = $1 AND name = $2"
 				" AND state <> '__stop__' ORDER BY id FOR UPDATE", 2, args);
 }
+
+/* The columns that name a task (with its resource_type), and a resource type. */
+static const Follower task_followers[] = {
+	{"task_type", "name"}, {"task", "name"}, {"trigger", "task"}, {"breaker", "task"},
+	{"alarm", "task"}, {"rename", "task"}
+};
+static const Follower type_followers[] = {
+	{"resource_type", "name"}, {"resource_type", "parent_type"}, {"task_type", "resource_type"},
+	{"resource", "type"}, {"task", "resource_type"}, {"transition", "resource_type"},
+	{"failure", "resource_type"}, {"message", "resource_type"}, {"alarm", "resource_type"},
+	{"trigger", "resource_type"}, {"type_grant", "resource_type"}, {"breaker", "resource_type"},
+	{"rename", "resource_type"}
+};
 
 /*
  * rename_state(resource_type, task, old, new): a state of a task type, or
@@ -162,15 +197,11 @@ toygun_rename_state(PG_FUNCTION_ARGS)
 	const char *args[4];
 	uint64		moved;
 
-	toygun_check_not_null(fcinfo, 0, "resource_type");
-	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
+	type = name_arg(fcinfo, 0, "resource_type", "resource type name");
 	if (!PG_ARGISNULL(1))
 		task = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
-	toygun_check_not_null(fcinfo, 2, "old");
-	old = toygun_check_name("state name", PG_GETARG_TEXT_PP(2));
-	toygun_check_not_null(fcinfo, 3, "new");
-	new_name = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	check_new_name("state", old, new_name);
+	old = name_arg(fcinfo, 2, "old", "state name");
+	new_name = new_name_arg(fcinfo, 3, "state", old);
 	if (strncmp(old, "__", 2) == 0 || strncmp(new_name, "__", 2) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_RESERVED_NAME),
@@ -179,9 +210,9 @@ toygun_rename_state(PG_FUNCTION_ARGS)
 				 errhint("Rename a state the type declares, to a name that does not start with \"__\".")));
 
 	toygun_begin_call(&call);
-	def = lock_resource_type(type, call.caller);
+	def = lock_type(type, NULL, call.caller);
 	if (task != NULL)
-		def = lock_task_type(type, task, call.caller);
+		def = lock_type(type, task, call.caller);
 	if (!toygun_state_declared(def, old))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -239,17 +270,13 @@ toygun_rename_task(PG_FUNCTION_ARGS)
 	const char *args[3];
 	uint64		live;
 
-	toygun_check_not_null(fcinfo, 0, "resource_type");
-	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
-	toygun_check_not_null(fcinfo, 1, "old");
-	old = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
-	toygun_check_not_null(fcinfo, 2, "new");
-	new_name = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	check_new_name("task", old, new_name);
+	type = name_arg(fcinfo, 0, "resource_type", "resource type name");
+	old = name_arg(fcinfo, 1, "old", "task name");
+	new_name = new_name_arg(fcinfo, 2, "task", old);
 
 	toygun_begin_call(&call);
-	(void) lock_resource_type(type, call.caller);
-	(void) lock_task_type(type, old, call.caller);
+	(void) lock_type(type, NULL, call.caller);
+	(void) lock_type(type, old, call.caller);
 	/* the new name is a definition to be, locked as define_task locks it */
 	toygun_lock_definition(TOYGUN_TASK, type, new_name);
 	if (toygun_find_def(TOYGUN_TASK, type, new_name, true) != NULL)
@@ -263,12 +290,7 @@ toygun_rename_task(PG_FUNCTION_ARGS)
 	args[1] = old;
 	args[2] = new_name;
 	live = lock_live(type, old);
-	exec("UPDATE ONLY toygun.task_type SET name = $3 WHERE resource_type = $1 AND name = $2", 3, args);
-	exec("UPDATE ONLY toygun.task SET name = $3 WHERE resource_type = $1 AND name = $2", 3, args);
-	exec("UPDATE ONLY toygun.trigger SET task = $3 WHERE resource_type = $1 AND task = $2", 3, args);
-	exec("UPDATE ONLY toygun.breaker SET task = $3 WHERE resource_type = $1 AND task = $2", 3, args);
-	exec("UPDATE ONLY toygun.alarm SET task = $3 WHERE resource_type = $1 AND task = $2", 3, args);
-	exec("UPDATE ONLY toygun.rename SET task = $3 WHERE resource_type = $1 AND task = $2", 3, args);
+	follow(task_followers, lengthof(task_followers), "$3", "resource_type = $1 AND %s = $2", 3, args);
 	toygun_rename_schedules(type, type, old, new_name);
 	log_rename("task", type, NULL, old, new_name, live, call.caller);
 	toygun_definitions_changed(TOYGUN_TASK);
@@ -292,14 +314,11 @@ toygun_rename_resource_type(PG_FUNCTION_ARGS)
 	const char *args[2];
 	uint64		live;
 
-	toygun_check_not_null(fcinfo, 0, "old");
-	old = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
-	toygun_check_not_null(fcinfo, 1, "new");
-	new_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	check_new_name("resource type", old, new_name);
+	old = name_arg(fcinfo, 0, "old", "resource type name");
+	new_name = new_name_arg(fcinfo, 1, "resource type", old);
 
 	toygun_begin_call(&call);
-	(void) lock_resource_type(old, call.caller);
+	(void) lock_type(old, NULL, call.caller);
 	toygun_lock_definition(TOYGUN_RESOURCE, new_name, NULL);
 	if (toygun_find_def(TOYGUN_RESOURCE, new_name, NULL, true) != NULL)
 		ereport(ERROR,
@@ -313,19 +332,7 @@ toygun_rename_resource_type(PG_FUNCTION_ARGS)
 	live = lock_live(old, NULL);
 	live += exec("SELECT FROM ONLY toygun.task WHERE resource_type = $1 AND state <> '__stop__'"
 				 " ORDER BY id FOR UPDATE", 1, args);
-	exec("UPDATE ONLY toygun.resource_type SET name = $2 WHERE name = $1", 2, args);
-	exec("UPDATE ONLY toygun.resource_type SET parent_type = $2 WHERE parent_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.task_type SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.resource SET type = $2 WHERE type = $1", 2, args);
-	exec("UPDATE ONLY toygun.task SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.transition SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.failure SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.message SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.alarm SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.trigger SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.type_grant SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.breaker SET resource_type = $2 WHERE resource_type = $1", 2, args);
-	exec("UPDATE ONLY toygun.rename SET resource_type = $2 WHERE resource_type = $1", 2, args);
+	follow(type_followers, lengthof(type_followers), "$2", "%s = $1", 2, args);
 	/* a route of the new name's pattern to the same channel is one already */
 	exec("DELETE FROM ONLY toygun.route o WHERE o.pattern = 'type:' OPERATOR(pg_catalog.||) $1"
 		 " AND EXISTS (SELECT FROM ONLY toygun.route n"
