@@ -172,6 +172,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 16's safe redefinition: guard_drop (member and definition) and the event trigger
 -- toygun_guard_drop (member); define_task and define_resource gain move_states (already counted).
 -- DROP EXTENSION toygun CASCADE below takes site_deploy, a handler: the guard lets it through
+-- issue 16's renames: the rename table (columns, key, index, check, policy, dumped) and
+-- rename_seq, rename_state, rename_task, rename_resource_type
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

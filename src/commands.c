@@ -94,6 +94,8 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	toygun_check_object_attrs("attrs", attrs);
 
 	toygun_begin_call(&call);
+	/* against a rename of the type (issue 16): before the definition is read */
+	toygun_lock_name_use(TOYGUN_RESOURCE, type, NULL, false);
 	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 	toygun_check_fields(def, attrs);
@@ -233,6 +235,8 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 	pg_uuid_t	parent;
 	bool		has_parent_run;
 	int			attempt;
+	Datum		row;
+	bool		isnull;
 
 	*id = NULL;
 
@@ -264,6 +268,16 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
 	type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	rstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull),
+							false, -1);
+
+	/*
+	 * Against a rename of the task (issue 16), and read again: the type's
+	 * name is the locked row's, which a rename of the resource type that
+	 * committed while this waited has changed.
+	 */
+	toygun_lock_name_use(TOYGUN_TASK, type, name, false);
+	def = toygun_find_def(TOYGUN_TASK, type, name, false);
 	if (strcmp(rstate, TOYGUN_STOP) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -278,10 +292,6 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 	 */
 	if (def->should_start != NULL)
 	{
-		bool		isnull;
-		Datum		row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														  3, &isnull), false, -1);
-
 		*id = live_run(resource, name, error_if_live);
 		if (*id != NULL)
 			return TOYGUN_START_FOUND_LIVE;
@@ -415,6 +425,7 @@ lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, Toyg
 	toygun_check_not_null(fcinfo, 0, "id");
 	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
+	*def = toygun_locked_def(obj);
 	obj->actor = call->caller;
 	*def = toygun_object_def(obj);
 	return obj;
@@ -785,7 +796,7 @@ toygun_tick_task(PG_FUNCTION_ARGS)
 	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
 	obj->actor = call.caller;
-	def = toygun_object_def(obj);	/* as lock_for_caller() */
+	def = toygun_locked_def(obj);
 	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
@@ -847,7 +858,7 @@ toygun_test_tick_until(PG_FUNCTION_ARGS)
 					 errhint("Name one of its states, __stop__ or __panic__.")));
 		obj = toygun_lock_object(TOYGUN_TASK, id, false, false);
 		obj->actor = call.caller;
-		def = toygun_object_def(obj);	/* as lock_for_caller() */
+		def = toygun_locked_def(obj);
 		if (strcmp(obj->state, target) == 0)
 			break;
 		if (strcmp(obj->state, TOYGUN_STOP) == 0)
@@ -913,7 +924,7 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 								false);
 	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
 	res->actor = call.caller;
-	def = toygun_object_def(res);	/* as lock_for_caller() */
+	def = toygun_locked_def(res);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
 		(void) toygun_tick(res, def);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
@@ -935,7 +946,7 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 			if (task != NULL)
 			{
 				task->actor = call.caller;
-				tdef = toygun_object_def(task);
+				tdef = toygun_locked_def(task);
 			}
 
 			/* an earlier handler may have stopped the resource, or this task */

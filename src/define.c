@@ -904,14 +904,50 @@ check_redefine(ToygunDef *existing, Oid caller)
  * cache is fresh for the check that follows.
  */
 static void
-lock_definition(ToygunKind kind, const char *resource_type, const char *name)
+lock_name(ToygunKind kind, const char *resource_type, const char *name, uint16 subid,
+		  LOCKMODE mode)
 {
 	uint32		h = hash_bytes((const unsigned char *) resource_type, strlen(resource_type));
 
 	prepare_def_cache();
 	if (name != NULL)
 		h = hash_combine(h, hash_bytes((const unsigned char *) name, strlen(name)));
-	LockDatabaseObject(def_table_relids[kind == TOYGUN_TASK ? 1 : 0], h, 0, ExclusiveLock);
+	LockDatabaseObject(def_table_relids[kind == TOYGUN_TASK ? 1 : 0], h, subid, mode);
+}
+
+static void
+lock_definition(ToygunKind kind, const char *resource_type, const char *name)
+{
+	lock_name(kind, resource_type, name, 0, ExclusiveLock);
+}
+
+/* lock_definition() for renames.c, which takes it as define_* do */
+void
+toygun_lock_definition(ToygunKind kind, const char *resource_type, const char *name)
+{
+	lock_definition(kind, resource_type, name);
+}
+
+/*
+ * The use of a name (issue 16): creating a resource of a type or starting a
+ * run of a task type takes it in ShareLock before it reads the definition
+ * it inserts under, a rename of the name in ExclusiveLock, so that no object
+ * is inserted under the old name after the rename moved the others (a row
+ * inserted by a transaction still open is one an UPDATE cannot see). Another
+ * lock than the definition's (objsubid 1): a redefinition holds up no start.
+ * Taking it accepts invalidations, so the definition read after is fresh.
+ */
+void
+toygun_lock_name_use(ToygunKind kind, const char *resource_type, const char *name, bool rename)
+{
+	lock_name(kind, resource_type, name, 1, rename ? ExclusiveLock : ShareLock);
+}
+
+/* renames.c: a definition changed, for every backend */
+void
+toygun_definitions_changed(ToygunKind kind)
+{
+	definitions_changed(kind);
 }
 
 /*

@@ -21,6 +21,7 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
+#include "utils/inval.h"
 
 #include "toygun.h"
 
@@ -231,13 +232,28 @@ toygun_object_def(ToygunObject *obj)
 }
 
 /*
+ * The definition of an object locked after its definition was read: API
+ * calls read it first, to check the caller's right without a lock, and a
+ * rename (issue 16) that committed while the lock was awaited changed the
+ * object's names or states, and its definition with them. The lock's wait
+ * took no lock that accepts invalidations: accept them here.
+ */
+ToygunDef *
+toygun_locked_def(ToygunObject *obj)
+{
+	AcceptInvalidationMessages();
+	return toygun_object_def(obj);
+}
+
+/*
  * The definition governing an object, read without locking it, once the
  * caller is known to have the right on it. API calls check this
  * before they lock anything: a role without privileges must not be able to
  * hold a lock that ticks, moves or rotate_secrets() would wait for. NULL if
  * there is no such object and missing_ok. With caller InvalidOid, the
- * caller checks what it needs itself. An object's type never changes,
- * so the definition holds for the row once it is locked.
+ * caller checks what it needs itself. A rename (issue 16) may change the
+ * object's type, task name or state before it is locked: once it is, read
+ * its definition again with toygun_locked_def().
  */
 ToygunDef *
 toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, ToygunRight right,

@@ -349,11 +349,16 @@ extern FmgrInfo *toygun_def_handler(ToygunDef *def);
 extern FmgrInfo *toygun_def_hook(ToygunDef *def, const char *hook);
 extern Oid	toygun_def_alarm_handler(ToygunDef *def);
 extern void toygun_define_init(void);
+extern void toygun_lock_definition(ToygunKind kind, const char *resource_type, const char *name);
+extern void toygun_lock_name_use(ToygunKind kind, const char *resource_type, const char *name,
+								 bool rename);
+extern void toygun_definitions_changed(ToygunKind kind);
 
 /* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
 extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
+extern ToygunDef *toygun_locked_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller,
 										 ToygunRight right, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
@@ -500,6 +505,10 @@ extern ToygunFieldTypes *toygun_field_types_parse(Jsonb *j, const char *label, b
 extern ToygunFieldType *toygun_field_type_of(ToygunFieldTypes *ft, const char *key, int len);
 extern void toygun_check_field_type(ToygunDef *def, ToygunFieldType *t, const char *name,
 									int namelen, JsonbValue *v, bool encrypted);
+
+/* schedule.c: the schedules of a renamed resource type or task (issue 16) */
+extern void toygun_rename_schedules(const char *old_type, const char *new_type,
+									const char *old_task, const char *new_task);
 
 /* triggers.c: tasks started when a resource enters a state */
 extern void toygun_fire_triggers(ToygunObject *obj, ToygunDef *def);
