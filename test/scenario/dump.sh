@@ -125,7 +125,7 @@ SECRETS_A=$(qa "$SECRETS")
 SEQS_A=$(qa "$SEQS")
 CRON_A=$(qa "$CRON")
 is "$(qa "SELECT string_agg(c::regclass::text, ' ' ORDER BY c::regclass::text) FROM pg_extension, unnest(extconfig) c WHERE extname = 'toygun'")" \
-	"toygun.alarm toygun.channel toygun.failure toygun.message toygun.message_seq toygun.outbox toygun.outbox_seq toygun.resource toygun.resource_type toygun.route toygun.schedule toygun.schedule_seq toygun.schedule_start toygun.task toygun.task_seq toygun.task_type toygun.transition toygun.trigger toygun.type_grant" \
+	"toygun.alarm toygun.channel toygun.failure toygun.message toygun.message_seq toygun.outbox toygun.outbox_seq toygun.rename toygun.rename_seq toygun.resource toygun.resource_type toygun.route toygun.schedule toygun.schedule_seq toygun.schedule_start toygun.task toygun.task_seq toygun.task_type toygun.transition toygun.trigger toygun.type_grant" \
 	"every toygun table and sequence is marked with pg_extension_config_dump (toygun.breaker, runtime state, on purpose not)"
 is "${SECRETS_A%% *}" 16 "A holds 16 secrets: 7 tokens, 6 passwords, 3 of the application's own"
 
