@@ -145,10 +145,16 @@ check_pg_cron(void)
 						 here)));
 }
 
-/* The resource type and task type a schedule is for; both must exist. */
+/*
+ * The resource type and task type a schedule is for; both must exist. The
+ * resource type is locked as renames of it, its tasks and its states lock
+ * it: a rename waits, and takes the schedule along; no schedule stays
+ * behind under an old name, for the next type of that name to inherit.
+ */
 static ToygunDef *
 schedule_def(const char *type, const char *task)
 {
+	toygun_lock_definition(TOYGUN_RESOURCE, type, NULL);
 	(void) toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	return toygun_find_def(TOYGUN_TASK, type, task, false);
 }
