@@ -229,15 +229,18 @@ toygun_redefine_move(ToygunDef *def, ToygunRedefine *r, Oid caller)
  * schema with CASCADE, DROP OWNED) that takes a function a defined type
  * uses as handler, alarm_handler, should_start or should_stop is refused,
  * naming each such function and the types that use it. Dropping the
- * extension itself drops the definitions too, and is let through.
+ * extension itself drops the definitions too, and is let through. Only
+ * the uses by types whose owner the dropping role may act for count: a
+ * tenant that made another role's function (EXECUTE is PUBLIC's by
+ * default) its handler must not stop that role dropping it.
  */
 Datum
 toygun_guard_drop(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr dropped_plan = NULL;
 	static SPIPlanPtr users_plan = NULL;
-	Oid			argtypes[1] = {TEXTARRAYOID};
-	Datum		values[1];
+	Oid			argtypes[2] = {TEXTARRAYOID, OIDOID};
+	Datum		values[2];
 	ToygunCall	call;
 	StringInfoData detail;
 	uint64		i,
@@ -270,21 +273,23 @@ toygun_guard_drop(PG_FUNCTION_ARGS)
 			PG_RETURN_NULL();
 		}
 		values[0] = SPI_datumTransfer(fns, false, -1);
+		values[1] = ObjectIdGetDatum(call.caller);
 	}
 	toygun_run(toygun_plan(&users_plan,
 						   "SELECT u.fn, pg_catalog.string_agg(u.use, ', ' ORDER BY u.use) FROM ("
-						   "  SELECT handler AS fn, pg_catalog.format('the handler of resource type \"%s\"', name) AS use"
+						   "  SELECT handler AS fn, pg_catalog.format('the handler of resource type \"%s\"', name) AS use, owner"
 						   "    FROM ONLY toygun.resource_type"
-						   "  UNION ALL SELECT alarm_handler, pg_catalog.format('the alarm_handler of resource type \"%s\"', name)"
+						   "  UNION ALL SELECT alarm_handler, pg_catalog.format('the alarm_handler of resource type \"%s\"', name), owner"
 						   "    FROM ONLY toygun.resource_type"
-						   "  UNION ALL SELECT handler, pg_catalog.format('the handler of task type \"%s.%s\"', resource_type, name)"
+						   "  UNION ALL SELECT handler, pg_catalog.format('the handler of task type \"%s.%s\"', resource_type, name), owner"
 						   "    FROM ONLY toygun.task_type"
-						   "  UNION ALL SELECT should_start, pg_catalog.format('the should_start of task type \"%s.%s\"', resource_type, name)"
+						   "  UNION ALL SELECT should_start, pg_catalog.format('the should_start of task type \"%s.%s\"', resource_type, name), owner"
 						   "    FROM ONLY toygun.task_type"
-						   "  UNION ALL SELECT should_stop, pg_catalog.format('the should_stop of task type \"%s.%s\"', resource_type, name)"
+						   "  UNION ALL SELECT should_stop, pg_catalog.format('the should_stop of task type \"%s.%s\"', resource_type, name), owner"
 						   "    FROM ONLY toygun.task_type) u"
-						   " WHERE u.fn = ANY ($1) GROUP BY u.fn ORDER BY u.fn",
-						   1, argtypes),
+						   " WHERE u.fn = ANY ($1) AND pg_catalog.pg_has_role($2, u.owner::pg_catalog.oid, 'USAGE')"
+						   " GROUP BY u.fn ORDER BY u.fn",
+						   2, argtypes),
 			   values, NULL, 0);
 	n = SPI_processed;
 	if (n == 0)
