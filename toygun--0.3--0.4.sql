@@ -365,7 +365,9 @@ CREATE FUNCTION toygun.define_resource(
     stop_state text DEFAULT NULL,
     alarm_handler regprocedure DEFAULT NULL,
     field_types jsonb DEFAULT NULL,
-    move_states jsonb DEFAULT NULL) RETURNS void
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 -- Triggers (issue 15): when a resource of resource_type enters on_state (a move into it
@@ -533,7 +535,9 @@ CREATE FUNCTION toygun.define_task(
     stop_state text DEFAULT NULL,
     breaker jsonb DEFAULT NULL,
     field_types jsonb DEFAULT NULL,
-    move_states jsonb DEFAULT NULL) RETURNS void
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 CREATE TABLE toygun.breaker (
     resource_type    text NOT NULL,
@@ -635,3 +639,51 @@ CREATE FUNCTION toygun.rename_task(resource_type text, old text, new text) RETUR
     AS 'MODULE_PATHNAME', 'toygun_rename_task' LANGUAGE C VOLATILE;
 CREATE FUNCTION toygun.rename_resource_type(old text, new text) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_rename_resource_type' LANGUAGE C VOLATILE;
+
+-- issue 16: schema versions (src/install/versions.sql; the columns in src/install/schema.sql)
+-- Schema versions (issue 16): types have a version and an upgrade function
+-- (define_resource and define_task above take the arguments version and
+-- upgrade), objects the version their attrs are in. A constant default:
+-- no table is rewritten. task_for() returns the new column too.
+ALTER TABLE toygun.resource_type ADD COLUMN version integer NOT NULL DEFAULT 1,
+    ADD COLUMN upgrade text;
+ALTER TABLE toygun.task_type ADD COLUMN version integer NOT NULL DEFAULT 1,
+    ADD COLUMN upgrade text;
+ALTER TABLE toygun.resource ADD COLUMN version integer NOT NULL DEFAULT 1;
+-- task_for()'s body casts to the row type of toygun.task, which keeps a
+-- column with a default from being added: a body of text meanwhile, the
+-- body made again below.
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT NULL::toygun.task';
+ALTER TABLE toygun.task ADD COLUMN version integer NOT NULL DEFAULT 1;
+GRANT SELECT (version) ON toygun.resource, toygun.task TO PUBLIC;
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    BEGIN ATOMIC
+        SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
+                   t.run_at, t.attempts,
+                   CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
+                        THEN toygun.last_error(t.id) END,
+                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version)::toygun.task
+          FROM ONLY toygun.task t
+          LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
+         WHERE t.resource_id = task_for.resource AND t.name = task_for.name
+         ORDER BY t.seq DESC LIMIT 1;
+    END;
+-- Schema versions (issue 16): a type's version (resource_type.version,
+-- task_type.version) is the shape its objects' attrs are in; each object
+-- records the version its attrs were last written in (resource.version,
+-- task.version). An object below its type's version is upgraded by the
+-- type's upgrade function before its next tick or move by hand, or by
+-- backfill(): at most batch live objects of the type (task NULL: its
+-- resources; else the runs of that task), each locked and upgraded in a
+-- subtransaction of its own. Objects locked by a tick are skipped (the
+-- tick upgrades them); a failing upgrade counts as a failed tick of the
+-- object (retried after its backoff, a panic after max_attempts). Returns
+-- how many live objects of the type remain below the version for a later
+-- call (not counting those waiting out a failure's backoff or panicked).
+-- Right operate on the resource type.
+CREATE FUNCTION toygun.backfill(resource_type text, task text DEFAULT NULL,
+                                batch integer DEFAULT 1000) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'toygun_backfill' LANGUAGE C VOLATILE;

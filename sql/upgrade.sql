@@ -174,6 +174,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- DROP EXTENSION toygun CASCADE below takes site_deploy, a handler: the guard lets it through
 -- issue 16's renames: the rename table (columns, key, index, check, policy, dumped) and
 -- rename_seq, rename_state, rename_task, rename_resource_type
+-- issue 16's schema versions: resource_type.version and .upgrade, task_type.version and
+-- .upgrade, resource.version and task.version (and their column grants), task_for with it,
+-- backfill (define_task and define_resource change again, already counted)
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

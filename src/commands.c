@@ -34,8 +34,10 @@ PG_FUNCTION_INFO_V1(toygun_update_resource);
 
 static SPIPlanPtr parent_exists_plan;
 static SPIPlanPtr insert_resource_plan;
+static SPIPlanPtr insert_resource_version_plan;
 static SPIPlanPtr resource_for_start_plan;
 static SPIPlanPtr insert_task_plan;
+static SPIPlanPtr insert_task_version_plan;
 static SPIPlanPtr insert_task_plan_03;
 static SPIPlanPtr live_run_plan;
 static SPIPlanPtr live_tasks_plan;
@@ -84,8 +86,8 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	Jsonb	   *attrs;
 	pg_uuid_t  *id;
 	Oid			argtypes[4] = {UUIDOID, TEXTOID, UUIDOID, JSONBOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -162,11 +164,26 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, toygun_without_nulls(attrs, attrs)));
-	toygun_run(toygun_plan(&insert_resource_plan,
-						   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
-						   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
-						   4, argtypes),
-			   values, nulls, 0);
+	/* at the type's schema version (issue 16): 1, the column's default, or above */
+	if (def->version > 1)
+	{
+		Oid			types[5];
+
+		memcpy(types, argtypes, sizeof(Oid) * 4);
+		types[4] = INT4OID;
+		values[4] = Int32GetDatum(def->version);
+		toygun_run(toygun_plan(&insert_resource_version_plan,
+							   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at, version)"
+							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp(), $5)",
+							   5, types),
+				   values, nulls, 0);
+	}
+	else
+		toygun_run(toygun_plan(&insert_resource_plan,
+							   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
+							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
+							   4, argtypes),
+				   values, nulls, 0);
 	toygun_wake_at_commit();
 	toygun_end_call(&call);
 	PG_RETURN_UUID_P(id);
@@ -229,9 +246,9 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 	char	   *type;
 	char	   *rstate;
 	Oid			idtype[1] = {UUIDOID};
-	Oid			insert_types[6] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID};
-	Datum		values[6];
-	char		insert_nulls[6] = {' ', ' ', ' ', ' ', ' ', 'n'};
+	Oid			insert_types[7] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID};
+	Datum		values[7];
+	char		insert_nulls[7] = {' ', ' ', ' ', ' ', ' ', 'n', ' '};
 	pg_uuid_t	parent;
 	bool		has_parent_run;
 	int			attempt;
@@ -334,7 +351,17 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 		/* sealed for this attempt's id: a retry inserts under a new one */
 		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
 		values[4] = CStringGetTextDatum(type);
-		if (has_parent_run)
+		values[6] = Int32GetDatum(def->version);
+		/* at the type's schema version (issue 16): 1, the column's default, or above */
+		if (def->version > 1)
+			toygun_run(toygun_plan(&insert_task_version_plan,
+								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version)"
+								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7)"
+								   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
+								   " RETURNING id",
+								   7, insert_types),
+					   values, insert_nulls, 0);
+		else if (has_parent_run)
 			toygun_run(toygun_plan(&insert_task_plan,
 								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run)"
 								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6)"
@@ -415,10 +442,13 @@ toygun_start_task(PG_FUNCTION_ARGS)
  * objects' table until it commits (redefine.c), so a lock that waited for
  * it found the definition read before it stale, and the move must be
  * checked against the new one. Without a redefinition since, it is the
- * cached definition, with no query.
+ * cached definition, with no query. With upgrade, an object below its
+ * type's schema version is upgraded (versions.c); stops and panics do not
+ * upgrade, so that they work while an upgrade function fails.
  */
 static ToygunObject *
-lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, ToygunDef **def)
+lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, ToygunDef **def,
+				bool upgrade)
 {
 	ToygunObject *obj;
 
@@ -428,6 +458,9 @@ lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, Toyg
 	*def = toygun_locked_def(obj);
 	obj->actor = call->caller;
 	*def = toygun_object_def(obj);
+	/* a move that keeps it live, or an update, works on attrs of its type's version */
+	if (upgrade)
+		toygun_upgrade_object(obj, *def);
 	return obj;
 }
 
@@ -473,7 +506,8 @@ transition_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 	toygun_check_not_null(fcinfo, 1, "state");
 	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	toygun_begin_call(&call);
-	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	obj = lock_for_caller(kind, fcinfo, &call, &def,
+						  strcmp(state, TOYGUN_STOP) != 0 && strcmp(state, TOYGUN_PANIC) != 0);
 	if (!PG_ARGISNULL(3))
 	{
 		char	   *expected = toygun_check_name("expected_state", PG_GETARG_TEXT_PP(3));
@@ -527,7 +561,7 @@ update_by_hand(ToygunKind kind, FunctionCallInfo fcinfo)
 	attrs = PG_GETARG_JSONB_P(1);
 	toygun_check_object_attrs("attrs", attrs);
 	toygun_begin_call(&call);
-	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	obj = lock_for_caller(kind, fcinfo, &call, &def, true);
 	if (!PG_ARGISNULL(2) && PG_GETARG_INT64(2) != obj->step)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -582,7 +616,7 @@ stop_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 	Datum		row;
 
 	toygun_begin_call(&call);
-	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	obj = lock_for_caller(kind, fcinfo, &call, &def, false);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		row = return_row(obj->row);
 	else
@@ -723,7 +757,7 @@ toygun_stop_resource(PG_FUNCTION_ARGS)
 		return stop_by_hand(TOYGUN_RESOURCE, fcinfo, "stop_resource");
 
 	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_RESOURCE, fcinfo, &call, &def);
+	obj = lock_for_caller(TOYGUN_RESOURCE, fcinfo, &call, &def, false);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		row = return_row(obj->row);
 	else
@@ -980,7 +1014,7 @@ toygun_panic_task(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 1, "message");
 	message = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def, false);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		check_no_other_live_run(obj);
 	toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(message), message);
@@ -1014,7 +1048,7 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 				 errmsg("n must be at least 1"),
 				 errdetail("It was %d.", n)));
 	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def, true);
 	if (obj->step < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1074,7 +1108,7 @@ toygun_retry_task(PG_FUNCTION_ARGS)
 	Datum		row;
 
 	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def, false);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

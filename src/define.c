@@ -49,6 +49,10 @@ static SPIPlanPtr upsert_task_type_0_3_plan;
 /* move_states (issue 16): define_task's and define_resource's */
 #define TASK_MOVE_STATES_ARG 15
 #define RESOURCE_MOVE_STATES_ARG 10
+
+/* version and upgrade (issue 16, schema versions): define_task's and define_resource's last two */
+#define TASK_VERSION_ARG 16
+#define RESOURCE_VERSION_ARG 11
 static SPIPlanPtr rearm_resources_plan;
 
 /*
@@ -302,6 +306,18 @@ shape_of(const char *what, Shape *s)
 		s->returns = "boolean";
 		s->declare = "CREATE FUNCTION f(t toygun.task) RETURNS boolean";
 	}
+	else if (strcmp(what, "upgrade") == 0)
+	{
+		s->noun = "upgrade function";
+		s->nargs = 2;
+		s->args[0] = JSONBOID;
+		s->args[1] = INT4OID;
+		s->ret = JSONBOID;
+		s->takes = "two arguments, of types jsonb and integer";
+		s->args_words = "jsonb and integer";
+		s->returns = "jsonb";
+		s->declare = "CREATE FUNCTION f(attrs jsonb, from_version integer) RETURNS jsonb";
+	}
 	else if (strcmp(what, "alarm_handler") == 0)
 	{
 		s->noun = "alarm handler";
@@ -387,6 +403,42 @@ check_function(Oid fn, const char *what, Oid owner)
 				 errdetail("The %s runs as the type's owner, role \"%s\", which must be allowed to execute it.",
 						   s.noun, toygun_role_name(owner))));
 	return format_procedure_qualified(fn);
+}
+
+/*
+ * A definition's schema version and upgrade function (issue 16): version
+ * (argument argno; NULL or missing: the current one, 1 for a new type) never
+ * goes down; upgrade (argno + 1) is checked as a hook is, for the owner; left
+ * out, it is the one the type has while the version stays, none when the
+ * version rises (it upgraded to the old version, not to the new).
+ */
+static int32
+check_version(FunctionCallInfo fcinfo, int argno, const char *label, ToygunDef *existing,
+			  Oid owner, char **upgrade)
+{
+	int32		current = existing != NULL ? existing->version : 1;
+	int32		version = current;
+
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+		version = PG_GETARG_INT32(argno);
+	if (version < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("version of %s must be at least 1, not %d", label, version),
+				 errhint("Leave version out (NULL) to keep the current one, %d.", current)));
+	if (version < current)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("version of %s cannot go down from %d to %d", label, current, version),
+				 errdetail("Its objects' attrs may be stored at version %d, which a definition of an older version would misread.",
+						   current),
+				 errhint("Give version %d or higher, or leave version out (NULL) to keep it.", current)));
+	*upgrade = NULL;
+	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+		*upgrade = check_function(PG_GETARG_OID(argno + 1), "upgrade", owner);
+	else if (existing != NULL && version == current && existing->upgrade != NULL)
+		*upgrade = pstrdup(existing->upgrade);
+	return version;
 }
 
 /* A stop_state is one of the type's declared states (not __new__), or NULL. */
@@ -740,6 +792,17 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	}
 	def->stop_state = cache_column(tup, desc, "stop_state");
 	def->field_types = read_field_types(tup, desc);
+	/* 0.3's tables have no version: 1 */
+	n = SPI_fnumber(desc, "version");
+	def->version = 1;
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull)
+			def->version = Max(DatumGetInt32(d), 1);
+	}
+	def->upgrade = cache_column(tup, desc, "upgrade");
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -833,6 +896,13 @@ toygun_def_hook(ToygunDef *def, const char *hook)
 							&def->should_start_ready);
 	return def_function(def, hook, def->should_stop, &def->should_stop_fn,
 						&def->should_stop_ready);
+}
+
+/* The upgrade function of a type that has one (versions.c), ready to call. */
+FmgrInfo *
+toygun_def_upgrade(ToygunDef *def)
+{
+	return def_function(def, "upgrade", def->upgrade, &def->upgrade_fn, &def->upgrade_ready);
 }
 
 /*
@@ -1060,10 +1130,12 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	char	   *stop_state;
 	char	   *alarm_handler = NULL;
 	ToygunRedefine redefine;
-	Datum		values[12];
-	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[12] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	int32		version;
+	char	   *upgrade;
+	Datum		values[14];
+	char		nulls[14] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[14] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1098,6 +1170,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	/* alarm_handler: install scripts before it pass none */
 	if (PG_NARGS() > ALARM_HANDLER_ARG && !PG_ARGISNULL(ALARM_HANDLER_ARG))
 		alarm_handler = check_alarm_handler(PG_GETARG_OID(ALARM_HANDLER_ARG), label, owner);
+	version = check_version(fcinfo, RESOURCE_VERSION_ARG, label, existing, owner, &upgrade);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
 	toygun_redefine_check(TOYGUN_RESOURCE, type, NULL, label, existing, states, nstates,
@@ -1119,6 +1192,9 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	nulls[9] = stop_state ? ' ' : 'n';
 	values[10] = alarm_handler ? CStringGetTextDatum(alarm_handler) : (Datum) 0;
 	nulls[10] = alarm_handler ? ' ' : 'n';
+	values[12] = Int32GetDatum(version);
+	values[13] = upgrade ? CStringGetTextDatum(upgrade) : (Datum) 0;
+	nulls[13] = upgrade ? ' ' : 'n';
 
 	/*
 	 * A redefinition replaces parent_type, stop_state, alarm_handler and
@@ -1127,13 +1203,16 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	 */
 	if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types",
-													", $9, $10, $11, $12",
+							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types,"
+													"  version, upgrade",
+													", $9, $10, $11, $12, $13, $14",
 													", parent_type = excluded.parent_type,"
 													"  stop_state = excluded.stop_state,"
 													"  alarm_handler = excluded.alarm_handler,"
-													"  field_types = excluded.field_types"),
-							   12, argtypes),
+													"  field_types = excluded.field_types,"
+													"  version = excluded.version,"
+													"  upgrade = excluded.upgrade"),
+							   14, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&upsert_resource_type_0_3_plan, UPSERT_RESOURCE_TYPE("", "", ""),
@@ -1199,12 +1278,14 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	char	   *stop_state;
 	char	   *breaker = NULL;
 	ToygunRedefine redefine;
+	int32		version;
+	char	   *upgrade;
 	int			i;
-	Datum		values[17];
-	char		nulls[17] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[17] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	Datum		values[19];
+	char		nulls[19] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[19] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1245,6 +1326,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		if (PG_NARGS() > 10 + i && !PG_ARGISNULL(10 + i))
 			hooks[i] = check_function(PG_GETARG_OID(10 + i), i == 0 ? "should_start" : "should_stop",
 									  owner);
+	version = check_version(fcinfo, TASK_VERSION_ARG, label, existing, owner, &upgrade);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
 	toygun_redefine_check(TOYGUN_TASK, resource_type, name, label, existing, states, nstates,
@@ -1271,6 +1353,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	}
 	values[15] = breaker ? DirectFunctionCall1(jsonb_in, CStringGetDatum(breaker)) : (Datum) 0;
 	nulls[15] = breaker ? ' ' : 'n';
+	values[17] = Int32GetDatum(version);
+	values[18] = upgrade ? CStringGetTextDatum(upgrade) : (Datum) 0;
+	nulls[18] = upgrade ? ' ' : 'n';
 	/*
 	 * A redefinition replaces the retry policy, hooks, stop_state,
 	 * breaker and field_types as it replaces the fields: what is left out is NULL again (the
@@ -1281,8 +1366,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
 							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker, field_types",
-												", $10, $11, $12, $13, $14, $15, $16, $17",
+												"  should_start, should_stop, stop_state, breaker, field_types,"
+												"  version, upgrade",
+												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19",
 												", max_attempts = excluded.max_attempts,"
 												"  retry_backoff = excluded.retry_backoff,"
 												"  tick_timeout = excluded.tick_timeout,"
@@ -1290,8 +1376,10 @@ toygun_define_task(PG_FUNCTION_ARGS)
 												"  should_stop = excluded.should_stop,"
 												"  stop_state = excluded.stop_state,"
 												"  breaker = excluded.breaker,"
-												"  field_types = excluded.field_types"),
-							   17, argtypes),
+												"  field_types = excluded.field_types,"
+												"  version = excluded.version,"
+												"  upgrade = excluded.upgrade"),
+							   19, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > 7)
 		toygun_run(toygun_plan(&upsert_task_type_retry_plan,

@@ -83,6 +83,8 @@ typedef enum ObjectColumn
 #define CLAIM_TASKS_SQL CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text"), "t")
 #define CLAIM_RESOURCES_SQL CLAIM_SQL(RESOURCE_COLUMNS, "r")
 
+static int32 row_version(ToygunKind kind, Datum row);
+
 static Datum
 copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
 {
@@ -144,6 +146,7 @@ object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 	obj->generation = toygun_store_generation();
 	/* a worker's own changes are its role's; a call by hand names its caller */
 	obj->actor = GetUserId();
+	obj->version = row_version(kind, obj->row);
 	return obj;
 }
 
@@ -458,36 +461,34 @@ is_inert(const char *state)
 }
 
 /*
- * The row a handler receives: the locked row with the in-memory state,
- * attrs and step.
+ * Where state, attrs, step and version are in each kind's row type, as last
+ * seen (-1: no such column, as in 0.3's tables for version).
  */
-Datum
-toygun_object_row(ToygunObject *obj)
+typedef struct RowColumns
 {
-	/* where state, attrs and step are in each kind's row type, as last seen */
-	static struct
-	{
-		Oid			typid;
-		uint64		desc_id;	/* the type cache's, new with each change of the row type */
-		int			state,
-					attrs,
-					step;
-	}			cols[2];
-	HeapTupleHeader td = DatumGetHeapTupleHeader(obj->row);
+	Oid			typid;
+	uint64		desc_id;		/* the type cache's, new with each change of the row type */
+	int			state,
+				attrs,
+				step,
+				version;
+} RowColumns;
+
+/* The columns of the row type of td (a row of kind), with its descriptor (to release). */
+static RowColumns *
+row_columns(ToygunKind kind, HeapTupleHeader td, TupleDesc *descp)
+{
+	static RowColumns cols[2];
 	Oid			typid = HeapTupleHeaderGetTypeId(td);
 	TupleDesc	desc = lookup_rowtype_tupdesc(typid, HeapTupleHeaderGetTypMod(td));
 	uint64		desc_id = lookup_type_cache(typid, TYPECACHE_TUPDESC)->tupDesc_identifier;
-	HeapTupleData tmp;
-	HeapTuple	newtup;
-	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
-	int			k = obj->kind == TOYGUN_TASK ? 0 : 1;
+	RowColumns *c = &cols[kind == TOYGUN_TASK ? 0 : 1];
 	int			i;
 
-	if (cols[k].typid != typid || cols[k].desc_id != desc_id)
+	if (c->typid != typid || c->desc_id != desc_id)
 	{
-		cols[k].typid = InvalidOid;
-		cols[k].state = cols[k].attrs = cols[k].step = -1;
+		c->typid = InvalidOid;
+		c->state = c->attrs = c->step = c->version = -1;
 		for (i = 0; i < desc->natts; i++)
 		{
 			const char *col = NameStr(TupleDescAttr(desc, i)->attname);
@@ -495,34 +496,87 @@ toygun_object_row(ToygunObject *obj)
 			if (TupleDescAttr(desc, i)->attisdropped)
 				continue;
 			if (strcmp(col, "state") == 0)
-				cols[k].state = i;
+				c->state = i;
 			else if (strcmp(col, "attrs") == 0)
-				cols[k].attrs = i;
+				c->attrs = i;
 			else if (strcmp(col, "step") == 0)
-				cols[k].step = i;
+				c->step = i;
+			else if (strcmp(col, "version") == 0 && TupleDescAttr(desc, i)->atttypid == INT4OID)
+				c->version = i;
 		}
-		cols[k].typid = typid;
-		cols[k].desc_id = desc_id;
+		c->typid = typid;
+		c->desc_id = desc_id;
 	}
+	*descp = desc;
+	return c;
+}
+
+/* The schema version of an object's row as read: 1 if its table has none (0.3). */
+static int32
+row_version(ToygunKind kind, Datum row)
+{
+	HeapTupleHeader td = DatumGetHeapTupleHeader(row);
+	TupleDesc	desc;
+	RowColumns *c = row_columns(kind, td, &desc);
+	int32		version = 1;
+
+	if (c->version >= 0)
+	{
+		HeapTupleData tmp;
+		bool		isnull;
+		Datum		d;
+
+		tmp.t_len = HeapTupleHeaderGetDatumLength(td);
+		ItemPointerSetInvalid(&tmp.t_self);
+		tmp.t_tableOid = InvalidOid;
+		tmp.t_data = td;
+		d = heap_getattr(&tmp, c->version + 1, desc, &isnull);
+		if (!isnull)
+			version = DatumGetInt32(d);
+	}
+	ReleaseTupleDesc(desc);
+	return version;
+}
+
+/*
+ * The row a handler receives: the locked row with the in-memory state,
+ * attrs, step and version.
+ */
+Datum
+toygun_object_row(ToygunObject *obj)
+{
+	HeapTupleHeader td = DatumGetHeapTupleHeader(obj->row);
+	TupleDesc	desc;
+	RowColumns *c = row_columns(obj->kind, td, &desc);
+	HeapTupleData tmp;
+	HeapTuple	newtup;
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+
 	tmp.t_len = HeapTupleHeaderGetDatumLength(td);
 	ItemPointerSetInvalid(&tmp.t_self);
 	tmp.t_tableOid = InvalidOid;
 	tmp.t_data = td;
 	heap_deform_tuple(&tmp, desc, values, nulls);
-	if (cols[k].state >= 0)
+	if (c->state >= 0)
 	{
-		values[cols[k].state] = CStringGetTextDatum(obj->state);
-		nulls[cols[k].state] = false;
+		values[c->state] = CStringGetTextDatum(obj->state);
+		nulls[c->state] = false;
 	}
-	if (cols[k].attrs >= 0)
+	if (c->attrs >= 0)
 	{
-		values[cols[k].attrs] = JsonbPGetDatum(obj->attrs);
-		nulls[cols[k].attrs] = false;
+		values[c->attrs] = JsonbPGetDatum(obj->attrs);
+		nulls[c->attrs] = false;
 	}
-	if (cols[k].step >= 0)
+	if (c->step >= 0)
 	{
-		values[cols[k].step] = Int64GetDatum(obj->step + obj->nsteps);
-		nulls[cols[k].step] = false;
+		values[c->step] = Int64GetDatum(obj->step + obj->nsteps);
+		nulls[c->step] = false;
+	}
+	if (c->version >= 0)
+	{
+		values[c->version] = Int32GetDatum(obj->version);
+		nulls[c->version] = false;
 	}
 	newtup = heap_form_tuple(desc, values, nulls);
 	ReleaseTupleDesc(desc);
@@ -593,10 +647,10 @@ steps_array(ToygunObject *obj, int which)
  * transaction, by the task's own handler. Without the audit columns (an
  * install not yet updated to 0.4), $12 to $15 are not written.
  */
-#define SAVE_SQL(table, alias, run_at, audit_cols, audit_vals) \
+#define SAVE_SQL(table, alias, run_at, audit_cols, audit_vals, version) \
 	"WITH saved AS (" \
 	"  UPDATE ONLY toygun." table " " alias " SET state = $2, attrs = $3, step = $4, run_at = " run_at "," \
-	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" \
+	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" version \
 	"   WHERE id = $1 AND step = $8 RETURNING " alias ")," \
 	" steps AS (" \
 	"  INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note" audit_cols ")" \
@@ -605,6 +659,7 @@ steps_array(ToygunObject *obj, int which)
 	"                $15::pg_catalog.text[]) WITH ORDINALITY AS s(f, t, note, reason, n))" \
 	"SELECT " alias " FROM saved"
 #define AUDIT_COLS ", resource_type, made_by, worker_pid, reason"
+#define VERSION_SET ", version = $16"
 #define AUDIT_VALS ", $12, $13, $14, s.reason"
 #define TASK_RUN_AT \
 	"CASE WHEN EXISTS (SELECT FROM ONLY toygun.resource r" \
@@ -619,11 +674,11 @@ steps_array(ToygunObject *obj, int which)
 Datum
 toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 {
-	Oid			argtypes[15] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
+	Oid			argtypes[16] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
 		INT4OID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TEXTOID, REGROLEOID, INT4OID, TEXTARRAYOID};
-	Datum		values[15];
-	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	TEXTOID, REGROLEOID, INT4OID, TEXTARRAYOID, INT4OID};
+	Datum		values[16];
+	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		saved;
 	bool		isnull;
 	bool		due_now = false;
@@ -691,26 +746,27 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	values[13] = Int32GetDatum(MyProcPid);
 	nulls[13] = toygun_in_worker ? ' ' : 'n';
 	values[14] = steps_array(obj, 3);
+	values[15] = Int32GetDatum(obj->version);
 	if (!toygun_has_column("transition", "made_by"))
 	{
 		if (obj->kind == TOYGUN_TASK)
-			toygun_run(toygun_plan(&save_task_plan_03, SAVE_SQL("task", "t", TASK_RUN_AT, "", ""),
-								   15, argtypes),
+			toygun_run(toygun_plan(&save_task_plan_03, SAVE_SQL("task", "t", TASK_RUN_AT, "", "", ""),
+								   16, argtypes),
 					   values, nulls, 0);
 		else
-			toygun_run(toygun_plan(&save_resource_plan_03, SAVE_SQL("resource", "r", "$5", "", ""),
-								   15, argtypes),
+			toygun_run(toygun_plan(&save_resource_plan_03, SAVE_SQL("resource", "r", "$5", "", "", ""),
+								   16, argtypes),
 					   values, nulls, 0);
 	}
 	else if (obj->kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&save_task_plan,
-							   SAVE_SQL("task", "t", TASK_RUN_AT, AUDIT_COLS, AUDIT_VALS),
-							   15, argtypes),
+							   SAVE_SQL("task", "t", TASK_RUN_AT, AUDIT_COLS, AUDIT_VALS, VERSION_SET),
+							   16, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&save_resource_plan,
-							   SAVE_SQL("resource", "r", "$5", AUDIT_COLS, AUDIT_VALS),
-							   15, argtypes),
+							   SAVE_SQL("resource", "r", "$5", AUDIT_COLS, AUDIT_VALS, VERSION_SET),
+							   16, argtypes),
 				   values, nulls, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,

@@ -227,7 +227,7 @@ toygun_redefine_move(ToygunDef *def, ToygunRedefine *r, Oid caller)
 /*
  * The sql_drop event trigger toygun_guard_drop: a DROP (of a function, a
  * schema with CASCADE, DROP OWNED) that takes a function a defined type
- * uses as handler, alarm_handler, should_start or should_stop is refused,
+ * uses as handler, alarm_handler, should_start, should_stop or upgrade is refused,
  * naming each such function and the types that use it. Dropping the
  * extension itself drops the definitions too, and is let through. Only
  * the uses by types whose owner the dropping role may act for count: a
@@ -286,6 +286,10 @@ toygun_guard_drop(PG_FUNCTION_ARGS)
 						   "  UNION ALL SELECT should_start, pg_catalog.format('the should_start of task type \"%s.%s\"', resource_type, name), owner"
 						   "    FROM ONLY toygun.task_type"
 						   "  UNION ALL SELECT should_stop, pg_catalog.format('the should_stop of task type \"%s.%s\"', resource_type, name), owner"
+						   "    FROM ONLY toygun.task_type"
+						   "  UNION ALL SELECT upgrade, pg_catalog.format('the upgrade of resource type \"%s\"', name), owner"
+						   "    FROM ONLY toygun.resource_type"
+						   "  UNION ALL SELECT upgrade, pg_catalog.format('the upgrade of task type \"%s.%s\"', resource_type, name), owner"
 						   "    FROM ONLY toygun.task_type) u"
 						   " WHERE u.fn = ANY ($1) AND pg_catalog.pg_has_role($2, u.owner::pg_catalog.oid, 'USAGE')"
 						   " GROUP BY u.fn ORDER BY u.fn",

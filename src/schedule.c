@@ -35,6 +35,7 @@ static SPIPlanPtr set_job_plan;
 static SPIPlanPtr lock_schedule_plan;
 static SPIPlanPtr prune_plan;
 static SPIPlanPtr fire_plan;
+static SPIPlanPtr fire_version_plan;
 static SPIPlanPtr record_bucket_plan;
 static SPIPlanPtr delete_schedule_plan;
 static SPIPlanPtr candidates_plan;
@@ -500,8 +501,8 @@ fire(Firing *f)
 	int64		started;
 	Oid			prune_types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		prune_values[2];
-	Datum		fire_values[6];
-	char		fire_nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		fire_values[7];
+	char		fire_nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			record_types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
 	Datum		record_values[5];
 	int64		declined = 0;
@@ -570,26 +571,38 @@ fire(Firing *f)
 		started = fire_asking(f, fire_values, fire_nulls, &declined);
 		goto record;
 	}
-	toygun_run(toygun_plan(&fire_plan,
-						   "WITH live AS ("
-						   LIVE_RESOURCES_SQL
-						   "     FOR SHARE OF r"
-						   "), claimed AS ("
-						   "  INSERT INTO toygun.schedule_start (schedule_id, bucket, resource_id)"
-						   "  SELECT $3, $4, live.id FROM live"
-						   "  ON CONFLICT (schedule_id, bucket, resource_id) DO NOTHING"
-						   "  RETURNING resource_id"
-						   "), started AS ("
-						   "  INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at)"
-						   "  SELECT pg_catalog.gen_random_uuid(), claimed.resource_id, $1, $2, $5,"
-						   "         pg_catalog.clock_timestamp()"
-						   "    FROM claimed"
-						   "  ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
-						   "  RETURNING 1"
-						   ")"
-						   " SELECT pg_catalog.count(*) FROM started",
-						   6, fire_types),
-			   fire_values, fire_nulls, 0);
+	/* the runs start at their type's schema version (issue 16): 1, the default, or $7 */
+#define FIRE_SQL(cols, vals) \
+	"WITH live AS (" \
+	LIVE_RESOURCES_SQL \
+	"     FOR SHARE OF r" \
+	"), claimed AS (" \
+	"  INSERT INTO toygun.schedule_start (schedule_id, bucket, resource_id)" \
+	"  SELECT $3, $4, live.id FROM live" \
+	"  ON CONFLICT (schedule_id, bucket, resource_id) DO NOTHING" \
+	"  RETURNING resource_id" \
+	"), started AS (" \
+	"  INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at" cols ")" \
+	"  SELECT pg_catalog.gen_random_uuid(), claimed.resource_id, $1, $2, $5," \
+	"         pg_catalog.clock_timestamp()" vals \
+	"    FROM claimed" \
+	"  ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING" \
+	"  RETURNING 1" \
+	")" \
+	" SELECT pg_catalog.count(*) FROM started"
+	if (def->version > 1)
+	{
+		Oid			types[7];
+
+		memcpy(types, fire_types, sizeof(fire_types));
+		types[6] = INT4OID;
+		fire_values[6] = Int32GetDatum(def->version);
+		toygun_run(toygun_plan(&fire_version_plan, FIRE_SQL(", version", ", $7"), 7, types),
+				   fire_values, fire_nulls, 0);
+	}
+	else
+		toygun_run(toygun_plan(&fire_plan, FIRE_SQL("", ""), 6, fire_types),
+				   fire_values, fire_nulls, 0);
 	started = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 record:

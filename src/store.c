@@ -84,10 +84,11 @@ enum
 	COL_ATTEMPTS,
 	COL_LAST_ERROR,
 	COL_UPDATED_AT,
+	COL_VERSION,
 	NCOLS
 };
 static const char *const column_names[NCOLS] = {
-	"state", "attrs", "step", "run_at", "attempts", "last_error", "updated_at"
+	"state", "attrs", "step", "run_at", "attempts", "last_error", "updated_at", "version"
 };
 
 enum
@@ -125,6 +126,7 @@ static const Column shape[] = {
 	{STORE_RESOURCE, "last_error", TEXTOID},
 	{STORE_RESOURCE, "created_at", TIMESTAMPTZOID},
 	{STORE_RESOURCE, "updated_at", TIMESTAMPTZOID},
+	{STORE_RESOURCE, "version", INT4OID},
 	{STORE_TASK, "id", UUIDOID},
 	{STORE_TASK, "resource_id", UUIDOID},
 	{STORE_TASK, "resource_type", TEXTOID},
@@ -139,6 +141,7 @@ static const Column shape[] = {
 	{STORE_TASK, "updated_at", TIMESTAMPTZOID},
 	{STORE_TASK, "seq", INT8OID},
 	{STORE_TASK, "parent_run", UUIDOID},
+	{STORE_TASK, "version", INT4OID},
 	/* in HIST_* order */
 	{STORE_TRANSITION, "object_id", UUIDOID},
 	{STORE_TRANSITION, "step", INT8OID},
@@ -420,7 +423,8 @@ insert_step(Store *st, ToygunObject *obj, int64 step, ToygunStep *s, TimestampTz
 
 /*
  * Write the new version of a locked object row and its history: the state,
- * attrs, step, run_at (run_at_null), attempts and last_error of obj.
+ * attrs, step, run_at (run_at_null), attempts, last_error and schema version
+ * of obj.
  * Returns false, having written nothing, when the SQL path must do it. On
  * success *saved is the saved row (if saved is not NULL).
  */
@@ -533,6 +537,9 @@ write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
 	slot->tts_values[col[COL_LAST_ERROR]] = obj->last_error ? CStringGetTextDatum(obj->last_error) : (Datum) 0;
 	slot->tts_isnull[col[COL_LAST_ERROR]] = obj->last_error == NULL;
 	slot->tts_values[col[COL_UPDATED_AT]] = TimestampTzGetDatum(now);
+	/* as read, or as an upgrade (versions.c) made it */
+	slot->tts_values[col[COL_VERSION]] = Int32GetDatum(obj->version);
+	slot->tts_isnull[col[COL_VERSION]] = false;
 	ExecStoreVirtualTuple(slot);
 
 	/* what UPDATE checks: the replica identity, NOT NULL and CHECK */

@@ -69,6 +69,11 @@ typedef struct ToygunDef
 	struct ToygunBreaker *breaker;	/* task types: the circuit breaker, or NULL (breaker.c) */
 	/* resource types: their triggers, read at the first move (triggers.c); NULL: not yet */
 	struct ToygunTriggers *triggers;
+	/* schema version of its objects' attrs (1 without one), and the upgrade to it (versions.c) */
+	int32		version;
+	char	   *upgrade;		/* qualified signature, or NULL: none */
+	bool		upgrade_ready;
+	FmgrInfo	upgrade_fn;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -106,6 +111,7 @@ typedef struct ToygunObject
 	uint64		generation;		/* toygun_store_generation() when read */
 	Oid			actor;			/* made_by of its history rows: the user when
 								 * read, or the caller of a call by hand */
+	int32		version;		/* the schema version its attrs are in (1 before 0.4) */
 
 	/* pending changes */
 	int			nsteps;
@@ -347,6 +353,7 @@ extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 								  const char *name, bool missing_ok);
 extern FmgrInfo *toygun_def_handler(ToygunDef *def);
 extern FmgrInfo *toygun_def_hook(ToygunDef *def, const char *hook);
+extern FmgrInfo *toygun_def_upgrade(ToygunDef *def);
 extern Oid	toygun_def_alarm_handler(ToygunDef *def);
 extern void toygun_define_init(void);
 extern void toygun_lock_definition(ToygunKind kind, const char *resource_type, const char *name);
@@ -441,7 +448,8 @@ extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const cha
 
 /* tick.c */
 /* children.c: waiting for children */
-#define TOYGUN_TASK_NATTS 14	/* columns of toygun.task as toygun makes it */
+#define TOYGUN_TASK_NATTS 15	/* columns of toygun.task as toygun makes it */
+#define TOYGUN_TASK_PARENT_RUN 14	/* its column parent_run */
 extern void toygun_child_ended(ToygunObject *obj);
 extern bool toygun_sweep_children(void);
 extern bool toygun_is_task(pg_uuid_t *id);
@@ -512,6 +520,9 @@ extern void toygun_rename_schedules(const char *old_type, const char *new_type,
 
 /* triggers.c: tasks started when a resource enters a state */
 extern void toygun_fire_triggers(ToygunObject *obj, ToygunDef *def);
+
+/* versions.c: schema versions, an object's attrs brought up to its type's version */
+extern void toygun_upgrade_object(ToygunObject *obj, ToygunDef *def);
 
 /* redefine.c: safe redefinition (move_states), handlers kept from DROP */
 typedef struct ToygunRedefine

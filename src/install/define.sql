@@ -15,6 +15,12 @@
 -- move_states: {"old": "new", ...}, where the live objects in states the new
 -- definition does not declare go (a declared state, or __stop__), moved in
 -- the same transaction; without it, such a redefinition is refused.
+-- version: the schema version of the type's attrs (NULL: the current one, 1
+-- for a new type), never lowered; upgrade: a function f(attrs jsonb,
+-- from_version integer) RETURNS jsonb, run as the owner, that brings an
+-- object's attrs from an older version to this one before its next tick or
+-- move by hand, or in toygun.backfill() (NULL: the one it has while the
+-- version stays, none when it rises).
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -26,7 +32,9 @@ CREATE FUNCTION toygun.define_resource(
     stop_state text DEFAULT NULL,
     alarm_handler regprocedure DEFAULT NULL,
     field_types jsonb DEFAULT NULL,
-    move_states jsonb DEFAULT NULL) RETURNS void
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -45,7 +53,9 @@ CREATE FUNCTION toygun.define_task(
     stop_state text DEFAULT NULL,
     breaker jsonb DEFAULT NULL,
     field_types jsonb DEFAULT NULL,
-    move_states jsonb DEFAULT NULL) RETURNS void
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- A function a defined type uses (handler, alarm_handler, should_start,

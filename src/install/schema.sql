@@ -54,7 +54,9 @@ CREATE TABLE toygun.resource_type (
     parent_type      text,               -- NULL: any parent or none; else its resources need a live parent of that type
     stop_state       text,               -- the state stop_resource moves it into; NULL: __stop__
     alarm_handler    text,               -- qualified signature of a function (toygun.alarm) RETURNS text, or NULL
-    field_types      jsonb               -- {"field": "type", ...}; NULL: no typed field
+    field_types      jsonb,              -- {"field": "type", ...}; NULL: no typed field
+    version          integer NOT NULL DEFAULT 1,  -- the schema version of its objects' attrs
+    upgrade          text                -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
 );
 
 -- A task type: an ordered list of states and the handler that runs them,
@@ -78,6 +80,8 @@ CREATE TABLE toygun.task_type (
     stop_state       text,               -- the state stop_task moves a run into; NULL: __stop__
     breaker          jsonb,              -- {"failures", "within", "cooldown"}; NULL: no circuit breaker
     field_types      jsonb,              -- {"field": "type", ...}; NULL: no typed field
+    version          integer NOT NULL DEFAULT 1,  -- the schema version of its runs' attrs
+    upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
     PRIMARY KEY (resource_type, name)
 );
 
@@ -95,7 +99,8 @@ CREATE TABLE toygun.resource (
     attempts    integer NOT NULL DEFAULT 0,
     last_error  text,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    version     integer NOT NULL DEFAULT 1   -- the schema version its attrs are in (0.4)
 );
 CREATE INDEX resource_type_idx ON toygun.resource (type);
 CREATE INDEX resource_parent_idx ON toygun.resource (parent_id) WHERE parent_id IS NOT NULL;
@@ -119,7 +124,8 @@ CREATE TABLE toygun.task (
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     seq         bigint NOT NULL DEFAULT pg_catalog.nextval('toygun.task_seq'),
-    parent_run  uuid                 -- the run whose handler started it (0.4)
+    parent_run  uuid,                -- the run whose handler started it (0.4)
+    version     integer NOT NULL DEFAULT 1   -- the schema version its attrs are in (0.4)
 );
 ALTER SEQUENCE toygun.task_seq OWNED BY toygun.task.seq;
 -- At most one live (not __stop__) run per resource and task name.
