@@ -25,10 +25,6 @@
 
 #include "toygun.h"
 
-static SPIPlanPtr lock_task_plan;
-static SPIPlanPtr lock_resource_plan;
-static SPIPlanPtr lock_task_skip_plan;
-static SPIPlanPtr lock_resource_skip_plan;
 static SPIPlanPtr save_task_plan;
 static SPIPlanPtr save_resource_plan;
 static SPIPlanPtr save_task_plan_03;	/* before the update to 0.4 */
@@ -59,31 +55,40 @@ typedef enum ObjectColumn
 	COL_DUE,					/* run_at <= now() */
 	COL_TID,
 	COL_RUN_AT,
-	NCOLUMNS = COL_RUN_AT
+	COL_VERSION,				/* the schema version; 1 where the table has none (0.3) */
+	NCOLUMNS = COL_VERSION
 } ObjectColumn;
 
-#define TASK_COLUMNS_NO_JOIN(rstate) \
+/* version is "t.version", or "1" for 0.3's tables (without the column) */
+#define TASK_COLUMNS_NO_JOIN(rstate, version) \
 	"t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
-	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now(), t.ctid, t.run_at" \
+	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now(), t.ctid, t.run_at, " version \
 	" FROM ONLY toygun.task t"
-#define TASK_COLUMNS \
-	TASK_COLUMNS_NO_JOIN("r.state") " LEFT JOIN ONLY toygun.resource r ON r.id = t.resource_id"
-#define RESOURCE_COLUMNS \
+#define TASK_COLUMNS(version) \
+	TASK_COLUMNS_NO_JOIN("r.state", version) " LEFT JOIN ONLY toygun.resource r ON r.id = t.resource_id"
+#define RESOURCE_COLUMNS(version) \
 	"r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
-	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now(), r.ctid, r.run_at" \
+	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now(), r.ctid, r.run_at, " version \
 	" FROM ONLY toygun.resource r"
 
-#define LOCK_TASK_SQL "SELECT " TASK_COLUMNS " WHERE t.id = $1 FOR UPDATE OF t"
-#define LOCK_RESOURCE_SQL "SELECT " RESOURCE_COLUMNS " WHERE r.id = $1 FOR UPDATE"
+#define LOCK_TASK_SQL(version) "SELECT " TASK_COLUMNS(version) " WHERE t.id = $1 FOR UPDATE OF t"
+#define LOCK_RESOURCE_SQL(version) "SELECT " RESOURCE_COLUMNS(version) " WHERE r.id = $1 FOR UPDATE"
 
 /* Due objects, oldest first, from run_at $2 on; at most $1 of them. */
 #define CLAIM_SQL(columns, alias) \
 	"SELECT " columns " WHERE " alias ".run_at <= pg_catalog.now() AND " alias ".run_at >= $2" \
 	" ORDER BY " alias ".run_at LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED"
-#define CLAIM_TASKS_SQL CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text"), "t")
-#define CLAIM_RESOURCES_SQL CLAIM_SQL(RESOURCE_COLUMNS, "r")
 
-static int32 row_version(ToygunKind kind, Datum row);
+/*
+ * Whether the object tables have 0.4's version column: the reads' plans
+ * come in two variants (a library newer than the installed extension reads
+ * 0.3's tables until ALTER EXTENSION UPDATE).
+ */
+static int
+versioned(ToygunKind kind)
+{
+	return toygun_has_column(kind == TOYGUN_TASK ? "task" : "resource", "version") ? 1 : 0;
+}
 
 static Datum
 copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
@@ -146,7 +151,7 @@ object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 	obj->generation = toygun_store_generation();
 	/* a worker's own changes are its role's; a call by hand names its caller */
 	obj->actor = GetUserId();
-	obj->version = row_version(kind, obj->row);
+	obj->version = DatumGetInt32(values[COL_VERSION - 1]);
 	return obj;
 }
 
@@ -158,19 +163,20 @@ object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 ToygunObject *
 toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked)
 {
+	static SPIPlanPtr plans[2][2][2];	/* [kind][versioned][skip_locked] */
+	static const char *const sql[2][2][2] = {
+		{{LOCK_RESOURCE_SQL("1"), LOCK_RESOURCE_SQL("1") " SKIP LOCKED"},
+		 {LOCK_RESOURCE_SQL("r.version"), LOCK_RESOURCE_SQL("r.version") " SKIP LOCKED"}},
+		{{LOCK_TASK_SQL("1"), LOCK_TASK_SQL("1") " SKIP LOCKED"},
+		 {LOCK_TASK_SQL("t.version"), LOCK_TASK_SQL("t.version") " SKIP LOCKED"}}};
+	int			k = kind == TOYGUN_TASK ? 1 : 0;
+	int			v = versioned(kind);
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		values[1];
 	SPIPlanPtr	plan;
 	ToygunObject *obj;
 
-	if (kind == TOYGUN_TASK)
-		plan = skip_locked
-			? toygun_plan(&lock_task_skip_plan, LOCK_TASK_SQL " SKIP LOCKED", 1, argtypes)
-			: toygun_plan(&lock_task_plan, LOCK_TASK_SQL, 1, argtypes);
-	else
-		plan = skip_locked
-			? toygun_plan(&lock_resource_skip_plan, LOCK_RESOURCE_SQL " SKIP LOCKED", 1, argtypes)
-			: toygun_plan(&lock_resource_plan, LOCK_RESOURCE_SQL, 1, argtypes);
+	plan = toygun_plan(&plans[k][v][skip_locked ? 1 : 0], sql[k][v][skip_locked ? 1 : 0], 1, argtypes);
 	values[0] = UUIDPGetDatum(id);
 	toygun_run(plan, values, NULL, 1);
 	if (!object_found(kind, id, missing_ok))
@@ -194,7 +200,13 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 int
 toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plans[2][2];	/* [kind][versioned] */
+	static const char *const sql[2][2] = {
+		{CLAIM_SQL(RESOURCE_COLUMNS("1"), "r"), CLAIM_SQL(RESOURCE_COLUMNS("r.version"), "r")},
+		{CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "1"), "t"),
+		 CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version"), "t")}};
+	int			k = kind == TOYGUN_TASK ? 1 : 0;
+	int			v = versioned(kind);
 	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
 	Datum		values[2];
 	uint64		i;
@@ -202,10 +214,7 @@ toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject 
 
 	values[0] = Int32GetDatum(limit);
 	values[1] = TimestampTzGetDatum(from);
-	toygun_run(kind == TOYGUN_TASK
-			   ? toygun_plan(&plans[kind], CLAIM_TASKS_SQL, 2, argtypes)
-			   : toygun_plan(&plans[kind], CLAIM_RESOURCES_SQL, 2, argtypes),
-			   values, NULL, limit);
+	toygun_run(toygun_plan(&plans[k][v], sql[k][v], 2, argtypes), values, NULL, limit);
 	n = (int) SPI_processed;
 	for (i = 0; i < SPI_processed; i++)
 		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
@@ -509,33 +518,6 @@ row_columns(ToygunKind kind, HeapTupleHeader td, TupleDesc *descp)
 	}
 	*descp = desc;
 	return c;
-}
-
-/* The schema version of an object's row as read: 1 if its table has none (0.3). */
-static int32
-row_version(ToygunKind kind, Datum row)
-{
-	HeapTupleHeader td = DatumGetHeapTupleHeader(row);
-	TupleDesc	desc;
-	RowColumns *c = row_columns(kind, td, &desc);
-	int32		version = 1;
-
-	if (c->version >= 0)
-	{
-		HeapTupleData tmp;
-		bool		isnull;
-		Datum		d;
-
-		tmp.t_len = HeapTupleHeaderGetDatumLength(td);
-		ItemPointerSetInvalid(&tmp.t_self);
-		tmp.t_tableOid = InvalidOid;
-		tmp.t_data = td;
-		d = heap_getattr(&tmp, c->version + 1, desc, &isnull);
-		if (!isnull)
-			version = DatumGetInt32(d);
-	}
-	ReleaseTupleDesc(desc);
-	return version;
 }
 
 /*
