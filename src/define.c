@@ -376,10 +376,10 @@ shape_problem(Oid fn, Shape *s)
 }
 
 /*
- * A handler (what: the row type, "task" or "resource") or hook (what:
- * "should_start", "should_stop") has its shape, and the type's owner-to-be
- * may execute it. Returns its schema-qualified signature, which is what we
- * store.
+ * A handler (what: the row type, "task" or "resource"), hook (what:
+ * "should_start", "should_stop"), upgrade function or alarm handler has
+ * its shape, and the type's owner-to-be may execute it. Returns its
+ * schema-qualified signature, which is what we store.
  */
 static char *
 check_function(Oid fn, const char *what, Oid owner)
@@ -457,41 +457,6 @@ check_stop_state(FunctionCallInfo fcinfo, int argno, const char *label, char **s
 				 errdetail("A first stop moves it into its stop_state, whose handler then stops it."),
 				 errhint("Name one of the states it declares (not __new__), or leave stop_state out (NULL) to stop at once.")));
 	return stop_state;
-}
-
-/* Why fn cannot be an alarm handler, (toygun.alarm) RETURNS text, or NULL. */
-static const char *
-alarm_handler_shape_problem(Oid fn)
-{
-	Shape		s;
-
-	shape_of("alarm_handler", &s);
-	return shape_problem(fn, &s);
-}
-
-/*
- * An alarm handler is a function (toygun.alarm) RETURNS text that the
- * type's owner-to-be may execute. Returns its qualified signature.
- */
-static char *
-check_alarm_handler(Oid fn, const char *label, Oid owner)
-{
-	const char *problem = alarm_handler_shape_problem(fn);
-
-	if (problem != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("alarm_handler %s of %s must be a function taking toygun.alarm and returning text",
-						format_procedure(fn), label),
-				 errdetail_internal("%s", problem),
-				 errhint("Declare it as CREATE FUNCTION f(a toygun.alarm) RETURNS text; it returns 'handled' to take the alarm.")));
-	if (pg_proc_aclcheck(fn, owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for alarm_handler %s of %s", format_procedure(fn), label),
-				 errdetail("The alarm handler runs as the type's owner, role \"%s\", which must be allowed to execute it.",
-						   toygun_role_name(owner))));
-	return format_procedure_qualified(fn);
 }
 
 /* The search_path handlers of a type defined now will run with. */
@@ -906,46 +871,15 @@ toygun_def_upgrade(ToygunDef *def)
 }
 
 /*
- * The alarm handler of a resource type, resolved from its stored signature
- * and checked as a handler is (it still exists and is one, its owner is a
- * role that may execute it), at each offer: offers are rare.
+ * The alarm handler of a resource type that has one (alarms.c), ready to
+ * call: checked as a handler is (it still exists and is one, its owner is a
+ * role that may execute it).
  */
-Oid
+FmgrInfo *
 toygun_def_alarm_handler(ToygunDef *def)
 {
-	LOCAL_FCINFO(lookup, 1);
-	Datum		fn;
-	const char *problem;
-
-	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
-	lookup->args[0].value = CStringGetTextDatum(def->alarm_handler);
-	lookup->args[0].isnull = false;
-	fn = to_regprocedure(lookup);
-	if (lookup->isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("alarm_handler %s of %s does not exist", def->alarm_handler, toygun_def_label(def)),
-				 errhint("Create the function again, or define the type again with another alarm_handler.")));
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the role that defined %s no longer exists", toygun_def_label(def)),
-				 errhint("Define the type again as an existing role.")));
-	problem = alarm_handler_shape_problem(DatumGetObjectId(fn));
-	if (problem != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("alarm_handler %s of %s is no longer an alarm handler", def->alarm_handler,
-						toygun_def_label(def)),
-				 errdetail_internal("%s", problem),
-				 errhint("Create the function again returning text, or define the type again with another alarm_handler.")));
-	if (pg_proc_aclcheck(DatumGetObjectId(fn), def->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not execute alarm_handler %s of %s",
-						toygun_role_name(def->owner), def->alarm_handler, toygun_def_label(def)),
-				 errhint("Grant EXECUTE on the function to role \"%s\".", toygun_role_name(def->owner))));
-	return DatumGetObjectId(fn);
+	return def_function(def, "alarm_handler", def->alarm_handler, &def->alarm_handler_fn,
+						&def->alarm_handler_ready);
 }
 
 /* move_states, or NULL: install scripts before 0.4 pass none. */
@@ -1169,7 +1103,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 		handler = check_function(PG_GETARG_OID(2), "resource", owner);
 	/* alarm_handler: install scripts before it pass none */
 	if (PG_NARGS() > ALARM_HANDLER_ARG && !PG_ARGISNULL(ALARM_HANDLER_ARG))
-		alarm_handler = check_alarm_handler(PG_GETARG_OID(ALARM_HANDLER_ARG), label, owner);
+		alarm_handler = check_function(PG_GETARG_OID(ALARM_HANDLER_ARG), "alarm_handler", owner);
 	version = check_version(fcinfo, RESOURCE_VERSION_ARG, label, existing, owner, &upgrade);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);

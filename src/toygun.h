@@ -52,6 +52,8 @@ typedef struct ToygunDef
 	char	   *search_path;	/* and with this search_path */
 	char	   *parent_type;	/* resource types: their parents' type, or NULL */
 	char	   *alarm_handler;	/* resource types: qualified signature, or NULL */
+	bool		alarm_handler_ready;
+	FmgrInfo	alarm_handler_fn;
 	/* a task type's retry policy; unset: the setting's (see toygun_def_*) */
 	int			max_attempts;	/* 0: unset */
 	int			retry_backoff_ms;	/* -1: unset */
@@ -354,7 +356,7 @@ extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 extern FmgrInfo *toygun_def_handler(ToygunDef *def);
 extern FmgrInfo *toygun_def_hook(ToygunDef *def, const char *hook);
 extern FmgrInfo *toygun_def_upgrade(ToygunDef *def);
-extern Oid	toygun_def_alarm_handler(ToygunDef *def);
+extern FmgrInfo *toygun_def_alarm_handler(ToygunDef *def);
 extern void toygun_define_init(void);
 extern void toygun_lock_definition(ToygunKind kind, const char *resource_type, const char *name);
 extern void toygun_lock_name_use(ToygunKind kind, const char *resource_type, const char *name,
