@@ -724,14 +724,13 @@ CREATE TABLE toygun.transition (
     reason      text,
     -- retention (0.4): when the row goes, its write time plus its type's keep;
     -- infinity: kept forever. Whole partitions expire (toygun.maintain()).
-    expires_at  timestamptz NOT NULL DEFAULT 'infinity',
-    -- a partitioned table's key holds its partition key: no (object, step)
-    -- twice is kept by the writers, who hold the object's row lock
-    PRIMARY KEY (object_id, step, expires_at)
+    expires_at  timestamptz NOT NULL DEFAULT 'infinity'
 ) PARTITION BY RANGE (expires_at);
-CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition
+-- each partition has its own key (object_id, step): see schema.sql
+CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
     FOR VALUES FROM ('infinity') TO (MAXVALUE);
-CREATE TABLE toygun.transition_default PARTITION OF toygun.transition DEFAULT;
+CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    DEFAULT;
 INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note, resource_type,
                                made_by, worker_pid, reason, expires_at)
     SELECT object_id, step, from_state, to_state, at, note, resource_type,

@@ -21,8 +21,8 @@
  * do not conflict with), after moving its range's rows out of the default
  * partition in the same transaction.
  *
- * The workers run a round when nothing is due (at most once a second) and at
- * least every toygun.maintain_interval, each step in a transaction of its
+ * The workers run a round when nothing is due after ticking (at most once a
+ * second) and at least every toygun.maintain_interval, each step in a transaction of its
  * own, one worker of a database at a time (a transaction-level advisory
  * lock); toygun.maintain() runs one in the caller's transaction. Nothing
  * here runs in a tick's transaction, and the tick path only calls
@@ -335,7 +335,8 @@ create_partition(void *arg)
 	char	   *hi = timestamp_literal(c->hi);
 
 	exec(psprintf("CREATE TABLE toygun.%s (LIKE toygun.transition INCLUDING DEFAULTS"
-				  " INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)",
+				  " INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION,"
+				  " PRIMARY KEY (object_id, step))",
 				  quote_identifier(c->name)), 0, NULL, NULL);
 	/* ATTACH refuses while the default partition holds rows of the range */
 	if (c->default_name != NULL)
@@ -783,25 +784,33 @@ worker_round(void)
 
 /*
  * From a worker between batches (idle: nothing was due): a round when one
- * is due. Returns how long until the next one is (for an idle worker's
- * sleep), or -1 when the workers do none (toygun.maintain_interval 0).
+ * is due: at least every toygun.maintain_interval, and sooner (at most once
+ * a second) when the worker has nothing due and ticked something since the
+ * last round, or the last round stopped at a batch. Returns how long until
+ * the next is due (for an idle worker's sleep), or -1 when the workers do
+ * none (toygun.maintain_interval 0).
  */
 long
 toygun_maintain_in_worker(bool idle)
 {
 	static TimestampTz last = 0;
 	static bool more = false;
+	static bool worked = false;
 	TimestampTz now = GetCurrentTimestamp();
+	long		interval = toygun_maintain_interval_ms;
 	long		gap;
 	long		since;
 
-	if (toygun_maintain_interval_ms <= 0)
+	if (interval <= 0)
 		return -1;
-	gap = idle ? (more ? 0 : Min(IDLE_GAP_MS, toygun_maintain_interval_ms)) : toygun_maintain_interval_ms;
+	if (!idle)
+		worked = true;
+	gap = !idle ? interval : more ? 0 : worked ? Min(IDLE_GAP_MS, interval) : interval;
 	since = last == 0 ? LONG_MAX : (long) ((now - last) / 1000);
 	if (since < gap)
 		return gap - since;
 	last = now;
+	worked = false;
 	more = worker_round();
-	return more ? 0 : Min(IDLE_GAP_MS, toygun_maintain_interval_ms);
+	return more ? 0 : interval;
 }

@@ -160,17 +160,20 @@ CREATE TABLE toygun.transition (
     reason      text,
     -- retention (0.4): when the row goes, its write time plus its type's keep;
     -- infinity: kept forever. Whole partitions expire (toygun.maintain()).
-    expires_at  timestamptz NOT NULL DEFAULT 'infinity',
-    -- a partitioned table's key holds its partition key: no (object, step)
-    -- twice is kept by the writers, who hold the object's row lock
-    PRIMARY KEY (object_id, step, expires_at)
+    expires_at  timestamptz NOT NULL DEFAULT 'infinity'
 ) PARTITION BY RANGE (expires_at);
 -- Rows kept forever, and rows no time partition takes (moved out when one is
 -- made for them, deleted once expired). Time partitions, toygun.transition_
 -- and their UTC lower bound, are made and dropped by toygun.maintain().
-CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition
+-- Each partition has its own key (object_id, step): a key on the parent
+-- would have to hold expires_at, and would keep pg_restore from restoring
+-- the time partitions (not members of the extension) under the parent
+-- CREATE EXTENSION makes. No (object, step) twice across partitions is kept
+-- by the writers, who hold the object's row lock.
+CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
     FOR VALUES FROM ('infinity') TO (MAXVALUE);
-CREATE TABLE toygun.transition_default PARTITION OF toygun.transition DEFAULT;
+CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    DEFAULT;
 
 -- Retention (0.4): the stopped runs and resources of a type, oldest first,
 -- found without a scan. created_at, not updated_at: an index on a column
