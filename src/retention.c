@@ -95,35 +95,6 @@ typedef struct Range
 	char	   *name;
 } Range;
 
-/* An interval, parsed as interval_in parses it, false where it would raise. */
-static bool
-parse_interval(const char *str, Interval *out)
-{
-	char		workbuf[256];
-	char	   *field[MAXDATEFIELDS];
-	int			ftype[MAXDATEFIELDS];
-	int			nf;
-	int			dtype = 0;
-	int			dterr;
-	struct pg_itm_in itm;
-
-	dterr = ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf);
-	if (dterr == 0)
-		dterr = DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE, &dtype, &itm);
-	if (dterr == DTERR_BAD_FORMAT)
-	{
-		char	   *copy = strdup(str);
-
-		if (copy == NULL)
-			return false;
-		dterr = DecodeISO8601Interval(copy, &dtype, &itm);
-		free(copy);
-	}
-	if (dterr != 0 || dtype != DTK_DELTA)
-		return false;
-	return itmin2interval(&itm, out) == 0;
-}
-
 /* Positive, and at most 1000 years. */
 bool
 toygun_keep_valid(Interval *keep)
@@ -151,7 +122,7 @@ toygun_keep_check(char **newval, void **extra, GucSource source)
 
 	if (is_forever(*newval))
 		return true;
-	if (!parse_interval(*newval, &keep) || !toygun_keep_valid(&keep))
+	if (!toygun_parse_interval(*newval, &keep) || !toygun_keep_valid(&keep))
 	{
 		GUC_check_errdetail("toygun.keep is forever, or a positive interval of at most 1000 years such as '30 days'.");
 		return false;
@@ -165,7 +136,7 @@ toygun_default_keep(PG_FUNCTION_ARGS)
 {
 	Interval   *keep = palloc(sizeof(Interval));
 
-	if (is_forever(toygun_keep) || !parse_interval(toygun_keep, keep))
+	if (is_forever(toygun_keep) || !toygun_parse_interval(toygun_keep, keep))
 		PG_RETURN_NULL();
 	PG_RETURN_INTERVAL_P(keep);
 }
@@ -803,10 +774,13 @@ toygun_maintain_in_worker(bool idle)
 
 	if (interval <= 0)
 		return -1;
+	/* a worker that just started waits for work, or the interval, like the others */
+	if (last == 0)
+		last = now;
 	if (!idle)
 		worked = true;
 	gap = !idle ? interval : more ? 0 : worked ? Min(IDLE_GAP_MS, interval) : interval;
-	since = last == 0 ? LONG_MAX : (long) ((now - last) / 1000);
+	since = (long) ((now - last) / 1000);
 	if (since < gap)
 		return gap - since;
 	last = now;

@@ -354,6 +354,7 @@ extern pg_uuid_t *toygun_new_uuid(void);
 extern bool toygun_has_column(const char *table, const char *column);
 extern void toygun_check_object_attrs(const char *what, Jsonb *attrs);
 extern Oid	toygun_type_oid(const char *typname);
+extern bool toygun_parse_interval(const char *str, Interval *out);
 
 /* define.c */
 extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
