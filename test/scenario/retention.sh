@@ -21,7 +21,7 @@ trap 'tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
 wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 
-plan 10
+plan 12
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 q "CREATE EXTENSION toygun" >/dev/null 2>&1
@@ -82,3 +82,14 @@ wait_for 30 "SELECT NOT EXISTS (SELECT FROM parts WHERE relname <= '$HELD')"
 ok $? "once it is released, the expired partitions go"
 wait_for 30 "SELECT count(*) = 0 FROM toygun.transition WHERE expires_at < now() - interval '3 s'"
 ok $? "and the history is back within its expiry"
+
+# the setting toygun.keep: checked, and the keep of types defined without one
+err=$(tg_psql "$DIR" tg -c "ALTER SYSTEM SET toygun.keep = '-1 day'" 2>&1)
+is "$(echo "$err" | head -1)" "ERROR:  invalid value for parameter \"toygun.keep\": \"-1 day\"" \
+	"toygun.keep refuses a negative interval ($(echo "$err" | sed -n 2p))"
+q "ALTER SYSTEM SET toygun.keep = '3 days'" >/dev/null
+q "SELECT pg_reload_conf()" >/dev/null
+wait_for 10 "SELECT current_setting('toygun.keep') = '3 days'"
+q "SELECT toygun.define_task('rt', 'later', '{a}', 'short(toygun.task)')" >/dev/null
+is "$(q "SELECT keep FROM toygun.task_type WHERE name = 'later'")" "3 days" \
+	"a type defined without keep takes toygun.keep's"
