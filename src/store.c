@@ -174,6 +174,7 @@ typedef struct Store
 	/* the history's partitions (retention): routing, set up at its first row */
 	ModifyTableState *mtstate;
 	PartitionTupleRouting *proute;
+	ResultRelInfo *forever;		/* the partition of rows kept forever, once found */
 } Store;
 
 /* The store of the current transaction, or NULL. */
@@ -446,7 +447,7 @@ history_row(Store *st, ToygunObject *obj, int64 step, ToygunStep *s, TimestampTz
  * path writes, and fires what it has).
  */
 static ResultRelInfo *
-history_partition(Store *st, TupleTableSlot *slot)
+history_partition(Store *st, TupleTableSlot *slot, TimestampTz expires)
 {
 	ResultRelInfo *root = st->rri[STORE_TRANSITION];
 	ResultRelInfo *leaf;
@@ -456,6 +457,9 @@ history_partition(Store *st, TupleTableSlot *slot)
 
 	if (root->ri_RelationDesc->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		return root;
+	/* most types keep forever: their rows' partition is found once a transaction */
+	if (expires == DT_NOEND && st->forever != NULL)
+		return st->forever;
 	old = MemoryContextSwitchTo(st->cxt);
 	save_owner = CurrentResourceOwner;
 	/* partitions are held by the transaction, as the tables are (open_table) */
@@ -483,6 +487,8 @@ history_partition(Store *st, TupleTableSlot *slot)
 								 RelationGetRelationName(rel))));
 		return NULL;
 	}
+	if (expires == DT_NOEND)
+		st->forever = leaf;
 	return leaf;
 }
 
@@ -609,7 +615,7 @@ write_row(Store *st, int t, ToygunObject *obj, ToygunDef *def, Datum run_at, boo
 	{
 		expires = toygun_expires_at(def, now);
 		leaf = history_partition(st, history_row(st, obj, expected_step, &obj->steps[0], now,
-												 expires));
+												 expires), expires);
 		if (leaf == NULL)
 			return false;
 	}
@@ -655,8 +661,10 @@ write_row(Store *st, int t, ToygunObject *obj, ToygunDef *def, Datum run_at, boo
 		list_free(ExecInsertIndexTuples(rri, slot, st->estate, true, false, NULL, NIL));
 	ResetPerTupleExprContext(st->estate);
 
+	/* the first row is in the history's slot still, as routed */
 	for (i = 0; i < obj->nsteps; i++)
-		insert_step(st, leaf, history_row(st, obj, expected_step + i, &obj->steps[i], now, expires));
+		insert_step(st, leaf, i == 0 ? st->slot[STORE_TRANSITION] :
+					history_row(st, obj, expected_step + i, &obj->steps[i], now, expires));
 
 	obj->tid = slot->tts_tid;
 	if (saved != NULL)

@@ -6,7 +6,7 @@
 -- schedule claims pruned; who may call it, and who may read the partitions.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(40);
+SELECT plan(41);
 
 CREATE FUNCTION public.ret_job(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
     SELECT CASE t.state WHEN 'one' THEN toygun.go('two') ELSE toygun.stop() END
@@ -116,6 +116,10 @@ INSERT INTO toygun.message (run_id, resource_type, message, sent_by) VALUES (:'j
 INSERT INTO toygun.schedule_start VALUES (999999, now(), :'r');
 RESET toygun.test_now;
 SELECT toygun.maintain() AS early \gset
+SELECT toygun.tick_task(:'live');
+SELECT is((SELECT tableoid::regclass::text ~ '^toygun\.transition_[0-9]{8}_[0-9]{6}$' FROM toygun.transition
+            WHERE object_id = :'live' ORDER BY step DESC LIMIT 1), true,
+          'once its partition is made, a tick writes its row straight into it');
 SELECT is((:'early'::jsonb ->> 'runs_removed')::int + (:'early'::jsonb ->> 'resources_removed')::int, 0,
           'nothing stopped within its keep is removed');
 SET LOCAL toygun.test_now = '2030-01-05 00:00:00+00';
