@@ -687,3 +687,131 @@ CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toy
 CREATE FUNCTION toygun.backfill(resource_type text, task text DEFAULT NULL,
                                 batch integer DEFAULT 1000) RETURNS bigint
     AS 'MODULE_PATHNAME', 'toygun_backfill' LANGUAGE C VOLATILE;
+-- Retention (issue 16): types keep their stopped objects and history for
+-- keep (NULL: forever; the types there are keep theirs forever, so the update
+-- removes nothing), the history is partitioned by when its rows expire, and
+-- maintain() (and the workers) make and drop the partitions and remove what
+-- has expired.
+ALTER TABLE toygun.resource_type ADD COLUMN keep interval;
+ALTER TABLE toygun.task_type ADD COLUMN keep interval;
+CREATE INDEX task_stopped_idx ON toygun.task (resource_type, name, created_at)
+    WHERE state = '__stop__';
+CREATE INDEX resource_stopped_idx ON toygun.resource (type, created_at)
+    WHERE state = '__stop__';
+-- history()'s body reads the table replaced below: a text body meanwhile
+CREATE OR REPLACE FUNCTION toygun.history(id uuid)
+    RETURNS TABLE (step bigint, from_state text, to_state text, at timestamptz, note text,
+                   made_by regrole, worker_pid integer, reason text)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS 'SELECT NULL::bigint, NULL::text, NULL::text, NULL::timestamptz, NULL::text, NULL::regrole, NULL::integer, NULL::text WHERE false';
+-- Every row of the history moves to the partitioned table, into
+-- transition_forever: written before keep, each is kept forever.
+ALTER TABLE toygun.transition RENAME TO transition_0_3;
+ALTER INDEX toygun.transition_pkey RENAME TO transition_0_3_pkey;
+CREATE TABLE toygun.transition (
+    object_id   uuid NOT NULL,
+    step        bigint NOT NULL,
+    from_state  text NOT NULL,
+    to_state    text NOT NULL,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    note        text,
+    -- the audit trail (0.4): the resource type (what row-level security filters on),
+    -- the role that made the move, the worker's pid for moves made in a worker, and
+    -- the reason given to a move by hand
+    resource_type text NOT NULL,
+    made_by     regrole,
+    worker_pid  integer,
+    reason      text,
+    -- retention (0.4): when the row goes, its write time plus its type's keep;
+    -- infinity: kept forever. Whole partitions expire (toygun.maintain()).
+    expires_at  timestamptz NOT NULL DEFAULT 'infinity'
+) PARTITION BY RANGE (expires_at);
+-- each partition has its own key (object_id, step): see schema.sql
+CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    FOR VALUES FROM ('infinity') TO (MAXVALUE);
+CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    DEFAULT;
+INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note, resource_type,
+                               made_by, worker_pid, reason, expires_at)
+    SELECT object_id, step, from_state, to_state, at, note, resource_type,
+           made_by, worker_pid, reason, 'infinity'
+      FROM ONLY toygun.transition_0_3;
+-- out of the extension first, which takes it off the list of tables pg_dump dumps
+ALTER EXTENSION toygun DROP TABLE toygun.transition_0_3;
+DROP TABLE toygun.transition_0_3;
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition_forever', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition_default', '');
+ALTER TABLE toygun.transition ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.transition FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+GRANT SELECT ON toygun.transition TO PUBLIC;
+CREATE OR REPLACE FUNCTION toygun.history(id uuid)
+    RETURNS TABLE (step bigint, from_state text, to_state text, at timestamptz, note text,
+                   made_by regrole, worker_pid integer, reason text)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+        SELECT h.step, h.from_state, h.to_state, h.at, h.note, h.made_by, h.worker_pid, h.reason
+          FROM toygun.transition h
+         WHERE h.object_id = history.id ORDER BY h.step;
+    END;
+-- keep (retention, issue 16): how long a stopped object of the type, and each
+-- history row of its objects, is kept; NULL: forever. Left out, the setting
+-- toygun.keep at definition time: default_keep() reads it (NULL for forever).
+CREATE FUNCTION toygun.default_keep() RETURNS interval
+    AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole, text, text,
+                                     regprocedure, jsonb, jsonb, integer, regprocedure);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep()) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
+                                 interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
+                                 jsonb, integer, regprocedure);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep()) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+-- Retention (issue 16): one round of maintenance, as the workers do it when
+-- nothing is due and at least every toygun.maintain_interval: create the
+-- history's time partitions rows will need, drop those whose rows have all
+-- expired (given up until the next round while another transaction holds the
+-- history), delete expired rows of the default partition, remove stopped runs
+-- and resources past their type's keep (at most toygun.prune_batch of each)
+-- with what only they use, and prune failures and schedule claims. For
+-- installations without the workers (pg_cron) and for tests; in one
+-- transaction, the caller's. The extension's owner (or a role with its
+-- privileges, a superuser) only: it acts on every owner's types. Returns
+-- what it did, as {"partitions_created": n, ...}.
+CREATE FUNCTION toygun.maintain() RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'toygun_maintain' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION toygun.maintain() FROM PUBLIC;

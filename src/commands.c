@@ -1074,7 +1074,7 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 	values[0] = UUIDPGetDatum(&obj->id);
 	values[1] = Int64GetDatum(Max((int64) 0, obj->step - 1 - (int64) n));
 	toygun_run(toygun_plan(&rewind_target_plan,
-						   "SELECT to_state FROM ONLY toygun.transition WHERE object_id = $1 AND step = $2",
+						   "SELECT to_state FROM toygun.transition WHERE object_id = $1 AND step = $2",
 						   2, argtypes),
 			   values, NULL, 1);
 	if (SPI_processed == 0)
@@ -1125,7 +1125,7 @@ toygun_retry_task(PG_FUNCTION_ARGS)
 		values[0] = UUIDPGetDatum(&obj->id);
 		values[1] = Int64GetDatum(obj->step - 1);
 		toygun_run(toygun_plan(&panicked_from_plan,
-							   "SELECT from_state FROM ONLY toygun.transition WHERE object_id = $1 AND step = $2",
+							   "SELECT from_state FROM toygun.transition WHERE object_id = $1 AND step = $2",
 							   2, argtypes),
 				   values, NULL, 1);
 		if (SPI_processed == 0)

@@ -55,6 +55,10 @@ static SPIPlanPtr upsert_task_type_0_3_plan;
 #define RESOURCE_VERSION_ARG 11
 static SPIPlanPtr rearm_resources_plan;
 
+/* keep (retention, issue 16): define_task's and define_resource's last */
+#define TASK_KEEP_ARG 18
+#define RESOURCE_KEEP_ARG 13
+
 /*
  * Most states, and most fields, a type may declare. Lists are searched
  * linearly, and checked for duplicates pairwise; a definition far longer
@@ -442,6 +446,29 @@ check_version(FunctionCallInfo fcinfo, int argno, const char *label, ToygunDef *
 }
 
 /* A stop_state is one of the type's declared states (not __new__), or NULL. */
+/*
+ * keep (argno): NULL for forever, else a positive interval that toygun can
+ * add to any time it writes (retention.c).
+ */
+static Datum
+check_keep(FunctionCallInfo fcinfo, int argno, const char *label, char *null)
+{
+	Interval   *keep;
+
+	*null = 'n';
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return (Datum) 0;
+	keep = PG_GETARG_INTERVAL_P(argno);
+	if (!toygun_keep_valid(keep))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("keep of %s must be a positive interval of at most 1000 years, not %s",
+						label, DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(keep)))),
+				 errhint("Give an interval such as '30 days', or keep => NULL to keep its stopped objects and history forever.")));
+	*null = ' ';
+	return IntervalPGetDatum(keep);
+}
+
 static char *
 check_stop_state(FunctionCallInfo fcinfo, int argno, const char *label, char **states, int nstates)
 {
@@ -768,6 +795,19 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 			def->version = Max(DatumGetInt32(d), 1);
 	}
 	def->upgrade = cache_column(tup, desc, "upgrade");
+	/* keep: NULL, no such column (before 0.4), or one changed behind define_*'s back: forever */
+	def->keep_forever = true;
+	n = SPI_fnumber(desc, "keep");
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull && toygun_keep_valid(DatumGetIntervalP(d)))
+		{
+			def->keep = *DatumGetIntervalP(d);
+			def->keep_forever = false;
+		}
+	}
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -1066,10 +1106,11 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	ToygunRedefine redefine;
 	int32		version;
 	char	   *upgrade;
-	Datum		values[14];
-	char		nulls[14] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[14] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID};
+	Datum		values[15];
+	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[15] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID,
+	INTERVALOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1083,6 +1124,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	stop_state = check_stop_state(fcinfo, 7, label, states, nstates);
 	values[11] = check_field_types(fcinfo, RESOURCE_FIELD_TYPES_ARG, label);
 	nulls[11] = values[11] ? ' ' : 'n';
+	values[14] = check_keep(fcinfo, RESOURCE_KEEP_ARG, label, &nulls[14]);
 
 	toygun_begin_call(&call);
 	/* a role that may not redefine it is refused before it takes the lock */
@@ -1131,22 +1173,23 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	nulls[13] = upgrade ? ' ' : 'n';
 
 	/*
-	 * A redefinition replaces parent_type, stop_state, alarm_handler and
-	 * field_types as it replaces the fields. The SQL of 0.3 (fewer
+	 * A redefinition replaces parent_type, stop_state, alarm_handler,
+	 * field_types and keep as it replaces the fields. The SQL of 0.3 (fewer
 	 * arguments) has a resource_type without those columns.
 	 */
 	if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
 							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types,"
-													"  version, upgrade",
-													", $9, $10, $11, $12, $13, $14",
+													"  version, upgrade, keep",
+													", $9, $10, $11, $12, $13, $14, $15",
 													", parent_type = excluded.parent_type,"
 													"  stop_state = excluded.stop_state,"
 													"  alarm_handler = excluded.alarm_handler,"
 													"  field_types = excluded.field_types,"
 													"  version = excluded.version,"
-													"  upgrade = excluded.upgrade"),
-							   14, argtypes),
+													"  upgrade = excluded.upgrade,"
+													"  keep = excluded.keep"),
+							   15, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&upsert_resource_type_0_3_plan, UPSERT_RESOURCE_TYPE("", "", ""),
@@ -1215,11 +1258,11 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	int32		version;
 	char	   *upgrade;
 	int			i;
-	Datum		values[19];
-	char		nulls[19] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[19] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	Datum		values[20];
+	char		nulls[20] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[20] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1241,6 +1284,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	}
 	values[16] = check_field_types(fcinfo, TASK_FIELD_TYPES_ARG, label);
 	nulls[16] = values[16] ? ' ' : 'n';
+	values[19] = check_keep(fcinfo, TASK_KEEP_ARG, label, &nulls[19]);
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1292,7 +1336,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	nulls[18] = upgrade ? ' ' : 'n';
 	/*
 	 * A redefinition replaces the retry policy, hooks, stop_state,
-	 * breaker and field_types as it replaces the fields: what is left out is NULL again (the
+	 * breaker, field_types and keep as it replaces the fields: what is left out is NULL again (the
 	 * settings, no hook, no breaker). The SQL of 0.3 (ten arguments) has a
 	 * task_type with only the retry policy's columns, and that of 0.2 (seven)
 	 * none of them.
@@ -1301,8 +1345,8 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
 							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
 												"  should_start, should_stop, stop_state, breaker, field_types,"
-												"  version, upgrade",
-												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19",
+												"  version, upgrade, keep",
+												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20",
 												", max_attempts = excluded.max_attempts,"
 												"  retry_backoff = excluded.retry_backoff,"
 												"  tick_timeout = excluded.tick_timeout,"
@@ -1312,8 +1356,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 												"  breaker = excluded.breaker,"
 												"  field_types = excluded.field_types,"
 												"  version = excluded.version,"
-												"  upgrade = excluded.upgrade"),
-							   19, argtypes),
+												"  upgrade = excluded.upgrade,"
+												"  keep = excluded.keep"),
+							   20, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > 7)
 		toygun_run(toygun_plan(&upsert_task_type_retry_plan,

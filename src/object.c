@@ -636,13 +636,16 @@ steps_array(ToygunObject *obj, int which)
 	"   WHERE id = $1 AND step = $8 RETURNING " alias ")," \
 	" steps AS (" \
 	"  INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note" audit_cols ")" \
-	"  SELECT $1, $8 + s.n - 1, s.f, s.t, pg_catalog.clock_timestamp(), s.note" audit_vals " FROM saved," \
+	"  SELECT $1, $8 + s.n - 1, s.f, s.t, c.at, s.note" audit_vals \
+	"    FROM saved, (SELECT pg_catalog.clock_timestamp() AS at) c," \
 	"         unnest($9::pg_catalog.text[], $10::pg_catalog.text[], $11::pg_catalog.text[]," \
 	"                $15::pg_catalog.text[]) WITH ORDINALITY AS s(f, t, note, reason, n))" \
 	"SELECT " alias " FROM saved"
-#define AUDIT_COLS ", resource_type, made_by, worker_pid, reason"
+#define AUDIT_COLS ", resource_type, made_by, worker_pid, reason, expires_at"
 #define VERSION_SET ", version = $16"
-#define AUDIT_VALS ", $12, $13, $14, s.reason"
+/* expires_at (retention, 0.4): at + the type's keep ($17), infinity for forever */
+#define AUDIT_VALS ", $12, $13, $14, s.reason," \
+	" COALESCE(c.at OPERATOR(pg_catalog.+) $17, 'infinity'::pg_catalog.timestamptz)"
 #define TASK_RUN_AT \
 	"CASE WHEN EXISTS (SELECT FROM ONLY toygun.resource r" \
 	" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"
@@ -656,11 +659,11 @@ steps_array(ToygunObject *obj, int which)
 Datum
 toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 {
-	Oid			argtypes[16] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
+	Oid			argtypes[17] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
 		INT4OID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TEXTOID, REGROLEOID, INT4OID, TEXTARRAYOID, INT4OID};
-	Datum		values[16];
-	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	TEXTOID, REGROLEOID, INT4OID, TEXTARRAYOID, INT4OID, INTERVALOID};
+	Datum		values[17];
+	char		nulls[17] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		saved;
 	bool		isnull;
 	bool		due_now = false;
@@ -717,7 +720,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 		due_now = false;
 	}
 
-	if (toygun_store_update(obj, values[4], nulls[4] == 'n', expected_step, &saved))
+	if (toygun_store_update(obj, def, values[4], nulls[4] == 'n', expected_step, &saved))
 		goto saved;
 
 	values[8] = steps_array(obj, 0);
@@ -729,26 +732,28 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	nulls[13] = toygun_in_worker ? ' ' : 'n';
 	values[14] = steps_array(obj, 3);
 	values[15] = Int32GetDatum(obj->version);
+	values[16] = def->keep_forever ? (Datum) 0 : IntervalPGetDatum(&def->keep);
+	nulls[16] = def->keep_forever ? 'n' : ' ';
 	if (!toygun_has_column("transition", "made_by"))
 	{
 		if (obj->kind == TOYGUN_TASK)
 			toygun_run(toygun_plan(&save_task_plan_03, SAVE_SQL("task", "t", TASK_RUN_AT, "", "", ""),
-								   16, argtypes),
+								   17, argtypes),
 					   values, nulls, 0);
 		else
 			toygun_run(toygun_plan(&save_resource_plan_03, SAVE_SQL("resource", "r", "$5", "", "", ""),
-								   16, argtypes),
+								   17, argtypes),
 					   values, nulls, 0);
 	}
 	else if (obj->kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&save_task_plan,
 							   SAVE_SQL("task", "t", TASK_RUN_AT, AUDIT_COLS, AUDIT_VALS, VERSION_SET),
-							   16, argtypes),
+							   17, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&save_resource_plan,
 							   SAVE_SQL("resource", "r", "$5", AUDIT_COLS, AUDIT_VALS, VERSION_SET),
-							   16, argtypes),
+							   17, argtypes),
 				   values, nulls, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,

@@ -83,9 +83,11 @@ follow(const Follower *list, int n, const char *set, const char *where, int narg
 {
 	int			i;
 
+	/* the history is partitioned (0.4): ONLY would update none of its rows */
 	for (i = 0; i < n; i++)
-		exec(psprintf("UPDATE ONLY toygun.%s SET %s = %s WHERE %s", list[i].table, list[i].column,
-					  set, psprintf(where, list[i].column)),
+		exec(psprintf("UPDATE %stoygun.%s SET %s = %s WHERE %s",
+					  strcmp(list[i].table, "transition") == 0 ? "" : "ONLY ",
+					  list[i].table, list[i].column, set, psprintf(where, list[i].column)),
 			 nargs, args);
 }
 

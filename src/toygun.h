@@ -76,6 +76,9 @@ typedef struct ToygunDef
 	char	   *upgrade;		/* qualified signature, or NULL: none */
 	bool		upgrade_ready;
 	FmgrInfo	upgrade_fn;
+	/* retention: how long stopped objects and history rows are kept (retention.c) */
+	bool		keep_forever;	/* true: forever (keep NULL) */
+	Interval	keep;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -154,6 +157,10 @@ extern int	toygun_retry_backoff_ms;
 extern int	toygun_failures_kept;
 extern bool toygun_paused;
 extern bool toygun_direct_writes;
+extern char *toygun_keep;
+extern int	toygun_history_partition_s;
+extern int	toygun_prune_batch;
+extern int	toygun_maintain_interval_ms;
 
 /*
  * The retry policy of a definition: its task type's own, or the setting.
@@ -349,6 +356,7 @@ extern pg_uuid_t *toygun_new_uuid(void);
 extern bool toygun_has_column(const char *table, const char *column);
 extern void toygun_check_object_attrs(const char *what, Jsonb *attrs);
 extern Oid	toygun_type_oid(const char *typname);
+extern bool toygun_parse_interval(const char *str, Interval *out);
 
 /* define.c */
 extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
@@ -384,7 +392,7 @@ extern Jsonb *toygun_panic_attrs(const char *message);
 extern void toygun_object_init(void);
 
 /* store.c */
-extern bool toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null,
+extern bool toygun_store_update(ToygunObject *obj, ToygunDef *def, Datum run_at, bool run_at_null,
 								int64 expected_step, Datum *saved);
 extern uint64 toygun_store_generation(void);
 extern void toygun_store_init(void);
@@ -525,6 +533,12 @@ extern void toygun_fire_triggers(ToygunObject *obj, ToygunDef *def);
 
 /* versions.c: schema versions, an object's attrs brought up to its type's version */
 extern void toygun_upgrade_object(ToygunObject *obj, ToygunDef *def);
+
+/* retention.c: keep, the history's partitions, and removing what has expired */
+extern bool toygun_keep_check(char **newval, void **extra, GucSource source);
+extern bool toygun_keep_valid(Interval *keep);
+extern TimestampTz toygun_expires_at(ToygunDef *def, TimestampTz at);
+extern long toygun_maintain_in_worker(bool idle);
 
 /* redefine.c: safe redefinition (move_states), handlers kept from DROP */
 typedef struct ToygunRedefine

@@ -838,7 +838,19 @@ toygun_worker_main(Datum arg)
 			/* a full batch: there may be more, so get another worker going */
 			if (full)
 				toygun_wake_worker();
+			/* retention: busy, a round at least every toygun.maintain_interval */
+			(void) toygun_maintain_in_worker(false);
 			continue;
+		}
+
+		/* retention: nothing due, a round (retention.c), and sleep no longer than until the next */
+		{
+			long		next = toygun_maintain_in_worker(true);
+
+			if (next == 0)
+				continue;
+			if (next > 0)
+				sleep_ms = Min(sleep_ms, next);
 		}
 
 		pgstat_report_activity(STATE_IDLE, "waiting for due runs");

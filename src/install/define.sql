@@ -21,6 +21,12 @@
 -- object's attrs from an older version to this one before its next tick or
 -- move by hand, or in toygun.backfill() (NULL: the one it has while the
 -- version stays, none when it rises).
+-- keep (retention, issue 16): how long a stopped object of the type, and each
+-- history row of its objects, is kept; NULL: forever. Left out, the setting
+-- toygun.keep at definition time: default_keep() reads it (NULL for forever).
+CREATE FUNCTION toygun.default_keep() RETURNS interval
+    AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
+
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -34,7 +40,8 @@ CREATE FUNCTION toygun.define_resource(
     field_types jsonb DEFAULT NULL,
     move_states jsonb DEFAULT NULL,
     version integer DEFAULT NULL,
-    upgrade regprocedure DEFAULT NULL) RETURNS void
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep()) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -55,7 +62,8 @@ CREATE FUNCTION toygun.define_task(
     field_types jsonb DEFAULT NULL,
     move_states jsonb DEFAULT NULL,
     version integer DEFAULT NULL,
-    upgrade regprocedure DEFAULT NULL) RETURNS void
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep()) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- A function a defined type uses (handler, alarm_handler, should_start,

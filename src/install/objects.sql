@@ -47,7 +47,7 @@ CREATE FUNCTION toygun.history(id uuid)
     LANGUAGE sql STABLE PARALLEL SAFE
     BEGIN ATOMIC
         SELECT h.step, h.from_state, h.to_state, h.at, h.note, h.made_by, h.worker_pid, h.reason
-          FROM ONLY toygun.transition h
+          FROM toygun.transition h
          WHERE h.object_id = history.id ORDER BY h.step;
     END;
 

@@ -56,7 +56,8 @@ CREATE TABLE toygun.resource_type (
     alarm_handler    text,               -- qualified signature of a function (toygun.alarm) RETURNS text, or NULL
     field_types      jsonb,              -- {"field": "type", ...}; NULL: no typed field
     version          integer NOT NULL DEFAULT 1,  -- the schema version of its objects' attrs
-    upgrade          text                -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
+    upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
+    keep             interval            -- how long stopped objects and history rows are kept; NULL: forever
 );
 
 -- A task type: an ordered list of states and the handler that runs them,
@@ -82,6 +83,7 @@ CREATE TABLE toygun.task_type (
     field_types      jsonb,              -- {"field": "type", ...}; NULL: no typed field
     version          integer NOT NULL DEFAULT 1,  -- the schema version of its runs' attrs
     upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
+    keep             interval,           -- how long stopped runs and history rows are kept; NULL: forever
     PRIMARY KEY (resource_type, name)
 );
 
@@ -156,8 +158,30 @@ CREATE TABLE toygun.transition (
     made_by     regrole,
     worker_pid  integer,
     reason      text,
-    PRIMARY KEY (object_id, step)
-);
+    -- retention (0.4): when the row goes, its write time plus its type's keep;
+    -- infinity: kept forever. Whole partitions expire (toygun.maintain()).
+    expires_at  timestamptz NOT NULL DEFAULT 'infinity'
+) PARTITION BY RANGE (expires_at);
+-- Rows kept forever, and rows no time partition takes (moved out when one is
+-- made for them, deleted once expired). Time partitions, toygun.transition_
+-- and their UTC lower bound, are made and dropped by toygun.maintain().
+-- Each partition has its own key (object_id, step): a key on the parent
+-- would have to hold expires_at, and would keep pg_restore from restoring
+-- the time partitions (not members of the extension) under the parent
+-- CREATE EXTENSION makes. No (object, step) twice across partitions is kept
+-- by the writers, who hold the object's row lock.
+CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    FOR VALUES FROM ('infinity') TO (MAXVALUE);
+CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    DEFAULT;
+
+-- Retention (0.4): the stopped runs and resources of a type, oldest first,
+-- found without a scan. created_at, not updated_at: an index on a column
+-- every tick writes would end the ticks' HOT updates.
+CREATE INDEX task_stopped_idx ON toygun.task (resource_type, name, created_at)
+    WHERE state = '__stop__';
+CREATE INDEX resource_stopped_idx ON toygun.resource (type, created_at)
+    WHERE state = '__stop__';
 
 -- pg_dump keeps the contents of these tables.
 SELECT pg_catalog.pg_extension_config_dump('toygun.resource_type', '');
@@ -165,4 +189,7 @@ SELECT pg_catalog.pg_extension_config_dump('toygun.task_type', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.resource', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.task', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.task_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('toygun.transition', '');
+-- the history's rows are in its partitions: those made here are dumped as
+-- members, the time partitions (not members) as tables of their own
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition_forever', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition_default', '');

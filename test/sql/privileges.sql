@@ -30,8 +30,8 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedu
             WHERE p.pronamespace = 'toygun'::regnamespace
               AND NOT has_function_privilege('tg_p_mallory', p.oid, 'EXECUTE')),
           ARRAY['toygun.decrypt(toygun.secret,text)', 'toygun.guard_drop()', 'toygun.keyring()',
-                'toygun.rotate_secrets()'],
-          'every function but decrypt, keyring, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
+                'toygun.maintain()', 'toygun.rotate_secrets()'],
+          'every function but decrypt, keyring, maintain, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
 SELECT is_empty($$
     SELECT c.relname, p.priv FROM pg_class c,
            unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
@@ -44,12 +44,13 @@ SELECT is_empty($$
     'an ordinary role may not write toygun''s tables or use its sequences');
 SELECT is((SELECT array_agg(c.relname || '.' || a.attname ORDER BY c.relname, a.attname)
              FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-            WHERE c.relnamespace = 'toygun'::regnamespace AND c.relkind IN ('r', 'v')
+            WHERE c.relnamespace = 'toygun'::regnamespace AND c.relkind IN ('r', 'v', 'p')
               AND NOT has_column_privilege('tg_p_mallory', c.oid, a.attnum, 'SELECT')
-              AND c.relname NOT IN ('channel', 'route', 'outbox')),
+              AND c.relname NOT IN ('channel', 'route', 'outbox') AND NOT c.relispartition),
           ARRAY['resource.last_error', 'task.last_error'],
           'and may read every column of every table and view but last_error (toygun.last_error() checks); '
-          'channel, route and outbox are the owner''s (test/sql/outbox.sql)');
+          'channel, route and outbox are the owner''s (test/sql/outbox.sql); the history''s partitions '
+          'only through toygun.transition (test/sql/retention.sql)');
 SELECT ok(has_schema_privilege('tg_p_mallory', 'toygun', 'USAGE') AND NOT has_schema_privilege('tg_p_mallory', 'toygun', 'CREATE'),
           'it may use schema toygun, not create objects in it');
 

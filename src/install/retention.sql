@@ -1,0 +1,15 @@
+
+-- Retention (issue 16): one round of maintenance, as the workers do it when
+-- nothing is due and at least every toygun.maintain_interval: create the
+-- history's time partitions rows will need, drop those whose rows have all
+-- expired (given up until the next round while another transaction holds the
+-- history), delete expired rows of the default partition, remove stopped runs
+-- and resources past their type's keep (at most toygun.prune_batch of each)
+-- with what only they use, and prune failures and schedule claims. For
+-- installations without the workers (pg_cron) and for tests; in one
+-- transaction, the caller's. The extension's owner (or a role with its
+-- privileges, a superuser) only: it acts on every owner's types. Returns
+-- what it did, as {"partitions_created": n, ...}.
+CREATE FUNCTION toygun.maintain() RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'toygun_maintain' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION toygun.maintain() FROM PUBLIC;

@@ -1,0 +1,790 @@
+/*
+ * retention.c
+ *		Retention (issue 16): how long a type keeps its stopped objects and
+ *		their history (keep, the setting toygun.keep), when a history row
+ *		expires, and maintenance: the history's time partitions made ahead
+ *		and dropped once expired, the default partition's expired rows, and
+ *		stopped runs and resources past their keep removed in bounded batches
+ *		with what only they use, failures and schedule claims pruned.
+ *
+ * toygun.transition is partitioned by range of expires_at (the write time
+ * plus the type's keep; infinity for forever): transition_forever holds the
+ * rows kept forever, transition_default the rows no time partition takes,
+ * and the time partitions transition_<UTC lower bound, YYYYMMDD_HH24MISS>
+ * cover toygun.history_partition each, counted from the Unix epoch (clipped
+ * to the gaps between existing ones when the width changed). Expiry drops
+ * whole partitions: DROP takes ACCESS EXCLUSIVE on the history, so it is
+ * tried under a short lock_timeout and, when another transaction holds the
+ * history (a held snapshot), given up until the next round, never queued
+ * for long in front of the ticks. A partition is made as a table LIKE the
+ * history and attached (SHARE UPDATE EXCLUSIVE on the history, which ticks
+ * do not conflict with), after moving its range's rows out of the default
+ * partition in the same transaction.
+ *
+ * The workers run a round when nothing is due after ticking (at most once a
+ * second) and at least every toygun.maintain_interval, each step in a transaction of its
+ * own, one worker of a database at a time (a transaction-level advisory
+ * lock); toygun.maintain() runs one in the caller's transaction. Nothing
+ * here runs in a tick's transaction, and the tick path only calls
+ * toygun_expires_at().
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "datatype/timestamp.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "toygun.h"
+
+PG_FUNCTION_INFO_V1(toygun_default_keep);
+PG_FUNCTION_INFO_V1(toygun_maintain);
+
+/* A keep longer than this is refused: any time toygun writes plus it is a valid time. */
+#define MAX_KEEP_MONTHS (1000 * MONTHS_PER_YEAR)
+
+/* How long a round waits for a lock on the history before it gives up until the next. */
+#define LOCK_TIMEOUT "100ms"
+
+/* Most partitions one round makes: the rest in the next rounds. */
+#define MAX_CREATED 100
+
+/* An idle worker runs a round at most this often. */
+#define IDLE_GAP_MS 1000
+
+/* The advisory lock that lets one round run at a time in a database: "toyg", "main". */
+#define LOCK_KEY1 0x746f7967
+#define LOCK_KEY2 0x6d61696e
+
+/* Seconds from PostgreSQL's epoch (2000) back to the Unix epoch. */
+#define UNIX_OFFSET_US ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+/* What a round did. */
+typedef struct Round
+{
+	int64		created;		/* time partitions made */
+	int64		dropped;		/* time partitions dropped */
+	int64		deferred;		/* steps given up for a lock held elsewhere */
+	int64		rows_deleted;	/* expired rows of the default partition */
+	int64		runs;			/* stopped runs removed */
+	int64		resources;		/* stopped resources removed */
+	int64		failures;		/* failure rows pruned */
+	int64		claims;			/* schedule claims pruned */
+	bool		more;			/* a step stopped at its batch: more to do now */
+} Round;
+
+/* A time partition's range. */
+typedef struct Range
+{
+	TimestampTz lo;
+	TimestampTz hi;
+	char	   *name;
+} Range;
+
+/* Positive, and at most 1000 years. */
+bool
+toygun_keep_valid(Interval *keep)
+{
+	Interval	zero = {0, 0, 0};
+	Interval	most = {0, 0, MAX_KEEP_MONTHS};
+
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(keep),
+											 IntervalPGetDatum(&zero))) > 0 &&
+		DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(keep),
+										  IntervalPGetDatum(&most))) <= 0;
+}
+
+static bool
+is_forever(const char *s)
+{
+	return s == NULL || pg_strcasecmp(s, "forever") == 0;
+}
+
+/* toygun.keep: forever, or a keep define_* accepts. */
+bool
+toygun_keep_check(char **newval, void **extra, GucSource source)
+{
+	Interval	keep;
+
+	if (is_forever(*newval))
+		return true;
+	if (!toygun_parse_interval(*newval, &keep) || !toygun_keep_valid(&keep))
+	{
+		GUC_check_errdetail("toygun.keep is forever, or a positive interval of at most 1000 years such as '30 days'.");
+		return false;
+	}
+	return true;
+}
+
+/* default_keep(): the setting toygun.keep, NULL for forever. */
+Datum
+toygun_default_keep(PG_FUNCTION_ARGS)
+{
+	Interval   *keep = palloc(sizeof(Interval));
+
+	if (is_forever(toygun_keep) || !toygun_parse_interval(toygun_keep, keep))
+		PG_RETURN_NULL();
+	PG_RETURN_INTERVAL_P(keep);
+}
+
+/*
+ * When a history row of def's objects written at at expires: at plus the
+ * type's keep (checked at definition to stay a valid time), infinity for
+ * forever. On the tick path: no query.
+ */
+TimestampTz
+toygun_expires_at(ToygunDef *def, TimestampTz at)
+{
+	if (def->keep_forever)
+		return DT_NOEND;
+	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(at),
+												   IntervalPGetDatum(&def->keep)));
+}
+
+/* Run sql with its arguments; the rows are in SPI_tuptable. */
+static uint64
+exec(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+static Datum
+value(int row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/* The history's time partitions, by lower bound (the forever and default partitions aside). */
+static Range *
+time_partitions(int *n)
+{
+	Range	   *ranges;
+	uint64		i;
+
+	exec("SELECT c.relname::text, b[1]::timestamptz, b[2]::timestamptz"
+		 "  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid,"
+		 "       pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),"
+		 "                               '^FOR VALUES FROM \\(''([^'']*)''\\) TO \\(''([^'']*)''\\)$') b"
+		 " WHERE i.inhparent = 'toygun.transition'::pg_catalog.regclass"
+		 "   AND b[2] IS NOT NULL AND b[1] <> 'infinity'"
+		 " ORDER BY 2", 0, NULL, NULL);
+	*n = (int) SPI_processed;
+	ranges = palloc(sizeof(Range) * (SPI_processed + 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		ranges[i].name = TextDatumGetCString(value(i, 1, &isnull));
+		ranges[i].lo = DatumGetTimestampTz(value(i, 2, &isnull));
+		ranges[i].hi = DatumGetTimestampTz(value(i, 3, &isnull));
+	}
+	return ranges;
+}
+
+static char *
+timestamp_literal(TimestampTz t)
+{
+	return quote_literal_cstr(DatumGetCString(DirectFunctionCall1(timestamptz_out,
+																  TimestampTzGetDatum(t))));
+}
+
+/*
+ * Take locks under a short lock_timeout, then run fn, in a subtransaction:
+ * false, with nothing done, if a lock was not had in time (another
+ * transaction holds it); any other error is raised.
+ */
+static bool
+with_locks(int nlocks, Oid *rels, LOCKMODE *modes, void (*fn) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool done = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		int			nest = NewGUCNestLevel();
+		int			i;
+
+		(void) set_config_option("lock_timeout", LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		for (i = 0; i < nlocks; i++)
+			LockRelationOid(rels[i], modes[i]);
+		fn(arg);
+		AtEOXact_GUC(true, nest);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		done = false;
+	}
+	PG_END_TRY();
+	return done;
+}
+
+static Oid
+history_oid(void)
+{
+	return get_relname_relid("transition", get_namespace_oid("toygun", false));
+}
+
+/* The history's default partition, or InvalidOid. */
+static Oid
+default_partition(void)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(history_oid())};
+	bool		isnull;
+	Datum		d;
+
+	if (exec("SELECT partdefid FROM pg_catalog.pg_partitioned_table WHERE partrelid = $1",
+			 1, types, values) == 0)
+		return InvalidOid;
+	d = value(0, 1, &isnull);
+	return isnull ? InvalidOid : DatumGetObjectId(d);
+}
+
+/* The history's columns, as a list for INSERT and SELECT. */
+static char *
+history_columns(void)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(history_oid())};
+	bool		isnull;
+
+	exec("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum)"
+		 "  FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+		 1, types, values);
+	return TextDatumGetCString(value(0, 1, &isnull));
+}
+
+typedef struct Create
+{
+	TimestampTz lo;
+	TimestampTz hi;
+	char	   *name;
+	const char *default_name;
+	const char *columns;
+} Create;
+
+static void
+create_partition(void *arg)
+{
+	Create	   *c = arg;
+	char	   *lo = timestamp_literal(c->lo);
+	char	   *hi = timestamp_literal(c->hi);
+
+	exec(psprintf("CREATE TABLE toygun.%s (LIKE toygun.transition INCLUDING DEFAULTS"
+				  " INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION,"
+				  " PRIMARY KEY (object_id, step))",
+				  quote_identifier(c->name)), 0, NULL, NULL);
+	/* ATTACH refuses while the default partition holds rows of the range */
+	if (c->default_name != NULL)
+		exec(psprintf("WITH moved AS (DELETE FROM toygun.%s WHERE expires_at >= %s AND expires_at < %s"
+					  "               RETURNING %s)"
+					  " INSERT INTO toygun.%s (%s) SELECT %s FROM moved",
+					  quote_identifier(c->default_name), lo, hi, c->columns,
+					  quote_identifier(c->name), c->columns, c->columns), 0, NULL, NULL);
+	exec(psprintf("ALTER TABLE toygun.transition ATTACH PARTITION toygun.%s FOR VALUES FROM (%s) TO (%s)",
+				  quote_identifier(c->name), lo, hi), 0, NULL, NULL);
+}
+
+/*
+ * Make one partition [lo, hi): its rows moved out of the default partition
+ * (locked ACCESS EXCLUSIVE by the ATTACH as well), the history locked SHARE
+ * UPDATE EXCLUSIVE. Returns false if a lock was not had in time.
+ */
+static bool
+make_partition(TimestampTz lo, TimestampTz hi, Oid defpart, const char *columns)
+{
+	Create		c;
+	Oid			rels[2];
+	LOCKMODE	modes[2] = {ShareUpdateExclusiveLock, AccessExclusiveLock};
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1] = {TimestampTzGetDatum(lo)};
+	bool		isnull;
+
+	exec("SELECT 'transition_' || pg_catalog.to_char($1 AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MISS')",
+		 1, types, values);
+	c.name = TextDatumGetCString(value(0, 1, &isnull));
+	c.lo = lo;
+	c.hi = hi;
+	c.default_name = OidIsValid(defpart) ? get_rel_name(defpart) : NULL;
+	c.columns = columns;
+	rels[0] = history_oid();
+	rels[1] = defpart;
+	return with_locks(OidIsValid(defpart) ? 2 : 1, rels, modes, create_partition, &c);
+}
+
+/* The start of the partition width that holds t, counted from the Unix epoch. */
+static TimestampTz
+aligned(TimestampTz t, int64 width)
+{
+	int64		u = t + UNIX_OFFSET_US;
+	int64		r = u % width;
+
+	if (r < 0)
+		r += width;
+	return t - r;
+}
+
+/*
+ * (a) The time partitions rows will need: from the one that holds now plus
+ * the smallest finite keep of any type through the one that holds now plus
+ * the largest and two widths more, clipped to the gaps between those there
+ * are.
+ */
+static void
+create_partitions(TimestampTz now, Round *round)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1] = {TimestampTzGetDatum(now)};
+	int64		width = (int64) toygun_history_partition_s * USECS_PER_SEC;
+	TimestampTz from,
+				to,
+				lo;
+	bool		isnull;
+	Range	   *have;
+	int			nhave;
+	Oid			defpart;
+	char	   *columns;
+
+	exec("SELECT $1 + min(k), $1 + max(k) FROM ("
+		 "  SELECT keep FROM ONLY toygun.task_type WHERE keep IS NOT NULL"
+		 "  UNION ALL SELECT keep FROM ONLY toygun.resource_type WHERE keep IS NOT NULL) s(k)",
+		 1, types, values);
+	from = DatumGetTimestampTz(value(0, 1, &isnull));
+	if (isnull)
+		return;					/* every type keeps forever */
+	to = DatumGetTimestampTz(value(0, 2, &isnull)) + 2 * width;
+	have = time_partitions(&nhave);
+	defpart = default_partition();
+	columns = history_columns();
+
+	for (lo = aligned(from, width); lo < to; lo += width)
+	{
+		TimestampTz hi = lo + width;
+		TimestampTz cur = lo;
+		int			i;
+
+		/* the gaps of [lo, hi) between the partitions there are */
+		for (i = 0; i <= nhave && cur < hi; i++)
+		{
+			TimestampTz gap_end = i < nhave ? Min(have[i].lo, hi) : hi;
+
+			if (i < nhave && have[i].hi <= cur)
+				continue;
+			if (gap_end > cur)
+			{
+				if (round->created >= MAX_CREATED)
+				{
+					round->more = true;
+					return;
+				}
+				if (!make_partition(cur, gap_end, defpart, columns))
+				{
+					round->deferred++;
+					return;
+				}
+				round->created++;
+			}
+			if (i < nhave)
+				cur = Max(cur, have[i].hi);
+		}
+	}
+}
+
+typedef struct Drop
+{
+	int			n;
+	Range	   *ranges;
+} Drop;
+
+static void
+drop_partitions(void *arg)
+{
+	Drop	   *d = arg;
+	StringInfoData sql;
+	int			i;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "DROP TABLE ");
+	for (i = 0; i < d->n; i++)
+		appendStringInfo(&sql, "%stoygun.%s", i > 0 ? ", " : "", quote_identifier(d->ranges[i].name));
+	exec(sql.data, 0, NULL, NULL);
+}
+
+/*
+ * (b) Drop the time partitions whose upper bound has passed: every row in
+ * them has expired. The history and the partitions are locked ACCESS
+ * EXCLUSIVE under a short lock_timeout; held elsewhere, the drop waits for
+ * the next round.
+ */
+static void
+drop_expired(TimestampTz now, Round *round)
+{
+	Range	   *have;
+	int			nhave;
+	int			n = 0;
+	int			i;
+	Oid		   *rels;
+	LOCKMODE   *modes;
+	Drop		d;
+
+	have = time_partitions(&nhave);
+	rels = palloc(sizeof(Oid) * (nhave + 1));
+	modes = palloc(sizeof(LOCKMODE) * (nhave + 1));
+	rels[0] = history_oid();
+	modes[0] = AccessExclusiveLock;
+	for (i = 0; i < nhave; i++)
+		if (have[i].hi <= now)
+		{
+			have[n] = have[i];
+			rels[n + 1] = get_relname_relid(have[i].name, get_namespace_oid("toygun", false));
+			modes[n + 1] = AccessExclusiveLock;
+			n++;
+		}
+	if (n == 0)
+		return;
+	d.n = n;
+	d.ranges = have;
+	if (with_locks(n + 1, rels, modes, drop_partitions, &d))
+		round->dropped += n;
+	else
+		round->deferred++;
+}
+
+/* (c) Expired rows of the default partition, a batch at a time. */
+static void
+delete_default_expired(TimestampTz now, Round *round)
+{
+	Oid			defpart = default_partition();
+	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2] = {TimestampTzGetDatum(now), Int32GetDatum(toygun_prune_batch)};
+	const char *name;
+	uint64		n;
+
+	if (!OidIsValid(defpart))
+		return;
+	name = quote_identifier(get_rel_name(defpart));
+	n = exec(psprintf("DELETE FROM toygun.%s WHERE ctid = ANY (ARRAY("
+					  "  SELECT ctid FROM toygun.%s WHERE expires_at <= $1 LIMIT $2))", name, name),
+			 2, types, values);
+	round->rows_deleted += n;
+	if (n >= (uint64) toygun_prune_batch)
+		round->more = true;
+}
+
+/* What only the removed objects (ids, a uuid[]) used. */
+static void
+remove_dependents(Datum ids, bool resources)
+{
+	Oid			types[1] = {UUIDARRAYOID};
+	Datum		values[1] = {ids};
+
+	exec("DELETE FROM ONLY toygun.failure WHERE object_id = ANY ($1)", 1, types, values);
+	exec("DELETE FROM ONLY toygun.alarm WHERE object_id = ANY ($1)", 1, types, values);
+	if (resources)
+		exec("DELETE FROM ONLY toygun.schedule_start WHERE resource_id = ANY ($1)", 1, types, values);
+	else
+		exec("DELETE FROM ONLY toygun.message WHERE run_id = ANY ($1)", 1, types, values);
+}
+
+/*
+ * Remove at most a batch of stopped objects past their type's keep (sql
+ * returns their ids as one uuid[]) and what only they use. Returns how many.
+ */
+static uint64
+remove_batch(const char *sql, TimestampTz now, bool resources)
+{
+	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2] = {TimestampTzGetDatum(now), Int32GetDatum(toygun_prune_batch)};
+	bool		isnull;
+	Datum		ids;
+	uint64		n;
+
+	exec(sql, 2, types, values);
+	ids = value(0, 1, &isnull);
+	if (isnull)
+		return 0;
+	n = DatumGetInt64(value(0, 2, &isnull));
+	ids = datumCopy(ids, false, -1);
+	remove_dependents(ids, resources);
+	return n;
+}
+
+/*
+ * (d) Stopped runs past their task type's keep, then stopped resources past
+ * their type's keep that have no runs (stopped or not) and no children
+ * left: each locked (SKIP LOCKED, checked again under the lock) and deleted,
+ * at most toygun.prune_batch of each. created_at bounds the index scans:
+ * an object stopped before a time was created before it.
+ */
+static void
+remove_stopped(TimestampTz now, Round *round)
+{
+	uint64		n;
+
+	n = remove_batch(
+		"WITH c AS ("
+		"  SELECT t.id FROM ONLY toygun.task_type d CROSS JOIN LATERAL ("
+		"    SELECT t.id FROM ONLY toygun.task t"
+		"     WHERE t.resource_type = d.resource_type AND t.name = d.name AND t.state = '__stop__'"
+		"       AND t.created_at < $1 - d.keep AND t.updated_at < $1 - d.keep"
+		"     ORDER BY t.created_at LIMIT $2) t"
+		"   WHERE d.keep IS NOT NULL LIMIT $2),"
+		" l AS (SELECT t.id FROM ONLY toygun.task t"
+		"         JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name"
+		"        WHERE t.id IN (SELECT id FROM c) AND t.state = '__stop__' AND t.updated_at < $1 - d.keep"
+		"          FOR UPDATE OF t SKIP LOCKED),"
+		" del AS (DELETE FROM ONLY toygun.task t WHERE t.id IN (SELECT id FROM l) RETURNING t.id)"
+		" SELECT pg_catalog.array_agg(id), count(*) FROM del", now, false);
+	round->runs += n;
+	if (n >= (uint64) toygun_prune_batch)
+		round->more = true;
+
+	n = remove_batch(
+		"WITH c AS ("
+		"  SELECT r.id FROM ONLY toygun.resource_type d CROSS JOIN LATERAL ("
+		"    SELECT r.id FROM ONLY toygun.resource r"
+		"     WHERE r.type = d.name AND r.state = '__stop__'"
+		"       AND r.created_at < $1 - d.keep AND r.updated_at < $1 - d.keep"
+		"       AND NOT EXISTS (SELECT FROM ONLY toygun.task t WHERE t.resource_id = r.id)"
+		"       AND NOT EXISTS (SELECT FROM ONLY toygun.resource k WHERE k.parent_id = r.id)"
+		"     ORDER BY r.created_at LIMIT $2) r"
+		"   WHERE d.keep IS NOT NULL LIMIT $2),"
+		" l AS (SELECT r.id FROM ONLY toygun.resource r JOIN ONLY toygun.resource_type d ON d.name = r.type"
+		"        WHERE r.id IN (SELECT id FROM c) AND r.state = '__stop__' AND r.updated_at < $1 - d.keep"
+		"          FOR UPDATE OF r SKIP LOCKED),"
+		" del AS (DELETE FROM ONLY toygun.resource r WHERE r.id IN (SELECT id FROM l)"
+		"           AND NOT EXISTS (SELECT FROM ONLY toygun.task t WHERE t.resource_id = r.id)"
+		"           AND NOT EXISTS (SELECT FROM ONLY toygun.resource k WHERE k.parent_id = r.id)"
+		"         RETURNING r.id)"
+		" SELECT pg_catalog.array_agg(id), count(*) FROM del", now, true);
+	round->resources += n;
+	if (n >= (uint64) toygun_prune_batch)
+		round->more = true;
+}
+
+/*
+ * (e) Failures older than their type's keep (a run's task type, a
+ * resource's type) and those of objects that are gone; schedule claims of
+ * schedules or resources that are gone. A batch of each.
+ */
+static void
+prune(TimestampTz now, Round *round)
+{
+	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2] = {TimestampTzGetDatum(now), Int32GetDatum(toygun_prune_batch)};
+	uint64		n;
+
+	n = exec("DELETE FROM ONLY toygun.failure WHERE ctid = ANY (ARRAY("
+			 "  SELECT f.ctid FROM ONLY toygun.failure f"
+			 "    LEFT JOIN ONLY toygun.task t ON t.id = f.object_id"
+			 "    LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name"
+			 "    LEFT JOIN ONLY toygun.resource r ON t.id IS NULL AND r.id = f.object_id"
+			 "    LEFT JOIN ONLY toygun.resource_type e ON e.name = r.type"
+			 "   WHERE (t.id IS NULL AND r.id IS NULL)"
+			 "      OR f.at < $1 - d.keep OR f.at < $1 - e.keep"
+			 "   LIMIT $2))", 2, types, values);
+	round->failures += n;
+	if (n >= (uint64) toygun_prune_batch)
+		round->more = true;
+	n = exec("DELETE FROM ONLY toygun.schedule_start WHERE ctid = ANY (ARRAY("
+			 "  SELECT c.ctid FROM ONLY toygun.schedule_start c"
+			 "   WHERE NOT EXISTS (SELECT FROM ONLY toygun.schedule s WHERE s.id = c.schedule_id)"
+			 "      OR NOT EXISTS (SELECT FROM ONLY toygun.resource r WHERE r.id = c.resource_id)"
+			 "   LIMIT $2))", 2, types, values);
+	round->claims += n;
+	if (n >= (uint64) toygun_prune_batch)
+		round->more = true;
+}
+
+typedef void (*Step) (TimestampTz now, Round *round);
+
+static const Step steps[] = {create_partitions, drop_expired, delete_default_expired,
+remove_stopped, prune};
+
+/* The round's lock, for this transaction: false if another round holds it (wait: wait for it). */
+static bool
+lock_round(bool wait)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, LOCK_KEY1, LOCK_KEY2, 2);
+	return LockAcquire(&tag, ExclusiveLock, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* Is the history partitioned here (0.4's SQL)? */
+static bool
+partitioned(void)
+{
+	Oid			rel = history_oid();
+
+	return OidIsValid(rel) && get_rel_relkind(rel) == RELKIND_PARTITIONED_TABLE;
+}
+
+static Datum
+round_jsonb(Round *r)
+{
+	char	   *s = psprintf("{\"partitions_created\": " INT64_FORMAT ", \"partitions_dropped\": " INT64_FORMAT
+							 ", \"deferred\": " INT64_FORMAT ", \"history_rows_deleted\": " INT64_FORMAT
+							 ", \"runs_removed\": " INT64_FORMAT ", \"resources_removed\": " INT64_FORMAT
+							 ", \"failures_deleted\": " INT64_FORMAT ", \"claims_deleted\": " INT64_FORMAT
+							 ", \"more\": %s}",
+							 r->created, r->dropped, r->deferred, r->rows_deleted, r->runs,
+							 r->resources, r->failures, r->claims, r->more ? "true" : "false");
+
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(s));
+}
+
+/*
+ * toygun.maintain(): one round, in the caller's transaction, by the time a
+ * tick by hand reads (toygun.test_now). For the extension's owner.
+ */
+Datum
+toygun_maintain(PG_FUNCTION_ARGS)
+{
+	ToygunCall	call;
+	Round		round;
+	TimestampTz now = toygun_clock_now();
+	int			i;
+
+	memset(&round, 0, sizeof(round));
+	toygun_begin_call(&call);
+	/* the extension's owner is who the call runs as now */
+	if (!has_privs_of_role(call.caller, GetUserId()))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for toygun.maintain()"),
+				 errdetail("It removes every owner's expired objects and history."),
+				 errhint("Call it as the role that owns extension toygun (%s), or a superuser.",
+						 toygun_role_name(GetUserId()))));
+	if (!partitioned())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("toygun.transition is not partitioned"),
+				 errhint("Run ALTER EXTENSION toygun UPDATE.")));
+	(void) lock_round(true);
+	for (i = 0; i < lengthof(steps); i++)
+		steps[i] (now, &round);
+	toygun_end_call(&call);
+	PG_RETURN_DATUM(round_jsonb(&round));
+}
+
+/* One round by a worker, each step in a transaction of its own. Returns whether there is more. */
+static bool
+worker_round(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Round		round;
+	volatile int i;
+
+	memset(&round, 0, sizeof(round));
+	for (i = 0; i < lengthof(steps); i++)
+	{
+		volatile bool stop = false;
+
+		PG_TRY();
+		{
+			ToygunCall	call;
+
+			toygun_begin_work();
+			pgstat_report_activity(STATE_RUNNING, "maintaining toygun's tables");
+			if (!OidIsValid(get_namespace_oid("toygun", true)) || !partitioned() || !lock_round(false))
+				stop = true;
+			else
+			{
+				toygun_begin_call(&call);
+				steps[i] (GetCurrentTimestamp(), &round);
+				toygun_end_call(&call);
+			}
+			toygun_end_work();
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			stop = true;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		if (stop)
+			return false;
+	}
+	if (round.created + round.dropped + round.rows_deleted + round.runs + round.resources +
+		round.failures + round.claims + round.deferred > 0)
+		ereport(DEBUG1,
+				(errmsg_internal("toygun maintenance: %s",
+								 DatumGetCString(DirectFunctionCall1(jsonb_out, round_jsonb(&round))))));
+	return round.more;
+}
+
+/*
+ * From a worker between batches (idle: nothing was due): a round when one
+ * is due: at least every toygun.maintain_interval, and sooner (at most once
+ * a second) when the worker has nothing due and ticked something since the
+ * last round, or the last round stopped at a batch. Returns how long until
+ * the next is due (for an idle worker's sleep), or -1 when the workers do
+ * none (toygun.maintain_interval 0).
+ */
+long
+toygun_maintain_in_worker(bool idle)
+{
+	static TimestampTz last = 0;
+	static bool more = false;
+	static bool worked = false;
+	TimestampTz now = GetCurrentTimestamp();
+	long		interval = toygun_maintain_interval_ms;
+	long		gap;
+	long		since;
+
+	if (interval <= 0)
+		return -1;
+	/* a worker that just started waits for work, or the interval, like the others */
+	if (last == 0)
+		last = now;
+	if (!idle)
+		worked = true;
+	gap = !idle ? interval : more ? 0 : worked ? Min(IDLE_GAP_MS, interval) : interval;
+	since = (long) ((now - last) / 1000);
+	if (since < gap)
+		return gap - since;
+	last = now;
+	worked = false;
+	more = worker_round();
+	return more ? 0 : interval;
+}
