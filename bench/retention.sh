@@ -197,6 +197,13 @@ hold_release() {
 	HOLD_PID=
 }
 
+skip() {
+	say "retention: skipping the $1 run: this toygun's define_task takes no keep (retention, issue 16, is not built in it)"
+	echo "$1 skipped" >>"$FIGURES"
+	rm -rf "$CLUSTER" "$SAMPLES"
+	CLUSTER=
+}
+
 # run NAME: one run on a fresh cluster; appends its figures to $FIGURES.
 run() {
 	local name=$1 keep= settings=("${SETTINGS[@]}") t0 now line ticks phase=run
@@ -208,6 +215,11 @@ run() {
 	esac
 	CLUSTER=$DIR/$name
 	SAMPLES=$DIR/samples-$name.tsv
+	rm -f "$SAMPLES"
+	if [ -n "$keep" ] && [ "${HAS_KEEP:-}" = f ]; then
+		skip "$name"
+		return 0
+	fi
 	: >"$SAMPLES"
 	mkdir -p "$CLUSTER"
 	tg_stop "$CLUSTER" immediate
@@ -218,11 +230,8 @@ run() {
 	q -c "SET client_min_messages = warning" -c "CREATE EXTENSION toygun"
 	HAS_KEEP=$(q -c "SELECT 'keep' = ANY (proargnames) FROM pg_proc WHERE oid = 'toygun.define_task'::regproc")
 	if [ -n "$keep" ] && [ "$HAS_KEEP" != t ]; then
-		say "retention: skipping the $name run: this toygun's define_task takes no keep (retention, issue 16, is not built in it)"
-		echo "$name skipped" >>"$FIGURES"
 		tg_stop "$CLUSTER" fast
-		rm -rf "$CLUSTER/data"
-		CLUSTER=
+		skip "$name"
 		return 0
 	fi
 	local keeparg=
