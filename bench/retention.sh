@@ -10,8 +10,9 @@
 #   bench/retention.sh [--ticks N] [--runs forever,short,held] [--dir DIR] ...
 #
 #   --ticks N        ticks per run (TICKS, default 10000000)
-#   --live N         live runs kept going (LIVE, default TICKS/30, between
-#                    1000 and 50000): one resource each
+#   --live N         about how many runs are kept live (LIVE, default
+#                    TICKS/30, between 1000 and 50000), on a pool of 2 LIVE
+#                    resources
 #   --first N        the reference point: sizes after N ticks (FIRST,
 #                    default TICKS/10, 1M at the default size)
 #   --runs LIST      which runs, in this order (RUNS, default forever,short,held):
@@ -36,12 +37,14 @@
 #                    removed after it, its server log, samples-RUN.tsv and
 #                    results.md stay
 #
-# The workload: LIVE resources; a task type of three states (go, go, stop:
+# The workload: 2 LIVE resources; a task type of three states (go, go, stop:
 # three ticks a run, four history rows); a producer (a procedure, committing
-# each round) that starts a run on every resource whose last run has stopped,
-# every 0.1 s, until TICKS/3 runs were started. Ticks are read from the
-# workers' counters (toygun.worker_status()), sizes (table, indexes and
-# TOAST) from pg_total_relation_size(), every INTERVAL seconds. Without a
+# each round) that every 0.1 s starts with start_task() as many runs as are
+# missing to LIVE (started less a third of the ticks), on the next resources
+# of the pool in turn, until TICKS/3 runs were started. Ticks are read from
+# the workers' counters (toygun.worker_status()), sizes (table, indexes and
+# TOAST) from pg_total_relation_size(), every INTERVAL seconds; CPU time
+# from /proc (the whole server, and the toygun workers alone). Without a
 # toygun whose define_task takes keep (retention, issue 16), the short and
 # held runs are skipped with a message. Exits non-zero if a run does not
 # complete (a run lost, failed or left live, or the timeout), never because a
@@ -177,6 +180,24 @@ sample() { # PHASE: prints and appends a sample, its fields then the phase
 	echo "$line"
 }
 
+# cpu: CPU seconds used so far by the whole server (the postmaster, its
+# children alive, and those it has reaped) and by the toygun workers
+# (WORKER_PIDS), from /proc
+cpu() {
+	local pm
+	pm=$(head -n 1 "$CLUSTER/data/postmaster.pid")
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$pm" -v workers=" $WORKER_PIDS " -v hz="$(getconf CLK_TCK)" '
+		{
+			pid = $1
+			rest = substr($0, match($0, /\) [A-Za-z] /) + 2)
+			split(rest, f, " ")   # f[1] state, f[2] ppid, f[12] utime, f[13] stime, f[14] cutime, f[15] cstime
+			if (pid == pm) server += f[12] + f[13] + f[14] + f[15]
+			else if (f[2] == pm) server += f[12] + f[13]
+			if (index(workers, " " pid " ")) w += f[12] + f[13]
+		}
+		END { printf "%.2f %.2f\n", server / hz, w / hz }'
+}
+
 hold_start() {
 	local fifo=$CLUSTER/hold.fifo
 	rm -f "$fifo"
@@ -244,23 +265,36 @@ CREATE FUNCTION lcb_handler(t toygun.task) RETURNS toygun.next LANGUAGE sql AS \
 \$\$;
 SELECT toygun.define_resource('lcb'$keeparg);
 SELECT toygun.define_task('lcb', 't', '{a,b,c}', 'lcb_handler(toygun.task)'$keeparg);
-SELECT count(toygun.create_resource('lcb')) FROM generate_series(1, :live);
+-- a pool of twice as many resources as live runs, numbered
+CREATE TABLE lcb_resource (i integer PRIMARY KEY, id uuid NOT NULL);
+INSERT INTO lcb_resource SELECT i, toygun.create_resource('lcb') FROM generate_series(1, 2 * :live) i;
 
--- Starts a run on every resource whose last run has stopped, a round every
--- 0.1 s, each round committed, until runs runs were started.
-CREATE PROCEDURE lcb_produce(runs bigint, live integer) LANGUAGE plpgsql AS \$\$
+-- Every 0.1 s, a round in a transaction of its own: the runs live are about
+-- those started less a third of the ticks since the workload began (base:
+-- the workers' counters then); as many runs as are missing to live are
+-- started on the next resources of the pool, in turn (one whose run is
+-- still live is skipped), until runs runs were started.
+CREATE PROCEDURE lcb_produce(runs bigint, live integer, base bigint) LANGUAGE plpgsql AS \$\$
 DECLARE
+    pool integer := (SELECT count(*) FROM lcb_resource);
     started bigint := 0;
+    ticks bigint;
+    cur integer := 0;
+    k integer;
     n integer;
 BEGIN
     WHILE started < runs LOOP
-        SELECT count(toygun.start_task(r.id, 't')) INTO n
-          FROM (SELECT r.id FROM toygun.resource r
-                 WHERE r.type = 'lcb'
-                   AND NOT EXISTS (SELECT 1 FROM toygun.task t
-                                    WHERE t.resource_id = r.id AND t.name = 't' AND t.state <> '__stop__')
-                 LIMIT least(runs - started, live)) r;
-        started := started + n;
+        SELECT coalesce(sum(w.ticks), 0) - base INTO ticks FROM toygun.worker_status() w;
+        k := least(runs - started, live - (started - ticks / 3));
+        IF k > 0 THEN
+            SELECT count(toygun.start_task(r.id, 't')) INTO n
+              FROM lcb_resource r
+             WHERE (r.i > cur AND r.i <= cur + k OR r.i <= cur + k - pool)
+               AND NOT EXISTS (SELECT 1 FROM toygun.task t
+                                WHERE t.resource_id = r.id AND t.name = 't' AND t.state <> '__stop__');
+            started := started + n;
+            cur := (cur + k) % pool;
+        END IF;
         COMMIT;
         PERFORM pg_sleep(0.1);
         COMMIT;
@@ -274,13 +308,16 @@ SQL
 	BASE=$(q -c "SELECT coalesce(sum(ticks), 0) FROM toygun.worker_status()")
 	[ "$(q -c "SELECT count(*) FROM toygun.worker_status()")" -gt 0 ] || die "$name: no toygun worker is running"
 
+	WORKER_PIDS=$(q -c "SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM toygun.worker_status()")
 	say "retention: $name run: $TICKS ticks ($RUN_COUNT runs of 3 ticks), $LIVE live${keep:+, keep $keep}"
+	local cpu0 cpu1
+	cpu0=$(cpu)
 	line=$(sample run)
 	t0=$(cut -f1 <<<"$line")
 	# the producer's session never uses a hash or merge join: the anti-join
 	# probes the live runs' index, whatever the number of stopped runs
 	PGOPTIONS="-c enable_hashjoin=off -c enable_mergejoin=off" \
-		tg_psql "$CLUSTER" "$DB" -c "CALL lcb_produce($RUN_COUNT, $LIVE)" >"$CLUSTER/producer.out" 2>&1 &
+		tg_psql "$CLUSTER" "$DB" -c "CALL lcb_produce($RUN_COUNT, $LIVE, $BASE)" >"$CLUSTER/producer.out" 2>&1 &
 	PRODUCER_PID=$!
 	deadline=$((SECONDS + TIMEOUT))
 	while :; do
@@ -333,8 +370,11 @@ SQL
 		sleep 0.1
 	done
 	line=$(sample "$phase")
+	cpu1=$(cpu)
 	done_t=$(cut -f1 <<<"$line")
 	ticks=$(cut -f2 <<<"$line")
+	[ "$(q -c "SELECT string_agg(pid::text, ' ' ORDER BY pid) FROM toygun.worker_status()")" = "$WORKER_PIDS" ] ||
+		say "retention: $name: the workers changed during the run: their CPU time is not all counted"
 	if [ "$name" = held ]; then
 		if [ -z "$release_t" ]; then
 			hold_release
@@ -361,7 +401,7 @@ SQL
 	[ "$ticks" -eq $((3 * RUN_COUNT)) ] ||
 		die "$name: the workers counted $ticks ticks, not $((3 * RUN_COUNT)) (a worker restarted, or ticks were lost)"
 	say "retention: $name: done, $ticks ticks in $(awk -v a="$done_t" -v b="$t0" 'BEGIN { printf "%.1f", a - b }') s; $stopped stopped runs left"
-	echo "$name $t0 $done_t $ticks ${hold_t:--} ${release_t:--} $stopped" >>"$FIGURES"
+	echo "$name $t0 $done_t $ticks ${hold_t:--} ${release_t:--} $stopped $cpu0 $cpu1" >>"$FIGURES"
 	tg_stop "$CLUSTER" fast
 	rm -rf "$CLUSTER/data"
 	CLUSTER=
@@ -406,12 +446,12 @@ verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }
 		"toygun.maintain_interval = '$MAINTAIN'${EXTRA[*]:+; also ${EXTRA[*]}}."
 	[ "$TICKS" -ge 10000000 ] || echo "Not the issue's size (10,000,000 ticks): the verdicts below are indicative only."
 	echo
-	echo "| run | ticks/s | total MB after $FIRST ticks | max MB after | final MB | max / first | promise |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+	echo "| run | ticks/s | server CPU µs/tick | workers' CPU µs/tick | total MB after $FIRST ticks | max MB after | final MB | max / first | promise |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 	declare -A rate
-	while read -r name t0 done_t ticks hold_t rel_t stopped; do
+	while read -r name t0 done_t ticks hold_t rel_t stopped srv0 wrk0 srv1 wrk1; do
 		if [ "$t0" = skipped ]; then
-			echo "| $name | skipped: define_task takes no keep (retention not built in this toygun) | | | | | |"
+			echo "| $name | skipped: define_task takes no keep (retention not built in this toygun) | | | | | | | |"
 			continue
 		fi
 		eval "$(stats "$name" "$hold_t" "$rel_t" "$done_t")"
@@ -422,7 +462,8 @@ verdict() { if awk "BEGIN { exit !($1) }"; then echo PASS; else echo MISS; fi; }
 		short) promise="$([ "$ratio" = - ] && echo MISS || verdict "$ratio <= 2"): max within 2x" ;;
 		held) promise="(see the snapshot table)" ;;
 		esac
-		echo "| $name | ${rate[$name]} | $(mb "$s1") | $(mb "$mx") | $(mb "$fin") | ${ratio}x | $promise |"
+		us() { awk -v a="$1" -v b="$2" -v n="$ticks" 'BEGIN { printf "%.1f", (a - b) * 1e6 / n }'; }
+		echo "| $name | ${rate[$name]} | $(us "$srv1" "$srv0") | $(us "$wrk1" "$wrk0") | $(mb "$s1") | $(mb "$mx") | $(mb "$fin") | ${ratio}x | $promise |"
 		per+=("| $name | $(mb "$t1") / $(mb "$tmx") / $(mb "$tf") | $(mb "$r1") / $(mb "$rmx") / $(mb "$rf") | $(mb "$h1") / $(mb "$hmx") / $(mb "$hf") | $pmx / $pf | $(mb "$x1") / $(mb "$xmx") / $(mb "$xf") | $stopped |")
 		if [ "$name" = held ]; then
 			if [ "$back" = - ]; then
