@@ -694,8 +694,6 @@ CREATE FUNCTION toygun.backfill(resource_type text, task text DEFAULT NULL,
 -- has expired.
 ALTER TABLE toygun.resource_type ADD COLUMN keep interval;
 ALTER TABLE toygun.task_type ADD COLUMN keep interval;
-CREATE INDEX task_stopped_idx ON toygun.task (resource_type, name, created_at)
-    WHERE state = '__stop__';
 CREATE INDEX resource_stopped_idx ON toygun.resource (type, created_at)
     WHERE state = '__stop__';
 -- history()'s body reads the table replaced below: a text body meanwhile

@@ -193,8 +193,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 16's schema versions: resource_type.version and .upgrade, task_type.version and
 -- .upgrade, resource.version and task.version (and their column grants), task_for with it,
 -- backfill (define_task and define_resource change again, already counted)
--- issue 16's retention: task_type.keep and resource_type.keep, the indexes task_stopped_idx
--- and resource_stopped_idx, toygun.transition partitioned (its new column expires_at, no key of its own,
+-- issue 16's retention: task_type.keep and resource_type.keep, the index resource_stopped_idx
+-- (stopped runs have none), toygun.transition partitioned (its new column expires_at, no key of its own,
 -- its partitions transition_forever and transition_default with their columns, keys (object_id, step) and
 -- dump entries, the old table's entry), history() reading toygun.transition without ONLY (so one reading ONLY less),
 -- default_keep and maintain (define_task and define_resource change again, already counted)

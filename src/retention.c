@@ -3,9 +3,10 @@
  *		Retention (issue 16): how long a type keeps its stopped objects and
  *		their history (keep, the setting toygun.keep), when a history row
  *		expires, and maintenance: the history's time partitions made ahead
- *		and dropped once expired, the default partition's expired rows, and
- *		stopped runs and resources past their keep removed in bounded batches
- *		with what only they use, failures and schedule claims pruned.
+ *		and dropped once expired, each with the stopped runs whose stop it
+ *		holds, the default partition's expired rows (with theirs), stopped
+ *		resources past their keep removed in bounded batches with what only
+ *		they use, failures and schedule claims pruned.
  *
  * toygun.transition is partitioned by range of expires_at (the write time
  * plus the type's keep; infinity for forever): transition_forever holds the
@@ -21,6 +22,13 @@
  * do not conflict with), after moving its range's rows out of the default
  * partition in the same transaction.
  *
+ * A stopped run leaves with the history row of its stop (to_state __stop__,
+ * its last: step one less than the run's, which counts its rows), which
+ * expires when the run should: stop time plus keep. Before a time partition is dropped its stop rows are found by block
+ * ranges and the runs still stopped at that step removed (so no index on
+ * stopped runs costs every stopping tick an entry); the progress is kept in
+ * this backend's memory (see StopScan).
+ *
  * The workers run a round when nothing is due after ticking (at most once a
  * second) and at least every toygun.maintain_interval, each step in a transaction of its
  * own, one worker of a database at a time (a transaction-level advisory
@@ -30,12 +38,14 @@
  */
 #include "postgres.h"
 
+#include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "datatype/timestamp.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/acl.h"
@@ -62,6 +72,12 @@ PG_FUNCTION_INFO_V1(toygun_maintain);
 
 /* Most partitions one round makes: the rest in the next rounds. */
 #define MAX_CREATED 100
+
+/* Blocks of a time partition one statement scans for stop rows (1 MB). */
+#define SCAN_BLOCKS 128
+
+/* Most blocks of time partitions one round scans (8 MB). */
+#define SCAN_MOST 1024
 
 /* An idle worker runs a round at most this often. */
 #define IDLE_GAP_MS 1000
@@ -94,6 +110,28 @@ typedef struct Range
 	TimestampTz hi;
 	char	   *name;
 } Range;
+
+/*
+ * How far this backend has scanned an expired time partition for stop rows:
+ * its blocks before next_now are done (every stopped run whose stop row is
+ * there removed) in this transaction, before next as of the last commit. A
+ * transaction or subtransaction that rolls back takes its progress with it
+ * (the runs it removed come back), so an abort goes back to next; a new
+ * backend (a restart, another worker) begins at block 0: only a rescan.
+ */
+typedef struct StopScan
+{
+	Oid			rel;
+	BlockNumber next;
+	BlockNumber next_now;
+} StopScan;
+
+static StopScan *scans;				/* in TopMemoryContext */
+static int	nscans;
+static int	maxscans;
+
+/* The subtransaction that last moved a next_now; Invalid: none since the last commit. */
+static SubTransactionId scans_moved_in = InvalidSubTransactionId;
 
 /* Positive, and at most 1000 years. */
 bool
@@ -425,6 +463,210 @@ create_partitions(TimestampTz now, Round *round)
 	}
 }
 
+/* Undo this transaction's progress, or a rolled-back subtransaction's (and, to be safe, its parent's). */
+static void
+scans_revert(void)
+{
+	int			i;
+
+	for (i = 0; i < nscans; i++)
+		scans[i].next_now = scans[i].next;
+	scans_moved_in = InvalidSubTransactionId;
+}
+
+static void
+scans_xact_callback(XactEvent event, void *arg)
+{
+	int			i;
+
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			for (i = 0; i < nscans; i++)
+				scans[i].next = scans[i].next_now;
+			scans_moved_in = InvalidSubTransactionId;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			scans_revert();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+scans_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
+{
+	/* a subtransaction's children have higher ids: progress moved in it or below is undone */
+	if (event == SUBXACT_EVENT_ABORT_SUB && scans_moved_in != InvalidSubTransactionId &&
+		scans_moved_in >= mySubid)
+		scans_revert();
+}
+
+/*
+ * The progress of rel (an expired time partition), from block 0 when this
+ * backend has none; progress of partitions not among the n of expired (gone,
+ * or not expired by this caller's clock) is forgotten.
+ */
+static StopScan *
+scan_of(Oid rel, Oid *expired, int n)
+{
+	static bool registered = false;
+	int			i,
+				j,
+				kept = 0;
+
+	if (!registered)
+	{
+		RegisterXactCallback(scans_xact_callback, NULL);
+		RegisterSubXactCallback(scans_subxact_callback, NULL);
+		registered = true;
+	}
+	for (i = 0; i < nscans; i++)
+		for (j = 0; j < n; j++)
+			if (scans[i].rel == expired[j])
+			{
+				scans[kept++] = scans[i];
+				break;
+			}
+	nscans = kept;
+	for (i = 0; i < nscans; i++)
+		if (scans[i].rel == rel)
+			return &scans[i];
+	if (nscans == maxscans)
+	{
+		maxscans = Max(8, maxscans * 2);
+		scans = scans == NULL ? MemoryContextAlloc(TopMemoryContext, sizeof(StopScan) * maxscans) :
+			repalloc(scans, sizeof(StopScan) * maxscans);
+	}
+	scans[nscans].rel = rel;
+	scans[nscans].next = 0;
+	scans[nscans].next_now = 0;
+	return &scans[nscans++];
+}
+
+/* What only the removed objects (ids, a uuid[]) used. */
+static void
+remove_dependents(Datum ids, bool resources, Round *round)
+{
+	Oid			types[1] = {UUIDARRAYOID};
+	Datum		values[1] = {ids};
+
+	exec("DELETE FROM ONLY toygun.failure WHERE object_id = ANY ($1)", 1, types, values);
+	exec("DELETE FROM ONLY toygun.alarm WHERE object_id = ANY ($1)", 1, types, values);
+	if (resources)
+		exec("DELETE FROM ONLY toygun.schedule_start WHERE resource_id = ANY ($1)", 1, types, values);
+	else
+		exec("DELETE FROM ONLY toygun.message WHERE run_id = ANY ($1)", 1, types, values);
+}
+
+/*
+ * Remove stopped objects: sql deletes them and returns their ids as one
+ * uuid[], how many, and a third count of its own (into *other when not
+ * NULL). Removes what only they used too. Returns how many.
+ */
+static uint64
+remove_batch(const char *sql, int nargs, Oid *types, Datum *values, bool resources, int64 *other,
+			 Round *round)
+{
+	bool		isnull;
+	Datum		ids;
+	uint64		n;
+
+	exec(sql, nargs, types, values);
+	if (other != NULL)
+		*other = DatumGetInt64(value(0, 3, &isnull));
+	ids = value(0, 1, &isnull);
+	if (isnull)
+		return 0;
+	n = DatumGetInt64(value(0, 2, &isnull));
+	ids = datumCopy(ids, false, -1);
+	remove_dependents(ids, resources, round);
+	return n;
+}
+
+/* A visit of an expired time partition for its stop rows. */
+typedef struct Visit
+{
+	StopScan	   *scan;
+	int64	   *blocks_left;	/* of the round's SCAN_MOST */
+	int64	   *runs_left;		/* of toygun.prune_batch */
+	Round	   *round;
+	int64		removed;		/* runs removed */
+	bool		finished;		/* every block scanned */
+	bool		stuck;			/* a run was locked elsewhere: this range again next round */
+} Visit;
+
+/*
+ * Under a SHARE lock on the partition, scan it for stop rows from where this
+ * backend left it, a range of SCAN_BLOCKS blocks at a time (a TID range
+ * scan), within the round's budget, and remove each run still stopped by
+ * that row (its last row: a run brought back by hand is not, nor one
+ * stopped again later, whose later stop row is elsewhere), locked SKIP
+ * LOCKED.
+ *
+ * Why every stop row is seen: no row can be routed into an expired
+ * partition, since a new row's expires_at is its write time (the clock, on
+ * both write paths) plus a positive keep, later than now, and now is at or
+ * past the partition's upper bound. A transaction that wrote into it before
+ * it expired and has not committed holds ROW EXCLUSIVE on it, which the
+ * SHARE lock waits for (or the visit is given up): the scan's snapshots,
+ * taken after, see every row it will ever hold. (A session whose test clock
+ * is ahead sees partitions expired that ticks may still write to: tests only.)
+ */
+static void
+scan_partition(void *arg)
+{
+	Visit	   *v = arg;
+	Relation	rel = relation_open(v->scan->rel, NoLock);	/* locked SHARE */
+	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
+	const char *name = quote_identifier(RelationGetRelationName(rel));
+
+	relation_close(rel, NoLock);
+	while (v->scan->next_now < nblocks)
+	{
+		BlockNumber a = v->scan->next_now;
+		BlockNumber b = a + Min(SCAN_BLOCKS, nblocks - a);
+		Oid			types[1] = {INT4OID};
+		Datum		values[1];
+		int64		candidates;
+		uint64		n;
+
+		if (*v->blocks_left <= 0 || *v->runs_left <= 0)
+			return;
+		values[0] = Int32GetDatum((int32) *v->runs_left);
+		n = remove_batch(psprintf(
+			"WITH c AS ("
+			"  SELECT t.id, t.step FROM toygun.%s h JOIN ONLY toygun.task t ON t.id = h.object_id AND t.step = h.step + 1"
+			"   WHERE h.ctid >= '(%u,0)'::pg_catalog.tid AND h.ctid < '(%u,0)'::pg_catalog.tid"
+			"     AND h.to_state = '__stop__' AND t.state = '__stop__'"
+			"   LIMIT $1),"
+			" l AS (SELECT t.id FROM ONLY toygun.task t"
+			"        WHERE (t.id, t.step) IN (SELECT id, step FROM c) AND t.state = '__stop__'"
+			"          FOR UPDATE OF t SKIP LOCKED),"
+			" del AS (DELETE FROM ONLY toygun.task t WHERE t.id IN (SELECT id FROM l) RETURNING t.id)"
+			" SELECT pg_catalog.array_agg(id), count(*), (SELECT count(*) FROM c) FROM del", name, a, b),
+						 1, types, values, false, &candidates, v->round);
+		v->removed += n;
+		*v->runs_left -= n;
+		*v->blocks_left -= b - a;
+		if ((int64) n < candidates)
+		{
+			v->stuck = true;
+			return;
+		}
+		/* at the batch's limit: more of this range, in the next batch */
+		if (candidates >= DatumGetInt32(values[0]))
+			continue;
+		v->scan->next_now = b;
+		scans_moved_in = GetCurrentSubTransactionId();
+	}
+	v->finished = true;
+}
+
 typedef struct Drop
 {
 	int			n;
@@ -446,10 +688,12 @@ drop_partitions(void *arg)
 }
 
 /*
- * (b) Drop the time partitions whose upper bound has passed: every row in
- * them has expired. The history and the partitions are locked ACCESS
+ * (b) The time partitions whose upper bound has passed (every row in them
+ * has expired), oldest first: each scanned for its stop rows (above), at
+ * most SCAN_MOST blocks and toygun.prune_batch runs a round; those scanned
+ * to the end are dropped. The history and the partitions are locked ACCESS
  * EXCLUSIVE under a short lock_timeout; held elsewhere, the drop waits for
- * the next round.
+ * the next round, as does a partition with a stopped run locked elsewhere.
  */
 static void
 drop_expired(TimestampTz now, Round *round)
@@ -458,23 +702,53 @@ drop_expired(TimestampTz now, Round *round)
 	int			nhave;
 	int			n = 0;
 	int			i;
+	Oid		   *expired;
+	int			nexpired = 0;
 	Oid		   *rels;
 	LOCKMODE   *modes;
+	int64		blocks_left = SCAN_MOST;
+	int64		runs_left = toygun_prune_batch;
 	Drop		d;
 
 	have = time_partitions(&nhave);
-	rels = palloc(sizeof(Oid) * (nhave + 1));
-	modes = palloc(sizeof(LOCKMODE) * (nhave + 1));
-	rels[0] = history_oid();
-	modes[0] = AccessExclusiveLock;
+	expired = palloc(sizeof(Oid) * (nhave + 1));
 	for (i = 0; i < nhave; i++)
 		if (have[i].hi <= now)
+			expired[nexpired++] = get_relname_relid(have[i].name, get_namespace_oid("toygun", false));
+	if (nexpired == 0)
+		return;
+	rels = palloc(sizeof(Oid) * (nexpired + 1));
+	modes = palloc(sizeof(LOCKMODE) * (nexpired + 1));
+	rels[0] = history_oid();
+	modes[0] = AccessExclusiveLock;
+	for (i = 0; i < nexpired; i++)
+	{
+		Visit		v;
+		LOCKMODE	share = ShareLock;
+
+		memset(&v, 0, sizeof(v));
+		v.scan = scan_of(expired[i], expired, nexpired);
+		v.blocks_left = &blocks_left;
+		v.runs_left = &runs_left;
+		v.round = round;
+		/* a snapshot older than the lock might miss rows of a writer it waited for */
+		if (IsolationUsesXactSnapshot())
+			v.stuck = true;
+		else if (!with_locks(1, &expired[i], &share, scan_partition, &v))
+			v.stuck = true;
+		round->runs += v.removed;
+		if (v.finished)
 		{
-			have[n] = have[i];
-			rels[n + 1] = get_relname_relid(have[i].name, get_namespace_oid("toygun", false));
+			have[n].name = get_rel_name(expired[i]);
+			rels[n + 1] = expired[i];
 			modes[n + 1] = AccessExclusiveLock;
 			n++;
 		}
+		else if (v.stuck)
+			round->deferred++;
+		else
+			round->more = true;	/* out of budget */
+	}
 	if (n == 0)
 		return;
 	d.n = n;
@@ -485,7 +759,11 @@ drop_expired(TimestampTz now, Round *round)
 		round->deferred++;
 }
 
-/* (c) Expired rows of the default partition, a batch at a time. */
+/*
+ * (c) Expired rows of the default partition, a batch at a time, each stop
+ * row with its run when the run is still stopped at that step (as above);
+ * a stop row whose run is locked elsewhere stays until a later round.
+ */
 static void
 delete_default_expired(TimestampTz now, Round *round)
 {
@@ -493,86 +771,41 @@ delete_default_expired(TimestampTz now, Round *round)
 	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
 	Datum		values[2] = {TimestampTzGetDatum(now), Int32GetDatum(toygun_prune_batch)};
 	const char *name;
-	uint64		n;
+	int64		rows;
 
 	if (!OidIsValid(defpart))
 		return;
 	name = quote_identifier(get_rel_name(defpart));
-	n = exec(psprintf("DELETE FROM toygun.%s WHERE ctid = ANY (ARRAY("
-					  "  SELECT ctid FROM toygun.%s WHERE expires_at <= $1 LIMIT $2))", name, name),
-			 2, types, values);
-	round->rows_deleted += n;
-	if (n >= (uint64) toygun_prune_batch)
+	round->runs += remove_batch(psprintf(
+		"WITH h AS (SELECT ctid, object_id, step, to_state FROM toygun.%s WHERE expires_at <= $1 LIMIT $2),"
+		" c AS (SELECT t.id, t.step FROM ONLY toygun.task t JOIN h ON t.id = h.object_id AND t.step = h.step + 1"
+		"        WHERE h.to_state = '__stop__' AND t.state = '__stop__'),"
+		" l AS (SELECT t.id FROM ONLY toygun.task t"
+		"        WHERE (t.id, t.step) IN (SELECT id, step FROM c) AND t.state = '__stop__'"
+		"          FOR UPDATE OF t SKIP LOCKED),"
+		" gone AS (DELETE FROM toygun.%s WHERE ctid = ANY (ARRAY(SELECT ctid FROM h))"
+		"            AND object_id NOT IN (SELECT id FROM c EXCEPT SELECT id FROM l) RETURNING 1),"
+		" del AS (DELETE FROM ONLY toygun.task t WHERE t.id IN (SELECT id FROM l) RETURNING t.id)"
+		" SELECT pg_catalog.array_agg(id), count(*), (SELECT count(*) FROM gone) FROM del", name, name),
+								2, types, values, false, &rows, round);
+	round->rows_deleted += rows;
+	if (rows >= toygun_prune_batch)
 		round->more = true;
 }
 
-/* What only the removed objects (ids, a uuid[]) used. */
-static void
-remove_dependents(Datum ids, bool resources)
-{
-	Oid			types[1] = {UUIDARRAYOID};
-	Datum		values[1] = {ids};
-
-	exec("DELETE FROM ONLY toygun.failure WHERE object_id = ANY ($1)", 1, types, values);
-	exec("DELETE FROM ONLY toygun.alarm WHERE object_id = ANY ($1)", 1, types, values);
-	if (resources)
-		exec("DELETE FROM ONLY toygun.schedule_start WHERE resource_id = ANY ($1)", 1, types, values);
-	else
-		exec("DELETE FROM ONLY toygun.message WHERE run_id = ANY ($1)", 1, types, values);
-}
-
 /*
- * Remove at most a batch of stopped objects past their type's keep (sql
- * returns their ids as one uuid[]) and what only they use. Returns how many.
- */
-static uint64
-remove_batch(const char *sql, TimestampTz now, bool resources)
-{
-	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
-	Datum		values[2] = {TimestampTzGetDatum(now), Int32GetDatum(toygun_prune_batch)};
-	bool		isnull;
-	Datum		ids;
-	uint64		n;
-
-	exec(sql, 2, types, values);
-	ids = value(0, 1, &isnull);
-	if (isnull)
-		return 0;
-	n = DatumGetInt64(value(0, 2, &isnull));
-	ids = datumCopy(ids, false, -1);
-	remove_dependents(ids, resources);
-	return n;
-}
-
-/*
- * (d) Stopped runs past their task type's keep, then stopped resources past
- * their type's keep that have no runs (stopped or not) and no children
- * left: each locked (SKIP LOCKED, checked again under the lock) and deleted,
- * at most toygun.prune_batch of each. created_at bounds the index scans:
- * an object stopped before a time was created before it.
+ * (d) Stopped resources past their type's keep that have no runs (stopped
+ * or not) and no children left: each locked (SKIP LOCKED, checked again
+ * under the lock) and deleted, at most toygun.prune_batch. created_at
+ * bounds the index scan: a resource stopped before a time was created
+ * before it. (Stopped runs go with their stop rows, in (b) and (c).)
  */
 static void
 remove_stopped(TimestampTz now, Round *round)
 {
+	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2] = {TimestampTzGetDatum(now), Int32GetDatum(toygun_prune_batch)};
 	uint64		n;
-
-	n = remove_batch(
-		"WITH c AS ("
-		"  SELECT t.id FROM ONLY toygun.task_type d CROSS JOIN LATERAL ("
-		"    SELECT t.id FROM ONLY toygun.task t"
-		"     WHERE t.resource_type = d.resource_type AND t.name = d.name AND t.state = '__stop__'"
-		"       AND t.created_at < $1 - d.keep AND t.updated_at < $1 - d.keep"
-		"     ORDER BY t.created_at LIMIT $2) t"
-		"   WHERE d.keep IS NOT NULL LIMIT $2),"
-		" l AS (SELECT t.id FROM ONLY toygun.task t"
-		"         JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name"
-		"        WHERE t.id IN (SELECT id FROM c) AND t.state = '__stop__' AND t.updated_at < $1 - d.keep"
-		"          FOR UPDATE OF t SKIP LOCKED),"
-		" del AS (DELETE FROM ONLY toygun.task t WHERE t.id IN (SELECT id FROM l) RETURNING t.id)"
-		" SELECT pg_catalog.array_agg(id), count(*) FROM del", now, false);
-	round->runs += n;
-	if (n >= (uint64) toygun_prune_batch)
-		round->more = true;
 
 	n = remove_batch(
 		"WITH c AS ("
@@ -591,7 +824,7 @@ remove_stopped(TimestampTz now, Round *round)
 		"           AND NOT EXISTS (SELECT FROM ONLY toygun.task t WHERE t.resource_id = r.id)"
 		"           AND NOT EXISTS (SELECT FROM ONLY toygun.resource k WHERE k.parent_id = r.id)"
 		"         RETURNING r.id)"
-		" SELECT pg_catalog.array_agg(id), count(*) FROM del", now, true);
+		" SELECT pg_catalog.array_agg(id), count(*) FROM del", 2, types, values, true, NULL, round);
 	round->resources += n;
 	if (n >= (uint64) toygun_prune_batch)
 		round->more = true;

@@ -175,11 +175,10 @@ CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY K
 CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
     DEFAULT;
 
--- Retention (0.4): the stopped runs and resources of a type, oldest first,
--- found without a scan. created_at, not updated_at: an index on a column
--- every tick writes would end the ticks' HOT updates.
-CREATE INDEX task_stopped_idx ON toygun.task (resource_type, name, created_at)
-    WHERE state = '__stop__';
+-- Retention (0.4): the stopped resources of a type, oldest first, found
+-- without a scan. created_at, not updated_at: an index on a column every
+-- tick writes would end the ticks' HOT updates. (Stopped runs need none:
+-- they are found by the history rows of their stops, which expire with them.)
 CREATE INDEX resource_stopped_idx ON toygun.resource (type, created_at)
     WHERE state = '__stop__';
 

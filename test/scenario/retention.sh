@@ -3,7 +3,8 @@
 # runs and history 2 s, history partitions 1 s wide, maintenance at least
 # every 500 ms. While a run ticks every 100 ms, the workers make the
 # partitions ahead and drop the expired ones, and remove the stopped runs in
-# batches of 10. A held snapshot (a REPEATABLE READ transaction that read the
+# batches of 10 with the partitions of their stop rows, but not a run
+# brought back by hand nor one stopped while its type kept forever. A held snapshot (a REPEATABLE READ transaction that read the
 # history) delays the drops without stalling the ticks; once it is released
 # the expired partitions go.
 set -u
@@ -21,7 +22,7 @@ trap 'tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
 wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 
-plan 12
+plan 15
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 q "CREATE EXTENSION toygun" >/dev/null 2>&1
@@ -38,6 +39,18 @@ CREATE FUNCTION short(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
   SELECT CASE t.state WHEN 'a' THEN toygun.go('b') ELSE toygun.stop() END $$;
 SELECT toygun.define_task('rt', 'ticker', '{a,b}', 'ticker(toygun.task)', keep => '2 s');
 SELECT toygun.define_task('rt', 'short', '{a,b}', 'short(toygun.task)', keep => '2 s');
+-- idle: stays an hour; back is stopped and brought back by hand, fv stopped
+-- while its type kept forever, then given a keep
+CREATE FUNCTION idle(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
+  SELECT toygun.stay(wait => '1 hour') $$;
+SELECT toygun.define_task('rt', 'idle', '{a}', 'idle(toygun.task)', keep => '2 s');
+SELECT toygun.define_task('rt', 'fv', '{a}', 'idle(toygun.task)', keep => NULL);
+CREATE TABLE kept AS
+  SELECT 'back' AS what, (toygun.stop_task(toygun.start_task(toygun.create_resource('rt'), 'idle'))).id
+  UNION ALL
+  SELECT 'fv', (toygun.stop_task(toygun.start_task(toygun.create_resource('rt'), 'fv'))).id;
+SELECT toygun.transition_task((SELECT id FROM kept WHERE what = 'back'), 'a', reason => 'brought back');
+SELECT toygun.define_task('rt', 'fv', '{a}', 'idle(toygun.task)', keep => '2 s');
 SELECT toygun.start_task(toygun.create_resource('rt'), 'ticker');
 SELECT toygun.start_task(toygun.create_resource('rt'), 'short') FROM generate_series(1, 50);
 -- the time partitions, by lower bound
@@ -54,9 +67,15 @@ FIRST=$(q "SELECT min(relname) FROM parts")
 wait_for 30 "SELECT NOT EXISTS (SELECT FROM parts WHERE relname = '$FIRST')"
 ok $? "and drop them once their rows have expired ($FIRST)"
 wait_for 30 "SELECT count(*) = 0 FROM toygun.task WHERE name = 'short'"
-ok $? "the 50 stopped runs are removed, in batches of 10, 2 s after they stopped"
+ok $? "the 50 stopped runs are removed with the partitions of their stop rows, in batches of 10"
 is "$(q "SELECT count(*) FROM toygun.resource r WHERE NOT EXISTS (SELECT FROM toygun.task t WHERE t.resource_id = r.id)")" 50 \
 	"their resources, still live, stay"
+wait_for 30 "SELECT NOT EXISTS (SELECT FROM toygun.transition WHERE object_id = (SELECT id FROM kept WHERE what = 'back') AND to_state = '__stop__')"
+ok $? "the stop row of a run brought back by hand expires"
+is "$(q "SELECT state FROM toygun.task WHERE id = (SELECT id FROM kept WHERE what = 'back')")" a \
+	"and the run, live again, stays"
+is "$(q "SELECT state FROM toygun.task WHERE id = (SELECT id FROM kept WHERE what = 'fv')")" __stop__ \
+	"a run stopped while its type kept forever stays when the type is given a keep"
 wait_for 30 "SELECT count(*) = 0 FROM toygun.transition WHERE expires_at < now() - interval '3 s'"
 ok $? "no history row outlives its expiry by more than a partition width and a round"
 

@@ -1,12 +1,15 @@
 -- Retention (issue 16): keep, when history rows expire (both write paths),
 -- the history's partitions made ahead (aligned, clipped to the gaps) and
 -- dropped once expired, the default partition's rows moved or deleted, and
--- maintain() removing stopped runs and resources past their keep with what
--- only they use, never a live object nor a type kept forever; failures and
--- schedule claims pruned; who may call it, and who may read the partitions.
+-- maintain() removing stopped runs with the history rows of their stops
+-- (in a dropped partition or the default one: expiry fixed at the stop, a
+-- run brought back stays, many runs over several batches), stopped resources
+-- past their keep, with what only they use, never a live object nor a run
+-- stopped while its type kept forever; failures and schedule claims pruned;
+-- who may call it, and who may read the partitions.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(41);
+SELECT plan(56);
 
 CREATE FUNCTION public.ret_job(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
     SELECT CASE t.state WHEN 'one' THEN toygun.go('two') ELSE toygun.stop() END
@@ -27,6 +30,7 @@ SELECT is(toygun.default_keep(), NULL, 'default_keep() is NULL for forever');
 SELECT toygun.define_resource('ret', keep => '1 hour');
 SELECT toygun.define_task('ret', 'job', '{one,two}', 'ret_job(toygun.task)', keep => '1 hour');
 SELECT toygun.define_task('ret', 'forever', '{one,two}', 'ret_job(toygun.task)');
+SELECT toygun.define_task('ret', 'gone', '{one,two}', 'ret_job(toygun.task)', keep => '1 hour');
 SELECT is((SELECT keep FROM toygun.resource_type WHERE name = 'ret'), '1 hour'::interval,
           'define_resource stores keep');
 SELECT is((SELECT keep FROM toygun.task_type WHERE resource_type = 'ret' AND name = 'job'), '1 hour'::interval,
@@ -63,6 +67,11 @@ SELECT is((SELECT expires_at FROM toygun.transition WHERE object_id = :'fv' AND 
           'infinity'::timestamptz, 'and infinity for a type kept forever');
 SELECT is((SELECT count(*) FROM toygun.transition WHERE tableoid = 'toygun.transition_default'::regclass
              AND object_id = :'job'), 3::bigint, 'with no time partition yet, rows go to the default partition');
+SELECT hasnt_index('toygun', 'task', 'task_stopped_idx', 'stopped runs have no index: a stop costs no entry');
+-- a run stopped with its stop row in the default partition; then its type keeps forever
+SELECT toygun.start_task(toygun.create_resource('ret'), 'gone') AS early \gset
+SELECT toygun.test_tick_until(:'early', '__stop__', 3);
+SELECT toygun.define_task('ret', 'gone', '{one,two}', 'ret_job(toygun.task)', keep => NULL);
 
 -- ---------------------------------------------------------------------------
 -- partitions made ahead, aligned to toygun.history_partition (1 day) from the epoch
@@ -94,8 +103,12 @@ SELECT is((SELECT tableoid::regclass::text FROM toygun.transition WHERE expires_
           'toygun.transition_20300101_000000', 'a row of the new range moved out of the default partition');
 SELECT is((SELECT count(*) FROM toygun.transition WHERE expires_at = '2029-06-01 00:00:00+00'), 0::bigint,
           'an expired row of the default partition is deleted');
-SELECT is(:'round'::jsonb ->> 'history_rows_deleted', '4',
-          'and counted, with the three rows of the run above, expired by the test clock');
+SELECT is(:'round'::jsonb ->> 'history_rows_deleted', '7',
+          'and counted, with the three rows of each run above, expired by the test clock');
+SELECT is((SELECT count(*) FROM toygun.task WHERE id = :'early'), 0::bigint,
+          'a stopped run goes with its stop row, deleted from the default partition once expired');
+SELECT is((:'round'::jsonb ->> 'runs_removed')::int, 1,
+          'even when its type keeps forever since: its expiry was fixed when it stopped');
 SELECT is((SELECT toygun.maintain() ->> 'partitions_created'), '0', 'a second round makes none');
 
 -- ---------------------------------------------------------------------------
@@ -114,6 +127,8 @@ VALUES (:'job', 1, 'ret', 1, now(), 'of a run to be removed'),
        (:'dstop', 1, 'dummy', 1, now() - interval '3 hours', 'kept forever');
 INSERT INTO toygun.message (run_id, resource_type, message, sent_by) VALUES (:'job', 'ret', '{}', 'postgres');
 INSERT INTO toygun.schedule_start VALUES (999999, now(), :'r');
+-- stopped while its type kept forever: a keep set since does not remove it
+SELECT toygun.define_task('ret', 'forever', '{one,two}', 'ret_job(toygun.task)', keep => '1 hour');
 RESET toygun.test_now;
 SELECT toygun.maintain() AS early \gset
 SELECT toygun.tick_task(:'live');
@@ -130,7 +145,7 @@ SELECT ok(NOT pg_temp.partitions() && ARRAY['transition_20300101_000000', 'trans
           'the expired partitions are gone, whoever made them');
 SELECT is((SELECT count(*) FROM toygun.task WHERE id = :'job'), 0::bigint, 'a stopped run past its keep is removed');
 SELECT is((SELECT count(*) FROM toygun.task WHERE id IN (:'live', :'fv', :'dstop')), 3::bigint,
-          'a live run and stopped runs of types kept forever stay');
+          'a live run and runs stopped while their types kept forever stay (a keep set later included)');
 SELECT is((SELECT count(*) FROM toygun.resource WHERE id = :'r2'), 0::bigint,
           'a stopped resource past its keep, with no runs, is removed');
 SELECT is((SELECT count(*) FROM toygun.resource WHERE id = :'r'), 1::bigint, 'a live resource stays');
@@ -151,6 +166,62 @@ SET LOCAL toygun.test_now = '2030-01-10 00:00:00+00';
 SELECT toygun.maintain();
 SELECT is((SELECT count(*) FROM toygun.resource WHERE id = :'r'), 1::bigint,
           'a stopped resource with runs left is not removed');
+
+-- ---------------------------------------------------------------------------
+-- stopped runs leave with the partition of their stop row, checked at the
+-- stop: one brought back stays, one stopped again waits for its later stop
+-- row, and more than toygun.prune_batch go over several rounds
+RESET toygun.test_now;
+SELECT toygun.define_task('ret', 'back', '{one,two}', 'ret_job(toygun.task)', keep => '1 hour');
+SELECT toygun.define_task('ret', 'bulk', '{one,two}', 'ret_job(toygun.task)', keep => '3 days');
+SELECT toygun.maintain() ->> 'partitions_created' AS made \gset
+SELECT toygun.create_resource('ret') AS rb \gset
+SELECT toygun.create_resource('ret') AS rb2 \gset
+SELECT (toygun.stop_task(toygun.start_task(:'rb', 'back'))).id AS b1 \gset
+SELECT toygun.transition_task(:'b1', 'one', reason => 'brought back');
+SELECT (toygun.stop_task(toygun.start_task(:'rb2', 'back'))).id AS b2 \gset
+SELECT toygun.transition_task(:'b2', 'one', reason => 'brought back');
+SELECT toygun.define_task('ret', 'back', '{one,two}', 'ret_job(toygun.task)', keep => '3 days');
+SELECT toygun.stop_task(:'b2');
+SELECT 'toygun.transition_' || to_char(date_trunc('day', now() + interval '3 days', 'UTC'), 'YYYYMMDD_HH24MISS')
+    AS bulkpart \gset
+SELECT is((SELECT array_agg(tableoid::regclass::text ORDER BY step) FROM toygun.transition
+            WHERE object_id = :'b2' AND to_state = '__stop__'),
+          ARRAY[(SELECT tableoid::regclass::text FROM toygun.transition WHERE object_id = :'b1' AND to_state = '__stop__'),
+                :'bulkpart'],
+          'a run stopped twice has its stop rows in two partitions');
+-- rows filling 150 blocks of the bulk runs' partition before their stop rows,
+-- so that its scan goes on past the first block range
+INSERT INTO toygun.transition (object_id, step, from_state, to_state, resource_type, note, expires_at)
+SELECT gen_random_uuid(), 0, '__new__', 'one', 'ret',
+       (SELECT string_agg(md5(i::text || '.' || j::text), '') FROM generate_series(1, 60) j), now() + interval '3 days'
+  FROM generate_series(1, 600) i;
+SELECT toygun.create_resource('ret') AS rbulk \gset
+SELECT count(toygun.stop_task(toygun.start_task(:'rbulk', 'bulk'))) FROM generate_series(1, 1005);
+SELECT cmp_ok((SELECT max((ctid::text::point)[0]) FROM toygun.transition WHERE to_state = '__stop__'
+                 AND object_id IN (SELECT id FROM toygun.task WHERE name = 'bulk')), '>=', 150::float8,
+              'the bulk runs'' stop rows lie past the first block range of their partition');
+
+SELECT set_config('toygun.test_now', (now() + interval '1 day 2 hours')::text, true);
+SELECT toygun.maintain();
+SELECT is((SELECT state FROM toygun.task WHERE id = :'b1'), 'one',
+          'a run brought back by hand is not removed with its stop row''s partition');
+SELECT is((SELECT count(*) FROM toygun.task WHERE id = :'b2'), 1::bigint,
+          'nor one stopped again since, whose later stop row is in a later partition');
+SELECT is((SELECT count(*) FROM toygun.transition WHERE object_id = :'b2' AND to_state = '__stop__'), 1::bigint,
+          'its first stop row is gone with its partition');
+
+SELECT set_config('toygun.test_now', (now() + interval '5 days')::text, true);
+SELECT toygun.maintain() AS bulk1 \gset
+SELECT is((:'bulk1'::jsonb ->> 'runs_removed')::int, 1000, 'a round removes at most toygun.prune_batch runs');
+SELECT is((:'bulk1'::jsonb ->> 'more')::boolean, true, 'and says there is more');
+SELECT is((SELECT count(*) FROM toygun.task WHERE name = 'bulk'), 6::bigint, 'the bulk runs left (1005 + b2 - 1000)');
+SELECT is(to_regclass(:'bulkpart')::text, :'bulkpart', 'their partition is not dropped before its scan is done');
+SELECT toygun.maintain() AS bulk2 \gset
+SELECT is((:'bulk2'::jsonb ->> 'runs_removed')::int, 6, 'the next round removes the rest');
+SELECT is((SELECT count(*) FROM toygun.task WHERE name IN ('bulk', 'back') AND state = '__stop__'), 0::bigint,
+          'every stopped run of the partition is gone, the run stopped twice with its later stop row');
+SELECT is(to_regclass(:'bulkpart'), NULL, 'and their partition is dropped');
 
 -- ---------------------------------------------------------------------------
 -- who may call maintain(), and who reads the partitions
