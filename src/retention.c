@@ -6,7 +6,7 @@
  *		and dropped once expired, each with the stopped runs whose stop it
  *		holds, the default partition's expired rows (with theirs), stopped
  *		resources past their keep removed in bounded batches with what only
- *		they use, failures and schedule claims pruned.
+ *		they use, failures pruned.
  *
  * toygun.transition is partitioned by range of expires_at (the write time
  * plus the type's keep; infinity for forever): transition_forever holds the
@@ -99,7 +99,7 @@ typedef struct Round
 	int64		runs;			/* stopped runs removed */
 	int64		resources;		/* stopped resources removed */
 	int64		failures;		/* failure rows pruned */
-	int64		claims;			/* schedule claims pruned */
+	int64		claims;			/* schedule claims deleted with their resources */
 	bool		more;			/* a step stopped at its batch: more to do now */
 } Round;
 
@@ -548,7 +548,7 @@ scan_of(Oid rel, Oid *expired, int n)
 	return &scans[nscans++];
 }
 
-/* What only the removed objects (ids, a uuid[]) used. */
+/* What only the removed objects (ids, a uuid[]) used; the schedule claims on resources are counted. */
 static void
 remove_dependents(Datum ids, bool resources, Round *round)
 {
@@ -558,7 +558,8 @@ remove_dependents(Datum ids, bool resources, Round *round)
 	exec("DELETE FROM ONLY toygun.failure WHERE object_id = ANY ($1)", 1, types, values);
 	exec("DELETE FROM ONLY toygun.alarm WHERE object_id = ANY ($1)", 1, types, values);
 	if (resources)
-		exec("DELETE FROM ONLY toygun.schedule_start WHERE resource_id = ANY ($1)", 1, types, values);
+		round->claims += exec("DELETE FROM ONLY toygun.schedule_start WHERE resource_id = ANY ($1)",
+							  1, types, values);
 	else
 		exec("DELETE FROM ONLY toygun.message WHERE run_id = ANY ($1)", 1, types, values);
 }
@@ -832,8 +833,9 @@ remove_stopped(TimestampTz now, Round *round)
 
 /*
  * (e) Failures older than their type's keep (a run's task type, a
- * resource's type) and those of objects that are gone; schedule claims of
- * schedules or resources that are gone. A batch of each.
+ * resource's type) and those of objects that are gone, a batch. (Schedule
+ * claims need no pruning: stop_every deletes its schedule's, and removing a
+ * resource those on it.)
  */
 static void
 prune(TimestampTz now, Round *round)
@@ -852,14 +854,6 @@ prune(TimestampTz now, Round *round)
 			 "      OR f.at < $1 - d.keep OR f.at < $1 - e.keep"
 			 "   LIMIT $2))", 2, types, values);
 	round->failures += n;
-	if (n >= (uint64) toygun_prune_batch)
-		round->more = true;
-	n = exec("DELETE FROM ONLY toygun.schedule_start WHERE ctid = ANY (ARRAY("
-			 "  SELECT c.ctid FROM ONLY toygun.schedule_start c"
-			 "   WHERE NOT EXISTS (SELECT FROM ONLY toygun.schedule s WHERE s.id = c.schedule_id)"
-			 "      OR NOT EXISTS (SELECT FROM ONLY toygun.resource r WHERE r.id = c.resource_id)"
-			 "   LIMIT $2))", 2, types, values);
-	round->claims += n;
 	if (n >= (uint64) toygun_prune_batch)
 		round->more = true;
 }

@@ -6,7 +6,7 @@
 -- history) with the stopped runs whose stop rows they hold, delete expired
 -- rows of the default partition (with theirs), remove stopped resources past
 -- their type's keep (at most toygun.prune_batch runs and resources) with what
--- only they use, and prune failures and schedule claims. For
+-- only they use, and prune failures. For
 -- installations without the workers (pg_cron) and for tests; in one
 -- transaction, the caller's. The extension's owner (or a role with its
 -- privileges, a superuser) only: it acts on every owner's types. Returns

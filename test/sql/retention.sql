@@ -5,11 +5,11 @@
 -- (in a dropped partition or the default one: expiry fixed at the stop, a
 -- run brought back stays, many runs over several batches), stopped resources
 -- past their keep, with what only they use, never a live object nor a run
--- stopped while its type kept forever; failures and schedule claims pruned;
--- who may call it, and who may read the partitions.
+-- stopped while its type kept forever; failures pruned, claims going with
+-- their resources; who may call it, and who may read the partitions.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(56);
+SELECT plan(57);
 
 CREATE FUNCTION public.ret_job(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
     SELECT CASE t.state WHEN 'one' THEN toygun.go('two') ELSE toygun.stop() END
@@ -126,7 +126,7 @@ VALUES (:'job', 1, 'ret', 1, now(), 'of a run to be removed'),
        (:'live', 1, 'ret', 1, now() - interval '3 hours', 'older than keep'),
        (:'dstop', 1, 'dummy', 1, now() - interval '3 hours', 'kept forever');
 INSERT INTO toygun.message (run_id, resource_type, message, sent_by) VALUES (:'job', 'ret', '{}', 'postgres');
-INSERT INTO toygun.schedule_start VALUES (999999, now(), :'r');
+INSERT INTO toygun.schedule_start VALUES (999999, now(), :'r2');
 -- stopped while its type kept forever: a keep set since does not remove it
 SELECT toygun.define_task('ret', 'forever', '{one,two}', 'ret_job(toygun.task)', keep => '1 hour');
 RESET toygun.test_now;
@@ -154,7 +154,8 @@ SELECT is((SELECT array_agg(error ORDER BY error) FROM toygun.failure WHERE obje
 SELECT is((SELECT count(*) FROM toygun.message WHERE run_id = :'job'), 0::bigint,
           'messages to a removed run go with it');
 SELECT is((SELECT count(*) FROM toygun.schedule_start WHERE schedule_id = 999999), 0::bigint,
-          'claims of a schedule that is gone are pruned');
+          'periodic starts'' claims on a removed resource go with it');
+SELECT is(:'late'::jsonb ->> 'claims_deleted', '1', 'and are counted');
 SELECT is((SELECT count(*) FROM toygun.history(:'job')), 0::bigint,
           'the removed run''s history, in an expired partition, is gone');
 SELECT ok((SELECT count(*) FROM toygun.history(:'fv')) > 0, 'the history of a type kept forever stays');
