@@ -622,10 +622,14 @@ static void
 scan_partition(void *arg)
 {
 	Visit	   *v = arg;
-	Relation	rel = relation_open(v->scan->rel, NoLock);	/* locked SHARE */
-	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
-	const char *name = quote_identifier(RelationGetRelationName(rel));
+	Relation	rel = try_relation_open(v->scan->rel, NoLock);	/* locked SHARE */
+	BlockNumber nblocks;
+	const char *name;
 
+	if (rel == NULL)
+		return;					/* dropped behind maintenance's back: nothing to scan or drop */
+	nblocks = RelationGetNumberOfBlocks(rel);
+	name = quote_identifier(RelationGetRelationName(rel));
 	relation_close(rel, NoLock);
 	while (v->scan->next_now < nblocks)
 	{
