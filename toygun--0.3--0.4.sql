@@ -815,3 +815,9 @@ CREATE FUNCTION toygun.define_task(
 CREATE FUNCTION toygun.maintain() RETURNS jsonb
     AS 'MODULE_PATHNAME', 'toygun_maintain' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION toygun.maintain() FROM PUBLIC;
+
+-- Retention, hostile review (lc-attack2): the history's partitions have no
+-- policy, so read by their own names they show nothing to anyone but the
+-- owner, whatever a default ACL granted (the workers' time partitions too).
+ALTER TABLE toygun.transition_forever ENABLE ROW LEVEL SECURITY;
+ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;
