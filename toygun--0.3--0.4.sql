@@ -731,6 +731,9 @@ CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY K
     FOR VALUES FROM ('infinity') TO (MAXVALUE);
 CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
     DEFAULT;
+-- the default partition's rows by expiry: a round deletes the expired ones
+-- and moves out those a new time partition takes without reading them all
+CREATE INDEX transition_default_expires_idx ON toygun.transition_default (expires_at);
 INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note, resource_type,
                                made_by, worker_pid, reason, expires_at)
     SELECT object_id, step, from_state, to_state, at, note, resource_type,

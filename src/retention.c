@@ -775,7 +775,12 @@ toygun_maintain(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(round_jsonb(&round));
 }
 
-/* One round by a worker, each step in a transaction of its own. Returns whether there is more. */
+/*
+ * One round by a worker, each step in a transaction of its own. A step that
+ * fails is logged and the round goes on with the next: a lasting error in
+ * one (say, making partitions) must not stop the others (drops, removals).
+ * Returns whether there is more.
+ */
 static bool
 worker_round(void)
 {
@@ -810,7 +815,6 @@ worker_round(void)
 			EmitErrorReport();
 			FlushErrorState();
 			AbortCurrentTransaction();
-			stop = true;
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(cxt);
@@ -829,9 +833,12 @@ worker_round(void)
  * From a worker between batches (idle: nothing was due): a round when one
  * is due: at least every toygun.maintain_interval, and sooner (at most once
  * a second) when the worker has nothing due and ticked something since the
- * last round, or the last round stopped at a batch. Returns how long until
- * the next is due (for an idle worker's sleep), or -1 when the workers do
- * none (toygun.maintain_interval 0).
+ * last round. When the last round stopped at a batch (more to do), the next
+ * follows at once, between two batches of ticks if the worker is busy: a
+ * system that is never idle removes what expired as fast as it stops, a
+ * batch of removals per batch of ticks. Returns how long until the next is
+ * due (for an idle worker's sleep), or -1 when the workers do none
+ * (toygun.maintain_interval 0).
  */
 long
 toygun_maintain_in_worker(bool idle)
@@ -851,7 +858,7 @@ toygun_maintain_in_worker(bool idle)
 		last = now;
 	if (!idle)
 		worked = true;
-	gap = !idle ? interval : more ? 0 : worked ? Min(IDLE_GAP_MS, interval) : interval;
+	gap = more ? 0 : !idle ? interval : worked ? Min(IDLE_GAP_MS, interval) : interval;
 	since = (long) ((now - last) / 1000);
 	if (since < gap)
 		return gap - since;
