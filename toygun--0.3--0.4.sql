@@ -729,6 +729,9 @@ CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY K
     FOR VALUES FROM ('infinity') TO (MAXVALUE);
 CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
     DEFAULT;
+-- the default partition's rows by expiry: a round deletes the expired ones
+-- and moves out those a new time partition takes without reading them all
+CREATE INDEX transition_default_expires_idx ON toygun.transition_default (expires_at);
 INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note, resource_type,
                                made_by, worker_pid, reason, expires_at)
     SELECT object_id, step, from_state, to_state, at, note, resource_type,
@@ -813,3 +816,9 @@ CREATE FUNCTION toygun.define_task(
 CREATE FUNCTION toygun.maintain() RETURNS jsonb
     AS 'MODULE_PATHNAME', 'toygun_maintain' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION toygun.maintain() FROM PUBLIC;
+
+-- Retention, hostile review (lc-attack2): the history's partitions have no
+-- policy, so read by their own names they show nothing to anyone but the
+-- owner, whatever a default ACL granted (the workers' time partitions too).
+ALTER TABLE toygun.transition_forever ENABLE ROW LEVEL SECURITY;
+ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;

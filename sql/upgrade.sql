@@ -197,7 +197,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- (stopped runs have none), toygun.transition partitioned (its new column expires_at, no key of its own,
 -- its partitions transition_forever and transition_default with their columns, keys (object_id, step) and
 -- dump entries, the old table's entry), history() reading toygun.transition without ONLY (so one reading ONLY less),
--- default_keep and maintain (define_task and define_resource change again, already counted)
+-- default_keep and maintain (define_task and define_resource change again, already counted);
+-- row security on transition_forever and transition_default (their lines, already counted)
+-- and the index transition_default_expires_idx
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -108,7 +108,9 @@ typedef struct Range
 {
 	TimestampTz lo;
 	TimestampTz hi;
-	char	   *name;
+	char	   *name;			/* schema-qualified, quoted */
+	Oid			oid;
+	bool		ours;			/* in schema toygun: a DBA's elsewhere is never dropped */
 } Range;
 
 /*
@@ -217,7 +219,8 @@ time_partitions(int *n)
 	Range	   *ranges;
 	uint64		i;
 
-	exec("SELECT c.relname::text, b[1]::timestamptz, b[2]::timestamptz"
+	exec("SELECT c.oid::pg_catalog.regclass::text, b[1]::timestamptz, b[2]::timestamptz, c.oid,"
+		 "       c.relnamespace = 'toygun'::pg_catalog.regnamespace"
 		 "  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid,"
 		 "       pg_catalog.regexp_match(pg_catalog.pg_get_expr(c.relpartbound, c.oid),"
 		 "                               '^FOR VALUES FROM \\(''([^'']*)''\\) TO \\(''([^'']*)''\\)$') b"
@@ -233,6 +236,8 @@ time_partitions(int *n)
 		ranges[i].name = TextDatumGetCString(value(i, 1, &isnull));
 		ranges[i].lo = DatumGetTimestampTz(value(i, 2, &isnull));
 		ranges[i].hi = DatumGetTimestampTz(value(i, 3, &isnull));
+		ranges[i].oid = DatumGetObjectId(value(i, 4, &isnull));
+		ranges[i].ours = DatumGetBool(value(i, 5, &isnull));
 	}
 	return ranges;
 }
@@ -336,6 +341,35 @@ typedef struct Create
 	const char *columns;
 } Create;
 
+/*
+ * Keep a new partition as private as the history: the history's row
+ * security does not apply to a partition read by its own name, and a
+ * default ACL (ALTER DEFAULT PRIVILEGES of the extension's owner, say for a
+ * reporting role) grants on every table the owner makes. So the grants it
+ * made are revoked, and row security is enabled with no policy (reads by
+ * the owner and through the history are as before).
+ */
+static void
+private_partition(const char *name)
+{
+	char	   *rel = psprintf("toygun.%s", quote_identifier(name));
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(rel)};
+	bool		isnull;
+	Datum		grantees;
+
+	exec(psprintf("ALTER TABLE %s ENABLE ROW LEVEL SECURITY", rel), 0, NULL, NULL);
+	exec("SELECT pg_catalog.string_agg(DISTINCT CASE a.grantee WHEN 0 THEN 'PUBLIC'"
+		 "                                 ELSE pg_catalog.quote_ident(r.rolname) END, ', ')"
+		 "  FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a"
+		 "  LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee"
+		 " WHERE c.oid = $1::pg_catalog.regclass AND a.grantee <> c.relowner", 1, types, values);
+	grantees = value(0, 1, &isnull);
+	if (!isnull)
+		exec(psprintf("REVOKE ALL ON TABLE %s FROM %s", rel, TextDatumGetCString(grantees)),
+			 0, NULL, NULL);
+}
+
 static void
 create_partition(void *arg)
 {
@@ -347,6 +381,7 @@ create_partition(void *arg)
 				  " INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION,"
 				  " PRIMARY KEY (object_id, step))",
 				  quote_identifier(c->name)), 0, NULL, NULL);
+	private_partition(c->name);
 	/* ATTACH refuses while the default partition holds rows of the range */
 	if (c->default_name != NULL)
 		exec(psprintf("WITH moved AS (DELETE FROM toygun.%s WHERE expires_at >= %s AND expires_at < %s"
@@ -373,8 +408,14 @@ make_partition(TimestampTz lo, TimestampTz hi, Oid defpart, const char *columns)
 	Datum		values[1] = {TimestampTzGetDatum(lo)};
 	bool		isnull;
 
-	exec("SELECT 'transition_' || pg_catalog.to_char($1 AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MISS')",
-		 1, types, values);
+	/* the name of its lower bound, or with a suffix when a DBA kept a table of that name (detached) */
+	if (exec("SELECT n || CASE i WHEN 0 THEN '' ELSE '_' || i END"
+		 "  FROM (SELECT 'transition_' || pg_catalog.to_char($1 AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MISS')) b(n),"
+		 "       pg_catalog.generate_series(0, 1000) i"
+		 " WHERE pg_catalog.to_regclass('toygun.' || pg_catalog.quote_ident(n || CASE i WHEN 0 THEN ''"
+		 "                                                   ELSE '_' || i END)) IS NULL"
+		 " ORDER BY i LIMIT 1", 1, types, values) == 0)
+		elog(ERROR, "no free name for a partition of toygun.transition");
 	c.name = TextDatumGetCString(value(0, 1, &isnull));
 	c.lo = lo;
 	c.hi = hi;
@@ -398,39 +439,17 @@ aligned(TimestampTz t, int64 width)
 }
 
 /*
- * (a) The time partitions rows will need: from the one that holds now plus
- * the smallest finite keep of any type through the one that holds now plus
- * the largest and two widths more, clipped to the gaps between those there
- * are.
+ * Make the partitions missing from [from, to): width-aligned, clipped to the
+ * gaps between those there are. False when the round must stop here (its
+ * limit reached, or a lock not had in time).
  */
-static void
-create_partitions(TimestampTz now, Round *round)
+static bool
+fill(TimestampTz from, TimestampTz to, int64 width, Range *have, int nhave, Oid defpart,
+	 const char *columns, Round *round)
 {
-	Oid			types[1] = {TIMESTAMPTZOID};
-	Datum		values[1] = {TimestampTzGetDatum(now)};
-	int64		width = (int64) toygun_history_partition_s * USECS_PER_SEC;
-	TimestampTz from,
-				to,
-				lo;
-	bool		isnull;
-	Range	   *have;
-	int			nhave;
-	Oid			defpart;
-	char	   *columns;
+	TimestampTz lo;
 
-	exec("SELECT $1 + min(k), $1 + max(k) FROM ("
-		 "  SELECT keep FROM ONLY toygun.task_type WHERE keep IS NOT NULL"
-		 "  UNION ALL SELECT keep FROM ONLY toygun.resource_type WHERE keep IS NOT NULL) s(k)",
-		 1, types, values);
-	from = DatumGetTimestampTz(value(0, 1, &isnull));
-	if (isnull)
-		return;					/* every type keeps forever */
-	to = DatumGetTimestampTz(value(0, 2, &isnull)) + 2 * width;
-	have = time_partitions(&nhave);
-	defpart = default_partition();
-	columns = history_columns();
-
-	for (lo = aligned(from, width); lo < to; lo += width)
+	for (lo = from; lo < to; lo += width)
 	{
 		TimestampTz hi = lo + width;
 		TimestampTz cur = lo;
@@ -448,18 +467,71 @@ create_partitions(TimestampTz now, Round *round)
 				if (round->created >= MAX_CREATED)
 				{
 					round->more = true;
-					return;
+					return false;
 				}
 				if (!make_partition(cur, gap_end, defpart, columns))
 				{
 					round->deferred++;
-					return;
+					return false;
 				}
 				round->created++;
 			}
 			if (i < nhave)
 				cur = Max(cur, have[i].hi);
 		}
+	}
+	return true;
+}
+
+/*
+ * (a) The time partitions rows will need: for each finite keep of any type,
+ * from the one that holds now plus that keep through two widths after it
+ * (rows written until the next round land there), clipped to the gaps
+ * between those there are. Only around each keep, not the whole span from
+ * the smallest to the largest: a type kept 1000 years beside one kept a
+ * day would otherwise ask for 365 000 daily partitions.
+ */
+static void
+create_partitions(TimestampTz now, Round *round)
+{
+	Oid			types[1] = {TIMESTAMPTZOID};
+	Datum		values[1] = {TimestampTzGetDatum(now)};
+	int64		width = (int64) toygun_history_partition_s * USECS_PER_SEC;
+	TimestampTz *targets;
+	TimestampTz done = DT_NOBEGIN;
+	Range	   *have;
+	int			nhave;
+	int			ntargets;
+	int			i;
+	Oid			defpart;
+	char	   *columns;
+
+	ntargets = (int) exec("SELECT DISTINCT $1 + k FROM ("
+						  "  SELECT keep FROM ONLY toygun.task_type WHERE keep IS NOT NULL"
+						  "  UNION ALL SELECT keep FROM ONLY toygun.resource_type WHERE keep IS NOT NULL) s(k)"
+						  " ORDER BY 1", 1, types, values);
+	if (ntargets == 0)
+		return;					/* every type keeps forever */
+	targets = palloc(sizeof(TimestampTz) * ntargets);
+	for (i = 0; i < ntargets; i++)
+	{
+		bool		isnull;
+
+		targets[i] = DatumGetTimestampTz(value(i, 1, &isnull));
+	}
+	have = time_partitions(&nhave);
+	defpart = default_partition();
+	columns = history_columns();
+
+	/* targets ascend: a window starts where the one before ended, if later */
+	for (i = 0; i < ntargets; i++)
+	{
+		TimestampTz from = Max(aligned(targets[i], width), done);
+		TimestampTz to = targets[i] + 2 * width;
+
+		if (!fill(from, to, width, have, nhave, defpart, columns, round))
+			return;
+		done = Max(done, aligned(to - 1, width) + width);	/* where fill's last width ended */
 	}
 }
 
@@ -688,7 +760,7 @@ drop_partitions(void *arg)
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "DROP TABLE ");
 	for (i = 0; i < d->n; i++)
-		appendStringInfo(&sql, "%stoygun.%s", i > 0 ? ", " : "", quote_identifier(d->ranges[i].name));
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", d->ranges[i].name);
 	exec(sql.data, 0, NULL, NULL);
 }
 
@@ -718,8 +790,11 @@ drop_expired(TimestampTz now, Round *round)
 	have = time_partitions(&nhave);
 	expired = palloc(sizeof(Oid) * (nhave + 1));
 	for (i = 0; i < nhave; i++)
-		if (have[i].hi <= now)
-			expired[nexpired++] = get_relname_relid(have[i].name, get_namespace_oid("toygun", false));
+		if (have[i].hi <= now && have[i].ours)
+		{
+			have[nexpired] = have[i];
+			expired[nexpired++] = have[i].oid;
+		}
 	if (nexpired == 0)
 		return;
 	rels = palloc(sizeof(Oid) * (nexpired + 1));
@@ -744,7 +819,7 @@ drop_expired(TimestampTz now, Round *round)
 		round->runs += v.removed;
 		if (v.finished)
 		{
-			have[n].name = get_rel_name(expired[i]);
+			have[n] = have[i];
 			rels[n + 1] = expired[i];
 			modes[n + 1] = AccessExclusiveLock;
 			n++;
@@ -934,7 +1009,12 @@ toygun_maintain(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(round_jsonb(&round));
 }
 
-/* One round by a worker, each step in a transaction of its own. Returns whether there is more. */
+/*
+ * One round by a worker, each step in a transaction of its own. A step that
+ * fails is logged and the round goes on with the next: a lasting error in
+ * one (say, making partitions) must not stop the others (drops, removals).
+ * Returns whether there is more.
+ */
 static bool
 worker_round(void)
 {
@@ -969,7 +1049,6 @@ worker_round(void)
 			EmitErrorReport();
 			FlushErrorState();
 			AbortCurrentTransaction();
-			stop = true;
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(cxt);
@@ -988,9 +1067,12 @@ worker_round(void)
  * From a worker between batches (idle: nothing was due): a round when one
  * is due: at least every toygun.maintain_interval, and sooner (at most once
  * a second) when the worker has nothing due and ticked something since the
- * last round, or the last round stopped at a batch. Returns how long until
- * the next is due (for an idle worker's sleep), or -1 when the workers do
- * none (toygun.maintain_interval 0).
+ * last round. When the last round stopped at a batch (more to do), the next
+ * follows at once, between two batches of ticks if the worker is busy: a
+ * system that is never idle removes what expired as fast as it stops, a
+ * batch of removals per batch of ticks. Returns how long until the next is
+ * due (for an idle worker's sleep), or -1 when the workers do none
+ * (toygun.maintain_interval 0).
  */
 long
 toygun_maintain_in_worker(bool idle)
@@ -1010,7 +1092,7 @@ toygun_maintain_in_worker(bool idle)
 		last = now;
 	if (!idle)
 		worked = true;
-	gap = !idle ? interval : more ? 0 : worked ? Min(IDLE_GAP_MS, interval) : interval;
+	gap = more ? 0 : !idle ? interval : worked ? Min(IDLE_GAP_MS, interval) : interval;
 	since = (long) ((now - last) / 1000);
 	if (since < gap)
 		return gap - since;

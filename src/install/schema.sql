@@ -174,6 +174,9 @@ CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY K
     FOR VALUES FROM ('infinity') TO (MAXVALUE);
 CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
     DEFAULT;
+-- the default partition's rows by expiry: a round deletes the expired ones
+-- and moves out those a new time partition takes without reading them all
+CREATE INDEX transition_default_expires_idx ON toygun.transition_default (expires_at);
 
 -- Retention (0.4): the stopped resources of a type, oldest first, found
 -- without a scan. created_at, not updated_at: an index on a column every
