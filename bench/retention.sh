@@ -134,9 +134,13 @@ SETTINGS=(
 	"checkpoint_timeout = '30min'"
 	${EXTRA[@]+"${EXTRA[@]}"}
 )
+# time runs fast in the short runs (a keep of seconds): so does the tick
+# timeout, which sets how far ahead of its rows a partition is made
 SHORT_SETTINGS=(
 	"toygun.history_partition = '$PARTITION'"
 	"toygun.maintain_interval = '$MAINTAIN'"
+	"toygun.tick_timeout = '5s'"
+	"toygun.tick_grace = '1s'"
 )
 
 CLUSTER=

@@ -6,7 +6,7 @@
  *		and dropped once expired, each with the stopped runs whose stop it
  *		holds, the default partition's expired rows (with theirs), stopped
  *		resources past their keep removed in bounded batches with what only
- *		they use, failures pruned.
+ *		they use (their failures among them).
  *
  * toygun.transition is partitioned by range of expires_at (the write time
  * plus the type's keep; infinity for forever): transition_forever holds the
@@ -439,13 +439,56 @@ aligned(TimestampTz t, int64 width)
 }
 
 /*
+ * Where rows are being written now: each finite keep's expiry of a row
+ * written now, from now + keep to margin later. A partition attached over
+ * such a range would race the writers: one whose routing was set up before
+ * the ATTACH committed (a worker's batch keeps it for the whole batch, a
+ * statement for its whole run) sends a row of the new range to the default
+ * partition, whose new constraint then refuses it (23514, a failed tick).
+ * So a partition is only made ahead of the rows, at least margin before the
+ * first of them (one whose width is being written begins after that range): the longest a tick may run (toygun.tick_timeout) and its
+ * grace, and a second, which bound how long a worker's batch keeps its
+ * routing (a task type with a longer tick_timeout, or a statement that runs
+ * longer, may still meet the race: its tick fails and is retried). Rows that find no
+ * partition meanwhile (after a first keep, a new keep, a round that came
+ * late) go to the default partition, and expire from there.
+ */
+typedef struct Writing
+{
+	int			n;
+	TimestampTz *from;			/* now + each keep, ascending */
+	int64		margin;			/* microseconds */
+} Writing;
+
+/* margin: toygun.tick_timeout (60 s if none), toygun.tick_grace and a second */
+static int64
+write_margin(void)
+{
+	int64		tick_ms = toygun_tick_timeout_ms > 0 ? toygun_tick_timeout_ms : 60000;
+
+	return (tick_ms + toygun_tick_grace_ms + 1000) * 1000;
+}
+
+/* Where a partition of [lo, hi) may begin: past every range being written that overlaps it. */
+static TimestampTz
+past_writing(Writing *w, TimestampTz lo, TimestampTz hi)
+{
+	int			i;
+
+	for (i = 0; i < w->n; i++)	/* ascending: a later range may overlap the moved start */
+		if (lo < w->from[i] + w->margin && hi > w->from[i])
+			lo = w->from[i] + w->margin;
+	return lo;
+}
+
+/*
  * Make the partitions missing from [from, to): width-aligned, clipped to the
  * gaps between those there are. False when the round must stop here (its
  * limit reached, or a lock not had in time).
  */
 static bool
 fill(TimestampTz from, TimestampTz to, int64 width, Range *have, int nhave, Oid defpart,
-	 const char *columns, Round *round)
+	 const char *columns, Writing *writing, Round *round)
 {
 	TimestampTz lo;
 
@@ -453,6 +496,7 @@ fill(TimestampTz from, TimestampTz to, int64 width, Range *have, int nhave, Oid 
 	{
 		TimestampTz hi = lo + width;
 		TimestampTz cur = lo;
+		TimestampTz start;
 		int			i;
 
 		/* the gaps of [lo, hi) between the partitions there are */
@@ -462,14 +506,15 @@ fill(TimestampTz from, TimestampTz to, int64 width, Range *have, int nhave, Oid 
 
 			if (i < nhave && have[i].hi <= cur)
 				continue;
-			if (gap_end > cur)
+			start = past_writing(writing, cur, gap_end);
+			if (gap_end > start)
 			{
 				if (round->created >= MAX_CREATED)
 				{
 					round->more = true;
 					return false;
 				}
-				if (!make_partition(cur, gap_end, defpart, columns))
+				if (!make_partition(start, gap_end, defpart, columns))
 				{
 					round->deferred++;
 					return false;
@@ -485,9 +530,9 @@ fill(TimestampTz from, TimestampTz to, int64 width, Range *have, int nhave, Oid 
 
 /*
  * (a) The time partitions rows will need: for each finite keep of any type,
- * from the one that holds now plus that keep through two widths after it
- * (rows written until the next round land there), clipped to the gaps
- * between those there are. Only around each keep, not the whole span from
+ * from the one that holds now plus that keep on (rows written until the
+ * next rounds land there), clipped to the gaps between those there are,
+ * and never over a range being written (see Writing). Only around each keep, not the whole span from
  * the smallest to the largest: a type kept 1000 years beside one kept a
  * day would otherwise ask for 365 000 daily partitions.
  */
@@ -505,6 +550,8 @@ create_partitions(TimestampTz now, Round *round)
 	int			i;
 	Oid			defpart;
 	char	   *columns;
+	Writing		writing;
+	bool		isnull;
 
 	ntargets = (int) exec("SELECT DISTINCT $1 + k FROM ("
 						  "  SELECT keep FROM ONLY toygun.task_type WHERE keep IS NOT NULL"
@@ -514,22 +561,28 @@ create_partitions(TimestampTz now, Round *round)
 		return;					/* every type keeps forever */
 	targets = palloc(sizeof(TimestampTz) * ntargets);
 	for (i = 0; i < ntargets; i++)
-	{
-		bool		isnull;
-
 		targets[i] = DatumGetTimestampTz(value(i, 1, &isnull));
-	}
+	writing.n = ntargets;
+	writing.from = targets;
+	writing.margin = write_margin();
 	have = time_partitions(&nhave);
 	defpart = default_partition();
 	columns = history_columns();
 
-	/* targets ascend: a window starts where the one before ended, if later */
+	/*
+	 * Targets ascend: a window starts where the one before ended, if later.
+	 * Each reaches past the range being written (see Writing) by two widths
+	 * and two rounds' worth of time (a busy worker's rounds come every
+	 * toygun.maintain_interval), so the partitions are there before rows
+	 * need them.
+	 */
 	for (i = 0; i < ntargets; i++)
 	{
 		TimestampTz from = Max(aligned(targets[i], width), done);
-		TimestampTz to = targets[i] + 2 * width;
+		TimestampTz to = targets[i] + writing.margin + 2 * width +
+			2 * (int64) Max(toygun_maintain_interval_ms, 0) * 1000;
 
-		if (!fill(from, to, width, have, nhave, defpart, columns, round))
+		if (!fill(from, to, width, have, nhave, defpart, columns, &writing, round))
 			return;
 		done = Max(done, aligned(to - 1, width) + width);	/* where fill's last width ended */
 	}
@@ -627,7 +680,7 @@ remove_dependents(Datum ids, bool resources, Round *round)
 	Oid			types[1] = {UUIDARRAYOID};
 	Datum		values[1] = {ids};
 
-	exec("DELETE FROM ONLY toygun.failure WHERE object_id = ANY ($1)", 1, types, values);
+	round->failures += exec("DELETE FROM ONLY toygun.failure WHERE object_id = ANY ($1)", 1, types, values);
 	exec("DELETE FROM ONLY toygun.alarm WHERE object_id = ANY ($1)", 1, types, values);
 	if (resources)
 		round->claims += exec("DELETE FROM ONLY toygun.schedule_start WHERE resource_id = ANY ($1)",
@@ -910,37 +963,10 @@ remove_stopped(TimestampTz now, Round *round)
 		round->more = true;
 }
 
-/*
- * (e) Failures older than their type's keep (a run's task type, a
- * resource's type) and those of objects that are gone, a batch. (Schedule
- * claims need no pruning: stop_every deletes its schedule's, and removing a
- * resource those on it.)
- */
-static void
-prune(TimestampTz now, Round *round)
-{
-	Oid			types[2] = {TIMESTAMPTZOID, INT4OID};
-	Datum		values[2] = {TimestampTzGetDatum(now), Int32GetDatum(toygun_prune_batch)};
-	uint64		n;
-
-	n = exec("DELETE FROM ONLY toygun.failure WHERE ctid = ANY (ARRAY("
-			 "  SELECT f.ctid FROM ONLY toygun.failure f"
-			 "    LEFT JOIN ONLY toygun.task t ON t.id = f.object_id"
-			 "    LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name"
-			 "    LEFT JOIN ONLY toygun.resource r ON t.id IS NULL AND r.id = f.object_id"
-			 "    LEFT JOIN ONLY toygun.resource_type e ON e.name = r.type"
-			 "   WHERE (t.id IS NULL AND r.id IS NULL)"
-			 "      OR f.at < $1 - d.keep OR f.at < $1 - e.keep"
-			 "   LIMIT $2))", 2, types, values);
-	round->failures += n;
-	if (n >= (uint64) toygun_prune_batch)
-		round->more = true;
-}
-
 typedef void (*Step) (TimestampTz now, Round *round);
 
 static const Step steps[] = {create_partitions, drop_expired, delete_default_expired,
-remove_stopped, prune};
+remove_stopped};
 
 /* The round's lock, for this transaction: false if another round holds it (wait: wait for it). */
 static bool

@@ -9,7 +9,7 @@
 -- their resources; who may call it, and who may read the partitions.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(57);
+SELECT plan(58);
 
 CREATE FUNCTION public.ret_job(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
     SELECT CASE t.state WHEN 'one' THEN toygun.go('two') ELSE toygun.stop() END
@@ -17,6 +17,36 @@ $$;
 CREATE FUNCTION pg_temp.bounds(p regclass) RETURNS text LANGUAGE sql AS $$
     SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.oid = p
 $$;
+-- A time partition for the rows written from now on by a type of this keep,
+-- as a round made ahead of them would have: a round never makes one over
+-- the range rows are being written to (now + keep on, for tick_timeout and
+-- more), so a test that writes now makes it itself, from clock_timestamp() +
+-- keep (above the rows written before) to the next partition, at most 30 s;
+-- or names the one that holds that time already.
+CREATE FUNCTION pg_temp.partition_for(keep interval) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    lo timestamptz := clock_timestamp() + keep;
+    hi timestamptz;
+    name text;
+BEGIN
+    WITH b AS (
+        SELECT c.oid::regclass::text AS part,
+               substring(pg_get_expr(c.relpartbound, c.oid) FROM $r$FROM \('([^']+)'\)$r$)::timestamptz AS plo,
+               substring(pg_get_expr(c.relpartbound, c.oid) FROM $r$TO \('([^']+)'\)$r$)::timestamptz AS phi
+          FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'toygun.transition'::regclass AND c.relname ~ '^transition_[0-9]')
+    SELECT (SELECT part FROM b WHERE plo <= lo AND lo < phi),
+           least(lo + interval '30 s', (SELECT min(plo) FROM b WHERE plo > lo))
+      INTO name, hi;
+    IF name IS NOT NULL THEN
+        RETURN name;
+    END IF;
+    name := 'transition_' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MISS');
+    EXECUTE format('CREATE TABLE toygun.%I (LIKE toygun.transition, PRIMARY KEY (object_id, step))', name);
+    EXECUTE format('ALTER TABLE toygun.transition ATTACH PARTITION toygun.%I FOR VALUES FROM (%L) TO (%L)',
+                   name, lo, hi);
+    RETURN 'toygun.' || name;
+END $$;
 CREATE FUNCTION pg_temp.partitions() RETURNS text[] LANGUAGE sql AS $$
     SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
      WHERE i.inhparent = 'toygun.transition'::regclass
@@ -82,25 +112,29 @@ ALTER TABLE toygun.transition ATTACH PARTITION toygun.transition_manual
     FOR VALUES FROM ('2030-01-02 06:00:00+00') TO ('2030-01-02 18:00:00+00');
 -- a row of a range to come, and one long expired, in the default partition
 INSERT INTO toygun.transition (object_id, step, from_state, to_state, resource_type, expires_at)
-VALUES (gen_random_uuid(), 0, '__new__', 'one', 'ret', '2030-01-01 12:00:00+00'),
+VALUES (gen_random_uuid(), 0, '__new__', 'one', 'ret', '2030-01-02 20:00:00+00'),
        (gen_random_uuid(), 0, '__new__', 'one', 'ret', '2029-06-01 00:00:00+00');
 SELECT toygun.maintain() AS round \gset
 SELECT is((:'round'::jsonb ->> 'partitions_created')::int, 4,
-          'maintain() makes the partitions from now + the smallest keep to now + the largest + 2 widths, around the others');
+          'maintain() makes the partitions from now + keep on, around the others');
 SELECT is(pg_temp.partitions(),
-          ARRAY['transition_20300101_000000', 'transition_20300102_000000', 'transition_20300102_180000',
+          ARRAY['transition_20300101_013106', 'transition_20300102_000000', 'transition_20300102_180000',
                 'transition_20300103_000000', 'transition_default', 'transition_forever', 'transition_manual'],
           'each named by its UTC lower bound');
-SELECT is(pg_temp.bounds('toygun.transition_20300101_000000'),
-          $$FOR VALUES FROM ('2030-01-01 00:00:00+00') TO ('2030-01-02 00:00:00+00')$$, 'a whole width');
+SELECT is(pg_temp.bounds('toygun.transition_20300101_013106'),
+          $$FOR VALUES FROM ('2030-01-01 01:31:06+00') TO ('2030-01-02 00:00:00+00')$$,
+          'not over the range rows are being written to (now + keep, for tick_timeout, tick_grace and 1 s): '
+          'a writer racing its ATTACH would fail');
+SELECT is(pg_temp.bounds('toygun.transition_20300103_000000'),
+          $$FOR VALUES FROM ('2030-01-03 00:00:00+00') TO ('2030-01-04 00:00:00+00')$$, 'a whole width');
 SELECT is(pg_temp.bounds('toygun.transition_20300102_000000'),
           $$FOR VALUES FROM ('2030-01-02 00:00:00+00') TO ('2030-01-02 06:00:00+00')$$,
           'clipped to the gap before an existing partition');
 SELECT is(pg_temp.bounds('toygun.transition_20300102_180000'),
           $$FOR VALUES FROM ('2030-01-02 18:00:00+00') TO ('2030-01-03 00:00:00+00')$$,
           'and to the gap after it');
-SELECT is((SELECT tableoid::regclass::text FROM toygun.transition WHERE expires_at = '2030-01-01 12:00:00+00'),
-          'toygun.transition_20300101_000000', 'a row of the new range moved out of the default partition');
+SELECT is((SELECT tableoid::regclass::text FROM toygun.transition WHERE expires_at = '2030-01-02 20:00:00+00'),
+          'toygun.transition_20300102_180000', 'a row of the new range moved out of the default partition');
 SELECT is((SELECT count(*) FROM toygun.transition WHERE expires_at = '2029-06-01 00:00:00+00'), 0::bigint,
           'an expired row of the default partition is deleted');
 SELECT is(:'round'::jsonb ->> 'history_rows_deleted', '7',
@@ -131,10 +165,11 @@ INSERT INTO toygun.schedule_start VALUES (999999, now(), :'r2');
 SELECT toygun.define_task('ret', 'forever', '{one,two}', 'ret_job(toygun.task)', keep => '1 hour');
 RESET toygun.test_now;
 SELECT toygun.maintain() AS early \gset
+SELECT pg_temp.partition_for('1 hour');
 SELECT toygun.tick_task(:'live');
 SELECT is((SELECT tableoid::regclass::text ~ '^toygun\.transition_[0-9]{8}_[0-9]{6}$' FROM toygun.transition
             WHERE object_id = :'live' ORDER BY step DESC LIMIT 1), true,
-          'once its partition is made, a tick writes its row straight into it');
+          'once a time partition holds its expiry, a tick writes its row straight into it');
 SELECT is((:'early'::jsonb ->> 'runs_removed')::int + (:'early'::jsonb ->> 'resources_removed')::int, 0,
           'nothing stopped within its keep is removed');
 SET LOCAL toygun.test_now = '2030-01-05 00:00:00+00';
@@ -150,7 +185,8 @@ SELECT is((SELECT count(*) FROM toygun.resource WHERE id = :'r2'), 0::bigint,
           'a stopped resource past its keep, with no runs, is removed');
 SELECT is((SELECT count(*) FROM toygun.resource WHERE id = :'r'), 1::bigint, 'a live resource stays');
 SELECT is((SELECT array_agg(error ORDER BY error) FROM toygun.failure WHERE object_id IN (:'job', :'live', :'dstop')),
-          ARRAY['kept forever'], 'failures of removed runs and older than their type''s keep are pruned');
+          ARRAY['kept forever', 'older than keep'],
+          'failures of removed runs go with them; a live run keeps its own (its last toygun.failures_kept)');
 SELECT is((SELECT count(*) FROM toygun.message WHERE run_id = :'job'), 0::bigint,
           'messages to a removed run go with it');
 SELECT is((SELECT count(*) FROM toygun.schedule_start WHERE schedule_id = 999999), 0::bigint,
@@ -183,9 +219,8 @@ SELECT toygun.transition_task(:'b1', 'one', reason => 'brought back');
 SELECT (toygun.stop_task(toygun.start_task(:'rb2', 'back'))).id AS b2 \gset
 SELECT toygun.transition_task(:'b2', 'one', reason => 'brought back');
 SELECT toygun.define_task('ret', 'back', '{one,two}', 'ret_job(toygun.task)', keep => '3 days');
+SELECT pg_temp.partition_for('3 days') AS bulkpart \gset
 SELECT toygun.stop_task(:'b2');
-SELECT 'toygun.transition_' || to_char(date_trunc('day', now() + interval '3 days', 'UTC'), 'YYYYMMDD_HH24MISS')
-    AS bulkpart \gset
 SELECT is((SELECT array_agg(tableoid::regclass::text ORDER BY step) FROM toygun.transition
             WHERE object_id = :'b2' AND to_state = '__stop__'),
           ARRAY[(SELECT tableoid::regclass::text FROM toygun.transition WHERE object_id = :'b1' AND to_state = '__stop__'),
@@ -195,7 +230,7 @@ SELECT is((SELECT array_agg(tableoid::regclass::text ORDER BY step) FROM toygun.
 -- so that its scan goes on past the first block range
 INSERT INTO toygun.transition (object_id, step, from_state, to_state, resource_type, note, expires_at)
 SELECT gen_random_uuid(), 0, '__new__', 'one', 'ret',
-       (SELECT string_agg(md5(i::text || '.' || j::text), '') FROM generate_series(1, 60) j), now() + interval '3 days'
+       (SELECT string_agg(md5(i::text || '.' || j::text), '') FROM generate_series(1, 60) j), clock_timestamp() + interval '3 days'
   FROM generate_series(1, 600) i;
 SELECT toygun.create_resource('ret') AS rbulk \gset
 SELECT count(toygun.stop_task(toygun.start_task(:'rbulk', 'bulk'))) FROM generate_series(1, 1005);

@@ -26,7 +26,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" GRANT ALL ON TABLES TO tg_ra_reader;
 SELECT toygun.define_resource('ra', keep => '1 day');
 SELECT toygun.maintain();
 SELECT is((SELECT count(*) FROM pg_temp.parts() p
-            WHERE p.lo = '2031-03-02' AND NOT has_table_privilege('tg_ra_reader', p.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')),
+            WHERE p.lo = '2031-03-03' AND NOT has_table_privilege('tg_ra_reader', p.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')),
           1::bigint, 'a partition the workers make grants nothing a default ACL asked for');
 SELECT is((SELECT array_agg(name ORDER BY name) FROM pg_temp.parts() p JOIN pg_class c USING (oid) WHERE NOT c.relrowsecurity),
           NULL, 'every partition of the history has row security (no policy: the owner''s alone)');
@@ -49,17 +49,17 @@ SELECT is((:'round'::jsonb ->> 'partitions_created')::int, 3,
           'a keep of 1000 years beside one of a day makes 3 partitions around it, not the span between');
 SELECT is((:'round'::jsonb ->> 'more')::bool, false, 'and the round has nothing more to do');
 SELECT is((SELECT array_agg(lo ORDER BY lo) FROM pg_temp.parts() WHERE lo IS NOT NULL AND lo <> 'infinity'),
-          ARRAY['2031-03-02', '2031-03-03', '2031-03-04', '3031-03-01', '3031-03-02', '3031-03-03']::timestamptz[],
-          'from the width holding now + keep through two widths after it');
+          ARRAY['2031-03-02 12:01:06', '2031-03-03', '2031-03-04', '3031-03-01 12:01:06', '3031-03-02', '3031-03-03']::timestamptz[],
+          'from now + keep (past the range being written) through two widths after it');
 
 -- ---------------------------------------------------------------------------
 -- A DBA detaches a partition (to archive it) and keeps the table: the next
 -- round makes the range again under another name instead of failing on the
 -- name at every round.
-ALTER TABLE toygun.transition DETACH PARTITION toygun.transition_20310302_000000;
+ALTER TABLE toygun.transition DETACH PARTITION toygun.transition_20310303_000000;
 SELECT lives_ok($$SELECT toygun.maintain()$$, 'a round after a DBA detached a partition and kept its table');
-SELECT ok(EXISTS (SELECT FROM pg_temp.parts() WHERE name = 'toygun.transition_20310302_000000_1'
-                                                 AND lo = '2031-03-02'),
+SELECT ok(EXISTS (SELECT FROM pg_temp.parts() WHERE name = 'toygun.transition_20310303_000000_1'
+                                                 AND lo = '2031-03-03'),
           'the range comes back under a name of its own');
 
 -- A DBA's partition in another schema, long expired: not ours to drop, and
