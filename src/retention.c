@@ -573,14 +573,14 @@ create_partitions(TimestampTz now, Round *round)
 	 * Targets ascend: a window starts where the one before ended, if later.
 	 * Each reaches past the range being written (see Writing) by two widths
 	 * and two rounds' worth of time (a busy worker's rounds come every
-	 * toygun.maintain_interval), so the partitions are there before rows
-	 * need them.
+	 * toygun.maintain_interval; at most MAX_CREATED widths), so the
+	 * partitions are there before rows need them.
 	 */
 	for (i = 0; i < ntargets; i++)
 	{
 		TimestampTz from = Max(aligned(targets[i], width), done);
 		TimestampTz to = targets[i] + writing.margin + 2 * width +
-			2 * (int64) Max(toygun_maintain_interval_ms, 0) * 1000;
+			Min(2 * (int64) Max(toygun_maintain_interval_ms, 0) * 1000, MAX_CREATED * width);
 
 		if (!fill(from, to, width, have, nhave, defpart, columns, &writing, round))
 			return;
