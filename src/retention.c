@@ -81,6 +81,12 @@ PG_FUNCTION_INFO_V1(toygun_maintain);
 
 /* An idle worker runs a round at most this often. */
 #define IDLE_GAP_MS 1000
+/*
+ * A worker runs rounds back to back while they stop at a batch, for at most
+ * this long before it ticks again: up to about half of one worker's time
+ * when retention is behind (as long as a batch of ticks, BATCH_TIME_MS).
+ */
+#define ROUNDS_MS 100
 
 /* The advisory lock that lets one round run at a time in a database: "toyg", "main". */
 #define LOCK_KEY1 0x746f7967
@@ -1093,10 +1099,10 @@ worker_round(void)
  * From a worker between batches (idle: nothing was due): a round when one
  * is due: at least every toygun.maintain_interval, and sooner (at most once
  * a second) when the worker has nothing due and ticked something since the
- * last round. When the last round stopped at a batch (more to do), the next
- * follows at once, between two batches of ticks if the worker is busy: a
- * system that is never idle removes what expired as fast as it stops, a
- * batch of removals per batch of ticks. Returns how long until the next is
+ * last round. When a round stops at a batch (more to do), the next follows
+ * at once, for up to ROUNDS_MS, and again after the worker's next batch of
+ * ticks if it is busy: a system that is never idle removes what expired as
+ * fast as it stops. Returns how long until the next is
  * due (for an idle worker's sleep), or -1 when the workers do none
  * (toygun.maintain_interval 0).
  */
@@ -1124,6 +1130,9 @@ toygun_maintain_in_worker(bool idle)
 		return gap - since;
 	last = now;
 	worked = false;
-	more = worker_round();
+	/* rounds back to back while there is more, for at most ROUNDS_MS: then a batch of ticks */
+	do
+		more = worker_round();
+	while (more && !TimestampDifferenceExceeds(now, GetCurrentTimestamp(), ROUNDS_MS));
 	return more ? 0 : interval;
 }
