@@ -96,11 +96,14 @@ INSERT INTO app.ids SELECT 7, toygun.create_resource('acct', '{"name": "late", "
 SELECT toygun.start_task(r, 'job', '{"mode": "stop", "password": "pw-late"}') FROM app.ids WHERE n = 7;
 SQL
 # history in time partitions (retention): a type that keeps it 100 years, moved by hand
-# before and after maintain() made the partitions; and a row no partition takes (default)
+# before maintain() made the partitions, and after (with a keep a day longer: the
+# partitions are made past the range rows of the keep of the time are being written to);
+# and a row no partition takes (default)
 tg_psql "$A" app -q <<'SQL' >/dev/null || bail "retention"
 SELECT toygun.define_resource('kept', '{a,b}', keep => '100 years');
 SELECT toygun.transition_resource(toygun.create_resource('kept'), 'a');
 SELECT toygun.maintain();
+SELECT toygun.define_resource('kept', '{a,b}', keep => '100 years 1 day');
 SELECT toygun.transition_resource(toygun.create_resource('kept'), 'b');
 INSERT INTO toygun.transition (object_id, step, from_state, to_state, resource_type, expires_at)
 VALUES (gen_random_uuid(), 0, '__new__', 'a', 'kept', '2400-01-01');
