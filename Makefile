@@ -10,7 +10,8 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # (toygun--0.1.sql) and the upgrade scripts between them (toygun--0.1--0.2.sql)
 # are checked in, frozen.
 INSTALL_PIECES = $(addprefix src/install/,schema.sql outcome.sql define.sql rights.sql failure.sql breaker.sql message.sql objects.sql \
-                 worker.sql secret.sql schedule.sql triggers.sql alarms.sql outbox.sql grants.sql)
+                 worker.sql secret.sql schedule.sql triggers.sql alarms.sql outbox.sql grants.sql renames.sql versions.sql \
+                 retention.sql)
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 

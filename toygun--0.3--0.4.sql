@@ -351,7 +351,7 @@ ALTER TABLE toygun.task_type ADD COLUMN should_start text, ADD COLUMN should_sto
 ALTER TABLE toygun.schedule ADD COLUMN last_declined bigint NOT NULL DEFAULT 0;
 -- Alarms and escalation (issue 15): resource types gain an alarm_handler (the
 -- alarm table and its functions come below). define_resource gains
--- stop_state and alarm_handler.
+-- stop_state and alarm_handler, and issue 16's move_states.
 ALTER TABLE toygun.resource_type ADD COLUMN alarm_handler text;
 DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole);
 CREATE FUNCTION toygun.define_resource(
@@ -363,7 +363,11 @@ CREATE FUNCTION toygun.define_resource(
     owner regrole DEFAULT NULL,
     parent_type text DEFAULT NULL,
     stop_state text DEFAULT NULL,
-    alarm_handler regprocedure DEFAULT NULL) RETURNS void
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 -- Triggers (issue 15): when a resource of resource_type enters on_state (a move into it
@@ -512,7 +516,7 @@ CREATE FUNCTION toygun.drop_route(pattern text, channel text) RETURNS boolean
 -- Circuit breakers (issue 15): a task type's breaker (task_type.breaker),
 -- the breaker table, and toygun.stats with a breaker column. define_task is
 -- made again, with 0.4's arguments: the retry policy (issue 13), the hooks
--- and stop_state, the breaker.
+-- and stop_state, the breaker, and issue 16's move_states.
 ALTER TABLE toygun.task_type ADD COLUMN breaker jsonb;
 DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole);
 CREATE FUNCTION toygun.define_task(
@@ -529,7 +533,11 @@ CREATE FUNCTION toygun.define_task(
     should_start regprocedure DEFAULT NULL,
     should_stop regprocedure DEFAULT NULL,
     stop_state text DEFAULT NULL,
-    breaker jsonb DEFAULT NULL) RETURNS void
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 CREATE TABLE toygun.breaker (
     resource_type    text NOT NULL,
@@ -574,3 +582,243 @@ CREATE OR REPLACE VIEW toygun.stats WITH (security_invoker = true) AS
       FROM ONLY toygun.resource r
      WHERE r.state <> '__stop__'
      GROUP BY r.type, r.state;
+-- Field types (issue 16): resource and task types' field_types, the types of
+-- their fields, checked at every attrs write (define_resource and define_task
+-- above take the argument field_types).
+ALTER TABLE toygun.resource_type ADD COLUMN field_types jsonb;
+ALTER TABLE toygun.task_type ADD COLUMN field_types jsonb;
+
+-- Safe redefinition (issue 16): define_task and define_resource take
+-- move_states (above, in their one DROP/CREATE each). A function a defined
+-- type uses (handler, alarm_handler, should_start, should_stop) cannot be
+-- dropped: PostgreSQL records no dependency on a table row, so an event
+-- trigger refuses the DROP (DROP FUNCTION, DROP SCHEMA ... CASCADE, DROP
+-- OWNED), naming the functions and the types. DROP EXTENSION toygun is let
+-- through.
+CREATE FUNCTION toygun.guard_drop() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'toygun_guard_drop' LANGUAGE C;
+REVOKE ALL ON FUNCTION toygun.guard_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER toygun_guard_drop ON sql_drop EXECUTE FUNCTION toygun.guard_drop();
+
+-- issue 16: renames (src/install/renames.sql)
+-- Renames (issue 16): rename_state(), rename_task() and rename_resource_type()
+-- change a name wherever a row uses it as a key, in one transaction (see
+-- README, "Renames"); the history's from_state, to_state and note keep the
+-- names of their time. Each rename is recorded here: kind, the names before
+-- and after, who and when, and how many live objects were renamed (for a
+-- state: moved to the new name). resource_type is the type's name now, and
+-- task, for a state of a task type, the task's name now: a later rename
+-- updates them, as it updates every key (row-level security filters on
+-- resource_type, as on the runs).
+CREATE SEQUENCE toygun.rename_seq;
+CREATE TABLE toygun.rename (
+    id            bigint PRIMARY KEY DEFAULT pg_catalog.nextval('toygun.rename_seq'),
+    kind          text NOT NULL CHECK (kind IN ('resource_type', 'task', 'state')),
+    resource_type text NOT NULL,
+    task          text,
+    old_name      text NOT NULL,
+    new_name      text NOT NULL,
+    renamed_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    renamed_by    regrole NOT NULL,
+    live_objects  bigint NOT NULL
+);
+ALTER SEQUENCE toygun.rename_seq OWNED BY toygun.rename.id;
+CREATE INDEX rename_type_idx ON toygun.rename (resource_type);
+SELECT pg_catalog.pg_extension_config_dump('toygun.rename', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.rename_seq', '');
+ALTER TABLE toygun.rename ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.rename FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+GRANT SELECT ON toygun.rename TO PUBLIC;
+
+-- For roles that may act for the type's owner (as define_* are). task NULL:
+-- a state of the resource type.
+CREATE FUNCTION toygun.rename_state(resource_type text, task text, old text, new text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_rename_state' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.rename_task(resource_type text, old text, new text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_rename_task' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.rename_resource_type(old text, new text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_rename_resource_type' LANGUAGE C VOLATILE;
+
+-- issue 16: schema versions (src/install/versions.sql; the columns in src/install/schema.sql)
+-- Schema versions (issue 16): types have a version and an upgrade function
+-- (define_resource and define_task above take the arguments version and
+-- upgrade), objects the version their attrs are in. A constant default:
+-- no table is rewritten. task_for() returns the new column too.
+ALTER TABLE toygun.resource_type ADD COLUMN version integer NOT NULL DEFAULT 1,
+    ADD COLUMN upgrade text;
+ALTER TABLE toygun.task_type ADD COLUMN version integer NOT NULL DEFAULT 1,
+    ADD COLUMN upgrade text;
+ALTER TABLE toygun.resource ADD COLUMN version integer NOT NULL DEFAULT 1;
+-- task_for()'s body casts to the row type of toygun.task, which keeps a
+-- column with a default from being added: a body of text meanwhile, the
+-- body made again below.
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT NULL::toygun.task';
+ALTER TABLE toygun.task ADD COLUMN version integer NOT NULL DEFAULT 1;
+GRANT SELECT (version) ON toygun.resource, toygun.task TO PUBLIC;
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    BEGIN ATOMIC
+        SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
+                   t.run_at, t.attempts,
+                   CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
+                        THEN toygun.last_error(t.id) END,
+                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version)::toygun.task
+          FROM ONLY toygun.task t
+          LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
+         WHERE t.resource_id = task_for.resource AND t.name = task_for.name
+         ORDER BY t.seq DESC LIMIT 1;
+    END;
+-- Schema versions (issue 16): a type's version (resource_type.version,
+-- task_type.version) is the shape its objects' attrs are in; each object
+-- records the version its attrs were last written in (resource.version,
+-- task.version). An object below its type's version is upgraded by the
+-- type's upgrade function before its next tick or move by hand, or by
+-- backfill(): at most batch live objects of the type (task NULL: its
+-- resources; else the runs of that task), each locked and upgraded in a
+-- subtransaction of its own. Objects locked by a tick are skipped (the
+-- tick upgrades them); a failing upgrade counts as a failed tick of the
+-- object (retried after its backoff, a panic after max_attempts). Returns
+-- how many live objects of the type remain below the version for a later
+-- call (not counting those waiting out a failure's backoff or panicked).
+-- Right operate on the resource type.
+CREATE FUNCTION toygun.backfill(resource_type text, task text DEFAULT NULL,
+                                batch integer DEFAULT 1000) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'toygun_backfill' LANGUAGE C VOLATILE;
+-- Retention (issue 16): types keep their stopped objects and history for
+-- keep (NULL: forever; the types there are keep theirs forever, so the update
+-- removes nothing), the history is partitioned by when its rows expire, and
+-- maintain() (and the workers) make and drop the partitions and remove what
+-- has expired.
+ALTER TABLE toygun.resource_type ADD COLUMN keep interval;
+ALTER TABLE toygun.task_type ADD COLUMN keep interval;
+CREATE INDEX resource_stopped_idx ON toygun.resource (type, created_at)
+    WHERE state = '__stop__';
+-- history()'s body reads the table replaced below: a text body meanwhile
+CREATE OR REPLACE FUNCTION toygun.history(id uuid)
+    RETURNS TABLE (step bigint, from_state text, to_state text, at timestamptz, note text,
+                   made_by regrole, worker_pid integer, reason text)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS 'SELECT NULL::bigint, NULL::text, NULL::text, NULL::timestamptz, NULL::text, NULL::regrole, NULL::integer, NULL::text WHERE false';
+-- Every row of the history moves to the partitioned table, into
+-- transition_forever: written before keep, each is kept forever.
+ALTER TABLE toygun.transition RENAME TO transition_0_3;
+ALTER INDEX toygun.transition_pkey RENAME TO transition_0_3_pkey;
+CREATE TABLE toygun.transition (
+    object_id   uuid NOT NULL,
+    step        bigint NOT NULL,
+    from_state  text NOT NULL,
+    to_state    text NOT NULL,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    note        text,
+    -- the audit trail (0.4): the resource type (what row-level security filters on),
+    -- the role that made the move, the worker's pid for moves made in a worker, and
+    -- the reason given to a move by hand
+    resource_type text NOT NULL,
+    made_by     regrole,
+    worker_pid  integer,
+    reason      text,
+    -- retention (0.4): when the row goes, its write time plus its type's keep;
+    -- infinity: kept forever. Whole partitions expire (toygun.maintain()).
+    expires_at  timestamptz NOT NULL DEFAULT 'infinity'
+) PARTITION BY RANGE (expires_at);
+-- each partition has its own key (object_id, step): see schema.sql
+CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    FOR VALUES FROM ('infinity') TO (MAXVALUE);
+CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    DEFAULT;
+-- the default partition's rows by expiry: a round deletes the expired ones
+-- and moves out those a new time partition takes without reading them all
+CREATE INDEX transition_default_expires_idx ON toygun.transition_default (expires_at);
+INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note, resource_type,
+                               made_by, worker_pid, reason, expires_at)
+    SELECT object_id, step, from_state, to_state, at, note, resource_type,
+           made_by, worker_pid, reason, 'infinity'
+      FROM ONLY toygun.transition_0_3;
+-- out of the extension first, which takes it off the list of tables pg_dump dumps
+ALTER EXTENSION toygun DROP TABLE toygun.transition_0_3;
+DROP TABLE toygun.transition_0_3;
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition_forever', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition_default', '');
+ALTER TABLE toygun.transition ENABLE ROW LEVEL SECURITY;
+CREATE POLICY readable ON toygun.transition FOR SELECT
+    USING (resource_type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
+GRANT SELECT ON toygun.transition TO PUBLIC;
+CREATE OR REPLACE FUNCTION toygun.history(id uuid)
+    RETURNS TABLE (step bigint, from_state text, to_state text, at timestamptz, note text,
+                   made_by regrole, worker_pid integer, reason text)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    BEGIN ATOMIC
+        SELECT h.step, h.from_state, h.to_state, h.at, h.note, h.made_by, h.worker_pid, h.reason
+          FROM toygun.transition h
+         WHERE h.object_id = history.id ORDER BY h.step;
+    END;
+-- keep (retention, issue 16): how long a stopped object of the type, and each
+-- history row of its objects, is kept; NULL: forever. Left out, the setting
+-- toygun.keep at definition time: default_keep() reads it (NULL for forever).
+CREATE FUNCTION toygun.default_keep() RETURNS interval
+    AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole, text, text,
+                                     regprocedure, jsonb, jsonb, integer, regprocedure);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep()) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
+                                 interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
+                                 jsonb, integer, regprocedure);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep()) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+-- Retention (issue 16): one round of maintenance, as the workers do it when
+-- nothing is due and at least every toygun.maintain_interval: create the
+-- history's time partitions rows will need, drop those whose rows have all
+-- expired (given up until the next round while another transaction holds the
+-- history), delete expired rows of the default partition, remove stopped runs
+-- and resources past their type's keep (at most toygun.prune_batch of each)
+-- with what only they use, and prune failures and schedule claims. For
+-- installations without the workers (pg_cron) and for tests; in one
+-- transaction, the caller's. The extension's owner (or a role with its
+-- privileges, a superuser) only: it acts on every owner's types. Returns
+-- what it did, as {"partitions_created": n, ...}.
+CREATE FUNCTION toygun.maintain() RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'toygun_maintain' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION toygun.maintain() FROM PUBLIC;
+
+-- Retention, hostile review (lc-attack2): the history's partitions have no
+-- policy, so read by their own names they show nothing to anyone but the
+-- owner, whatever a default ACL granted (the workers' time partitions too).
+ALTER TABLE toygun.transition_forever ENABLE ROW LEVEL SECURITY;
+ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;

@@ -95,7 +95,23 @@ ALTER EXTENSION toygun UPDATE TO '0.2';
 CREATE TABLE fp_02_updated AS SELECT toygun_fingerprint() AS line;
 ALTER EXTENSION toygun UPDATE TO '0.3';
 CREATE TABLE fp_03_updated AS SELECT toygun_fingerprint() AS line;
+-- the history's checksum on 0.3: 0.4 moves it into the partitioned layout
+CREATE TABLE history_03 AS
+    SELECT count(*) AS n, md5(string_agg(concat_ws('/', object_id, step, from_state, to_state, at, note),
+                                         ',' ORDER BY object_id, step)) AS sum
+      FROM toygun.transition;
+SELECT n FROM history_03;
 ALTER EXTENSION toygun UPDATE;
+-- retention: every row came along, equal, into transition_forever, to be kept forever
+SELECT h.n = o.n AS same_count, h.sum = o.sum AS same_history
+  FROM history_03 o,
+       (SELECT count(*) AS n, md5(string_agg(concat_ws('/', object_id, step, from_state, to_state, at, note),
+                                             ',' ORDER BY object_id, step)) AS sum
+          FROM toygun.transition) h;
+SELECT tableoid::regclass AS partition, count(*), bool_and(expires_at = 'infinity') AS forever
+  FROM toygun.transition GROUP BY 1;
+SELECT count(*) AS kept_forever FROM toygun.task_type WHERE keep IS NULL;
+DROP TABLE history_03;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'toygun') AS current
   FROM pg_extension WHERE extname = 'toygun';
 
@@ -167,6 +183,23 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- drop_channel, define_route, drop_route
 -- issue 15's circuit breakers: the breaker table (columns, key, check, policy), task_type.breaker,
 -- define_task old and new again, toygun.stats with its breaker column (already counted)
+-- issue 16's field types: resource_type.field_types and task_type.field_types (define_task
+-- and define_resource change again, already counted)
+-- issue 16's safe redefinition: guard_drop (member and definition) and the event trigger
+-- toygun_guard_drop (member); define_task and define_resource gain move_states (already counted).
+-- DROP EXTENSION toygun CASCADE below takes site_deploy, a handler: the guard lets it through
+-- issue 16's renames: the rename table (columns, key, index, check, policy, dumped) and
+-- rename_seq, rename_state, rename_task, rename_resource_type
+-- issue 16's schema versions: resource_type.version and .upgrade, task_type.version and
+-- .upgrade, resource.version and task.version (and their column grants), task_for with it,
+-- backfill (define_task and define_resource change again, already counted)
+-- issue 16's retention: task_type.keep and resource_type.keep, the index resource_stopped_idx
+-- (stopped runs have none), toygun.transition partitioned (its new column expires_at, no key of its own,
+-- its partitions transition_forever and transition_default with their columns, keys (object_id, step) and
+-- dump entries, the old table's entry), history() reading toygun.transition without ONLY (so one reading ONLY less),
+-- default_keep and maintain (define_task and define_resource change again, already counted);
+-- row security on transition_forever and transition_default (their lines, already counted)
+-- and the index transition_default_expires_idx
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -238,14 +238,12 @@ offer(ToygunDef *def, Datum row, pg_uuid_t *alarm_id, pg_uuid_t *resource, char 
 	MemoryContextSwitchTo(oldcontext);
 	PG_TRY();
 	{
-		FmgrInfo	flinfo;
 		LOCAL_FCINFO(fcinfo, 1);
 		ToygunCall	call;
 		Datum		d;
 
 		error_context_stack = &errcb;
-		fmgr_info(toygun_def_alarm_handler(def), &flinfo);
-		InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+		InitFunctionCallInfoData(*fcinfo, toygun_def_alarm_handler(def), 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = row;
 		fcinfo->args[0].isnull = false;
 		toygun_begin_handler_call(&call, def);

@@ -51,28 +51,6 @@ breaker_interval_ms(Interval *iv)
 		(double) iv->time / 1000.0;
 }
 
-/* An interval as interval_in reads it, or false where interval_in would raise. */
-static bool
-parse_interval(const char *str, Interval *out)
-{
-	char		workbuf[256];
-	char	   *field[MAXDATEFIELDS];
-	int			ftype[MAXDATEFIELDS];
-	int			nf;
-	int			dtype;
-	int			dterr;
-	struct pg_itm_in itm_in;
-
-	if (strlen(str) >= sizeof(workbuf))
-		return false;
-	dterr = ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf);
-	if (dterr == 0)
-		dterr = DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE, &dtype, &itm_in);
-	if (dterr == DTERR_BAD_FORMAT)
-		dterr = DecodeISO8601Interval(unconstify(char *, str), &dtype, &itm_in);
-	return dterr == 0 && dtype == DTK_DELTA && itmin2interval(&itm_in, out) == 0;
-}
-
 static void
 bad_breaker(bool quiet, const char *label, const char *key, const char *problem)
 {
@@ -156,7 +134,7 @@ toygun_breaker_parse(Jsonb *j, const char *label, ToygunBreaker *out, bool quiet
 			double		ms;
 
 			if (v.type != jbvString ||
-				!parse_interval(pnstrdup(v.val.string.val, v.val.string.len), &iv))
+				!toygun_parse_interval(pnstrdup(v.val.string.val, v.val.string.len), &iv))
 			{
 				bad_breaker(quiet, label, key, psprintf("%s must be an interval, as text", key));
 				return false;

@@ -38,9 +38,9 @@ parent_of(ToygunObject *obj, pg_uuid_t *parent)
 	Datum		d = (Datum) 0;
 	int			i;
 
-	/* most runs have none: a null in the last column, as toygun made it */
+	/* most runs have none: a null in its column, as toygun made the table */
 	if (HeapTupleHeaderGetNatts(td) == TOYGUN_TASK_NATTS && (td->t_infomask & HEAP_HASNULL) &&
-		att_isnull(TOYGUN_TASK_NATTS - 1, td->t_bits))
+		att_isnull(TOYGUN_TASK_PARENT_RUN - 1, td->t_bits))
 		return false;
 	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(td), HeapTupleHeaderGetTypMod(td));
 	tmp.t_len = HeapTupleHeaderGetDatumLength(td);

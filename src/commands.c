@@ -34,8 +34,10 @@ PG_FUNCTION_INFO_V1(toygun_update_resource);
 
 static SPIPlanPtr parent_exists_plan;
 static SPIPlanPtr insert_resource_plan;
+static SPIPlanPtr insert_resource_version_plan;
 static SPIPlanPtr resource_for_start_plan;
 static SPIPlanPtr insert_task_plan;
+static SPIPlanPtr insert_task_version_plan;
 static SPIPlanPtr insert_task_plan_03;
 static SPIPlanPtr live_run_plan;
 static SPIPlanPtr live_tasks_plan;
@@ -84,8 +86,8 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	Jsonb	   *attrs;
 	pg_uuid_t  *id;
 	Oid			argtypes[4] = {UUIDOID, TEXTOID, UUIDOID, JSONBOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -94,6 +96,8 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	toygun_check_object_attrs("attrs", attrs);
 
 	toygun_begin_call(&call);
+	/* against a rename of the type (issue 16): before the definition is read */
+	toygun_lock_name_use(TOYGUN_RESOURCE, type, NULL, false);
 	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 	toygun_check_fields(def, attrs);
@@ -160,11 +164,26 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, toygun_without_nulls(attrs, attrs)));
-	toygun_run(toygun_plan(&insert_resource_plan,
-						   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
-						   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
-						   4, argtypes),
-			   values, nulls, 0);
+	/* at the type's schema version (issue 16): 1, the column's default, or above */
+	if (def->version > 1)
+	{
+		Oid			types[5];
+
+		memcpy(types, argtypes, sizeof(Oid) * 4);
+		types[4] = INT4OID;
+		values[4] = Int32GetDatum(def->version);
+		toygun_run(toygun_plan(&insert_resource_version_plan,
+							   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at, version)"
+							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp(), $5)",
+							   5, types),
+				   values, nulls, 0);
+	}
+	else
+		toygun_run(toygun_plan(&insert_resource_plan,
+							   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at)"
+							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
+							   4, argtypes),
+				   values, nulls, 0);
 	toygun_wake_at_commit();
 	toygun_end_call(&call);
 	PG_RETURN_UUID_P(id);
@@ -227,12 +246,14 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 	char	   *type;
 	char	   *rstate;
 	Oid			idtype[1] = {UUIDOID};
-	Oid			insert_types[6] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID};
-	Datum		values[6];
-	char		insert_nulls[6] = {' ', ' ', ' ', ' ', ' ', 'n'};
+	Oid			insert_types[7] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID};
+	Datum		values[7];
+	char		insert_nulls[7] = {' ', ' ', ' ', ' ', ' ', 'n', ' '};
 	pg_uuid_t	parent;
 	bool		has_parent_run;
 	int			attempt;
+	Datum		row;
+	bool		isnull;
 
 	*id = NULL;
 
@@ -264,6 +285,16 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 				 errmsg("resource %s does not exist", toygun_uuid_text(resource))));
 	type = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	rstate = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull),
+							false, -1);
+
+	/*
+	 * Against a rename of the task (issue 16), and read again: the type's
+	 * name is the locked row's, which a rename of the resource type that
+	 * committed while this waited has changed.
+	 */
+	toygun_lock_name_use(TOYGUN_TASK, type, name, false);
+	def = toygun_find_def(TOYGUN_TASK, type, name, false);
 	if (strcmp(rstate, TOYGUN_STOP) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -278,10 +309,6 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 	 */
 	if (def->should_start != NULL)
 	{
-		bool		isnull;
-		Datum		row = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-														  3, &isnull), false, -1);
-
 		*id = live_run(resource, name, error_if_live);
 		if (*id != NULL)
 			return TOYGUN_START_FOUND_LIVE;
@@ -324,7 +351,17 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 		/* sealed for this attempt's id: a retry inserts under a new one */
 		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
 		values[4] = CStringGetTextDatum(type);
-		if (has_parent_run)
+		values[6] = Int32GetDatum(def->version);
+		/* at the type's schema version (issue 16): 1, the column's default, or above */
+		if (def->version > 1)
+			toygun_run(toygun_plan(&insert_task_version_plan,
+								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version)"
+								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7)"
+								   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
+								   " RETURNING id",
+								   7, insert_types),
+					   values, insert_nulls, 0);
+		else if (has_parent_run)
 			toygun_run(toygun_plan(&insert_task_plan,
 								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run)"
 								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6)"
@@ -399,16 +436,31 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	PG_RETURN_UUID_P(id);
 }
 
-/* Lock an object for a manual operation by the caller. */
+/*
+ * Lock an object for a manual operation by the caller. Its definition is
+ * read again once it is locked: a redefinition that drops states locks the
+ * objects' table until it commits (redefine.c), so a lock that waited for
+ * it found the definition read before it stale, and the move must be
+ * checked against the new one. Without a redefinition since, it is the
+ * cached definition, with no query. With upgrade, an object below its
+ * type's schema version is upgraded (versions.c); stops and panics do not
+ * upgrade, so that they work while an upgrade function fails.
+ */
 static ToygunObject *
-lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, ToygunDef **def)
+lock_for_caller(ToygunKind kind, FunctionCallInfo fcinfo, ToygunCall *call, ToygunDef **def,
+				bool upgrade)
 {
 	ToygunObject *obj;
 
 	toygun_check_not_null(fcinfo, 0, "id");
 	*def = toygun_def_for_caller(kind, PG_GETARG_UUID_P(0), call->caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(kind, PG_GETARG_UUID_P(0), false, false);
+	*def = toygun_locked_def(obj);
 	obj->actor = call->caller;
+	*def = toygun_object_def(obj);
+	/* a move that keeps it live, or an update, works on attrs of its type's version */
+	if (upgrade)
+		toygun_upgrade_object(obj, *def);
 	return obj;
 }
 
@@ -454,7 +506,8 @@ transition_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 	toygun_check_not_null(fcinfo, 1, "state");
 	state = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	toygun_begin_call(&call);
-	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	obj = lock_for_caller(kind, fcinfo, &call, &def,
+						  strcmp(state, TOYGUN_STOP) != 0 && strcmp(state, TOYGUN_PANIC) != 0);
 	if (!PG_ARGISNULL(3))
 	{
 		char	   *expected = toygun_check_name("expected_state", PG_GETARG_TEXT_PP(3));
@@ -508,7 +561,7 @@ update_by_hand(ToygunKind kind, FunctionCallInfo fcinfo)
 	attrs = PG_GETARG_JSONB_P(1);
 	toygun_check_object_attrs("attrs", attrs);
 	toygun_begin_call(&call);
-	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	obj = lock_for_caller(kind, fcinfo, &call, &def, true);
 	if (!PG_ARGISNULL(2) && PG_GETARG_INT64(2) != obj->step)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -563,7 +616,7 @@ stop_by_hand(ToygunKind kind, FunctionCallInfo fcinfo, const char *note)
 	Datum		row;
 
 	toygun_begin_call(&call);
-	obj = lock_for_caller(kind, fcinfo, &call, &def);
+	obj = lock_for_caller(kind, fcinfo, &call, &def, false);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		row = return_row(obj->row);
 	else
@@ -704,7 +757,7 @@ toygun_stop_resource(PG_FUNCTION_ARGS)
 		return stop_by_hand(TOYGUN_RESOURCE, fcinfo, "stop_resource");
 
 	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_RESOURCE, fcinfo, &call, &def);
+	obj = lock_for_caller(TOYGUN_RESOURCE, fcinfo, &call, &def, false);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		row = return_row(obj->row);
 	else
@@ -777,6 +830,7 @@ toygun_tick_task(PG_FUNCTION_ARGS)
 	def = toygun_def_for_caller(TOYGUN_TASK, PG_GETARG_UUID_P(0), call.caller, TOYGUN_RIGHT_OPERATE, false);
 	obj = toygun_lock_object(TOYGUN_TASK, PG_GETARG_UUID_P(0), false, false);
 	obj->actor = call.caller;
+	def = toygun_locked_def(obj);
 	row = SPI_datumTransfer(tick_task_by_hand(obj, def), false, -1);
 	toygun_end_call(&call);
 	PG_RETURN_DATUM(row);
@@ -838,6 +892,7 @@ toygun_test_tick_until(PG_FUNCTION_ARGS)
 					 errhint("Name one of its states, __stop__ or __panic__.")));
 		obj = toygun_lock_object(TOYGUN_TASK, id, false, false);
 		obj->actor = call.caller;
+		def = toygun_locked_def(obj);
 		if (strcmp(obj->state, target) == 0)
 			break;
 		if (strcmp(obj->state, TOYGUN_STOP) == 0)
@@ -903,6 +958,7 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 								false);
 	res = toygun_lock_object(TOYGUN_RESOURCE, PG_GETARG_UUID_P(0), false, false);
 	res->actor = call.caller;
+	def = toygun_locked_def(res);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
 		(void) toygun_tick(res, def);
 	if (strcmp(res->state, TOYGUN_STOP) != 0)
@@ -922,7 +978,10 @@ toygun_tick_resource(PG_FUNCTION_ARGS)
 			if (tdef != NULL)
 				task = toygun_lock_object(TOYGUN_TASK, &ids[i], true, false);
 			if (task != NULL)
+			{
 				task->actor = call.caller;
+				tdef = toygun_locked_def(task);
+			}
 
 			/* an earlier handler may have stopped the resource, or this task */
 			if (task != NULL && strcmp(task->resource_state, TOYGUN_STOP) == 0)
@@ -955,7 +1014,7 @@ toygun_panic_task(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 1, "message");
 	message = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def, false);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		check_no_other_live_run(obj);
 	toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(message), message);
@@ -989,7 +1048,7 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 				 errmsg("n must be at least 1"),
 				 errdetail("It was %d.", n)));
 	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def, true);
 	if (obj->step < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1015,7 +1074,7 @@ toygun_rewind_task(PG_FUNCTION_ARGS)
 	values[0] = UUIDPGetDatum(&obj->id);
 	values[1] = Int64GetDatum(Max((int64) 0, obj->step - 1 - (int64) n));
 	toygun_run(toygun_plan(&rewind_target_plan,
-						   "SELECT to_state FROM ONLY toygun.transition WHERE object_id = $1 AND step = $2",
+						   "SELECT to_state FROM toygun.transition WHERE object_id = $1 AND step = $2",
 						   2, argtypes),
 			   values, NULL, 1);
 	if (SPI_processed == 0)
@@ -1049,7 +1108,7 @@ toygun_retry_task(PG_FUNCTION_ARGS)
 	Datum		row;
 
 	toygun_begin_call(&call);
-	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def);
+	obj = lock_for_caller(TOYGUN_TASK, fcinfo, &call, &def, false);
 	if (strcmp(obj->state, TOYGUN_STOP) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1066,7 +1125,7 @@ toygun_retry_task(PG_FUNCTION_ARGS)
 		values[0] = UUIDPGetDatum(&obj->id);
 		values[1] = Int64GetDatum(obj->step - 1);
 		toygun_run(toygun_plan(&panicked_from_plan,
-							   "SELECT from_state FROM ONLY toygun.transition WHERE object_id = $1 AND step = $2",
+							   "SELECT from_state FROM toygun.transition WHERE object_id = $1 AND step = $2",
 							   2, argtypes),
 				   values, NULL, 1);
 		if (SPI_processed == 0)

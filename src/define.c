@@ -36,13 +36,28 @@ static SPIPlanPtr upsert_resource_type_0_3_plan;
 
 /* define_resource's argument alarm_handler (issue 15) */
 #define ALARM_HANDLER_ARG 8
+/* define_resource's and define_task's argument field_types (issue 16), their last */
+#define RESOURCE_FIELD_TYPES_ARG 9
+#define TASK_FIELD_TYPES_ARG 14
 static SPIPlanPtr upsert_task_type_plan;
 static SPIPlanPtr upsert_task_type_retry_plan;
 static SPIPlanPtr upsert_task_type_0_3_plan;
 
-/* define_task's argument breaker (issue 15), its last */
+/* define_task's argument breaker (issue 15) */
 #define BREAKER_ARG 13
+
+/* move_states (issue 16): define_task's and define_resource's */
+#define TASK_MOVE_STATES_ARG 15
+#define RESOURCE_MOVE_STATES_ARG 10
+
+/* version and upgrade (issue 16, schema versions): define_task's and define_resource's last two */
+#define TASK_VERSION_ARG 16
+#define RESOURCE_VERSION_ARG 11
 static SPIPlanPtr rearm_resources_plan;
+
+/* keep (retention, issue 16): define_task's and define_resource's last */
+#define TASK_KEEP_ARG 18
+#define RESOURCE_KEEP_ARG 13
 
 /*
  * Most states, and most fields, a type may declare. Lists are searched
@@ -144,6 +159,46 @@ check_fields(FunctionCallInfo fcinfo, int argno, const char *what, int *n)
 						 errmsg("field \"%s\" is listed more than once in %s", fields[i], what)));
 	}
 	return fields;
+}
+
+/*
+ * field_types, {"field": "type", ...}: checked (fieldtype.c), and returned
+ * as given, or (Datum) 0 for none (NULL, an empty object, or an install
+ * script that passes no such argument).
+ */
+static Datum
+check_field_types(FunctionCallInfo fcinfo, int argno, const char *label)
+{
+	Jsonb	   *j;
+
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return (Datum) 0;
+	j = PG_GETARG_JSONB_P(argno);
+	if (JB_ROOT_IS_OBJECT(j))
+		check_list_length("field_types", JB_ROOT_COUNT(j));
+	if (toygun_field_types_parse(j, label, false) == NULL)
+		return (Datum) 0;
+	return JsonbPGetDatum(j);
+}
+
+/*
+ * A definition's field_types, from its column field_types if it has one
+ * (0.3's table has none), parsed in the current memory context; NULL: none.
+ * define_*() checked it; a row changed behind its back is read quietly.
+ */
+static ToygunFieldTypes *
+read_field_types(HeapTuple tup, TupleDesc desc)
+{
+	int			col = SPI_fnumber(desc, "field_types");
+	bool		isnull;
+	Datum		d;
+
+	if (col <= 0)
+		return NULL;
+	d = SPI_getbinval(tup, desc, col, &isnull);
+	if (isnull)
+		return NULL;
+	return toygun_field_types_parse(DatumGetJsonbP(d), "", true);
 }
 
 /*
@@ -255,6 +310,18 @@ shape_of(const char *what, Shape *s)
 		s->returns = "boolean";
 		s->declare = "CREATE FUNCTION f(t toygun.task) RETURNS boolean";
 	}
+	else if (strcmp(what, "upgrade") == 0)
+	{
+		s->noun = "upgrade function";
+		s->nargs = 2;
+		s->args[0] = JSONBOID;
+		s->args[1] = INT4OID;
+		s->ret = JSONBOID;
+		s->takes = "two arguments, of types jsonb and integer";
+		s->args_words = "jsonb and integer";
+		s->returns = "jsonb";
+		s->declare = "CREATE FUNCTION f(attrs jsonb, from_version integer) RETURNS jsonb";
+	}
 	else if (strcmp(what, "alarm_handler") == 0)
 	{
 		s->noun = "alarm handler";
@@ -313,10 +380,10 @@ shape_problem(Oid fn, Shape *s)
 }
 
 /*
- * A handler (what: the row type, "task" or "resource") or hook (what:
- * "should_start", "should_stop") has its shape, and the type's owner-to-be
- * may execute it. Returns its schema-qualified signature, which is what we
- * store.
+ * A handler (what: the row type, "task" or "resource"), hook (what:
+ * "should_start", "should_stop"), upgrade function or alarm handler has
+ * its shape, and the type's owner-to-be may execute it. Returns its
+ * schema-qualified signature, which is what we store.
  */
 static char *
 check_function(Oid fn, const char *what, Oid owner)
@@ -342,7 +409,66 @@ check_function(Oid fn, const char *what, Oid owner)
 	return format_procedure_qualified(fn);
 }
 
+/*
+ * A definition's schema version and upgrade function (issue 16): version
+ * (argument argno; NULL or missing: the current one, 1 for a new type) never
+ * goes down; upgrade (argno + 1) is checked as a hook is, for the owner; left
+ * out, it is the one the type has while the version stays, none when the
+ * version rises (it upgraded to the old version, not to the new).
+ */
+static int32
+check_version(FunctionCallInfo fcinfo, int argno, const char *label, ToygunDef *existing,
+			  Oid owner, char **upgrade)
+{
+	int32		current = existing != NULL ? existing->version : 1;
+	int32		version = current;
+
+	if (PG_NARGS() > argno && !PG_ARGISNULL(argno))
+		version = PG_GETARG_INT32(argno);
+	if (version < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("version of %s must be at least 1, not %d", label, version),
+				 errhint("Leave version out (NULL) to keep the current one, %d.", current)));
+	if (version < current)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("version of %s cannot go down from %d to %d", label, current, version),
+				 errdetail("Its objects' attrs may be stored at version %d, which a definition of an older version would misread.",
+						   current),
+				 errhint("Give version %d or higher, or leave version out (NULL) to keep it.", current)));
+	*upgrade = NULL;
+	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+		*upgrade = check_function(PG_GETARG_OID(argno + 1), "upgrade", owner);
+	else if (existing != NULL && version == current && existing->upgrade != NULL)
+		*upgrade = pstrdup(existing->upgrade);
+	return version;
+}
+
 /* A stop_state is one of the type's declared states (not __new__), or NULL. */
+/*
+ * keep (argno): NULL for forever, else a positive interval that toygun can
+ * add to any time it writes (retention.c).
+ */
+static Datum
+check_keep(FunctionCallInfo fcinfo, int argno, const char *label, char *null)
+{
+	Interval   *keep;
+
+	*null = 'n';
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+		return (Datum) 0;
+	keep = PG_GETARG_INTERVAL_P(argno);
+	if (!toygun_keep_valid(keep))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("keep of %s must be a positive interval of at most 1000 years, not %s",
+						label, DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(keep)))),
+				 errhint("Give an interval such as '30 days', or keep => NULL to keep its stopped objects and history forever.")));
+	*null = ' ';
+	return IntervalPGetDatum(keep);
+}
+
 static char *
 check_stop_state(FunctionCallInfo fcinfo, int argno, const char *label, char **states, int nstates)
 {
@@ -358,41 +484,6 @@ check_stop_state(FunctionCallInfo fcinfo, int argno, const char *label, char **s
 				 errdetail("A first stop moves it into its stop_state, whose handler then stops it."),
 				 errhint("Name one of the states it declares (not __new__), or leave stop_state out (NULL) to stop at once.")));
 	return stop_state;
-}
-
-/* Why fn cannot be an alarm handler, (toygun.alarm) RETURNS text, or NULL. */
-static const char *
-alarm_handler_shape_problem(Oid fn)
-{
-	Shape		s;
-
-	shape_of("alarm_handler", &s);
-	return shape_problem(fn, &s);
-}
-
-/*
- * An alarm handler is a function (toygun.alarm) RETURNS text that the
- * type's owner-to-be may execute. Returns its qualified signature.
- */
-static char *
-check_alarm_handler(Oid fn, const char *label, Oid owner)
-{
-	const char *problem = alarm_handler_shape_problem(fn);
-
-	if (problem != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("alarm_handler %s of %s must be a function taking toygun.alarm and returning text",
-						format_procedure(fn), label),
-				 errdetail_internal("%s", problem),
-				 errhint("Declare it as CREATE FUNCTION f(a toygun.alarm) RETURNS text; it returns 'handled' to take the alarm.")));
-	if (pg_proc_aclcheck(fn, owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for alarm_handler %s of %s", format_procedure(fn), label),
-				 errdetail("The alarm handler runs as the type's owner, role \"%s\", which must be allowed to execute it.",
-						   toygun_role_name(owner))));
-	return format_procedure_qualified(fn);
 }
 
 /* The search_path handlers of a type defined now will run with. */
@@ -692,6 +783,31 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		def->alarm_handler = cache_column(tup, desc, "alarm_handler");
 	}
 	def->stop_state = cache_column(tup, desc, "stop_state");
+	def->field_types = read_field_types(tup, desc);
+	/* 0.3's tables have no version: 1 */
+	n = SPI_fnumber(desc, "version");
+	def->version = 1;
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull)
+			def->version = Max(DatumGetInt32(d), 1);
+	}
+	def->upgrade = cache_column(tup, desc, "upgrade");
+	/* keep: NULL, no such column (before 0.4), or one changed behind define_*'s back: forever */
+	def->keep_forever = true;
+	n = SPI_fnumber(desc, "keep");
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull && toygun_keep_valid(DatumGetIntervalP(d)))
+		{
+			def->keep = *DatumGetIntervalP(d);
+			def->keep_forever = false;
+		}
+	}
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -787,47 +903,30 @@ toygun_def_hook(ToygunDef *def, const char *hook)
 						&def->should_stop_ready);
 }
 
+/* The upgrade function of a type that has one (versions.c), ready to call. */
+FmgrInfo *
+toygun_def_upgrade(ToygunDef *def)
+{
+	return def_function(def, "upgrade", def->upgrade, &def->upgrade_fn, &def->upgrade_ready);
+}
+
 /*
- * The alarm handler of a resource type, resolved from its stored signature
- * and checked as a handler is (it still exists and is one, its owner is a
- * role that may execute it), at each offer: offers are rare.
+ * The alarm handler of a resource type that has one (alarms.c), ready to
+ * call: checked as a handler is (it still exists and is one, its owner is a
+ * role that may execute it).
  */
-Oid
+FmgrInfo *
 toygun_def_alarm_handler(ToygunDef *def)
 {
-	LOCAL_FCINFO(lookup, 1);
-	Datum		fn;
-	const char *problem;
+	return def_function(def, "alarm_handler", def->alarm_handler, &def->alarm_handler_fn,
+						&def->alarm_handler_ready);
+}
 
-	InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
-	lookup->args[0].value = CStringGetTextDatum(def->alarm_handler);
-	lookup->args[0].isnull = false;
-	fn = to_regprocedure(lookup);
-	if (lookup->isnull)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("alarm_handler %s of %s does not exist", def->alarm_handler, toygun_def_label(def)),
-				 errhint("Create the function again, or define the type again with another alarm_handler.")));
-	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(def->owner)))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("the role that defined %s no longer exists", toygun_def_label(def)),
-				 errhint("Define the type again as an existing role.")));
-	problem = alarm_handler_shape_problem(DatumGetObjectId(fn));
-	if (problem != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
-				 errmsg("alarm_handler %s of %s is no longer an alarm handler", def->alarm_handler,
-						toygun_def_label(def)),
-				 errdetail_internal("%s", problem),
-				 errhint("Create the function again returning text, or define the type again with another alarm_handler.")));
-	if (pg_proc_aclcheck(DatumGetObjectId(fn), def->owner, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not execute alarm_handler %s of %s",
-						toygun_role_name(def->owner), def->alarm_handler, toygun_def_label(def)),
-				 errhint("Grant EXECUTE on the function to role \"%s\".", toygun_role_name(def->owner))));
-	return DatumGetObjectId(fn);
+/* move_states, or NULL: install scripts before 0.4 pass none. */
+static Jsonb *
+move_states_arg(FunctionCallInfo fcinfo, int argno)
+{
+	return PG_NARGS() > argno && !PG_ARGISNULL(argno) ? PG_GETARG_JSONB_P(argno) : NULL;
 }
 
 /* Redefining a type is for roles that may act for its current owner. */
@@ -849,14 +948,50 @@ check_redefine(ToygunDef *existing, Oid caller)
  * cache is fresh for the check that follows.
  */
 static void
-lock_definition(ToygunKind kind, const char *resource_type, const char *name)
+lock_name(ToygunKind kind, const char *resource_type, const char *name, uint16 subid,
+		  LOCKMODE mode)
 {
 	uint32		h = hash_bytes((const unsigned char *) resource_type, strlen(resource_type));
 
 	prepare_def_cache();
 	if (name != NULL)
 		h = hash_combine(h, hash_bytes((const unsigned char *) name, strlen(name)));
-	LockDatabaseObject(def_table_relids[kind == TOYGUN_TASK ? 1 : 0], h, 0, ExclusiveLock);
+	LockDatabaseObject(def_table_relids[kind == TOYGUN_TASK ? 1 : 0], h, subid, mode);
+}
+
+static void
+lock_definition(ToygunKind kind, const char *resource_type, const char *name)
+{
+	lock_name(kind, resource_type, name, 0, ExclusiveLock);
+}
+
+/* lock_definition() for renames.c, which takes it as define_* do */
+void
+toygun_lock_definition(ToygunKind kind, const char *resource_type, const char *name)
+{
+	lock_definition(kind, resource_type, name);
+}
+
+/*
+ * The use of a name (issue 16): creating a resource of a type or starting a
+ * run of a task type takes it in ShareLock before it reads the definition
+ * it inserts under, a rename of the name in ExclusiveLock, so that no object
+ * is inserted under the old name after the rename moved the others (a row
+ * inserted by a transaction still open is one an UPDATE cannot see). Another
+ * lock than the definition's (objsubid 1): a redefinition holds up no start.
+ * Taking it accepts invalidations, so the definition read after is fresh.
+ */
+void
+toygun_lock_name_use(ToygunKind kind, const char *resource_type, const char *name, bool rename)
+{
+	lock_name(kind, resource_type, name, 1, rename ? ExclusiveLock : ShareLock);
+}
+
+/* renames.c: a definition changed, for every backend */
+void
+toygun_definitions_changed(ToygunKind kind)
+{
+	definitions_changed(kind);
 }
 
 /*
@@ -968,10 +1103,14 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	char	   *parent_type = NULL;
 	char	   *stop_state;
 	char	   *alarm_handler = NULL;
-	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[11] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID};
+	ToygunRedefine redefine;
+	int32		version;
+	char	   *upgrade;
+	Datum		values[15];
+	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[15] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID,
+	INTERVALOID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -983,6 +1122,9 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 6 && !PG_ARGISNULL(6))
 		parent_type = toygun_check_name("parent type name", PG_GETARG_TEXT_PP(6));
 	stop_state = check_stop_state(fcinfo, 7, label, states, nstates);
+	values[11] = check_field_types(fcinfo, RESOURCE_FIELD_TYPES_ARG, label);
+	nulls[11] = values[11] ? ' ' : 'n';
+	values[14] = check_keep(fcinfo, RESOURCE_KEEP_ARG, label, &nulls[14]);
 
 	toygun_begin_call(&call);
 	/* a role that may not redefine it is refused before it takes the lock */
@@ -1003,9 +1145,12 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 		handler = check_function(PG_GETARG_OID(2), "resource", owner);
 	/* alarm_handler: install scripts before it pass none */
 	if (PG_NARGS() > ALARM_HANDLER_ARG && !PG_ARGISNULL(ALARM_HANDLER_ARG))
-		alarm_handler = check_alarm_handler(PG_GETARG_OID(ALARM_HANDLER_ARG), label, owner);
+		alarm_handler = check_function(PG_GETARG_OID(ALARM_HANDLER_ARG), "alarm_handler", owner);
+	version = check_version(fcinfo, RESOURCE_VERSION_ARG, label, existing, owner, &upgrade);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
+	toygun_redefine_check(TOYGUN_RESOURCE, type, NULL, label, existing, states, nstates,
+						  move_states_arg(fcinfo, RESOURCE_MOVE_STATES_ARG), &redefine);
 
 	values[0] = CStringGetTextDatum(type);
 	values[1] = toygun_cstring_array(states, nstates);
@@ -1023,19 +1168,28 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	nulls[9] = stop_state ? ' ' : 'n';
 	values[10] = alarm_handler ? CStringGetTextDatum(alarm_handler) : (Datum) 0;
 	nulls[10] = alarm_handler ? ' ' : 'n';
+	values[12] = Int32GetDatum(version);
+	values[13] = upgrade ? CStringGetTextDatum(upgrade) : (Datum) 0;
+	nulls[13] = upgrade ? ' ' : 'n';
 
 	/*
-	 * A redefinition replaces parent_type, stop_state and alarm_handler as
-	 * it replaces the fields. The SQL of 0.3 (fewer arguments) has a
-	 * resource_type without those columns.
+	 * A redefinition replaces parent_type, stop_state, alarm_handler,
+	 * field_types and keep as it replaces the fields. The SQL of 0.3 (fewer
+	 * arguments) has a resource_type without those columns.
 	 */
 	if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler", ", $9, $10, $11",
+							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types,"
+													"  version, upgrade, keep",
+													", $9, $10, $11, $12, $13, $14, $15",
 													", parent_type = excluded.parent_type,"
 													"  stop_state = excluded.stop_state,"
-													"  alarm_handler = excluded.alarm_handler"),
-							   11, argtypes),
+													"  alarm_handler = excluded.alarm_handler,"
+													"  field_types = excluded.field_types,"
+													"  version = excluded.version,"
+													"  upgrade = excluded.upgrade,"
+													"  keep = excluded.keep"),
+							   15, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&upsert_resource_type_0_3_plan, UPSERT_RESOURCE_TYPE("", "", ""),
@@ -1043,6 +1197,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 				   values, nulls, 0);
 	check_upserted(label);
 	definitions_changed(TOYGUN_RESOURCE);
+	toygun_redefine_move(toygun_find_def(TOYGUN_RESOURCE, type, NULL, false), &redefine, call.caller);
 
 	/* Resources parked for want of a handler are due again once there is one. */
 	if (handler != NULL)
@@ -1099,12 +1254,15 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	char	   *hooks[2] = {NULL, NULL};	/* should_start, should_stop */
 	char	   *stop_state;
 	char	   *breaker = NULL;
+	ToygunRedefine redefine;
+	int32		version;
+	char	   *upgrade;
 	int			i;
-	Datum		values[16];
-	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[16] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	Datum		values[20];
+	char		nulls[20] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[20] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1124,6 +1282,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		(void) toygun_breaker_parse(PG_GETARG_JSONB_P(BREAKER_ARG), label, &b, false);
 		breaker = toygun_breaker_text(&b);
 	}
+	values[16] = check_field_types(fcinfo, TASK_FIELD_TYPES_ARG, label);
+	nulls[16] = values[16] ? ' ' : 'n';
+	values[19] = check_keep(fcinfo, TASK_KEEP_ARG, label, &nulls[19]);
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1143,8 +1304,11 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		if (PG_NARGS() > 10 + i && !PG_ARGISNULL(10 + i))
 			hooks[i] = check_function(PG_GETARG_OID(10 + i), i == 0 ? "should_start" : "should_stop",
 									  owner);
+	version = check_version(fcinfo, TASK_VERSION_ARG, label, existing, owner, &upgrade);
 	search_path = definition_search_path(label, existing, owner, call.caller,
 										 callers_search_path);
+	toygun_redefine_check(TOYGUN_TASK, resource_type, name, label, existing, states, nstates,
+						  move_states_arg(fcinfo, TASK_MOVE_STATES_ARG), &redefine);
 
 	values[0] = CStringGetTextDatum(resource_type);
 	values[1] = CStringGetTextDatum(name);
@@ -1167,9 +1331,12 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	}
 	values[15] = breaker ? DirectFunctionCall1(jsonb_in, CStringGetDatum(breaker)) : (Datum) 0;
 	nulls[15] = breaker ? ' ' : 'n';
+	values[17] = Int32GetDatum(version);
+	values[18] = upgrade ? CStringGetTextDatum(upgrade) : (Datum) 0;
+	nulls[18] = upgrade ? ' ' : 'n';
 	/*
-	 * A redefinition replaces the retry policy, hooks, stop_state and
-	 * breaker as it replaces the fields: what is left out is NULL again (the
+	 * A redefinition replaces the retry policy, hooks, stop_state,
+	 * breaker, field_types and keep as it replaces the fields: what is left out is NULL again (the
 	 * settings, no hook, no breaker). The SQL of 0.3 (ten arguments) has a
 	 * task_type with only the retry policy's columns, and that of 0.2 (seven)
 	 * none of them.
@@ -1177,16 +1344,21 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
 							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker",
-												", $10, $11, $12, $13, $14, $15, $16",
+												"  should_start, should_stop, stop_state, breaker, field_types,"
+												"  version, upgrade, keep",
+												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20",
 												", max_attempts = excluded.max_attempts,"
 												"  retry_backoff = excluded.retry_backoff,"
 												"  tick_timeout = excluded.tick_timeout,"
 												"  should_start = excluded.should_start,"
 												"  should_stop = excluded.should_stop,"
 												"  stop_state = excluded.stop_state,"
-												"  breaker = excluded.breaker"),
-							   16, argtypes),
+												"  breaker = excluded.breaker,"
+												"  field_types = excluded.field_types,"
+												"  version = excluded.version,"
+												"  upgrade = excluded.upgrade,"
+												"  keep = excluded.keep"),
+							   20, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > 7)
 		toygun_run(toygun_plan(&upsert_task_type_retry_plan,
@@ -1205,6 +1377,8 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > BREAKER_ARG && breaker == NULL)
 		toygun_breaker_dropped(resource_type, name);
 	definitions_changed(TOYGUN_TASK);
+	toygun_redefine_move(toygun_find_def(TOYGUN_TASK, resource_type, name, false), &redefine,
+						 call.caller);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }

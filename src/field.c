@@ -32,7 +32,11 @@ static SPIPlanPtr lock_resource_attrs_plan;
 static SPIPlanPtr update_task_attrs_plan;
 static SPIPlanPtr update_resource_attrs_plan;
 
-/* When fields are declared, attrs may only write those keys (and panic_message). */
+/*
+ * When fields are declared, attrs may only write those keys (and
+ * panic_message); a typed field is a declared one. The value of a typed
+ * field must be of its type (fieldtype.c), checked before it is sealed.
+ */
 void
 toygun_check_fields(ToygunDef *def, Jsonb *attrs)
 {
@@ -40,26 +44,33 @@ toygun_check_fields(ToygunDef *def, Jsonb *attrs)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 
-	if (!def->has_fields)
+	if (!def->has_fields && def->field_types == NULL)
 		return;
 	it = JsonbIteratorInit(&attrs->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		char	   *key;
+		ToygunFieldType *t;
 
 		if (tok != WJB_KEY)
 			continue;
 		CHECK_FOR_INTERRUPTS();
 		key = pnstrdup(v.val.string.val, v.val.string.len);
-		if (strcmp(key, TOYGUN_PANIC_MESSAGE) == 0 ||
-			toygun_in_list(key, def->fields, def->nfields) ||
-			toygun_in_list(key, def->encrypted, def->nencrypted))
-			continue;
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("field \"%s\" is not declared by %s", key, toygun_def_label(def)),
-				 errhint("Declare it in the fields of toygun.define_%s().",
-						 def->kind == TOYGUN_TASK ? "task" : "resource")));
+		t = toygun_field_type_of(def->field_types, key, v.val.string.len);
+		if (def->has_fields && t == NULL &&
+			strcmp(key, TOYGUN_PANIC_MESSAGE) != 0 &&
+			!toygun_in_list(key, def->fields, def->nfields) &&
+			!toygun_in_list(key, def->encrypted, def->nencrypted))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("field \"%s\" is not declared by %s", key, toygun_def_label(def)),
+					 errhint("Declare it in the fields of toygun.define_%s().",
+							 def->kind == TOYGUN_TASK ? "task" : "resource")));
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		if (t != NULL)
+			toygun_check_field_type(def, t, key, strlen(key), &v,
+									toygun_in_list(key, def->encrypted, def->nencrypted));
 	}
 }
 

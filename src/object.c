@@ -21,13 +21,10 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
+#include "utils/inval.h"
 
 #include "toygun.h"
 
-static SPIPlanPtr lock_task_plan;
-static SPIPlanPtr lock_resource_plan;
-static SPIPlanPtr lock_task_skip_plan;
-static SPIPlanPtr lock_resource_skip_plan;
 static SPIPlanPtr save_task_plan;
 static SPIPlanPtr save_resource_plan;
 static SPIPlanPtr save_task_plan_03;	/* before the update to 0.4 */
@@ -58,29 +55,40 @@ typedef enum ObjectColumn
 	COL_DUE,					/* run_at <= now() */
 	COL_TID,
 	COL_RUN_AT,
-	NCOLUMNS = COL_RUN_AT
+	COL_VERSION,				/* the schema version; 1 where the table has none (0.3) */
+	NCOLUMNS = COL_VERSION
 } ObjectColumn;
 
-#define TASK_COLUMNS_NO_JOIN(rstate) \
+/* version is "t.version", or "1" for 0.3's tables (without the column) */
+#define TASK_COLUMNS_NO_JOIN(rstate, version) \
 	"t, t.state, t.attrs, t.step, t.attempts, t.last_error, t.resource_id, t.name," \
-	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now(), t.ctid, t.run_at" \
+	" t.resource_type, " rstate ", t.id, t.run_at <= pg_catalog.now(), t.ctid, t.run_at, " version \
 	" FROM ONLY toygun.task t"
-#define TASK_COLUMNS \
-	TASK_COLUMNS_NO_JOIN("r.state") " LEFT JOIN ONLY toygun.resource r ON r.id = t.resource_id"
-#define RESOURCE_COLUMNS \
+#define TASK_COLUMNS(version) \
+	TASK_COLUMNS_NO_JOIN("r.state", version) " LEFT JOIN ONLY toygun.resource r ON r.id = t.resource_id"
+#define RESOURCE_COLUMNS(version) \
 	"r, r.state, r.attrs, r.step, r.attempts, r.last_error, NULL::pg_catalog.uuid, NULL::pg_catalog.text," \
-	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now(), r.ctid, r.run_at" \
+	" r.type, NULL::pg_catalog.text, r.id, r.run_at <= pg_catalog.now(), r.ctid, r.run_at, " version \
 	" FROM ONLY toygun.resource r"
 
-#define LOCK_TASK_SQL "SELECT " TASK_COLUMNS " WHERE t.id = $1 FOR UPDATE OF t"
-#define LOCK_RESOURCE_SQL "SELECT " RESOURCE_COLUMNS " WHERE r.id = $1 FOR UPDATE"
+#define LOCK_TASK_SQL(version) "SELECT " TASK_COLUMNS(version) " WHERE t.id = $1 FOR UPDATE OF t"
+#define LOCK_RESOURCE_SQL(version) "SELECT " RESOURCE_COLUMNS(version) " WHERE r.id = $1 FOR UPDATE"
 
 /* Due objects, oldest first, from run_at $2 on; at most $1 of them. */
 #define CLAIM_SQL(columns, alias) \
 	"SELECT " columns " WHERE " alias ".run_at <= pg_catalog.now() AND " alias ".run_at >= $2" \
 	" ORDER BY " alias ".run_at LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED"
-#define CLAIM_TASKS_SQL CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text"), "t")
-#define CLAIM_RESOURCES_SQL CLAIM_SQL(RESOURCE_COLUMNS, "r")
+
+/*
+ * Whether the object tables have 0.4's version column: the reads' plans
+ * come in two variants (a library newer than the installed extension reads
+ * 0.3's tables until ALTER EXTENSION UPDATE).
+ */
+static int
+versioned(ToygunKind kind)
+{
+	return toygun_has_column(kind == TOYGUN_TASK ? "task" : "resource", "version") ? 1 : 0;
+}
 
 static Datum
 copy_col(HeapTuple tup, TupleDesc desc, int col, bool *isnull)
@@ -143,6 +151,7 @@ object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 	obj->generation = toygun_store_generation();
 	/* a worker's own changes are its role's; a call by hand names its caller */
 	obj->actor = GetUserId();
+	obj->version = DatumGetInt32(values[COL_VERSION - 1]);
 	return obj;
 }
 
@@ -154,19 +163,20 @@ object_from_tuple(ToygunKind kind, HeapTuple tup, TupleDesc desc)
 ToygunObject *
 toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked)
 {
+	static SPIPlanPtr plans[2][2][2];	/* [kind][versioned][skip_locked] */
+	static const char *const sql[2][2][2] = {
+		{{LOCK_RESOURCE_SQL("1"), LOCK_RESOURCE_SQL("1") " SKIP LOCKED"},
+		 {LOCK_RESOURCE_SQL("r.version"), LOCK_RESOURCE_SQL("r.version") " SKIP LOCKED"}},
+		{{LOCK_TASK_SQL("1"), LOCK_TASK_SQL("1") " SKIP LOCKED"},
+		 {LOCK_TASK_SQL("t.version"), LOCK_TASK_SQL("t.version") " SKIP LOCKED"}}};
+	int			k = kind == TOYGUN_TASK ? 1 : 0;
+	int			v = versioned(kind);
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		values[1];
 	SPIPlanPtr	plan;
 	ToygunObject *obj;
 
-	if (kind == TOYGUN_TASK)
-		plan = skip_locked
-			? toygun_plan(&lock_task_skip_plan, LOCK_TASK_SQL " SKIP LOCKED", 1, argtypes)
-			: toygun_plan(&lock_task_plan, LOCK_TASK_SQL, 1, argtypes);
-	else
-		plan = skip_locked
-			? toygun_plan(&lock_resource_skip_plan, LOCK_RESOURCE_SQL " SKIP LOCKED", 1, argtypes)
-			: toygun_plan(&lock_resource_plan, LOCK_RESOURCE_SQL, 1, argtypes);
+	plan = toygun_plan(&plans[k][v][skip_locked ? 1 : 0], sql[k][v][skip_locked ? 1 : 0], 1, argtypes);
 	values[0] = UUIDPGetDatum(id);
 	toygun_run(plan, values, NULL, 1);
 	if (!object_found(kind, id, missing_ok))
@@ -190,7 +200,13 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 int
 toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs)
 {
-	static SPIPlanPtr plans[2];
+	static SPIPlanPtr plans[2][2];	/* [kind][versioned] */
+	static const char *const sql[2][2] = {
+		{CLAIM_SQL(RESOURCE_COLUMNS("1"), "r"), CLAIM_SQL(RESOURCE_COLUMNS("r.version"), "r")},
+		{CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "1"), "t"),
+		 CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version"), "t")}};
+	int			k = kind == TOYGUN_TASK ? 1 : 0;
+	int			v = versioned(kind);
 	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
 	Datum		values[2];
 	uint64		i;
@@ -198,10 +214,7 @@ toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject 
 
 	values[0] = Int32GetDatum(limit);
 	values[1] = TimestampTzGetDatum(from);
-	toygun_run(kind == TOYGUN_TASK
-			   ? toygun_plan(&plans[kind], CLAIM_TASKS_SQL, 2, argtypes)
-			   : toygun_plan(&plans[kind], CLAIM_RESOURCES_SQL, 2, argtypes),
-			   values, NULL, limit);
+	toygun_run(toygun_plan(&plans[k][v], sql[k][v], 2, argtypes), values, NULL, limit);
 	n = (int) SPI_processed;
 	for (i = 0; i < SPI_processed; i++)
 		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
@@ -231,13 +244,28 @@ toygun_object_def(ToygunObject *obj)
 }
 
 /*
+ * The definition of an object locked after its definition was read: API
+ * calls read it first, to check the caller's right without a lock, and a
+ * rename (issue 16) that committed while the lock was awaited changed the
+ * object's names or states, and its definition with them. The lock's wait
+ * took no lock that accepts invalidations: accept them here.
+ */
+ToygunDef *
+toygun_locked_def(ToygunObject *obj)
+{
+	AcceptInvalidationMessages();
+	return toygun_object_def(obj);
+}
+
+/*
  * The definition governing an object, read without locking it, once the
  * caller is known to have the right on it. API calls check this
  * before they lock anything: a role without privileges must not be able to
  * hold a lock that ticks, moves or rotate_secrets() would wait for. NULL if
  * there is no such object and missing_ok. With caller InvalidOid, the
- * caller checks what it needs itself. An object's type never changes,
- * so the definition holds for the row once it is locked.
+ * caller checks what it needs itself. A rename (issue 16) may change the
+ * object's type, task name or state before it is locked: once it is, read
+ * its definition again with toygun_locked_def().
  */
 ToygunDef *
 toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, ToygunRight right,
@@ -442,36 +470,34 @@ is_inert(const char *state)
 }
 
 /*
- * The row a handler receives: the locked row with the in-memory state,
- * attrs and step.
+ * Where state, attrs, step and version are in each kind's row type, as last
+ * seen (-1: no such column, as in 0.3's tables for version).
  */
-Datum
-toygun_object_row(ToygunObject *obj)
+typedef struct RowColumns
 {
-	/* where state, attrs and step are in each kind's row type, as last seen */
-	static struct
-	{
-		Oid			typid;
-		uint64		desc_id;	/* the type cache's, new with each change of the row type */
-		int			state,
-					attrs,
-					step;
-	}			cols[2];
-	HeapTupleHeader td = DatumGetHeapTupleHeader(obj->row);
+	Oid			typid;
+	uint64		desc_id;		/* the type cache's, new with each change of the row type */
+	int			state,
+				attrs,
+				step,
+				version;
+} RowColumns;
+
+/* The columns of the row type of td (a row of kind), with its descriptor (to release). */
+static RowColumns *
+row_columns(ToygunKind kind, HeapTupleHeader td, TupleDesc *descp)
+{
+	static RowColumns cols[2];
 	Oid			typid = HeapTupleHeaderGetTypeId(td);
 	TupleDesc	desc = lookup_rowtype_tupdesc(typid, HeapTupleHeaderGetTypMod(td));
 	uint64		desc_id = lookup_type_cache(typid, TYPECACHE_TUPDESC)->tupDesc_identifier;
-	HeapTupleData tmp;
-	HeapTuple	newtup;
-	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
-	int			k = obj->kind == TOYGUN_TASK ? 0 : 1;
+	RowColumns *c = &cols[kind == TOYGUN_TASK ? 0 : 1];
 	int			i;
 
-	if (cols[k].typid != typid || cols[k].desc_id != desc_id)
+	if (c->typid != typid || c->desc_id != desc_id)
 	{
-		cols[k].typid = InvalidOid;
-		cols[k].state = cols[k].attrs = cols[k].step = -1;
+		c->typid = InvalidOid;
+		c->state = c->attrs = c->step = c->version = -1;
 		for (i = 0; i < desc->natts; i++)
 		{
 			const char *col = NameStr(TupleDescAttr(desc, i)->attname);
@@ -479,34 +505,60 @@ toygun_object_row(ToygunObject *obj)
 			if (TupleDescAttr(desc, i)->attisdropped)
 				continue;
 			if (strcmp(col, "state") == 0)
-				cols[k].state = i;
+				c->state = i;
 			else if (strcmp(col, "attrs") == 0)
-				cols[k].attrs = i;
+				c->attrs = i;
 			else if (strcmp(col, "step") == 0)
-				cols[k].step = i;
+				c->step = i;
+			else if (strcmp(col, "version") == 0 && TupleDescAttr(desc, i)->atttypid == INT4OID)
+				c->version = i;
 		}
-		cols[k].typid = typid;
-		cols[k].desc_id = desc_id;
+		c->typid = typid;
+		c->desc_id = desc_id;
 	}
+	*descp = desc;
+	return c;
+}
+
+/*
+ * The row a handler receives: the locked row with the in-memory state,
+ * attrs, step and version.
+ */
+Datum
+toygun_object_row(ToygunObject *obj)
+{
+	HeapTupleHeader td = DatumGetHeapTupleHeader(obj->row);
+	TupleDesc	desc;
+	RowColumns *c = row_columns(obj->kind, td, &desc);
+	HeapTupleData tmp;
+	HeapTuple	newtup;
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+
 	tmp.t_len = HeapTupleHeaderGetDatumLength(td);
 	ItemPointerSetInvalid(&tmp.t_self);
 	tmp.t_tableOid = InvalidOid;
 	tmp.t_data = td;
 	heap_deform_tuple(&tmp, desc, values, nulls);
-	if (cols[k].state >= 0)
+	if (c->state >= 0)
 	{
-		values[cols[k].state] = CStringGetTextDatum(obj->state);
-		nulls[cols[k].state] = false;
+		values[c->state] = CStringGetTextDatum(obj->state);
+		nulls[c->state] = false;
 	}
-	if (cols[k].attrs >= 0)
+	if (c->attrs >= 0)
 	{
-		values[cols[k].attrs] = JsonbPGetDatum(obj->attrs);
-		nulls[cols[k].attrs] = false;
+		values[c->attrs] = JsonbPGetDatum(obj->attrs);
+		nulls[c->attrs] = false;
 	}
-	if (cols[k].step >= 0)
+	if (c->step >= 0)
 	{
-		values[cols[k].step] = Int64GetDatum(obj->step + obj->nsteps);
-		nulls[cols[k].step] = false;
+		values[c->step] = Int64GetDatum(obj->step + obj->nsteps);
+		nulls[c->step] = false;
+	}
+	if (c->version >= 0)
+	{
+		values[c->version] = Int32GetDatum(obj->version);
+		nulls[c->version] = false;
 	}
 	newtup = heap_form_tuple(desc, values, nulls);
 	ReleaseTupleDesc(desc);
@@ -577,19 +629,23 @@ steps_array(ToygunObject *obj, int which)
  * transaction, by the task's own handler. Without the audit columns (an
  * install not yet updated to 0.4), $12 to $15 are not written.
  */
-#define SAVE_SQL(table, alias, run_at, audit_cols, audit_vals) \
+#define SAVE_SQL(table, alias, run_at, audit_cols, audit_vals, version) \
 	"WITH saved AS (" \
 	"  UPDATE ONLY toygun." table " " alias " SET state = $2, attrs = $3, step = $4, run_at = " run_at "," \
-	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" \
+	"    attempts = $6, last_error = $7, updated_at = pg_catalog.clock_timestamp()" version \
 	"   WHERE id = $1 AND step = $8 RETURNING " alias ")," \
 	" steps AS (" \
 	"  INSERT INTO toygun.transition (object_id, step, from_state, to_state, at, note" audit_cols ")" \
-	"  SELECT $1, $8 + s.n - 1, s.f, s.t, pg_catalog.clock_timestamp(), s.note" audit_vals " FROM saved," \
+	"  SELECT $1, $8 + s.n - 1, s.f, s.t, c.at, s.note" audit_vals \
+	"    FROM saved, (SELECT pg_catalog.clock_timestamp() AS at) c," \
 	"         unnest($9::pg_catalog.text[], $10::pg_catalog.text[], $11::pg_catalog.text[]," \
 	"                $15::pg_catalog.text[]) WITH ORDINALITY AS s(f, t, note, reason, n))" \
 	"SELECT " alias " FROM saved"
-#define AUDIT_COLS ", resource_type, made_by, worker_pid, reason"
-#define AUDIT_VALS ", $12, $13, $14, s.reason"
+#define AUDIT_COLS ", resource_type, made_by, worker_pid, reason, expires_at"
+#define VERSION_SET ", version = $16"
+/* expires_at (retention, 0.4): at + the type's keep ($17), infinity for forever */
+#define AUDIT_VALS ", $12, $13, $14, s.reason," \
+	" COALESCE(c.at OPERATOR(pg_catalog.+) $17, 'infinity'::pg_catalog.timestamptz)"
 #define TASK_RUN_AT \
 	"CASE WHEN EXISTS (SELECT FROM ONLY toygun.resource r" \
 	" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"
@@ -603,11 +659,11 @@ steps_array(ToygunObject *obj, int which)
 Datum
 toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 {
-	Oid			argtypes[15] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
+	Oid			argtypes[17] = {UUIDOID, TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID,
 		INT4OID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TEXTOID, REGROLEOID, INT4OID, TEXTARRAYOID};
-	Datum		values[15];
-	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	TEXTOID, REGROLEOID, INT4OID, TEXTARRAYOID, INT4OID, INTERVALOID};
+	Datum		values[17];
+	char		nulls[17] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		saved;
 	bool		isnull;
 	bool		due_now = false;
@@ -664,7 +720,7 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 		due_now = false;
 	}
 
-	if (toygun_store_update(obj, values[4], nulls[4] == 'n', expected_step, &saved))
+	if (toygun_store_update(obj, def, values[4], nulls[4] == 'n', expected_step, &saved))
 		goto saved;
 
 	values[8] = steps_array(obj, 0);
@@ -675,26 +731,29 @@ toygun_save_object(ToygunObject *obj, ToygunDef *def, int64 expected_step)
 	values[13] = Int32GetDatum(MyProcPid);
 	nulls[13] = toygun_in_worker ? ' ' : 'n';
 	values[14] = steps_array(obj, 3);
+	values[15] = Int32GetDatum(obj->version);
+	values[16] = def->keep_forever ? (Datum) 0 : IntervalPGetDatum(&def->keep);
+	nulls[16] = def->keep_forever ? 'n' : ' ';
 	if (!toygun_has_column("transition", "made_by"))
 	{
 		if (obj->kind == TOYGUN_TASK)
-			toygun_run(toygun_plan(&save_task_plan_03, SAVE_SQL("task", "t", TASK_RUN_AT, "", ""),
-								   15, argtypes),
+			toygun_run(toygun_plan(&save_task_plan_03, SAVE_SQL("task", "t", TASK_RUN_AT, "", "", ""),
+								   17, argtypes),
 					   values, nulls, 0);
 		else
-			toygun_run(toygun_plan(&save_resource_plan_03, SAVE_SQL("resource", "r", "$5", "", ""),
-								   15, argtypes),
+			toygun_run(toygun_plan(&save_resource_plan_03, SAVE_SQL("resource", "r", "$5", "", "", ""),
+								   17, argtypes),
 					   values, nulls, 0);
 	}
 	else if (obj->kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&save_task_plan,
-							   SAVE_SQL("task", "t", TASK_RUN_AT, AUDIT_COLS, AUDIT_VALS),
-							   15, argtypes),
+							   SAVE_SQL("task", "t", TASK_RUN_AT, AUDIT_COLS, AUDIT_VALS, VERSION_SET),
+							   17, argtypes),
 				   values, nulls, 0);
 	else
 		toygun_run(toygun_plan(&save_resource_plan,
-							   SAVE_SQL("resource", "r", "$5", AUDIT_COLS, AUDIT_VALS),
-							   15, argtypes),
+							   SAVE_SQL("resource", "r", "$5", AUDIT_COLS, AUDIT_VALS, VERSION_SET),
+							   17, argtypes),
 				   values, nulls, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,

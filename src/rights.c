@@ -192,6 +192,12 @@ begin_grant(FunctionCallInfo fcinfo, ToygunCall *call, Oid *grantee)
 	toygun_check_not_null(fcinfo, 1, "role");
 	*grantee = grantee_oid(PG_GETARG_TEXT_PP(1));
 	toygun_begin_call(call);
+	/*
+	 * Locked as renames lock the type: a rename waits, and takes the grant
+	 * along; no grant stays behind under an old name, for the next type of
+	 * that name (anyone's) to inherit.
+	 */
+	toygun_lock_definition(TOYGUN_RESOURCE, type, NULL);
 	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	toygun_check_acting_for(def, call->caller);
 	values[0] = CStringGetTextDatum(type);

@@ -35,6 +35,7 @@ static SPIPlanPtr set_job_plan;
 static SPIPlanPtr lock_schedule_plan;
 static SPIPlanPtr prune_plan;
 static SPIPlanPtr fire_plan;
+static SPIPlanPtr fire_version_plan;
 static SPIPlanPtr record_bucket_plan;
 static SPIPlanPtr delete_schedule_plan;
 static SPIPlanPtr candidates_plan;
@@ -145,10 +146,16 @@ check_pg_cron(void)
 						 here)));
 }
 
-/* The resource type and task type a schedule is for; both must exist. */
+/*
+ * The resource type and task type a schedule is for; both must exist. The
+ * resource type is locked as renames of it, its tasks and its states lock
+ * it: a rename waits, and takes the schedule along; no schedule stays
+ * behind under an old name, for the next type of that name to inherit.
+ */
 static ToygunDef *
 schedule_def(const char *type, const char *task)
 {
+	toygun_lock_definition(TOYGUN_RESOURCE, type, NULL);
 	(void) toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	return toygun_find_def(TOYGUN_TASK, type, task, false);
 }
@@ -494,8 +501,8 @@ fire(Firing *f)
 	int64		started;
 	Oid			prune_types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		prune_values[2];
-	Datum		fire_values[6];
-	char		fire_nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		fire_values[7];
+	char		fire_nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			record_types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
 	Datum		record_values[5];
 	int64		declined = 0;
@@ -564,26 +571,38 @@ fire(Firing *f)
 		started = fire_asking(f, fire_values, fire_nulls, &declined);
 		goto record;
 	}
-	toygun_run(toygun_plan(&fire_plan,
-						   "WITH live AS ("
-						   LIVE_RESOURCES_SQL
-						   "     FOR SHARE OF r"
-						   "), claimed AS ("
-						   "  INSERT INTO toygun.schedule_start (schedule_id, bucket, resource_id)"
-						   "  SELECT $3, $4, live.id FROM live"
-						   "  ON CONFLICT (schedule_id, bucket, resource_id) DO NOTHING"
-						   "  RETURNING resource_id"
-						   "), started AS ("
-						   "  INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at)"
-						   "  SELECT pg_catalog.gen_random_uuid(), claimed.resource_id, $1, $2, $5,"
-						   "         pg_catalog.clock_timestamp()"
-						   "    FROM claimed"
-						   "  ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
-						   "  RETURNING 1"
-						   ")"
-						   " SELECT pg_catalog.count(*) FROM started",
-						   6, fire_types),
-			   fire_values, fire_nulls, 0);
+	/* the runs start at their type's schema version (issue 16): 1, the default, or $7 */
+#define FIRE_SQL(cols, vals) \
+	"WITH live AS (" \
+	LIVE_RESOURCES_SQL \
+	"     FOR SHARE OF r" \
+	"), claimed AS (" \
+	"  INSERT INTO toygun.schedule_start (schedule_id, bucket, resource_id)" \
+	"  SELECT $3, $4, live.id FROM live" \
+	"  ON CONFLICT (schedule_id, bucket, resource_id) DO NOTHING" \
+	"  RETURNING resource_id" \
+	"), started AS (" \
+	"  INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at" cols ")" \
+	"  SELECT pg_catalog.gen_random_uuid(), claimed.resource_id, $1, $2, $5," \
+	"         pg_catalog.clock_timestamp()" vals \
+	"    FROM claimed" \
+	"  ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING" \
+	"  RETURNING 1" \
+	")" \
+	" SELECT pg_catalog.count(*) FROM started"
+	if (def->version > 1)
+	{
+		Oid			types[7];
+
+		memcpy(types, fire_types, sizeof(fire_types));
+		types[6] = INT4OID;
+		fire_values[6] = Int32GetDatum(def->version);
+		toygun_run(toygun_plan(&fire_version_plan, FIRE_SQL(", version", ", $7"), 7, types),
+				   fire_values, fire_nulls, 0);
+	}
+	else
+		toygun_run(toygun_plan(&fire_plan, FIRE_SQL("", ""), 6, fire_types),
+				   fire_values, fire_nulls, 0);
 	started = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 record:
@@ -783,4 +802,84 @@ toygun_schedule_bucket(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 1, "at");
 	(void) toygun_parse_schedule(text_to_cstring(PG_GETARG_TEXT_PP(0)), &spec);
 	PG_RETURN_TIMESTAMPTZ(toygun_cron_bucket(&spec, PG_GETARG_TIMESTAMPTZ(1)));
+}
+
+/*
+ * A rename (issue 16): the schedules of resource type old_type (of its task
+ * old_task, or of all its tasks when old_task is NULL) follow it to new_type
+ * and new_task, and so do their pg_cron jobs, whose name and command name
+ * the type and task: each is unscheduled and scheduled again under the new
+ * name (a new job id, kept in the schedule). Without pg_cron, the rows alone.
+ */
+void
+toygun_rename_schedules(const char *old_type, const char *new_type,
+						const char *old_task, const char *new_task)
+{
+	static SPIPlanPtr rename_plan = NULL;
+	static SPIPlanPtr job_plan = NULL;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			job_types[3] = {INT8OID, TEXTOID, INT8OID};
+	bool		has_cron = OidIsValid(get_extension_oid("pg_cron", true));
+	SPITupleTable *renamed;
+	uint64		n,
+				i;
+
+	values[0] = CStringGetTextDatum(old_type);
+	values[1] = CStringGetTextDatum(new_type);
+	values[2] = old_task ? CStringGetTextDatum(old_task) : (Datum) 0;
+	nulls[2] = old_task ? ' ' : 'n';
+	values[3] = new_task ? CStringGetTextDatum(new_task) : (Datum) 0;
+	nulls[3] = new_task ? ' ' : 'n';
+	toygun_run(toygun_plan(&rename_plan,
+						   "UPDATE ONLY toygun.schedule s SET resource_type = $2,"
+						   "       task = CASE WHEN s.task = $3 THEN $4 ELSE s.task END"
+						   " WHERE s.resource_type = $1 AND ($3 IS NULL OR s.task = $3)"
+						   " RETURNING s.id, s.task, s.cron",
+						   4, argtypes),
+			   values, nulls, 0);
+	renamed = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = renamed->vals[i];
+		TupleDesc	desc = renamed->tupdesc;
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *task = SPI_getvalue(tup, desc, 2);
+		char	   *old_name = job_name(old_type, old_task ? old_task : task);
+		char	   *name = job_name(new_type, task);
+		Datum		job_values[3];
+		char		job_nulls[3] = {' ', ' ', 'n'};
+
+		if (has_cron)
+		{
+			Oid			cron_types[3] = {TEXTOID, TEXTOID, TEXTOID};
+			Datum		cron_values[3];
+
+			cron_values[0] = CStringGetTextDatum(old_name);
+			cron_values[1] = CStringGetTextDatum(job_command(old_type, old_task ? old_task : task));
+			if (SPI_execute_with_args("SELECT cron.unschedule(jobid) FROM cron.job"
+									  " WHERE jobname = $1 AND username = CURRENT_USER AND command = $2",
+									  2, cron_types, cron_values, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "cron.unschedule() failed");
+			cron_values[0] = CStringGetTextDatum(name);
+			cron_values[1] = CStringGetTextDatum(SPI_getvalue(tup, desc, 3));
+			cron_values[2] = CStringGetTextDatum(job_command(new_type, task));
+			if (SPI_execute_with_args("SELECT cron.schedule($1, $2, $3)", 3, cron_types,
+									  cron_values, NULL, false, 1) != SPI_OK_SELECT ||
+				SPI_processed != 1)
+				elog(ERROR, "cron.schedule() failed");
+			job_values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			job_nulls[2] = ' ';
+		}
+		job_values[0] = Int64GetDatum(id);
+		job_values[1] = CStringGetTextDatum(name);
+		toygun_run(toygun_plan(&job_plan,
+							   "UPDATE ONLY toygun.schedule SET job_name = $2, job_id = COALESCE($3, job_id),"
+							   "       updated_at = pg_catalog.clock_timestamp() WHERE id = $1",
+							   3, job_types),
+				   job_values, job_nulls, 0);
+	}
 }

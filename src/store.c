@@ -9,7 +9,10 @@
  * The direct writes are sound only on the tables they were written for:
  * exactly toygun's columns, by name and type (dropped ones aside), a heap
  * table with no triggers, rules, inheritance children or partitioning, and
- * no row security that applies to the writer. The writer is the tables'
+ * no row security that applies to the writer; the history is partitioned by
+ * expires_at (retention, 0.4), and each history row goes to its partition as
+ * logical replication's apply routes a row (apply_handle_tuple_routing),
+ * each partition a heap table with no triggers and no forced row security. The writer is the tables'
  * owner (API calls) or a superuser (workers), so policies apply only when
  * FORCE ROW LEVEL SECURITY makes them (toygun's own policies only filter
  * what other roles read). Each table is checked when the store opens, and again after
@@ -39,6 +42,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "executor/execPartition.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/bitmapset.h"
@@ -84,10 +88,11 @@ enum
 	COL_ATTEMPTS,
 	COL_LAST_ERROR,
 	COL_UPDATED_AT,
+	COL_VERSION,
 	NCOLS
 };
 static const char *const column_names[NCOLS] = {
-	"state", "attrs", "step", "run_at", "attempts", "last_error", "updated_at"
+	"state", "attrs", "step", "run_at", "attempts", "last_error", "updated_at", "version"
 };
 
 enum
@@ -102,6 +107,7 @@ enum
 	HIST_MADE_BY,
 	HIST_WORKER_PID,
 	HIST_REASON,
+	HIST_EXPIRES_AT,
 	NHIST
 };
 
@@ -125,6 +131,7 @@ static const Column shape[] = {
 	{STORE_RESOURCE, "last_error", TEXTOID},
 	{STORE_RESOURCE, "created_at", TIMESTAMPTZOID},
 	{STORE_RESOURCE, "updated_at", TIMESTAMPTZOID},
+	{STORE_RESOURCE, "version", INT4OID},
 	{STORE_TASK, "id", UUIDOID},
 	{STORE_TASK, "resource_id", UUIDOID},
 	{STORE_TASK, "resource_type", TEXTOID},
@@ -139,6 +146,7 @@ static const Column shape[] = {
 	{STORE_TASK, "updated_at", TIMESTAMPTZOID},
 	{STORE_TASK, "seq", INT8OID},
 	{STORE_TASK, "parent_run", UUIDOID},
+	{STORE_TASK, "version", INT4OID},
 	/* in HIST_* order */
 	{STORE_TRANSITION, "object_id", UUIDOID},
 	{STORE_TRANSITION, "step", INT8OID},
@@ -150,6 +158,7 @@ static const Column shape[] = {
 	{STORE_TRANSITION, "made_by", REGROLEOID},
 	{STORE_TRANSITION, "worker_pid", INT4OID},
 	{STORE_TRANSITION, "reason", TEXTOID},
+	{STORE_TRANSITION, "expires_at", TIMESTAMPTZOID},
 };
 
 typedef struct Store
@@ -162,6 +171,10 @@ typedef struct Store
 	bool		direct[STORE_NTABLES];	/* as written for: direct writes allowed */
 	AttrNumber	col[STORE_NTABLES][Max((int) NCOLS, (int) NHIST)];	/* 0-based; HIST_* for transition */
 	AttrNumber	idcol[STORE_NTABLES];	/* 1-based: the id column */
+	/* the history's partitions (retention): routing, set up at its first row */
+	ModifyTableState *mtstate;
+	PartitionTupleRouting *proute;
+	ResultRelInfo *forever;		/* the partition of rows kept forever, once found */
 } Store;
 
 /* The store of the current transaction, or NULL. */
@@ -187,8 +200,8 @@ static bool store_busy = false;
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 
-static bool write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
-					  int64 expected_step, Datum *saved);
+static bool write_row(Store *st, int t, ToygunObject *obj, ToygunDef *def, Datum run_at,
+					  bool run_at_null, int64 expected_step, Datum *saved);
 
 /*
  * Is the open table exactly what the direct writes were written for? If so,
@@ -204,7 +217,10 @@ check_shape(Store *st, int t)
 				live = 0,
 				i;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+	if (t == STORE_TRANSITION && rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE &&
+		!rel->rd_rel->relispartition)
+		;						/* its partitions are checked as rows go to them */
+	else if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
 		why = "it is partitioned or a partition";
 	else if (rel->rd_tableam != GetHeapamTableAmRoutine())
 		why = "its access method is not heap";
@@ -215,7 +231,7 @@ check_shape(Store *st, int t)
 	else if (rel->rd_rel->relforcerowsecurity ||
 			 check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
 		why = "row-level security applies to its writer";
-	else if (rel->rd_rel->relhassubclass)
+	else if (rel->rd_rel->relhassubclass && rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		why = "it has inheritance children";
 
 	for (i = 0; why == NULL && i < lengthof(shape); i++)
@@ -316,7 +332,9 @@ open_table(Store *st, int t)
 	rel = table_open(relid, RowExclusiveLock);
 	st->rri[t] = makeNode(ResultRelInfo);
 	InitResultRelInfo(st->rri[t], rel, t + 1, NULL, 0);
-	ExecOpenIndices(st->rri[t], false);
+	/* a partitioned table's indexes are its partitions' (opened as rows go there) */
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		ExecOpenIndices(st->rri[t], false);
 	st->slot[t] = table_slot_create(rel, NULL);
 	st->direct[t] = check_shape(st, t);
 
@@ -355,6 +373,8 @@ close_store(bool release)
 	{
 		save_owner = CurrentResourceOwner;
 		CurrentResourceOwner = TopTransactionResourceOwner;
+		if (store->proute != NULL)
+			ExecCleanupTupleRouting(store->mtstate, store->proute);
 		for (t = 0; t < STORE_NTABLES; t++)
 		{
 			if (store->rri[t] == NULL)
@@ -381,12 +401,15 @@ get_store(void)
 	return store;
 }
 
-/* Append one history row of obj. */
-static void
-insert_step(Store *st, ToygunObject *obj, int64 step, ToygunStep *s, TimestampTz at)
+/*
+ * A history row of obj in the history's slot: step s, written at at, to
+ * expire at expires.
+ */
+static TupleTableSlot *
+history_row(Store *st, ToygunObject *obj, int64 step, ToygunStep *s, TimestampTz at,
+			TimestampTz expires)
 {
 	TupleTableSlot *slot = st->slot[STORE_TRANSITION];
-	ResultRelInfo *rri = st->rri[STORE_TRANSITION];
 	AttrNumber *col = st->col[STORE_TRANSITION];
 
 	ExecClearTuple(slot);
@@ -412,21 +435,86 @@ insert_step(Store *st, ToygunObject *obj, int64 step, ToygunStep *s, TimestampTz
 	slot->tts_isnull[col[HIST_MADE_BY]] = false;
 	slot->tts_isnull[col[HIST_WORKER_PID]] = !toygun_in_worker;
 	slot->tts_isnull[col[HIST_REASON]] = s->reason == NULL;
-	ExecStoreVirtualTuple(slot);
+	slot->tts_values[col[HIST_EXPIRES_AT]] = TimestampTzGetDatum(expires);
+	slot->tts_isnull[col[HIST_EXPIRES_AT]] = false;
+	return ExecStoreVirtualTuple(slot);
+}
+
+/*
+ * The partition of the history a row goes to (the history itself when it is
+ * a plain table), found as logical replication's apply finds it; NULL when
+ * that partition is not one the direct writes are sound on (then the SQL
+ * path writes, and fires what it has).
+ */
+static ResultRelInfo *
+history_partition(Store *st, TupleTableSlot *slot, TimestampTz expires)
+{
+	ResultRelInfo *root = st->rri[STORE_TRANSITION];
+	ResultRelInfo *leaf;
+	Relation	rel;
+	MemoryContext old;
+	ResourceOwner save_owner;
+
+	if (root->ri_RelationDesc->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		return root;
+	/* most types keep forever: their rows' partition is found once a transaction */
+	if (expires == DT_NOEND && st->forever != NULL)
+		return st->forever;
+	old = MemoryContextSwitchTo(st->cxt);
+	save_owner = CurrentResourceOwner;
+	/* partitions are held by the transaction, as the tables are (open_table) */
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	if (st->proute == NULL)
+	{
+		st->mtstate = makeNode(ModifyTableState);
+		st->mtstate->ps.plan = NULL;
+		st->mtstate->ps.state = st->estate;
+		st->mtstate->operation = CMD_INSERT;
+		st->mtstate->resultRelInfo = root;
+		st->proute = ExecSetupPartitionTupleRouting(st->estate, root->ri_RelationDesc);
+	}
+	leaf = ExecFindPartition(st->mtstate, root, st->proute, slot, st->estate);
+	CurrentResourceOwner = save_owner;
+	MemoryContextSwitchTo(old);
+
+	rel = leaf->ri_RelationDesc;
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		rel->rd_tableam != GetHeapamTableAmRoutine() ||
+		rel->trigdesc != NULL || rel->rd_rules != NULL || rel->rd_rel->relforcerowsecurity)
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("toygun.transition is written through SQL: its partition %s is not as toygun made it",
+								 RelationGetRelationName(rel))));
+		return NULL;
+	}
+	if (expires == DT_NOEND)
+		st->forever = leaf;
+	return leaf;
+}
+
+/* Append a history row, in the slot, to its partition. */
+static void
+insert_step(Store *st, ResultRelInfo *leaf, TupleTableSlot *slot)
+{
+	TupleConversionMap *map = leaf->ri_RootToPartitionMap;
+
+	if (map != NULL)
+		slot = execute_attr_map_slot(map->attrMap, slot, leaf->ri_PartitionTupleSlot);
 	/* checks the constraints and the replica identity, as SQL would */
-	ExecSimpleRelationInsert(rri, st->estate, slot);
+	ExecSimpleRelationInsert(leaf, st->estate, slot);
 	ResetPerTupleExprContext(st->estate);
 }
 
 /*
  * Write the new version of a locked object row and its history: the state,
- * attrs, step, run_at (run_at_null), attempts and last_error of obj.
+ * attrs, step, run_at (run_at_null), attempts, last_error and schema version
+ * of obj.
  * Returns false, having written nothing, when the SQL path must do it. On
  * success *saved is the saved row (if saved is not NULL).
  */
 bool
-toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 expected_step,
-					Datum *saved)
+toygun_store_update(ToygunObject *obj, ToygunDef *def, Datum run_at, bool run_at_null,
+					int64 expected_step, Datum *saved)
 {
 	int			t = obj->kind == TOYGUN_TASK ? STORE_TASK : STORE_RESOURCE;
 	Store	   *st;
@@ -443,7 +531,7 @@ toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null, int64 exp
 	store_busy = true;
 	PG_TRY();
 	{
-		written = write_row(st, t, obj, run_at, run_at_null, expected_step, saved);
+		written = write_row(st, t, obj, def, run_at, run_at_null, expected_step, saved);
 	}
 	PG_FINALLY();
 	{
@@ -497,9 +585,11 @@ newest_version(Store *st, int t, ToygunObject *obj)
 }
 
 static bool
-write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
+write_row(Store *st, int t, ToygunObject *obj, ToygunDef *def, Datum run_at, bool run_at_null,
 		  int64 expected_step, Datum *saved)
 {
+	ResultRelInfo *leaf = NULL;
+	TimestampTz expires = 0;
 	ResultRelInfo *rri = st->rri[t];
 	Relation	rel = rri->ri_RelationDesc;
 	TupleTableSlot *slot = st->slot[t];
@@ -516,8 +606,21 @@ write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
 	if (!newest_version(st, t, obj))
 		return false;			/* changed by this transaction since: SQL path */
 
-	/* the new version: the row as read, with the changed columns */
+	/*
+	 * Where its history goes, before anything is written: one partition for
+	 * all its rows (one time, one keep).
+	 */
 	now = GetCurrentTimestamp();
+	if (obj->nsteps > 0)
+	{
+		expires = toygun_expires_at(def, now);
+		leaf = history_partition(st, history_row(st, obj, expected_step, &obj->steps[0], now,
+												 expires), expires);
+		if (leaf == NULL)
+			return false;
+	}
+
+	/* the new version: the row as read, with the changed columns */
 	old.t_len = HeapTupleHeaderGetDatumLength(td);
 	ItemPointerSetInvalid(&old.t_self);
 	old.t_tableOid = InvalidOid;
@@ -533,6 +636,9 @@ write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
 	slot->tts_values[col[COL_LAST_ERROR]] = obj->last_error ? CStringGetTextDatum(obj->last_error) : (Datum) 0;
 	slot->tts_isnull[col[COL_LAST_ERROR]] = obj->last_error == NULL;
 	slot->tts_values[col[COL_UPDATED_AT]] = TimestampTzGetDatum(now);
+	/* as read, or as an upgrade (versions.c) made it */
+	slot->tts_values[col[COL_VERSION]] = Int32GetDatum(obj->version);
+	slot->tts_isnull[col[COL_VERSION]] = false;
 	ExecStoreVirtualTuple(slot);
 
 	/* what UPDATE checks: the replica identity, NOT NULL and CHECK */
@@ -555,8 +661,10 @@ write_row(Store *st, int t, ToygunObject *obj, Datum run_at, bool run_at_null,
 		list_free(ExecInsertIndexTuples(rri, slot, st->estate, true, false, NULL, NIL));
 	ResetPerTupleExprContext(st->estate);
 
+	/* the first row is in the history's slot still, as routed */
 	for (i = 0; i < obj->nsteps; i++)
-		insert_step(st, obj, expected_step + i, &obj->steps[i], now);
+		insert_step(st, leaf, i == 0 ? st->slot[STORE_TRANSITION] :
+					history_row(st, obj, expected_step + i, &obj->steps[i], now, expires));
 
 	obj->tid = slot->tts_tid;
 	if (saved != NULL)

@@ -182,6 +182,15 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 	}
 
 	/*
+	 * An object below its type's schema version has its attrs upgraded
+	 * first (versions.c), so that should_stop and the handler see them as
+	 * the type now has them; a failing upgrade fails the tick. Every other
+	 * tick pays this comparison.
+	 */
+	if (obj->version < def->version)
+		toygun_upgrade_object(obj, def);
+
+	/*
 	 * A task type's should_stop, asked before every tick, the first too:
 	 * true stops the run now, without its handler. An error fails the tick.
 	 * Types without one pay a pointer test.

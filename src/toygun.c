@@ -31,6 +31,10 @@ int			toygun_max_attempts = 10;
 int			toygun_retry_backoff_ms = 1000;
 int			toygun_failures_kept = 20;
 bool		toygun_paused = false;
+char	   *toygun_keep = NULL;
+int			toygun_history_partition_s = 86400;
+int			toygun_prune_batch = 1000;
+int			toygun_maintain_interval_ms = 60000;
 
 static void
 define_settings(void)
@@ -143,6 +147,39 @@ define_settings(void)
 							   PGC_USERSET,
 							   GUC_NOT_IN_SAMPLE,
 							   toygun_test_now_check, toygun_test_now_assign, NULL);
+	/* retention (issue 16): retention.c */
+	DefineCustomStringVariable("toygun.keep",
+							   "How long a type defined without keep keeps its stopped objects and history.",
+							   "forever, or a positive interval such as '30 days'; read by define_resource and define_task.",
+							   &toygun_keep,
+							   "forever",
+							   PGC_SIGHUP,
+							   0,
+							   toygun_keep_check, NULL, NULL);
+	DefineCustomIntVariable("toygun.history_partition",
+							"Time range of each partition of toygun.transition, by expiry, counted from the Unix epoch.",
+							"Expired history goes a partition at a time: a row goes within this long after it expired.",
+							&toygun_history_partition_s,
+							86400, 1, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.prune_batch",
+							"Most stopped runs, and most stopped resources, one round of maintenance removes in a transaction.",
+							NULL,
+							&toygun_prune_batch,
+							1000, 1, 1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("toygun.maintain_interval",
+							"Longest time between two rounds of maintenance by the workers, even when they are busy.",
+							"They also run one when nothing is due. 0 means the workers never do: call toygun.maintain().",
+							&toygun_maintain_interval_ms,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	/* for measuring what the direct writes buy (bench/README.md) */
 	DefineCustomBoolVariable("toygun.direct_writes",
 							 "Lets ticks write rows straight to the tables rather than through SQL.",

@@ -47,10 +47,13 @@ typedef struct ToygunDef
 	char	  **fields;
 	int			nencrypted;
 	char	  **encrypted;
+	struct ToygunFieldTypes *field_types;	/* NULL: no typed field (fieldtype.c) */
 	Oid			owner;			/* handlers run as this role */
 	char	   *search_path;	/* and with this search_path */
 	char	   *parent_type;	/* resource types: their parents' type, or NULL */
 	char	   *alarm_handler;	/* resource types: qualified signature, or NULL */
+	bool		alarm_handler_ready;
+	FmgrInfo	alarm_handler_fn;
 	/* a task type's retry policy; unset: the setting's (see toygun_def_*) */
 	int			max_attempts;	/* 0: unset */
 	int			retry_backoff_ms;	/* -1: unset */
@@ -68,6 +71,14 @@ typedef struct ToygunDef
 	struct ToygunBreaker *breaker;	/* task types: the circuit breaker, or NULL (breaker.c) */
 	/* resource types: their triggers, read at the first move (triggers.c); NULL: not yet */
 	struct ToygunTriggers *triggers;
+	/* schema version of its objects' attrs (1 without one), and the upgrade to it (versions.c) */
+	int32		version;
+	char	   *upgrade;		/* qualified signature, or NULL: none */
+	bool		upgrade_ready;
+	FmgrInfo	upgrade_fn;
+	/* retention: how long stopped objects and history rows are kept (retention.c) */
+	bool		keep_forever;	/* true: forever (keep NULL) */
+	Interval	keep;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -105,6 +116,7 @@ typedef struct ToygunObject
 	uint64		generation;		/* toygun_store_generation() when read */
 	Oid			actor;			/* made_by of its history rows: the user when
 								 * read, or the caller of a call by hand */
+	int32		version;		/* the schema version its attrs are in (1 before 0.4) */
 
 	/* pending changes */
 	int			nsteps;
@@ -145,6 +157,10 @@ extern int	toygun_retry_backoff_ms;
 extern int	toygun_failures_kept;
 extern bool toygun_paused;
 extern bool toygun_direct_writes;
+extern char *toygun_keep;
+extern int	toygun_history_partition_s;
+extern int	toygun_prune_batch;
+extern int	toygun_maintain_interval_ms;
 
 /*
  * The retry policy of a definition: its task type's own, or the setting.
@@ -340,19 +356,26 @@ extern pg_uuid_t *toygun_new_uuid(void);
 extern bool toygun_has_column(const char *table, const char *column);
 extern void toygun_check_object_attrs(const char *what, Jsonb *attrs);
 extern Oid	toygun_type_oid(const char *typname);
+extern bool toygun_parse_interval(const char *str, Interval *out);
 
 /* define.c */
 extern ToygunDef *toygun_find_def(ToygunKind kind, const char *resource_type,
 								  const char *name, bool missing_ok);
 extern FmgrInfo *toygun_def_handler(ToygunDef *def);
 extern FmgrInfo *toygun_def_hook(ToygunDef *def, const char *hook);
-extern Oid	toygun_def_alarm_handler(ToygunDef *def);
+extern FmgrInfo *toygun_def_upgrade(ToygunDef *def);
+extern FmgrInfo *toygun_def_alarm_handler(ToygunDef *def);
 extern void toygun_define_init(void);
+extern void toygun_lock_definition(ToygunKind kind, const char *resource_type, const char *name);
+extern void toygun_lock_name_use(ToygunKind kind, const char *resource_type, const char *name,
+								 bool rename);
+extern void toygun_definitions_changed(ToygunKind kind);
 
 /* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
 extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
+extern ToygunDef *toygun_locked_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller,
 										 ToygunRight right, bool missing_ok);
 extern bool toygun_state_declared(ToygunDef *def, const char *state);
@@ -369,7 +392,7 @@ extern Jsonb *toygun_panic_attrs(const char *message);
 extern void toygun_object_init(void);
 
 /* store.c */
-extern bool toygun_store_update(ToygunObject *obj, Datum run_at, bool run_at_null,
+extern bool toygun_store_update(ToygunObject *obj, ToygunDef *def, Datum run_at, bool run_at_null,
 								int64 expected_step, Datum *saved);
 extern uint64 toygun_store_generation(void);
 extern void toygun_store_init(void);
@@ -435,7 +458,8 @@ extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const cha
 
 /* tick.c */
 /* children.c: waiting for children */
-#define TOYGUN_TASK_NATTS 14	/* columns of toygun.task as toygun makes it */
+#define TOYGUN_TASK_NATTS 15	/* columns of toygun.task as toygun makes it */
+#define TOYGUN_TASK_PARENT_RUN 14	/* its column parent_run */
 extern void toygun_child_ended(ToygunObject *obj);
 extern bool toygun_sweep_children(void);
 extern bool toygun_is_task(pg_uuid_t *id);
@@ -481,7 +505,53 @@ extern void toygun_check_fields(ToygunDef *def, Jsonb *attrs);
 extern void toygun_check_stored_args(ToygunDef *def, Jsonb *args, const char *plural,
 									 const char *one, const char *table);
 
+/* fieldtype.c: field types, a check on the JSON value of a typed field */
+typedef struct ToygunFieldType
+{
+	char	   *name;
+	int			kind;			/* fieldtype.c's FieldKind */
+	bool		array;			/* an array of kind */
+} ToygunFieldType;
+
+typedef struct ToygunFieldTypes
+{
+	int			n;
+	ToygunFieldType *types;
+} ToygunFieldTypes;
+
+extern ToygunFieldTypes *toygun_field_types_parse(Jsonb *j, const char *label, bool quiet);
+extern ToygunFieldType *toygun_field_type_of(ToygunFieldTypes *ft, const char *key, int len);
+extern void toygun_check_field_type(ToygunDef *def, ToygunFieldType *t, const char *name,
+									int namelen, JsonbValue *v, bool encrypted);
+
+/* schedule.c: the schedules of a renamed resource type or task (issue 16) */
+extern void toygun_rename_schedules(const char *old_type, const char *new_type,
+									const char *old_task, const char *new_task);
+
 /* triggers.c: tasks started when a resource enters a state */
 extern void toygun_fire_triggers(ToygunObject *obj, ToygunDef *def);
+
+/* versions.c: schema versions, an object's attrs brought up to its type's version */
+extern void toygun_upgrade_object(ToygunObject *obj, ToygunDef *def);
+
+/* retention.c: keep, the history's partitions, and removing what has expired */
+extern bool toygun_keep_check(char **newval, void **extra, GucSource source);
+extern bool toygun_keep_valid(Interval *keep);
+extern TimestampTz toygun_expires_at(ToygunDef *def, TimestampTz at);
+extern long toygun_maintain_in_worker(bool idle);
+
+/* redefine.c: safe redefinition (move_states), handlers kept from DROP */
+typedef struct ToygunRedefine
+{
+	bool		active;			/* the objects' table is locked, the states checked */
+	int			nmoves;			/* move_states: from[i] moves to to[i] */
+	char	  **from;
+	char	  **to;
+} ToygunRedefine;
+
+extern void toygun_redefine_check(ToygunKind kind, const char *resource_type, const char *name,
+								  const char *label, ToygunDef *existing, char **states,
+								  int nstates, Jsonb *moves, ToygunRedefine *r);
+extern void toygun_redefine_move(ToygunDef *def, ToygunRedefine *r, Oid caller);
 
 #endif							/* TOYGUN_H */

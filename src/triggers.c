@@ -231,6 +231,12 @@ toygun_define_trigger(PG_FUNCTION_ARGS)
 	toygun_check_object_attrs("args", args);
 
 	toygun_begin_call(&call);
+	/*
+	 * Locked as renames of the type, its tasks and its states lock it: a
+	 * rename waits and takes the trigger along; no trigger stays behind
+	 * under an old name, for the next type of that name to inherit.
+	 */
+	toygun_lock_definition(TOYGUN_RESOURCE, type, NULL);
 	rdef = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	toygun_check_acting_for(rdef, call.caller);
 	check_on_state(rdef, on_state);

@@ -19,6 +19,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -312,4 +313,29 @@ toygun_end_work(void)
 	CommitTransactionCommand();
 	toygun_count_transaction();
 	pgstat_report_stat(false);
+}
+
+/*
+ * An interval as interval_in reads it (its own syntax or ISO 8601), or false
+ * where interval_in would raise: for settings' checks and quiet parsers.
+ */
+bool
+toygun_parse_interval(const char *str, Interval *out)
+{
+	char		workbuf[256];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype = 0;
+	int			dterr;
+	struct pg_itm_in itm_in;
+
+	if (strlen(str) >= sizeof(workbuf))
+		return false;
+	dterr = ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf);
+	if (dterr == 0)
+		dterr = DecodeInterval(field, ftype, nf, INTERVAL_FULL_RANGE, &dtype, &itm_in);
+	if (dterr == DTERR_BAD_FORMAT)
+		dterr = DecodeISO8601Interval(unconstify(char *, str), &dtype, &itm_in);
+	return dterr == 0 && dtype == DTK_DELTA && itmin2interval(&itm_in, out) == 0;
 }

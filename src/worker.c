@@ -384,6 +384,60 @@ catch_error(void)
 	return edata;
 }
 
+/* The failure of c's tick, as failure.c records it. */
+static ToygunFailure
+failure_of(Claimed *c)
+{
+	ToygunFailure failure;
+
+	failure.error = c->error;
+	failure.started_at = c->started_at;
+	failure.ended_at = c->ended_at;
+	failure.worker_pid = MyProcPid;
+	return failure;
+}
+
+/*
+ * Run body(c) in a subtransaction of its own, contained as a tick is, its
+ * result in *result. Returns NULL if it succeeded, else its error, rolled
+ * back (catch_error()).
+ */
+static ErrorData *
+in_subtransaction(bool (*body) (Claimed *c), Claimed *c, bool *result)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		*result = body(c);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		edata = catch_error();
+		RollbackAndReleaseCurrentSubTransaction();
+		(void) toygun_contain_end_tick();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
+	return edata;
+}
+
+/* retick()'s subtransaction: tick c if it is still due and nobody took it. */
+static bool
+retick_body(Claimed *c)
+{
+	ToygunObject *obj = toygun_lock_object(c->kind, &c->id, true, true);
+
+	/* skip what someone else took, or ticked, meanwhile */
+	return obj != NULL && obj->due && tick_claimed(obj, c->started_at);
+}
+
 /*
  * Tick one claimed object again in a subtransaction; on failure keep the
  * error. Returns true when the transaction must commit after this tick.
@@ -391,37 +445,37 @@ catch_error(void)
 static bool
 retick(Claimed *c)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	volatile bool end_batch = false;
+	bool		end_batch = false;
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
 	c->started_at = GetCurrentTimestamp();
-	PG_TRY();
+	edata = in_subtransaction(retick_body, c, &end_batch);
+	if (edata != NULL)
 	{
-		ToygunObject *obj = toygun_lock_object(c->kind, &c->id, true, true);
-
-		/* skip what someone else took, or ticked, meanwhile */
-		if (obj != NULL && obj->due)
-			end_batch = tick_claimed(obj, c->started_at);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = catch_error();
-
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		(void) toygun_contain_end_tick();
 		c->error = failure_message(edata);
 		c->ended_at = GetCurrentTimestamp();
 	}
-	PG_END_TRY();
 	return end_batch;
+}
+
+/* record_failure()'s subtransaction: the failure with its panic, under a tick's timeout. */
+static bool
+record_failure_body(Claimed *c)
+{
+	ToygunDef	setting;
+	ToygunFailure failure = failure_of(c);
+
+	memset(&setting, 0, sizeof(setting));
+	tick_timed_out = false;
+	toygun_contain_begin_tick();
+	toygun_inflight_begin(c->kind, &c->id, &c->tid, GetCurrentTimestamp());
+	start_tick_timeouts(&setting);
+	(void) toygun_record_failure(c->kind, &c->id, &failure, true, false, NULL);
+	(void) toygun_contain_end_tick();
+	stop_tick_timeouts();
+	fail_if_timed_out();
+	toygun_inflight_end();
+	return false;
 }
 
 /*
@@ -440,47 +494,17 @@ retick(Claimed *c)
 static void
 record_failure(Claimed *c)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ToygunFailure failure;
-	ToygunDef	setting;
+	bool		unused;
+	ErrorData  *edata = in_subtransaction(record_failure_body, c, &unused);
 
-	failure.error = c->error;
-	failure.started_at = c->started_at;
-	failure.ended_at = c->ended_at;
-	failure.worker_pid = MyProcPid;
-	memset(&setting, 0, sizeof(setting));
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
+	if (edata != NULL)
 	{
-		tick_timed_out = false;
-		toygun_contain_begin_tick();
-		toygun_inflight_begin(c->kind, &c->id, &c->tid, GetCurrentTimestamp());
-		start_tick_timeouts(&setting);
-		(void) toygun_record_failure(c->kind, &c->id, &failure, true, false, NULL);
-		(void) toygun_contain_end_tick();
-		stop_tick_timeouts();
-		fail_if_timed_out();
-		toygun_inflight_end();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = catch_error();
+		ToygunFailure failure = failure_of(c);
 
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		(void) toygun_contain_end_tick();
 		failure.error = psprintf("%s (its panic failed: %s)", c->error, failure_message(edata));
 		FreeErrorData(edata);
 		(void) toygun_record_failure(c->kind, &c->id, &failure, false, false, NULL);
 	}
-	PG_END_TRY();
 }
 
 /*
@@ -814,7 +838,19 @@ toygun_worker_main(Datum arg)
 			/* a full batch: there may be more, so get another worker going */
 			if (full)
 				toygun_wake_worker();
+			/* retention: busy, a round at least every toygun.maintain_interval */
+			(void) toygun_maintain_in_worker(false);
 			continue;
+		}
+
+		/* retention: nothing due, a round (retention.c), and sleep no longer than until the next */
+		{
+			long		next = toygun_maintain_in_worker(true);
+
+			if (next == 0)
+				continue;
+			if (next > 0)
+				sleep_ms = Min(sleep_ms, next);
 		}
 
 		pgstat_report_activity(STATE_IDLE, "waiting for due runs");

@@ -45,6 +45,17 @@ CREATE FUNCTION pg_temp.mismatches(cases text[]) RETURNS TABLE (q text, want tex
           FROM generate_subscripts(cases, 1) i)
     SELECT left(c.q, 120), c.want, c.got FROM c WHERE c.got IS DISTINCT FROM c.want
 $$;
+-- the detail of the error a statement fails with, or NULL
+CREATE FUNCTION pg_temp.detail_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    d text;
+BEGIN
+    EXECUTE q;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN d;
+END $$;
 -- the number of history rows of an object
 CREATE FUNCTION pg_temp.steps(id uuid) RETURNS bigint LANGUAGE sql AS
     $$ SELECT count(*) FROM toygun.transition WHERE object_id = id $$;

@@ -9,6 +9,24 @@
 -- handler then stops it); NULL: stops go straight to __stop__.
 -- breaker: {"failures": n, "within": interval, "cooldown": interval}, a task
 -- type's circuit breaker (toygun.breaker); NULL: none.
+-- field_types: {"field": "type", ...}, the types of fields (text, integer,
+-- bigint, numeric, boolean, timestamptz, date, uuid, jsonb, and arrays of all
+-- but jsonb: text[], ...); a typed field is a declared field. NULL: none.
+-- move_states: {"old": "new", ...}, where the live objects in states the new
+-- definition does not declare go (a declared state, or __stop__), moved in
+-- the same transaction; without it, such a redefinition is refused.
+-- version: the schema version of the type's attrs (NULL: the current one, 1
+-- for a new type), never lowered; upgrade: a function f(attrs jsonb,
+-- from_version integer) RETURNS jsonb, run as the owner, that brings an
+-- object's attrs from an older version to this one before its next tick or
+-- move by hand, or in toygun.backfill() (NULL: the one it has while the
+-- version stays, none when it rises).
+-- keep (retention, issue 16): how long a stopped object of the type, and each
+-- history row of its objects, is kept; NULL: forever. Left out, the setting
+-- toygun.keep at definition time: default_keep() reads it (NULL for forever).
+CREATE FUNCTION toygun.default_keep() RETURNS interval
+    AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
+
 CREATE FUNCTION toygun.define_resource(
     type text,
     states text[] DEFAULT '{starting,running,stopping,restarting}',
@@ -18,7 +36,12 @@ CREATE FUNCTION toygun.define_resource(
     owner regrole DEFAULT NULL,
     parent_type text DEFAULT NULL,
     stop_state text DEFAULT NULL,
-    alarm_handler regprocedure DEFAULT NULL) RETURNS void
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep()) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -35,5 +58,20 @@ CREATE FUNCTION toygun.define_task(
     should_start regprocedure DEFAULT NULL,
     should_stop regprocedure DEFAULT NULL,
     stop_state text DEFAULT NULL,
-    breaker jsonb DEFAULT NULL) RETURNS void
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep()) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+
+-- A function a defined type uses (handler, alarm_handler, should_start,
+-- should_stop) cannot be dropped: PostgreSQL records no dependency on a
+-- table row, so an event trigger refuses the DROP (DROP FUNCTION, DROP
+-- SCHEMA ... CASCADE, DROP OWNED), naming the functions and the types.
+-- DROP EXTENSION toygun is let through.
+CREATE FUNCTION toygun.guard_drop() RETURNS event_trigger
+    AS 'MODULE_PATHNAME', 'toygun_guard_drop' LANGUAGE C;
+REVOKE ALL ON FUNCTION toygun.guard_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER toygun_guard_drop ON sql_drop EXECUTE FUNCTION toygun.guard_drop();

@@ -11,8 +11,9 @@ GRANT SELECT ON toygun.resource_type, toygun.task_type, toygun.transition, toygu
 -- owner would not show (values, names, secrets in a message), so it is read
 -- with toygun.last_error(), which checks. toygun.stats reads as its caller.
 REVOKE ALL ON toygun.resource, toygun.task FROM PUBLIC;
-GRANT SELECT (id, type, parent_id, state, attrs, step, run_at, attempts, created_at, updated_at)
+GRANT SELECT (id, type, parent_id, state, attrs, step, run_at, attempts, created_at, updated_at,
+              version)
     ON toygun.resource TO PUBLIC;
 GRANT SELECT (id, resource_id, resource_type, name, state, attrs, step, run_at, attempts,
-              created_at, updated_at, seq, parent_run)
+              created_at, updated_at, seq, parent_run, version)
     ON toygun.task TO PUBLIC;

@@ -68,6 +68,11 @@ CREATE VIEW toygun.type_grants AS
 ALTER TABLE toygun.resource ENABLE ROW LEVEL SECURITY;
 ALTER TABLE toygun.task ENABLE ROW LEVEL SECURITY;
 ALTER TABLE toygun.transition ENABLE ROW LEVEL SECURITY;
+-- Its partitions have no policy: read by their own names, they show nothing
+-- to anyone but the owner, whatever a default ACL granted (the time
+-- partitions the workers make are the same, retention.c).
+ALTER TABLE toygun.transition_forever ENABLE ROW LEVEL SECURITY;
+ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;
 CREATE POLICY readable ON toygun.resource FOR SELECT
     USING (type OPERATOR(pg_catalog.=) ANY (((SELECT toygun.readable_types()))::pg_catalog.text[]));
 CREATE POLICY readable ON toygun.task FOR SELECT

@@ -53,7 +53,11 @@ CREATE TABLE toygun.resource_type (
     defined_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     parent_type      text,               -- NULL: any parent or none; else its resources need a live parent of that type
     stop_state       text,               -- the state stop_resource moves it into; NULL: __stop__
-    alarm_handler    text                -- qualified signature of a function (toygun.alarm) RETURNS text, or NULL
+    alarm_handler    text,               -- qualified signature of a function (toygun.alarm) RETURNS text, or NULL
+    field_types      jsonb,              -- {"field": "type", ...}; NULL: no typed field
+    version          integer NOT NULL DEFAULT 1,  -- the schema version of its objects' attrs
+    upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
+    keep             interval            -- how long stopped objects and history rows are kept; NULL: forever
 );
 
 -- A task type: an ordered list of states and the handler that runs them,
@@ -76,6 +80,10 @@ CREATE TABLE toygun.task_type (
     should_stop      text,
     stop_state       text,               -- the state stop_task moves a run into; NULL: __stop__
     breaker          jsonb,              -- {"failures", "within", "cooldown"}; NULL: no circuit breaker
+    field_types      jsonb,              -- {"field": "type", ...}; NULL: no typed field
+    version          integer NOT NULL DEFAULT 1,  -- the schema version of its runs' attrs
+    upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
+    keep             interval,           -- how long stopped runs and history rows are kept; NULL: forever
     PRIMARY KEY (resource_type, name)
 );
 
@@ -93,7 +101,8 @@ CREATE TABLE toygun.resource (
     attempts    integer NOT NULL DEFAULT 0,
     last_error  text,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    version     integer NOT NULL DEFAULT 1   -- the schema version its attrs are in (0.4)
 );
 CREATE INDEX resource_type_idx ON toygun.resource (type);
 CREATE INDEX resource_parent_idx ON toygun.resource (parent_id) WHERE parent_id IS NOT NULL;
@@ -117,7 +126,8 @@ CREATE TABLE toygun.task (
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     seq         bigint NOT NULL DEFAULT pg_catalog.nextval('toygun.task_seq'),
-    parent_run  uuid                 -- the run whose handler started it (0.4)
+    parent_run  uuid,                -- the run whose handler started it (0.4)
+    version     integer NOT NULL DEFAULT 1   -- the schema version its attrs are in (0.4)
 );
 ALTER SEQUENCE toygun.task_seq OWNED BY toygun.task.seq;
 -- At most one live (not __stop__) run per resource and task name.
@@ -148,8 +158,32 @@ CREATE TABLE toygun.transition (
     made_by     regrole,
     worker_pid  integer,
     reason      text,
-    PRIMARY KEY (object_id, step)
-);
+    -- retention (0.4): when the row goes, its write time plus its type's keep;
+    -- infinity: kept forever. Whole partitions expire (toygun.maintain()).
+    expires_at  timestamptz NOT NULL DEFAULT 'infinity'
+) PARTITION BY RANGE (expires_at);
+-- Rows kept forever, and rows no time partition takes (moved out when one is
+-- made for them, deleted once expired). Time partitions, toygun.transition_
+-- and their UTC lower bound, are made and dropped by toygun.maintain().
+-- Each partition has its own key (object_id, step): a key on the parent
+-- would have to hold expires_at, and would keep pg_restore from restoring
+-- the time partitions (not members of the extension) under the parent
+-- CREATE EXTENSION makes. No (object, step) twice across partitions is kept
+-- by the writers, who hold the object's row lock.
+CREATE TABLE toygun.transition_forever PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    FOR VALUES FROM ('infinity') TO (MAXVALUE);
+CREATE TABLE toygun.transition_default PARTITION OF toygun.transition (PRIMARY KEY (object_id, step))
+    DEFAULT;
+-- the default partition's rows by expiry: a round deletes the expired ones
+-- and moves out those a new time partition takes without reading them all
+CREATE INDEX transition_default_expires_idx ON toygun.transition_default (expires_at);
+
+-- Retention (0.4): the stopped resources of a type, oldest first, found
+-- without a scan. created_at, not updated_at: an index on a column every
+-- tick writes would end the ticks' HOT updates. (Stopped runs need none:
+-- they are found by the history rows of their stops, which expire with them.)
+CREATE INDEX resource_stopped_idx ON toygun.resource (type, created_at)
+    WHERE state = '__stop__';
 
 -- pg_dump keeps the contents of these tables.
 SELECT pg_catalog.pg_extension_config_dump('toygun.resource_type', '');
@@ -157,4 +191,7 @@ SELECT pg_catalog.pg_extension_config_dump('toygun.task_type', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.resource', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.task', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.task_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('toygun.transition', '');
+-- the history's rows are in its partitions: those made here are dumped as
+-- members, the time partitions (not members) as tables of their own
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition_forever', '');
+SELECT pg_catalog.pg_extension_config_dump('toygun.transition_default', '');

@@ -26,7 +26,7 @@ tg_start "$B" || bail "server B did not start"
 qa() { tg_psql "$A" app -c "$1"; }
 qb() { tg_psql "$B" app -c "$1"; }
 
-plan 21
+plan 22
 
 # --- cluster A: an application in a schema of its own, owned by app_owner ---------
 
@@ -95,6 +95,22 @@ COMMIT;
 INSERT INTO app.ids SELECT 7, toygun.create_resource('acct', '{"name": "late", "token": "tok-late"}');
 SELECT toygun.start_task(r, 'job', '{"mode": "stop", "password": "pw-late"}') FROM app.ids WHERE n = 7;
 SQL
+# history in time partitions (retention): a type that keeps it 100 years, moved by hand
+# before maintain() made the partitions, and after (with a keep a day longer: the
+# partitions are made past the range rows of the keep of the time are being written to);
+# and a row no partition takes (default)
+tg_psql "$A" app -q <<'SQL' >/dev/null || bail "retention"
+SELECT toygun.define_resource('kept', '{a,b}', keep => '100 years');
+SELECT toygun.transition_resource(toygun.create_resource('kept'), 'a');
+SELECT toygun.maintain();
+SELECT toygun.define_resource('kept', '{a,b}', keep => '100 years 1 day');
+SELECT toygun.transition_resource(toygun.create_resource('kept'), 'b');
+INSERT INTO toygun.transition (object_id, step, from_state, to_state, resource_type, expires_at)
+VALUES (gen_random_uuid(), 0, '__new__', 'a', 'kept', '2400-01-01');
+SQL
+is "$(qa "SELECT string_agg(DISTINCT CASE WHEN tableoid::regclass::text ~ '_[0-9]' THEN 'time' ELSE tableoid::regclass::text END, ' ')
+            FROM toygun.transition")" "time toygun.transition_default toygun.transition_forever" \
+	"A's history is in time partitions, in transition_forever and in transition_default"
 is "$(qa "SELECT string_agg(state, ',' ORDER BY seq) FROM toygun.task WHERE run_at <= now()")" "__new__,two,__new__" \
 	"three due runs wait in A"
 
@@ -110,7 +126,8 @@ SELECT t || ' ' || (xpath('/row/x/text()', query_to_xml(format(
            WHERE ix.indrelid = t AND ix.indisprimary AND a.attrelid = t AND a.attnum = k.attnum), t),
        false, true, '')))[1]::text
   FROM (SELECT unnest(extconfig)::regclass AS t FROM pg_extension WHERE extname = 'toygun'
-        UNION ALL VALUES ('app.ids'::regclass), ('app.vault'::regclass)) c
+        UNION ALL VALUES ('app.ids'::regclass), ('app.vault'::regclass)
+        UNION SELECT i.inhrelid::regclass FROM pg_inherits i WHERE i.inhparent = 'toygun.transition'::regclass) c
  WHERE (SELECT relkind FROM pg_class WHERE oid = t) = 'r'
  ORDER BY t::text"
 SECRETS="SELECT count(*) || ' ' || string_agg(v, ' ' ORDER BY v) FROM (
@@ -125,7 +142,7 @@ SECRETS_A=$(qa "$SECRETS")
 SEQS_A=$(qa "$SEQS")
 CRON_A=$(qa "$CRON")
 is "$(qa "SELECT string_agg(c::regclass::text, ' ' ORDER BY c::regclass::text) FROM pg_extension, unnest(extconfig) c WHERE extname = 'toygun'")" \
-	"toygun.alarm toygun.channel toygun.failure toygun.message toygun.message_seq toygun.outbox toygun.outbox_seq toygun.resource toygun.resource_type toygun.route toygun.schedule toygun.schedule_seq toygun.schedule_start toygun.task toygun.task_seq toygun.task_type toygun.transition toygun.trigger toygun.type_grant" \
+	"toygun.alarm toygun.channel toygun.failure toygun.message toygun.message_seq toygun.outbox toygun.outbox_seq toygun.rename toygun.rename_seq toygun.resource toygun.resource_type toygun.route toygun.schedule toygun.schedule_seq toygun.schedule_start toygun.task toygun.task_seq toygun.task_type toygun.transition_default toygun.transition_forever toygun.trigger toygun.type_grant" \
 	"every toygun table and sequence is marked with pg_extension_config_dump (toygun.breaker, runtime state, on purpose not)"
 is "${SECRETS_A%% *}" 16 "A holds 16 secrets: 7 tokens, 6 passwords, 3 of the application's own"
 

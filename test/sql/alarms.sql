@@ -55,7 +55,7 @@ SELECT is((SELECT alarm_handler FROM toygun.resource_type WHERE name = 'tg_accou
 SELECT is((SELECT alarm_handler FROM toygun.resource_type WHERE name = 'dummy'), NULL,
           'a type defined without one has none');
 SELECT throws_ok($$SELECT toygun.define_resource('tg_x', alarm_handler => 'tg_bad_alarm(toygun.alarm)')$$, '42P13',
-                 'alarm_handler public.tg_bad_alarm(toygun.alarm) of resource type "tg_x" must be a function taking toygun.alarm and returning text',
+                 'alarm handler public.tg_bad_alarm(toygun.alarm) must be a function taking toygun.alarm and returning text',
                  'an alarm handler returning something else is refused');
 SELECT throws_ok($$SELECT toygun.define_resource('tg_x', alarm_handler => 'tg_bad_alarm2(text)')$$, '42P13', NULL,
                  'an alarm handler taking something else is refused');
@@ -63,7 +63,7 @@ SELECT throws_ok($$SELECT toygun.define_resource('tg_x', alarm_handler => 'tg_no
                  'an alarm handler that does not exist is refused');
 CREATE ROLE tg_al_definer;
 SELECT is(pg_temp.as_role('tg_al_definer', $$SELECT toygun.define_resource('tg_x', alarm_handler => 'tg_private_alarm(toygun.alarm)')$$),
-          '42501 permission denied for alarm_handler public.tg_private_alarm(toygun.alarm) of resource type "tg_x"',
+          '42501 permission denied for alarm handler public.tg_private_alarm(toygun.alarm)',
           'the owner must be allowed to execute the alarm handler');
 SELECT toygun.define_resource('tg_lone', alarm_handler => NULL);
 SELECT is((SELECT alarm_handler FROM toygun.resource_type WHERE name = 'tg_lone'), NULL,

@@ -29,8 +29,9 @@ GRANT INSERT, SELECT ON public.p_seen TO PUBLIC;
 SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc p
             WHERE p.pronamespace = 'toygun'::regnamespace
               AND NOT has_function_privilege('tg_p_mallory', p.oid, 'EXECUTE')),
-          ARRAY['toygun.decrypt(toygun.secret,text)', 'toygun.keyring()', 'toygun.rotate_secrets()'],
-          'every function but decrypt, keyring and rotate_secrets may be executed by an ordinary role');
+          ARRAY['toygun.decrypt(toygun.secret,text)', 'toygun.guard_drop()', 'toygun.keyring()',
+                'toygun.maintain()', 'toygun.rotate_secrets()'],
+          'every function but decrypt, keyring, maintain, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
 SELECT is_empty($$
     SELECT c.relname, p.priv FROM pg_class c,
            unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
@@ -43,12 +44,13 @@ SELECT is_empty($$
     'an ordinary role may not write toygun''s tables or use its sequences');
 SELECT is((SELECT array_agg(c.relname || '.' || a.attname ORDER BY c.relname, a.attname)
              FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-            WHERE c.relnamespace = 'toygun'::regnamespace AND c.relkind IN ('r', 'v')
+            WHERE c.relnamespace = 'toygun'::regnamespace AND c.relkind IN ('r', 'v', 'p')
               AND NOT has_column_privilege('tg_p_mallory', c.oid, a.attnum, 'SELECT')
-              AND c.relname NOT IN ('channel', 'route', 'outbox')),
+              AND c.relname NOT IN ('channel', 'route', 'outbox') AND NOT c.relispartition),
           ARRAY['resource.last_error', 'task.last_error'],
           'and may read every column of every table and view but last_error (toygun.last_error() checks); '
-          'channel, route and outbox are the owner''s (test/sql/outbox.sql)');
+          'channel, route and outbox are the owner''s (test/sql/outbox.sql); the history''s partitions '
+          'only through toygun.transition (test/sql/retention.sql)');
 SELECT ok(has_schema_privilege('tg_p_mallory', 'toygun', 'USAGE') AND NOT has_schema_privilege('tg_p_mallory', 'toygun', 'CREATE'),
           'it may use schema toygun, not create objects in it');
 
@@ -205,7 +207,7 @@ SELECT throws_ok(format('SELECT toygun.tick_task(%L)', :'borrowed'), '42501',
 -- Encrypted fields: no way around field()'s check, and no way to stop a rotation
 -- alice's row, as a role that could read it would see it (mallory cannot: its rows are private)
 CREATE TEMP TABLE p_alice_row AS
-    SELECT r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, r.created_at, r.updated_at
+    SELECT r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, r.created_at, r.updated_at, r.version
       FROM toygun.resource r WHERE id = :'ar';
 GRANT SELECT ON p_alice_row TO PUBLIC;
 SET ROLE tg_p_mallory;
@@ -215,10 +217,10 @@ SELECT toygun.create_resource('p_mallorys', jsonb_build_object('token', (SELECT 
                                                                'junk', '{"$secret": "tg1:not-a-secret"}'::jsonb)) AS mr2 \gset
 SELECT toygun.define_resource('p_mallorys', encrypted_fields => '{token,junk}');
 -- (an ordinary role may not read last_error, so it names the columns of the row it passes)
-SELECT throws_ok(format($$SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at)::toygun.resource, 'token') FROM toygun.resource r WHERE id = %L$$, :'mr2'), 'XX001',
+SELECT throws_ok(format($$SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version)::toygun.resource, 'token') FROM toygun.resource r WHERE id = %L$$, :'mr2'), 'XX001',
                  'secret could not be decrypted',
                  'another role''s sealed value copied into one''s own encrypted field does not decrypt there');
-SELECT throws_ok($$SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at)::toygun.resource, 'token') FROM p_alice_row r$$, '42501', NULL,
+SELECT throws_ok($$SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version)::toygun.resource, 'token') FROM p_alice_row r$$, '42501', NULL,
                  'and the original stays out of reach');
 RESET ROLE;
 SET LOCAL client_min_messages = error;

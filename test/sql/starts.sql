@@ -16,16 +16,6 @@ SELECT throws_ok(format($$SELECT toygun.start_task(%L, 'test', '{"n": 2}', if_li
                  '23505', format('task "test" of resource %s already has a live run, %s', :'r', :'t'),
                  'with if_live => error it raises 23505 naming the live run');
 SELECT toygun.panic_task(:'t', 'stuck') IS NOT NULL AS panicked \gset
-CREATE FUNCTION pg_temp.detail_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    d text;
-BEGIN
-    EXECUTE q;
-    RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-    RETURN d;
-END $$;
 SELECT is(pg_temp.detail_of(format($$SELECT toygun.start_task(%L, 'test', '{}', if_live => 'error')$$, :'r')),
           'It is in state "__panic__" (panicked: it needs a person).',
           'and says when that run is panicked');

@@ -77,7 +77,7 @@ CREATE FUNCTION pg_temp.contents() RETURNS jsonb LANGUAGE sql AS $$
         'history', (SELECT jsonb_agg(to_jsonb(h) - '{object_id,at}'::text[]
                                      || jsonb_build_object('object', pg_temp.place(h.object_id))
                                      ORDER BY pg_temp.place(h.object_id), h.step)
-                      FROM ONLY toygun.transition h))
+                      FROM toygun.transition h))
 $$;
 
 -- The sequence: ops random operations on three resources, from seed; each
@@ -201,7 +201,7 @@ INSERT INTO alteration VALUES
         $$ALTER TABLE toygun.transition ADD COLUMN late text DEFAULT 'late';
           ALTER TABLE toygun.task ADD CONSTRAINT few CHECK (attempts < 2)$$),
     (17, 'a deferrable unique constraint and an exclusion constraint',
-        $$ALTER TABLE toygun.transition ADD CONSTRAINT once UNIQUE (object_id, to_state, step) DEFERRABLE;
+        $$ALTER TABLE toygun.transition ADD CONSTRAINT once UNIQUE (object_id, to_state, step, expires_at) DEFERRABLE;
           ALTER TABLE toygun.task ADD CONSTRAINT lone EXCLUDE USING btree (resource_id WITH =, name WITH =, state WITH =)$$, ''),
     (18, 'a publication of toygun.task with a row filter and one with a column list',
         $$SET LOCAL client_min_messages = error;
