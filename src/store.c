@@ -217,12 +217,13 @@ check_shape(Store *st, int t)
 				live = 0,
 				i;
 
-	if (t == STORE_TRANSITION && rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE &&
-		!rel->rd_rel->relispartition)
-		;						/* its partitions are checked as rows go to them */
-	else if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition)
+	/* the partitioned history: its partitions are checked as rows go to them */
+	if ((rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relispartition) &&
+		!(t == STORE_TRANSITION && rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE &&
+		  !rel->rd_rel->relispartition))
 		why = "it is partitioned or a partition";
-	else if (rel->rd_tableam != GetHeapamTableAmRoutine())
+	else if (rel->rd_rel->relkind == RELKIND_RELATION &&
+			 rel->rd_tableam != GetHeapamTableAmRoutine())
 		why = "its access method is not heap";
 	else if (rel->trigdesc != NULL)
 		why = "it has triggers";
@@ -231,7 +232,7 @@ check_shape(Store *st, int t)
 	else if (rel->rd_rel->relforcerowsecurity ||
 			 check_enable_rls(RelationGetRelid(rel), InvalidOid, true) == RLS_ENABLED)
 		why = "row-level security applies to its writer";
-	else if (rel->rd_rel->relhassubclass && rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+	else if (rel->rd_rel->relhassubclass && rel->rd_rel->relkind == RELKIND_RELATION)
 		why = "it has inheritance children";
 
 	for (i = 0; why == NULL && i < lengthof(shape); i++)

@@ -6,7 +6,7 @@
 -- each operation's outcome (or error) must be the same.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(28);
+SELECT plan(29);
 
 CREATE FUNCTION public.diff_task(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
 DECLARE
@@ -225,13 +225,17 @@ INSERT INTO alteration VALUES
         $$ALTER TABLE toygun.task SET UNLOGGED; ALTER TABLE toygun.task SET LOGGED$$),
     (24, 'row-level security enabled, not forced, on the three tables (toygun''s own policies), with more policies that filter reads',
         $$CREATE POLICY also ON toygun.transition FOR SELECT USING (to_state <> 'three');
-          CREATE POLICY also ON toygun.task FOR SELECT USING (state <> 'three')$$, '');
+          CREATE POLICY also ON toygun.task FOR SELECT USING (state <> 'three')$$, ''),
+    (25, 'a statement trigger on toygun.transition (the partitioned history) that refuses every insert',
+        $$CREATE TRIGGER refuse AFTER INSERT ON toygun.transition FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.refuse()$$, '');
 
 CREATE FUNCTION pg_temp.mark() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.attrs := NEW.attrs || '{"trig": 1}'; RETURN NEW; END $$;
 CREATE FUNCTION pg_temp.note() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN NEW.note := coalesce(NEW.note, '-') || '!'; RETURN NEW; END $$;
 CREATE TABLE pg_temp.seen (id uuid);
+CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'no history today'; END $$;
 CREATE FUNCTION pg_temp.caught(s text) RETURNS bool LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 / (length(s) - length(s));
