@@ -720,6 +720,18 @@ remove_batch(const char *sql, int nargs, Oid *types, Datum *values, bool resourc
 	return n;
 }
 
+/*
+ * The end of a statement removing stopped runs by their stop rows: c holds
+ * (id, step) of the runs whose stop row it found (the run's step is one past
+ * it); l locks those still stopped there (SKIP LOCKED, checked again under
+ * the lock), del deletes them, returning their ids.
+ */
+#define STOPPED_RUNS_GO \
+	" l AS (SELECT t.id FROM ONLY toygun.task t" \
+	"        WHERE (t.id, t.step) IN (SELECT id, step FROM c) AND t.state = '__stop__'" \
+	"          FOR UPDATE OF t SKIP LOCKED)," \
+	" del AS (DELETE FROM ONLY toygun.task t WHERE t.id IN (SELECT id FROM l) RETURNING t.id)"
+
 /* A visit of an expired time partition for its stop rows. */
 typedef struct Visit
 {
@@ -780,10 +792,7 @@ scan_partition(void *arg)
 			"   WHERE h.ctid >= '(%u,0)'::pg_catalog.tid AND h.ctid < '(%u,0)'::pg_catalog.tid"
 			"     AND h.to_state = '__stop__' AND t.state = '__stop__'"
 			"   LIMIT $1),"
-			" l AS (SELECT t.id FROM ONLY toygun.task t"
-			"        WHERE (t.id, t.step) IN (SELECT id, step FROM c) AND t.state = '__stop__'"
-			"          FOR UPDATE OF t SKIP LOCKED),"
-			" del AS (DELETE FROM ONLY toygun.task t WHERE t.id IN (SELECT id FROM l) RETURNING t.id)"
+			STOPPED_RUNS_GO
 			" SELECT pg_catalog.array_agg(id), count(*), (SELECT count(*) FROM c) FROM del", name, a, b),
 						 1, types, values, false, &candidates, v->round);
 		v->removed += n;
@@ -919,12 +928,9 @@ delete_default_expired(TimestampTz now, Round *round)
 		"WITH h AS (SELECT ctid, object_id, step, to_state FROM toygun.%s WHERE expires_at <= $1 LIMIT $2),"
 		" c AS (SELECT t.id, t.step FROM ONLY toygun.task t JOIN h ON t.id = h.object_id AND t.step = h.step + 1"
 		"        WHERE h.to_state = '__stop__' AND t.state = '__stop__'),"
-		" l AS (SELECT t.id FROM ONLY toygun.task t"
-		"        WHERE (t.id, t.step) IN (SELECT id, step FROM c) AND t.state = '__stop__'"
-		"          FOR UPDATE OF t SKIP LOCKED),"
+		STOPPED_RUNS_GO ","
 		" gone AS (DELETE FROM toygun.%s WHERE ctid = ANY (ARRAY(SELECT ctid FROM h))"
-		"            AND object_id NOT IN (SELECT id FROM c EXCEPT SELECT id FROM l) RETURNING 1),"
-		" del AS (DELETE FROM ONLY toygun.task t WHERE t.id IN (SELECT id FROM l) RETURNING t.id)"
+		"            AND object_id NOT IN (SELECT id FROM c EXCEPT SELECT id FROM l) RETURNING 1)"
 		" SELECT pg_catalog.array_agg(id), count(*), (SELECT count(*) FROM gone) FROM del", name, name),
 								2, types, values, false, &rows, round);
 	round->rows_deleted += rows;
