@@ -822,3 +822,65 @@ REVOKE ALL ON FUNCTION toygun.maintain() FROM PUBLIC;
 -- owner, whatever a default ACL granted (the workers' time partitions too).
 ALTER TABLE toygun.transition_forever ENABLE ROW LEVEL SECURITY;
 ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;
+
+-- issue 17, flow control, first slice: priorities (src/install/schema.sql,
+-- define.sql, objects.sql, grants.sql). A constant default: no table rewrite.
+-- Rebuilding task_due_idx with its new predicate scans toygun.task under a
+-- lock that blocks writes (an update script cannot build an index
+-- concurrently).
+ALTER TABLE toygun.task_type ADD COLUMN priority smallint NOT NULL DEFAULT 0;
+ALTER TABLE toygun.task ADD COLUMN priority smallint NOT NULL DEFAULT 0;
+GRANT SELECT (priority) ON toygun.task TO PUBLIC;
+DROP INDEX toygun.task_due_idx;
+-- Flow control (issue 17): each scheduled run is in exactly one claim index.
+-- Runs at priority 0 in task_due_idx, as before priorities; the others in
+-- task_lane_idx, where a claim reads one level at a time in run_at order.
+-- The claims repeat each predicate literally, so that a generic plan
+-- matches the partial index.
+CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL AND priority = 0;
+CREATE INDEX task_lane_idx ON toygun.task (priority, run_at) WHERE run_at IS NOT NULL AND priority <> 0;
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    BEGIN ATOMIC
+        SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
+                   t.run_at, t.attempts,
+                   CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
+                        THEN toygun.last_error(t.id) END,
+                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority)::toygun.task
+          FROM ONLY toygun.task t
+          LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
+         WHERE t.resource_id = task_for.resource AND t.name = task_for.name
+         ORDER BY t.seq DESC LIMIT 1;
+    END;
+-- priority (issue 17): -100..100, the run's; NULL: its task type's
+-- (define_task's priority). Ignored when a live run is returned.
+DROP FUNCTION toygun.start_task(uuid, text, jsonb, text);
+CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}',
+                                   if_live text DEFAULT 'return', priority integer DEFAULT NULL) RETURNS uuid
+    AS 'MODULE_PATHNAME', 'toygun_start_task' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
+                                 interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
+                                 jsonb, integer, regprocedure, interval);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep(),
+    priority integer DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

@@ -343,7 +343,9 @@ release_held(const char *resource_type, const char *task, TimestampTz held_until
 	values[2] = TimestampTzGetDatum(held_until);
 	toygun_run(toygun_plan(&release_plan,
 						   "UPDATE ONLY toygun.task SET run_at = pg_catalog.clock_timestamp()"
-						   " WHERE run_at = $3 AND resource_type = $1 AND name = $2",
+						   " WHERE run_at = $3 AND resource_type = $1 AND name = $2"
+						   /* each claim index's predicate (issue 17), so that either is read */
+						   "   AND ((run_at IS NOT NULL AND priority = 0) OR (run_at IS NOT NULL AND priority <> 0))",
 						   3, argtypes),
 			   values, NULL, 0);
 	if (SPI_processed > 0)

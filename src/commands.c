@@ -39,6 +39,7 @@ static SPIPlanPtr resource_for_start_plan;
 static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr insert_task_version_plan;
 static SPIPlanPtr insert_task_plan_03;
+static SPIPlanPtr insert_task_priority_plan;
 static SPIPlanPtr live_run_plan;
 static SPIPlanPtr live_tasks_plan;
 static SPIPlanPtr reread_resource_plan;
@@ -239,18 +240,19 @@ live_run(pg_uuid_t *resource, const char *name, bool error_if_live)
  */
 ToygunStarted
 toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
-				 bool error_if_live, bool notice, pg_uuid_t **id)
+				 bool error_if_live, bool notice, int priority, pg_uuid_t **id)
 {
 	ToygunDef  *def;
 	ToygunDef  *rtype;
 	char	   *type;
 	char	   *rstate;
 	Oid			idtype[1] = {UUIDOID};
-	Oid			insert_types[7] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID};
-	Datum		values[7];
-	char		insert_nulls[7] = {' ', ' ', ' ', ' ', ' ', 'n', ' '};
+	Oid			insert_types[8] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID, INT2OID};
+	Datum		values[8];
+	char		insert_nulls[8] = {' ', ' ', ' ', ' ', ' ', 'n', ' ', ' '};
 	pg_uuid_t	parent;
 	bool		has_parent_run;
+	bool		has_priority;
 	int			attempt;
 	Datum		row;
 	bool		isnull;
@@ -325,6 +327,7 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 
 	/* started by a run's handler: the run waits for it (it is woken when this one ends) */
 	has_parent_run = toygun_has_column("task", "parent_run");
+	has_priority = has_parent_run && toygun_has_column("task", "priority");
 	if (has_parent_run && toygun_ticking_top(&parent) && toygun_is_task(&parent))
 	{
 		values[5] = UUIDPGetDatum(&parent);
@@ -352,8 +355,20 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
 		values[4] = CStringGetTextDatum(type);
 		values[6] = Int32GetDatum(def->version);
+		/* the start's priority, or its type's (issue 17) */
+		if (priority == TOYGUN_PRIORITY_DEFAULT)
+			priority = def->priority;
+		values[7] = Int16GetDatum((int16) priority);
 		/* at the type's schema version (issue 16): 1, the column's default, or above */
-		if (def->version > 1)
+		if (has_priority)
+			toygun_run(toygun_plan(&insert_task_priority_plan,
+								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version, priority)"
+								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7, $8)"
+								   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
+								   " RETURNING id",
+								   8, insert_types),
+					   values, insert_nulls, 0);
+		else if (def->version > 1)
 			toygun_run(toygun_plan(&insert_task_version_plan,
 								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version)"
 								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7)"
@@ -382,12 +397,37 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 			*id = SPI_palloc(sizeof(pg_uuid_t));
 			**id = *new_id;
 			toygun_wake_at_commit();
+			/* a level above or below 0: the workers look for it from the commit on */
+			if (priority != 0)
+				toygun_levels_note_at_commit(priority);
 			return TOYGUN_STARTED;
 		}
 		*id = live_run(resource, name, error_if_live);
 		if (*id != NULL)
 			return TOYGUN_START_FOUND_LIVE;
 	}
+}
+
+/*
+ * A priority (issue 17) given to define_task (label, the type's) or to
+ * start_task (label NULL): -100..100.
+ */
+void
+toygun_check_priority(int priority, const char *label, const char *where)
+{
+	if (priority >= TOYGUN_PRIORITY_MIN && priority <= TOYGUN_PRIORITY_MAX)
+		return;
+	if (label != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("priority of %s must be between %d and %d, not %d", label,
+						TOYGUN_PRIORITY_MIN, TOYGUN_PRIORITY_MAX, priority),
+				 errhint("Higher priorities are claimed first; leave priority out (NULL) for 0.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("priority must be between %d and %d, not %d",
+					TOYGUN_PRIORITY_MIN, TOYGUN_PRIORITY_MAX, priority),
+			 errhint("Higher priorities are claimed first; leave priority out (NULL) for the task type's default.")));
 }
 
 /*
@@ -404,6 +444,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	Jsonb	   *args;
 	pg_uuid_t  *id;
 	bool		error_if_live = false;
+	int			priority = TOYGUN_PRIORITY_DEFAULT;
 
 	toygun_check_not_null(fcinfo, 0, "resource");
 	resource = PG_GETARG_UUID_P(0);
@@ -428,8 +469,15 @@ toygun_start_task(PG_FUNCTION_ARGS)
 					 errhint("'return' returns the live run and ignores args; 'error' raises 23505.")));
 	}
 
+	/* priority (issue 17): NULL, or an older install script, is the type's */
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+	{
+		priority = PG_GETARG_INT32(4);
+		toygun_check_priority(priority, NULL, "start_task");
+	}
+
 	toygun_begin_call(&call);
-	(void) toygun_start_run(resource, name, args, call.caller, error_if_live, true, &id);
+	(void) toygun_start_run(resource, name, args, call.caller, error_if_live, true, priority, &id);
 	toygun_end_call(&call);
 	if (id == NULL)
 		PG_RETURN_NULL();

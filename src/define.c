@@ -59,6 +59,10 @@ static SPIPlanPtr rearm_resources_plan;
 #define TASK_KEEP_ARG 18
 #define RESOURCE_KEEP_ARG 13
 
+/* priority (issue 17, flow control): define_task's last */
+#define TASK_PRIORITY_ARG 19
+static SPIPlanPtr upsert_task_type_priority_plan;
+
 /*
  * Most states, and most fields, a type may declare. Lists are searched
  * linearly, and checked for duplicates pairwise; a definition far longer
@@ -808,6 +812,16 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 			def->keep_forever = false;
 		}
 	}
+	/* priority (issue 17): none before 0.4, or one set out of range behind define_task's back: 0 */
+	def->priority = 0;
+	n = kind == TOYGUN_TASK ? SPI_fnumber(desc, "priority") : -1;
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull && DatumGetInt16(d) >= TOYGUN_PRIORITY_MIN && DatumGetInt16(d) <= TOYGUN_PRIORITY_MAX)
+			def->priority = DatumGetInt16(d);
+	}
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -1258,11 +1272,12 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	int32		version;
 	char	   *upgrade;
 	int			i;
-	Datum		values[20];
-	char		nulls[20] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[20] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	int			priority = 0;
+	Datum		values[21];
+	char		nulls[21] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[21] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1285,6 +1300,13 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	values[16] = check_field_types(fcinfo, TASK_FIELD_TYPES_ARG, label);
 	nulls[16] = values[16] ? ' ' : 'n';
 	values[19] = check_keep(fcinfo, TASK_KEEP_ARG, label, &nulls[19]);
+	/* priority (issue 17): NULL, or left out by a redefinition, is 0 */
+	if (PG_NARGS() > TASK_PRIORITY_ARG && !PG_ARGISNULL(TASK_PRIORITY_ARG))
+	{
+		priority = PG_GETARG_INT32(TASK_PRIORITY_ARG);
+		toygun_check_priority(priority, label, "define_task");
+	}
+	values[20] = Int16GetDatum((int16) priority);
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1341,7 +1363,27 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	 * task_type with only the retry policy's columns, and that of 0.2 (seven)
 	 * none of them.
 	 */
-	if (PG_NARGS() > BREAKER_ARG)
+	if (PG_NARGS() > TASK_PRIORITY_ARG)
+		toygun_run(toygun_plan(&upsert_task_type_priority_plan,
+							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
+												"  should_start, should_stop, stop_state, breaker, field_types,"
+												"  version, upgrade, keep, priority",
+												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21",
+												", max_attempts = excluded.max_attempts,"
+												"  retry_backoff = excluded.retry_backoff,"
+												"  tick_timeout = excluded.tick_timeout,"
+												"  should_start = excluded.should_start,"
+												"  should_stop = excluded.should_stop,"
+												"  stop_state = excluded.stop_state,"
+												"  breaker = excluded.breaker,"
+												"  field_types = excluded.field_types,"
+												"  version = excluded.version,"
+												"  upgrade = excluded.upgrade,"
+												"  keep = excluded.keep,"
+												"  priority = excluded.priority"),
+							   21, argtypes),
+				   values, nulls, 0);
+	else if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
 							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
 												"  should_start, should_stop, stop_state, breaker, field_types,"
@@ -1377,6 +1419,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > BREAKER_ARG && breaker == NULL)
 		toygun_breaker_dropped(resource_type, name);
 	definitions_changed(TOYGUN_TASK);
+	/* a default above or below 0: the workers look for the level's runs from its first start */
+	if (priority != 0)
+		toygun_levels_note_at_commit(priority);
 	toygun_redefine_move(toygun_find_def(TOYGUN_TASK, resource_type, name, false), &redefine,
 						 call.caller);
 	toygun_end_call(&call);

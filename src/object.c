@@ -80,6 +80,20 @@ typedef enum ObjectColumn
 	" ORDER BY " alias ".run_at LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED"
 
 /*
+ * Flow control (issue 17): a task claim reads one claim index. Level 0 is
+ * task_due_idx, every other level its range of task_lane_idx; each repeats
+ * its index's predicate literally, so that a generic plan matches it.
+ */
+#define CLAIM_LEVEL0_SQL(columns) \
+	"SELECT " columns " WHERE t.run_at IS NOT NULL AND t.priority = 0" \
+	" AND t.run_at <= pg_catalog.now() AND t.run_at >= $2" \
+	" ORDER BY t.run_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED"
+#define CLAIM_LANE_SQL(columns) \
+	"SELECT " columns " WHERE t.run_at IS NOT NULL AND t.priority <> 0 AND t.priority = $3" \
+	" AND t.run_at <= pg_catalog.now() AND t.run_at >= $2" \
+	" ORDER BY t.run_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED"
+
+/*
  * Whether the object tables have 0.4's version column: the reads' plans
  * come in two variants (a library newer than the installed extension reads
  * 0.3's tables until ALTER EXTENSION UPDATE).
@@ -200,13 +214,14 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 int
 toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs)
 {
-	static SPIPlanPtr plans[2][2];	/* [kind][versioned] */
-	static const char *const sql[2][2] = {
-		{CLAIM_SQL(RESOURCE_COLUMNS("1"), "r"), CLAIM_SQL(RESOURCE_COLUMNS("r.version"), "r")},
+	static SPIPlanPtr plans[2][3];	/* [kind][versioned, 2: with priorities] */
+	static const char *const sql[2][3] = {
+		{CLAIM_SQL(RESOURCE_COLUMNS("1"), "r"), CLAIM_SQL(RESOURCE_COLUMNS("r.version"), "r"), NULL},
 		{CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "1"), "t"),
-		 CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version"), "t")}};
+		 CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version"), "t"),
+		 CLAIM_LEVEL0_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version"))}};
 	int			k = kind == TOYGUN_TASK ? 1 : 0;
-	int			v = versioned(kind);
+	int			v = kind == TOYGUN_TASK && toygun_has_column("task", "priority") ? 2 : versioned(kind);
 	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
 	Datum		values[2];
 	uint64		i;
@@ -220,6 +235,74 @@ toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject 
 		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 	SPI_freetuptable(SPI_tuptable);
 	return n;
+}
+
+/*
+ * Claim up to limit due runs of one priority level other than 0 (issue 17),
+ * oldest due first, as toygun_claim_objects() claims level 0. Only on
+ * tables with priorities: a level is in use only once a start wrote one.
+ */
+int
+toygun_claim_level(int priority, int limit, ToygunObject **objs)
+{
+	static SPIPlanPtr plan;
+	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT2OID};
+	Datum		values[3];
+	uint64		i;
+	int			n;
+
+	if (!toygun_has_column("task", "priority"))
+		return 0;
+	values[0] = Int32GetDatum(limit);
+	values[1] = TimestampTzGetDatum(DT_NOBEGIN);
+	values[2] = Int16GetDatum((int16) priority);
+	toygun_run(toygun_plan(&plan, CLAIM_LANE_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version")),
+						   3, argtypes),
+			   values, NULL, limit);
+	n = (int) SPI_processed;
+	for (i = 0; i < SPI_processed; i++)
+		objs[i] = object_from_tuple(TOYGUN_TASK, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
+/*
+ * The levels other than 0 with scheduled runs (issue 17), due or not: a
+ * loose index scan of task_lane_idx, one descent per level in use, under
+ * the caller's snapshot. Published to shared memory by the caller
+ * (toygun_levels_census_begin/end around the snapshot).
+ */
+void
+toygun_levels_census(ToygunLevels *found)
+{
+	static SPIPlanPtr plan;
+	uint64		i;
+
+	memset(found, 0, sizeof(*found));
+	if (!toygun_has_column("task", "priority"))
+		return;
+	toygun_run(toygun_plan(&plan,
+						   "WITH RECURSIVE l(p) AS ("
+						   "  (SELECT t.priority FROM ONLY toygun.task t"
+						   "    WHERE t.run_at IS NOT NULL AND t.priority <> 0"
+						   "    ORDER BY t.priority LIMIT 1)"
+						   "  UNION ALL"
+						   "  SELECT (SELECT t.priority FROM ONLY toygun.task t"
+						   "           WHERE t.run_at IS NOT NULL AND t.priority <> 0 AND t.priority > l.p"
+						   "           ORDER BY t.priority LIMIT 1)"
+						   "    FROM l WHERE l.p IS NOT NULL)"
+						   "SELECT p FROM l WHERE p IS NOT NULL",
+						   0, NULL),
+			   NULL, NULL, 0);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int			p = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && p >= TOYGUN_PRIORITY_MIN && p <= TOYGUN_PRIORITY_MAX && p != 0)
+			found->bits[(p - TOYGUN_PRIORITY_MIN) / 64] |= UINT64CONST(1) << ((p - TOYGUN_PRIORITY_MIN) % 64);
+	}
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Is there a task (a run) with this id? */

@@ -471,7 +471,8 @@ fire_asking(Firing *f, Datum *fire_values, char *fire_nulls, int64 *declined)
 				   claim_values, NULL, 0);
 		if (SPI_processed == 0)
 			continue;
-		switch (toygun_start_run(&ids[i], f->task, args, f->owner, false, false, &run))
+		switch (toygun_start_run(&ids[i], f->task, args, f->owner, false, false,
+								 TOYGUN_PRIORITY_DEFAULT, &run))
 		{
 			case TOYGUN_STARTED:
 				started++;

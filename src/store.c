@@ -147,6 +147,7 @@ static const Column shape[] = {
 	{STORE_TASK, "seq", INT8OID},
 	{STORE_TASK, "parent_run", UUIDOID},
 	{STORE_TASK, "version", INT4OID},
+	{STORE_TASK, "priority", INT2OID},
 	/* in HIST_* order */
 	{STORE_TRANSITION, "object_id", UUIDOID},
 	{STORE_TRANSITION, "step", INT8OID},

@@ -16,6 +16,12 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+/* priorities (issue 17): a run's, -100..100; TOYGUN_PRIORITY_DEFAULT: its type's */
+#define TOYGUN_PRIORITY_MIN (-100)
+#define TOYGUN_PRIORITY_MAX 100
+#define TOYGUN_PRIORITY_LEVELS (TOYGUN_PRIORITY_MAX - TOYGUN_PRIORITY_MIN + 1)
+#define TOYGUN_PRIORITY_DEFAULT PG_INT32_MIN
+
 /* Built-in states. */
 #define TOYGUN_NEW		"__new__"
 #define TOYGUN_STOP		"__stop__"
@@ -79,6 +85,8 @@ typedef struct ToygunDef
 	/* retention: how long stopped objects and history rows are kept (retention.c) */
 	bool		keep_forever;	/* true: forever (keep NULL) */
 	Interval	keep;
+	/* task types: the priority of runs whose start gives none (issue 17); 0 before 0.4 */
+	int16		priority;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -206,6 +214,22 @@ extern pid_t toygun_slot_pid(int n);
 extern void toygun_require_preload(const char *what);
 extern void toygun_wake_worker(void);
 extern void toygun_wake_at_commit(void);
+/*
+ * Priority levels in use (issue 17): a hint in shared memory of the levels
+ * other than 0 that may have scheduled runs. A start at level p notes it at
+ * commit; a worker's census (toygun_levels_census) recomputes the set from
+ * task_lane_idx. A level missing from the set delays its runs until the
+ * next census; a level in it that has none costs one probe.
+ */
+#define TOYGUN_LEVEL_WORDS ((TOYGUN_PRIORITY_LEVELS + 63) / 64)
+typedef struct ToygunLevels
+{
+	uint64		bits[TOYGUN_LEVEL_WORDS];	/* bit p - TOYGUN_PRIORITY_MIN */
+} ToygunLevels;
+extern void toygun_levels_note_at_commit(int priority);
+extern bool toygun_levels_read(ToygunLevels *out);
+extern void toygun_levels_census_begin(void);
+extern void toygun_levels_census_end(ToygunLevels *found);
 extern void toygun_wake_init(void);
 extern void toygun_claim_slot(int n);
 extern void toygun_release_slot(int n);
@@ -374,6 +398,8 @@ extern void toygun_definitions_changed(ToygunKind kind);
 /* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
 extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs);
+extern int	toygun_claim_level(int priority, int limit, ToygunObject **objs);
+extern void toygun_levels_census(ToygunLevels *found);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_locked_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller,
@@ -414,7 +440,9 @@ typedef enum ToygunStarted
 } ToygunStarted;
 
 extern ToygunStarted toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args,
-									  Oid caller, bool error_if_live, bool notice, pg_uuid_t **id);
+									  Oid caller, bool error_if_live, bool notice, int priority,
+									  pg_uuid_t **id);
+extern void toygun_check_priority(int priority, const char *label, const char *where);
 
 /* clock.c: the test clock of ticks by hand (toygun.test_now) */
 extern char *toygun_test_now;
@@ -458,7 +486,7 @@ extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const cha
 
 /* tick.c */
 /* children.c: waiting for children */
-#define TOYGUN_TASK_NATTS 15	/* columns of toygun.task as toygun makes it */
+#define TOYGUN_TASK_NATTS 16	/* columns of toygun.task as toygun makes it */
 #define TOYGUN_TASK_PARENT_RUN 14	/* its column parent_run */
 extern void toygun_child_ended(ToygunObject *obj);
 extern bool toygun_sweep_children(void);

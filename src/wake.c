@@ -26,6 +26,14 @@ typedef struct ToygunShared
 	slock_t		mutex;
 	Latch	   *launcher_latch;
 	bool		extension_missing;	/* a worker found no toygun in the database */
+	/*
+	 * Priority levels in use (issue 17), double-buffered: a commit sets its
+	 * levels in both; a census clears next, reads the table, then sets
+	 * cur to what it found and what next gained meanwhile. A level made
+	 * due by a commit during the census is never lost.
+	 */
+	pg_atomic_uint64 levels_cur[TOYGUN_LEVEL_WORDS];
+	pg_atomic_uint64 levels_next[TOYGUN_LEVEL_WORDS];
 	int			nslots;
 	ToygunWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } ToygunShared;
@@ -66,6 +74,11 @@ toygun_shmem_startup(void)
 	{
 		memset(toygun_shared, 0, shared_size());
 		SpinLockInit(&toygun_shared->mutex);
+		for (int w = 0; w < TOYGUN_LEVEL_WORDS; w++)
+		{
+			pg_atomic_init_u64(&toygun_shared->levels_cur[w], 0);
+			pg_atomic_init_u64(&toygun_shared->levels_next[w], 0);
+		}
 		toygun_shared->nslots = max_worker_processes;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -170,9 +183,95 @@ toygun_wake_after_install(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The levels other than 0 this transaction started runs at (issue 17). */
+static ToygunLevels levels_at_commit;
+static bool levels_pending = false;
+
+void
+toygun_levels_note_at_commit(int priority)
+{
+	int			bit = priority - TOYGUN_PRIORITY_MIN;
+
+	if (priority == 0 || priority < TOYGUN_PRIORITY_MIN || priority > TOYGUN_PRIORITY_MAX)
+		return;
+	levels_at_commit.bits[bit / 64] |= UINT64CONST(1) << (bit % 64);
+	levels_pending = true;
+}
+
+/*
+ * The levels other than 0 that may have runs, into *out; false when there
+ * is none (then a claim reads level 0 alone, as before priorities): a few
+ * word reads.
+ */
+bool
+toygun_levels_read(ToygunLevels *out)
+{
+	uint64		any = 0;
+
+	if (toygun_shared == NULL)
+		return false;
+	for (int w = 0; w < TOYGUN_LEVEL_WORDS; w++)
+		any |= out->bits[w] = pg_atomic_read_u64(&toygun_shared->levels_cur[w]);
+	return any != 0;
+}
+
+/* A census (object.c) begins: what commits from now on is kept in next. */
+void
+toygun_levels_census_begin(void)
+{
+	if (toygun_shared == NULL)
+		return;
+	for (int w = 0; w < TOYGUN_LEVEL_WORDS; w++)
+		pg_atomic_write_u64(&toygun_shared->levels_next[w], 0);
+	pg_memory_barrier();
+}
+
+/* It read the table, with a snapshot taken after census_begin: found, and what next gained. */
+void
+toygun_levels_census_end(ToygunLevels *found)
+{
+	if (toygun_shared == NULL)
+		return;
+	for (int w = 0; w < TOYGUN_LEVEL_WORDS; w++)
+	{
+		uint64		old = pg_atomic_read_u64(&toygun_shared->levels_cur[w]);
+
+		/* a commit ORs into cur meanwhile: retry with its bits */
+		while (!pg_atomic_compare_exchange_u64(&toygun_shared->levels_cur[w], &old,
+											   found->bits[w] |
+											   pg_atomic_read_u64(&toygun_shared->levels_next[w])))
+			;
+	}
+}
+
+/* At commit (or prepare: a spurious level costs a probe), publish the levels. */
+static void
+publish_levels(void)
+{
+	for (int w = 0; w < TOYGUN_LEVEL_WORDS; w++)
+		if (levels_at_commit.bits[w] != 0)
+		{
+			/* next first: a census that reads cur after this keeps it */
+			pg_atomic_fetch_or_u64(&toygun_shared->levels_next[w], levels_at_commit.bits[w]);
+			pg_atomic_fetch_or_u64(&toygun_shared->levels_cur[w], levels_at_commit.bits[w]);
+		}
+}
+
 static void
 wake_xact_callback(XactEvent event, void *arg)
 {
+	if (levels_pending)
+	{
+		if (toygun_shared != NULL &&
+			(event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE))
+			publish_levels();
+		if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
+			event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
+		{
+			memset(&levels_at_commit, 0, sizeof(levels_at_commit));
+			levels_pending = false;
+		}
+	}
 	/* at COMMIT the commit is visible to others by now */
 	if (event == XACT_EVENT_COMMIT && wake_at_commit)
 		toygun_wake_worker();

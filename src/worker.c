@@ -23,6 +23,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -85,6 +86,7 @@ static int	tick_timeout_ms;
 static ToygunDef *tick_timeout_def;
 
 static SPIPlanPtr next_due_plan;
+static SPIPlanPtr next_due_plan_levels;
 static SPIPlanPtr park_plans[2];
 
 /* A claimed object, remembered across the rollback of a failed batch. */
@@ -233,6 +235,90 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 	return got;
 }
 
+/* Claimed entries for objs[from..to), claimed by toygun_claim_level(). */
+static void
+note_claimed(Claimed *out, ToygunObject **objs, int from, int to)
+{
+	int			i;
+
+	for (i = from; i < to; i++)
+	{
+		out[i].kind = TOYGUN_TASK;
+		out[i].id = objs[i]->id;
+		out[i].tid = objs[i]->tid;
+		out[i].error = NULL;
+	}
+}
+
+/*
+ * How often a busy worker recomputes the priority levels in use (issue 17):
+ * the net for runs made due at a level no start noted (a run re-armed by
+ * its resource, or a level a census dropped while its runs were parked).
+ * An idle worker recomputes them each time it goes idle.
+ */
+#define LEVELS_CENSUS_MS 1000
+static TimestampTz levels_census_at = 0;
+
+/* Recompute the levels in use, with a snapshot taken after the census begins. */
+static void
+levels_census(void)
+{
+	ToygunLevels found;
+
+	toygun_levels_census_begin();
+	toygun_levels_census(&found);
+	toygun_levels_census_end(&found);
+	levels_census_at = GetCurrentTimestamp();
+}
+
+/*
+ * Claim up to n due runs (issue 17): each priority level above 0, highest
+ * first, then level 0 (as before priorities, with its claim floor), then
+ * each level below 0, each from what is left of n. While no level but 0 is
+ * in use (the shared set is empty) this is level 0's claim alone. Levels
+ * other than 0 are claimed without a floor (left for later: per-level
+ * floors).
+ */
+static int
+claim_tasks(int n, Claimed *out, ToygunObject **objs)
+{
+	ToygunLevels levels;
+	bool		any = toygun_levels_read(&levels);
+	int			got = 0;
+	int			p;
+
+	claim_last[TOYGUN_TASK] = DT_NOBEGIN;
+	if (any)
+		for (p = TOYGUN_PRIORITY_MAX; p > 0 && got < n; p--)
+		{
+			int			bit = p - TOYGUN_PRIORITY_MIN;
+
+			if (levels.bits[bit / 64] & (UINT64CONST(1) << (bit % 64)))
+			{
+				int			k = toygun_claim_level(p, n - got, objs + got);
+
+				note_claimed(out, objs, got, got + k);
+				got += k;
+			}
+		}
+	if (got < n)
+		got += claim(TOYGUN_TASK, n - got, out + got, objs + got);
+	if (any)
+		for (p = -1; p >= TOYGUN_PRIORITY_MIN && got < n; p--)
+		{
+			int			bit = p - TOYGUN_PRIORITY_MIN;
+
+			if (levels.bits[bit / 64] & (UINT64CONST(1) << (bit % 64)))
+			{
+				int			k = toygun_claim_level(p, n - got, objs + got);
+
+				note_claimed(out, objs, got, got + k);
+				got += k;
+			}
+		}
+	return got;
+}
+
 /* The batch ticked every row it claimed, and committed: claim after them next. */
 static void
 claimed_all_ticked(void)
@@ -253,11 +339,47 @@ next_due_ms(void)
 	TimestampTz now = GetCurrentTimestamp();
 	long		ms;
 
-	toygun_run(toygun_plan(&next_due_plan,
-						   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task WHERE run_at IS NOT NULL),"
-						   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
-						   0, NULL),
-			   NULL, NULL, 1);
+	if (toygun_has_column("task", "priority"))
+	{
+		/*
+		 * Each claim index's minimum (issue 17), its predicate written
+		 * out: level 0's, and each level's in use of task_lane_idx (a min()
+		 * over the whole lane index would read all its sleepers).
+		 */
+		ToygunLevels levels;
+		Datum		elems[TOYGUN_PRIORITY_LEVELS];
+		int			nelems = 0;
+		int			p;
+		Oid			argtypes[1] = {INT2ARRAYOID};
+		Datum		values[1];
+
+		if (toygun_levels_read(&levels))
+			for (p = TOYGUN_PRIORITY_MIN; p <= TOYGUN_PRIORITY_MAX; p++)
+			{
+				int			bit = p - TOYGUN_PRIORITY_MIN;
+
+				if (p != 0 && (levels.bits[bit / 64] & (UINT64CONST(1) << (bit % 64))))
+					elems[nelems++] = Int16GetDatum((int16) p);
+			}
+		values[0] = PointerGetDatum(construct_array(elems, nelems, INT2OID, sizeof(int16), true,
+													TYPALIGN_SHORT));
+		toygun_run(toygun_plan(&next_due_plan_levels,
+							   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task"
+							   "               WHERE run_at IS NOT NULL AND priority = 0),"
+							   "             (SELECT min(x.run_at) FROM pg_catalog.unnest($1) AS l(p),"
+							   "                LATERAL (SELECT t.run_at FROM ONLY toygun.task t"
+							   "                          WHERE t.run_at IS NOT NULL AND t.priority <> 0 AND t.priority = l.p"
+							   "                          ORDER BY t.run_at LIMIT 1) x),"
+							   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
+							   1, argtypes),
+				   values, NULL, 1);
+	}
+	else
+		toygun_run(toygun_plan(&next_due_plan,
+							   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task WHERE run_at IS NOT NULL),"
+							   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
+							   0, NULL),
+				   NULL, NULL, 1);
 	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		return MAX_SLEEP_MS;
@@ -633,11 +755,17 @@ run_batch(long *sleep_ms, bool *full)
 	held = toygun_sweep_children();
 	if (!held)
 		held_sleep_ms = HELD_PARENT_SLEEP_MS;
+	/* the priority levels in use (issue 17): at least every LEVELS_CENSUS_MS */
+	if (levels_census_at == 0 ||
+		TimestampDifferenceExceeds(levels_census_at, GetCurrentTimestamp(), LEVELS_CENSUS_MS))
+		levels_census();
 	n = claim(TOYGUN_RESOURCE, limit, claimed, objs);
-	n += claim(TOYGUN_TASK, limit, claimed + n, objs + n);
+	n += claim_tasks(limit, claimed + n, objs + n);
 	*full = n >= limit;
 	if (n == 0)
 	{
+		/* idle: the levels afresh, then sleep until the earliest run_at of any */
+		levels_census();
 		*sleep_ms = next_due_ms();
 		/* a parent someone held when its child ended: look again soon */
 		if (held)

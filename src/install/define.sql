@@ -24,6 +24,9 @@
 -- keep (retention, issue 16): how long a stopped object of the type, and each
 -- history row of its objects, is kept; NULL: forever. Left out, the setting
 -- toygun.keep at definition time: default_keep() reads it (NULL for forever).
+-- priority (issue 17): -100..100, the priority of its runs when a start
+-- gives none (start_every and triggers never do); NULL: 0. A new default
+-- applies to later starts: live runs keep theirs.
 CREATE FUNCTION toygun.default_keep() RETURNS interval
     AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
 
@@ -63,7 +66,8 @@ CREATE FUNCTION toygun.define_task(
     move_states jsonb DEFAULT NULL,
     version integer DEFAULT NULL,
     upgrade regprocedure DEFAULT NULL,
-    keep interval DEFAULT toygun.default_keep()) RETURNS void
+    keep interval DEFAULT toygun.default_keep(),
+    priority integer DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- A function a defined type uses (handler, alarm_handler, should_start,

@@ -84,6 +84,7 @@ CREATE TABLE toygun.task_type (
     version          integer NOT NULL DEFAULT 1,  -- the schema version of its runs' attrs
     upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
     keep             interval,           -- how long stopped runs and history rows are kept; NULL: forever
+    priority         smallint NOT NULL DEFAULT 0,  -- the priority of its runs when a start gives none (0.4)
     PRIMARY KEY (resource_type, name)
 );
 
@@ -127,13 +128,20 @@ CREATE TABLE toygun.task (
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     seq         bigint NOT NULL DEFAULT pg_catalog.nextval('toygun.task_seq'),
     parent_run  uuid,                -- the run whose handler started it (0.4)
-    version     integer NOT NULL DEFAULT 1   -- the schema version its attrs are in (0.4)
+    version     integer NOT NULL DEFAULT 1,  -- the schema version its attrs are in (0.4)
+    priority    smallint NOT NULL DEFAULT 0  -- -100..100: higher is claimed first (0.4, issue 17)
 );
 ALTER SEQUENCE toygun.task_seq OWNED BY toygun.task.seq;
 -- At most one live (not __stop__) run per resource and task name.
 CREATE UNIQUE INDEX task_live_idx ON toygun.task (resource_id, name) WHERE state <> '__stop__';
 CREATE INDEX task_runs_idx ON toygun.task (resource_id, name, seq);
-CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL;
+-- Flow control (issue 17): each scheduled run is in exactly one claim index.
+-- Runs at priority 0 in task_due_idx, as before priorities; the others in
+-- task_lane_idx, where a claim reads one level at a time in run_at order.
+-- The claims repeat each predicate literally, so that a generic plan
+-- matches the partial index.
+CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL AND priority = 0;
+CREATE INDEX task_lane_idx ON toygun.task (priority, run_at) WHERE run_at IS NOT NULL AND priority <> 0;
 
 -- Rows of resources and runs are updated on every tick: leave room on each
 -- page for the new version (a HOT update, when no indexed value changes),
