@@ -829,6 +829,10 @@ ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;
 -- lock that blocks writes (an update script cannot build an index
 -- concurrently).
 ALTER TABLE toygun.task_type ADD COLUMN priority smallint NOT NULL DEFAULT 0;
+-- task_for()'s body casts to the row type of toygun.task (see version above):
+-- a body of text meanwhile, made again below with the new column.
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT NULL::toygun.task';
 ALTER TABLE toygun.task ADD COLUMN priority smallint NOT NULL DEFAULT 0;
 GRANT SELECT (priority) ON toygun.task TO PUBLIC;
 DROP INDEX toygun.task_due_idx;

@@ -200,6 +200,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- default_keep and maintain (define_task and define_resource change again, already counted);
 -- row security on transition_forever and transition_default (their lines, already counted)
 -- and the index transition_default_expires_idx
+-- issue 17's priorities: task_type.priority and task.priority (with its column grant), the
+-- index task_lane_idx, task_due_idx with its new predicate (its line before and after); start_task,
+-- define_task and task_for change again, already counted
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -36,6 +36,7 @@ static SPIPlanPtr lock_schedule_plan;
 static SPIPlanPtr prune_plan;
 static SPIPlanPtr fire_plan;
 static SPIPlanPtr fire_version_plan;
+static SPIPlanPtr fire_priority_plan;
 static SPIPlanPtr record_bucket_plan;
 static SPIPlanPtr delete_schedule_plan;
 static SPIPlanPtr candidates_plan;
@@ -502,8 +503,8 @@ fire(Firing *f)
 	int64		started;
 	Oid			prune_types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		prune_values[2];
-	Datum		fire_values[7];
-	char		fire_nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		fire_values[8];
+	char		fire_nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			record_types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
 	Datum		record_values[5];
 	int64		declined = 0;
@@ -591,7 +592,20 @@ fire(Firing *f)
 	"  RETURNING 1" \
 	")" \
 	" SELECT pg_catalog.count(*) FROM started"
-	if (def->version > 1)
+	/* and at its default priority (issue 17) */
+	if (toygun_has_column("task", "priority"))
+	{
+		Oid			types[8];
+
+		memcpy(types, fire_types, sizeof(fire_types));
+		types[6] = INT4OID;
+		types[7] = INT2OID;
+		fire_values[6] = Int32GetDatum(def->version);
+		fire_values[7] = Int16GetDatum(def->priority);
+		toygun_run(toygun_plan(&fire_priority_plan, FIRE_SQL(", version, priority", ", $7, $8"), 8, types),
+				   fire_values, fire_nulls, 0);
+	}
+	else if (def->version > 1)
 	{
 		Oid			types[7];
 
@@ -628,7 +642,10 @@ record:
 		toygun_run(toygun_plan(&record_bucket_0_3_plan, RECORD_BUCKET_SQL(""), 3, record_types),
 				   record_values, NULL, 0);
 	if (started > 0)
+	{
 		toygun_wake_at_commit();
+		toygun_levels_note_at_commit(def->priority);
+	}
 	return started;
 }
 
