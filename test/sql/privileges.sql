@@ -78,7 +78,7 @@ SELECT is_empty($$ SELECT * FROM pg_temp.mismatches(ARRAY[
     [$q$ALTER TYPE toygun.next ADD ATTRIBUTE x int$q$, '42501'],
     [$q$DROP TYPE toygun.secret CASCADE$q$, '42501'],
     [$q$CREATE OR REPLACE FUNCTION toygun.go(state text, attrs jsonb DEFAULT NULL) RETURNS toygun.next LANGUAGE sql AS 'SELECT NULL::toygun.next'$q$, '42501'],
-    [$q$ALTER FUNCTION toygun.start_task(uuid, text, jsonb, text) SECURITY DEFINER$q$, '42501'],
+    [$q$ALTER FUNCTION toygun.start_task(uuid, text, jsonb, text, integer) SECURITY DEFINER$q$, '42501'],
     [$q$ALTER FUNCTION toygun.tick_task(uuid) SET search_path = p_mallory$q$, '42501'],
     [$q$DROP FUNCTION toygun.field(toygun.task, text)$q$, '42501'],
     [$q$GRANT EXECUTE ON FUNCTION toygun.decrypt(toygun.secret, text) TO tg_p_mallory$q$, '42501'],
