@@ -61,7 +61,6 @@ static SPIPlanPtr rearm_resources_plan;
 
 /* priority (issue 17, flow control): define_task's last but one */
 #define TASK_PRIORITY_ARG 19
-static SPIPlanPtr upsert_task_type_priority_plan;
 /* queue (issue 17): define_task's and define_resource's last */
 #define TASK_QUEUE_ARG 20
 #define RESOURCE_QUEUE_ARG 14
@@ -1146,6 +1145,13 @@ check_upserted(const char *label)
  * Insert or replace a resource type, with its parent_type (cols, vals, sets)
  * or without it.
  */
+#define RESOURCE_04_COLUMNS \
+	", parent_type, stop_state, alarm_handler, field_types, version, upgrade, keep"
+#define RESOURCE_04_VALUES ", $9, $10, $11, $12, $13, $14, $15"
+#define RESOURCE_04_SETS \
+	", parent_type = excluded.parent_type, stop_state = excluded.stop_state," \
+	"  alarm_handler = excluded.alarm_handler, field_types = excluded.field_types," \
+	"  version = excluded.version, upgrade = excluded.upgrade, keep = excluded.keep"
 #define UPSERT_RESOURCE_TYPE(cols, vals, sets) \
 	"INSERT INTO toygun.resource_type AS d" \
 	"  (name, states, handler, fields, encrypted_fields, owner, search_path" cols ")" \
@@ -1255,31 +1261,13 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	 */
 	if (PG_NARGS() > RESOURCE_QUEUE_ARG)
 		toygun_run(toygun_plan(&upsert_resource_type_queue_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types,"
-													"  version, upgrade, keep, queue_id",
-													", $9, $10, $11, $12, $13, $14, $15, $16",
-													", parent_type = excluded.parent_type,"
-													"  stop_state = excluded.stop_state,"
-													"  alarm_handler = excluded.alarm_handler,"
-													"  field_types = excluded.field_types,"
-													"  version = excluded.version,"
-													"  upgrade = excluded.upgrade,"
-													"  keep = excluded.keep,"
-													"  queue_id = excluded.queue_id"),
+							   UPSERT_RESOURCE_TYPE(RESOURCE_04_COLUMNS ", queue_id", RESOURCE_04_VALUES ", $16",
+													RESOURCE_04_SETS ", queue_id = excluded.queue_id"),
 							   16, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types,"
-													"  version, upgrade, keep",
-													", $9, $10, $11, $12, $13, $14, $15",
-													", parent_type = excluded.parent_type,"
-													"  stop_state = excluded.stop_state,"
-													"  alarm_handler = excluded.alarm_handler,"
-													"  field_types = excluded.field_types,"
-													"  version = excluded.version,"
-													"  upgrade = excluded.upgrade,"
-													"  keep = excluded.keep"),
+							   UPSERT_RESOURCE_TYPE(RESOURCE_04_COLUMNS, RESOURCE_04_VALUES, RESOURCE_04_SETS),
 							   15, argtypes),
 				   values, nulls, 0);
 	else
@@ -1308,6 +1296,21 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }
+
+/*
+ * The columns of 0.4's task_type after the eight every version has, their
+ * values and their replacement; queues and priorities (issue 17) add theirs.
+ */
+#define TASK_POLICY_COLUMNS \
+	", max_attempts, retry_backoff, tick_timeout, should_start, should_stop, stop_state," \
+	"  breaker, field_types, version, upgrade, keep"
+#define TASK_POLICY_VALUES ", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20"
+#define TASK_POLICY_SETS \
+	", max_attempts = excluded.max_attempts, retry_backoff = excluded.retry_backoff," \
+	"  tick_timeout = excluded.tick_timeout, should_start = excluded.should_start," \
+	"  should_stop = excluded.should_stop, stop_state = excluded.stop_state," \
+	"  breaker = excluded.breaker, field_types = excluded.field_types," \
+	"  version = excluded.version, upgrade = excluded.upgrade, keep = excluded.keep"
 
 /*
  * Insert or replace a task type, with the retry policy's columns (cols),
@@ -1446,62 +1449,15 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	 */
 	if (PG_NARGS() > TASK_QUEUE_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_queue_plan,
-							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker, field_types,"
-												"  version, upgrade, keep, priority, queue_id",
-												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22",
-												", max_attempts = excluded.max_attempts,"
-												"  retry_backoff = excluded.retry_backoff,"
-												"  tick_timeout = excluded.tick_timeout,"
-												"  should_start = excluded.should_start,"
-												"  should_stop = excluded.should_stop,"
-												"  stop_state = excluded.stop_state,"
-												"  breaker = excluded.breaker,"
-												"  field_types = excluded.field_types,"
-												"  version = excluded.version,"
-												"  upgrade = excluded.upgrade,"
-												"  keep = excluded.keep,"
-												"  priority = excluded.priority,"
+							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS ", priority, queue_id",
+												TASK_POLICY_VALUES ", $21, $22",
+												TASK_POLICY_SETS ", priority = excluded.priority,"
 												"  queue_id = excluded.queue_id"),
 							   22, argtypes),
 				   values, nulls, 0);
-	else if (PG_NARGS() > TASK_PRIORITY_ARG)
-		toygun_run(toygun_plan(&upsert_task_type_priority_plan,
-							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker, field_types,"
-												"  version, upgrade, keep, priority",
-												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21",
-												", max_attempts = excluded.max_attempts,"
-												"  retry_backoff = excluded.retry_backoff,"
-												"  tick_timeout = excluded.tick_timeout,"
-												"  should_start = excluded.should_start,"
-												"  should_stop = excluded.should_stop,"
-												"  stop_state = excluded.stop_state,"
-												"  breaker = excluded.breaker,"
-												"  field_types = excluded.field_types,"
-												"  version = excluded.version,"
-												"  upgrade = excluded.upgrade,"
-												"  keep = excluded.keep,"
-												"  priority = excluded.priority"),
-							   21, argtypes),
-				   values, nulls, 0);
 	else if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
-							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker, field_types,"
-												"  version, upgrade, keep",
-												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20",
-												", max_attempts = excluded.max_attempts,"
-												"  retry_backoff = excluded.retry_backoff,"
-												"  tick_timeout = excluded.tick_timeout,"
-												"  should_start = excluded.should_start,"
-												"  should_stop = excluded.should_stop,"
-												"  stop_state = excluded.stop_state,"
-												"  breaker = excluded.breaker,"
-												"  field_types = excluded.field_types,"
-												"  version = excluded.version,"
-												"  upgrade = excluded.upgrade,"
-												"  keep = excluded.keep"),
+							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS, TASK_POLICY_VALUES, TASK_POLICY_SETS),
 							   20, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > 7)
