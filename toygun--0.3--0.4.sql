@@ -888,3 +888,122 @@ CREATE FUNCTION toygun.define_task(
     keep interval DEFAULT toygun.default_keep(),
     priority integer DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+
+-- issue 17, flow control: queues (src/install/schema.sql, define.sql,
+-- objects.sql, grants.sql, worker.sql, queues.sql). Constant defaults: no
+-- table rewrite. Rebuilding task_due_idx, task_lane_idx and
+-- resource_due_idx with their new predicates scans toygun.task and
+-- toygun.resource under a lock that blocks writes.
+CREATE TABLE toygun.queue (
+    id         smallint PRIMARY KEY CHECK (id >= 0 AND id < 256),
+    name       text NOT NULL UNIQUE,
+    paused     boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+INSERT INTO toygun.queue (id, name) VALUES (0, 'default');
+SELECT pg_catalog.pg_extension_config_dump('toygun.queue', 'WHERE id <> 0');
+GRANT SELECT ON toygun.queue TO PUBLIC;
+ALTER TABLE toygun.resource_type ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+ALTER TABLE toygun.task_type ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+ALTER TABLE toygun.resource ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+GRANT SELECT (queue_id) ON toygun.resource TO PUBLIC;
+-- task_for()'s body casts to the row type of toygun.task (see version above)
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT NULL::toygun.task';
+ALTER TABLE toygun.task ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+GRANT SELECT (queue_id) ON toygun.task TO PUBLIC;
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    BEGIN ATOMIC
+        SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
+                   t.run_at, t.attempts,
+                   CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
+                        THEN toygun.last_error(t.id) END,
+                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority,
+                   t.queue_id)::toygun.task
+          FROM ONLY toygun.task t
+          LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
+         WHERE t.resource_id = task_for.resource AND t.name = task_for.name
+         ORDER BY t.seq DESC LIMIT 1;
+    END;
+-- Each scheduled object is in one claim index (schema.sql)
+DROP INDEX toygun.task_due_idx;
+DROP INDEX toygun.task_lane_idx;
+CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0;
+CREATE INDEX task_lane_idx ON toygun.task (queue_id, priority, run_at)
+    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0);
+DROP INDEX toygun.resource_due_idx;
+CREATE INDEX resource_due_idx ON toygun.resource (run_at) WHERE run_at IS NOT NULL AND queue_id = 0;
+CREATE INDEX resource_queue_idx ON toygun.resource (queue_id, run_at) WHERE run_at IS NOT NULL AND queue_id <> 0;
+-- queue (issue 17): define_resource's and define_task's last argument
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole, text, text,
+                                     regprocedure, jsonb, jsonb, integer, regprocedure, interval);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep(),
+    queue text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
+                                 interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
+                                 jsonb, integer, regprocedure, interval, integer);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep(),
+    priority integer DEFAULT NULL,
+    queue text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+-- worker_status() gains queue
+DROP FUNCTION toygun.worker_status();
+CREATE FUNCTION toygun.worker_status()
+    RETURNS TABLE (pid integer, slot integer, idle boolean, started_at timestamptz,
+                   ticks bigint, failures bigint, last_tick_at timestamptz,
+                   transactions bigint, deaths bigint, queue text)
+    AS 'MODULE_PATHNAME', 'toygun_worker_status' LANGUAGE C VOLATILE;
+-- Queues (issue 17, flow control). pause_queue stops the workers of a queue
+-- from claiming its objects from the commit on (ticks by hand go on, as
+-- with toygun.paused); resume_queue lets them claim again and wakes them.
+-- Both are idempotent, and only for the extension's owner: a queue spans
+-- the types of every owner.
+CREATE FUNCTION toygun.pause_queue(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_pause_queue' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.resume_queue(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_resume_queue' LANGUAGE C VOLATILE;
+
+-- Each queue of toygun.queue, and each toygun.queues names: its id (NULL
+-- until a type names it), the workers the setting gives it, the running
+-- workers serving it and how many of them are busy ticking, and whether it
+-- is paused.
+CREATE FUNCTION toygun.queue_status()
+    RETURNS TABLE (queue text, id smallint, workers integer, running integer, busy integer,
+                   paused boolean)
+    AS 'MODULE_PATHNAME', 'toygun_queue_status' LANGUAGE C VOLATILE;

@@ -203,6 +203,11 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 17's priorities: task_type.priority and task.priority (with its column grant), the
 -- index task_lane_idx, task_due_idx with its new predicate (its line before and after); start_task,
 -- define_task and task_for change again, already counted
+-- issue 17's queues: table toygun.queue (its columns, constraints, index, row, grant and dump
+-- filter), queue_id on resource_type, task_type, resource and task (with the column grants),
+-- task_due_idx, task_lane_idx and resource_due_idx with new predicates (before and after),
+-- resource_queue_idx, pause_queue, resume_queue, queue_status; define_resource, define_task,
+-- task_for and worker_status change again, already counted
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

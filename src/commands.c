@@ -35,6 +35,7 @@ PG_FUNCTION_INFO_V1(toygun_update_resource);
 static SPIPlanPtr parent_exists_plan;
 static SPIPlanPtr insert_resource_plan;
 static SPIPlanPtr insert_resource_version_plan;
+static SPIPlanPtr insert_resource_queue_plan;
 static SPIPlanPtr resource_for_start_plan;
 static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr insert_task_version_plan;
@@ -87,8 +88,8 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	Jsonb	   *attrs;
 	pg_uuid_t  *id;
 	Oid			argtypes[4] = {UUIDOID, TEXTOID, UUIDOID, JSONBOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -165,8 +166,23 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, toygun_without_nulls(attrs, attrs)));
-	/* at the type's schema version (issue 16): 1, the column's default, or above */
-	if (def->version > 1)
+	/* at the type's schema version (issue 16), in its queue (issue 17) */
+	if (toygun_has_queues())
+	{
+		Oid			types[6];
+
+		memcpy(types, argtypes, sizeof(Oid) * 4);
+		types[4] = INT4OID;
+		types[5] = INT2OID;
+		values[4] = Int32GetDatum(def->version);
+		values[5] = Int16GetDatum(def->queue_id);
+		toygun_run(toygun_plan(&insert_resource_queue_plan,
+							   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at, version, queue_id)"
+							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp(), $5, $6)",
+							   6, types),
+				   values, nulls, 0);
+	}
+	else if (def->version > 1)
 	{
 		Oid			types[5];
 
@@ -185,7 +201,7 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
 							   4, argtypes),
 				   values, nulls, 0);
-	toygun_wake_at_commit();
+	toygun_wake_queue_at_commit(def->queue_id, 0);
 	toygun_end_call(&call);
 	PG_RETURN_UUID_P(id);
 }
@@ -247,9 +263,10 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 	char	   *type;
 	char	   *rstate;
 	Oid			idtype[1] = {UUIDOID};
-	Oid			insert_types[8] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID, INT2OID};
-	Datum		values[8];
-	char		insert_nulls[8] = {' ', ' ', ' ', ' ', ' ', 'n', ' ', ' '};
+	Oid			insert_types[9] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID, INT2OID,
+	INT2OID};
+	Datum		values[9];
+	char		insert_nulls[9] = {' ', ' ', ' ', ' ', ' ', 'n', ' ', ' ', ' '};
 	pg_uuid_t	parent;
 	bool		has_parent_run;
 	bool		has_priority;
@@ -327,7 +344,7 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 
 	/* started by a run's handler: the run waits for it (it is woken when this one ends) */
 	has_parent_run = toygun_has_column("task", "parent_run");
-	has_priority = has_parent_run && toygun_has_column("task", "priority");
+	has_priority = has_parent_run && toygun_has_queues();
 	if (has_parent_run && toygun_ticking_top(&parent) && toygun_is_task(&parent))
 	{
 		values[5] = UUIDPGetDatum(&parent);
@@ -359,14 +376,17 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 		if (priority == TOYGUN_PRIORITY_DEFAULT)
 			priority = def->priority;
 		values[7] = Int16GetDatum((int16) priority);
+		/* and its type's queue (issue 17) */
+		values[8] = Int16GetDatum(def->queue_id);
 		/* at the type's schema version (issue 16): 1, the column's default, or above */
 		if (has_priority)
 			toygun_run(toygun_plan(&insert_task_priority_plan,
-								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version, priority)"
-								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7, $8)"
+								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version, priority,"
+								   "                         queue_id)"
+								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7, $8, $9)"
 								   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
 								   " RETURNING id",
-								   8, insert_types),
+								   9, insert_types),
 					   values, insert_nulls, 0);
 		else if (def->version > 1)
 			toygun_run(toygun_plan(&insert_task_version_plan,
@@ -396,38 +416,15 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 		{
 			*id = SPI_palloc(sizeof(pg_uuid_t));
 			**id = *new_id;
-			toygun_wake_at_commit();
-			/* a level above or below 0: the workers look for it from the commit on */
-			if (priority != 0)
-				toygun_levels_note_at_commit(priority);
+			/* a level above or below 0: the workers of its queue look for it from the commit on */
+			toygun_levels_note_at_commit(def->queue_id, priority);
+			toygun_wake_queue_at_commit(def->queue_id, priority);
 			return TOYGUN_STARTED;
 		}
 		*id = live_run(resource, name, error_if_live);
 		if (*id != NULL)
 			return TOYGUN_START_FOUND_LIVE;
 	}
-}
-
-/*
- * A priority (issue 17) given to define_task (label, the type's) or to
- * start_task (label NULL): -100..100.
- */
-void
-toygun_check_priority(int priority, const char *label, const char *where)
-{
-	if (priority >= TOYGUN_PRIORITY_MIN && priority <= TOYGUN_PRIORITY_MAX)
-		return;
-	if (label != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("priority of %s must be between %d and %d, not %d", label,
-						TOYGUN_PRIORITY_MIN, TOYGUN_PRIORITY_MAX, priority),
-				 errhint("Higher priorities are claimed first; leave priority out (NULL) for 0.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("priority must be between %d and %d, not %d",
-					TOYGUN_PRIORITY_MIN, TOYGUN_PRIORITY_MAX, priority),
-			 errhint("Higher priorities are claimed first; leave priority out (NULL) for the task type's default.")));
 }
 
 /*
@@ -473,7 +470,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
 	{
 		priority = PG_GETARG_INT32(4);
-		toygun_check_priority(priority, NULL, "start_task");
+		toygun_check_priority(priority, NULL);
 	}
 
 	toygun_begin_call(&call);

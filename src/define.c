@@ -59,9 +59,57 @@ static SPIPlanPtr rearm_resources_plan;
 #define TASK_KEEP_ARG 18
 #define RESOURCE_KEEP_ARG 13
 
-/* priority (issue 17, flow control): define_task's last */
+/* priority (issue 17, flow control): define_task's last but one */
 #define TASK_PRIORITY_ARG 19
-static SPIPlanPtr upsert_task_type_priority_plan;
+/* queue (issue 17): define_task's and define_resource's last */
+#define TASK_QUEUE_ARG 20
+#define RESOURCE_QUEUE_ARG 14
+static SPIPlanPtr upsert_task_type_queue_plan;
+static SPIPlanPtr upsert_resource_type_queue_plan;
+
+/*
+ * The queue of a type being defined (define_resource's or define_task's
+ * queue argument; NULL, or left out, is 'default'). Inside the call.
+ */
+static int16
+queue_arg(FunctionCallInfo fcinfo, int argno, const char *label)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno) || !toygun_has_queues())
+		return 0;
+	return toygun_queue_for_define(PG_GETARG_DATUM(argno), label);
+}
+
+/*
+ * A redefinition into another queue moves the type's live objects there,
+ * in the define's transaction (a run being ticked is waited for), and
+ * wakes the new queue's workers.
+ */
+static void
+move_to_queue(ToygunKind kind, const char *resource_type, const char *name, ToygunDef *existing,
+			  int16 queue_id)
+{
+	static SPIPlanPtr plans[2];
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT2OID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	if (existing == NULL || existing->queue_id == queue_id)
+		return;
+	values[0] = CStringGetTextDatum(resource_type);
+	values[1] = name ? CStringGetTextDatum(name) : (Datum) 0;
+	nulls[1] = name ? ' ' : 'n';
+	values[2] = Int16GetDatum(queue_id);
+	toygun_run(toygun_plan(&plans[kind],
+						   kind == TOYGUN_TASK
+						   ? "UPDATE ONLY toygun.task SET queue_id = $3"
+						   "  WHERE resource_type = $1 AND name = $2 AND state <> '__stop__' AND queue_id <> $3"
+						   : "UPDATE ONLY toygun.resource SET queue_id = $3"
+						   "  WHERE type = $1 AND $2::pg_catalog.text IS NULL AND state <> '__stop__' AND queue_id <> $3",
+						   3, argtypes),
+			   values, nulls, 0);
+	if (SPI_processed > 0)
+		toygun_wake_queue_at_commit(queue_id, 0);
+}
 
 /*
  * Most states, and most fields, a type may declare. Lists are searched
@@ -822,6 +870,16 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		if (!isnull && DatumGetInt16(d) >= TOYGUN_PRIORITY_MIN && DatumGetInt16(d) <= TOYGUN_PRIORITY_MAX)
 			def->priority = DatumGetInt16(d);
 	}
+	/* queue (issue 17): none before 0.4 is 0, 'default' */
+	def->queue_id = 0;
+	n = SPI_fnumber(desc, "queue_id");
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull && DatumGetInt16(d) >= 0 && DatumGetInt16(d) < TOYGUN_MAX_QUEUES)
+			def->queue_id = DatumGetInt16(d);
+	}
 	MemoryContextSwitchTo(old);
 
 	entry = hash_search(def_cache, &key, HASH_ENTER, &found);
@@ -1087,6 +1145,13 @@ check_upserted(const char *label)
  * Insert or replace a resource type, with its parent_type (cols, vals, sets)
  * or without it.
  */
+#define RESOURCE_04_COLUMNS \
+	", parent_type, stop_state, alarm_handler, field_types, version, upgrade, keep"
+#define RESOURCE_04_VALUES ", $9, $10, $11, $12, $13, $14, $15"
+#define RESOURCE_04_SETS \
+	", parent_type = excluded.parent_type, stop_state = excluded.stop_state," \
+	"  alarm_handler = excluded.alarm_handler, field_types = excluded.field_types," \
+	"  version = excluded.version, upgrade = excluded.upgrade, keep = excluded.keep"
 #define UPSERT_RESOURCE_TYPE(cols, vals, sets) \
 	"INSERT INTO toygun.resource_type AS d" \
 	"  (name, states, handler, fields, encrypted_fields, owner, search_path" cols ")" \
@@ -1120,11 +1185,12 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	ToygunRedefine redefine;
 	int32		version;
 	char	   *upgrade;
-	Datum		values[15];
-	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[15] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	int16		queue_id;
+	Datum		values[16];
+	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[16] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID,
-	INTERVALOID};
+	INTERVALOID, INT2OID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1165,6 +1231,8 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 										 callers_search_path);
 	toygun_redefine_check(TOYGUN_RESOURCE, type, NULL, label, existing, states, nstates,
 						  move_states_arg(fcinfo, RESOURCE_MOVE_STATES_ARG), &redefine);
+	queue_id = queue_arg(fcinfo, RESOURCE_QUEUE_ARG, label);
+	values[15] = Int16GetDatum(queue_id);
 
 	values[0] = CStringGetTextDatum(type);
 	values[1] = toygun_cstring_array(states, nstates);
@@ -1191,18 +1259,15 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	 * field_types and keep as it replaces the fields. The SQL of 0.3 (fewer
 	 * arguments) has a resource_type without those columns.
 	 */
-	if (PG_NARGS() > 6)
+	if (PG_NARGS() > RESOURCE_QUEUE_ARG)
+		toygun_run(toygun_plan(&upsert_resource_type_queue_plan,
+							   UPSERT_RESOURCE_TYPE(RESOURCE_04_COLUMNS ", queue_id", RESOURCE_04_VALUES ", $16",
+													RESOURCE_04_SETS ", queue_id = excluded.queue_id"),
+							   16, argtypes),
+				   values, nulls, 0);
+	else if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types,"
-													"  version, upgrade, keep",
-													", $9, $10, $11, $12, $13, $14, $15",
-													", parent_type = excluded.parent_type,"
-													"  stop_state = excluded.stop_state,"
-													"  alarm_handler = excluded.alarm_handler,"
-													"  field_types = excluded.field_types,"
-													"  version = excluded.version,"
-													"  upgrade = excluded.upgrade,"
-													"  keep = excluded.keep"),
+							   UPSERT_RESOURCE_TYPE(RESOURCE_04_COLUMNS, RESOURCE_04_VALUES, RESOURCE_04_SETS),
 							   15, argtypes),
 				   values, nulls, 0);
 	else
@@ -1210,6 +1275,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 							   8, argtypes),
 				   values, nulls, 0);
 	check_upserted(label);
+	move_to_queue(TOYGUN_RESOURCE, type, NULL, existing, queue_id);
 	definitions_changed(TOYGUN_RESOURCE);
 	toygun_redefine_move(toygun_find_def(TOYGUN_RESOURCE, type, NULL, false), &redefine, call.caller);
 
@@ -1230,6 +1296,21 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }
+
+/*
+ * The columns of 0.4's task_type after the eight every version has, their
+ * values and their replacement; queues and priorities (issue 17) add theirs.
+ */
+#define TASK_POLICY_COLUMNS \
+	", max_attempts, retry_backoff, tick_timeout, should_start, should_stop, stop_state," \
+	"  breaker, field_types, version, upgrade, keep"
+#define TASK_POLICY_VALUES ", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20"
+#define TASK_POLICY_SETS \
+	", max_attempts = excluded.max_attempts, retry_backoff = excluded.retry_backoff," \
+	"  tick_timeout = excluded.tick_timeout, should_start = excluded.should_start," \
+	"  should_stop = excluded.should_stop, stop_state = excluded.stop_state," \
+	"  breaker = excluded.breaker, field_types = excluded.field_types," \
+	"  version = excluded.version, upgrade = excluded.upgrade, keep = excluded.keep"
 
 /*
  * Insert or replace a task type, with the retry policy's columns (cols),
@@ -1273,11 +1354,12 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	char	   *upgrade;
 	int			i;
 	int			priority = 0;
-	Datum		values[21];
-	char		nulls[21] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[21] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	int16		queue_id;
+	Datum		values[22];
+	char		nulls[22] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[22] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID, INT2OID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1304,7 +1386,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	if (PG_NARGS() > TASK_PRIORITY_ARG && !PG_ARGISNULL(TASK_PRIORITY_ARG))
 	{
 		priority = PG_GETARG_INT32(TASK_PRIORITY_ARG);
-		toygun_check_priority(priority, label, "define_task");
+		toygun_check_priority(priority, label);
 	}
 	values[20] = Int16GetDatum((int16) priority);
 
@@ -1331,6 +1413,8 @@ toygun_define_task(PG_FUNCTION_ARGS)
 										 callers_search_path);
 	toygun_redefine_check(TOYGUN_TASK, resource_type, name, label, existing, states, nstates,
 						  move_states_arg(fcinfo, TASK_MOVE_STATES_ARG), &redefine);
+	queue_id = queue_arg(fcinfo, TASK_QUEUE_ARG, label);
+	values[21] = Int16GetDatum(queue_id);
 
 	values[0] = CStringGetTextDatum(resource_type);
 	values[1] = CStringGetTextDatum(name);
@@ -1363,43 +1447,17 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	 * task_type with only the retry policy's columns, and that of 0.2 (seven)
 	 * none of them.
 	 */
-	if (PG_NARGS() > TASK_PRIORITY_ARG)
-		toygun_run(toygun_plan(&upsert_task_type_priority_plan,
-							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker, field_types,"
-												"  version, upgrade, keep, priority",
-												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21",
-												", max_attempts = excluded.max_attempts,"
-												"  retry_backoff = excluded.retry_backoff,"
-												"  tick_timeout = excluded.tick_timeout,"
-												"  should_start = excluded.should_start,"
-												"  should_stop = excluded.should_stop,"
-												"  stop_state = excluded.stop_state,"
-												"  breaker = excluded.breaker,"
-												"  field_types = excluded.field_types,"
-												"  version = excluded.version,"
-												"  upgrade = excluded.upgrade,"
-												"  keep = excluded.keep,"
-												"  priority = excluded.priority"),
-							   21, argtypes),
+	if (PG_NARGS() > TASK_QUEUE_ARG)
+		toygun_run(toygun_plan(&upsert_task_type_queue_plan,
+							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS ", priority, queue_id",
+												TASK_POLICY_VALUES ", $21, $22",
+												TASK_POLICY_SETS ", priority = excluded.priority,"
+												"  queue_id = excluded.queue_id"),
+							   22, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
-							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker, field_types,"
-												"  version, upgrade, keep",
-												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20",
-												", max_attempts = excluded.max_attempts,"
-												"  retry_backoff = excluded.retry_backoff,"
-												"  tick_timeout = excluded.tick_timeout,"
-												"  should_start = excluded.should_start,"
-												"  should_stop = excluded.should_stop,"
-												"  stop_state = excluded.stop_state,"
-												"  breaker = excluded.breaker,"
-												"  field_types = excluded.field_types,"
-												"  version = excluded.version,"
-												"  upgrade = excluded.upgrade,"
-												"  keep = excluded.keep"),
+							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS, TASK_POLICY_VALUES, TASK_POLICY_SETS),
 							   20, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > 7)
@@ -1417,11 +1475,11 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	check_upserted(label);
 	/* defined again without a breaker: the runs it held go on now */
 	if (PG_NARGS() > BREAKER_ARG && breaker == NULL)
-		toygun_breaker_dropped(resource_type, name);
+		toygun_breaker_dropped(resource_type, name, existing ? existing->queue_id : 0);
+	move_to_queue(TOYGUN_TASK, resource_type, name, existing, queue_id);
 	definitions_changed(TOYGUN_TASK);
 	/* a default above or below 0: the workers look for the level's runs from its first start */
-	if (priority != 0)
-		toygun_levels_note_at_commit(priority);
+	toygun_levels_note_at_commit(queue_id, priority);
 	toygun_redefine_move(toygun_find_def(TOYGUN_TASK, resource_type, name, false), &redefine,
 						 call.caller);
 	toygun_end_call(&call);

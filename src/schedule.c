@@ -503,8 +503,8 @@ fire(Firing *f)
 	int64		started;
 	Oid			prune_types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		prune_values[2];
-	Datum		fire_values[8];
-	char		fire_nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		fire_values[9];
+	char		fire_nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			record_types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
 	Datum		record_values[5];
 	int64		declined = 0;
@@ -593,16 +593,18 @@ fire(Firing *f)
 	")" \
 	" SELECT pg_catalog.count(*) FROM started"
 	/* and at its default priority (issue 17) */
-	if (toygun_has_column("task", "priority"))
+	if (toygun_has_queues())
 	{
-		Oid			types[8];
+		Oid			types[9];
 
 		memcpy(types, fire_types, sizeof(fire_types));
 		types[6] = INT4OID;
 		types[7] = INT2OID;
+		types[8] = INT2OID;
 		fire_values[6] = Int32GetDatum(def->version);
 		fire_values[7] = Int16GetDatum(def->priority);
-		toygun_run(toygun_plan(&fire_priority_plan, FIRE_SQL(", version, priority", ", $7, $8"), 8, types),
+		fire_values[8] = Int16GetDatum(def->queue_id);
+		toygun_run(toygun_plan(&fire_priority_plan, FIRE_SQL(", version, priority, queue_id", ", $7, $8, $9"), 9, types),
 				   fire_values, fire_nulls, 0);
 	}
 	else if (def->version > 1)
@@ -643,8 +645,8 @@ record:
 				   record_values, NULL, 0);
 	if (started > 0)
 	{
-		toygun_wake_at_commit();
-		toygun_levels_note_at_commit(def->priority);
+		toygun_levels_note_at_commit(def->queue_id, def->priority);
+		toygun_wake_queue_at_commit(def->queue_id, def->priority);
 	}
 	return started;
 }

@@ -57,6 +57,15 @@ define_settings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	/* queues (issue 17): queue.c */
+	DefineCustomStringVariable("toygun.queues",
+							   "Worker processes per queue, as 'default:2, reports:1'.",
+							   "Empty means 'default:' toygun.workers. Worker slots are given to the queues in the order listed.",
+							   &toygun_queues,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   toygun_queues_check, toygun_queues_assign, NULL);
 	DefineCustomIntVariable("toygun.batch_size",
 							"Most runs a worker claims and ticks in one transaction.",
 							"A batch also stops ticking after 100 ms and commits.",

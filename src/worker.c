@@ -60,8 +60,23 @@
 #define DEAD_RUN_SLEEP_MS 10
 /* How long a new worker waits for another to charge its slot's dead tick. */
 #define CHARGE_WAIT_MS 30000
+/* How often a worker whose queue does not exist yet looks for it (a define making it wakes it too). */
+#define QUEUE_SLEEP_MS 5000
 
 static int	my_slot;
+
+/*
+ * The queue this worker claims from (issue 17): toygun.queues gives its
+ * slot a queue by position; its id is looked up in toygun.queue at the
+ * start, after each reload, and while it does not exist (-1).
+ */
+static int	my_queue = -1;
+static char my_queue_name[NAMEDATALEN];
+static bool queue_stale = true;
+/* its shared preempt flag: a start above its batch's lowest level (issue 17) */
+static volatile bool *preempt;
+/* A batch a start preempted ends after at least this long (a stream of them cannot shrink batches to one tick). */
+#define PREEMPT_MIN_MS 5
 
 /* The next wait for a held parent (see HELD_PARENT_SLEEP_MS). */
 static long held_sleep_ms = HELD_PARENT_SLEEP_MS;
@@ -85,8 +100,6 @@ static volatile sig_atomic_t tick_timed_out = false;
 static int	tick_timeout_ms;
 static ToygunDef *tick_timeout_def;
 
-static SPIPlanPtr next_due_plan;
-static SPIPlanPtr next_due_plan_levels;
 static SPIPlanPtr park_plans[2];
 
 /* A claimed object, remembered across the rollback of a failed batch. */
@@ -214,7 +227,7 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 	if (claim_floor[kind] != DT_NOBEGIN &&
 		TimestampDifferenceExceeds(claim_floor_since[kind], now, CLAIM_FLOOR_MS))
 		claim_floor[kind] = DT_NOBEGIN;
-	got = toygun_claim_objects(kind, n, claim_floor[kind], objs);
+	got = toygun_claim_objects(kind, my_queue, n, claim_floor[kind], objs);
 	for (i = 0; i < got; i++)
 	{
 		out[i].kind = kind;
@@ -259,63 +272,71 @@ note_claimed(Claimed *out, ToygunObject **objs, int from, int to)
 #define LEVELS_CENSUS_MS 1000
 static TimestampTz levels_census_at = 0;
 
-/* Recompute the levels in use, with a snapshot taken after the census begins. */
+/* Recompute the levels of the queue in use, with a snapshot taken after the census begins. */
 static void
 levels_census(void)
 {
 	ToygunLevels found;
 
-	toygun_levels_census_begin();
-	toygun_levels_census(&found);
-	toygun_levels_census_end(&found);
+	toygun_levels_census_begin(my_queue);
+	toygun_levels_census(my_queue, &found);
+	toygun_levels_census_end(my_queue, &found);
 	levels_census_at = GetCurrentTimestamp();
 }
 
+static inline bool
+level_in(ToygunLevels *levels, int p)
+{
+	int			bit = p - TOYGUN_PRIORITY_MIN;
+
+	return (levels->bits[bit / 64] & (UINT64CONST(1) << (bit % 64))) != 0;
+}
+
 /*
- * Claim up to n due runs (issue 17): each priority level above 0, highest
- * first, then level 0 (as before priorities, with its claim floor), then
- * each level below 0, each from what is left of n. While no level but 0 is
- * in use (the shared set is empty) this is level 0's claim alone. Levels
- * other than 0 are claimed without a floor (left for later: per-level
- * floors).
+ * Claim up to n due runs of the worker's queue (issue 17): each priority
+ * level above 0, highest first, then level 0 (as before priorities, with
+ * its claim floor), then each level below 0, each from what is left of n.
+ * While no level but 0 is in use (the shared set is empty) this is level
+ * 0's claim alone. Levels other than 0 are claimed without a floor (left
+ * for later: per-level floors). *lowest: the lowest level claimed.
  */
 static int
-claim_tasks(int n, Claimed *out, ToygunObject **objs)
+claim_tasks(int n, Claimed *out, ToygunObject **objs, int *lowest)
 {
 	ToygunLevels levels;
-	bool		any = toygun_levels_read(&levels);
+	bool		any = toygun_levels_read(my_queue, &levels);
 	int			got = 0;
+	int			k;
 	int			p;
 
 	claim_last[TOYGUN_TASK] = DT_NOBEGIN;
 	if (any)
 		for (p = TOYGUN_PRIORITY_MAX; p > 0 && got < n; p--)
-		{
-			int			bit = p - TOYGUN_PRIORITY_MIN;
-
-			if (levels.bits[bit / 64] & (UINT64CONST(1) << (bit % 64)))
+			if (level_in(&levels, p))
 			{
-				int			k = toygun_claim_level(p, n - got, objs + got);
-
+				k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
 				note_claimed(out, objs, got, got + k);
 				got += k;
+				if (k > 0)
+					*lowest = p;
 			}
-		}
 	if (got < n)
-		got += claim(TOYGUN_TASK, n - got, out + got, objs + got);
+	{
+		k = claim(TOYGUN_TASK, n - got, out + got, objs + got);
+		got += k;
+		if (k > 0)
+			*lowest = 0;
+	}
 	if (any)
 		for (p = -1; p >= TOYGUN_PRIORITY_MIN && got < n; p--)
-		{
-			int			bit = p - TOYGUN_PRIORITY_MIN;
-
-			if (levels.bits[bit / 64] & (UINT64CONST(1) << (bit % 64)))
+			if (level_in(&levels, p))
 			{
-				int			k = toygun_claim_level(p, n - got, objs + got);
-
+				k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
 				note_claimed(out, objs, got, got + k);
 				got += k;
+				if (k > 0)
+					*lowest = p;
 			}
-		}
 	return got;
 }
 
@@ -334,58 +355,18 @@ claimed_all_ticked(void)
 static long
 next_due_ms(void)
 {
-	bool		isnull;
-	Datum		next;
+	TimestampTz next;
 	TimestampTz now = GetCurrentTimestamp();
 	long		ms;
+	ToygunLevels levels;
 
-	if (toygun_has_column("task", "priority"))
-	{
-		/*
-		 * Each claim index's minimum (issue 17), its predicate written
-		 * out: level 0's, and each level's in use of task_lane_idx (a min()
-		 * over the whole lane index would read all its sleepers).
-		 */
-		ToygunLevels levels;
-		Datum		elems[TOYGUN_PRIORITY_LEVELS];
-		int			nelems = 0;
-		int			p;
-		Oid			argtypes[1] = {INT2ARRAYOID};
-		Datum		values[1];
-
-		if (toygun_levels_read(&levels))
-			for (p = TOYGUN_PRIORITY_MIN; p <= TOYGUN_PRIORITY_MAX; p++)
-			{
-				int			bit = p - TOYGUN_PRIORITY_MIN;
-
-				if (p != 0 && (levels.bits[bit / 64] & (UINT64CONST(1) << (bit % 64))))
-					elems[nelems++] = Int16GetDatum((int16) p);
-			}
-		values[0] = PointerGetDatum(construct_array(elems, nelems, INT2OID, sizeof(int16), true,
-													TYPALIGN_SHORT));
-		toygun_run(toygun_plan(&next_due_plan_levels,
-							   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task"
-							   "               WHERE run_at IS NOT NULL AND priority = 0),"
-							   "             (SELECT min(x.run_at) FROM pg_catalog.unnest($1) AS l(p),"
-							   "                LATERAL (SELECT t.run_at FROM ONLY toygun.task t"
-							   "                          WHERE t.run_at IS NOT NULL AND t.priority <> 0 AND t.priority = l.p"
-							   "                          ORDER BY t.run_at LIMIT 1) x),"
-							   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
-							   1, argtypes),
-				   values, NULL, 1);
-	}
-	else
-		toygun_run(toygun_plan(&next_due_plan,
-							   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task WHERE run_at IS NOT NULL),"
-							   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
-							   0, NULL),
-				   NULL, NULL, 1);
-	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
+	/* through each claim index of the queue (issue 17) */
+	(void) toygun_levels_read(my_queue, &levels);
+	if (!toygun_next_due(my_queue, &levels, &next))
 		return MAX_SLEEP_MS;
-	if (DatumGetTimestampTz(next) <= now)
+	if (next <= now)
 		return BUSY_SLEEP_MS;
-	ms = TimestampDifferenceMilliseconds(now, DatumGetTimestampTz(next)) + 1;
+	ms = TimestampDifferenceMilliseconds(now, next) + 1;
 	return Min(ms, MAX_SLEEP_MS);
 }
 
@@ -670,7 +651,7 @@ replay(Claimed *claimed, int n)
  * rolls back, marks the failing object and returns -1.
  */
 static int
-tick_all(Claimed *claimed, ToygunObject **objs, int n)
+tick_all(Claimed *claimed, ToygunObject **objs, int n, bool *preempted)
 {
 	volatile int failing = -1;
 	volatile int ticked = 0;
@@ -688,6 +669,12 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 			tick_started = i == 0 ? started : GetCurrentTimestamp();
 			if (i > 0 && TimestampDifferenceExceeds(started, tick_started, BATCH_TIME_MS))
 				break;
+			/* a start above the batch's lowest level (issue 17): a word read */
+			if (*preempt && i > 0 && TimestampDifferenceExceeds(started, tick_started, PREEMPT_MIN_MS))
+			{
+				*preempted = true;
+				break;
+			}
 			failing = i;
 			end_batch = tick_claimed(objs[i], tick_started);
 			failing = -1;
@@ -731,6 +718,36 @@ claimed_dead_run(Claimed *claimed, int n)
 }
 
 /*
+ * Look up the id of the queue toygun.queues gives this worker's slot, and
+ * load its paused flag into shared memory (unless a pause or resume set it
+ * already). Moved to another queue by a reload, the worker starts its
+ * claims afresh. Inside the batch's transaction.
+ */
+static void
+resolve_queue(void)
+{
+	const char *name = toygun_queue_of_slot(my_slot);
+	bool		paused = false;
+	int			id = -1;
+
+	if (name != NULL)
+		id = toygun_queue_lookup(name, &paused);
+	if (id >= 0)
+		toygun_queue_paused_load(id, paused);
+	if (id != my_queue || name == NULL || strcmp(name, my_queue_name) != 0)
+	{
+		claim_floor[TOYGUN_RESOURCE] = claim_floor[TOYGUN_TASK] = DT_NOBEGIN;
+		claim_last[TOYGUN_RESOURCE] = claim_last[TOYGUN_TASK] = DT_NOBEGIN;
+		levels_census_at = 0;
+		claim_limit = 0;
+	}
+	strlcpy(my_queue_name, name ? name : "", sizeof(my_queue_name));
+	my_queue = id;
+	toygun_set_queue(my_slot, id);
+	queue_stale = id < 0;
+}
+
+/*
  * One batch: claim due resources and runs, tick them, commit. Returns how
  * many were claimed; when none, *sleep_ms says how long to sleep.
  */
@@ -744,6 +761,8 @@ run_batch(long *sleep_ms, bool *full)
 	int			ticked;
 	int			failures = 0;
 	bool		held;
+	bool		preempted = false;
+	int			lowest = TOYGUN_PRIORITY_MAX;
 
 	MemoryContextReset(batch_context);
 	MemoryContextSwitchTo(batch_context);
@@ -752,6 +771,15 @@ run_batch(long *sleep_ms, bool *full)
 
 	toygun_begin_work();
 	pgstat_report_activity(STATE_RUNNING, "claiming due runs");
+	/* the queue of the worker's slot (issue 17): none yet, look again in a while */
+	if (queue_stale)
+		resolve_queue();
+	if (my_queue < 0)
+	{
+		toygun_end_work();
+		*sleep_ms = QUEUE_SLEEP_MS;
+		return 0;
+	}
 	held = toygun_sweep_children();
 	if (!held)
 		held_sleep_ms = HELD_PARENT_SLEEP_MS;
@@ -760,7 +788,9 @@ run_batch(long *sleep_ms, bool *full)
 		TimestampDifferenceExceeds(levels_census_at, GetCurrentTimestamp(), LEVELS_CENSUS_MS))
 		levels_census();
 	n = claim(TOYGUN_RESOURCE, limit, claimed, objs);
-	n += claim_tasks(limit, claimed + n, objs + n);
+	if (n > 0)
+		lowest = 0;
+	n += claim_tasks(limit, claimed + n, objs + n, &lowest);
 	*full = n >= limit;
 	if (n == 0)
 	{
@@ -787,9 +817,10 @@ run_batch(long *sleep_ms, bool *full)
 		*sleep_ms = DEAD_RUN_SLEEP_MS;
 		return 0;
 	}
-	/* busy: a commit's wake-up now goes to another worker */
+	/* busy: a commit's wake-up now goes to another worker, a start above lowest preempts */
+	toygun_set_batch_level(my_slot, lowest);
 	toygun_set_idle(my_slot, false);
-	ticked = tick_all(claimed, objs, n);
+	ticked = tick_all(claimed, objs, n, &preempted);
 	if (ticked < 0)
 	{
 		failures = replay(claimed, n);
@@ -797,7 +828,9 @@ run_batch(long *sleep_ms, bool *full)
 	}
 	else
 	{
-		claim_limit = ticked < n ? Max(MIN_CLAIM, 2 * ticked) : Min(toygun_batch_size, 2 * limit);
+		/* a preempted batch was not too slow: its limit stays */
+		claim_limit = preempted ? limit
+			: ticked < n ? Max(MIN_CLAIM, 2 * ticked) : Min(toygun_batch_size, 2 * limit);
 		if (ticked == n)
 			claimed_all_ticked();
 	}
@@ -918,6 +951,7 @@ toygun_worker_main(Datum arg)
 
 	toygun_claim_slot(my_slot);
 	before_shmem_exit(release_slot, Int32GetDatum(my_slot));
+	preempt = toygun_preempt_flag(my_slot);
 	tick_timeout_id = RegisterTimeout(USER_TIMEOUT, tick_timeout_handler);
 	tick_grace_id = RegisterTimeout(USER_TIMEOUT, tick_grace_handler);
 	batch_context = AllocSetContextCreate(TopMemoryContext, "toygun batch",
@@ -944,12 +978,19 @@ toygun_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* toygun.queues may give the slot another queue (issue 17) */
+			queue_stale = true;
 		}
 
-		if (toygun_paused || my_slot >= toygun_workers)
+		/* a paused queue, or one not loaded yet: its flag in shared memory, a word read */
+		if (!queue_stale && toygun_queue_paused(my_queue) < 0)
+			queue_stale = true;
+		if (toygun_paused || toygun_queue_of_slot(my_slot) == NULL ||
+			(!queue_stale && toygun_queue_paused(my_queue) > 0))
 		{
-			/* until the setting changes (the launcher stops surplus workers) */
+			/* until the setting changes (the launcher stops surplus workers), or a resume */
 			pgstat_report_activity(STATE_IDLE, "paused");
+			toygun_set_idle(my_slot, true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			continue;
@@ -965,7 +1006,7 @@ toygun_worker_main(Datum arg)
 			recycle_if_large();
 			/* a full batch: there may be more, so get another worker going */
 			if (full)
-				toygun_wake_worker();
+				toygun_wake_worker(my_queue);
 			/* retention: busy, a round at least every toygun.maintain_interval */
 			(void) toygun_maintain_in_worker(false);
 			continue;

@@ -27,6 +27,9 @@
 -- priority (issue 17): -100..100, the priority of its runs when a start
 -- gives none (start_every and triggers never do); NULL: 0. A new default
 -- applies to later starts: live runs keep theirs.
+-- queue (issue 17): the queue whose workers (toygun.queues) claim its
+-- objects; NULL: 'default'. Made if it does not exist; a redefinition with
+-- another queue moves its live objects there.
 CREATE FUNCTION toygun.default_keep() RETURNS interval
     AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
 
@@ -44,7 +47,8 @@ CREATE FUNCTION toygun.define_resource(
     move_states jsonb DEFAULT NULL,
     version integer DEFAULT NULL,
     upgrade regprocedure DEFAULT NULL,
-    keep interval DEFAULT toygun.default_keep()) RETURNS void
+    keep interval DEFAULT toygun.default_keep(),
+    queue text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -67,7 +71,8 @@ CREATE FUNCTION toygun.define_task(
     version integer DEFAULT NULL,
     upgrade regprocedure DEFAULT NULL,
     keep interval DEFAULT toygun.default_keep(),
-    priority integer DEFAULT NULL) RETURNS void
+    priority integer DEFAULT NULL,
+    queue text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- A function a defined type uses (handler, alarm_handler, should_start,

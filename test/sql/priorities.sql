@@ -4,19 +4,7 @@
 -- scenario).
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(24);
-
--- the plan of a statement, as text
-CREATE FUNCTION pg_temp.plan_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    line text;
-    plan text := '';
-BEGIN
-    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || q LOOP
-        plan := plan || line || E'\n';
-    END LOOP;
-    RETURN plan;
-END $$;
+SELECT plan(21);
 
 -- the range: define_task and start_task
 SELECT throws_ok($$SELECT toygun.define_task('dummy', 'prio', '{a}', 'dummy_another(toygun.task)', priority => 101)$$,
@@ -77,21 +65,7 @@ SELECT cmp_ok(toygun.run_schedule('dummy', 'test', '2024-05-01 03:00:30+00'), '>
 SELECT is((SELECT array_agg(priority) FROM toygun.task WHERE resource_id = :'r3' AND name = 'test'), '{4}'::smallint[],
           'at the type''s default priority');
 
--- each scheduled run is in one claim index: level 0 in task_due_idx, the others in task_lane_idx
-SET LOCAL plan_cache_mode = force_generic_plan;
-SET LOCAL enable_seqscan = off;
-PREPARE level0(integer, timestamptz) AS
-    SELECT t.id FROM ONLY toygun.task t WHERE t.run_at IS NOT NULL AND t.priority = 0
-       AND t.run_at <= pg_catalog.now() AND t.run_at >= $2 ORDER BY t.run_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED;
-PREPARE lane(integer, timestamptz, smallint) AS
-    SELECT t.id FROM ONLY toygun.task t WHERE t.run_at IS NOT NULL AND t.priority <> 0 AND t.priority = $3
-       AND t.run_at <= pg_catalog.now() AND t.run_at >= $2 ORDER BY t.run_at LIMIT $1 FOR UPDATE OF t SKIP LOCKED;
-SELECT matches(pg_temp.plan_of('EXECUTE level0(10, ''-infinity'')'), 'Index Scan using task_due_idx',
-               'the claim of level 0 reads task_due_idx, in run_at order, under a generic plan');
-SELECT matches(pg_temp.plan_of('EXECUTE lane(10, ''-infinity'', 7)'), 'Index Scan using task_lane_idx',
-               'the claim of another level reads task_lane_idx');
-SELECT doesnt_match(pg_temp.plan_of('EXECUTE lane(10, ''-infinity'', 7)'), 'Sort',
-                    'in run_at order, without a sort');
+-- the claims' plans, on task_due_idx and task_lane_idx: claim_plans.sql
 
 SELECT * FROM finish();
 ROLLBACK;
