@@ -888,3 +888,72 @@ CREATE FUNCTION toygun.define_task(
     keep interval DEFAULT toygun.default_keep(),
     priority integer DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+
+-- issue 17, flow control: rate limits (src/install/rate.sql, schema.sql, define.sql).
+ALTER TABLE toygun.task_type ADD COLUMN rate_limit text;
+
+-- Rate limits (issue 17, flow control): token buckets by name. A limit lets
+-- rate tokens through per interval per, up to burst at once (NULL: rate);
+-- a task type naming one (define_task's rate_limit) takes a token for each
+-- tick, and any SQL may take tokens with take_token(). The buckets live in
+-- shared memory (a GCRA on one word per limit, src/rate.c): after a restart
+-- they start full, and a token taken is spent even if its transaction rolls
+-- back. The definer owns a limit: only roles with its privileges redefine or
+-- drop it, take its tokens, name it in a task type or see it.
+CREATE TABLE toygun.rate_limit (
+    name       text PRIMARY KEY,
+    rate       integer NOT NULL,
+    per        interval NOT NULL,
+    burst      integer NOT NULL,
+    owner      regrole NOT NULL,
+    defined_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('toygun.rate_limit', '');
+ALTER TABLE toygun.rate_limit ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owned ON toygun.rate_limit FOR SELECT
+    USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
+GRANT SELECT ON toygun.rate_limit TO PUBLIC;
+
+CREATE FUNCTION toygun.define_rate_limit(name text, rate integer, per interval,
+                                         burst integer DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_rate_limit' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.drop_rate_limit(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_drop_rate_limit' LANGUAGE C VOLATILE;
+-- true: weight tokens were taken; false: not that many now (nothing taken).
+CREATE FUNCTION toygun.take_token(name text, weight integer DEFAULT 1) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'toygun_take_token' LANGUAGE C VOLATILE;
+-- The limits the caller has the owner's privileges of: tokens is what a
+-- take could have now, horizon the time until which runs are held (NULL:
+-- none). Both NULL without toygun in shared_preload_libraries.
+CREATE FUNCTION toygun.rate_limit_status()
+    RETURNS TABLE (name text, rate integer, per interval, burst integer, tokens integer,
+                   horizon timestamptz)
+    AS 'MODULE_PATHNAME', 'toygun_rate_limit_status' LANGUAGE C VOLATILE;
+-- rate_limit (issue 17): a toygun.rate_limit each tick of its runs takes a
+-- token of; a run without one waits (no attempt, no history row). NULL: none.
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
+                                 interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
+                                 jsonb, integer, regprocedure, interval, integer);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep(),
+    priority integer DEFAULT NULL,
+    rate_limit text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;

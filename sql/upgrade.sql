@@ -203,6 +203,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 17's priorities: task_type.priority and task.priority (with its column grant), the
 -- index task_lane_idx, task_due_idx with its new predicate (its line before and after); start_task,
 -- define_task and task_for change again, already counted
+-- issue 17's rate limits: the table rate_limit (columns, key, policy, grant, row security, dump
+-- entry), task_type.rate_limit, define_rate_limit, drop_rate_limit, take_token and
+-- rate_limit_status; define_task changes again, already counted
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -63,6 +63,9 @@ static SPIPlanPtr rearm_resources_plan;
 #define TASK_PRIORITY_ARG 19
 static SPIPlanPtr upsert_task_type_priority_plan;
 
+/* rate_limit (issue 17, rate limits): define_task's last */
+#define TASK_RATE_LIMIT_ARG 20
+
 /*
  * Most states, and most fields, a type may declare. Lists are searched
  * linearly, and checked for duplicates pairwise; a definition far longer
@@ -700,6 +703,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	DefKey		key;
 	DefEntry   *entry;
 	MemoryContext old;
+	char	   *v;
 	bool		isnull;
 	bool		found;
 	int			n;
@@ -780,6 +784,13 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		def->should_start = cache_column(tup, desc, "should_start");
 		def->should_stop = cache_column(tup, desc, "should_stop");
 		def->breaker = read_breaker(tup, desc, def);
+		/* a rate limit (issue 17): the tick takes a token of it (rate.c) */
+		def->rate = NULL;
+		if ((v = cache_column(tup, desc, "rate_limit")) != NULL)
+		{
+			def->rate = palloc(sizeof(ToygunRate));
+			def->rate->name = v;
+		}
 	}
 	else
 	{
@@ -1273,11 +1284,12 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	char	   *upgrade;
 	int			i;
 	int			priority = 0;
-	Datum		values[21];
-	char		nulls[21] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[21] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	char	   *rate_limit = NULL;
+	Datum		values[22];
+	char		nulls[22] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+	Oid			argtypes[22] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1307,6 +1319,13 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		toygun_check_priority(priority, label, "define_task");
 	}
 	values[20] = Int16GetDatum((int16) priority);
+	/* rate_limit (issue 17): NULL, or left out by a redefinition, is none */
+	if (PG_NARGS() > TASK_RATE_LIMIT_ARG && !PG_ARGISNULL(TASK_RATE_LIMIT_ARG))
+	{
+		rate_limit = text_to_cstring(PG_GETARG_TEXT_PP(TASK_RATE_LIMIT_ARG));
+		values[21] = CStringGetTextDatum(rate_limit);
+		nulls[21] = ' ';
+	}
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1321,6 +1340,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	owner = definition_owner(fcinfo, 6, label, existing, call.caller);
 	/* starts check this again: membership can be revoked later */
 	toygun_check_task_owner(rtype, label, owner);
+	/* the limit exists, and the owner may use it; its row is locked against a drop */
+	if (rate_limit != NULL)
+		toygun_rate_check_use(rate_limit, owner, label);
 	handler = check_function(PG_GETARG_OID(3), "task", owner);
 	for (i = 0; i < 2; i++)
 		if (PG_NARGS() > 10 + i && !PG_ARGISNULL(10 + i))
@@ -1367,8 +1389,8 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		toygun_run(toygun_plan(&upsert_task_type_priority_plan,
 							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
 												"  should_start, should_stop, stop_state, breaker, field_types,"
-												"  version, upgrade, keep, priority",
-												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21",
+												"  version, upgrade, keep, priority, rate_limit",
+												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22",
 												", max_attempts = excluded.max_attempts,"
 												"  retry_backoff = excluded.retry_backoff,"
 												"  tick_timeout = excluded.tick_timeout,"
@@ -1380,8 +1402,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 												"  version = excluded.version,"
 												"  upgrade = excluded.upgrade,"
 												"  keep = excluded.keep,"
-												"  priority = excluded.priority"),
-							   21, argtypes),
+												"  priority = excluded.priority,"
+												"  rate_limit = excluded.rate_limit"),
+							   22, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,

@@ -27,6 +27,8 @@
 -- priority (issue 17): -100..100, the priority of its runs when a start
 -- gives none (start_every and triggers never do); NULL: 0. A new default
 -- applies to later starts: live runs keep theirs.
+-- rate_limit (issue 17): a toygun.rate_limit each tick of its runs takes a
+-- token of; a run without one waits (no attempt, no history row). NULL: none.
 CREATE FUNCTION toygun.default_keep() RETURNS interval
     AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
 
@@ -67,7 +69,8 @@ CREATE FUNCTION toygun.define_task(
     version integer DEFAULT NULL,
     upgrade regprocedure DEFAULT NULL,
     keep interval DEFAULT toygun.default_keep(),
-    priority integer DEFAULT NULL) RETURNS void
+    priority integer DEFAULT NULL,
+    rate_limit text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- A function a defined type uses (handler, alarm_handler, should_start,

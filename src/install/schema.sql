@@ -85,6 +85,7 @@ CREATE TABLE toygun.task_type (
     upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
     keep             interval,           -- how long stopped runs and history rows are kept; NULL: forever
     priority         smallint NOT NULL DEFAULT 0,  -- the priority of its runs when a start gives none (0.4)
+    rate_limit       text,               -- the toygun.rate_limit its ticks take a token of; NULL: none (0.4)
     PRIMARY KEY (resource_type, name)
 );
 
