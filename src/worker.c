@@ -383,8 +383,14 @@ next_due_ms(void)
 	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (isnull)
 		return MAX_SLEEP_MS;
+	/*
+	 * Due, yet not claimed: locked by another worker (look again later), or
+	 * due only since the claim looked (its now() is the transaction's
+	 * start): claim again at once. Runs a rate limit holds come due one
+	 * emission interval apart, often between a claim and this read.
+	 */
 	if (DatumGetTimestampTz(next) <= now)
-		return BUSY_SLEEP_MS;
+		return DatumGetTimestampTz(next) > GetCurrentTransactionStartTimestamp() ? 0 : BUSY_SLEEP_MS;
 	ms = TimestampDifferenceMilliseconds(now, DatumGetTimestampTz(next)) + 1;
 	return Min(ms, MAX_SLEEP_MS);
 }
