@@ -515,6 +515,36 @@ require_owner_privileges(const char *name, Oid owner, Oid role, const char *what
 						 toygun_role_name(owner))));
 }
 
+/* The owner of limit name, or InvalidOid if there is none (SPI connected). */
+static Oid
+limit_owner(const char *name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(name);
+	toygun_run(toygun_plan(&owner_plan,
+						   "SELECT owner::pg_catalog.oid FROM ONLY toygun.rate_limit WHERE name = $1",
+						   1, argtypes),
+			   values, NULL, 1);
+	if (SPI_processed == 0)
+		return InvalidOid;
+	return DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A write that left the row alone: another role defined the limit meanwhile. */
+static void
+check_written(const char *name, Oid caller, const char *what)
+{
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not %s rate limit \"%s\"", toygun_role_name(caller), what, name),
+				 errdetail("Another role defined it concurrently."),
+				 errhint("Use a rate limit of your own.")));
+}
+
 static char *
 check_limit_name(FunctionCallInfo fcinfo, int argno)
 {
@@ -532,6 +562,7 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	double		per_ns;
 	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, INT4OID, OIDOID};
 	Datum		values[5];
+	Oid			owner;
 
 	toygun_check_not_null(fcinfo, 1, "rate");
 	toygun_check_not_null(fcinfo, 2, "per");
@@ -570,19 +601,9 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	toygun_begin_call(&call);
 	values[0] = CStringGetTextDatum(name);
 	/* checked before the row is locked: a stranger holds no lock on another's limit */
-	toygun_run(toygun_plan(&owner_plan,
-						   "SELECT owner::pg_catalog.oid FROM ONLY toygun.rate_limit WHERE name = $1",
-						   1, argtypes),
-			   values, NULL, 1);
-	if (SPI_processed > 0)
-	{
-		bool		isnull;
-
-		require_owner_privileges(name, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-																		 SPI_tuptable->tupdesc, 1,
-																		 &isnull)),
-								 call.caller, "redefine");
-	}
+	owner = limit_owner(name);
+	if (OidIsValid(owner))
+		require_owner_privileges(name, owner, call.caller, "redefine");
 	else
 	{
 		toygun_run(toygun_plan(&count_plan, "SELECT FROM ONLY toygun.rate_limit", 0, NULL),
@@ -607,12 +628,7 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 						   " WHERE pg_catalog.pg_has_role($5, l.owner::pg_catalog.oid, 'USAGE')",
 						   5, argtypes),
 			   values, NULL, 0);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not redefine rate limit \"%s\"", toygun_role_name(call.caller), name),
-				 errdetail("Another role defined it concurrently."),
-				 errhint("Use a rate limit of your own.")));
+	check_written(name, call.caller, "redefine");
 	note_pending(name, false, def.tau_ns);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
@@ -626,35 +642,25 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 	char	   *name = check_limit_name(fcinfo, 0);
 	Oid			argtypes[2] = {TEXTOID, OIDOID};
 	Datum		values[2];
-	bool		isnull;
+	Oid			owner;
 	char	   *types;
 
 	toygun_begin_call(&call);
 	values[0] = CStringGetTextDatum(name);
-	toygun_run(toygun_plan(&owner_plan,
-						   "SELECT owner::pg_catalog.oid FROM ONLY toygun.rate_limit WHERE name = $1",
-						   1, argtypes),
-			   values, NULL, 1);
-	if (SPI_processed == 0)
+	owner = limit_owner(name);
+	if (!OidIsValid(owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("rate limit \"%s\" does not exist", name),
 				 errhint("toygun.rate_limit_status() lists the rate limits you own.")));
-	require_owner_privileges(name, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-																	 SPI_tuptable->tupdesc, 1, &isnull)),
-							 call.caller, "drop");
+	require_owner_privileges(name, owner, call.caller, "drop");
 	values[1] = ObjectIdGetDatum(call.caller);
 	toygun_run(toygun_plan(&delete_plan,
 						   "DELETE FROM ONLY toygun.rate_limit WHERE name = $1"
 						   "   AND pg_catalog.pg_has_role($2, owner::pg_catalog.oid, 'USAGE')",
 						   2, argtypes),
 			   values, NULL, 0);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("role \"%s\" may not drop rate limit \"%s\"", toygun_role_name(call.caller), name),
-				 errdetail("Another role defined it concurrently."),
-				 errhint("Use a rate limit of your own.")));
+	check_written(name, call.caller, "drop");
 	/* after the delete's row lock: a define_task naming it committed meanwhile is seen */
 	toygun_run(toygun_plan(&named_plan,
 						   "SELECT pg_catalog.string_agg(pg_catalog.format('%s.%s', resource_type, name), ', '"
