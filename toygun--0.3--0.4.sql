@@ -823,26 +823,33 @@ REVOKE ALL ON FUNCTION toygun.maintain() FROM PUBLIC;
 ALTER TABLE toygun.transition_forever ENABLE ROW LEVEL SECURITY;
 ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;
 
--- issue 17, flow control, first slice: priorities (src/install/schema.sql,
--- define.sql, objects.sql, grants.sql). A constant default: no table rewrite.
--- Rebuilding task_due_idx with its new predicate scans toygun.task under a
--- lock that blocks writes (an update script cannot build an index
--- concurrently).
-ALTER TABLE toygun.task_type ADD COLUMN priority smallint NOT NULL DEFAULT 0;
+-- issue 17, flow control: priorities, queues and rate limits
+-- (src/install/schema.sql, define.sql, objects.sql, grants.sql, worker.sql,
+-- queues.sql, rate.sql). Constant defaults: no table rewrite. Rebuilding
+-- task_due_idx and resource_due_idx with their new predicates scans
+-- toygun.task and toygun.resource under a lock that blocks writes (an update
+-- script cannot build an index concurrently).
+ALTER TABLE toygun.task_type ADD COLUMN priority smallint NOT NULL DEFAULT 0,
+    ADD COLUMN queue_id smallint NOT NULL DEFAULT 0, ADD COLUMN rate_limit text;
+ALTER TABLE toygun.resource_type ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+CREATE TABLE toygun.queue (
+    id         smallint PRIMARY KEY CHECK (id >= 0 AND id < 256),
+    name       text NOT NULL UNIQUE,
+    paused     boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+INSERT INTO toygun.queue (id, name) VALUES (0, 'default');
+SELECT pg_catalog.pg_extension_config_dump('toygun.queue', 'WHERE id <> 0');
+GRANT SELECT ON toygun.queue TO PUBLIC;
+ALTER TABLE toygun.resource ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+GRANT SELECT (queue_id) ON toygun.resource TO PUBLIC;
 -- task_for()'s body casts to the row type of toygun.task (see version above):
--- a body of text meanwhile, made again below with the new column.
+-- a body of text meanwhile, made again below with the new columns.
 CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
     LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT NULL::toygun.task';
-ALTER TABLE toygun.task ADD COLUMN priority smallint NOT NULL DEFAULT 0;
-GRANT SELECT (priority) ON toygun.task TO PUBLIC;
-DROP INDEX toygun.task_due_idx;
--- Flow control (issue 17): each scheduled run is in exactly one claim index.
--- Runs at priority 0 in task_due_idx, as before priorities; the others in
--- task_lane_idx, where a claim reads one level at a time in run_at order.
--- The claims repeat each predicate literally, so that a generic plan
--- matches the partial index.
-CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL AND priority = 0;
-CREATE INDEX task_lane_idx ON toygun.task (priority, run_at) WHERE run_at IS NOT NULL AND priority <> 0;
+ALTER TABLE toygun.task ADD COLUMN priority smallint NOT NULL DEFAULT 0,
+    ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+GRANT SELECT (priority, queue_id) ON toygun.task TO PUBLIC;
 CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
     LANGUAGE sql STABLE PARALLEL RESTRICTED
     BEGIN ATOMIC
@@ -851,18 +858,53 @@ CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toy
                    CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
                              OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
                         THEN toygun.last_error(t.id) END,
-                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority)::toygun.task
+                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority,
+                   t.queue_id)::toygun.task
           FROM ONLY toygun.task t
           LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
          WHERE t.resource_id = task_for.resource AND t.name = task_for.name
          ORDER BY t.seq DESC LIMIT 1;
     END;
+-- Each scheduled object is in exactly one claim index: tasks of the default
+-- queue at priority 0 in task_due_idx, as before flow control; the others in
+-- task_lane_idx, where a claim reads one (queue, priority) at a time in
+-- run_at order. Resources of the default queue in resource_due_idx, the
+-- others in resource_queue_idx. The claims repeat each predicate literally,
+-- so that a generic plan matches the partial index.
+DROP INDEX toygun.task_due_idx;
+CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0;
+CREATE INDEX task_lane_idx ON toygun.task (queue_id, priority, run_at)
+    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0);
+DROP INDEX toygun.resource_due_idx;
+CREATE INDEX resource_due_idx ON toygun.resource (run_at) WHERE run_at IS NOT NULL AND queue_id = 0;
+CREATE INDEX resource_queue_idx ON toygun.resource (queue_id, run_at) WHERE run_at IS NOT NULL AND queue_id <> 0;
 -- priority (issue 17): -100..100, the run's; NULL: its task type's
 -- (define_task's priority). Ignored when a live run is returned.
 DROP FUNCTION toygun.start_task(uuid, text, jsonb, text);
 CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}',
                                    if_live text DEFAULT 'return', priority integer DEFAULT NULL) RETURNS uuid
     AS 'MODULE_PATHNAME', 'toygun_start_task' LANGUAGE C VOLATILE;
+-- queue (issue 17): define_resource's and define_task's last argument
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole, text, text,
+                                     regprocedure, jsonb, jsonb, integer, regprocedure, interval);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep(),
+    queue text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+-- priority, queue and rate_limit (issue 17): define_task's last arguments
 DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
                                  interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
                                  jsonb, integer, regprocedure, interval);
@@ -886,101 +928,9 @@ CREATE FUNCTION toygun.define_task(
     version integer DEFAULT NULL,
     upgrade regprocedure DEFAULT NULL,
     keep interval DEFAULT toygun.default_keep(),
-    priority integer DEFAULT NULL) RETURNS void
-    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
-
--- issue 17, flow control: queues (src/install/schema.sql, define.sql,
--- objects.sql, grants.sql, worker.sql, queues.sql). Constant defaults: no
--- table rewrite. Rebuilding task_due_idx, task_lane_idx and
--- resource_due_idx with their new predicates scans toygun.task and
--- toygun.resource under a lock that blocks writes.
-CREATE TABLE toygun.queue (
-    id         smallint PRIMARY KEY CHECK (id >= 0 AND id < 256),
-    name       text NOT NULL UNIQUE,
-    paused     boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
-);
-INSERT INTO toygun.queue (id, name) VALUES (0, 'default');
-SELECT pg_catalog.pg_extension_config_dump('toygun.queue', 'WHERE id <> 0');
-GRANT SELECT ON toygun.queue TO PUBLIC;
-ALTER TABLE toygun.resource_type ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
-ALTER TABLE toygun.task_type ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
-ALTER TABLE toygun.resource ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
-GRANT SELECT (queue_id) ON toygun.resource TO PUBLIC;
--- task_for()'s body casts to the row type of toygun.task (see version above)
-CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
-    LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT NULL::toygun.task';
-ALTER TABLE toygun.task ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
-GRANT SELECT (queue_id) ON toygun.task TO PUBLIC;
-CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
-    LANGUAGE sql STABLE PARALLEL RESTRICTED
-    BEGIN ATOMIC
-        SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
-                   t.run_at, t.attempts,
-                   CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
-                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
-                        THEN toygun.last_error(t.id) END,
-                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority,
-                   t.queue_id)::toygun.task
-          FROM ONLY toygun.task t
-          LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
-         WHERE t.resource_id = task_for.resource AND t.name = task_for.name
-         ORDER BY t.seq DESC LIMIT 1;
-    END;
--- Each scheduled object is in one claim index (schema.sql)
-DROP INDEX toygun.task_due_idx;
-DROP INDEX toygun.task_lane_idx;
-CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0;
-CREATE INDEX task_lane_idx ON toygun.task (queue_id, priority, run_at)
-    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0);
-DROP INDEX toygun.resource_due_idx;
-CREATE INDEX resource_due_idx ON toygun.resource (run_at) WHERE run_at IS NOT NULL AND queue_id = 0;
-CREATE INDEX resource_queue_idx ON toygun.resource (queue_id, run_at) WHERE run_at IS NOT NULL AND queue_id <> 0;
--- queue (issue 17): define_resource's and define_task's last argument
-DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole, text, text,
-                                     regprocedure, jsonb, jsonb, integer, regprocedure, interval);
-CREATE FUNCTION toygun.define_resource(
-    type text,
-    states text[] DEFAULT '{starting,running,stopping,restarting}',
-    handler regprocedure DEFAULT NULL,
-    fields text[] DEFAULT NULL,
-    encrypted_fields text[] DEFAULT '{}',
-    owner regrole DEFAULT NULL,
-    parent_type text DEFAULT NULL,
-    stop_state text DEFAULT NULL,
-    alarm_handler regprocedure DEFAULT NULL,
-    field_types jsonb DEFAULT NULL,
-    move_states jsonb DEFAULT NULL,
-    version integer DEFAULT NULL,
-    upgrade regprocedure DEFAULT NULL,
-    keep interval DEFAULT toygun.default_keep(),
-    queue text DEFAULT NULL) RETURNS void
-    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
-DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
-                                 interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
-                                 jsonb, integer, regprocedure, interval, integer);
-CREATE FUNCTION toygun.define_task(
-    resource_type text,
-    name text,
-    states text[],
-    handler regprocedure,
-    fields text[] DEFAULT NULL,
-    encrypted_fields text[] DEFAULT '{}',
-    owner regrole DEFAULT NULL,
-    max_attempts integer DEFAULT NULL,
-    retry_backoff interval DEFAULT NULL,
-    tick_timeout interval DEFAULT NULL,
-    should_start regprocedure DEFAULT NULL,
-    should_stop regprocedure DEFAULT NULL,
-    stop_state text DEFAULT NULL,
-    breaker jsonb DEFAULT NULL,
-    field_types jsonb DEFAULT NULL,
-    move_states jsonb DEFAULT NULL,
-    version integer DEFAULT NULL,
-    upgrade regprocedure DEFAULT NULL,
-    keep interval DEFAULT toygun.default_keep(),
     priority integer DEFAULT NULL,
-    queue text DEFAULT NULL) RETURNS void
+    queue text DEFAULT NULL,
+    rate_limit text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 -- worker_status() gains queue
 DROP FUNCTION toygun.worker_status();
@@ -1007,3 +957,41 @@ CREATE FUNCTION toygun.queue_status()
     RETURNS TABLE (queue text, id smallint, workers integer, running integer, busy integer,
                    paused boolean)
     AS 'MODULE_PATHNAME', 'toygun_queue_status' LANGUAGE C VOLATILE;
+
+-- Rate limits (issue 17, flow control): token buckets by name. A limit lets
+-- rate tokens through per interval per, up to burst at once (NULL: rate);
+-- a task type naming one (define_task's rate_limit) takes a token for each
+-- tick, and any SQL may take tokens with take_token(). The buckets live in
+-- shared memory (a GCRA on one word per limit, src/rate.c): after a restart
+-- they start full, and a token taken is spent even if its transaction rolls
+-- back. The definer owns a limit: only roles with its privileges redefine or
+-- drop it, take its tokens, name it in a task type or see it.
+CREATE TABLE toygun.rate_limit (
+    name       text PRIMARY KEY,
+    rate       integer NOT NULL,
+    per        interval NOT NULL,
+    burst      integer NOT NULL,
+    owner      regrole NOT NULL,
+    defined_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('toygun.rate_limit', '');
+ALTER TABLE toygun.rate_limit ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owned ON toygun.rate_limit FOR SELECT
+    USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
+GRANT SELECT ON toygun.rate_limit TO PUBLIC;
+
+CREATE FUNCTION toygun.define_rate_limit(name text, rate integer, per interval,
+                                         burst integer DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_rate_limit' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.drop_rate_limit(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_drop_rate_limit' LANGUAGE C VOLATILE;
+-- true: weight tokens were taken; false: not that many now (nothing taken).
+CREATE FUNCTION toygun.take_token(name text, weight integer DEFAULT 1) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'toygun_take_token' LANGUAGE C VOLATILE;
+-- The limits the caller has the owner's privileges of: tokens is what a
+-- take could have now, horizon the time until which runs are held (NULL:
+-- none). Both NULL without toygun in shared_preload_libraries.
+CREATE FUNCTION toygun.rate_limit_status()
+    RETURNS TABLE (name text, rate integer, per interval, burst integer, tokens integer,
+                   horizon timestamptz)
+    AS 'MODULE_PATHNAME', 'toygun_rate_limit_status' LANGUAGE C VOLATILE;

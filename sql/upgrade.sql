@@ -208,6 +208,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- task_due_idx, task_lane_idx and resource_due_idx with new predicates (before and after),
 -- resource_queue_idx, pause_queue, resume_queue, queue_status; define_resource, define_task,
 -- task_for and worker_status change again, already counted
+-- issue 17's rate limits: the table rate_limit (columns, key, policy, grant, row security, dump
+-- entry), task_type.rate_limit, define_rate_limit, drop_rate_limit, take_token and
+-- rate_limit_status; define_task changes again, already counted
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -59,10 +59,11 @@ static SPIPlanPtr rearm_resources_plan;
 #define TASK_KEEP_ARG 18
 #define RESOURCE_KEEP_ARG 13
 
-/* priority (issue 17, flow control): define_task's last but one */
+/* priority, queue, rate_limit (issue 17, flow control): define_task's last three */
 #define TASK_PRIORITY_ARG 19
-/* queue (issue 17): define_task's and define_resource's last */
 #define TASK_QUEUE_ARG 20
+#define TASK_RATE_LIMIT_ARG 21
+/* queue: define_resource's last */
 #define RESOURCE_QUEUE_ARG 14
 static SPIPlanPtr upsert_task_type_queue_plan;
 static SPIPlanPtr upsert_resource_type_queue_plan;
@@ -748,6 +749,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	DefKey		key;
 	DefEntry   *entry;
 	MemoryContext old;
+	char	   *v;
 	bool		isnull;
 	bool		found;
 	int			n;
@@ -828,6 +830,13 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		def->should_start = cache_column(tup, desc, "should_start");
 		def->should_stop = cache_column(tup, desc, "should_stop");
 		def->breaker = read_breaker(tup, desc, def);
+		/* a rate limit (issue 17): the tick takes a token of it (rate.c) */
+		def->rate = NULL;
+		if ((v = cache_column(tup, desc, "rate_limit")) != NULL)
+		{
+			def->rate = palloc(sizeof(ToygunRate));
+			def->rate->name = v;
+		}
 	}
 	else
 	{
@@ -1355,11 +1364,12 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	int			i;
 	int			priority = 0;
 	int16		queue_id;
-	Datum		values[22];
-	char		nulls[22] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[22] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	char	   *rate_limit = NULL;
+	Datum		values[23];
+	char		nulls[23] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+	Oid			argtypes[23] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID, INT2OID};
+	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID, INT2OID, TEXTOID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1389,6 +1399,13 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		toygun_check_priority(priority, label);
 	}
 	values[20] = Int16GetDatum((int16) priority);
+	/* rate_limit (issue 17): NULL, or left out by a redefinition, is none */
+	if (PG_NARGS() > TASK_RATE_LIMIT_ARG && !PG_ARGISNULL(TASK_RATE_LIMIT_ARG))
+	{
+		rate_limit = text_to_cstring(PG_GETARG_TEXT_PP(TASK_RATE_LIMIT_ARG));
+		values[22] = CStringGetTextDatum(rate_limit);
+		nulls[22] = ' ';
+	}
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1403,6 +1420,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	owner = definition_owner(fcinfo, 6, label, existing, call.caller);
 	/* starts check this again: membership can be revoked later */
 	toygun_check_task_owner(rtype, label, owner);
+	/* the limit exists, and the owner may use it; its row is locked against a drop */
+	if (rate_limit != NULL)
+		toygun_rate_check_use(rate_limit, owner, label);
 	handler = check_function(PG_GETARG_OID(3), "task", owner);
 	for (i = 0; i < 2; i++)
 		if (PG_NARGS() > 10 + i && !PG_ARGISNULL(10 + i))
@@ -1449,11 +1469,11 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	 */
 	if (PG_NARGS() > TASK_QUEUE_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_queue_plan,
-							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS ", priority, queue_id",
-												TASK_POLICY_VALUES ", $21, $22",
+							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS ", priority, queue_id, rate_limit",
+												TASK_POLICY_VALUES ", $21, $22, $23",
 												TASK_POLICY_SETS ", priority = excluded.priority,"
-												"  queue_id = excluded.queue_id"),
-							   22, argtypes),
+												"  queue_id = excluded.queue_id, rate_limit = excluded.rate_limit"),
+							   23, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,

@@ -139,6 +139,19 @@ apply_next(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 	}
 }
 
+/*
+ * A run held by its breaker or its rate limit: not ticked, due again at
+ * until. No handler call, no history row, its attempts as they were.
+ */
+static void
+hold(ToygunObject *obj, ToygunDef *def, TimestampTz until, int64 expected_step, Datum *saved)
+{
+	obj->has_run_at = true;
+	obj->run_at_null = false;
+	obj->run_at = until;
+	*saved = toygun_save_object(obj, def, expected_step);
+}
+
 static void
 tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 {
@@ -168,10 +181,7 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 
 		if (check == TOYGUN_BREAKER_HOLD || check == TOYGUN_BREAKER_CLAIMED)
 		{
-			obj->has_run_at = true;
-			obj->run_at_null = false;
-			obj->run_at = until;
-			*saved = toygun_save_object(obj, def, expected_step);
+			hold(obj, def, until, expected_step, saved);
 			/* the trial's claim commits before its tick, which may fail */
 			if (check == TOYGUN_BREAKER_CLAIMED)
 				toygun_tick_commit_now = true;
@@ -179,6 +189,24 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 			return;
 		}
 		trial = check == TOYGUN_BREAKER_TRIAL;
+	}
+
+	/*
+	 * A task type's rate limit (rate.c), after the breaker (an open breaker
+	 * spends no token): each tick takes a token. Without one, a worker
+	 * holds the run until its token exists, as a breaker holds it; a tick
+	 * by hand is refused. Types without one pay a pointer test.
+	 */
+	if (def->rate != NULL)
+	{
+		TimestampTz until;
+
+		if (!toygun_rate_check(obj, def, !toygun_in_worker, &until))
+		{
+			hold(obj, def, until, expected_step, saved);
+			error_context_stack = errcb.previous;
+			return;
+		}
 	}
 
 	/*

@@ -214,6 +214,7 @@ _PG_init(void)
 	toygun_store_init();
 	toygun_wake_init();
 	toygun_waits_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
+	toygun_rate_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
 
 	/* Without preloading, everything but the background ticking and wait() works. */
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)

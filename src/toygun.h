@@ -91,6 +91,8 @@ typedef struct ToygunDef
 	int16		priority;
 	/* the queue whose workers claim its objects (issue 17); 0 before 0.4 */
 	int16		queue_id;
+	/* task types: the rate limit each tick takes a token of (issue 17, rate.c), or NULL */
+	struct ToygunRate *rate;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -517,6 +519,20 @@ extern ToygunBreakerCheck toygun_breaker_check(ToygunObject *obj, ToygunDef *def
 extern void toygun_breaker_trial_passed(ToygunObject *obj, ToygunDef *def);
 extern void toygun_breaker_failed(ToygunObject *obj, ToygunDef *def);
 extern void toygun_breaker_dropped(const char *resource_type, const char *task, int queue);
+
+/*
+ * rate.c: rate limits (issue 17), token buckets in shared memory. A task
+ * type naming one has def->rate; the tick takes a token of it (types
+ * without one pay a pointer test).
+ */
+typedef struct ToygunRate
+{
+	char	   *name;			/* a toygun.rate_limit's */
+} ToygunRate;
+
+extern void toygun_rate_init(bool preloaded);
+extern bool toygun_rate_check(ToygunObject *obj, ToygunDef *def, bool by_hand, TimestampTz *until);
+extern void toygun_rate_check_use(const char *name, Oid type_owner, const char *label);
 
 /* outbox.c: notifications of alarms, by route and channel */
 extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const char *resource_type,

@@ -364,8 +364,14 @@ next_due_ms(void)
 	(void) toygun_levels_read(my_queue, &levels);
 	if (!toygun_next_due(my_queue, &levels, &next))
 		return MAX_SLEEP_MS;
+	/*
+	 * Due, yet not claimed: locked by another worker (look again later), or
+	 * due only since the claim looked (its now() is the transaction's
+	 * start): claim again at once. Runs a rate limit holds come due one
+	 * emission interval apart, often between a claim and this read.
+	 */
 	if (next <= now)
-		return BUSY_SLEEP_MS;
+		return next > GetCurrentTransactionStartTimestamp() ? 0 : BUSY_SLEEP_MS;
 	ms = TimestampDifferenceMilliseconds(now, next) + 1;
 	return Min(ms, MAX_SLEEP_MS);
 }

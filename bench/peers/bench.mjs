@@ -13,7 +13,7 @@ import { connect, fmtInt, memoryKb, percentile, progress, progressDone, sleep, w
 import { PgBossSystem } from "./pg-boss.mjs";
 import { Toygun } from "./toygun.mjs";
 
-const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"];
+const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W11"];
 const SYSTEMS = { toygun: Toygun, "graphile-worker": GraphileWorker, "pg-boss": PgBossSystem };
 
 const { values: opts } = parseArgs({
@@ -37,8 +37,9 @@ for (const s of systemNames) if (!SYSTEMS[s]) fail(`unknown system ${s} (known: 
 const N = opts.smoke ? 500 : Number(opts.n ?? 100000);
 if (!(N >= 1)) fail("--n must be a positive number");
 const size = opts.smoke
-  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50, w8: 20 }
-  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N, w7: 200, w8: 200 };
+  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50, w8: 20, w11: 10000, w11Seconds: 5 }
+  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N, w7: 200, w8: 200,
+      w11: 100000, w11Seconds: 30 };
 const TIMEOUT_MS = Number(opts.timeout) * 1000;
 const W3_WARMUP = 10;
 // W7: the slow tick's length, the fast starts made beside each one (at
@@ -52,6 +53,11 @@ const W7_WARMUP = 5;
 // idle worker's next look for due runs
 const W7_LATE_MS = 100;
 const W8_WARMUP = 5;
+// W11: its limits' rate (bench/peers/toygun.sql), and the seconds after the
+// start (or the takers' start) that are not counted: the burst, the first
+// claims.
+const W11_RATE = 1000;
+const W11_LEAD_S = 2;
 
 function fail(message) {
   console.error(`bench: ${message}`);
@@ -316,6 +322,7 @@ async function main() {
   if (only.includes("W6") && toygun) await timed("W6", "toygun", () => memory(toygun, size.w6));
   if (only.includes("W7") && toygun) await timed("W7", "toygun", () => wakeLatency(toygun, size.w7));
   if (only.includes("W8") && toygun) await timed("W8", "toygun", () => waitLatency(toygun, size.w8));
+  if (only.includes("W11") && toygun) await timed("W11", "toygun", () => rateAccuracy(toygun, size.w11, size.w11Seconds));
 
   for (const sys of systems) await sys.close();
 
@@ -389,9 +396,40 @@ async function waitLatency(toygun, count) {
   return r;
 }
 
+// W11 (toygun only, issue 17): how closely a rate limit keeps its rate, a
+// limit of 1,000 per second with a burst of 100. (a) n runs of a type that
+// names it, started in one transaction: its ticks (stops, by the history's
+// time) within [commit + 2 s, commit + 2 s + len). (b) two sessions calling
+// toygun.take_token() in a loop: the tokens granted within the same window
+// of their start. Each as ticks ÷ (rate × len) − 1. The runs left are
+// removed afterwards.
+async function rateAccuracy(toygun, n, seconds) {
+  await quiesce();
+  progress(`bench: W11 rate toygun: starting ${fmtInt(n)} rate-limited runs`);
+  const xid = await toygun.rateStart(n);
+  const end = W11_LEAD_S + seconds;
+  await waitFor("W11: the window to pass", async () => {
+    const s = await toygun.sinceCommitS(xid);
+    progress(`bench: W11 rate toygun: (a) ${s.toFixed(0)} of ${end} s`);
+    return s >= end + 0.5;
+  }, { timeoutMs: (end + 60) * 1000, everyMs: 500 });
+  const ticks = await toygun.rateTicks(xid, W11_LEAD_S, seconds);
+  await toygun.rateCleanup();
+  progress(`bench: W11 rate toygun: (b) two sessions taking tokens for ${end} s`);
+  const taken = await toygun.rateTakers(2, W11_LEAD_S, seconds);
+  const expected = W11_RATE * seconds;
+  const tokens = taken.reduce((a, b) => a + b, 0);
+  const r = { count: ticks, seconds, rate: ticks / seconds, expected, accuracyA: ticks / expected - 1,
+              tokens, tokensBySession: taken, accuracyB: tokens / expected - 1 };
+  progressDone(`bench: W11 rate toygun: (a) ${fmtInt(ticks)} ticks in ${seconds} s (${(100 * r.accuracyA).toFixed(2)}%), (b) ${fmtInt(tokens)} tokens (${(100 * r.accuracyB).toFixed(2)}%)`);
+  await toygun.vacuum();
+  return r;
+}
+
 // --- the report -----------------------------------------------------------
 
 const ms = (v) => (v === undefined ? "" : v.toFixed(2));
+const pct = (v) => `${v >= 0 ? "+" : ""}${(100 * v).toFixed(2)}%`;
 const ratio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}x` : "n/a");
 
 // How many times better toygun's figure is than this row's: throughput
@@ -419,6 +457,8 @@ function note(r, all) {
       return r.note;
     case "W7":
       return `${r.count < r.asked ? `${r.count} of ${r.asked} asked for (late starts used up the slow ticks); ` : ""}max ${r.max.toFixed(2)} ms; ${r.late} over ${r.lateMs} ms (${r.lateFirst} of them a slow tick's first start); beside ${r.slowTicks} slow ticks of ${r.slowSeconds} s${r.outside ? `, ${r.outside} starts outside them not counted` : ""}; toygun only`;
+    case "W11":
+      return `(a) ${fmtInt(r.count)} ticks of a type limited to ${fmtInt(r.expected / r.seconds)}/s in ${r.seconds} s: ${pct(r.accuracyA)}; (b) two sessions' take_token(): ${fmtInt(r.tokens)} tokens (${r.tokensBySession.map(fmtInt).join(" + ")}): ${pct(r.accuracyB)}; toygun only`;
     case "W8":
       return `max ${r.max.toFixed(2)} ms; a wait() on a stopped run p50 ${r.doneP50.toFixed(2)} ms, p99 ${r.doneP99.toFixed(2)} ms; toygun only`;
     case "W6":
@@ -438,7 +478,7 @@ function report(all, warmups, context) {
   lines.push("");
   const head = ["workload", "system", "count", "seconds", "per second", "p50 ms", "p99 ms", "toygun's lead", "note"];
   const rows = all.map((r) => [
-    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake", W8: "W8 wait" }[r.workload],
+    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake", W8: "W8 wait", W11: "W11 rate" }[r.workload],
     r.system,
     r.count === undefined ? "" : fmtInt(r.count),
     r.seconds === undefined ? "" : r.seconds.toFixed(2),
@@ -456,7 +496,7 @@ function report(all, warmups, context) {
   lines.push(`|${widths.map((w, i) => (right[i] ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`);
   for (const row of rows) lines.push(line(row));
   lines.push("");
-  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database; W7: fast runs timed; W8: waits timed.");
+  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database; W7: fast runs timed; W8: waits timed; W11: ticks of the rate-limited type in its window.");
   lines.push("toygun's lead: how many times better toygun's figure is (throughput toygun ÷ peer; W3 p50 and W5 peer ÷ toygun).");
   if (warmups.length > 0)
     lines.push(`W1 warm-up (the same drain, untimed, on fresh tables, before W1): ${warmups.map((w) => `${w.system} ${fmtInt(w.rate)}/s`).join(", ")}.`);
@@ -510,6 +550,13 @@ function targets(all, context) {
   const w8 = get("W8", "toygun");
   if (w8) check("W8 p50 <= 1 ms from the commit to wait()'s return", w8.p50 <= 1, `${w8.p50.toFixed(2)} ms (p99 ${w8.p99.toFixed(2)} ms)`);
   else check("W8 wait() latency", null, "not measured");
+  const w11 = get("W11", "toygun");
+  if (w11) {
+    check("W11 (a) a rate-limited type's ticks within 5% of its rate", Math.abs(w11.accuracyA) <= 0.05,
+      `${pct(w11.accuracyA)} (${fmtInt(w11.count)} of ${fmtInt(w11.expected)} in ${w11.seconds} s)`);
+    check("W11 (b) take_token() in two sessions within 5% of the rate", Math.abs(w11.accuracyB) <= 0.05,
+      `${pct(w11.accuracyB)} (${fmtInt(w11.tokens)} of ${fmtInt(w11.expected)} in ${w11.seconds} s)`);
+  } else check("W11 rate limit accuracy", null, "not measured");
   return out;
 }
 

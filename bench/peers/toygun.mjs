@@ -270,6 +270,62 @@ export class Toygun {
     await this.client.query("VACUUM ANALYZE toygun.resource, toygun.task");
   }
 
+  // W11 (a): n runs of the rate-limited task w11 on resources of their
+  // own, started in one transaction; the id of its transaction. Untimed:
+  // making the resources.
+  async rateStart(n) {
+    await this.client.query(
+      "SELECT count(toygun.create_resource('bench_w11')) FROM generate_series(1, $1 - (SELECT count(*) FROM toygun.resource WHERE type = 'bench_w11'))",
+      [n],
+    );
+    const { rows } = await this.client.query(
+      `WITH s AS (SELECT count(toygun.start_task(id, 'w11')) AS n FROM toygun.resource WHERE type = 'bench_w11')
+       SELECT pg_current_xact_id()::xid::text AS xid, (SELECT n FROM s)::int AS n`,
+    );
+    return rows[0].xid;
+  }
+
+  // W11 (a): ticks of w11 committed (its runs stopped), by their history's
+  // time, within [commit + lead, commit + lead + len) of the start's commit.
+  async rateTicks(xid, leadS, lenS) {
+    const { rows } = await this.client.query(
+      `SELECT count(*)::int AS n FROM toygun.transition
+        WHERE resource_type = 'bench_w11' AND to_state = '__stop__'
+          AND at >= pg_xact_commit_timestamp($1::xid) + make_interval(secs => $2)
+          AND at < pg_xact_commit_timestamp($1::xid) + make_interval(secs => $2 + $3)`,
+      [xid, leadS, lenS],
+    );
+    return rows[0].n;
+  }
+
+  // W11 (a): the time now, past the start's commit, in seconds.
+  async sinceCommitS(xid) {
+    const { rows } = await this.client.query(
+      "SELECT extract(epoch FROM clock_timestamp() - pg_xact_commit_timestamp($1::xid))::float8 AS s", [xid]);
+    return rows[0].s;
+  }
+
+  // W11 (a): the runs left (held) are removed, and their resources.
+  async rateCleanup() {
+    await this.client.query("DELETE FROM toygun.task WHERE resource_type = 'bench_w11' AND state <> '__stop__'");
+    await this.client.query("VACUUM ANALYZE toygun.task");
+  }
+
+  // W11 (b): clients sessions take tokens of w11_sql in a loop; the tokens
+  // granted within [t0 + lead, t0 + lead + len), t0 a moment after the call.
+  async rateTakers(clients, leadS, lenS) {
+    const sessions = await Promise.all(Array.from({ length: clients }, () => connect(this.db)));
+    try {
+      const { rows } = await this.client.query("SELECT (clock_timestamp() + interval '200 ms')::text AS t0");
+      const counts = await Promise.all(sessions.map((c) =>
+        c.query("SELECT public.bench_take_tokens($1::timestamptz, make_interval(secs => $2), make_interval(secs => $3))::bigint AS n",
+          [rows[0].t0, leadS, lenS])));
+      return counts.map((r) => Number(r.rows[0].n));
+    } finally {
+      await Promise.all(sessions.map((c) => c.end()));
+    }
+  }
+
   async vacuum() {
     await this.client.query("VACUUM ANALYZE");
   }

@@ -69,3 +69,31 @@ CREATE FUNCTION public.bench_hold(t toygun.task) RETURNS toygun.next LANGUAGE sq
     SELECT CASE WHEN t.attrs ? 'go' THEN toygun.stop() ELSE toygun.stay(NULL, '1 hour') END
 $$;
 SELECT toygun.define_task('bench', 'w8', '{hold}', 'public.bench_hold(toygun.task)');
+
+-- W11 (issue 17, rate limits): a limit of 1,000 per second with a burst of
+-- 100; (a) a one-state task type that takes a token of it every tick, on a
+-- resource type of its own without a handler (its resources are never
+-- ticked); (b) another limit, the same, for toygun.take_token() in a loop.
+SELECT toygun.define_rate_limit('w11', 1000, '1 second', 100);
+SELECT toygun.define_rate_limit('w11_sql', 1000, '1 second', 100);
+SELECT toygun.define_resource('bench_w11');
+SELECT toygun.define_task('bench_w11', 'w11', '{only}', 'public.bench_noop(toygun.task)', rate_limit => 'w11');
+-- W11 (b): take tokens of w11_sql in a loop until t0 + lead + len; the
+-- tokens granted within [t0 + lead, t0 + lead + len), on the server's clock.
+CREATE FUNCTION public.bench_take_tokens(t0 timestamptz, lead interval, len interval) RETURNS bigint
+    LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint := 0;
+    took boolean;
+    at timestamptz;
+BEGIN
+    LOOP
+        took := toygun.take_token('w11_sql');
+        at := clock_timestamp();
+        EXIT WHEN at >= t0 + lead + len;
+        IF took AND at >= t0 + lead THEN
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END $$;

@@ -30,6 +30,8 @@
 -- queue (issue 17): the queue whose workers (toygun.queues) claim its
 -- objects; NULL: 'default'. Made if it does not exist; a redefinition with
 -- another queue moves its live objects there.
+-- rate_limit (issue 17): a toygun.rate_limit each tick of its runs takes a
+-- token of; a run without one waits (no attempt, no history row). NULL: none.
 CREATE FUNCTION toygun.default_keep() RETURNS interval
     AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
 
@@ -72,7 +74,8 @@ CREATE FUNCTION toygun.define_task(
     upgrade regprocedure DEFAULT NULL,
     keep interval DEFAULT toygun.default_keep(),
     priority integer DEFAULT NULL,
-    queue text DEFAULT NULL) RETURNS void
+    queue text DEFAULT NULL,
+    rate_limit text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- A function a defined type uses (handler, alarm_handler, should_start,

@@ -100,6 +100,7 @@ CREATE TABLE toygun.task_type (
     keep             interval,           -- how long stopped runs and history rows are kept; NULL: forever
     priority         smallint NOT NULL DEFAULT 0,  -- the priority of its runs when a start gives none (0.4)
     queue_id         smallint NOT NULL DEFAULT 0,  -- toygun.queue: where its runs are claimed (0.4)
+    rate_limit       text,               -- the toygun.rate_limit its ticks take a token of; NULL: none (0.4)
     PRIMARY KEY (resource_type, name)
 );
 
