@@ -211,6 +211,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 17's rate limits: the table rate_limit (columns, key, policy, grant, row security, dump
 -- entry), task_type.rate_limit, define_rate_limit, drop_rate_limit, take_token and
 -- rate_limit_status; define_task changes again, already counted
+-- issue 17's toygun.flow: the view (its columns, and its definition, which reads ONLY toygun.task
+-- and toygun.resource) and its grant
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -19,7 +19,7 @@ trap 'tg_stop "$DIR" immediate' EXIT
 q() { tg_psql "$DIR" tg -c "$1"; }
 wait_for() { tg_wait "$1" "$DIR" tg "$2"; }
 
-plan 9
+plan 10
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null 2>&1 || bail "setup failed"
@@ -48,6 +48,8 @@ GAP=$(q "WITH h AS (SELECT run_at - lag(run_at) OVER (ORDER BY run_at) AS gap FR
 is "$GAP" t "held runs come due at least one emission interval (20 ms) apart, not in a herd"
 is "$(q "SELECT horizon > clock_timestamp() FROM toygun.rate_limit_status() WHERE name = 'r50'")" t \
 	"rate_limit_status() shows the horizon of the held runs"
+is "$(q "SELECT waiting_for_token >= 100 AND tokens IS NOT NULL FROM toygun.flow WHERE task = 'work'")" t \
+	"toygun.flow counts the held runs as waiting for a token"
 
 # the window [t0 + 2 s, t0 + 12 s) is complete once 700 runs stopped, at 50/s
 wait_for 90 "SELECT count(*) >= 700 $STOPS"
