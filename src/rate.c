@@ -114,6 +114,7 @@ typedef struct RatePending
 {
 	char		name[TOYGUN_NAME_MAX + 1];
 	bool		drop;
+	bool		created;		/* a define that inserted the row */
 	uint64		tau_ns;
 	int			nest_level;
 } RatePending;
@@ -414,13 +415,14 @@ rate_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 static void
-note_pending(const char *name, bool drop, uint64 tau_ns)
+note_pending(const char *name, bool drop, bool created, uint64 tau_ns)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	RatePending *p = palloc0(sizeof(RatePending));
 
 	strlcpy(p->name, name, sizeof(p->name));
 	p->drop = drop;
+	p->created = created;
 	p->tau_ns = tau_ns;
 	p->nest_level = GetCurrentTransactionNestLevel();
 	pending = lappend(pending, p);
@@ -484,9 +486,28 @@ attach(RateLocal *r, bool mine)
 		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 		RateFresh  *f = palloc(sizeof(RateFresh));
 
+		ListCell   *lc;
+
 		f->slot = r->slot;
 		f->generation = r->generation;
-		f->nest_level = GetCurrentTransactionNestLevel();
+		/*
+		 * Freed with the define that made the limit: a take in a savepoint
+		 * rolled back stays spent, and so does one of a limit redefined.
+		 */
+		f->nest_level = INT_MAX;
+		foreach(lc, pending)
+		{
+			RatePending *p = lfirst(lc);
+
+			if (p->created && strcmp(p->name, r->name) == 0)
+				f->nest_level = Min(f->nest_level, p->nest_level);
+		}
+		if (f->nest_level == INT_MAX)
+		{
+			pfree(f);
+			MemoryContextSwitchTo(old);
+			return;
+		}
 		fresh = lappend(fresh, f);
 		MemoryContextSwitchTo(old);
 	}
@@ -727,11 +748,18 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 						   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"
 						   " ON CONFLICT (name) DO UPDATE SET rate = excluded.rate, per = excluded.per,"
 						   "  burst = excluded.burst, defined_at = pg_catalog.now()"
-						   " WHERE pg_catalog.pg_has_role($5, l.owner::pg_catalog.oid, 'USAGE')",
+						   " WHERE pg_catalog.pg_has_role($5, l.owner::pg_catalog.oid, 'USAGE')"
+						   " RETURNING l.xmax = 0",
 						   5, argtypes),
 			   values, NULL, 0);
 	check_written(name, call.caller, "redefine");
-	note_pending(name, false, def.tau_ns);
+	{
+		bool		isnull;
+
+		note_pending(name, false,
+					 DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
+					 def.tau_ns);
+	}
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }
@@ -777,7 +805,7 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 				 errmsg("rate limit \"%s\" is used by task types", name),
 				 errdetail("Task types naming it: %s.", types),
 				 errhint("Define those task types again without rate_limit, then drop it.")));
-	note_pending(name, true, 0);
+	note_pending(name, true, false, 0);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }
