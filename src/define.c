@@ -96,6 +96,13 @@ move_to_queue(ToygunKind kind, const char *resource_type, const char *name, Toyg
 
 	if (existing == NULL || existing->queue_id == queue_id)
 		return;
+
+	/*
+	 * As a rename does: a start or a create that read the old queue and has
+	 * not committed yet inserted a row this UPDATE would not see, left in
+	 * the old queue for good; wait for it. Those after read the new queue.
+	 */
+	toygun_lock_name_use(kind, resource_type, name, true);
 	values[0] = CStringGetTextDatum(resource_type);
 	values[1] = name ? CStringGetTextDatum(name) : (Datum) 0;
 	nulls[1] = name ? ' ' : 'n';

@@ -849,6 +849,32 @@ steps_array(ToygunObject *obj, int which)
 	" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"
 
 /*
+ * A stopped object leaving __stop__ (toygun_save_object): into its type's
+ * queue, if that is not the one it stopped in. Returns the row as saved.
+ */
+static Datum
+requeue(ToygunObject *obj, ToygunDef *def, Datum saved)
+{
+	static SPIPlanPtr plans[2];
+	Oid			argtypes[2] = {UUIDOID, INT2OID};
+	Datum		values[2];
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum(&obj->id);
+	values[1] = Int16GetDatum(def->queue_id);
+	toygun_run(toygun_plan(&plans[obj->kind == TOYGUN_TASK],
+						   obj->kind == TOYGUN_TASK
+						   ? "UPDATE ONLY toygun.task t SET queue_id = $2 WHERE id = $1 AND queue_id <> $2 RETURNING t"
+						   : "UPDATE ONLY toygun.resource r SET queue_id = $2 WHERE id = $1 AND queue_id <> $2 RETURNING r",
+						   2, argtypes),
+			   values, NULL, 0);
+	if (SPI_processed == 0)
+		return saved;
+	toygun_wake_queue_at_commit(def->queue_id, 0);
+	return copy_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
+/*
  * Write the object's pending changes: state, attrs, step, run_at, attempts,
  * last_error and its history, in one statement. Fails as desynchronized if
  * the object moved on since it was read at expected_step. Returns the saved
@@ -967,6 +993,15 @@ saved:
 	/* a run that ends tells the run that started it (the row as read has parent_run) */
 	if (obj->kind == TOYGUN_TASK && obj->nsteps > 0 && is_inert(obj->state) && !is_inert(old_state))
 		toygun_child_ended(obj);
+
+	/*
+	 * A stopped object keeps the queue it stopped in (issue 17); brought
+	 * back by hand (rewind_task, transition_*), it goes to its type's queue
+	 * now, the one its type's workers claim from, not a queue the type left.
+	 */
+	if (obj->nsteps > 0 && strcmp(old_state, TOYGUN_STOP) == 0 && strcmp(obj->state, TOYGUN_STOP) != 0 &&
+		toygun_has_queues())
+		saved = requeue(obj, def, saved);
 	obj->row = saved;
 
 	/* A stopped resource parks its tasks; one coming back re-arms them. */

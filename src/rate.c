@@ -62,6 +62,11 @@ PG_FUNCTION_INFO_V1(toygun_rate_limit_status);
 #define MAX_PER_NS ((double) 365 * SECS_PER_DAY * 1000000000.0)
 /* the shortest emission interval: a microsecond */
 #define MIN_T_NS 1000.0
+/*
+ * The longest tolerance (burst * per / rate): a hundred years. tat and the
+ * sums of the GCRA are nanoseconds in 64 bits; past this they could wrap.
+ */
+#define MAX_TAU_NS ((double) 100 * 365 * SECS_PER_DAY * 1000000000.0)
 
 typedef struct RateSlot
 {
@@ -97,6 +102,7 @@ typedef struct RateLocal
 	Oid			owner;
 	int			slot;			/* -1: none yet */
 	uint32		generation;		/* the slot's when attached */
+	bool		mine;			/* the row is this transaction's own write */
 } RateLocal;
 
 static HTAB *local_cache = NULL;
@@ -108,12 +114,27 @@ typedef struct RatePending
 {
 	char		name[TOYGUN_NAME_MAX + 1];
 	bool		drop;
+	bool		created;		/* a define that inserted the row */
 	uint64		tau_ns;
 	int			nest_level;
 } RatePending;
 
 static List *pending = NIL;
 static bool touched = false;
+
+/*
+ * Slots this transaction attached for a limit whose row it wrote itself (a
+ * define not committed yet): freed if it rolls back (or the subtransaction
+ * that attached them does), or rolled-back defines would fill shared memory.
+ */
+typedef struct RateFresh
+{
+	int			slot;
+	uint32		generation;
+	int			nest_level;
+} RateFresh;
+
+static List *fresh = NIL;
 
 static SPIPlanPtr read_plan;
 static SPIPlanPtr owner_plan;
@@ -217,13 +238,14 @@ free_slot(RateSlot *slot)
  * a new slot would be the same.
  */
 static int
-attach_slot(const char *name, uint32 *generation)
+attach_slot(const char *name, uint32 *generation, bool *created)
 {
 	uint32		h;
 	int			s;
 
 	LWLockAcquire(rates->lock, LW_SHARED);
 	s = find_slot(name);
+	*created = false;
 	if (s >= 0)
 		*generation = pg_atomic_read_u32(&rates->slots[s].generation);
 	LWLockRelease(rates->lock);
@@ -245,6 +267,7 @@ attach_slot(const char *name, uint32 *generation)
 				pg_atomic_write_u64(&rates->slots[s].tat, 0);
 				pg_atomic_write_u64(&rates->slots[s].horizon, 0);
 				strlcpy(rates->slots[s].name, name, sizeof(rates->slots[s].name));
+				*created = true;
 				break;
 			}
 		}
@@ -270,6 +293,40 @@ attach_slot(const char *name, uint32 *generation)
 	return s;
 }
 
+/* Free the slots of fresh attached at nest level min_level or deeper. */
+static void
+free_fresh(int min_level)
+{
+	ListCell   *lc;
+
+	if (fresh == NIL)
+		return;
+	if (rates != NULL)
+	{
+		LWLockAcquire(rates->lock, LW_EXCLUSIVE);
+		foreach(lc, fresh)
+		{
+			RateFresh  *f = lfirst(lc);
+
+			if (f->nest_level >= min_level &&
+				pg_atomic_read_u32(&rates->slots[f->slot].generation) == f->generation)
+				free_slot(&rates->slots[f->slot]);
+		}
+		LWLockRelease(rates->lock);
+	}
+	foreach(lc, fresh)
+		if (((RateFresh *) lfirst(lc))->nest_level >= min_level)
+			fresh = foreach_delete_current(fresh, lc);
+}
+
+static bool
+xact_ends_event(XactEvent event)
+{
+	return event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PARALLEL_ABORT;
+}
+
 /* end of transaction: defines and drops reach shared memory at commit */
 
 static void
@@ -277,6 +334,10 @@ rate_xact_callback(XactEvent event, void *arg)
 {
 	ListCell   *lc;
 
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		free_fresh(0);
+	if (xact_ends_event(event))
+		fresh = NIL;
 	if (!touched)
 		return;
 	if (event == XACT_EVENT_COMMIT && rates != NULL && pending != NIL)
@@ -308,9 +369,7 @@ rate_xact_callback(XactEvent event, void *arg)
 	}
 	else if (event == XACT_EVENT_PREPARE && rates != NULL && pending != NIL)
 		pg_atomic_fetch_add_u64(&rates->epoch, 1);
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
-		event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
-		event == XACT_EVENT_PARALLEL_ABORT)
+	if (xact_ends_event(event))
 	{
 		/* what this backend read in the transaction may be gone */
 		local_epoch++;
@@ -326,6 +385,16 @@ rate_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	int			level = GetCurrentTransactionNestLevel();
 	ListCell   *lc;
 
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		free_fresh(level);
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		foreach(lc, fresh)
+		{
+			RateFresh  *f = lfirst(lc);
+
+			if (f->nest_level >= level)
+				f->nest_level = level - 1;
+		}
 	if (pending == NIL)
 		return;
 	if (event == SUBXACT_EVENT_ABORT_SUB)
@@ -346,13 +415,14 @@ rate_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 static void
-note_pending(const char *name, bool drop, uint64 tau_ns)
+note_pending(const char *name, bool drop, bool created, uint64 tau_ns)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	RatePending *p = palloc0(sizeof(RatePending));
 
 	strlcpy(p->name, name, sizeof(p->name));
 	p->drop = drop;
+	p->created = created;
 	p->tau_ns = tau_ns;
 	p->nest_level = GetCurrentTransactionNestLevel();
 	pending = lappend(pending, p);
@@ -389,8 +459,9 @@ derive(RateLocal *r)
 {
 	double		t = interval_ns(&r->per) / r->rate;
 
-	r->t_ns = (uint64) Max(t, MIN_T_NS);
-	r->tau_ns = r->t_ns * (uint64) r->burst;
+	r->t_ns = (uint64) Min(Max(t, MIN_T_NS), MAX_TAU_NS);
+	/* in doubles, then capped: a row written by hand must not wrap the sums */
+	r->tau_ns = (uint64) Min((double) r->t_ns * r->burst, MAX_TAU_NS);
 }
 
 static bool
@@ -398,6 +469,48 @@ local_valid(RateLocal *r)
 {
 	return r->epoch == pg_atomic_read_u64(&rates->epoch) && r->local_epoch == local_epoch &&
 		r->slot >= 0 && pg_atomic_read_u32(&rates->slots[r->slot].generation) == r->generation;
+}
+
+/*
+ * r's slot, attached; one made for a row this transaction wrote is noted,
+ * to be freed if the define rolls back.
+ */
+static void
+attach(RateLocal *r, bool mine)
+{
+	bool		created;
+
+	r->slot = attach_slot(r->name, &r->generation, &created);
+	if (created && mine)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+		RateFresh  *f = palloc(sizeof(RateFresh));
+
+		ListCell   *lc;
+
+		f->slot = r->slot;
+		f->generation = r->generation;
+		/*
+		 * Freed with the define that made the limit: a take in a savepoint
+		 * rolled back stays spent, and so does one of a limit redefined.
+		 */
+		f->nest_level = INT_MAX;
+		foreach(lc, pending)
+		{
+			RatePending *p = lfirst(lc);
+
+			if (p->created && strcmp(p->name, r->name) == 0)
+				f->nest_level = Min(f->nest_level, p->nest_level);
+		}
+		if (f->nest_level == INT_MAX)
+		{
+			pfree(f);
+			MemoryContextSwitchTo(old);
+			return;
+		}
+		fresh = lappend(fresh, f);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -431,14 +544,14 @@ rate_lookup(const char *name, bool missing_ok)
 	if (found && r->epoch == pg_atomic_read_u64(&rates->epoch) && r->local_epoch == local_epoch)
 	{
 		if (!local_valid(r))
-			r->slot = attach_slot(name, &r->generation);
+			attach(r, r->mine);
 		return r;
 	}
 	/* read after the epoch: a define committed meanwhile is read again next time */
 	epoch = pg_atomic_read_u64(&rates->epoch);
 	values[0] = CStringGetTextDatum(name);
 	toygun_run(toygun_plan(&read_plan,
-						   "SELECT rate, per, burst, owner::pg_catalog.oid FROM ONLY toygun.rate_limit"
+						   "SELECT rate, per, burst, owner::pg_catalog.oid, xmin FROM ONLY toygun.rate_limit"
 						   " WHERE name = $1",
 						   1, argtypes),
 			   values, NULL, 1);
@@ -458,13 +571,15 @@ rate_lookup(const char *name, bool missing_ok)
 	r->per = *DatumGetIntervalP(SPI_getbinval(tup, desc, 2, &isnull));
 	r->burst = Max(DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)), 1);
 	r->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+	/* a row this transaction wrote: its define may yet roll back */
+	r->mine = TransactionIdIsCurrentTransactionId(DatumGetTransactionId(SPI_getbinval(tup, desc, 5, &isnull)));
 	derive(r);
 	r->epoch = epoch;
 	r->local_epoch = local_epoch;
 	/* read in the transaction's snapshot: good for this transaction only */
 	if (IsolationUsesXactSnapshot())
 		touched = true;
-	r->slot = attach_slot(name, &r->generation);
+	attach(r, r->mine);
 	return r;
 }
 
@@ -596,6 +711,14 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(&def.per))),
 						   per_ns / def.rate),
 				 errhint("Give a lower rate, or a longer per.")));
+	if (per_ns / def.rate * def.burst > MAX_TAU_NS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("burst of rate limit \"%s\" is too large for its rate: burst * per / rate must be at most 100 years", name),
+				 errdetail("A burst of %d at %d per %s takes %.0f years to fill.", def.burst, def.rate,
+						   DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(&def.per))),
+						   per_ns / def.rate * def.burst / (365.0 * SECS_PER_DAY * 1e9)),
+				 errhint("Give a lower burst, or a higher rate.")));
 	derive(&def);
 
 	toygun_begin_call(&call);
@@ -625,11 +748,18 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 						   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"
 						   " ON CONFLICT (name) DO UPDATE SET rate = excluded.rate, per = excluded.per,"
 						   "  burst = excluded.burst, defined_at = pg_catalog.now()"
-						   " WHERE pg_catalog.pg_has_role($5, l.owner::pg_catalog.oid, 'USAGE')",
+						   " WHERE pg_catalog.pg_has_role($5, l.owner::pg_catalog.oid, 'USAGE')"
+						   " RETURNING l.xmax = 0",
 						   5, argtypes),
 			   values, NULL, 0);
 	check_written(name, call.caller, "redefine");
-	note_pending(name, false, def.tau_ns);
+	{
+		bool		isnull;
+
+		note_pending(name, false,
+					 DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)),
+					 def.tau_ns);
+	}
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }
@@ -675,7 +805,7 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 				 errmsg("rate limit \"%s\" is used by task types", name),
 				 errdetail("Task types naming it: %s.", types),
 				 errhint("Define those task types again without rate_limit, then drop it.")));
-	note_pending(name, true, 0);
+	note_pending(name, true, false, 0);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }

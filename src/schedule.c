@@ -779,6 +779,13 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("task \"%s\" of resource type \"%s\" has no periodic start", f.task, f.type),
 				 errhint("Create one with toygun.start_every().")));
+	/*
+	 * The name's use, as start_task takes it, and the definition read again
+	 * under it: a redefinition into another queue (issue 17) or a rename
+	 * waits for the runs this inserts, or they read it as it committed.
+	 */
+	toygun_lock_name_use(TOYGUN_TASK, f.type, f.task, false);
+	f.def = toygun_find_def(TOYGUN_TASK, f.type, f.task, false);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	f.schedule_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));

@@ -296,7 +296,8 @@ toygun_wake_after_install(PG_FUNCTION_ARGS)
  */
 static ToygunLevels levels_at_commit[TOYGUN_MAX_QUEUES];
 static bool levels_pending = false;
-static int8 paused_at_commit[TOYGUN_MAX_QUEUES];	/* 0: unchanged, 1: paused, -1: resumed */
+static int8 paused_at_commit[TOYGUN_MAX_QUEUES];	/* 0: unchanged, 1: paused, -1: resumed, 2: reload */
+static int	paused_level[TOYGUN_MAX_QUEUES];	/* the nest level that set it */
 static bool paused_pending = false;
 
 static inline bool
@@ -414,7 +415,30 @@ toygun_queue_pause_at_commit(int queue, bool paused)
 	if (!valid_queue(queue))
 		return;
 	paused_at_commit[queue] = paused ? 1 : -1;
+	paused_level[queue] = GetCurrentTransactionNestLevel();
 	paused_pending = true;
+}
+
+/*
+ * A subtransaction that paused or resumed a queue rolled back: its row is
+ * as before, which this transaction cannot know without a query; at commit
+ * the flag is unknown, and the queue's workers read the row again.
+ */
+static void
+wake_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	int			level = GetCurrentTransactionNestLevel();
+
+	if (!paused_pending)
+		return;
+	for (int q = 0; q < TOYGUN_MAX_QUEUES; q++)
+		if (paused_at_commit[q] != 0 && paused_level[q] >= level)
+		{
+			if (event == SUBXACT_EVENT_ABORT_SUB)
+				paused_at_commit[q] = 2;
+			paused_level[q] = level - 1;
+		}
 }
 
 static void
@@ -424,8 +448,9 @@ publish_paused(void)
 		if (paused_at_commit[q] != 0)
 		{
 			pg_atomic_write_u32(&toygun_shared->queues[q].paused,
+								paused_at_commit[q] == 2 ? QUEUE_UNKNOWN :
 								paused_at_commit[q] > 0 ? QUEUE_PAUSED : QUEUE_RUNNING);
-			if (paused_at_commit[q] < 0)
+			if (paused_at_commit[q] != 1)
 				toygun_wake_queue(q);
 		}
 }
@@ -512,6 +537,7 @@ void
 toygun_wake_init(void)
 {
 	RegisterXactCallback(wake_xact_callback, NULL);
+	RegisterSubXactCallback(wake_subxact_callback, NULL);
 }
 
 /* A worker takes slot n for itself, or gives it back (on exit). */

@@ -79,7 +79,8 @@ SELECT is_empty($q$ SELECT * FROM pg_temp.mismatches(ARRAY[
     [$$SELECT toygun.define_rate_limit('x', 1000001, '1 s')$$, '22023'],
     [$$SELECT toygun.define_rate_limit('x', 2147483647, '1 s')$$, '22023'],
     [$$SELECT toygun.define_rate_limit('x', 1000000, '1 s')$$, 'ok'],
-    [$$SELECT toygun.define_rate_limit('x2', 1, '365 days', 2147483647)$$, 'ok'],
+    [$$SELECT toygun.define_rate_limit('x2', 1, '365 days', 2147483647)$$, '22023'],
+    [$$SELECT toygun.define_rate_limit('x2', 1, '365 days', 100)$$, 'ok'],
     [$$SELECT toygun.drop_rate_limit(NULL)$$, '22004'],
     [$$SELECT toygun.drop_rate_limit('nope')$$, '42704'],
     [$$SELECT toygun.drop_rate_limit(repeat('x', 64))$$, '42622'],
@@ -103,7 +104,8 @@ SELECT is(pg_temp.error_of($$SELECT toygun.define_rate_limit('x', 1, '0 s')$$),
 SELECT is(pg_temp.error_of($$SELECT toygun.take_token('nope')$$),
           '42704: rate limit "nope" does not exist |  | Define it with toygun.define_rate_limit().',
           'an unknown limit is named, with a hint');
-SELECT is((SELECT burst FROM toygun.rate_limit WHERE name = 'x2'), 2147483647, 'a year at the most, any burst');
+SELECT is((SELECT burst FROM toygun.rate_limit WHERE name = 'x2'), 100,
+          'a year at the most, with a burst that fills within 100 years (test/sql/flow_attack.sql)');
 
 -- the 1025th limit
 INSERT INTO toygun.rate_limit (name, rate, per, burst, owner)
