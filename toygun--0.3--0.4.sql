@@ -835,8 +835,7 @@ ALTER TABLE toygun.resource_type ADD COLUMN queue_id smallint NOT NULL DEFAULT 0
 CREATE TABLE toygun.queue (
     id         smallint PRIMARY KEY CHECK (id >= 0 AND id < 256),
     name       text NOT NULL UNIQUE,
-    paused     boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    paused     boolean NOT NULL DEFAULT false
 );
 INSERT INTO toygun.queue (id, name) VALUES (0, 'default');
 SELECT pg_catalog.pg_extension_config_dump('toygun.queue', 'WHERE id <> 0');

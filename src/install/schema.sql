@@ -44,12 +44,12 @@ END $$;
 -- Queues (issue 17, flow control): a type's objects are claimed only by the
 -- workers toygun.queues gives its queue. Made by define_resource and
 -- define_task (queue => ...); 'default' (0) is installed. paused: no worker
--- claims from it (pause_queue, resume_queue).
+-- claims from it (pause_queue, resume_queue). pg_dump keeps the queues but
+-- 'default', which the restore's CREATE EXTENSION installs, running.
 CREATE TABLE toygun.queue (
     id         smallint PRIMARY KEY CHECK (id >= 0 AND id < 256),
     name       text NOT NULL UNIQUE,
-    paused     boolean NOT NULL DEFAULT false,
-    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    paused     boolean NOT NULL DEFAULT false
 );
 INSERT INTO toygun.queue (id, name) VALUES (0, 'default');
 SELECT pg_catalog.pg_extension_config_dump('toygun.queue', 'WHERE id <> 0');
