@@ -117,7 +117,7 @@ SELECT alike(pg_temp.as_role('tg_k_atk', $$SELECT toygun.field(ROW(k.*)::toygun.
 SELECT alike(pg_temp.as_role('tg_k_atk',
                              $$SELECT toygun.field(ROW(k.id, k.resource_id, 'katk', 'job', k.state, k.attrs, k.step,
                                                        k.run_at, k.attempts, NULL, k.created_at, k.updated_at,
-                                                       k.seq, k.parent_run, k.version, k.priority, k.queue_id)::toygun.task, 'ttoken') FROM krow k$$),
+                                                       k.seq, k.parent_run, k.version, k.priority, k.queue_id, k.flow_key)::toygun.task, 'ttoken') FROM krow k$$),
              '42501 %read_secrets%', 'also when the row claims the attacker''s own type');
 
 -- Creating objects on the tables: triggers, rules, child tables, row locks.
