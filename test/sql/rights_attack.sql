@@ -109,7 +109,8 @@ SELECT is(pg_temp.value_as_role('tg_k_atk', $$SELECT count(*) FROM pg_stats WHER
 -- run and its real sealed value. The stored run's type decides.
 CREATE TEMP TABLE krow AS SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
                                  t.run_at, t.attempts, NULL::text AS last_error, t.created_at,
-                                 t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id
+                                 t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id,
+                                 t.flow_key
                             FROM toygun.task t WHERE id = :'kt';
 GRANT SELECT ON krow TO PUBLIC;
 SELECT alike(pg_temp.as_role('tg_k_atk', $$SELECT toygun.field(ROW(k.*)::toygun.task, 'ttoken') FROM krow k$$),
