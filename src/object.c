@@ -295,6 +295,19 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 	return obj;
 }
 
+/* The objects a claim statement just locked, into objs: how many. */
+static int
+claimed(ToygunKind kind, ToygunObject **objs)
+{
+	int			n = (int) SPI_processed;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
 /*
  * Claim up to limit due objects of one kind for the worker to tick: locked
  * FOR UPDATE SKIP LOCKED, oldest due first, from run_at "from" on (the
@@ -313,8 +326,6 @@ toygun_claim_objects(ToygunKind kind, int queue, int limit, TimestampTz from, To
 	int			k = kind == TOYGUN_TASK ? 1 : 0;
 	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT2OID};
 	Datum		values[3];
-	uint64		i;
-	int			n;
 
 	values[0] = Int32GetDatum(limit);
 	values[1] = TimestampTzGetDatum(from);
@@ -336,11 +347,7 @@ toygun_claim_objects(ToygunKind kind, int queue, int limit, TimestampTz from, To
 							   : queue == 0 ? claim_resource_due_sql : claim_resource_queue_sql,
 							   queue == 0 ? 2 : 3, argtypes),
 				   values, NULL, limit);
-	n = (int) SPI_processed;
-	for (i = 0; i < SPI_processed; i++)
-		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-	SPI_freetuptable(SPI_tuptable);
-	return n;
+	return claimed(kind, objs);
 }
 
 /*
@@ -354,8 +361,6 @@ toygun_claim_level(int queue, int priority, int limit, TimestampTz from, ToygunO
 	static SPIPlanPtr plan;
 	Oid			argtypes[4] = {INT4OID, TIMESTAMPTZOID, INT2OID, INT2OID};
 	Datum		values[4];
-	uint64		i;
-	int			n;
 
 	if (!toygun_has_queues())
 		return 0;
@@ -364,11 +369,7 @@ toygun_claim_level(int queue, int priority, int limit, TimestampTz from, ToygunO
 	values[2] = Int16GetDatum((int16) priority);
 	values[3] = Int16GetDatum((int16) queue);
 	toygun_run(toygun_plan(&plan, claim_task_lane_sql, 4, argtypes), values, NULL, limit);
-	n = (int) SPI_processed;
-	for (i = 0; i < SPI_processed; i++)
-		objs[i] = object_from_tuple(TOYGUN_TASK, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-	SPI_freetuptable(SPI_tuptable);
-	return n;
+	return claimed(TOYGUN_TASK, objs);
 }
 
 /*
@@ -381,18 +382,12 @@ toygun_claim_flow_key(int64 key, int limit, ToygunObject **objs)
 	static SPIPlanPtr plan;
 	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT8OID};
 	Datum		values[3];
-	uint64		i;
-	int			n;
 
 	values[0] = Int32GetDatum(limit);
 	values[1] = TimestampTzGetDatum(DT_NOBEGIN);
 	values[2] = Int64GetDatum(key);
 	toygun_run(toygun_plan(&plan, claim_task_flow_sql, 3, argtypes), values, NULL, limit);
-	n = (int) SPI_processed;
-	for (i = 0; i < SPI_processed; i++)
-		objs[i] = object_from_tuple(TOYGUN_TASK, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-	SPI_freetuptable(SPI_tuptable);
-	return n;
+	return claimed(TOYGUN_TASK, objs);
 }
 
 /*
