@@ -830,7 +830,9 @@ ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;
 -- toygun.task and toygun.resource under a lock that blocks writes (an update
 -- script cannot build an index concurrently).
 ALTER TABLE toygun.task_type ADD COLUMN priority smallint NOT NULL DEFAULT 0,
-    ADD COLUMN queue_id smallint NOT NULL DEFAULT 0, ADD COLUMN rate_limit text;
+    ADD COLUMN queue_id smallint NOT NULL DEFAULT 0, ADD COLUMN rate_limit text,
+    ADD COLUMN max_running integer, ADD COLUMN concurrency_key text, ADD COLUMN max_per_key integer,
+    ADD COLUMN limit_id smallint UNIQUE;
 ALTER TABLE toygun.resource_type ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
 CREATE TABLE toygun.queue (
     id         smallint PRIMARY KEY CHECK (id >= 0 AND id < 256),
@@ -847,8 +849,8 @@ GRANT SELECT (queue_id) ON toygun.resource TO PUBLIC;
 CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
     LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT NULL::toygun.task';
 ALTER TABLE toygun.task ADD COLUMN priority smallint NOT NULL DEFAULT 0,
-    ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
-GRANT SELECT (priority, queue_id) ON toygun.task TO PUBLIC;
+    ADD COLUMN queue_id smallint NOT NULL DEFAULT 0, ADD COLUMN flow_key bigint;
+GRANT SELECT (priority, queue_id, flow_key) ON toygun.task TO PUBLIC;
 CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
     LANGUAGE sql STABLE PARALLEL RESTRICTED
     BEGIN ATOMIC
@@ -858,7 +860,7 @@ CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toy
                              OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
                         THEN toygun.last_error(t.id) END,
                    t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority,
-                   t.queue_id)::toygun.task
+                   t.queue_id, t.flow_key)::toygun.task
           FROM ONLY toygun.task t
           LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
          WHERE t.resource_id = task_for.resource AND t.name = task_for.name
@@ -867,13 +869,17 @@ CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toy
 -- Each scheduled object is in exactly one claim index: tasks of the default
 -- queue at priority 0 in task_due_idx, as before flow control; the others in
 -- task_lane_idx, where a claim reads one (queue, priority) at a time in
--- run_at order. Resources of the default queue in resource_due_idx, the
--- others in resource_queue_idx. The claims repeat each predicate literally,
--- so that a generic plan matches the partial index.
+-- run_at order; runs of types with a concurrency limit in task_flow_idx, by
+-- key. Resources of the default queue in resource_due_idx, the others in
+-- resource_queue_idx. The claims repeat each predicate literally, so that a
+-- generic plan matches the partial index.
 DROP INDEX toygun.task_due_idx;
-CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0;
+CREATE INDEX task_due_idx ON toygun.task (run_at)
+    WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0 AND flow_key IS NULL;
 CREATE INDEX task_lane_idx ON toygun.task (queue_id, priority, run_at)
-    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0);
+    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0) AND flow_key IS NULL;
+CREATE INDEX task_flow_idx ON toygun.task (flow_key, run_at)
+    WHERE run_at IS NOT NULL AND flow_key IS NOT NULL;
 DROP INDEX toygun.resource_due_idx;
 CREATE INDEX resource_due_idx ON toygun.resource (run_at) WHERE run_at IS NOT NULL AND queue_id = 0;
 CREATE INDEX resource_queue_idx ON toygun.resource (queue_id, run_at) WHERE run_at IS NOT NULL AND queue_id <> 0;
@@ -903,7 +909,8 @@ CREATE FUNCTION toygun.define_resource(
     keep interval DEFAULT toygun.default_keep(),
     queue text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
--- priority, queue and rate_limit (issue 17): define_task's last arguments
+-- priority, queue, rate_limit, max_running, concurrency_key and max_per_key
+-- (issue 17): define_task's last arguments
 DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
                                  interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
                                  jsonb, integer, regprocedure, interval);
@@ -929,7 +936,10 @@ CREATE FUNCTION toygun.define_task(
     keep interval DEFAULT toygun.default_keep(),
     priority integer DEFAULT NULL,
     queue text DEFAULT NULL,
-    rate_limit text DEFAULT NULL) RETURNS void
+    rate_limit text DEFAULT NULL,
+    max_running integer DEFAULT NULL,
+    concurrency_key text DEFAULT NULL,
+    max_per_key integer DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 -- worker_status() gains queue
 DROP FUNCTION toygun.worker_status();
@@ -996,7 +1006,7 @@ CREATE FUNCTION toygun.rate_limit_status()
     AS 'MODULE_PATHNAME', 'toygun_rate_limit_status' LANGUAGE C VOLATILE;
 
 -- Flow control at a glance (issue 17): a row per queue and per task type
--- with a rate limit. Read as the caller, like toygun.stats: due and
+-- with a rate limit or a concurrency limit. Read as the caller, like toygun.stats: due and
 -- waiting_for_token count only the objects the caller may read.
 --   queue rows: workers (what toygun.queues gives it), running (worker
 --     processes serving it), busy (those ticking a batch), paused, due
@@ -1006,6 +1016,25 @@ CREATE FUNCTION toygun.rate_limit_status()
 --     a token: due after now, at the latest at the limit's horizon; a run
 --     staying until before the horizon counts too), tokens (what a take
 --     could have now).
+--   task rows of a type with a concurrency limit (max_running,
+--     max_per_key): running (the slots its runs hold now: of max_running if
+--     it has one, else of every key), waiting_for_slot (its due runs whose
+--     key, or the type, is at its limit, less the slots held there: a run
+--     being ticked is due until its tick commits). NULL for a type the
+--     caller may not read.
+-- Concurrency limits (issue 17): the slots held now, as the lock manager
+-- has them (a slot is a lock of locktype userlock in pg_locks): per limited
+-- type (flow_key NULL) those of its max_running, and per key those of its
+-- max_per_key. toygun.flow reads it.
+CREATE FUNCTION toygun.limit_status()
+    RETURNS TABLE (limit_id smallint, flow_key bigint, running integer)
+    AS 'MODULE_PATHNAME', 'toygun_limit_status' LANGUAGE C VOLATILE;
+-- The flow_key of a run of a task type with these attrs on that resource;
+-- NULL without a limit. For the statements that start runs in bulk.
+CREATE FUNCTION toygun._flow_key(resource_type text, name text, resource uuid, attrs jsonb)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'toygun_flow_key_sql' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION toygun._flow_key(text, text, uuid, jsonb) FROM PUBLIC;
+
 CREATE VIEW toygun.flow WITH (security_invoker = true) AS
     SELECT 'queue'::text AS kind, s.queue, NULL::text AS resource_type, NULL::text AS task,
            NULL::text AS rate_limit, s.workers, s.running, s.busy, s.paused,
@@ -1013,19 +1042,41 @@ CREATE VIEW toygun.flow WITH (security_invoker = true) AS
              WHERE t.queue_id = s.id AND t.run_at <= pg_catalog.clock_timestamp())
            + (SELECT count(*) FROM ONLY toygun.resource r
                WHERE r.queue_id = s.id AND r.run_at <= pg_catalog.clock_timestamp()) AS due,
-           NULL::bigint AS waiting_for_token, NULL::integer AS tokens
+           NULL::bigint AS waiting_for_token, NULL::integer AS tokens,
+           NULL::bigint AS waiting_for_slot
       FROM toygun.queue_status() s
     UNION ALL
-    SELECT 'task', q.name, d.resource_type, d.name, d.rate_limit, NULL, NULL, NULL, q.paused,
+    SELECT 'task', q.name, d.resource_type, d.name, d.rate_limit, NULL, c.running, NULL, q.paused,
            (SELECT count(*) FROM ONLY toygun.task t
              WHERE t.resource_type = d.resource_type AND t.name = d.name
                AND t.run_at <= pg_catalog.clock_timestamp()),
+           CASE WHEN d.rate_limit IS NOT NULL THEN
            (SELECT count(*) FROM ONLY toygun.task t
              WHERE t.resource_type = d.resource_type AND t.name = d.name
-               AND t.run_at > pg_catalog.clock_timestamp() AND t.run_at <= l.horizon),
-           l.tokens
+               AND t.run_at > pg_catalog.clock_timestamp() AND t.run_at <= l.horizon) END,
+           l.tokens, c.waiting_for_slot
       FROM ONLY toygun.task_type d
       JOIN ONLY toygun.queue q ON q.id = d.queue_id
       LEFT JOIN toygun.rate_limit_status() l ON l.name = d.rate_limit
-     WHERE d.rate_limit IS NOT NULL;
+      LEFT JOIN LATERAL (
+        WITH held AS (SELECT h.flow_key, h.running FROM toygun.limit_status() h
+                       WHERE h.limit_id = d.limit_id),
+             at_limit AS (SELECT h.flow_key, h.running FROM held h
+                           WHERE (h.flow_key IS NULL AND h.running >= d.max_running)
+                              OR (h.flow_key IS NOT NULL AND h.running >= d.max_per_key))
+        SELECT (SELECT COALESCE(sum(h.running), 0)::integer FROM held h
+                 WHERE (h.flow_key IS NULL) = (d.max_running IS NOT NULL)) AS running,
+               CASE WHEN EXISTS (SELECT FROM at_limit a WHERE a.flow_key IS NULL)
+                    THEN GREATEST((SELECT count(*) FROM ONLY toygun.task t
+                                    WHERE t.resource_type = d.resource_type AND t.name = d.name
+                                      AND t.run_at <= pg_catalog.clock_timestamp())
+                                  - (SELECT a.running FROM at_limit a WHERE a.flow_key IS NULL), 0)
+                    ELSE (SELECT COALESCE(sum(GREATEST(
+                                   (SELECT count(*) FROM ONLY toygun.task t
+                                     WHERE t.flow_key = a.flow_key AND t.run_at IS NOT NULL
+                                       AND t.run_at <= pg_catalog.clock_timestamp()) - a.running, 0)), 0)
+                            FROM at_limit a WHERE a.flow_key IS NOT NULL)
+               END AS waiting_for_slot) c
+        ON d.limit_id IS NOT NULL AND d.resource_type = ANY (toygun.readable_types())
+     WHERE d.rate_limit IS NOT NULL OR d.limit_id IS NOT NULL;
 GRANT SELECT ON toygun.flow TO PUBLIC;

@@ -213,6 +213,10 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- rate_limit_status; define_task changes again, already counted
 -- issue 17's toygun.flow: the view (its columns, and its definition, which reads ONLY toygun.task
 -- and toygun.resource) and its grant
+-- issue 17's concurrency limits: task_type's max_running, concurrency_key, max_per_key and
+-- limit_id (with its unique constraint and index), task.flow_key (and its column grant),
+-- task_flow_idx, limit_status and _flow_key (and its revoked grant); task_due_idx, task_lane_idx,
+-- define_task, task_for and the view toygun.flow change again, already counted
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

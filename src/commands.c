@@ -263,10 +263,10 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 	char	   *type;
 	char	   *rstate;
 	Oid			idtype[1] = {UUIDOID};
-	Oid			insert_types[9] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID, INT2OID,
-	INT2OID};
-	Datum		values[9];
-	char		insert_nulls[9] = {' ', ' ', ' ', ' ', ' ', 'n', ' ', ' ', ' '};
+	Oid			insert_types[10] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID, INT2OID,
+	INT2OID, INT8OID};
+	Datum		values[10];
+	char		insert_nulls[10] = {' ', ' ', ' ', ' ', ' ', 'n', ' ', ' ', ' ', 'n'};
 	pg_uuid_t	parent;
 	bool		has_parent_run;
 	bool		has_priority;
@@ -320,6 +320,9 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 				 errmsg("resource %s is stopped", toygun_uuid_text(resource)),
 				 errdetail("Tasks cannot start on a stopped resource.")));
 	args = toygun_start_args(def, args);
+	/* a limited type's runs are at level 0 (issue 17) */
+	if (def->flow != NULL && priority != TOYGUN_PRIORITY_DEFAULT && priority != 0)
+		toygun_flow_refuse_priority(toygun_def_label(def));
 
 	/*
 	 * should_start is asked only when a run would start: a live run is
@@ -378,15 +381,21 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 		values[7] = Int16GetDatum((int16) priority);
 		/* and its type's queue (issue 17) */
 		values[8] = Int16GetDatum(def->queue_id);
+		/* and its key, once, from its arguments (issue 17, flow.c): NULL without limits */
+		if (def->flow != NULL && attempt == 0)
+		{
+			values[9] = Int64GetDatum(toygun_flow_key(def, resource, args));
+			insert_nulls[9] = ' ';
+		}
 		/* at the type's schema version (issue 16): 1, the column's default, or above */
 		if (has_priority)
 			toygun_run(toygun_plan(&insert_task_priority_plan,
 								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version, priority,"
-								   "                         queue_id)"
-								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7, $8, $9)"
+								   "                         queue_id, flow_key)"
+								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7, $8, $9, $10)"
 								   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
 								   " RETURNING id",
-								   9, insert_types),
+								   10, insert_types),
 					   values, insert_nulls, 0);
 		else if (def->version > 1)
 			toygun_run(toygun_plan(&insert_task_version_plan,
@@ -1242,4 +1251,32 @@ toygun_last_error(PG_FUNCTION_ARGS)
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(result);
+}
+
+/*
+ * toygun._flow_key(resource_type, name, resource, attrs) RETURNS bigint
+ * (issue 17): the flow_key of a run of the task type with these attrs on
+ * that resource, NULL if the type has no concurrency limit. For the
+ * statements that start or rekey runs in bulk (schedule.c's firing,
+ * flow.c's redefinition); starts one at a time compute it in C.
+ */
+PG_FUNCTION_INFO_V1(toygun_flow_key_sql);
+Datum
+toygun_flow_key_sql(PG_FUNCTION_ARGS)
+{
+	ToygunDef  *def;
+	int64		key = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	def = toygun_find_def(TOYGUN_TASK, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						  text_to_cstring(PG_GETARG_TEXT_PP(1)), true);
+	if (def != NULL && def->flow != NULL)
+		key = toygun_flow_key(def, PG_GETARG_UUID_P(2), PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
+	SPI_finish();
+	if (def == NULL || def->flow == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(key);
 }

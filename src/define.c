@@ -63,6 +63,8 @@ static SPIPlanPtr rearm_resources_plan;
 #define TASK_PRIORITY_ARG 19
 #define TASK_QUEUE_ARG 20
 #define TASK_RATE_LIMIT_ARG 21
+/* max_running, concurrency_key, max_per_key (issue 17, flow.c): the three after them */
+#define TASK_MAX_RUNNING_ARG 22
 /* queue: define_resource's last */
 #define RESOURCE_QUEUE_ARG 14
 static SPIPlanPtr upsert_task_type_queue_plan;
@@ -886,6 +888,29 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		if (!isnull && DatumGetInt16(d) >= TOYGUN_PRIORITY_MIN && DatumGetInt16(d) <= TOYGUN_PRIORITY_MAX)
 			def->priority = DatumGetInt16(d);
 	}
+	/* concurrency limits (issue 17): a limit_id, checked by define_task (one changed behind its back: none) */
+	def->flow = NULL;
+	n = kind == TOYGUN_TASK ? SPI_fnumber(desc, "limit_id") : -1;
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull && DatumGetInt16(d) >= 1 && DatumGetInt16(d) <= TOYGUN_FLOW_MAX_TYPES)
+		{
+			ToygunFlow *f = palloc0(sizeof(ToygunFlow));
+
+			f->limit_id = DatumGetInt16(d);
+			d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "max_running"), &isnull);
+			f->max_running = isnull ? 0 : Max(DatumGetInt32(d), 0);
+			d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "max_per_key"), &isnull);
+			f->max_per_key = isnull ? 0 : Max(DatumGetInt32(d), 0);
+			f->key = cache_column(tup, desc, "concurrency_key");
+			if (f->key == NULL)
+				f->max_per_key = 0;
+			if (f->max_running > 0 || f->max_per_key > 0)
+				def->flow = f;
+		}
+	}
 	/* queue (issue 17): none before 0.4 is 0, 'default' */
 	def->queue_id = 0;
 	n = SPI_fnumber(desc, "queue_id");
@@ -1372,11 +1397,15 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	int			priority = 0;
 	int16		queue_id;
 	char	   *rate_limit = NULL;
-	Datum		values[23];
-	char		nulls[23] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n'};
-	Oid			argtypes[23] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	ToygunFlow	flow;
+	bool		limited;
+	Datum		values[27];
+	char		nulls[27] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n',
+	'n', 'n', 'n', 'n'};
+	Oid			argtypes[27] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID, INT2OID, TEXTOID};
+		TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID, INT2OID, TEXTOID,
+	INT4OID, TEXTOID, INT4OID, INT2OID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1413,6 +1442,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		values[22] = CStringGetTextDatum(rate_limit);
 		nulls[22] = ' ';
 	}
+	/* max_running, concurrency_key, max_per_key (issue 17): NULL, or left out by a redefinition, is none */
+	limited = toygun_flow_parse(fcinfo, TASK_MAX_RUNNING_ARG, label, fields, nfields, fields != NULL,
+								encrypted, nencrypted, priority, &flow);
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1442,6 +1474,19 @@ toygun_define_task(PG_FUNCTION_ARGS)
 						  move_states_arg(fcinfo, TASK_MOVE_STATES_ARG), &redefine);
 	queue_id = queue_arg(fcinfo, TASK_QUEUE_ARG, label);
 	values[21] = Int16GetDatum(queue_id);
+	/* a limited type keeps its limit_id, a new one takes the lowest free (54000 past 64) */
+	if (limited)
+	{
+		flow.limit_id = toygun_flow_assign(resource_type, name, label);
+		values[23] = Int32GetDatum(flow.max_running);
+		nulls[23] = flow.max_running > 0 ? ' ' : 'n';
+		values[24] = flow.key ? CStringGetTextDatum(flow.key) : (Datum) 0;
+		nulls[24] = flow.key ? ' ' : 'n';
+		values[25] = Int32GetDatum(flow.max_per_key);
+		nulls[25] = flow.max_per_key > 0 ? ' ' : 'n';
+		values[26] = Int16GetDatum(flow.limit_id);
+		nulls[26] = ' ';
+	}
 
 	values[0] = CStringGetTextDatum(resource_type);
 	values[1] = CStringGetTextDatum(name);
@@ -1476,11 +1521,15 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	 */
 	if (PG_NARGS() > TASK_QUEUE_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_queue_plan,
-							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS ", priority, queue_id, rate_limit",
-												TASK_POLICY_VALUES ", $21, $22, $23",
+							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS ", priority, queue_id, rate_limit,"
+												"  max_running, concurrency_key, max_per_key, limit_id",
+												TASK_POLICY_VALUES ", $21, $22, $23, $24, $25, $26, $27",
 												TASK_POLICY_SETS ", priority = excluded.priority,"
-												"  queue_id = excluded.queue_id, rate_limit = excluded.rate_limit"),
-							   23, argtypes),
+												"  queue_id = excluded.queue_id, rate_limit = excluded.rate_limit,"
+												"  max_running = excluded.max_running,"
+												"  concurrency_key = excluded.concurrency_key,"
+												"  max_per_key = excluded.max_per_key, limit_id = excluded.limit_id"),
+							   27, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
@@ -1502,9 +1551,20 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	check_upserted(label);
 	/* defined again without a breaker: the runs it held go on now */
 	if (PG_NARGS() > BREAKER_ARG && breaker == NULL)
-		toygun_breaker_dropped(resource_type, name, existing ? existing->queue_id : 0);
+		toygun_breaker_dropped(resource_type, name, existing ? existing->queue_id : 0,
+							   existing && existing->flow ? existing->flow->limit_id : 0);
 	move_to_queue(TOYGUN_TASK, resource_type, name, existing, queue_id);
 	definitions_changed(TOYGUN_TASK);
+	/* limits given, changed or taken away (issue 17): the live runs' flow_key again */
+	if (limited || (existing && existing->flow))
+	{
+		ToygunFlow *was = existing ? existing->flow : NULL;
+
+		if (!limited || was == NULL || was->limit_id != flow.limit_id ||
+			(was->key == NULL) != (flow.key == NULL) ||
+			(was->key != NULL && strcmp(was->key, flow.key) != 0))
+			toygun_flow_rekey(resource_type, name, queue_id, limited);
+	}
 	/* a default above or below 0: the workers look for the level's runs from its first start */
 	toygun_levels_note_at_commit(queue_id, priority);
 	toygun_redefine_move(toygun_find_def(TOYGUN_TASK, resource_type, name, false), &redefine,

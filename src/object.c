@@ -91,13 +91,35 @@ typedef enum ObjectColumn
 	" AND " alias ".run_at <= pg_catalog.now() AND " alias ".run_at >= $2" \
 	" ORDER BY " alias ".run_at LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED"
 #define TASK_CLAIM_COLUMNS TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version")
-#define TASK_DUE_PREDICATE "t.run_at IS NOT NULL AND t.queue_id = 0 AND t.priority = 0"
-#define TASK_LANE_PREDICATE "t.run_at IS NOT NULL AND (t.queue_id <> 0 OR t.priority <> 0)"
+#define TASK_DUE_PREDICATE "t.run_at IS NOT NULL AND t.queue_id = 0 AND t.priority = 0 AND t.flow_key IS NULL"
+#define TASK_LANE_PREDICATE "t.run_at IS NOT NULL AND (t.queue_id <> 0 OR t.priority <> 0) AND t.flow_key IS NULL"
+#define TASK_FLOW_PREDICATE "t.run_at IS NOT NULL AND t.flow_key IS NOT NULL"
 static const char *const claim_task_due_sql =
 "SELECT " TASK_CLAIM_COLUMNS " WHERE " TASK_DUE_PREDICATE CLAIM_TAIL("t");
 static const char *const claim_task_lane_sql =
 "SELECT " TASK_CLAIM_COLUMNS " WHERE " TASK_LANE_PREDICATE
 " AND t.queue_id = $4 AND t.priority = $3" CLAIM_TAIL("t");
+/* Runs of a limited type's key $3 (issue 17, flow.c), in task_flow_idx. */
+static const char *const claim_task_flow_sql =
+"SELECT " TASK_CLAIM_COLUMNS " WHERE " TASK_FLOW_PREDICATE " AND t.flow_key = $3" CLAIM_TAIL("t");
+
+/*
+ * The keys of a limited type in [$1, $2) of task_flow_idx with scheduled
+ * runs, and each one's earliest run_at: a loose index scan, one descent
+ * per key, whatever the number of its runs (issue 17, flow.c).
+ */
+static const char *const flow_keys_sql =
+"WITH RECURSIVE k(key, at) AS ("
+"  (SELECT t.flow_key, t.run_at FROM ONLY toygun.task t"
+"    WHERE " TASK_FLOW_PREDICATE " AND t.flow_key >= $1 AND t.flow_key < $2"
+"    ORDER BY t.flow_key, t.run_at LIMIT 1)"
+"  UNION ALL"
+"  SELECT n.key, n.at FROM k, LATERAL"
+"    (SELECT t.flow_key AS key, t.run_at AS at FROM ONLY toygun.task t"
+"      WHERE " TASK_FLOW_PREDICATE " AND t.flow_key > k.key AND t.flow_key < $2"
+"      ORDER BY t.flow_key, t.run_at LIMIT 1) n)"
+"SELECT key, at FROM k LIMIT $3";
+
 static const char *const claim_resource_due_sql =
 "SELECT " RESOURCE_COLUMNS("r.version") " WHERE r.run_at IS NOT NULL AND r.queue_id = 0" CLAIM_TAIL("r");
 static const char *const claim_resource_queue_sql =
@@ -152,6 +174,10 @@ toygun_claim_sql_text(const char *which)
 		return claim_resource_queue_sql;
 	if (strcmp(which, "census") == 0)
 		return census_sql;
+	if (strcmp(which, "task_flow") == 0)
+		return claim_task_flow_sql;
+	if (strcmp(which, "flow_keys") == 0)
+		return flow_keys_sql;
 	if (strcmp(which, "next_due") == 0)
 		return next_due_sql;
 	return NULL;
@@ -269,6 +295,19 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 	return obj;
 }
 
+/* The objects a claim statement just locked, into objs: how many. */
+static int
+claimed(ToygunKind kind, ToygunObject **objs)
+{
+	int			n = (int) SPI_processed;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
 /*
  * Claim up to limit due objects of one kind for the worker to tick: locked
  * FOR UPDATE SKIP LOCKED, oldest due first, from run_at "from" on (the
@@ -287,8 +326,6 @@ toygun_claim_objects(ToygunKind kind, int queue, int limit, TimestampTz from, To
 	int			k = kind == TOYGUN_TASK ? 1 : 0;
 	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT2OID};
 	Datum		values[3];
-	uint64		i;
-	int			n;
 
 	values[0] = Int32GetDatum(limit);
 	values[1] = TimestampTzGetDatum(from);
@@ -310,11 +347,7 @@ toygun_claim_objects(ToygunKind kind, int queue, int limit, TimestampTz from, To
 							   : queue == 0 ? claim_resource_due_sql : claim_resource_queue_sql,
 							   queue == 0 ? 2 : 3, argtypes),
 				   values, NULL, limit);
-	n = (int) SPI_processed;
-	for (i = 0; i < SPI_processed; i++)
-		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-	SPI_freetuptable(SPI_tuptable);
-	return n;
+	return claimed(kind, objs);
 }
 
 /*
@@ -328,8 +361,6 @@ toygun_claim_level(int queue, int priority, int limit, TimestampTz from, ToygunO
 	static SPIPlanPtr plan;
 	Oid			argtypes[4] = {INT4OID, TIMESTAMPTZOID, INT2OID, INT2OID};
 	Datum		values[4];
-	uint64		i;
-	int			n;
 
 	if (!toygun_has_queues())
 		return 0;
@@ -338,9 +369,57 @@ toygun_claim_level(int queue, int priority, int limit, TimestampTz from, ToygunO
 	values[2] = Int16GetDatum((int16) priority);
 	values[3] = Int16GetDatum((int16) queue);
 	toygun_run(toygun_plan(&plan, claim_task_lane_sql, 4, argtypes), values, NULL, limit);
-	n = (int) SPI_processed;
-	for (i = 0; i < SPI_processed; i++)
-		objs[i] = object_from_tuple(TOYGUN_TASK, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	return claimed(TOYGUN_TASK, objs);
+}
+
+/*
+ * Claim up to limit due runs of one key of a limited type (issue 17), in
+ * task_flow_idx, oldest due first. flow.c took a slot for each first.
+ */
+int
+toygun_claim_flow_key(int64 key, int limit, ToygunObject **objs)
+{
+	static SPIPlanPtr plan;
+	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[3];
+
+	values[0] = Int32GetDatum(limit);
+	values[1] = TimestampTzGetDatum(DT_NOBEGIN);
+	values[2] = Int64GetDatum(key);
+	toygun_run(toygun_plan(&plan, claim_task_flow_sql, 3, argtypes), values, NULL, limit);
+	return claimed(TOYGUN_TASK, objs);
+}
+
+/*
+ * The keys in [from, end) of task_flow_idx with scheduled runs, at most
+ * limit of them in key order, each with its earliest run_at (issue 17).
+ */
+int
+toygun_flow_keys(int64 from, int64 end, int limit, int64 *keys, TimestampTz *at)
+{
+	static SPIPlanPtr plan;
+	Oid			argtypes[3] = {INT8OID, INT8OID, INT4OID};
+	Datum		values[3];
+	uint64		i;
+	int			n = 0;
+
+	values[0] = Int64GetDatum(from);
+	values[1] = Int64GetDatum(end);
+	values[2] = Int32GetDatum(limit);
+	toygun_run(toygun_plan(&plan, flow_keys_sql, 3, argtypes), values, NULL, 0);
+	for (i = 0; i < SPI_processed && n < limit; i++)
+	{
+		bool		isnull1,
+					isnull2;
+		Datum		k = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull1);
+		Datum		a = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull2);
+
+		if (isnull1 || isnull2)
+			continue;
+		keys[n] = DatumGetInt64(k);
+		at[n] = DatumGetTimestampTz(a);
+		n++;
+	}
 	SPI_freetuptable(SPI_tuptable);
 	return n;
 }

@@ -37,6 +37,7 @@ static SPIPlanPtr prune_plan;
 static SPIPlanPtr fire_plan;
 static SPIPlanPtr fire_version_plan;
 static SPIPlanPtr fire_priority_plan;
+static SPIPlanPtr fire_flow_plan;
 static SPIPlanPtr record_bucket_plan;
 static SPIPlanPtr delete_schedule_plan;
 static SPIPlanPtr candidates_plan;
@@ -604,8 +605,16 @@ fire(Firing *f)
 		fire_values[6] = Int32GetDatum(def->version);
 		fire_values[7] = Int16GetDatum(def->priority);
 		fire_values[8] = Int16GetDatum(def->queue_id);
-		toygun_run(toygun_plan(&fire_priority_plan, FIRE_SQL(", version, priority, queue_id", ", $7, $8, $9"), 9, types),
-				   fire_values, fire_nulls, 0);
+		/* a limited type's runs with their keys (issue 17): per resource with '$root' */
+		if (def->flow != NULL)
+			toygun_run(toygun_plan(&fire_flow_plan,
+								   FIRE_SQL(", version, priority, queue_id, flow_key",
+											", $7, $8, $9, toygun._flow_key($1, $2, claimed.resource_id, $5)"),
+								   9, types),
+					   fire_values, fire_nulls, 0);
+		else
+			toygun_run(toygun_plan(&fire_priority_plan, FIRE_SQL(", version, priority, queue_id", ", $7, $8, $9"), 9, types),
+					   fire_values, fire_nulls, 0);
 	}
 	else if (def->version > 1)
 	{

@@ -150,6 +150,7 @@ static const Column shape[] = {
 	{STORE_TASK, "version", INT4OID},
 	{STORE_TASK, "priority", INT2OID},
 	{STORE_TASK, "queue_id", INT2OID},
+	{STORE_TASK, "flow_key", INT8OID},
 	/* in HIST_* order */
 	{STORE_TRANSITION, "object_id", UUIDOID},
 	{STORE_TRANSITION, "step", INT8OID},

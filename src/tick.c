@@ -152,7 +152,8 @@ hold(ToygunObject *obj, ToygunDef *def, TimestampTz until, int64 expected_step, 
 	*saved = toygun_save_object(obj, def, expected_step);
 }
 
-static void
+/* not inlined: toygun_tick's saved lives across its PG_TRY */
+static pg_noinline void
 tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 {
 	ErrorContextCallback errcb;
@@ -167,6 +168,19 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 	errcb.arg = &tc;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
+
+	/*
+	 * A task type's concurrency limits (flow.c), before anything else: the
+	 * run's slots, taken by the worker's claim or now. At the limit, a tick
+	 * by hand (or a handler's tick of another run) is refused, and a
+	 * worker's (its replay of a failed batch) leaves the run untouched for
+	 * a later claim. Types without limits pay a pointer test.
+	 */
+	if (def->flow != NULL && !toygun_flow_take(obj, def, !toygun_in_worker || tick_depth > 1))
+	{
+		error_context_stack = errcb.previous;
+		return;
+	}
 
 	/*
 	 * A task type's circuit breaker (breaker.c), read before anything else:

@@ -212,6 +212,7 @@ _PG_init(void)
 	toygun_define_init();
 	toygun_object_init();
 	toygun_store_init();
+	toygun_flow_init();
 	toygun_wake_init();
 	toygun_waits_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
 	toygun_rate_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);

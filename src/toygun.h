@@ -93,6 +93,8 @@ typedef struct ToygunDef
 	int16		queue_id;
 	/* task types: the rate limit each tick takes a token of (issue 17, rate.c), or NULL */
 	struct ToygunRate *rate;
+	/* task types: their concurrency limits (issue 17, flow.c), or NULL */
+	struct ToygunFlow *flow;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -440,6 +442,8 @@ extern int	toygun_claim_level(int queue, int priority, int limit, TimestampTz fr
 extern void toygun_levels_census(int queue, ToygunLevels *found);
 extern bool toygun_next_due(int queue, ToygunLevels *levels, TimestampTz *next);
 extern const char *toygun_claim_sql_text(const char *which);
+extern int	toygun_flow_keys(int64 from, int64 end, int limit, int64 *keys, TimestampTz *at);
+extern int	toygun_claim_flow_key(int64 key, int limit, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_locked_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller,
@@ -518,7 +522,8 @@ extern ToygunBreakerCheck toygun_breaker_check(ToygunObject *obj, ToygunDef *def
 											   TimestampTz *until);
 extern void toygun_breaker_trial_passed(ToygunObject *obj, ToygunDef *def);
 extern void toygun_breaker_failed(ToygunObject *obj, ToygunDef *def);
-extern void toygun_breaker_dropped(const char *resource_type, const char *task, int queue);
+extern void toygun_breaker_dropped(const char *resource_type, const char *task, int queue,
+								   int limit_id);
 
 /*
  * rate.c: rate limits (issue 17), token buckets in shared memory. A task
@@ -534,14 +539,47 @@ extern void toygun_rate_init(bool preloaded);
 extern bool toygun_rate_check(ToygunObject *obj, ToygunDef *def, bool by_hand, TimestampTz *until);
 extern void toygun_rate_check_use(const char *name, Oid type_owner, const char *label);
 
+/*
+ * flow.c: concurrency limits (issue 17). A task type with max_running or
+ * max_per_key has def->flow; its runs' slots are locks of the lock manager
+ * (types without one pay a pointer test).
+ */
+#define TOYGUN_ROOT_KEY "$root"
+#define TOYGUN_FLOW_MAX_LIMIT 10000 /* the highest max_running and max_per_key */
+#define TOYGUN_FLOW_MAX_TYPES 64	/* task types with a limit at once */
+typedef struct ToygunFlow
+{
+	int16		limit_id;		/* 1..TOYGUN_FLOW_MAX_TYPES: its runs' flow_key >> 48 */
+	int32		max_running;	/* 0: none */
+	int32		max_per_key;	/* 0: none */
+	char	   *key;			/* an attrs field, TOYGUN_ROOT_KEY, or NULL: one key */
+} ToygunFlow;
+
+extern void toygun_flow_init(void);
+extern int64 toygun_flow_key_of(int16 limit_id, const char *key);
+extern int64 toygun_flow_key(ToygunDef *def, pg_uuid_t *resource, Jsonb *attrs);
+extern bool toygun_flow_parse(FunctionCallInfo fcinfo, int argno, const char *label, char **fields,
+							  int nfields, bool has_fields, char **encrypted, int nencrypted,
+							  int priority, ToygunFlow *out);
+extern void toygun_flow_refuse_priority(const char *label);
+extern int16 toygun_flow_assign(const char *resource_type, const char *name, const char *label);
+extern void toygun_flow_rekey(const char *resource_type, const char *name, int16 queue_id,
+							  bool limited);
+extern bool toygun_flow_take(ToygunObject *obj, ToygunDef *def, bool by_hand);
+extern bool toygun_flow_limited(int queue);
+extern int	toygun_flow_claim(int queue, int budget, ToygunObject **objs);
+extern long toygun_flow_sleep_ms(void);
+extern bool toygun_flow_batch_held(void);
+
 /* outbox.c: notifications of alarms, by route and channel */
 extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const char *resource_type,
 								const char *event);
 
 /* tick.c */
 /* children.c: waiting for children */
-#define TOYGUN_TASK_NATTS 17	/* columns of toygun.task as toygun makes it */
+#define TOYGUN_TASK_NATTS 18	/* columns of toygun.task as toygun makes it */
 #define TOYGUN_TASK_PARENT_RUN 14	/* its column parent_run */
+#define TOYGUN_TASK_FLOW_KEY 18	/* its column flow_key (issue 17) */
 extern void toygun_child_ended(ToygunObject *obj);
 extern bool toygun_sweep_children(void);
 extern bool toygun_is_task(pg_uuid_t *id);

@@ -320,6 +320,15 @@ claim_tasks(int n, Claimed *out, ToygunObject **objs, int *lowest)
 				if (k > 0)
 					*lowest = p;
 			}
+	/* runs of types with concurrency limits, at level 0 with slots (issue 17): a bool and an int test without */
+	if (got < n && toygun_flow_limited(my_queue))
+	{
+		k = toygun_flow_claim(my_queue, n - got, objs + got);
+		note_claimed(out, objs, got, got + k);
+		got += k;
+		if (k > 0)
+			*lowest = 0;
+	}
 	if (got < n)
 	{
 		k = claim(TOYGUN_TASK, n - got, out + got, objs + got);
@@ -363,6 +372,12 @@ next_due_ms(void)
 	/* through each claim index of the queue (issue 17) */
 	(void) toygun_levels_read(my_queue, &levels);
 	if (!toygun_next_due(my_queue, &levels, &next))
+		next = DT_NOEND;
+	/* limited runs (issue 17): as the last claim saw them, or a short wait for a slot */
+	ms = toygun_flow_sleep_ms();
+	if (ms >= 0)
+		next = Min(next, TimestampTzPlusMilliseconds(now, ms));
+	if (next == DT_NOEND)
 		return MAX_SLEEP_MS;
 	/*
 	 * Due, yet not claimed: locked by another worker (look again later), or
@@ -1010,8 +1025,12 @@ toygun_worker_main(Datum arg)
 		{
 			toygun_inflight_worked();
 			recycle_if_large();
-			/* a full batch: there may be more, so get another worker going */
-			if (full)
+			/*
+			 * a full batch: there may be more, so get another worker going;
+			 * so does a batch whose commit gave back slots (issue 17): a
+			 * worker may wait for one
+			 */
+			if (toygun_flow_batch_held() || full)
 				toygun_wake_worker(my_queue);
 			/* retention: busy, a round at least every toygun.maintain_interval */
 			(void) toygun_maintain_in_worker(false);

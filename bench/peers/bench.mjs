@@ -13,7 +13,7 @@ import { connect, fmtInt, memoryKb, percentile, progress, progressDone, sleep, w
 import { PgBossSystem } from "./pg-boss.mjs";
 import { Toygun } from "./toygun.mjs";
 
-const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W11"];
+const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W10", "W11"];
 const SYSTEMS = { toygun: Toygun, "graphile-worker": GraphileWorker, "pg-boss": PgBossSystem };
 
 const { values: opts } = parseArgs({
@@ -37,9 +37,10 @@ for (const s of systemNames) if (!SYSTEMS[s]) fail(`unknown system ${s} (known: 
 const N = opts.smoke ? 500 : Number(opts.n ?? 100000);
 if (!(N >= 1)) fail("--n must be a positive number");
 const size = opts.smoke
-  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50, w8: 20, w11: 10000, w11Seconds: 5 }
+  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50, w8: 20, w11: 10000, w11Seconds: 5,
+      w10: 5000, w10b: 20 }
   : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N, w7: 200, w8: 200,
-      w11: 100000, w11Seconds: 30 };
+      w11: 100000, w11Seconds: 30, w10: 100000, w10b: 100 };
 const TIMEOUT_MS = Number(opts.timeout) * 1000;
 const W3_WARMUP = 10;
 // W7: the slow tick's length, the fast starts made beside each one (at
@@ -322,6 +323,7 @@ async function main() {
   if (only.includes("W6") && toygun) await timed("W6", "toygun", () => memory(toygun, size.w6));
   if (only.includes("W7") && toygun) await timed("W7", "toygun", () => wakeLatency(toygun, size.w7));
   if (only.includes("W8") && toygun) await timed("W8", "toygun", () => waitLatency(toygun, size.w8));
+  if (only.includes("W10") && toygun) await timed("W10", "toygun", () => fairness(toygun, size.w10, size.w10b));
   if (only.includes("W11") && toygun) await timed("W11", "toygun", () => rateAccuracy(toygun, size.w11, size.w11Seconds));
 
   for (const sys of systems) await sys.close();
@@ -426,6 +428,34 @@ async function rateAccuracy(toygun, n, seconds) {
   return r;
 }
 
+// W10 (toygun only, issue 17): fairness under a concurrency limit. A type
+// with concurrency_key 'tenant' and max_per_key 10; n runs of tenant A
+// started in one transaction (all due); once A's ticks are under way, m runs
+// of tenant B started one at a time, each committed alone, about 10 ms
+// apart. From each B start's commit to its handler's first statement
+// (commit timestamps, as W3 and W7); and A's ticks per second meanwhile
+// (the per-key cap: 10 runs a batch commit). A's runs left are removed.
+async function fairness(toygun, n, m) {
+  await quiesce();
+  progress(`bench: W10 fairness toygun: starting ${fmtInt(n)} runs of tenant A`);
+  await toygun.fairFlood(n);
+  await waitFor("W10: A's ticks to begin", async () => (await toygun.fairADone()) > 0, { timeoutMs: 60000, everyMs: 20 });
+  const xids = [];
+  for (let seq = 0; seq < m; seq++) {
+    xids.push(await toygun.fairB(seq));
+    await sleep(8 + Math.random() * 4);
+  }
+  await waitFor("W10: B's runs to be ticked", async () => (await toygun.fairBDone()) >= m, { timeoutMs: 60000, everyMs: 20 });
+  const { ms, aTicks, aSeconds } = await toygun.fairLatencies(xids);
+  const left = n - (await toygun.fairADone());
+  await toygun.fairCleanup();
+  const r = { count: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms),
+              aTicks, aRate: aTicks / aSeconds, flood: n, aLeft: left };
+  progressDone(`bench: W10 fairness toygun: B p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(2)} ms; A ${r.aRate.toFixed(0)} ticks/s, ${fmtInt(left)} of A's runs left`);
+  await toygun.vacuum();
+  return r;
+}
+
 // --- the report -----------------------------------------------------------
 
 const ms = (v) => (v === undefined ? "" : v.toFixed(2));
@@ -457,6 +487,8 @@ function note(r, all) {
       return r.note;
     case "W7":
       return `${r.count < r.asked ? `${r.count} of ${r.asked} asked for (late starts used up the slow ticks); ` : ""}max ${r.max.toFixed(2)} ms; ${r.late} over ${r.lateMs} ms (${r.lateFirst} of them a slow tick's first start); beside ${r.slowTicks} slow ticks of ${r.slowSeconds} s${r.outside ? `, ${r.outside} starts outside them not counted` : ""}; toygun only`;
+    case "W10":
+      return `tenant B's ${r.count} starts beside ${fmtInt(r.flood)} due runs of tenant A (max_per_key 10): commit to handler p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(2)} ms; A meanwhile ${r.aRate.toFixed(0)} ticks/s, ${fmtInt(r.aLeft)} of A's left at the end; toygun only`;
     case "W11":
       return `(a) ${fmtInt(r.count)} ticks of a type limited to ${fmtInt(r.expected / r.seconds)}/s in ${r.seconds} s: ${pct(r.accuracyA)}; (b) two sessions' take_token(): ${fmtInt(r.tokens)} tokens (${r.tokensBySession.map(fmtInt).join(" + ")}): ${pct(r.accuracyB)}; toygun only`;
     case "W8":
@@ -478,7 +510,7 @@ function report(all, warmups, context) {
   lines.push("");
   const head = ["workload", "system", "count", "seconds", "per second", "p50 ms", "p99 ms", "toygun's lead", "note"];
   const rows = all.map((r) => [
-    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake", W8: "W8 wait", W11: "W11 rate" }[r.workload],
+    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake", W8: "W8 wait", W10: "W10 fairness", W11: "W11 rate" }[r.workload],
     r.system,
     r.count === undefined ? "" : fmtInt(r.count),
     r.seconds === undefined ? "" : r.seconds.toFixed(2),
@@ -550,6 +582,10 @@ function targets(all, context) {
   const w8 = get("W8", "toygun");
   if (w8) check("W8 p50 <= 1 ms from the commit to wait()'s return", w8.p50 <= 1, `${w8.p50.toFixed(2)} ms (p99 ${w8.p99.toFixed(2)} ms)`);
   else check("W8 wait() latency", null, "not measured");
+  const w10 = get("W10", "toygun");
+  if (w10) check("W10 a tenant's runs beside another's flood, p99 within 50 ms", w10.p99 <= 50,
+    `${w10.p99.toFixed(2)} ms p99 (${w10.count} starts beside ${fmtInt(w10.flood)} due runs)`);
+  else check("W10 fairness", null, "not measured");
   const w11 = get("W11", "toygun");
   if (w11) {
     check("W11 (a) a rate-limited type's ticks within 5% of its rate", Math.abs(w11.accuracyA) <= 0.05,

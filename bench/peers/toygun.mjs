@@ -326,6 +326,72 @@ export class Toygun {
     }
   }
 
+  // W10 (a): n runs of tenant A of the limited task w10 on resources of
+  // their own, started in one transaction; the id of its transaction.
+  // Untimed: making the resources.
+  async fairFlood(n) {
+    await this.client.query("TRUNCATE public.bench_w10");
+    await this.client.query(
+      "SELECT count(toygun.create_resource('bench_w10')) FROM generate_series(1, $1 - (SELECT count(*) FROM toygun.resource WHERE type = 'bench_w10'))",
+      [n],
+    );
+    const { rows } = await this.client.query(
+      `WITH s AS (SELECT count(toygun.start_task(id, 'w10', '{"tenant": "A"}')) AS n
+                    FROM toygun.resource WHERE type = 'bench_w10')
+       SELECT pg_current_xact_id()::xid::text AS xid, (SELECT n FROM s)::int AS n`,
+    );
+    return rows[0].xid;
+  }
+
+  // W10: A's runs stopped so far.
+  async fairADone() {
+    const { rows } = await this.client.query(
+      "SELECT count(*)::int AS n FROM toygun.task WHERE name = 'w10' AND state = '__stop__' AND attrs->>'tenant' = 'A'");
+    return rows[0].n;
+  }
+
+  // W10 (b): one run of tenant B on a new resource, committed alone; the id of its transaction.
+  async fairB(seq) {
+    const { rows } = await this.client.query(
+      `SELECT toygun.start_task(toygun.create_resource('bench_w10'), 'w10',
+                                jsonb_build_object('tenant', 'B', 'seq', $1::int)) AS run,
+              pg_current_xact_id()::xid::text AS xid`,
+      [seq],
+    );
+    return rows[0].xid;
+  }
+
+  async fairBDone() {
+    const { rows } = await this.client.query("SELECT count(*)::int AS n FROM public.bench_w10");
+    return rows[0].n;
+  }
+
+  // W10: each B start's commit to its handler's first statement, in ms;
+  // A's ticks per second from the first B commit to the last B handler.
+  async fairLatencies(xids) {
+    const { rows } = await this.client.query(
+      `SELECT (extract(epoch FROM w.at - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS ms
+         FROM unnest($1::text[]) WITH ORDINALITY AS x(xid, seq) JOIN public.bench_w10 w ON w.seq = x.seq - 1
+        ORDER BY x.seq`,
+      [xids],
+    );
+    const { rows: a } = await this.client.query(
+      `WITH w AS (SELECT pg_xact_commit_timestamp($1::xid) AS t0, (SELECT max(at) FROM public.bench_w10) AS t1)
+       SELECT count(*)::int AS n, extract(epoch FROM max(w.t1 - w.t0))::float8 AS s
+         FROM toygun.transition x, w
+        WHERE x.resource_type = 'bench_w10' AND x.to_state = '__stop__' AND x.at >= w.t0 AND x.at < w.t1
+          AND x.object_id IN (SELECT id FROM toygun.task WHERE name = 'w10' AND attrs->>'tenant' = 'A')`,
+      [xids[0]],
+    );
+    return { ms: rows.map((r) => r.ms), aTicks: a[0].n, aSeconds: a[0].s };
+  }
+
+  // W10: the runs of A left are removed.
+  async fairCleanup() {
+    await this.client.query("DELETE FROM toygun.task WHERE name = 'w10' AND state <> '__stop__'");
+    await this.client.query("VACUUM ANALYZE toygun.task");
+  }
+
   async vacuum() {
     await this.client.query("VACUUM ANALYZE");
   }

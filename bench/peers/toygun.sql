@@ -97,3 +97,18 @@ BEGIN
     END LOOP;
     RETURN n;
 END $$;
+
+-- W10 (issue 17, concurrency limits): a type limited to 10 runs at once per
+-- tenant; tenant A floods it, tenant B's runs (attrs seq) write when their
+-- handler begins. Resources of a type of their own, without a handler.
+CREATE TABLE public.bench_w10 (seq int PRIMARY KEY, at timestamptz NOT NULL);
+CREATE FUNCTION public.bench_w10(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+    IF t.attrs ? 'seq' THEN
+        INSERT INTO public.bench_w10 (seq, at) VALUES ((t.attrs->>'seq')::int, clock_timestamp());
+    END IF;
+    RETURN toygun.stop();
+END $$;
+SELECT toygun.define_resource('bench_w10');
+SELECT toygun.define_task('bench_w10', 'w10', '{only}', 'public.bench_w10(toygun.task)',
+                          concurrency_key => 'tenant', max_per_key => 10);

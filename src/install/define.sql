@@ -32,6 +32,10 @@
 -- another queue moves its live objects there.
 -- rate_limit (issue 17): a toygun.rate_limit each tick of its runs takes a
 -- token of; a run without one waits (no attempt, no history row). NULL: none.
+-- max_running, concurrency_key, max_per_key (issue 17): how many of its runs
+-- are ticked at once, in all and per key (a top-level attrs field, or '$root':
+-- the root ancestor of the run's resource); NULL: no limit. A run waits for
+-- a slot without an attempt; a tick by hand at the limit is refused.
 CREATE FUNCTION toygun.default_keep() RETURNS interval
     AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
 
@@ -75,7 +79,10 @@ CREATE FUNCTION toygun.define_task(
     keep interval DEFAULT toygun.default_keep(),
     priority integer DEFAULT NULL,
     queue text DEFAULT NULL,
-    rate_limit text DEFAULT NULL) RETURNS void
+    rate_limit text DEFAULT NULL,
+    max_running integer DEFAULT NULL,
+    concurrency_key text DEFAULT NULL,
+    max_per_key integer DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- A function a defined type uses (handler, alarm_handler, should_start,

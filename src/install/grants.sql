@@ -15,5 +15,5 @@ GRANT SELECT (id, type, parent_id, state, attrs, step, run_at, attempts, created
               version, queue_id)
     ON toygun.resource TO PUBLIC;
 GRANT SELECT (id, resource_id, resource_type, name, state, attrs, step, run_at, attempts,
-              created_at, updated_at, seq, parent_run, version, priority, queue_id)
+              created_at, updated_at, seq, parent_run, version, priority, queue_id, flow_key)
     ON toygun.task TO PUBLIC;

@@ -26,7 +26,7 @@ CREATE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
                    CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
                              OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
                         THEN toygun.last_error(t.id) END,
-                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id)::toygun.task
+                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id, t.flow_key)::toygun.task
           FROM ONLY toygun.task t
           LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
          WHERE t.resource_id = task_for.resource AND t.name = task_for.name

@@ -101,6 +101,10 @@ CREATE TABLE toygun.task_type (
     priority         smallint NOT NULL DEFAULT 0,  -- the priority of its runs when a start gives none (0.4)
     queue_id         smallint NOT NULL DEFAULT 0,  -- toygun.queue: where its runs are claimed (0.4)
     rate_limit       text,               -- the toygun.rate_limit its ticks take a token of; NULL: none (0.4)
+    max_running      integer,            -- concurrency limits (0.4, issue 17): runs ticked at once; NULL: any
+    concurrency_key  text,               -- a top-level attrs field, or '$root': runs with one key share max_per_key
+    max_per_key      integer,            -- runs of one key ticked at once; NULL: any
+    limit_id         smallint UNIQUE,    -- 1..64 while it has a limit: the high bits of its runs' flow_key
     PRIMARY KEY (resource_type, name)
 );
 
@@ -151,7 +155,8 @@ CREATE TABLE toygun.task (
     parent_run  uuid,                -- the run whose handler started it (0.4)
     version     integer NOT NULL DEFAULT 1,  -- the schema version its attrs are in (0.4)
     priority    smallint NOT NULL DEFAULT 0, -- -100..100: higher is claimed first (0.4, issue 17)
-    queue_id    smallint NOT NULL DEFAULT 0  -- its task type's queue, copied at its start (0.4, issue 17)
+    queue_id    smallint NOT NULL DEFAULT 0, -- its task type's queue, copied at its start (0.4, issue 17)
+    flow_key    bigint               -- limited types only: limit_id << 48 | a 48-bit hash of its key (0.4, issue 17)
 );
 ALTER SEQUENCE toygun.task_seq OWNED BY toygun.task.seq;
 -- At most one live (not __stop__) run per resource and task name.
@@ -160,11 +165,15 @@ CREATE INDEX task_runs_idx ON toygun.task (resource_id, name, seq);
 -- Flow control (issue 17): each scheduled run is in exactly one claim index.
 -- Runs of queue 0 at priority 0 in task_due_idx, as before; the others in
 -- task_lane_idx, where a claim reads one (queue, level) at a time in run_at
--- order. The claims repeat each predicate literally, so that a generic plan
--- matches the partial index.
-CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0;
+-- order; runs of types with a concurrency limit in task_flow_idx, by key. The
+-- claims repeat each predicate literally, so that a generic plan matches the
+-- partial index.
+CREATE INDEX task_due_idx ON toygun.task (run_at)
+    WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0 AND flow_key IS NULL;
 CREATE INDEX task_lane_idx ON toygun.task (queue_id, priority, run_at)
-    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0);
+    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0) AND flow_key IS NULL;
+CREATE INDEX task_flow_idx ON toygun.task (flow_key, run_at)
+    WHERE run_at IS NOT NULL AND flow_key IS NOT NULL;
 
 -- Rows of resources and runs are updated on every tick: leave room on each
 -- page for the new version (a HOT update, when no indexed value changes),

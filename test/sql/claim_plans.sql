@@ -6,7 +6,7 @@
 -- (toygun_claim_sql, declared here only: no install script has it).
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(18);
+SELECT plan(23);
 
 CREATE FUNCTION pg_temp.claim_sql(which text) RETURNS text
     AS '$libdir/toygun', 'toygun_claim_sql' LANGUAGE C STRICT;
@@ -62,8 +62,19 @@ SELECT doesnt_match(:'p'::text, 'Seq Scan', 'and never the whole table (1M sleep
 -- predicate; on a table this small the planner reads task_runs_idx, and
 -- which index wins depends on sizes: what is checked is that no plan reads
 -- the whole table.
-SELECT pg_temp.plan_of('breaker_release', 'text, text, timestamptz, smallint', $$'dummy', 'test', now(), 0$$) AS p \gset
+SELECT pg_temp.plan_of('breaker_release', 'text, text, timestamptz, smallint, smallint', $$'dummy', 'test', now(), 0, 3$$) AS p \gset
 SELECT doesnt_match(:'p'::text, 'Seq Scan', 'a breaker''s release never reads the whole table');
+
+-- Concurrency limits (issue 17): a key's claim reads its range of
+-- task_flow_idx in run_at order; the keys of a type are read one descent
+-- each, never row by row (a flood of one key costs one descent).
+SELECT pg_temp.plan_of('task_flow', 'integer, timestamptz, bigint', $$10, '-infinity', 281474976710656$$) AS p \gset
+SELECT matches(:'p'::text, 'Index Scan using task_flow_idx', 'the claim of a limited key reads task_flow_idx');
+SELECT matches(:'p'::text, 'Index Cond: .*\(flow_key = \$3\)', 'the key is its index key');
+SELECT doesnt_match(:'p'::text, 'Seq Scan|Sort', 'in run_at order, without a sort');
+SELECT pg_temp.plan_of('flow_keys', 'bigint, bigint, integer', $$281474976710656, 562949953421312, 256$$) AS p \gset
+SELECT matches(:'p'::text, '(Index Only Scan|Index Scan) using task_flow_idx', 'the keys of a limited type descend task_flow_idx');
+SELECT doesnt_match(:'p'::text, 'Seq Scan|Sort', 'once per key, without a sort');
 
 SELECT throws_ok($$SELECT pg_temp.claim_sql('nonsense')$$, '22023', 'no claim statement is called "nonsense"',
                  'an unknown statement is refused');

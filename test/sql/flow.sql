@@ -14,7 +14,7 @@ $$;
 
 SELECT columns_are('toygun', 'flow',
                    ARRAY['kind', 'queue', 'resource_type', 'task', 'rate_limit', 'workers', 'running',
-                         'busy', 'paused', 'due', 'waiting_for_token', 'tokens'],
+                         'busy', 'paused', 'due', 'waiting_for_token', 'tokens', 'waiting_for_slot'],
                    'toygun.flow has its columns');
 SELECT is((SELECT paused FROM toygun.flow WHERE kind = 'queue' AND queue = 'default'), false,
           'the default queue has a row, not paused');

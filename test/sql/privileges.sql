@@ -29,9 +29,9 @@ GRANT INSERT, SELECT ON public.p_seen TO PUBLIC;
 SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc p
             WHERE p.pronamespace = 'toygun'::regnamespace
               AND NOT has_function_privilege('tg_p_mallory', p.oid, 'EXECUTE')),
-          ARRAY['toygun.decrypt(toygun.secret,text)', 'toygun.guard_drop()', 'toygun.keyring()',
-                'toygun.maintain()', 'toygun.rotate_secrets()'],
-          'every function but decrypt, keyring, maintain, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
+          ARRAY['toygun._flow_key(text,text,uuid,jsonb)', 'toygun.decrypt(toygun.secret,text)',
+                'toygun.guard_drop()', 'toygun.keyring()', 'toygun.maintain()', 'toygun.rotate_secrets()'],
+          'every function but _flow_key (internal), decrypt, keyring, maintain, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
 SELECT is_empty($$
     SELECT c.relname, p.priv FROM pg_class c,
            unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
