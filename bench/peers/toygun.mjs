@@ -7,7 +7,10 @@ import { Arrivals } from "./children.mjs";
 import { connect, waitFor } from "./lib.mjs";
 
 // Ticks each run of a workload takes.
-const TICKS = { w1: 1, w2: 3, w4: 1, w6: 10 };
+const TICKS = { w1: 1, w1p: 1, w2: 3, w4: 1, w6: 10 };
+// The priority of each workload's runs, by their resource's number: W1p
+// (issue 17) starts every other run at 1, the rest at 0.
+const PRIORITY = { w1p: "CASE WHEN i % 2 = 0 THEN 1 ELSE 0 END" };
 
 export class Toygun {
   name = "toygun";
@@ -76,7 +79,8 @@ export class Toygun {
       "SELECT count(*)::int AS n FROM toygun.task WHERE name = $1 AND state = '__stop__'", [workload]);
     this.baseStopped = rows[0].n;
     await this.client.query(
-      "SELECT count(toygun.start_task(id, $2)) FROM public.bench_resource WHERE i <= $1",
+      `SELECT count(toygun.start_task(id, $2, priority => ${PRIORITY[workload] ?? "NULL"}))
+         FROM public.bench_resource WHERE i <= $1`,
       [n, workload],
     );
     return this.expected;
@@ -268,6 +272,68 @@ export class Toygun {
       );
     }
     await this.client.query("VACUUM ANALYZE toygun.resource, toygun.task");
+  }
+
+  // W9: the backlog, n runs of w9backlog (priority 0, due again after every
+  // tick), started in one transaction on resources of their own, numbered
+  // 1 to n; and `probes` more resources, n + 1 to n + probes, for the timed
+  // starts. Untimed: making the resources.
+  async backlogStart(n, probes) {
+    this.w9Backlog = n;
+    await this.client.query(
+      `INSERT INTO public.bench_w9_resource (i, id)
+       SELECT i, toygun.create_resource('bench_w9') FROM generate_series(1, $1) i`,
+      [n + probes],
+    );
+    await this.client.query(
+      "SELECT count(toygun.start_task(id, 'w9backlog')) FROM public.bench_w9_resource WHERE i <= $1",
+      [n],
+    );
+  }
+
+  // W9: one start of w9 at a priority on probe resource k, committed alone,
+  // its handler to note `seq`; the id of its transaction.
+  async priorityStart(seq, k, priority) {
+    const { rows } = await this.client.query(
+      `SELECT toygun.start_task(id, 'w9', jsonb_build_object('seq', $1::int), priority => $3) AS run,
+              pg_current_xact_id()::xid::text AS xid
+         FROM public.bench_w9_resource WHERE i = $2`,
+      [seq, this.w9Backlog + 1 + k, priority],
+    );
+    return rows[0].xid;
+  }
+
+  // W9: how many of the handlers of seq first to first + n - 1 have begun
+  // (and their tick committed).
+  async priorityHandled(first, n) {
+    const { rows } = await this.client.query(
+      "SELECT count(*)::int AS n FROM public.bench_w9 WHERE seq >= $1 AND seq < $1 + $2", [first, n]);
+    return rows[0].n;
+  }
+
+  // W9: milliseconds from each start's commit to its handler's first
+  // statement, in the order of the starts (seq first, first + 1, ...).
+  async priorityLatencies(first, xids) {
+    const { rows } = await this.client.query(
+      `SELECT (extract(epoch FROM l.at - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS ms
+         FROM unnest($2::text[]) WITH ORDINALITY AS x(xid, k)
+         JOIN public.bench_w9 l ON l.seq = $1 + x.k - 1
+        ORDER BY x.k`,
+      [first, xids],
+    );
+    if (rows.length !== xids.length) throw new Error(`toygun: ${rows.length} of ${xids.length} W9 handler times found`);
+    return rows.map((r) => r.ms);
+  }
+
+  // W9: the backlog's handler stops from now on; wait until every run of
+  // it has.
+  async backlogStop() {
+    await this.client.query("INSERT INTO public.bench_w9_stop VALUES (true)");
+    await waitFor("W9: the backlog to stop", async () => {
+      const { rows } = await this.client.query(
+        "SELECT NOT EXISTS (SELECT 1 FROM toygun.task WHERE name = 'w9backlog' AND state <> '__stop__') AS done");
+      return rows[0].done;
+    }, { timeoutMs: 600000, everyMs: 200 });
   }
 
   // W11 (a): n runs of the rate-limited task w11 on resources of their

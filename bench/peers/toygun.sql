@@ -70,6 +70,29 @@ CREATE FUNCTION public.bench_hold(t toygun.task) RETURNS toygun.next LANGUAGE sq
 $$;
 SELECT toygun.define_task('bench', 'w8', '{hold}', 'public.bench_hold(toygun.task)');
 
+-- W1p (issue 17, priorities): W1's one state, half its runs started at
+-- priority 1.
+SELECT toygun.define_task('bench', 'w1p', '{only}', 'public.bench_noop(toygun.task)');
+
+-- W9 (issue 17, priorities), on a resource type of its own without a
+-- handler (its resources are never ticked): a backlog of runs that stay
+-- due (a wait of 0) until public.bench_w9_stop has a row, and the timed
+-- runs, which note when their handler began (as W3) and stop.
+CREATE TABLE public.bench_w9_resource (i int PRIMARY KEY, id uuid NOT NULL);
+CREATE TABLE public.bench_w9 (seq int PRIMARY KEY, at timestamptz NOT NULL);
+CREATE TABLE public.bench_w9_stop (stop boolean);
+CREATE FUNCTION public.bench_backlog(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
+    SELECT CASE WHEN EXISTS (SELECT FROM public.bench_w9_stop) THEN toygun.stop() ELSE toygun.stay(NULL, '0') END
+$$;
+CREATE FUNCTION public.bench_priority(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.bench_w9 (seq, at) VALUES ((t.attrs->>'seq')::int, clock_timestamp());
+    RETURN toygun.stop();
+END $$;
+SELECT toygun.define_resource('bench_w9');
+SELECT toygun.define_task('bench_w9', 'w9backlog', '{only}', 'public.bench_backlog(toygun.task)');
+SELECT toygun.define_task('bench_w9', 'w9', '{only}', 'public.bench_priority(toygun.task)');
+
 -- W11 (issue 17, rate limits): a limit of 1,000 per second with a burst of
 -- 100; (a) a one-state task type that takes a token of it every tick, on a
 -- resource type of its own without a handler (its resources are never
