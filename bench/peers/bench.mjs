@@ -447,8 +447,8 @@ async function priorityLatency(toygun, backlog, count) {
     const after = await toygun.counters();
     await waitFor(`W9: the handlers of the starts at priority ${priority}`, async () =>
       (await toygun.priorityHandled(first, total)) === total, { timeoutMs: TIMEOUT_MS, everyMs: 50 });
-    const ms = (await toygun.priorityLatencies(first, xids)).slice(skip);
-    return { ms, backlogRate: (after.ticks - before.ticks) / startSeconds };
+    const rows = (await toygun.priorityLatencies(first, xids)).slice(skip);
+    return { ms: rows.map((x) => x.ms), rows, backlogRate: (after.ticks - before.ticks) / startSeconds };
   };
   const high = await starts(W9_PRIORITY, 0, W9_WARMUP + count, W9_WARMUP);
   progress(`bench: W9 priority toygun: ${count} starts at priority 0, behind the backlog`);
@@ -457,7 +457,8 @@ async function priorityLatency(toygun, backlog, count) {
   const r = { count, backlog, priority: W9_PRIORITY,
               p50: percentile(high.ms, 50), p99: percentile(high.ms, 99), max: Math.max(...high.ms),
               lowP50: percentile(low.ms, 50), lowP99: percentile(low.ms, 99), lowMax: Math.max(...low.ms),
-              backlogRate: high.backlogRate, samples: high.ms, lowSamples: low.ms };
+              backlogRate: high.backlogRate,
+              samples: high.rows.map((x) => ({ ms: x.ms, batchMs: x.batch_ms, pid: x.pid, committed: x.committed })), lowSamples: low.ms };
   progressDone(`bench: W9 priority toygun: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(2)} ms; at priority 0 p50 ${r.lowP50.toFixed(2)} ms`);
   await toygun.vacuum();
   return r;

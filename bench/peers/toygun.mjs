@@ -311,18 +311,23 @@ export class Toygun {
     return rows[0].n;
   }
 
-  // W9: milliseconds from each start's commit to its handler's first
-  // statement, in the order of the starts (seq first, first + 1, ...).
+  // W9: for each start, in their order (seq first, first + 1, ...):
+  // milliseconds from its commit to its handler's first statement (ms),
+  // and to the start of the transaction of the batch that ticked it
+  // (batch_ms: negative if that batch began before the commit), that
+  // worker's pid, and the commit's time.
   async priorityLatencies(first, xids) {
     const { rows } = await this.client.query(
-      `SELECT (extract(epoch FROM l.at - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS ms
+      `SELECT (extract(epoch FROM l.at - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS ms,
+              (extract(epoch FROM l.batch - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS batch_ms,
+              l.pid, pg_xact_commit_timestamp(x.xid::xid)::text AS committed
          FROM unnest($2::text[]) WITH ORDINALITY AS x(xid, k)
          JOIN public.bench_w9 l ON l.seq = $1 + x.k - 1
         ORDER BY x.k`,
       [first, xids],
     );
     if (rows.length !== xids.length) throw new Error(`toygun: ${rows.length} of ${xids.length} W9 handler times found`);
-    return rows.map((r) => r.ms);
+    return rows;
   }
 
   // W9: the backlog's handler stops from now on; wait until every run of

@@ -77,16 +77,18 @@ SELECT toygun.define_task('bench', 'w1p', '{only}', 'public.bench_noop(toygun.ta
 -- W9 (issue 17, priorities), on a resource type of its own without a
 -- handler (its resources are never ticked): a backlog of runs that stay
 -- due (a wait of 0) until public.bench_w9_stop has a row, and the timed
--- runs, which note when their handler began (as W3) and stop.
+-- runs, which note when their handler began (as W3), and when the
+-- transaction of the worker's batch began (its claim came after) and which
+-- worker it was, then stop.
 CREATE TABLE public.bench_w9_resource (i int PRIMARY KEY, id uuid NOT NULL);
-CREATE TABLE public.bench_w9 (seq int PRIMARY KEY, at timestamptz NOT NULL);
+CREATE TABLE public.bench_w9 (seq int PRIMARY KEY, at timestamptz NOT NULL, batch timestamptz NOT NULL, pid int NOT NULL);
 CREATE TABLE public.bench_w9_stop (stop boolean);
 CREATE FUNCTION public.bench_backlog(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$
     SELECT CASE WHEN EXISTS (SELECT FROM public.bench_w9_stop) THEN toygun.stop() ELSE toygun.stay(NULL, '0') END
 $$;
 CREATE FUNCTION public.bench_priority(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO public.bench_w9 (seq, at) VALUES ((t.attrs->>'seq')::int, clock_timestamp());
+    INSERT INTO public.bench_w9 (seq, at, batch, pid) VALUES ((t.attrs->>'seq')::int, clock_timestamp(), now(), pg_backend_pid());
     RETURN toygun.stop();
 END $$;
 SELECT toygun.define_resource('bench_w9');
