@@ -200,6 +200,7 @@ static void
 wake_for(int queue, int priority)
 {
 	Latch	   *latch = NULL;
+	ToygunWorkerSlot *idle = NULL;
 	ToygunWorkerSlot *lowest = NULL;
 	bool		any_running = false;
 	int			i;
@@ -216,20 +217,27 @@ wake_for(int queue, int priority)
 			continue;
 		if (slot->idle && slot->latch != NULL)
 		{
-			/*
-			 * Idle, or claiming: a claim that began before this commit
-			 * may have missed the run; its batch ends early for it.
-			 */
-			slot->idle = false;
-			if (priority > 0)
-				slot->preempt = true;
-			latch = slot->latch;
-			lowest = NULL;
-			break;
+			if (idle == NULL)
+				idle = slot;
 		}
-		if (!slot->idle && slot->batch_level < priority &&
-			(lowest == NULL || slot->batch_level < lowest->batch_level))
+		else if (!slot->idle && slot->batch_level < priority &&
+				 (lowest == NULL || slot->batch_level < lowest->batch_level))
 			lowest = slot;
+	}
+	if (idle != NULL)
+	{
+		/*
+		 * Idle, or claiming: a claim that began before this commit may have
+		 * missed the run, so above level 0 its batch ends early for it, and
+		 * the busy worker below the level is preempted too (whichever
+		 * claims first takes the run).
+		 */
+		idle->idle = false;
+		latch = idle->latch;
+		if (priority > 0)
+			idle->preempt = true;
+		else
+			lowest = NULL;
 	}
 	if (lowest != NULL)
 		lowest->preempt = true;

@@ -349,6 +349,32 @@ claim_tasks(int n, Claimed *out, ToygunObject **objs, int *lowest)
 	return got;
 }
 
+/*
+ * Up to n due runs of the levels above level, and above 0 (a preempted
+ * batch's, issue 17), highest first. Below 0 a batch preempted by a level
+ * 0 start ends as it would without preemption: level 0's claim is not
+ * repeated inside a batch.
+ */
+static int
+claim_above(int level, int n, Claimed *out, ToygunObject **objs)
+{
+	ToygunLevels levels;
+	int			got = 0;
+	int			p;
+
+	if (!toygun_levels_read(my_queue, &levels))
+		return 0;
+	for (p = TOYGUN_PRIORITY_MAX; p > Max(level, 0) && got < n; p--)
+		if (level_in(&levels, p))
+		{
+			int			k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
+
+			note_claimed(out, objs, got, got + k);
+			got += k;
+		}
+	return got;
+}
+
 /* The batch ticked every row it claimed, and committed: claim after them next. */
 static void
 claimed_all_ticked(void)
@@ -670,9 +696,15 @@ replay(Claimed *claimed, int n)
  * Tick the claimed objects (as many as BATCH_TIME_MS allows) and commit,
  * without subtransactions. Returns how many were ticked; on a failure,
  * rolls back, marks the failing object and returns -1.
+ *
+ * Preempted (issue 17: a start above level committed, at least
+ * PREEMPT_MIN_MS into the batch), the batch claims the runs above its level
+ * in place of the ones it has not ticked (released at its commit), ticks
+ * them, and commits: the higher runs wait for neither this batch's commit
+ * nor the next claim. *n becomes what the batch holds: claimed[0..*n).
  */
 static int
-tick_all(Claimed *claimed, ToygunObject **objs, int n, bool *preempted)
+tick_all(Claimed *claimed, ToygunObject **objs, int *n, int level, bool *preempted)
 {
 	volatile int failing = -1;
 	volatile int ticked = 0;
@@ -682,7 +714,7 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n, bool *preempted)
 
 	PG_TRY();
 	{
-		for (i = 0; i < n; i++)
+		for (i = 0; i < *n; i++)
 		{
 			bool		end_batch;
 
@@ -691,10 +723,22 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n, bool *preempted)
 			if (i > 0 && TimestampDifferenceExceeds(started, tick_started, BATCH_TIME_MS))
 				break;
 			/* a start above the batch's lowest level (issue 17): a word read */
-			if (*preempt && i > 0 && TimestampDifferenceExceeds(started, tick_started, PREEMPT_MIN_MS))
+			if (*preempt && !*preempted && i > 0 &&
+				TimestampDifferenceExceeds(started, tick_started, PREEMPT_MIN_MS))
 			{
+				Claimed		higher[MIN_CLAIM];
+				ToygunObject *higher_objs[MIN_CLAIM];
+				int			k;
+
 				*preempted = true;
-				break;
+				/* aside first: a claim that fails leaves claimed[0..*n) whole */
+				k = claim_above(level, Min(*n - i, MIN_CLAIM), higher, higher_objs);
+				memcpy(&claimed[i], higher, sizeof(Claimed) * k);
+				memcpy(&objs[i], higher_objs, sizeof(ToygunObject *) * k);
+				*n = i + k;
+				if (k == 0)
+					break;
+				tick_started = GetCurrentTimestamp();
 			}
 			failing = i;
 			end_batch = tick_claimed(objs[i], tick_started);
@@ -841,7 +885,7 @@ run_batch(long *sleep_ms, bool *full)
 	/* busy: a commit's wake-up now goes to another worker, a start above lowest preempts */
 	toygun_set_batch_level(my_slot, lowest);
 	toygun_set_idle(my_slot, false);
-	ticked = tick_all(claimed, objs, n, &preempted);
+	ticked = tick_all(claimed, objs, &n, lowest, &preempted);
 	if (ticked < 0)
 	{
 		failures = replay(claimed, n);
@@ -850,9 +894,9 @@ run_batch(long *sleep_ms, bool *full)
 	else
 	{
 		/* a preempted batch was not too slow: its limit stays */
-		claim_limit = preempted ? limit
-			: ticked < n ? Max(MIN_CLAIM, 2 * ticked) : Min(toygun_batch_size, 2 * limit);
-		if (ticked == n)
+		if (!preempted)
+			claim_limit = ticked < n ? Max(MIN_CLAIM, 2 * ticked) : Min(toygun_batch_size, 2 * limit);
+		if (ticked == n && !preempted)
 			claimed_all_ticked();
 	}
 	toygun_count_batch(my_slot, ticked, failures);
