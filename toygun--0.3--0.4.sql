@@ -822,3 +822,261 @@ REVOKE ALL ON FUNCTION toygun.maintain() FROM PUBLIC;
 -- owner, whatever a default ACL granted (the workers' time partitions too).
 ALTER TABLE toygun.transition_forever ENABLE ROW LEVEL SECURITY;
 ALTER TABLE toygun.transition_default ENABLE ROW LEVEL SECURITY;
+
+-- issue 17, flow control: priorities, queues and rate limits
+-- (src/install/schema.sql, define.sql, objects.sql, grants.sql, worker.sql,
+-- queues.sql, rate.sql). Constant defaults: no table rewrite. Rebuilding
+-- task_due_idx and resource_due_idx with their new predicates scans
+-- toygun.task and toygun.resource under a lock that blocks writes (an update
+-- script cannot build an index concurrently).
+ALTER TABLE toygun.task_type ADD COLUMN priority smallint NOT NULL DEFAULT 0,
+    ADD COLUMN queue_id smallint NOT NULL DEFAULT 0, ADD COLUMN rate_limit text,
+    ADD COLUMN max_running integer, ADD COLUMN concurrency_key text, ADD COLUMN max_per_key integer,
+    ADD COLUMN limit_id smallint UNIQUE;
+ALTER TABLE toygun.resource_type ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+CREATE TABLE toygun.queue (
+    id         smallint PRIMARY KEY CHECK (id >= 0 AND id < 256),
+    name       text NOT NULL UNIQUE,
+    paused     boolean NOT NULL DEFAULT false
+);
+INSERT INTO toygun.queue (id, name) VALUES (0, 'default');
+SELECT pg_catalog.pg_extension_config_dump('toygun.queue', 'WHERE id <> 0');
+GRANT SELECT ON toygun.queue TO PUBLIC;
+ALTER TABLE toygun.resource ADD COLUMN queue_id smallint NOT NULL DEFAULT 0;
+GRANT SELECT (queue_id) ON toygun.resource TO PUBLIC;
+-- task_for()'s body casts to the row type of toygun.task (see version above):
+-- a body of text meanwhile, made again below with the new columns.
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED AS 'SELECT NULL::toygun.task';
+ALTER TABLE toygun.task ADD COLUMN priority smallint NOT NULL DEFAULT 0,
+    ADD COLUMN queue_id smallint NOT NULL DEFAULT 0, ADD COLUMN flow_key bigint;
+GRANT SELECT (priority, queue_id, flow_key) ON toygun.task TO PUBLIC;
+CREATE OR REPLACE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    BEGIN ATOMIC
+        SELECT ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
+                   t.run_at, t.attempts,
+                   CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
+                             OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
+                        THEN toygun.last_error(t.id) END,
+                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority,
+                   t.queue_id, t.flow_key)::toygun.task
+          FROM ONLY toygun.task t
+          LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
+         WHERE t.resource_id = task_for.resource AND t.name = task_for.name
+         ORDER BY t.seq DESC LIMIT 1;
+    END;
+-- Each scheduled object is in exactly one claim index: tasks of the default
+-- queue at priority 0 in task_due_idx, as before flow control; the others in
+-- task_lane_idx, where a claim reads one (queue, priority) at a time in
+-- run_at order; runs of types with a concurrency limit in task_flow_idx, by
+-- key. Resources of the default queue in resource_due_idx, the others in
+-- resource_queue_idx. The claims repeat each predicate literally, so that a
+-- generic plan matches the partial index.
+DROP INDEX toygun.task_due_idx;
+CREATE INDEX task_due_idx ON toygun.task (run_at)
+    WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0 AND flow_key IS NULL;
+CREATE INDEX task_lane_idx ON toygun.task (queue_id, priority, run_at)
+    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0) AND flow_key IS NULL;
+CREATE INDEX task_flow_idx ON toygun.task (flow_key, run_at)
+    WHERE run_at IS NOT NULL AND flow_key IS NOT NULL;
+DROP INDEX toygun.resource_due_idx;
+CREATE INDEX resource_due_idx ON toygun.resource (run_at) WHERE run_at IS NOT NULL AND queue_id = 0;
+CREATE INDEX resource_queue_idx ON toygun.resource (queue_id, run_at) WHERE run_at IS NOT NULL AND queue_id <> 0;
+-- priority (issue 17): -100..100, the run's; NULL: its task type's
+-- (define_task's priority). Ignored when a live run is returned.
+DROP FUNCTION toygun.start_task(uuid, text, jsonb, text);
+CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}',
+                                   if_live text DEFAULT 'return', priority integer DEFAULT NULL) RETURNS uuid
+    AS 'MODULE_PATHNAME', 'toygun_start_task' LANGUAGE C VOLATILE;
+-- queue (issue 17): define_resource's and define_task's last argument
+DROP FUNCTION toygun.define_resource(text, text[], regprocedure, text[], text[], regrole, text, text,
+                                     regprocedure, jsonb, jsonb, integer, regprocedure, interval);
+CREATE FUNCTION toygun.define_resource(
+    type text,
+    states text[] DEFAULT '{starting,running,stopping,restarting}',
+    handler regprocedure DEFAULT NULL,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    parent_type text DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    alarm_handler regprocedure DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep(),
+    queue text DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
+-- priority, queue, rate_limit, max_running, concurrency_key and max_per_key
+-- (issue 17): define_task's last arguments
+DROP FUNCTION toygun.define_task(text, text, text[], regprocedure, text[], text[], regrole, integer,
+                                 interval, interval, regprocedure, regprocedure, text, jsonb, jsonb,
+                                 jsonb, integer, regprocedure, interval);
+CREATE FUNCTION toygun.define_task(
+    resource_type text,
+    name text,
+    states text[],
+    handler regprocedure,
+    fields text[] DEFAULT NULL,
+    encrypted_fields text[] DEFAULT '{}',
+    owner regrole DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    retry_backoff interval DEFAULT NULL,
+    tick_timeout interval DEFAULT NULL,
+    should_start regprocedure DEFAULT NULL,
+    should_stop regprocedure DEFAULT NULL,
+    stop_state text DEFAULT NULL,
+    breaker jsonb DEFAULT NULL,
+    field_types jsonb DEFAULT NULL,
+    move_states jsonb DEFAULT NULL,
+    version integer DEFAULT NULL,
+    upgrade regprocedure DEFAULT NULL,
+    keep interval DEFAULT toygun.default_keep(),
+    priority integer DEFAULT NULL,
+    queue text DEFAULT NULL,
+    rate_limit text DEFAULT NULL,
+    max_running integer DEFAULT NULL,
+    concurrency_key text DEFAULT NULL,
+    max_per_key integer DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
+-- worker_status() gains queue
+DROP FUNCTION toygun.worker_status();
+CREATE FUNCTION toygun.worker_status()
+    RETURNS TABLE (pid integer, slot integer, idle boolean, started_at timestamptz,
+                   ticks bigint, failures bigint, last_tick_at timestamptz,
+                   transactions bigint, deaths bigint, queue text)
+    AS 'MODULE_PATHNAME', 'toygun_worker_status' LANGUAGE C VOLATILE;
+-- Queues (issue 17, flow control). pause_queue stops the workers of a queue
+-- from claiming its objects from the commit on (ticks by hand go on, as
+-- with toygun.paused); resume_queue lets them claim again and wakes them.
+-- Both are idempotent, and only for the extension's owner: a queue spans
+-- the types of every owner.
+CREATE FUNCTION toygun.pause_queue(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_pause_queue' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.resume_queue(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_resume_queue' LANGUAGE C VOLATILE;
+
+-- Each queue of toygun.queue, and each toygun.queues names: its id (NULL
+-- until a type names it), the workers the setting gives it, the running
+-- workers serving it and how many of them are busy ticking, and whether it
+-- is paused.
+CREATE FUNCTION toygun.queue_status()
+    RETURNS TABLE (queue text, id smallint, workers integer, running integer, busy integer,
+                   paused boolean)
+    AS 'MODULE_PATHNAME', 'toygun_queue_status' LANGUAGE C VOLATILE;
+
+-- Rate limits (issue 17, flow control): token buckets by name. A limit lets
+-- rate tokens through per interval per, up to burst at once (NULL: rate);
+-- a task type naming one (define_task's rate_limit) takes a token for each
+-- tick, and any SQL may take tokens with take_token(). The buckets live in
+-- shared memory (a GCRA on one word per limit, src/rate.c): after a restart
+-- they start full, and a token taken is spent even if its transaction rolls
+-- back. The definer owns a limit: only roles with its privileges redefine or
+-- drop it, take its tokens, name it in a task type or see it.
+CREATE TABLE toygun.rate_limit (
+    name       text PRIMARY KEY,
+    rate       integer NOT NULL,
+    per        interval NOT NULL,
+    burst      integer NOT NULL,
+    owner      regrole NOT NULL,
+    defined_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+SELECT pg_catalog.pg_extension_config_dump('toygun.rate_limit', '');
+ALTER TABLE toygun.rate_limit ENABLE ROW LEVEL SECURITY;
+CREATE POLICY owned ON toygun.rate_limit FOR SELECT
+    USING (pg_catalog.pg_has_role(owner::pg_catalog.oid, 'USAGE'));
+GRANT SELECT ON toygun.rate_limit TO PUBLIC;
+
+CREATE FUNCTION toygun.define_rate_limit(name text, rate integer, per interval,
+                                         burst integer DEFAULT NULL) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_define_rate_limit' LANGUAGE C VOLATILE;
+CREATE FUNCTION toygun.drop_rate_limit(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'toygun_drop_rate_limit' LANGUAGE C VOLATILE;
+-- true: weight tokens were taken; false: not that many now (nothing taken).
+CREATE FUNCTION toygun.take_token(name text, weight integer DEFAULT 1) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'toygun_take_token' LANGUAGE C VOLATILE;
+-- The limits the caller has the owner's privileges of: tokens is what a
+-- take could have now, horizon the time until which runs are held (NULL:
+-- none). Both NULL without toygun in shared_preload_libraries.
+CREATE FUNCTION toygun.rate_limit_status()
+    RETURNS TABLE (name text, rate integer, per interval, burst integer, tokens integer,
+                   horizon timestamptz)
+    AS 'MODULE_PATHNAME', 'toygun_rate_limit_status' LANGUAGE C VOLATILE;
+
+-- Flow control at a glance (issue 17): a row per queue and per task type
+-- with a rate limit or a concurrency limit. Read as the caller, like toygun.stats: due and
+-- waiting_for_token count only the objects the caller may read.
+--   queue rows: workers (what toygun.queues gives it), running (worker
+--     processes serving it), busy (those ticking a batch), paused, due
+--     (its tasks and resources due now).
+--   task rows: the task type's queue and rate limit, paused (its queue's),
+--     due (its runs due now), waiting_for_token (its runs a worker held for
+--     a token: due after now, at the latest at the limit's horizon; a run
+--     staying until before the horizon counts too), tokens (what a take
+--     could have now).
+--   task rows of a type with a concurrency limit (max_running,
+--     max_per_key): running (the slots its runs hold now: of max_running if
+--     it has one, else of every key), waiting_for_slot (its due runs whose
+--     key, or the type, is at its limit, less the slots held there: a run
+--     being ticked is due until its tick commits). NULL for a type the
+--     caller may not read.
+-- Concurrency limits (issue 17): the slots held now, as the lock manager
+-- has them (a slot is a lock of locktype userlock in pg_locks): per limited
+-- type (flow_key NULL) those of its max_running, and per key those of its
+-- max_per_key. toygun.flow reads it.
+CREATE FUNCTION toygun.limit_status()
+    RETURNS TABLE (limit_id smallint, flow_key bigint, running integer)
+    AS 'MODULE_PATHNAME', 'toygun_limit_status' LANGUAGE C VOLATILE;
+-- The flow_key of a run of a task type with these attrs on that resource;
+-- NULL without a limit. For the statements that start runs in bulk.
+CREATE FUNCTION toygun._flow_key(resource_type text, name text, resource uuid, attrs jsonb)
+    RETURNS bigint AS 'MODULE_PATHNAME', 'toygun_flow_key_sql' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION toygun._flow_key(text, text, uuid, jsonb) FROM PUBLIC;
+
+CREATE VIEW toygun.flow WITH (security_invoker = true) AS
+    SELECT 'queue'::text AS kind, s.queue, NULL::text AS resource_type, NULL::text AS task,
+           NULL::text AS rate_limit, s.workers, s.running, s.busy, s.paused,
+           (SELECT count(*) FROM ONLY toygun.task t
+             WHERE t.queue_id = s.id AND t.run_at <= pg_catalog.clock_timestamp())
+           + (SELECT count(*) FROM ONLY toygun.resource r
+               WHERE r.queue_id = s.id AND r.run_at <= pg_catalog.clock_timestamp()) AS due,
+           NULL::bigint AS waiting_for_token, NULL::integer AS tokens,
+           NULL::bigint AS waiting_for_slot
+      FROM toygun.queue_status() s
+    UNION ALL
+    SELECT 'task', q.name, d.resource_type, d.name, d.rate_limit, NULL, c.running, NULL, q.paused,
+           (SELECT count(*) FROM ONLY toygun.task t
+             WHERE t.resource_type = d.resource_type AND t.name = d.name
+               AND t.run_at <= pg_catalog.clock_timestamp()),
+           CASE WHEN d.rate_limit IS NOT NULL THEN
+           (SELECT count(*) FROM ONLY toygun.task t
+             WHERE t.resource_type = d.resource_type AND t.name = d.name
+               AND t.run_at > pg_catalog.clock_timestamp() AND t.run_at <= l.horizon) END,
+           l.tokens, c.waiting_for_slot
+      FROM ONLY toygun.task_type d
+      JOIN ONLY toygun.queue q ON q.id = d.queue_id
+      LEFT JOIN toygun.rate_limit_status() l ON l.name = d.rate_limit
+      LEFT JOIN LATERAL (
+        WITH held AS (SELECT h.flow_key, h.running FROM toygun.limit_status() h
+                       WHERE h.limit_id = d.limit_id),
+             at_limit AS (SELECT h.flow_key, h.running FROM held h
+                           WHERE (h.flow_key IS NULL AND h.running >= d.max_running)
+                              OR (h.flow_key IS NOT NULL AND h.running >= d.max_per_key))
+        SELECT (SELECT COALESCE(sum(h.running), 0)::integer FROM held h
+                 WHERE (h.flow_key IS NULL) = (d.max_running IS NOT NULL)) AS running,
+               CASE WHEN EXISTS (SELECT FROM at_limit a WHERE a.flow_key IS NULL)
+                    THEN GREATEST((SELECT count(*) FROM ONLY toygun.task t
+                                    WHERE t.resource_type = d.resource_type AND t.name = d.name
+                                      AND t.run_at <= pg_catalog.clock_timestamp())
+                                  - (SELECT a.running FROM at_limit a WHERE a.flow_key IS NULL), 0)
+                    ELSE (SELECT COALESCE(sum(GREATEST(
+                                   (SELECT count(*) FROM ONLY toygun.task t
+                                     WHERE t.flow_key = a.flow_key AND t.run_at IS NOT NULL
+                                       AND t.run_at <= pg_catalog.clock_timestamp()) - a.running, 0)), 0)
+                            FROM at_limit a WHERE a.flow_key IS NOT NULL)
+               END AS waiting_for_slot) c
+        ON d.limit_id IS NOT NULL AND d.resource_type = ANY (toygun.readable_types())
+     WHERE d.rate_limit IS NOT NULL OR d.limit_id IS NOT NULL;
+GRANT SELECT ON toygun.flow TO PUBLIC;

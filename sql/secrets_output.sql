@@ -75,8 +75,8 @@ SELECT toygun.grant_type('locker', 'regress_secret_nobody', '{read}');
 SET ROLE regress_secret_nobody;
 -- last_error is not theirs to read: they name the other columns of the row
 SELECT toygun.field(r, 'code') FROM toygun.resource r WHERE id = :'r';
-SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version)::toygun.resource, 'code') FROM toygun.resource r WHERE id = :'r';
-SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version)::toygun.resource, 'label') FROM toygun.resource r WHERE id = :'r';
+SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version, r.queue_id)::toygun.resource, 'code') FROM toygun.resource r WHERE id = :'r';
+SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version, r.queue_id)::toygun.resource, 'label') FROM toygun.resource r WHERE id = :'r';
 SELECT toygun.decrypt(:'s', 'account 7');
 SELECT toygun.rotate_secrets();
 SHOW toygun.keyring_file;

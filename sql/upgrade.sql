@@ -200,6 +200,23 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- default_keep and maintain (define_task and define_resource change again, already counted);
 -- row security on transition_forever and transition_default (their lines, already counted)
 -- and the index transition_default_expires_idx
+-- issue 17's priorities: task_type.priority and task.priority (with its column grant), the
+-- index task_lane_idx, task_due_idx with its new predicate (its line before and after); start_task,
+-- define_task and task_for change again, already counted
+-- issue 17's queues: table toygun.queue (its columns, constraints, index, row, grant and dump
+-- filter), queue_id on resource_type, task_type, resource and task (with the column grants),
+-- task_due_idx, task_lane_idx and resource_due_idx with new predicates (before and after),
+-- resource_queue_idx, pause_queue, resume_queue, queue_status; define_resource, define_task,
+-- task_for and worker_status change again, already counted
+-- issue 17's rate limits: the table rate_limit (columns, key, policy, grant, row security, dump
+-- entry), task_type.rate_limit, define_rate_limit, drop_rate_limit, take_token and
+-- rate_limit_status; define_task changes again, already counted
+-- issue 17's toygun.flow: the view (its columns, and its definition, which reads ONLY toygun.task
+-- and toygun.resource) and its grant
+-- issue 17's concurrency limits: task_type's max_running, concurrency_key, max_per_key and
+-- limit_id (with its unique constraint and index), task.flow_key (and its column grant),
+-- task_flow_idx, limit_status and _flow_key (and its revoked grant); task_due_idx, task_lane_idx,
+-- define_task, task_for and the view toygun.flow change again, already counted
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

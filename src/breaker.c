@@ -333,18 +333,37 @@ toygun_breaker_check(ToygunObject *obj, ToygunDef *def, bool by_hand, TimestampT
  * Runs held until the breaker's open_until (every held run waits for
  * exactly that time) are due now.
  */
+/*
+ * The held runs of a type, in its queue $4, made due again. Each claim
+ * index's predicate (issue 17), so that a BitmapOr reads them: run_at = $3
+ * in task_due_idx, the queue's range in task_lane_idx, the range of its
+ * limit_id $5 in task_flow_idx (test/sql/claim_plans.sql).
+ */
+const char *const toygun_breaker_release_sql =
+"UPDATE ONLY toygun.task SET run_at = pg_catalog.clock_timestamp()"
+" WHERE resource_type = $1 AND name = $2"
+"   AND ((run_at IS NOT NULL AND queue_id = 0 AND priority = 0 AND flow_key IS NULL AND run_at = $3)"
+"        OR (run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0) AND flow_key IS NULL"
+"            AND queue_id = $4 AND run_at = $3)"
+"        OR (run_at IS NOT NULL AND flow_key IS NOT NULL"
+"            AND flow_key >= ($5::pg_catalog.int8 << 48) AND flow_key < (($5::pg_catalog.int8 + 1) << 48)"
+"            AND run_at = $3))";
+
 static void
-release_held(const char *resource_type, const char *task, TimestampTz held_until)
+release_held(const char *resource_type, const char *task, int queue, int limit_id,
+			 TimestampTz held_until)
 {
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
-	Datum		values[3];
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, INT2OID, INT2OID};
+	Datum		values[5];
 
 	task_type_key(values, resource_type, task);
 	values[2] = TimestampTzGetDatum(held_until);
+	values[3] = Int16GetDatum((int16) queue);
+	/* a limited type's runs are in its range of task_flow_idx (issue 17); 0: none */
+	values[4] = Int16GetDatum((int16) limit_id);
 	toygun_run(toygun_plan(&release_plan,
-						   "UPDATE ONLY toygun.task SET run_at = pg_catalog.clock_timestamp()"
-						   " WHERE run_at = $3 AND resource_type = $1 AND name = $2",
-						   3, argtypes),
+						   toygun_breaker_release_sql,
+						   5, argtypes),
 			   values, NULL, 0);
 	if (SPI_processed > 0)
 		toygun_wake_at_commit();
@@ -378,7 +397,8 @@ toygun_breaker_trial_passed(ToygunObject *obj, ToygunDef *def)
 	if (!row.found)
 		return;
 	if (row.has_until)
-		release_held(obj->type, obj->name, row.open_until);
+		release_held(obj->type, obj->name, def->queue_id, def->flow ? def->flow->limit_id : 0,
+					 row.open_until);
 	if (row.has_alarm_run)
 		toygun_alarm_close(&row.alarm_run, TOYGUN_BREAKER_KIND,
 						   psprintf("the circuit breaker closed: trial run %s succeeded",
@@ -493,10 +513,10 @@ toygun_breaker_failed(ToygunObject *obj, ToygunDef *def)
 
 /*
  * A task type defined again without a breaker: its breaker's row goes, and
- * the runs it held are due now.
+ * the runs it held are due now (limit_id: the type's, before the define).
  */
 void
-toygun_breaker_dropped(const char *resource_type, const char *task)
+toygun_breaker_dropped(const char *resource_type, const char *task, int queue, int limit_id)
 {
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
@@ -513,5 +533,5 @@ toygun_breaker_dropped(const char *resource_type, const char *task)
 		return;
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
-		release_held(resource_type, task, DatumGetTimestampTz(d));
+		release_held(resource_type, task, queue, limit_id, DatumGetTimestampTz(d));
 }

@@ -35,10 +35,12 @@ PG_FUNCTION_INFO_V1(toygun_update_resource);
 static SPIPlanPtr parent_exists_plan;
 static SPIPlanPtr insert_resource_plan;
 static SPIPlanPtr insert_resource_version_plan;
+static SPIPlanPtr insert_resource_queue_plan;
 static SPIPlanPtr resource_for_start_plan;
 static SPIPlanPtr insert_task_plan;
 static SPIPlanPtr insert_task_version_plan;
 static SPIPlanPtr insert_task_plan_03;
+static SPIPlanPtr insert_task_priority_plan;
 static SPIPlanPtr live_run_plan;
 static SPIPlanPtr live_tasks_plan;
 static SPIPlanPtr reread_resource_plan;
@@ -86,8 +88,8 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	Jsonb	   *attrs;
 	pg_uuid_t  *id;
 	Oid			argtypes[4] = {UUIDOID, TEXTOID, UUIDOID, JSONBOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -164,8 +166,23 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
 	values[3] = JsonbPGetDatum(toygun_seal_attrs(def, id, toygun_without_nulls(attrs, attrs)));
-	/* at the type's schema version (issue 16): 1, the column's default, or above */
-	if (def->version > 1)
+	/* at the type's schema version (issue 16), in its queue (issue 17) */
+	if (toygun_has_queues())
+	{
+		Oid			types[6];
+
+		memcpy(types, argtypes, sizeof(Oid) * 4);
+		types[4] = INT4OID;
+		types[5] = INT2OID;
+		values[4] = Int32GetDatum(def->version);
+		values[5] = Int16GetDatum(def->queue_id);
+		toygun_run(toygun_plan(&insert_resource_queue_plan,
+							   "INSERT INTO toygun.resource (id, type, parent_id, attrs, run_at, version, queue_id)"
+							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp(), $5, $6)",
+							   6, types),
+				   values, nulls, 0);
+	}
+	else if (def->version > 1)
 	{
 		Oid			types[5];
 
@@ -184,7 +201,7 @@ toygun_create_resource(PG_FUNCTION_ARGS)
 							   " VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp())",
 							   4, argtypes),
 				   values, nulls, 0);
-	toygun_wake_at_commit();
+	toygun_wake_queue_at_commit(def->queue_id, 0);
 	toygun_end_call(&call);
 	PG_RETURN_UUID_P(id);
 }
@@ -239,18 +256,20 @@ live_run(pg_uuid_t *resource, const char *name, bool error_if_live)
  */
 ToygunStarted
 toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
-				 bool error_if_live, bool notice, pg_uuid_t **id)
+				 bool error_if_live, bool notice, int priority, pg_uuid_t **id)
 {
 	ToygunDef  *def;
 	ToygunDef  *rtype;
 	char	   *type;
 	char	   *rstate;
 	Oid			idtype[1] = {UUIDOID};
-	Oid			insert_types[7] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID};
-	Datum		values[7];
-	char		insert_nulls[7] = {' ', ' ', ' ', ' ', ' ', 'n', ' '};
+	Oid			insert_types[10] = {UUIDOID, UUIDOID, TEXTOID, JSONBOID, TEXTOID, UUIDOID, INT4OID, INT2OID,
+	INT2OID, INT8OID};
+	Datum		values[10];
+	char		insert_nulls[10] = {' ', ' ', ' ', ' ', ' ', 'n', ' ', ' ', ' ', 'n'};
 	pg_uuid_t	parent;
 	bool		has_parent_run;
+	bool		has_priority;
 	int			attempt;
 	Datum		row;
 	bool		isnull;
@@ -301,6 +320,9 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 				 errmsg("resource %s is stopped", toygun_uuid_text(resource)),
 				 errdetail("Tasks cannot start on a stopped resource.")));
 	args = toygun_start_args(def, args);
+	/* a limited type's runs are at level 0 (issue 17) */
+	if (def->flow != NULL && priority != TOYGUN_PRIORITY_DEFAULT && priority != 0)
+		toygun_flow_refuse_priority(toygun_def_label(def));
 
 	/*
 	 * should_start is asked only when a run would start: a live run is
@@ -325,6 +347,7 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 
 	/* started by a run's handler: the run waits for it (it is woken when this one ends) */
 	has_parent_run = toygun_has_column("task", "parent_run");
+	has_priority = has_parent_run && toygun_has_queues();
 	if (has_parent_run && toygun_ticking_top(&parent) && toygun_is_task(&parent))
 	{
 		values[5] = UUIDPGetDatum(&parent);
@@ -352,8 +375,29 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 		values[3] = JsonbPGetDatum(toygun_seal_attrs(def, new_id, args));
 		values[4] = CStringGetTextDatum(type);
 		values[6] = Int32GetDatum(def->version);
+		/* the start's priority, or its type's (issue 17) */
+		if (priority == TOYGUN_PRIORITY_DEFAULT)
+			priority = def->priority;
+		values[7] = Int16GetDatum((int16) priority);
+		/* and its type's queue (issue 17) */
+		values[8] = Int16GetDatum(def->queue_id);
+		/* and its key, once, from its arguments (issue 17, flow.c): NULL without limits */
+		if (def->flow != NULL && attempt == 0)
+		{
+			values[9] = Int64GetDatum(toygun_flow_key(def, resource, args));
+			insert_nulls[9] = ' ';
+		}
 		/* at the type's schema version (issue 16): 1, the column's default, or above */
-		if (def->version > 1)
+		if (has_priority)
+			toygun_run(toygun_plan(&insert_task_priority_plan,
+								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version, priority,"
+								   "                         queue_id, flow_key)"
+								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7, $8, $9, $10)"
+								   " ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING"
+								   " RETURNING id",
+								   10, insert_types),
+					   values, insert_nulls, 0);
+		else if (def->version > 1)
 			toygun_run(toygun_plan(&insert_task_version_plan,
 								   "INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at, parent_run, version)"
 								   " VALUES ($1, $2, $5, $3, $4, pg_catalog.clock_timestamp(), $6, $7)"
@@ -381,7 +425,9 @@ toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args, Oid caller,
 		{
 			*id = SPI_palloc(sizeof(pg_uuid_t));
 			**id = *new_id;
-			toygun_wake_at_commit();
+			/* a level above or below 0: the workers of its queue look for it from the commit on */
+			toygun_levels_note_at_commit(def->queue_id, priority);
+			toygun_wake_queue_at_commit(def->queue_id, priority);
 			return TOYGUN_STARTED;
 		}
 		*id = live_run(resource, name, error_if_live);
@@ -404,6 +450,7 @@ toygun_start_task(PG_FUNCTION_ARGS)
 	Jsonb	   *args;
 	pg_uuid_t  *id;
 	bool		error_if_live = false;
+	int			priority = TOYGUN_PRIORITY_DEFAULT;
 
 	toygun_check_not_null(fcinfo, 0, "resource");
 	resource = PG_GETARG_UUID_P(0);
@@ -428,8 +475,15 @@ toygun_start_task(PG_FUNCTION_ARGS)
 					 errhint("'return' returns the live run and ignores args; 'error' raises 23505.")));
 	}
 
+	/* priority (issue 17): NULL, or an older install script, is the type's */
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+	{
+		priority = PG_GETARG_INT32(4);
+		toygun_check_priority(priority, NULL);
+	}
+
 	toygun_begin_call(&call);
-	(void) toygun_start_run(resource, name, args, call.caller, error_if_live, true, &id);
+	(void) toygun_start_run(resource, name, args, call.caller, error_if_live, true, priority, &id);
 	toygun_end_call(&call);
 	if (id == NULL)
 		PG_RETURN_NULL();
@@ -1197,4 +1251,32 @@ toygun_last_error(PG_FUNCTION_ARGS)
 	if (result == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(result);
+}
+
+/*
+ * toygun._flow_key(resource_type, name, resource, attrs) RETURNS bigint
+ * (issue 17): the flow_key of a run of the task type with these attrs on
+ * that resource, NULL if the type has no concurrency limit. For the
+ * statements that start or rekey runs in bulk (schedule.c's firing,
+ * flow.c's redefinition); starts one at a time compute it in C.
+ */
+PG_FUNCTION_INFO_V1(toygun_flow_key_sql);
+Datum
+toygun_flow_key_sql(PG_FUNCTION_ARGS)
+{
+	ToygunDef  *def;
+	int64		key = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	def = toygun_find_def(TOYGUN_TASK, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+						  text_to_cstring(PG_GETARG_TEXT_PP(1)), true);
+	if (def != NULL && def->flow != NULL)
+		key = toygun_flow_key(def, PG_GETARG_UUID_P(2), PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3));
+	SPI_finish();
+	if (def == NULL || def->flow == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(key);
 }

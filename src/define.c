@@ -59,6 +59,68 @@ static SPIPlanPtr rearm_resources_plan;
 #define TASK_KEEP_ARG 18
 #define RESOURCE_KEEP_ARG 13
 
+/* priority, queue, rate_limit (issue 17, flow control): define_task's last three */
+#define TASK_PRIORITY_ARG 19
+#define TASK_QUEUE_ARG 20
+#define TASK_RATE_LIMIT_ARG 21
+/* max_running, concurrency_key, max_per_key (issue 17, flow.c): the three after them */
+#define TASK_MAX_RUNNING_ARG 22
+/* queue: define_resource's last */
+#define RESOURCE_QUEUE_ARG 14
+static SPIPlanPtr upsert_task_type_queue_plan;
+static SPIPlanPtr upsert_resource_type_queue_plan;
+
+/*
+ * The queue of a type being defined (define_resource's or define_task's
+ * queue argument; NULL, or left out, is 'default'). Inside the call.
+ */
+static int16
+queue_arg(FunctionCallInfo fcinfo, int argno, const char *label)
+{
+	if (PG_NARGS() <= argno || PG_ARGISNULL(argno) || !toygun_has_queues())
+		return 0;
+	return toygun_queue_for_define(PG_GETARG_DATUM(argno), label);
+}
+
+/*
+ * A redefinition into another queue moves the type's live objects there,
+ * in the define's transaction (a run being ticked is waited for), and
+ * wakes the new queue's workers.
+ */
+static void
+move_to_queue(ToygunKind kind, const char *resource_type, const char *name, ToygunDef *existing,
+			  int16 queue_id)
+{
+	static SPIPlanPtr plans[2];
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT2OID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	if (existing == NULL || existing->queue_id == queue_id)
+		return;
+
+	/*
+	 * As a rename does: a start or a create that read the old queue and has
+	 * not committed yet inserted a row this UPDATE would not see, left in
+	 * the old queue for good; wait for it. Those after read the new queue.
+	 */
+	toygun_lock_name_use(kind, resource_type, name, true);
+	values[0] = CStringGetTextDatum(resource_type);
+	values[1] = name ? CStringGetTextDatum(name) : (Datum) 0;
+	nulls[1] = name ? ' ' : 'n';
+	values[2] = Int16GetDatum(queue_id);
+	toygun_run(toygun_plan(&plans[kind],
+						   kind == TOYGUN_TASK
+						   ? "UPDATE ONLY toygun.task SET queue_id = $3"
+						   "  WHERE resource_type = $1 AND name = $2 AND state <> '__stop__' AND queue_id <> $3"
+						   : "UPDATE ONLY toygun.resource SET queue_id = $3"
+						   "  WHERE type = $1 AND $2::pg_catalog.text IS NULL AND state <> '__stop__' AND queue_id <> $3",
+						   3, argtypes),
+			   values, nulls, 0);
+	if (SPI_processed > 0)
+		toygun_wake_queue_at_commit(queue_id, 0);
+}
+
 /*
  * Most states, and most fields, a type may declare. Lists are searched
  * linearly, and checked for duplicates pairwise; a definition far longer
@@ -696,6 +758,7 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 	DefKey		key;
 	DefEntry   *entry;
 	MemoryContext old;
+	char	   *v;
 	bool		isnull;
 	bool		found;
 	int			n;
@@ -776,6 +839,13 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 		def->should_start = cache_column(tup, desc, "should_start");
 		def->should_stop = cache_column(tup, desc, "should_stop");
 		def->breaker = read_breaker(tup, desc, def);
+		/* a rate limit (issue 17): the tick takes a token of it (rate.c) */
+		def->rate = NULL;
+		if ((v = cache_column(tup, desc, "rate_limit")) != NULL)
+		{
+			def->rate = palloc(sizeof(ToygunRate));
+			def->rate->name = v;
+		}
 	}
 	else
 	{
@@ -807,6 +877,49 @@ toygun_find_def(ToygunKind kind, const char *resource_type, const char *name,
 			def->keep = *DatumGetIntervalP(d);
 			def->keep_forever = false;
 		}
+	}
+	/* priority (issue 17): none before 0.4, or one set out of range behind define_task's back: 0 */
+	def->priority = 0;
+	n = kind == TOYGUN_TASK ? SPI_fnumber(desc, "priority") : -1;
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull && DatumGetInt16(d) >= TOYGUN_PRIORITY_MIN && DatumGetInt16(d) <= TOYGUN_PRIORITY_MAX)
+			def->priority = DatumGetInt16(d);
+	}
+	/* concurrency limits (issue 17): a limit_id, checked by define_task (one changed behind its back: none) */
+	def->flow = NULL;
+	n = kind == TOYGUN_TASK ? SPI_fnumber(desc, "limit_id") : -1;
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull && DatumGetInt16(d) >= 1 && DatumGetInt16(d) <= TOYGUN_FLOW_MAX_TYPES)
+		{
+			ToygunFlow *f = palloc0(sizeof(ToygunFlow));
+
+			f->limit_id = DatumGetInt16(d);
+			d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "max_running"), &isnull);
+			f->max_running = isnull ? 0 : Max(DatumGetInt32(d), 0);
+			d = SPI_getbinval(tup, desc, SPI_fnumber(desc, "max_per_key"), &isnull);
+			f->max_per_key = isnull ? 0 : Max(DatumGetInt32(d), 0);
+			f->key = cache_column(tup, desc, "concurrency_key");
+			if (f->key == NULL)
+				f->max_per_key = 0;
+			if (f->max_running > 0 || f->max_per_key > 0)
+				def->flow = f;
+		}
+	}
+	/* queue (issue 17): none before 0.4 is 0, 'default' */
+	def->queue_id = 0;
+	n = SPI_fnumber(desc, "queue_id");
+	if (n > 0)
+	{
+		Datum		d = SPI_getbinval(tup, desc, n, &isnull);
+
+		if (!isnull && DatumGetInt16(d) >= 0 && DatumGetInt16(d) < TOYGUN_MAX_QUEUES)
+			def->queue_id = DatumGetInt16(d);
 	}
 	MemoryContextSwitchTo(old);
 
@@ -1073,6 +1186,13 @@ check_upserted(const char *label)
  * Insert or replace a resource type, with its parent_type (cols, vals, sets)
  * or without it.
  */
+#define RESOURCE_04_COLUMNS \
+	", parent_type, stop_state, alarm_handler, field_types, version, upgrade, keep"
+#define RESOURCE_04_VALUES ", $9, $10, $11, $12, $13, $14, $15"
+#define RESOURCE_04_SETS \
+	", parent_type = excluded.parent_type, stop_state = excluded.stop_state," \
+	"  alarm_handler = excluded.alarm_handler, field_types = excluded.field_types," \
+	"  version = excluded.version, upgrade = excluded.upgrade, keep = excluded.keep"
 #define UPSERT_RESOURCE_TYPE(cols, vals, sets) \
 	"INSERT INTO toygun.resource_type AS d" \
 	"  (name, states, handler, fields, encrypted_fields, owner, search_path" cols ")" \
@@ -1106,11 +1226,12 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	ToygunRedefine redefine;
 	int32		version;
 	char	   *upgrade;
-	Datum		values[15];
-	char		nulls[15] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[15] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	int16		queue_id;
+	Datum		values[16];
+	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[16] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID,
-	INTERVALOID};
+	INTERVALOID, INT2OID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
 	type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1151,6 +1272,8 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 										 callers_search_path);
 	toygun_redefine_check(TOYGUN_RESOURCE, type, NULL, label, existing, states, nstates,
 						  move_states_arg(fcinfo, RESOURCE_MOVE_STATES_ARG), &redefine);
+	queue_id = queue_arg(fcinfo, RESOURCE_QUEUE_ARG, label);
+	values[15] = Int16GetDatum(queue_id);
 
 	values[0] = CStringGetTextDatum(type);
 	values[1] = toygun_cstring_array(states, nstates);
@@ -1177,18 +1300,15 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	 * field_types and keep as it replaces the fields. The SQL of 0.3 (fewer
 	 * arguments) has a resource_type without those columns.
 	 */
-	if (PG_NARGS() > 6)
+	if (PG_NARGS() > RESOURCE_QUEUE_ARG)
+		toygun_run(toygun_plan(&upsert_resource_type_queue_plan,
+							   UPSERT_RESOURCE_TYPE(RESOURCE_04_COLUMNS ", queue_id", RESOURCE_04_VALUES ", $16",
+													RESOURCE_04_SETS ", queue_id = excluded.queue_id"),
+							   16, argtypes),
+				   values, nulls, 0);
+	else if (PG_NARGS() > 6)
 		toygun_run(toygun_plan(&upsert_resource_type_plan,
-							   UPSERT_RESOURCE_TYPE(", parent_type, stop_state, alarm_handler, field_types,"
-													"  version, upgrade, keep",
-													", $9, $10, $11, $12, $13, $14, $15",
-													", parent_type = excluded.parent_type,"
-													"  stop_state = excluded.stop_state,"
-													"  alarm_handler = excluded.alarm_handler,"
-													"  field_types = excluded.field_types,"
-													"  version = excluded.version,"
-													"  upgrade = excluded.upgrade,"
-													"  keep = excluded.keep"),
+							   UPSERT_RESOURCE_TYPE(RESOURCE_04_COLUMNS, RESOURCE_04_VALUES, RESOURCE_04_SETS),
 							   15, argtypes),
 				   values, nulls, 0);
 	else
@@ -1196,6 +1316,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 							   8, argtypes),
 				   values, nulls, 0);
 	check_upserted(label);
+	move_to_queue(TOYGUN_RESOURCE, type, NULL, existing, queue_id);
 	definitions_changed(TOYGUN_RESOURCE);
 	toygun_redefine_move(toygun_find_def(TOYGUN_RESOURCE, type, NULL, false), &redefine, call.caller);
 
@@ -1216,6 +1337,21 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }
+
+/*
+ * The columns of 0.4's task_type after the eight every version has, their
+ * values and their replacement; queues and priorities (issue 17) add theirs.
+ */
+#define TASK_POLICY_COLUMNS \
+	", max_attempts, retry_backoff, tick_timeout, should_start, should_stop, stop_state," \
+	"  breaker, field_types, version, upgrade, keep"
+#define TASK_POLICY_VALUES ", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20"
+#define TASK_POLICY_SETS \
+	", max_attempts = excluded.max_attempts, retry_backoff = excluded.retry_backoff," \
+	"  tick_timeout = excluded.tick_timeout, should_start = excluded.should_start," \
+	"  should_stop = excluded.should_stop, stop_state = excluded.stop_state," \
+	"  breaker = excluded.breaker, field_types = excluded.field_types," \
+	"  version = excluded.version, upgrade = excluded.upgrade, keep = excluded.keep"
 
 /*
  * Insert or replace a task type, with the retry policy's columns (cols),
@@ -1258,11 +1394,18 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	int32		version;
 	char	   *upgrade;
 	int			i;
-	Datum		values[20];
-	char		nulls[20] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			argtypes[20] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
+	int			priority = 0;
+	int16		queue_id;
+	char	   *rate_limit = NULL;
+	ToygunFlow	flow;
+	bool		limited;
+	Datum		values[27];
+	char		nulls[27] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n',
+	'n', 'n', 'n', 'n'};
+	Oid			argtypes[27] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
 		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
-	TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID};
+		TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID, INT2OID, TEXTOID,
+	INT4OID, TEXTOID, INT4OID, INT2OID};
 
 	toygun_check_not_null(fcinfo, 0, "resource_type");
 	resource_type = toygun_check_name("resource type name", PG_GETARG_TEXT_PP(0));
@@ -1285,6 +1428,23 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	values[16] = check_field_types(fcinfo, TASK_FIELD_TYPES_ARG, label);
 	nulls[16] = values[16] ? ' ' : 'n';
 	values[19] = check_keep(fcinfo, TASK_KEEP_ARG, label, &nulls[19]);
+	/* priority (issue 17): NULL, or left out by a redefinition, is 0 */
+	if (PG_NARGS() > TASK_PRIORITY_ARG && !PG_ARGISNULL(TASK_PRIORITY_ARG))
+	{
+		priority = PG_GETARG_INT32(TASK_PRIORITY_ARG);
+		toygun_check_priority(priority, label);
+	}
+	values[20] = Int16GetDatum((int16) priority);
+	/* rate_limit (issue 17): NULL, or left out by a redefinition, is none */
+	if (PG_NARGS() > TASK_RATE_LIMIT_ARG && !PG_ARGISNULL(TASK_RATE_LIMIT_ARG))
+	{
+		rate_limit = text_to_cstring(PG_GETARG_TEXT_PP(TASK_RATE_LIMIT_ARG));
+		values[22] = CStringGetTextDatum(rate_limit);
+		nulls[22] = ' ';
+	}
+	/* max_running, concurrency_key, max_per_key (issue 17): NULL, or left out by a redefinition, is none */
+	limited = toygun_flow_parse(fcinfo, TASK_MAX_RUNNING_ARG, label, fields, nfields, fields != NULL,
+								encrypted, nencrypted, priority, &flow);
 
 	toygun_begin_call(&call);
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
@@ -1299,6 +1459,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	owner = definition_owner(fcinfo, 6, label, existing, call.caller);
 	/* starts check this again: membership can be revoked later */
 	toygun_check_task_owner(rtype, label, owner);
+	/* the limit exists, and the owner may use it; its row is locked against a drop */
+	if (rate_limit != NULL)
+		toygun_rate_check_use(rate_limit, owner, label);
 	handler = check_function(PG_GETARG_OID(3), "task", owner);
 	for (i = 0; i < 2; i++)
 		if (PG_NARGS() > 10 + i && !PG_ARGISNULL(10 + i))
@@ -1309,6 +1472,21 @@ toygun_define_task(PG_FUNCTION_ARGS)
 										 callers_search_path);
 	toygun_redefine_check(TOYGUN_TASK, resource_type, name, label, existing, states, nstates,
 						  move_states_arg(fcinfo, TASK_MOVE_STATES_ARG), &redefine);
+	queue_id = queue_arg(fcinfo, TASK_QUEUE_ARG, label);
+	values[21] = Int16GetDatum(queue_id);
+	/* a limited type keeps its limit_id, a new one takes the lowest free (54000 past 64) */
+	if (limited)
+	{
+		flow.limit_id = toygun_flow_assign(resource_type, name, label);
+		values[23] = Int32GetDatum(flow.max_running);
+		nulls[23] = flow.max_running > 0 ? ' ' : 'n';
+		values[24] = flow.key ? CStringGetTextDatum(flow.key) : (Datum) 0;
+		nulls[24] = flow.key ? ' ' : 'n';
+		values[25] = Int32GetDatum(flow.max_per_key);
+		nulls[25] = flow.max_per_key > 0 ? ' ' : 'n';
+		values[26] = Int16GetDatum(flow.limit_id);
+		nulls[26] = ' ';
+	}
 
 	values[0] = CStringGetTextDatum(resource_type);
 	values[1] = CStringGetTextDatum(name);
@@ -1341,23 +1519,21 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	 * task_type with only the retry policy's columns, and that of 0.2 (seven)
 	 * none of them.
 	 */
-	if (PG_NARGS() > BREAKER_ARG)
+	if (PG_NARGS() > TASK_QUEUE_ARG)
+		toygun_run(toygun_plan(&upsert_task_type_queue_plan,
+							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS ", priority, queue_id, rate_limit,"
+												"  max_running, concurrency_key, max_per_key, limit_id",
+												TASK_POLICY_VALUES ", $21, $22, $23, $24, $25, $26, $27",
+												TASK_POLICY_SETS ", priority = excluded.priority,"
+												"  queue_id = excluded.queue_id, rate_limit = excluded.rate_limit,"
+												"  max_running = excluded.max_running,"
+												"  concurrency_key = excluded.concurrency_key,"
+												"  max_per_key = excluded.max_per_key, limit_id = excluded.limit_id"),
+							   27, argtypes),
+				   values, nulls, 0);
+	else if (PG_NARGS() > BREAKER_ARG)
 		toygun_run(toygun_plan(&upsert_task_type_plan,
-							   UPSERT_TASK_TYPE(", max_attempts, retry_backoff, tick_timeout,"
-												"  should_start, should_stop, stop_state, breaker, field_types,"
-												"  version, upgrade, keep",
-												", $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20",
-												", max_attempts = excluded.max_attempts,"
-												"  retry_backoff = excluded.retry_backoff,"
-												"  tick_timeout = excluded.tick_timeout,"
-												"  should_start = excluded.should_start,"
-												"  should_stop = excluded.should_stop,"
-												"  stop_state = excluded.stop_state,"
-												"  breaker = excluded.breaker,"
-												"  field_types = excluded.field_types,"
-												"  version = excluded.version,"
-												"  upgrade = excluded.upgrade,"
-												"  keep = excluded.keep"),
+							   UPSERT_TASK_TYPE(TASK_POLICY_COLUMNS, TASK_POLICY_VALUES, TASK_POLICY_SETS),
 							   20, argtypes),
 				   values, nulls, 0);
 	else if (PG_NARGS() > 7)
@@ -1375,8 +1551,22 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	check_upserted(label);
 	/* defined again without a breaker: the runs it held go on now */
 	if (PG_NARGS() > BREAKER_ARG && breaker == NULL)
-		toygun_breaker_dropped(resource_type, name);
+		toygun_breaker_dropped(resource_type, name, existing ? existing->queue_id : 0,
+							   existing && existing->flow ? existing->flow->limit_id : 0);
+	move_to_queue(TOYGUN_TASK, resource_type, name, existing, queue_id);
 	definitions_changed(TOYGUN_TASK);
+	/* limits given, changed or taken away (issue 17): the live runs' flow_key again */
+	if (limited || (existing && existing->flow))
+	{
+		ToygunFlow *was = existing ? existing->flow : NULL;
+
+		if (!limited || was == NULL || was->limit_id != flow.limit_id ||
+			(was->key == NULL) != (flow.key == NULL) ||
+			(was->key != NULL && strcmp(was->key, flow.key) != 0))
+			toygun_flow_rekey(resource_type, name, queue_id, limited);
+	}
+	/* a default above or below 0: the workers look for the level's runs from its first start */
+	toygun_levels_note_at_commit(queue_id, priority);
 	toygun_redefine_move(toygun_find_def(TOYGUN_TASK, resource_type, name, false), &redefine,
 						 call.caller);
 	toygun_end_call(&call);

@@ -307,7 +307,7 @@ inflight_exit(int code, Datum arg)
 	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
 	shared->charges_pending = true;
 	LWLockRelease(shared->lock);
-	toygun_wake_worker();
+	toygun_wake_worker(-1);
 }
 
 /*

@@ -158,7 +158,7 @@ start_worker(int n, Oid dboid)
 
 /*
  * Start the workers that should run and are not running, and stop those
- * beyond toygun.workers. Returns how long to sleep before a worker may be
+ * beyond toygun.queues (or toygun.workers). Returns how long to sleep before a worker may be
  * started again (-1: until woken).
  */
 static long
@@ -166,7 +166,8 @@ manage_workers(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		sleep_ms = -1;
-	int			wanted = Min(toygun_workers, nslots);
+	/* toygun.queues' sum, or toygun.workers (issue 17) */
+	int			wanted = Min(toygun_queues_workers_total(), nslots);
 	Oid			dboid = InvalidOid;
 	static bool reported_missing_db = false;
 	int			i;

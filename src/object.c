@@ -80,6 +80,110 @@ typedef enum ObjectColumn
 	" ORDER BY " alias ".run_at LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED"
 
 /*
+ * Flow control (issue 17): a claim reads one claim index. Tasks of queue 0
+ * at level 0 are task_due_idx; every other (queue, level) is its range of
+ * task_lane_idx ($4, $3). Resources of queue 0 are resource_due_idx, the
+ * others' resource_queue_idx ($3). Each repeats its index's predicate
+ * literally, so that a generic plan matches it (test/sql/claim_plans.sql
+ * EXPLAINs these very strings, through toygun_claim_sql_text()).
+ */
+#define CLAIM_TAIL(alias) \
+	" AND " alias ".run_at <= pg_catalog.now() AND " alias ".run_at >= $2" \
+	" ORDER BY " alias ".run_at LIMIT $1 FOR UPDATE OF " alias " SKIP LOCKED"
+#define TASK_CLAIM_COLUMNS TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version")
+#define TASK_DUE_PREDICATE "t.run_at IS NOT NULL AND t.queue_id = 0 AND t.priority = 0 AND t.flow_key IS NULL"
+#define TASK_LANE_PREDICATE "t.run_at IS NOT NULL AND (t.queue_id <> 0 OR t.priority <> 0) AND t.flow_key IS NULL"
+#define TASK_FLOW_PREDICATE "t.run_at IS NOT NULL AND t.flow_key IS NOT NULL"
+static const char *const claim_task_due_sql =
+"SELECT " TASK_CLAIM_COLUMNS " WHERE " TASK_DUE_PREDICATE CLAIM_TAIL("t");
+static const char *const claim_task_lane_sql =
+"SELECT " TASK_CLAIM_COLUMNS " WHERE " TASK_LANE_PREDICATE
+" AND t.queue_id = $4 AND t.priority = $3" CLAIM_TAIL("t");
+/* Runs of a limited type's key $3 (issue 17, flow.c), in task_flow_idx. */
+static const char *const claim_task_flow_sql =
+"SELECT " TASK_CLAIM_COLUMNS " WHERE " TASK_FLOW_PREDICATE " AND t.flow_key = $3" CLAIM_TAIL("t");
+
+/*
+ * The keys of a limited type in [$1, $2) of task_flow_idx with scheduled
+ * runs, and each one's earliest run_at: a loose index scan, one descent
+ * per key, whatever the number of its runs (issue 17, flow.c).
+ */
+static const char *const flow_keys_sql =
+"WITH RECURSIVE k(key, at) AS ("
+"  (SELECT t.flow_key, t.run_at FROM ONLY toygun.task t"
+"    WHERE " TASK_FLOW_PREDICATE " AND t.flow_key >= $1 AND t.flow_key < $2"
+"    ORDER BY t.flow_key, t.run_at LIMIT 1)"
+"  UNION ALL"
+"  SELECT n.key, n.at FROM k, LATERAL"
+"    (SELECT t.flow_key AS key, t.run_at AS at FROM ONLY toygun.task t"
+"      WHERE " TASK_FLOW_PREDICATE " AND t.flow_key > k.key AND t.flow_key < $2"
+"      ORDER BY t.flow_key, t.run_at LIMIT 1) n)"
+"SELECT key, at FROM k LIMIT $3";
+
+static const char *const claim_resource_due_sql =
+"SELECT " RESOURCE_COLUMNS("r.version") " WHERE r.run_at IS NOT NULL AND r.queue_id = 0" CLAIM_TAIL("r");
+static const char *const claim_resource_queue_sql =
+"SELECT " RESOURCE_COLUMNS("r.version") " WHERE r.run_at IS NOT NULL AND r.queue_id <> 0"
+" AND r.queue_id = $3" CLAIM_TAIL("r");
+
+/*
+ * The levels of queue $1 with scheduled runs in task_lane_idx, due or not:
+ * a loose index scan, one descent per level (0 too, for a queue other
+ * than 0: one descent that stops at its first row).
+ */
+static const char *const census_sql =
+"WITH RECURSIVE l(p) AS ("
+"  (SELECT t.priority FROM ONLY toygun.task t"
+"    WHERE " TASK_LANE_PREDICATE " AND t.queue_id = $1"
+"    ORDER BY t.priority LIMIT 1)"
+"  UNION ALL"
+"  SELECT (SELECT t.priority FROM ONLY toygun.task t"
+"           WHERE " TASK_LANE_PREDICATE " AND t.queue_id = $1 AND t.priority > l.p"
+"           ORDER BY t.priority LIMIT 1)"
+"    FROM l WHERE l.p IS NOT NULL)"
+"SELECT p FROM l WHERE p IS NOT NULL";
+
+/*
+ * The earliest run_at of queue $1 through each of its claim indexes: level
+ * 0 of queue 0 (task_due_idx), each level $2 of task_lane_idx (a min()
+ * over the whole lane would read every sleeper), and its resources.
+ */
+static const char *const next_due_sql =
+"SELECT LEAST((SELECT min(t.run_at) FROM ONLY toygun.task t"
+"               WHERE " TASK_DUE_PREDICATE " AND $1 = 0),"
+"             (SELECT min(x.run_at) FROM pg_catalog.unnest($2::pg_catalog.int2[]) AS l(p),"
+"                LATERAL (SELECT t.run_at FROM ONLY toygun.task t"
+"                          WHERE " TASK_LANE_PREDICATE " AND t.queue_id = $1 AND t.priority = l.p"
+"                          ORDER BY t.run_at LIMIT 1) x),"
+"             (SELECT min(r.run_at) FROM ONLY toygun.resource r"
+"               WHERE r.run_at IS NOT NULL AND r.queue_id = 0 AND $1 = 0),"
+"             (SELECT min(r.run_at) FROM ONLY toygun.resource r"
+"               WHERE r.run_at IS NOT NULL AND r.queue_id <> 0 AND r.queue_id = $1))";
+
+/* A claim statement by name, for test/sql/claim_plans.sql (status.c's toygun_claim_sql). */
+const char *
+toygun_claim_sql_text(const char *which)
+{
+	if (strcmp(which, "task_due") == 0)
+		return claim_task_due_sql;
+	if (strcmp(which, "task_lane") == 0)
+		return claim_task_lane_sql;
+	if (strcmp(which, "resource_due") == 0)
+		return claim_resource_due_sql;
+	if (strcmp(which, "resource_queue") == 0)
+		return claim_resource_queue_sql;
+	if (strcmp(which, "census") == 0)
+		return census_sql;
+	if (strcmp(which, "task_flow") == 0)
+		return claim_task_flow_sql;
+	if (strcmp(which, "flow_keys") == 0)
+		return flow_keys_sql;
+	if (strcmp(which, "next_due") == 0)
+		return next_due_sql;
+	return NULL;
+}
+
+/*
  * Whether the object tables have 0.4's version column: the reads' plans
  * come in two variants (a library newer than the installed extension reads
  * 0.3's tables until ALTER EXTENSION UPDATE).
@@ -191,6 +295,19 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
 	return obj;
 }
 
+/* The objects a claim statement just locked, into objs: how many. */
+static int
+claimed(ToygunKind kind, ToygunObject **objs)
+{
+	int			n = (int) SPI_processed;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	SPI_freetuptable(SPI_tuptable);
+	return n;
+}
+
 /*
  * Claim up to limit due objects of one kind for the worker to tick: locked
  * FOR UPDATE SKIP LOCKED, oldest due first, from run_at "from" on (the
@@ -198,28 +315,188 @@ toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_lo
  * due_at, and returns how many it claimed.
  */
 int
-toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs)
+toygun_claim_objects(ToygunKind kind, int queue, int limit, TimestampTz from, ToygunObject **objs)
 {
-	static SPIPlanPtr plans[2][2];	/* [kind][versioned] */
+	static SPIPlanPtr plans[2][2];	/* [kind][versioned], 0.3's tables */
+	static SPIPlanPtr queue_plans[2][2];	/* [kind][queue 0, another] */
 	static const char *const sql[2][2] = {
 		{CLAIM_SQL(RESOURCE_COLUMNS("1"), "r"), CLAIM_SQL(RESOURCE_COLUMNS("r.version"), "r")},
 		{CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "1"), "t"),
 		 CLAIM_SQL(TASK_COLUMNS_NO_JOIN("NULL::pg_catalog.text", "t.version"), "t")}};
 	int			k = kind == TOYGUN_TASK ? 1 : 0;
-	int			v = versioned(kind);
-	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
-	Datum		values[2];
-	uint64		i;
-	int			n;
+	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT2OID};
+	Datum		values[3];
 
 	values[0] = Int32GetDatum(limit);
 	values[1] = TimestampTzGetDatum(from);
-	toygun_run(toygun_plan(&plans[k][v], sql[k][v], 2, argtypes), values, NULL, limit);
-	n = (int) SPI_processed;
-	for (i = 0; i < SPI_processed; i++)
-		objs[i] = object_from_tuple(kind, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	values[2] = Int16GetDatum((int16) queue);
+	if (!toygun_has_queues())
+	{
+		int			v = versioned(kind);
+
+		/* before the update to 0.4, every object is in queue 0 */
+		if (queue != 0)
+			return 0;
+		toygun_run(toygun_plan(&plans[k][v], sql[k][v], 2, argtypes), values, NULL, limit);
+	}
+	else if (kind == TOYGUN_TASK && queue != 0)
+		return toygun_claim_level(queue, 0, limit, from, objs);
+	else
+		toygun_run(toygun_plan(&queue_plans[k][queue != 0],
+							   kind == TOYGUN_TASK ? claim_task_due_sql
+							   : queue == 0 ? claim_resource_due_sql : claim_resource_queue_sql,
+							   queue == 0 ? 2 : 3, argtypes),
+				   values, NULL, limit);
+	return claimed(kind, objs);
+}
+
+/*
+ * Claim up to limit due runs of one (queue, priority level) of
+ * task_lane_idx (issue 17), oldest due first from run_at from on, as
+ * toygun_claim_objects() claims level 0 of queue 0. Only on 0.4's tables.
+ */
+int
+toygun_claim_level(int queue, int priority, int limit, TimestampTz from, ToygunObject **objs)
+{
+	static SPIPlanPtr plan;
+	Oid			argtypes[4] = {INT4OID, TIMESTAMPTZOID, INT2OID, INT2OID};
+	Datum		values[4];
+
+	if (!toygun_has_queues())
+		return 0;
+	values[0] = Int32GetDatum(limit);
+	values[1] = TimestampTzGetDatum(from);
+	values[2] = Int16GetDatum((int16) priority);
+	values[3] = Int16GetDatum((int16) queue);
+	toygun_run(toygun_plan(&plan, claim_task_lane_sql, 4, argtypes), values, NULL, limit);
+	return claimed(TOYGUN_TASK, objs);
+}
+
+/*
+ * Claim up to limit due runs of one key of a limited type (issue 17), in
+ * task_flow_idx, oldest due first. flow.c took a slot for each first.
+ */
+int
+toygun_claim_flow_key(int64 key, int limit, ToygunObject **objs)
+{
+	static SPIPlanPtr plan;
+	Oid			argtypes[3] = {INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[3];
+
+	values[0] = Int32GetDatum(limit);
+	values[1] = TimestampTzGetDatum(DT_NOBEGIN);
+	values[2] = Int64GetDatum(key);
+	toygun_run(toygun_plan(&plan, claim_task_flow_sql, 3, argtypes), values, NULL, limit);
+	return claimed(TOYGUN_TASK, objs);
+}
+
+/*
+ * The keys in [from, end) of task_flow_idx with scheduled runs, at most
+ * limit of them in key order, each with its earliest run_at (issue 17).
+ */
+int
+toygun_flow_keys(int64 from, int64 end, int limit, int64 *keys, TimestampTz *at)
+{
+	static SPIPlanPtr plan;
+	Oid			argtypes[3] = {INT8OID, INT8OID, INT4OID};
+	Datum		values[3];
+	uint64		i;
+	int			n = 0;
+
+	values[0] = Int64GetDatum(from);
+	values[1] = Int64GetDatum(end);
+	values[2] = Int32GetDatum(limit);
+	toygun_run(toygun_plan(&plan, flow_keys_sql, 3, argtypes), values, NULL, 0);
+	for (i = 0; i < SPI_processed && n < limit; i++)
+	{
+		bool		isnull1,
+					isnull2;
+		Datum		k = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull1);
+		Datum		a = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull2);
+
+		if (isnull1 || isnull2)
+			continue;
+		keys[n] = DatumGetInt64(k);
+		at[n] = DatumGetTimestampTz(a);
+		n++;
+	}
 	SPI_freetuptable(SPI_tuptable);
 	return n;
+}
+
+/*
+ * The levels other than 0 of a queue with scheduled runs (issue 17), due
+ * or not, under the caller's snapshot. Published to shared memory by the
+ * caller (toygun_levels_census_begin/end around the snapshot).
+ */
+void
+toygun_levels_census(int queue, ToygunLevels *found)
+{
+	static SPIPlanPtr plan;
+	Oid			argtypes[1] = {INT2OID};
+	Datum		values[1];
+	uint64		i;
+
+	memset(found, 0, sizeof(*found));
+	if (!toygun_has_queues())
+		return;
+	values[0] = Int16GetDatum((int16) queue);
+	toygun_run(toygun_plan(&plan, census_sql, 1, argtypes), values, NULL, 0);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int			p = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && p >= TOYGUN_PRIORITY_MIN && p <= TOYGUN_PRIORITY_MAX && p != 0)
+			found->bits[(p - TOYGUN_PRIORITY_MIN) / 64] |= UINT64CONST(1) << ((p - TOYGUN_PRIORITY_MIN) % 64);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * The earliest run_at of anything a worker of the queue claims, given the
+ * levels in use (*levels); false if nothing is scheduled.
+ */
+bool
+toygun_next_due(int queue, ToygunLevels *levels, TimestampTz *next)
+{
+	static SPIPlanPtr plan;
+	static SPIPlanPtr plan_03;
+	Datum		elems[TOYGUN_PRIORITY_LEVELS];
+	int			nelems = 0;
+	int			p;
+	Oid			argtypes[2] = {INT2OID, INT2ARRAYOID};
+	Datum		values[2];
+	Datum		d;
+	bool		isnull;
+
+	if (!toygun_has_queues())
+		toygun_run(toygun_plan(&plan_03,
+							   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task WHERE run_at IS NOT NULL),"
+							   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
+							   0, NULL),
+				   NULL, NULL, 1);
+	else
+	{
+		for (p = TOYGUN_PRIORITY_MIN; p <= TOYGUN_PRIORITY_MAX; p++)
+		{
+			int			bit = p - TOYGUN_PRIORITY_MIN;
+
+			/* level 0 of a queue other than 0 is in task_lane_idx too */
+			if ((p == 0 && queue != 0) ||
+				(p != 0 && (levels->bits[bit / 64] & (UINT64CONST(1) << (bit % 64)))))
+				elems[nelems++] = Int16GetDatum((int16) p);
+		}
+		values[0] = Int16GetDatum((int16) queue);
+		values[1] = PointerGetDatum(construct_array(elems, nelems, INT2OID, sizeof(int16), true,
+													TYPALIGN_SHORT));
+		toygun_run(toygun_plan(&plan, next_due_sql, 2, argtypes), values, NULL, 1);
+	}
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		*next = DatumGetTimestampTz(d);
+	SPI_freetuptable(SPI_tuptable);
+	return !isnull;
 }
 
 /* Is there a task (a run) with this id? */
@@ -651,6 +928,32 @@ steps_array(ToygunObject *obj, int which)
 	" WHERE r.id = t.resource_id AND r.state = '__stop__') THEN NULL ELSE $5 END"
 
 /*
+ * A stopped object leaving __stop__ (toygun_save_object): into its type's
+ * queue, if that is not the one it stopped in. Returns the row as saved.
+ */
+static Datum
+requeue(ToygunObject *obj, ToygunDef *def, Datum saved)
+{
+	static SPIPlanPtr plans[2];
+	Oid			argtypes[2] = {UUIDOID, INT2OID};
+	Datum		values[2];
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum(&obj->id);
+	values[1] = Int16GetDatum(def->queue_id);
+	toygun_run(toygun_plan(&plans[obj->kind == TOYGUN_TASK],
+						   obj->kind == TOYGUN_TASK
+						   ? "UPDATE ONLY toygun.task t SET queue_id = $2 WHERE id = $1 AND queue_id <> $2 RETURNING t"
+						   : "UPDATE ONLY toygun.resource r SET queue_id = $2 WHERE id = $1 AND queue_id <> $2 RETURNING r",
+						   2, argtypes),
+			   values, NULL, 0);
+	if (SPI_processed == 0)
+		return saved;
+	toygun_wake_queue_at_commit(def->queue_id, 0);
+	return copy_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+}
+
+/*
  * Write the object's pending changes: state, attrs, step, run_at, attempts,
  * last_error and its history, in one statement. Fails as desynchronized if
  * the object moved on since it was read at expected_step. Returns the saved
@@ -769,6 +1072,15 @@ saved:
 	/* a run that ends tells the run that started it (the row as read has parent_run) */
 	if (obj->kind == TOYGUN_TASK && obj->nsteps > 0 && is_inert(obj->state) && !is_inert(old_state))
 		toygun_child_ended(obj);
+
+	/*
+	 * A stopped object keeps the queue it stopped in (issue 17); brought
+	 * back by hand (rewind_task, transition_*), it goes to its type's queue
+	 * now, the one its type's workers claim from, not a queue the type left.
+	 */
+	if (obj->nsteps > 0 && strcmp(old_state, TOYGUN_STOP) == 0 && strcmp(obj->state, TOYGUN_STOP) != 0 &&
+		toygun_has_queues())
+		saved = requeue(obj, def, saved);
 	obj->row = saved;
 
 	/* A stopped resource parks its tasks; one coming back re-arms them. */

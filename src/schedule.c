@@ -36,6 +36,8 @@ static SPIPlanPtr lock_schedule_plan;
 static SPIPlanPtr prune_plan;
 static SPIPlanPtr fire_plan;
 static SPIPlanPtr fire_version_plan;
+static SPIPlanPtr fire_priority_plan;
+static SPIPlanPtr fire_flow_plan;
 static SPIPlanPtr record_bucket_plan;
 static SPIPlanPtr delete_schedule_plan;
 static SPIPlanPtr candidates_plan;
@@ -471,7 +473,8 @@ fire_asking(Firing *f, Datum *fire_values, char *fire_nulls, int64 *declined)
 				   claim_values, NULL, 0);
 		if (SPI_processed == 0)
 			continue;
-		switch (toygun_start_run(&ids[i], f->task, args, f->owner, false, false, &run))
+		switch (toygun_start_run(&ids[i], f->task, args, f->owner, false, false,
+								 TOYGUN_PRIORITY_DEFAULT, &run))
 		{
 			case TOYGUN_STARTED:
 				started++;
@@ -501,8 +504,8 @@ fire(Firing *f)
 	int64		started;
 	Oid			prune_types[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		prune_values[2];
-	Datum		fire_values[7];
-	char		fire_nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		fire_values[9];
+	char		fire_nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			record_types[5] = {INT8OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT8OID};
 	Datum		record_values[5];
 	int64		declined = 0;
@@ -590,7 +593,30 @@ fire(Firing *f)
 	"  RETURNING 1" \
 	")" \
 	" SELECT pg_catalog.count(*) FROM started"
-	if (def->version > 1)
+	/* and at its default priority (issue 17) */
+	if (toygun_has_queues())
+	{
+		Oid			types[9];
+
+		memcpy(types, fire_types, sizeof(fire_types));
+		types[6] = INT4OID;
+		types[7] = INT2OID;
+		types[8] = INT2OID;
+		fire_values[6] = Int32GetDatum(def->version);
+		fire_values[7] = Int16GetDatum(def->priority);
+		fire_values[8] = Int16GetDatum(def->queue_id);
+		/* a limited type's runs with their keys (issue 17): per resource with '$root' */
+		if (def->flow != NULL)
+			toygun_run(toygun_plan(&fire_flow_plan,
+								   FIRE_SQL(", version, priority, queue_id, flow_key",
+											", $7, $8, $9, toygun._flow_key($1, $2, claimed.resource_id, $5)"),
+								   9, types),
+					   fire_values, fire_nulls, 0);
+		else
+			toygun_run(toygun_plan(&fire_priority_plan, FIRE_SQL(", version, priority, queue_id", ", $7, $8, $9"), 9, types),
+					   fire_values, fire_nulls, 0);
+	}
+	else if (def->version > 1)
 	{
 		Oid			types[7];
 
@@ -627,7 +653,10 @@ record:
 		toygun_run(toygun_plan(&record_bucket_0_3_plan, RECORD_BUCKET_SQL(""), 3, record_types),
 				   record_values, NULL, 0);
 	if (started > 0)
-		toygun_wake_at_commit();
+	{
+		toygun_levels_note_at_commit(def->queue_id, def->priority);
+		toygun_wake_queue_at_commit(def->queue_id, def->priority);
+	}
 	return started;
 }
 
@@ -759,6 +788,13 @@ toygun_run_schedule(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("task \"%s\" of resource type \"%s\" has no periodic start", f.task, f.type),
 				 errhint("Create one with toygun.start_every().")));
+	/*
+	 * The name's use, as start_task takes it, and the definition read again
+	 * under it: a redefinition into another queue (issue 17) or a rename
+	 * waits for the runs this inserts, or they read it as it committed.
+	 */
+	toygun_lock_name_use(TOYGUN_TASK, f.type, f.task, false);
+	f.def = toygun_find_def(TOYGUN_TASK, f.type, f.task, false);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	f.schedule_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));

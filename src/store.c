@@ -132,6 +132,7 @@ static const Column shape[] = {
 	{STORE_RESOURCE, "created_at", TIMESTAMPTZOID},
 	{STORE_RESOURCE, "updated_at", TIMESTAMPTZOID},
 	{STORE_RESOURCE, "version", INT4OID},
+	{STORE_RESOURCE, "queue_id", INT2OID},
 	{STORE_TASK, "id", UUIDOID},
 	{STORE_TASK, "resource_id", UUIDOID},
 	{STORE_TASK, "resource_type", TEXTOID},
@@ -147,6 +148,9 @@ static const Column shape[] = {
 	{STORE_TASK, "seq", INT8OID},
 	{STORE_TASK, "parent_run", UUIDOID},
 	{STORE_TASK, "version", INT4OID},
+	{STORE_TASK, "priority", INT2OID},
+	{STORE_TASK, "queue_id", INT2OID},
+	{STORE_TASK, "flow_key", INT8OID},
 	/* in HIST_* order */
 	{STORE_TRANSITION, "object_id", UUIDOID},
 	{STORE_TRANSITION, "step", INT8OID},

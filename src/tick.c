@@ -139,7 +139,21 @@ apply_next(ToygunObject *obj, ToygunDef *def, ToygunNext *next)
 	}
 }
 
+/*
+ * A run held by its breaker or its rate limit: not ticked, due again at
+ * until. No handler call, no history row, its attempts as they were.
+ */
 static void
+hold(ToygunObject *obj, ToygunDef *def, TimestampTz until, int64 expected_step, Datum *saved)
+{
+	obj->has_run_at = true;
+	obj->run_at_null = false;
+	obj->run_at = until;
+	*saved = toygun_save_object(obj, def, expected_step);
+}
+
+/* not inlined: toygun_tick's saved lives across its PG_TRY */
+static pg_noinline void
 tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 {
 	ErrorContextCallback errcb;
@@ -156,6 +170,19 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 	error_context_stack = &errcb;
 
 	/*
+	 * A task type's concurrency limits (flow.c), before anything else: the
+	 * run's slots, taken by the worker's claim or now. At the limit, a tick
+	 * by hand (or a handler's tick of another run) is refused, and a
+	 * worker's (its replay of a failed batch) leaves the run untouched for
+	 * a later claim. Types without limits pay a pointer test.
+	 */
+	if (def->flow != NULL && !toygun_flow_take(obj, def, !toygun_in_worker || tick_depth > 1))
+	{
+		error_context_stack = errcb.previous;
+		return;
+	}
+
+	/*
 	 * A task type's circuit breaker (breaker.c), read before anything else:
 	 * open, the run is not ticked (no handler, hook or history row) but
 	 * waits until it may be; a tick by hand is refused. Types without one
@@ -168,10 +195,7 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 
 		if (check == TOYGUN_BREAKER_HOLD || check == TOYGUN_BREAKER_CLAIMED)
 		{
-			obj->has_run_at = true;
-			obj->run_at_null = false;
-			obj->run_at = until;
-			*saved = toygun_save_object(obj, def, expected_step);
+			hold(obj, def, until, expected_step, saved);
 			/* the trial's claim commits before its tick, which may fail */
 			if (check == TOYGUN_BREAKER_CLAIMED)
 				toygun_tick_commit_now = true;
@@ -179,6 +203,24 @@ tick_inner(ToygunObject *obj, ToygunDef *def, Datum *saved)
 			return;
 		}
 		trial = check == TOYGUN_BREAKER_TRIAL;
+	}
+
+	/*
+	 * A task type's rate limit (rate.c), after the breaker (an open breaker
+	 * spends no token): each tick takes a token. Without one, a worker
+	 * holds the run until its token exists, as a breaker holds it; a tick
+	 * by hand is refused. Types without one pay a pointer test.
+	 */
+	if (def->rate != NULL)
+	{
+		TimestampTz until;
+
+		if (!toygun_rate_check(obj, def, !toygun_in_worker, &until))
+		{
+			hold(obj, def, until, expected_step, saved);
+			error_context_stack = errcb.previous;
+			return;
+		}
 	}
 
 	/*

@@ -57,6 +57,15 @@ define_settings(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	/* queues (issue 17): queue.c */
+	DefineCustomStringVariable("toygun.queues",
+							   "Worker processes per queue, as 'default:2, reports:1'.",
+							   "Empty means 'default:' toygun.workers. Worker slots are given to the queues in the order listed.",
+							   &toygun_queues,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   toygun_queues_check, toygun_queues_assign, NULL);
 	DefineCustomIntVariable("toygun.batch_size",
 							"Most runs a worker claims and ticks in one transaction.",
 							"A batch also stops ticking after 100 ms and commits.",
@@ -203,8 +212,10 @@ _PG_init(void)
 	toygun_define_init();
 	toygun_object_init();
 	toygun_store_init();
+	toygun_flow_init();
 	toygun_wake_init();
 	toygun_waits_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
+	toygun_rate_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
 
 	/* Without preloading, everything but the background ticking and wait() works. */
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)

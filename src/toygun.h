@@ -16,6 +16,14 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+/* priorities (issue 17): a run's, -100..100; TOYGUN_PRIORITY_DEFAULT: its type's */
+#define TOYGUN_PRIORITY_MIN (-100)
+#define TOYGUN_PRIORITY_MAX 100
+#define TOYGUN_PRIORITY_LEVELS (TOYGUN_PRIORITY_MAX - TOYGUN_PRIORITY_MIN + 1)
+#define TOYGUN_PRIORITY_DEFAULT PG_INT32_MIN
+/* queues (issue 17): ids 0 ('default') to 255 of toygun.queue */
+#define TOYGUN_MAX_QUEUES 256
+
 /* Built-in states. */
 #define TOYGUN_NEW		"__new__"
 #define TOYGUN_STOP		"__stop__"
@@ -79,6 +87,14 @@ typedef struct ToygunDef
 	/* retention: how long stopped objects and history rows are kept (retention.c) */
 	bool		keep_forever;	/* true: forever (keep NULL) */
 	Interval	keep;
+	/* task types: the priority of runs whose start gives none (issue 17); 0 before 0.4 */
+	int16		priority;
+	/* the queue whose workers claim its objects (issue 17); 0 before 0.4 */
+	int16		queue_id;
+	/* task types: the rate limit each tick takes a token of (issue 17, rate.c), or NULL */
+	struct ToygunRate *rate;
+	/* task types: their concurrency limits (issue 17, flow.c), or NULL */
+	struct ToygunFlow *flow;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -161,6 +177,19 @@ extern char *toygun_keep;
 extern int	toygun_history_partition_s;
 extern int	toygun_prune_batch;
 extern int	toygun_maintain_interval_ms;
+extern char *toygun_queues;
+
+/*
+ * queue.c: queues (issue 17). toygun.queues, parsed by its check hook:
+ * worker slot n serves the queue whose running count of workers covers n.
+ */
+extern bool toygun_queues_check(char **newval, void **extra, GucSource source);
+extern void toygun_queues_assign(const char *newval, void *extra);
+extern int	toygun_queues_workers_total(void);
+extern const char *toygun_queue_of_slot(int n);
+extern int	toygun_queue_lookup(const char *name, bool *paused);
+extern int16 toygun_queue_for_define(Datum name, const char *label);
+extern void toygun_check_priority(int priority, const char *label);
 
 /*
  * The retry policy of a definition: its task type's own, or the setting.
@@ -198,14 +227,48 @@ typedef struct ToygunWorkerSlot
 	int64		failures;
 	TimestampTz last_tick_at;
 	int64		transactions;	/* committed by this worker */
+	int16		queue_id;		/* the queue it claims from (issue 17); -1: none yet */
+	int16		batch_level;	/* the lowest priority its batch claimed */
+	bool		preempt;		/* a start above batch_level: end the batch early */
 } ToygunWorkerSlot;
 
 extern void toygun_shmem_init(void);
 extern int	toygun_slot_count(void);
 extern pid_t toygun_slot_pid(int n);
 extern void toygun_require_preload(const char *what);
-extern void toygun_wake_worker(void);
+extern bool toygun_preloaded(void);
+extern void toygun_wake_worker(int queue);
 extern void toygun_wake_at_commit(void);
+/*
+ * Priority levels in use (issue 17): a hint in shared memory of the levels
+ * other than 0 that may have scheduled runs. A start at level p notes it at
+ * commit; a worker's census (toygun_levels_census) recomputes the set from
+ * task_lane_idx. A level missing from the set delays its runs until the
+ * next census; a level in it that has none costs one probe.
+ */
+#define TOYGUN_LEVEL_WORDS ((TOYGUN_PRIORITY_LEVELS + 63) / 64)
+typedef struct ToygunLevels
+{
+	uint64		bits[TOYGUN_LEVEL_WORDS];	/* bit p - TOYGUN_PRIORITY_MIN */
+} ToygunLevels;
+extern void toygun_levels_note_at_commit(int queue, int priority);
+extern bool toygun_levels_read(int queue, ToygunLevels *out);
+extern void toygun_levels_census_begin(int queue);
+extern void toygun_levels_census_end(int queue, ToygunLevels *found);
+/*
+ * Queues (issue 17): a worker serves one queue (toygun_set_queue); wakes
+ * name the queue (-1: one idle worker of every queue). A queue's paused
+ * flag lives in shared memory: unknown until a worker loads it from
+ * toygun.queue, then set by pause_queue and resume_queue at commit.
+ */
+extern void toygun_wake_queue_at_commit(int queue, int priority);
+extern void toygun_wake_queue(int queue);
+extern void toygun_set_queue(int n, int queue);
+extern void toygun_set_batch_level(int n, int level);
+extern volatile bool *toygun_preempt_flag(int n);
+extern int	toygun_queue_paused(int queue);	/* 1, 0, or -1: unknown */
+extern void toygun_queue_paused_load(int queue, bool paused);
+extern void toygun_queue_pause_at_commit(int queue, bool paused);
 extern void toygun_wake_init(void);
 extern void toygun_claim_slot(int n);
 extern void toygun_release_slot(int n);
@@ -353,6 +416,7 @@ extern const char *toygun_kind_name(ToygunKind kind);
 extern const char *toygun_def_label(ToygunDef *def);
 extern const char *toygun_uuid_text(pg_uuid_t *id);
 extern pg_uuid_t *toygun_new_uuid(void);
+extern bool toygun_has_queues(void);
 extern bool toygun_has_column(const char *table, const char *column);
 extern void toygun_check_object_attrs(const char *what, Jsonb *attrs);
 extern Oid	toygun_type_oid(const char *typname);
@@ -373,7 +437,13 @@ extern void toygun_definitions_changed(ToygunKind kind);
 
 /* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);
-extern int	toygun_claim_objects(ToygunKind kind, int limit, TimestampTz from, ToygunObject **objs);
+extern int	toygun_claim_objects(ToygunKind kind, int queue, int limit, TimestampTz from, ToygunObject **objs);
+extern int	toygun_claim_level(int queue, int priority, int limit, TimestampTz from, ToygunObject **objs);
+extern void toygun_levels_census(int queue, ToygunLevels *found);
+extern bool toygun_next_due(int queue, ToygunLevels *levels, TimestampTz *next);
+extern const char *toygun_claim_sql_text(const char *which);
+extern int	toygun_flow_keys(int64 from, int64 end, int limit, int64 *keys, TimestampTz *at);
+extern int	toygun_claim_flow_key(int64 key, int limit, ToygunObject **objs);
 extern ToygunDef *toygun_object_def(ToygunObject *obj);
 extern ToygunDef *toygun_locked_def(ToygunObject *obj);
 extern ToygunDef *toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller,
@@ -414,7 +484,8 @@ typedef enum ToygunStarted
 } ToygunStarted;
 
 extern ToygunStarted toygun_start_run(pg_uuid_t *resource, const char *name, Jsonb *args,
-									  Oid caller, bool error_if_live, bool notice, pg_uuid_t **id);
+									  Oid caller, bool error_if_live, bool notice, int priority,
+									  pg_uuid_t **id);
 
 /* clock.c: the test clock of ticks by hand (toygun.test_now) */
 extern char *toygun_test_now;
@@ -428,6 +499,7 @@ extern void toygun_alarm_raise(pg_uuid_t *object, const char *kind, const char *
 extern void toygun_alarm_close(pg_uuid_t *object, const char *kind, const char *reason, Oid actor);
 
 /* breaker.c: a task type's circuit breaker */
+extern const char *const toygun_breaker_release_sql;
 #define TOYGUN_BREAKER_KIND "breaker"	/* the kind of the alarm an opening raises */
 typedef struct ToygunBreaker
 {
@@ -450,7 +522,54 @@ extern ToygunBreakerCheck toygun_breaker_check(ToygunObject *obj, ToygunDef *def
 											   TimestampTz *until);
 extern void toygun_breaker_trial_passed(ToygunObject *obj, ToygunDef *def);
 extern void toygun_breaker_failed(ToygunObject *obj, ToygunDef *def);
-extern void toygun_breaker_dropped(const char *resource_type, const char *task);
+extern void toygun_breaker_dropped(const char *resource_type, const char *task, int queue,
+								   int limit_id);
+
+/*
+ * rate.c: rate limits (issue 17), token buckets in shared memory. A task
+ * type naming one has def->rate; the tick takes a token of it (types
+ * without one pay a pointer test).
+ */
+typedef struct ToygunRate
+{
+	char	   *name;			/* a toygun.rate_limit's */
+} ToygunRate;
+
+extern void toygun_rate_init(bool preloaded);
+extern bool toygun_rate_check(ToygunObject *obj, ToygunDef *def, bool by_hand, TimestampTz *until);
+extern void toygun_rate_check_use(const char *name, Oid type_owner, const char *label);
+
+/*
+ * flow.c: concurrency limits (issue 17). A task type with max_running or
+ * max_per_key has def->flow; its runs' slots are locks of the lock manager
+ * (types without one pay a pointer test).
+ */
+#define TOYGUN_ROOT_KEY "$root"
+#define TOYGUN_FLOW_MAX_LIMIT 10000 /* the highest max_running and max_per_key */
+#define TOYGUN_FLOW_MAX_TYPES 64	/* task types with a limit at once */
+typedef struct ToygunFlow
+{
+	int16		limit_id;		/* 1..TOYGUN_FLOW_MAX_TYPES: its runs' flow_key >> 48 */
+	int32		max_running;	/* 0: none */
+	int32		max_per_key;	/* 0: none */
+	char	   *key;			/* an attrs field, TOYGUN_ROOT_KEY, or NULL: one key */
+} ToygunFlow;
+
+extern void toygun_flow_init(void);
+extern int64 toygun_flow_key_of(int16 limit_id, const char *key);
+extern int64 toygun_flow_key(ToygunDef *def, pg_uuid_t *resource, Jsonb *attrs);
+extern bool toygun_flow_parse(FunctionCallInfo fcinfo, int argno, const char *label, char **fields,
+							  int nfields, bool has_fields, char **encrypted, int nencrypted,
+							  int priority, ToygunFlow *out);
+extern void toygun_flow_refuse_priority(const char *label);
+extern int16 toygun_flow_assign(const char *resource_type, const char *name, const char *label);
+extern void toygun_flow_rekey(const char *resource_type, const char *name, int16 queue_id,
+							  bool limited);
+extern bool toygun_flow_take(ToygunObject *obj, ToygunDef *def, bool by_hand);
+extern bool toygun_flow_limited(int queue);
+extern int	toygun_flow_claim(int queue, int budget, ToygunObject **objs);
+extern long toygun_flow_sleep_ms(void);
+extern bool toygun_flow_batch_held(void);
 
 /* outbox.c: notifications of alarms, by route and channel */
 extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const char *resource_type,
@@ -458,8 +577,9 @@ extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const cha
 
 /* tick.c */
 /* children.c: waiting for children */
-#define TOYGUN_TASK_NATTS 15	/* columns of toygun.task as toygun makes it */
+#define TOYGUN_TASK_NATTS 18	/* columns of toygun.task as toygun makes it */
 #define TOYGUN_TASK_PARENT_RUN 14	/* its column parent_run */
+#define TOYGUN_TASK_FLOW_KEY 18	/* its column flow_key (issue 17) */
 extern void toygun_child_ended(ToygunObject *obj);
 extern bool toygun_sweep_children(void);
 extern bool toygun_is_task(pg_uuid_t *id);

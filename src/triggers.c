@@ -153,7 +153,7 @@ toygun_fire_triggers(ToygunObject *obj, ToygunDef *def)
 			error_context_stack = &errcb;
 			/* a live run, or should_start saying no: nothing started, no error */
 			(void) toygun_start_run(&obj->id, f.trigger->task, f.trigger->args,
-									f.trigger->owner, false, false, &run);
+									f.trigger->owner, false, false, TOYGUN_PRIORITY_DEFAULT, &run);
 			error_context_stack = errcb.previous;
 		}
 	}

@@ -276,6 +276,13 @@ toygun_has_column(const char *table, const char *column)
 	return OidIsValid(relid) && get_attnum(relid, column) != InvalidAttrNumber;
 }
 
+/* Whether the tables have 0.4's queues and priorities (issue 17): else 0.3's statements. */
+bool
+toygun_has_queues(void)
+{
+	return toygun_has_column("task", "queue_id");
+}
+
 /* The OID of one of toygun's types, by name. */
 Oid
 toygun_type_oid(const char *typname)

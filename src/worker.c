@@ -23,6 +23,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -59,8 +60,23 @@
 #define DEAD_RUN_SLEEP_MS 10
 /* How long a new worker waits for another to charge its slot's dead tick. */
 #define CHARGE_WAIT_MS 30000
+/* How often a worker whose queue does not exist yet looks for it (a define making it wakes it too). */
+#define QUEUE_SLEEP_MS 5000
 
 static int	my_slot;
+
+/*
+ * The queue this worker claims from (issue 17): toygun.queues gives its
+ * slot a queue by position; its id is looked up in toygun.queue at the
+ * start, after each reload, and while it does not exist (-1).
+ */
+static int	my_queue = -1;
+static char my_queue_name[NAMEDATALEN];
+static bool queue_stale = true;
+/* its shared preempt flag: a start above its batch's lowest level (issue 17) */
+static volatile bool *preempt;
+/* A batch a start preempted ends after at least this long (a stream of them cannot shrink batches to one tick). */
+#define PREEMPT_MIN_MS 5
 
 /* The next wait for a held parent (see HELD_PARENT_SLEEP_MS). */
 static long held_sleep_ms = HELD_PARENT_SLEEP_MS;
@@ -84,7 +100,6 @@ static volatile sig_atomic_t tick_timed_out = false;
 static int	tick_timeout_ms;
 static ToygunDef *tick_timeout_def;
 
-static SPIPlanPtr next_due_plan;
 static SPIPlanPtr park_plans[2];
 
 /* A claimed object, remembered across the rollback of a failed batch. */
@@ -212,7 +227,7 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 	if (claim_floor[kind] != DT_NOBEGIN &&
 		TimestampDifferenceExceeds(claim_floor_since[kind], now, CLAIM_FLOOR_MS))
 		claim_floor[kind] = DT_NOBEGIN;
-	got = toygun_claim_objects(kind, n, claim_floor[kind], objs);
+	got = toygun_claim_objects(kind, my_queue, n, claim_floor[kind], objs);
 	for (i = 0; i < got; i++)
 	{
 		out[i].kind = kind;
@@ -233,6 +248,133 @@ claim(ToygunKind kind, int n, Claimed *out, ToygunObject **objs)
 	return got;
 }
 
+/* Claimed entries for objs[from..to), claimed by toygun_claim_level(). */
+static void
+note_claimed(Claimed *out, ToygunObject **objs, int from, int to)
+{
+	int			i;
+
+	for (i = from; i < to; i++)
+	{
+		out[i].kind = TOYGUN_TASK;
+		out[i].id = objs[i]->id;
+		out[i].tid = objs[i]->tid;
+		out[i].error = NULL;
+	}
+}
+
+/*
+ * How often a busy worker recomputes the priority levels in use (issue 17):
+ * the net for runs made due at a level no start noted (a run re-armed by
+ * its resource, or a level a census dropped while its runs were parked).
+ * An idle worker recomputes them each time it goes idle.
+ */
+#define LEVELS_CENSUS_MS 1000
+static TimestampTz levels_census_at = 0;
+
+/* Recompute the levels of the queue in use, with a snapshot taken after the census begins. */
+static void
+levels_census(void)
+{
+	ToygunLevels found;
+
+	toygun_levels_census_begin(my_queue);
+	toygun_levels_census(my_queue, &found);
+	toygun_levels_census_end(my_queue, &found);
+	levels_census_at = GetCurrentTimestamp();
+}
+
+static inline bool
+level_in(ToygunLevels *levels, int p)
+{
+	int			bit = p - TOYGUN_PRIORITY_MIN;
+
+	return (levels->bits[bit / 64] & (UINT64CONST(1) << (bit % 64))) != 0;
+}
+
+/*
+ * Claim up to n due runs of the worker's queue (issue 17): each priority
+ * level above 0, highest first, then level 0 (as before priorities, with
+ * its claim floor), then each level below 0, each from what is left of n.
+ * While no level but 0 is in use (the shared set is empty) this is level
+ * 0's claim alone. Levels other than 0 are claimed without a floor (left
+ * for later: per-level floors). *lowest: the lowest level claimed.
+ */
+static int
+claim_tasks(int n, Claimed *out, ToygunObject **objs, int *lowest)
+{
+	ToygunLevels levels;
+	bool		any = toygun_levels_read(my_queue, &levels);
+	int			got = 0;
+	int			k;
+	int			p;
+
+	claim_last[TOYGUN_TASK] = DT_NOBEGIN;
+	if (any)
+		for (p = TOYGUN_PRIORITY_MAX; p > 0 && got < n; p--)
+			if (level_in(&levels, p))
+			{
+				k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
+				note_claimed(out, objs, got, got + k);
+				got += k;
+				if (k > 0)
+					*lowest = p;
+			}
+	/* runs of types with concurrency limits, at level 0 with slots (issue 17): a bool and an int test without */
+	if (got < n && toygun_flow_limited(my_queue))
+	{
+		k = toygun_flow_claim(my_queue, n - got, objs + got);
+		note_claimed(out, objs, got, got + k);
+		got += k;
+		if (k > 0)
+			*lowest = 0;
+	}
+	if (got < n)
+	{
+		k = claim(TOYGUN_TASK, n - got, out + got, objs + got);
+		got += k;
+		if (k > 0)
+			*lowest = 0;
+	}
+	if (any)
+		for (p = -1; p >= TOYGUN_PRIORITY_MIN && got < n; p--)
+			if (level_in(&levels, p))
+			{
+				k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
+				note_claimed(out, objs, got, got + k);
+				got += k;
+				if (k > 0)
+					*lowest = p;
+			}
+	return got;
+}
+
+/*
+ * Up to n due runs of the levels above level, and above 0 (a preempted
+ * batch's, issue 17), highest first. Below 0 a batch preempted by a level
+ * 0 start ends as it would without preemption: level 0's claim is not
+ * repeated inside a batch.
+ */
+static int
+claim_above(int level, int n, Claimed *out, ToygunObject **objs)
+{
+	ToygunLevels levels;
+	int			got = 0;
+	int			p;
+
+	if (!toygun_levels_read(my_queue, &levels))
+		return 0;
+	for (p = TOYGUN_PRIORITY_MAX; p > Max(level, 0) && got < n; p--)
+		if (level_in(&levels, p))
+		{
+			int			k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
+
+			note_claimed(out, objs, got, got + k);
+			got += k;
+		}
+	return got;
+}
+
 /* The batch ticked every row it claimed, and committed: claim after them next. */
 static void
 claimed_all_ticked(void)
@@ -248,22 +390,30 @@ claimed_all_ticked(void)
 static long
 next_due_ms(void)
 {
-	bool		isnull;
-	Datum		next;
+	TimestampTz next;
 	TimestampTz now = GetCurrentTimestamp();
 	long		ms;
+	ToygunLevels levels;
 
-	toygun_run(toygun_plan(&next_due_plan,
-						   "SELECT LEAST((SELECT min(run_at) FROM ONLY toygun.task WHERE run_at IS NOT NULL),"
-						   "             (SELECT min(run_at) FROM ONLY toygun.resource WHERE run_at IS NOT NULL))",
-						   0, NULL),
-			   NULL, NULL, 1);
-	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
+	/* through each claim index of the queue (issue 17) */
+	(void) toygun_levels_read(my_queue, &levels);
+	if (!toygun_next_due(my_queue, &levels, &next))
+		next = DT_NOEND;
+	/* limited runs (issue 17): as the last claim saw them, or a short wait for a slot */
+	ms = toygun_flow_sleep_ms();
+	if (ms >= 0)
+		next = Min(next, TimestampTzPlusMilliseconds(now, ms));
+	if (next == DT_NOEND)
 		return MAX_SLEEP_MS;
-	if (DatumGetTimestampTz(next) <= now)
-		return BUSY_SLEEP_MS;
-	ms = TimestampDifferenceMilliseconds(now, DatumGetTimestampTz(next)) + 1;
+	/*
+	 * Due, yet not claimed: locked by another worker (look again later), or
+	 * due only since the claim looked (its now() is the transaction's
+	 * start): claim again at once. Runs a rate limit holds come due one
+	 * emission interval apart, often between a claim and this read.
+	 */
+	if (next <= now)
+		return next > GetCurrentTransactionStartTimestamp() ? 0 : BUSY_SLEEP_MS;
+	ms = TimestampDifferenceMilliseconds(now, next) + 1;
 	return Min(ms, MAX_SLEEP_MS);
 }
 
@@ -546,9 +696,15 @@ replay(Claimed *claimed, int n)
  * Tick the claimed objects (as many as BATCH_TIME_MS allows) and commit,
  * without subtransactions. Returns how many were ticked; on a failure,
  * rolls back, marks the failing object and returns -1.
+ *
+ * Preempted (issue 17: a start above level committed, at least
+ * PREEMPT_MIN_MS into the batch), the batch claims the runs above its level
+ * in place of the ones it has not ticked (released at its commit), ticks
+ * them, and commits: the higher runs wait for neither this batch's commit
+ * nor the next claim. *n becomes what the batch holds: claimed[0..*n).
  */
 static int
-tick_all(Claimed *claimed, ToygunObject **objs, int n)
+tick_all(Claimed *claimed, ToygunObject **objs, int *n, int level, bool *preempted)
 {
 	volatile int failing = -1;
 	volatile int ticked = 0;
@@ -558,7 +714,7 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 
 	PG_TRY();
 	{
-		for (i = 0; i < n; i++)
+		for (i = 0; i < *n; i++)
 		{
 			bool		end_batch;
 
@@ -566,6 +722,24 @@ tick_all(Claimed *claimed, ToygunObject **objs, int n)
 			tick_started = i == 0 ? started : GetCurrentTimestamp();
 			if (i > 0 && TimestampDifferenceExceeds(started, tick_started, BATCH_TIME_MS))
 				break;
+			/* a start above the batch's lowest level (issue 17): a word read */
+			if (*preempt && !*preempted && i > 0 &&
+				TimestampDifferenceExceeds(started, tick_started, PREEMPT_MIN_MS))
+			{
+				Claimed		higher[MIN_CLAIM];
+				ToygunObject *higher_objs[MIN_CLAIM];
+				int			k;
+
+				*preempted = true;
+				/* aside first: a claim that fails leaves claimed[0..*n) whole */
+				k = claim_above(level, Min(*n - i, MIN_CLAIM), higher, higher_objs);
+				memcpy(&claimed[i], higher, sizeof(Claimed) * k);
+				memcpy(&objs[i], higher_objs, sizeof(ToygunObject *) * k);
+				*n = i + k;
+				if (k == 0)
+					break;
+				tick_started = GetCurrentTimestamp();
+			}
 			failing = i;
 			end_batch = tick_claimed(objs[i], tick_started);
 			failing = -1;
@@ -609,6 +783,36 @@ claimed_dead_run(Claimed *claimed, int n)
 }
 
 /*
+ * Look up the id of the queue toygun.queues gives this worker's slot, and
+ * load its paused flag into shared memory (unless a pause or resume set it
+ * already). Moved to another queue by a reload, the worker starts its
+ * claims afresh. Inside the batch's transaction.
+ */
+static void
+resolve_queue(void)
+{
+	const char *name = toygun_queue_of_slot(my_slot);
+	bool		paused = false;
+	int			id = -1;
+
+	if (name != NULL)
+		id = toygun_queue_lookup(name, &paused);
+	if (id >= 0)
+		toygun_queue_paused_load(id, paused);
+	if (id != my_queue || name == NULL || strcmp(name, my_queue_name) != 0)
+	{
+		claim_floor[TOYGUN_RESOURCE] = claim_floor[TOYGUN_TASK] = DT_NOBEGIN;
+		claim_last[TOYGUN_RESOURCE] = claim_last[TOYGUN_TASK] = DT_NOBEGIN;
+		levels_census_at = 0;
+		claim_limit = 0;
+	}
+	strlcpy(my_queue_name, name ? name : "", sizeof(my_queue_name));
+	my_queue = id;
+	toygun_set_queue(my_slot, id);
+	queue_stale = id < 0;
+}
+
+/*
  * One batch: claim due resources and runs, tick them, commit. Returns how
  * many were claimed; when none, *sleep_ms says how long to sleep.
  */
@@ -622,6 +826,8 @@ run_batch(long *sleep_ms, bool *full)
 	int			ticked;
 	int			failures = 0;
 	bool		held;
+	bool		preempted = false;
+	int			lowest = TOYGUN_PRIORITY_MAX;
 
 	MemoryContextReset(batch_context);
 	MemoryContextSwitchTo(batch_context);
@@ -630,14 +836,31 @@ run_batch(long *sleep_ms, bool *full)
 
 	toygun_begin_work();
 	pgstat_report_activity(STATE_RUNNING, "claiming due runs");
+	/* the queue of the worker's slot (issue 17): none yet, look again in a while */
+	if (queue_stale)
+		resolve_queue();
+	if (my_queue < 0)
+	{
+		toygun_end_work();
+		*sleep_ms = QUEUE_SLEEP_MS;
+		return 0;
+	}
 	held = toygun_sweep_children();
 	if (!held)
 		held_sleep_ms = HELD_PARENT_SLEEP_MS;
+	/* the priority levels in use (issue 17): at least every LEVELS_CENSUS_MS */
+	if (levels_census_at == 0 ||
+		TimestampDifferenceExceeds(levels_census_at, GetCurrentTimestamp(), LEVELS_CENSUS_MS))
+		levels_census();
 	n = claim(TOYGUN_RESOURCE, limit, claimed, objs);
-	n += claim(TOYGUN_TASK, limit, claimed + n, objs + n);
+	if (n > 0)
+		lowest = 0;
+	n += claim_tasks(limit, claimed + n, objs + n, &lowest);
 	*full = n >= limit;
 	if (n == 0)
 	{
+		/* idle: the levels afresh, then sleep until the earliest run_at of any */
+		levels_census();
 		*sleep_ms = next_due_ms();
 		/* a parent someone held when its child ended: look again soon */
 		if (held)
@@ -659,9 +882,10 @@ run_batch(long *sleep_ms, bool *full)
 		*sleep_ms = DEAD_RUN_SLEEP_MS;
 		return 0;
 	}
-	/* busy: a commit's wake-up now goes to another worker */
+	/* busy: a commit's wake-up now goes to another worker, a start above lowest preempts */
+	toygun_set_batch_level(my_slot, lowest);
 	toygun_set_idle(my_slot, false);
-	ticked = tick_all(claimed, objs, n);
+	ticked = tick_all(claimed, objs, &n, lowest, &preempted);
 	if (ticked < 0)
 	{
 		failures = replay(claimed, n);
@@ -669,8 +893,10 @@ run_batch(long *sleep_ms, bool *full)
 	}
 	else
 	{
-		claim_limit = ticked < n ? Max(MIN_CLAIM, 2 * ticked) : Min(toygun_batch_size, 2 * limit);
-		if (ticked == n)
+		/* a preempted batch was not too slow: its limit stays */
+		if (!preempted)
+			claim_limit = ticked < n ? Max(MIN_CLAIM, 2 * ticked) : Min(toygun_batch_size, 2 * limit);
+		if (ticked == n && !preempted)
 			claimed_all_ticked();
 	}
 	toygun_count_batch(my_slot, ticked, failures);
@@ -790,6 +1016,7 @@ toygun_worker_main(Datum arg)
 
 	toygun_claim_slot(my_slot);
 	before_shmem_exit(release_slot, Int32GetDatum(my_slot));
+	preempt = toygun_preempt_flag(my_slot);
 	tick_timeout_id = RegisterTimeout(USER_TIMEOUT, tick_timeout_handler);
 	tick_grace_id = RegisterTimeout(USER_TIMEOUT, tick_grace_handler);
 	batch_context = AllocSetContextCreate(TopMemoryContext, "toygun batch",
@@ -816,12 +1043,19 @@ toygun_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* toygun.queues may give the slot another queue (issue 17) */
+			queue_stale = true;
 		}
 
-		if (toygun_paused || my_slot >= toygun_workers)
+		/* a paused queue, or one not loaded yet: its flag in shared memory, a word read */
+		if (!queue_stale && toygun_queue_paused(my_queue) < 0)
+			queue_stale = true;
+		if (toygun_paused || toygun_queue_of_slot(my_slot) == NULL ||
+			(!queue_stale && toygun_queue_paused(my_queue) > 0))
 		{
-			/* until the setting changes (the launcher stops surplus workers) */
+			/* until the setting changes (the launcher stops surplus workers), or a resume */
 			pgstat_report_activity(STATE_IDLE, "paused");
+			toygun_set_idle(my_slot, true);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			continue;
@@ -835,9 +1069,13 @@ toygun_worker_main(Datum arg)
 		{
 			toygun_inflight_worked();
 			recycle_if_large();
-			/* a full batch: there may be more, so get another worker going */
-			if (full)
-				toygun_wake_worker();
+			/*
+			 * a full batch: there may be more, so get another worker going;
+			 * so does a batch whose commit gave back slots (issue 17): a
+			 * worker may wait for one
+			 */
+			if (toygun_flow_batch_held() || full)
+				toygun_wake_worker(my_queue);
 			/* retention: busy, a round at least every toygun.maintain_interval */
 			(void) toygun_maintain_in_worker(false);
 			continue;

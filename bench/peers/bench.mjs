@@ -1,7 +1,7 @@
 // The benchmark proper, run by bench/run.sh on its own cluster: every
 // workload for every system, in turn, then a table and the issue's targets.
 //
-//   node bench.mjs [--n N] [--smoke] [--only W1,W2,...] [--systems toygun,graphile-worker,pg-boss]
+//   node bench.mjs [--n N] [--smoke] [--only W1,W1p,W2,...] [--systems toygun,graphile-worker,pg-boss]
 //
 // Results go to stdout (and results.json / results.md in $BENCH_OUT), the
 // progress line to stderr. Exits 1 if a workload did not complete.
@@ -13,7 +13,7 @@ import { connect, fmtInt, memoryKb, percentile, progress, progressDone, sleep, w
 import { PgBossSystem } from "./pg-boss.mjs";
 import { Toygun } from "./toygun.mjs";
 
-const WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"];
+const WORKLOADS = ["W1", "W1p", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11"];
 const SYSTEMS = { toygun: Toygun, "graphile-worker": GraphileWorker, "pg-boss": PgBossSystem };
 
 const { values: opts } = parseArgs({
@@ -25,20 +25,24 @@ const { values: opts } = parseArgs({
     timeout: { type: "string", default: "1800" },
   },
 });
-const only = opts.only.toUpperCase().split(",").map((w) => w.trim());
+// workload names in any case (w1p, W1P): each as WORKLOADS spells it
+const only = opts.only.split(",").map((w) => w.trim()).map((w) => WORKLOADS.find((k) => k.toUpperCase() === w.toUpperCase()) ?? w);
 const systemNames = opts.systems.split(",").map((s) => s.trim());
 for (const w of only) if (!WORKLOADS.includes(w)) fail(`unknown workload ${w} (known: ${WORKLOADS.join(", ")})`);
 for (const s of systemNames) if (!SYSTEMS[s]) fail(`unknown system ${s} (known: ${Object.keys(SYSTEMS).join(", ")})`);
 
-// Sizes: N runs for W1 and W4, 0.3 N for W2, 10 N sleepers for W4, N runs of
-// ten states (10 N ticks) for W6; W3 is 500 starts, W7 200, W8 200. The
-// smoke size is 500 of everything, 5,000 sleepers, a 5-second idle window,
-// 50 W7 starts and 20 W8 waits.
+// Sizes: N runs for W1, W1p and W4, 0.3 N for W2, 10 N sleepers for W4, N
+// runs of ten states (10 N ticks) for W6; W3 is 500 starts, W7 200, W8 200,
+// W9 200 starts behind a backlog of 100,000. The smoke size is 500 of
+// everything, 5,000 sleepers, a 5-second idle window, 50 W7 starts, 20 W8
+// waits, and 20 W9 starts behind 5,000.
 const N = opts.smoke ? 500 : Number(opts.n ?? 100000);
 if (!(N >= 1)) fail("--n must be a positive number");
 const size = opts.smoke
-  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50, w8: 20 }
-  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N, w7: 200, w8: 200 };
+  ? { w1: 500, w2: 500, w3: 500, sleepers: 5000, idleSeconds: 5, w6: 500, w7: 50, w8: 20, w11: 10000, w11Seconds: 5,
+      w10: 5000, w10b: 20, w9Backlog: 5000, w9: 20 }
+  : { w1: N, w2: Math.max(1, Math.round(0.3 * N)), w3: 500, sleepers: 10 * N, idleSeconds: 30, w6: N, w7: 200, w8: 200,
+      w11: 100000, w11Seconds: 30, w10: 100000, w10b: 100, w9Backlog: 100000, w9: 200 };
 const TIMEOUT_MS = Number(opts.timeout) * 1000;
 const W3_WARMUP = 10;
 // W7: the slow tick's length, the fast starts made beside each one (at
@@ -52,6 +56,17 @@ const W7_WARMUP = 5;
 // idle worker's next look for due runs
 const W7_LATE_MS = 100;
 const W8_WARMUP = 5;
+// W11: its limits' rate (bench/peers/toygun.sql), and the seconds after the
+// start (or the takers' start) that are not counted: the burst, the first
+// claims.
+const W11_RATE = 1000;
+const W11_LEAD_S = 2;
+// W9: the priority of its urgent starts (the backlog's is 0), the mean gap
+// between two starts (each 15 to 25 ms after the last, at random), and the
+// warm-up starts before the timed ones.
+const W9_PRIORITY = 10;
+const W9_GAP_MS = 20;
+const W9_WARMUP = 5;
 
 function fail(message) {
   console.error(`bench: ${message}`);
@@ -279,18 +294,23 @@ async function main() {
   // just made (empty, never analyzed, nothing cached or prepared yet): each
   // system first drains W1 once untimed, then the same VACUUM ANALYZE as
   // after every run, then the timed W1 (see bench/README.md).
-  if (only.includes("W1"))
+  // W1p (issue 17) is W1 with half the runs at a higher priority, run
+  // the same way, its own warm-up round first.
+  for (const w of ["W1", "W1p"]) {
+    if (!only.includes(w)) continue;
+    const task = w.toLowerCase();
     for (const sys of systems) {
       try {
-        const r = await drain(sys, "w1", "W1 warm-up", size.w1);
-        warmups.push({ workload: "W1", system: sys.name, ...r });
+        const r = await drain(sys, task, `${w} warm-up`, size.w1);
+        warmups.push({ workload: w, system: sys.name, ...r });
       } catch (e) {
-        progressDone(`bench: W1 warm-up ${sys.name} FAILED: ${e.message}`);
-        record({ workload: "W1", system: sys.name, error: `warm-up: ${e.message}` });
+        progressDone(`bench: ${w} warm-up ${sys.name} FAILED: ${e.message}`);
+        record({ workload: w, system: sys.name, error: `warm-up: ${e.message}` });
         continue;
       }
-      await timed("W1", sys.name, () => drain(sys, "w1", "W1 drain", size.w1));
+      await timed(w, sys.name, () => drain(sys, task, `${w} drain`, size.w1));
     }
+  }
   if (only.includes("W2"))
     for (const sys of systems) await timed("W2", sys.name, () => drain(sys, "w2", "W2 chain", size.w2));
   if (only.includes("W3"))
@@ -316,6 +336,9 @@ async function main() {
   if (only.includes("W6") && toygun) await timed("W6", "toygun", () => memory(toygun, size.w6));
   if (only.includes("W7") && toygun) await timed("W7", "toygun", () => wakeLatency(toygun, size.w7));
   if (only.includes("W8") && toygun) await timed("W8", "toygun", () => waitLatency(toygun, size.w8));
+  if (only.includes("W9") && toygun) await timed("W9", "toygun", () => priorityLatency(toygun, size.w9Backlog, size.w9));
+  if (only.includes("W10") && toygun) await timed("W10", "toygun", () => fairness(toygun, size.w10, size.w10b));
+  if (only.includes("W11") && toygun) await timed("W11", "toygun", () => rateAccuracy(toygun, size.w11, size.w11Seconds));
 
   for (const sys of systems) await sys.close();
 
@@ -389,9 +412,120 @@ async function waitLatency(toygun, count) {
   return r;
 }
 
+// W9 (toygun only, issue 17): how long an urgent start waits behind a
+// backlog. `backlog` runs at priority 0 whose handler stays with a wait of
+// 0, so that they are due again at once after every tick and the workers
+// tick them round and round; once they have gone round once, starts of a
+// one-state task at priority W9_PRIORITY, each committed alone, one every
+// W9_GAP_MS or so (not waiting for the last to be ticked); from each start's
+// commit to its handler's first statement (as W3). Then the same number of
+// starts at priority 0, which wait behind the backlog: the note, what
+// priority buys. The backlog is then told to stop, and drains.
+async function priorityLatency(toygun, backlog, count) {
+  await quiesce();
+  progress(`bench: W9 priority toygun: starting a backlog of ${fmtInt(backlog)} runs`);
+  await toygun.backlogStart(backlog, W9_WARMUP + count);
+  const round = await toygun.counters();
+  await waitFor("W9: the backlog to go round once", async () => {
+    const now = await toygun.counters();
+    if (now.failures > round.failures) throw new Error("toygun: a tick failed (see the server log)");
+    progress(`bench: W9 priority toygun: backlog ticked ${fmtInt(now.ticks - round.ticks)} of ${fmtInt(backlog)} times`);
+    return now.ticks - round.ticks >= backlog;
+  }, { timeoutMs: TIMEOUT_MS, everyMs: 100 });
+
+  // one round of starts at a priority; the latencies of all but the first `skip`
+  const starts = async (priority, first, total, skip) => {
+    const xids = [];
+    const before = await toygun.counters();
+    const t0 = wallMs();
+    for (let k = 0; k < total; k++) {
+      xids.push(await toygun.priorityStart(first + k, k, priority));
+      await sleep(W9_GAP_MS - 5 + Math.random() * 10);
+      if (k % 20 === 0) progress(`bench: W9 priority toygun: ${k} of ${total} starts at priority ${priority}`);
+    }
+    const startSeconds = (wallMs() - t0) / 1000;
+    const after = await toygun.counters();
+    await waitFor(`W9: the handlers of the starts at priority ${priority}`, async () =>
+      (await toygun.priorityHandled(first, total)) === total, { timeoutMs: TIMEOUT_MS, everyMs: 50 });
+    const rows = (await toygun.priorityLatencies(first, xids)).slice(skip);
+    return { ms: rows.map((x) => x.ms), rows, backlogRate: (after.ticks - before.ticks) / startSeconds };
+  };
+  const high = await starts(W9_PRIORITY, 0, W9_WARMUP + count, W9_WARMUP);
+  progress(`bench: W9 priority toygun: ${count} starts at priority 0, behind the backlog`);
+  const low = await starts(0, 1000000, count, 0);
+  await toygun.backlogStop();
+  const r = { count, backlog, priority: W9_PRIORITY,
+              p50: percentile(high.ms, 50), p99: percentile(high.ms, 99), max: Math.max(...high.ms),
+              lowP50: percentile(low.ms, 50), lowP99: percentile(low.ms, 99), lowMax: Math.max(...low.ms),
+              backlogRate: high.backlogRate,
+              samples: high.rows.map((x) => ({ ms: x.ms, batchMs: x.batch_ms, pid: x.pid, committed: x.committed })), lowSamples: low.ms };
+  progressDone(`bench: W9 priority toygun: p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(2)} ms; at priority 0 p50 ${r.lowP50.toFixed(2)} ms`);
+  await toygun.vacuum();
+  return r;
+}
+
+// W11 (toygun only, issue 17): how closely a rate limit keeps its rate, a
+// limit of 1,000 per second with a burst of 100. (a) n runs of a type that
+// names it, started in one transaction: its ticks (stops, by the history's
+// time) within [commit + 2 s, commit + 2 s + len). (b) two sessions calling
+// toygun.take_token() in a loop: the tokens granted within the same window
+// of their start. Each as ticks ÷ (rate × len) − 1. The runs left are
+// removed afterwards.
+async function rateAccuracy(toygun, n, seconds) {
+  await quiesce();
+  progress(`bench: W11 rate toygun: starting ${fmtInt(n)} rate-limited runs`);
+  const xid = await toygun.rateStart(n);
+  const end = W11_LEAD_S + seconds;
+  await waitFor("W11: the window to pass", async () => {
+    const s = await toygun.sinceCommitS(xid);
+    progress(`bench: W11 rate toygun: (a) ${s.toFixed(0)} of ${end} s`);
+    return s >= end + 0.5;
+  }, { timeoutMs: (end + 60) * 1000, everyMs: 500 });
+  const ticks = await toygun.rateTicks(xid, W11_LEAD_S, seconds);
+  await toygun.rateCleanup();
+  progress(`bench: W11 rate toygun: (b) two sessions taking tokens for ${end} s`);
+  const taken = await toygun.rateTakers(2, W11_LEAD_S, seconds);
+  const expected = W11_RATE * seconds;
+  const tokens = taken.reduce((a, b) => a + b, 0);
+  const r = { count: ticks, seconds, rate: ticks / seconds, expected, accuracyA: ticks / expected - 1,
+              tokens, tokensBySession: taken, accuracyB: tokens / expected - 1 };
+  progressDone(`bench: W11 rate toygun: (a) ${fmtInt(ticks)} ticks in ${seconds} s (${(100 * r.accuracyA).toFixed(2)}%), (b) ${fmtInt(tokens)} tokens (${(100 * r.accuracyB).toFixed(2)}%)`);
+  await toygun.vacuum();
+  return r;
+}
+
+// W10 (toygun only, issue 17): fairness under a concurrency limit. A type
+// with concurrency_key 'tenant' and max_per_key 10; n runs of tenant A
+// started in one transaction (all due); once A's ticks are under way, m runs
+// of tenant B started one at a time, each committed alone, about 10 ms
+// apart. From each B start's commit to its handler's first statement
+// (commit timestamps, as W3 and W7); and A's ticks per second meanwhile
+// (the per-key cap: 10 runs a batch commit). A's runs left are removed.
+async function fairness(toygun, n, m) {
+  await quiesce();
+  progress(`bench: W10 fairness toygun: starting ${fmtInt(n)} runs of tenant A`);
+  await toygun.fairFlood(n);
+  await waitFor("W10: A's ticks to begin", async () => (await toygun.fairADone()) > 0, { timeoutMs: 60000, everyMs: 20 });
+  const xids = [];
+  for (let seq = 0; seq < m; seq++) {
+    xids.push(await toygun.fairB(seq));
+    await sleep(8 + Math.random() * 4);
+  }
+  await waitFor("W10: B's runs to be ticked", async () => (await toygun.fairBDone()) >= m, { timeoutMs: 60000, everyMs: 20 });
+  const { ms, aTicks, aSeconds } = await toygun.fairLatencies(xids);
+  const left = n - (await toygun.fairADone());
+  await toygun.fairCleanup();
+  const r = { count: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99), max: Math.max(...ms),
+              aTicks, aRate: aTicks / aSeconds, flood: n, aLeft: left };
+  progressDone(`bench: W10 fairness toygun: B p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(2)} ms; A ${r.aRate.toFixed(0)} ticks/s, ${fmtInt(left)} of A's runs left`);
+  await toygun.vacuum();
+  return r;
+}
+
 // --- the report -----------------------------------------------------------
 
 const ms = (v) => (v === undefined ? "" : v.toFixed(2));
+const pct = (v) => `${v >= 0 ? "+" : ""}${(100 * v).toFixed(2)}%`;
 const ratio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}x` : "n/a");
 
 // How many times better toygun's figure is than this row's: throughput
@@ -410,6 +544,12 @@ function note(r, all) {
   switch (r.workload) {
     case "W3":
       return `max ${r.max.toFixed(2)} ms`;
+    case "W1p": {
+      const w1 = all.find((x) => x.workload === "W1" && x.system === r.system && !x.error);
+      const vs = w1 ? `${((100 * r.rate) / w1.rate).toFixed(0)}% of W1; ` : "";
+      const half = { toygun: "1", "graphile-worker": "-1 (its lower numbers run first)", "pg-boss": "1" }[r.system];
+      return `${vs}half the runs at priority ${half}, half at 0`;
+    }
     case "W4": {
       const w1 = all.find((x) => x.workload === "W1" && x.system === r.system && !x.error);
       const vs = w1 ? `${((100 * r.rate) / w1.rate).toFixed(0)}% of W1; ` : "";
@@ -419,6 +559,12 @@ function note(r, all) {
       return r.note;
     case "W7":
       return `${r.count < r.asked ? `${r.count} of ${r.asked} asked for (late starts used up the slow ticks); ` : ""}max ${r.max.toFixed(2)} ms; ${r.late} over ${r.lateMs} ms (${r.lateFirst} of them a slow tick's first start); beside ${r.slowTicks} slow ticks of ${r.slowSeconds} s${r.outside ? `, ${r.outside} starts outside them not counted` : ""}; toygun only`;
+    case "W10":
+      return `tenant B's ${r.count} starts beside ${fmtInt(r.flood)} due runs of tenant A (max_per_key 10): commit to handler p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, max ${r.max.toFixed(2)} ms; A meanwhile ${r.aRate.toFixed(0)} ticks/s, ${fmtInt(r.aLeft)} of A's left at the end; toygun only`;
+    case "W11":
+      return `(a) ${fmtInt(r.count)} ticks of a type limited to ${fmtInt(r.expected / r.seconds)}/s in ${r.seconds} s: ${pct(r.accuracyA)}; (b) two sessions' take_token(): ${fmtInt(r.tokens)} tokens (${r.tokensBySession.map(fmtInt).join(" + ")}): ${pct(r.accuracyB)}; toygun only`;
+    case "W9":
+      return `max ${r.max.toFixed(2)} ms; starts at priority ${r.priority} behind ${fmtInt(r.backlog)} due runs at 0 (ticked at ${fmtInt(r.backlogRate)}/s meanwhile); the same starts at priority 0: p50 ${r.lowP50.toFixed(2)} ms, p99 ${r.lowP99.toFixed(2)} ms, max ${r.lowMax.toFixed(2)} ms; toygun only`;
     case "W8":
       return `max ${r.max.toFixed(2)} ms; a wait() on a stopped run p50 ${r.doneP50.toFixed(2)} ms, p99 ${r.doneP99.toFixed(2)} ms; toygun only`;
     case "W6":
@@ -438,7 +584,8 @@ function report(all, warmups, context) {
   lines.push("");
   const head = ["workload", "system", "count", "seconds", "per second", "p50 ms", "p99 ms", "toygun's lead", "note"];
   const rows = all.map((r) => [
-    { W1: "W1 drain", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake", W8: "W8 wait" }[r.workload],
+    { W1: "W1 drain", W1p: "W1p priority", W2: "W2 chain", W3: "W3 latency", W4: "W4 depth", W5: "W5 idle", W6: "W6 memory", W7: "W7 wake",
+      W8: "W8 wait", W9: "W9 priority", W10: "W10 fairness", W11: "W11 rate" }[r.workload],
     r.system,
     r.count === undefined ? "" : fmtInt(r.count),
     r.seconds === undefined ? "" : r.seconds.toFixed(2),
@@ -456,10 +603,13 @@ function report(all, warmups, context) {
   lines.push(`|${widths.map((w, i) => (right[i] ? `${"-".repeat(w + 1)}:` : "-".repeat(w + 2))).join("|")}|`);
   for (const row of rows) lines.push(line(row));
   lines.push("");
-  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database; W7: fast runs timed; W8: waits timed.");
+  lines.push("count: ticks (toygun) or jobs run (peers); W5: transactions committed in the system's database; W7: fast runs timed; W8: waits timed; W9: urgent starts timed; W11: ticks of the rate-limited type in its window.");
   lines.push("toygun's lead: how many times better toygun's figure is (throughput toygun ÷ peer; W3 p50 and W5 peer ÷ toygun).");
-  if (warmups.length > 0)
-    lines.push(`W1 warm-up (the same drain, untimed, on fresh tables, before W1): ${warmups.map((w) => `${w.system} ${fmtInt(w.rate)}/s`).join(", ")}.`);
+  for (const w of ["W1", "W1p"]) {
+    const rounds = warmups.filter((x) => x.workload === w);
+    if (rounds.length > 0)
+      lines.push(`${w} warm-up (the same drain, untimed, ${w === "W1" ? "on fresh tables, " : ""}before ${w}): ${rounds.map((x) => `${x.system} ${fmtInt(x.rate)}/s`).join(", ")}.`);
+  }
   lines.push("");
   lines.push(...targets(all, context));
   return lines.join("\n");
@@ -472,7 +622,7 @@ function targets(all, context) {
   const out = ["targets (reported, not enforced):"];
   const check = (label, ok, detail) =>
     out.push(`  ${ok === null ? "----" : ok ? "PASS" : "MISS"}  ${label}: ${detail}`);
-  for (const w of ["W1", "W2"]) {
+  for (const w of ["W1", "W1p", "W2"]) {
     const t = get(w, "toygun");
     const g = get(w, "graphile-worker");
     if (t && g) {
@@ -510,6 +660,21 @@ function targets(all, context) {
   const w8 = get("W8", "toygun");
   if (w8) check("W8 p50 <= 1 ms from the commit to wait()'s return", w8.p50 <= 1, `${w8.p50.toFixed(2)} ms (p99 ${w8.p99.toFixed(2)} ms)`);
   else check("W8 wait() latency", null, "not measured");
+  const w9 = get("W9", "toygun");
+  if (w9) check(`W9 p99 <= 20 ms from a start at priority ${w9.priority} behind ${fmtInt(w9.backlog)} due runs`, w9.p99 <= 20,
+    `${w9.p99.toFixed(2)} ms (p50 ${w9.p50.toFixed(2)} ms, max ${w9.max.toFixed(2)} ms; at priority 0: p99 ${w9.lowP99.toFixed(2)} ms)`);
+  else check("W9 priority latency behind a backlog", null, "not measured");
+  const w10 = get("W10", "toygun");
+  if (w10) check("W10 a tenant's runs beside another's flood, p99 within 50 ms", w10.p99 <= 50,
+    `${w10.p99.toFixed(2)} ms p99 (${w10.count} starts beside ${fmtInt(w10.flood)} due runs)`);
+  else check("W10 fairness", null, "not measured");
+  const w11 = get("W11", "toygun");
+  if (w11) {
+    check("W11 (a) a rate-limited type's ticks within 5% of its rate", Math.abs(w11.accuracyA) <= 0.05,
+      `${pct(w11.accuracyA)} (${fmtInt(w11.count)} of ${fmtInt(w11.expected)} in ${w11.seconds} s)`);
+    check("W11 (b) take_token() in two sessions within 5% of the rate", Math.abs(w11.accuracyB) <= 0.05,
+      `${pct(w11.accuracyB)} (${fmtInt(w11.tokens)} of ${fmtInt(w11.expected)} in ${w11.seconds} s)`);
+  } else check("W11 rate limit accuracy", null, "not measured");
   return out;
 }
 

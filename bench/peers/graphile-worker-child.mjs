@@ -14,6 +14,7 @@ const logger = new Logger(() => (level, message) => {
 
 const taskList = {
   w1: async () => side.count(),
+  w1p: async () => side.count(),
   w2: async (payload, helpers) => {
     if (payload.step < 3) await helpers.addJob("w2", { step: payload.step + 1 });
     side.count();

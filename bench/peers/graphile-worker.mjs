@@ -52,7 +52,9 @@ export class GraphileWorker {
   }
 
   // Add n jobs in one call of add_jobs (one transaction); the number of
-  // handler calls they will take.
+  // handler calls they will take. W1p (issue 17): every other job with
+  // priority -1 in its job_spec, the rest 0 (NULL): graphile-worker runs
+  // lower numbers first, so that half runs first, as toygun's runs at 1.
   async enqueue(workload, n) {
     const { rows } = await this.client.query("SELECT coalesce(max(id), 0)::text AS id FROM graphile_worker._private_jobs");
     this.baseId = rows[0].id;
@@ -60,9 +62,9 @@ export class GraphileWorker {
     this.expected = workload === "w2" ? 3 * n : n;
     await this.client.query(
       `SELECT count(*) FROM graphile_worker.add_jobs(array(
-           SELECT ROW($1, $2::json, NULL, NULL, NULL, NULL, NULL, NULL)::graphile_worker.job_spec
-             FROM generate_series(1, $3)))`,
-      [workload, workload === "w2" ? '{"step": 1}' : "{}", n],
+           SELECT ROW($1, $2::json, NULL, NULL, NULL, NULL, CASE WHEN $4 AND i % 2 = 0 THEN -1 END, NULL)::graphile_worker.job_spec
+             FROM generate_series(1, $3) i))`,
+      [workload, workload === "w2" ? '{"step": 1}' : "{}", n, workload === "w1p"],
     );
     return this.expected;
   }

@@ -20,6 +20,7 @@ await boss.start();
 // when it returns.
 const handlers = {
   w1: async (jobs) => side.count(jobs.length),
+  w1p: async (jobs) => side.count(jobs.length),
   w2: async (jobs) => {
     const next = jobs.filter((j) => j.data.step < 3).map((j) => ({ data: { step: j.data.step + 1 } }));
     if (next.length > 0) await boss.insert("w2", next);

@@ -7,7 +7,7 @@ import { PgBoss } from "pg-boss";
 import { Arrivals, ChildPool } from "./children.mjs";
 import { connect, connectionString, handlerMinusCommit } from "./lib.mjs";
 
-const QUEUES = ["w1", "w2", "w3", "w4"];
+const QUEUES = ["w1", "w1p", "w2", "w3", "w4"];
 
 // Batch fetch, fetching again at once while batches come back full, and
 // LISTEN/NOTIFY wake-ups; the sizes that did best on 2 cores (see
@@ -58,7 +58,8 @@ export class PgBossSystem {
   }
 
   // Add n jobs with one insert() (one statement); the number of handler
-  // calls they will take.
+  // calls they will take. W1p (issue 17): every other job with priority 1
+  // (pg-boss runs higher numbers first), the rest 0.
   async enqueue(workload, n) {
     this.workload = workload;
     this.baseHandled = this.pool.handled();
@@ -66,7 +67,8 @@ export class PgBossSystem {
     const data = workload === "w2" ? { step: 1 } : {};
     const { rows } = await this.client.query("SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'completed'", [workload]);
     this.baseCompleted = rows[0].n;
-    await this.boss.insert(workload, Array.from({ length: n }, () => ({ data })));
+    await this.boss.insert(workload, Array.from({ length: n }, (_, k) =>
+      (workload === "w1p" ? { data, priority: (k + 1) % 2 === 0 ? 1 : 0 } : { data })));
     return this.expected;
   }
 

@@ -7,7 +7,10 @@ import { Arrivals } from "./children.mjs";
 import { connect, waitFor } from "./lib.mjs";
 
 // Ticks each run of a workload takes.
-const TICKS = { w1: 1, w2: 3, w4: 1, w6: 10 };
+const TICKS = { w1: 1, w1p: 1, w2: 3, w4: 1, w6: 10 };
+// The priority of each workload's runs, by their resource's number: W1p
+// (issue 17) starts every other run at 1, the rest at 0.
+const PRIORITY = { w1p: "CASE WHEN i % 2 = 0 THEN 1 ELSE 0 END" };
 
 export class Toygun {
   name = "toygun";
@@ -76,7 +79,8 @@ export class Toygun {
       "SELECT count(*)::int AS n FROM toygun.task WHERE name = $1 AND state = '__stop__'", [workload]);
     this.baseStopped = rows[0].n;
     await this.client.query(
-      "SELECT count(toygun.start_task(id, $2)) FROM public.bench_resource WHERE i <= $1",
+      `SELECT count(toygun.start_task(id, $2, priority => ${PRIORITY[workload] ?? "NULL"}))
+         FROM public.bench_resource WHERE i <= $1`,
       [n, workload],
     );
     return this.expected;
@@ -268,6 +272,195 @@ export class Toygun {
       );
     }
     await this.client.query("VACUUM ANALYZE toygun.resource, toygun.task");
+  }
+
+  // W9: the backlog, n runs of w9backlog (priority 0, due again after every
+  // tick), started in one transaction on resources of their own, numbered
+  // 1 to n; and `probes` more resources, n + 1 to n + probes, for the timed
+  // starts. Untimed: making the resources.
+  async backlogStart(n, probes) {
+    this.w9Backlog = n;
+    await this.client.query(
+      `INSERT INTO public.bench_w9_resource (i, id)
+       SELECT i, toygun.create_resource('bench_w9') FROM generate_series(1, $1) i`,
+      [n + probes],
+    );
+    await this.client.query(
+      "SELECT count(toygun.start_task(id, 'w9backlog')) FROM public.bench_w9_resource WHERE i <= $1",
+      [n],
+    );
+  }
+
+  // W9: one start of w9 at a priority on probe resource k, committed alone,
+  // its handler to note `seq`; the id of its transaction.
+  async priorityStart(seq, k, priority) {
+    const { rows } = await this.client.query(
+      `SELECT toygun.start_task(id, 'w9', jsonb_build_object('seq', $1::int), priority => $3) AS run,
+              pg_current_xact_id()::xid::text AS xid
+         FROM public.bench_w9_resource WHERE i = $2`,
+      [seq, this.w9Backlog + 1 + k, priority],
+    );
+    return rows[0].xid;
+  }
+
+  // W9: how many of the handlers of seq first to first + n - 1 have begun
+  // (and their tick committed).
+  async priorityHandled(first, n) {
+    const { rows } = await this.client.query(
+      "SELECT count(*)::int AS n FROM public.bench_w9 WHERE seq >= $1 AND seq < $1 + $2", [first, n]);
+    return rows[0].n;
+  }
+
+  // W9: for each start, in their order (seq first, first + 1, ...):
+  // milliseconds from its commit to its handler's first statement (ms),
+  // and to the start of the transaction of the batch that ticked it
+  // (batch_ms: negative if that batch began before the commit), that
+  // worker's pid, and the commit's time.
+  async priorityLatencies(first, xids) {
+    const { rows } = await this.client.query(
+      `SELECT (extract(epoch FROM l.at - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS ms,
+              (extract(epoch FROM l.batch - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS batch_ms,
+              l.pid, pg_xact_commit_timestamp(x.xid::xid)::text AS committed
+         FROM unnest($2::text[]) WITH ORDINALITY AS x(xid, k)
+         JOIN public.bench_w9 l ON l.seq = $1 + x.k - 1
+        ORDER BY x.k`,
+      [first, xids],
+    );
+    if (rows.length !== xids.length) throw new Error(`toygun: ${rows.length} of ${xids.length} W9 handler times found`);
+    return rows;
+  }
+
+  // W9: the backlog's handler stops from now on; wait until every run of
+  // it has.
+  async backlogStop() {
+    await this.client.query("INSERT INTO public.bench_w9_stop VALUES (true)");
+    await waitFor("W9: the backlog to stop", async () => {
+      const { rows } = await this.client.query(
+        "SELECT NOT EXISTS (SELECT 1 FROM toygun.task WHERE name = 'w9backlog' AND state <> '__stop__') AS done");
+      return rows[0].done;
+    }, { timeoutMs: 600000, everyMs: 200 });
+  }
+
+  // W11 (a): n runs of the rate-limited task w11 on resources of their
+  // own, started in one transaction; the id of its transaction. Untimed:
+  // making the resources.
+  async rateStart(n) {
+    await this.client.query(
+      "SELECT count(toygun.create_resource('bench_w11')) FROM generate_series(1, $1 - (SELECT count(*) FROM toygun.resource WHERE type = 'bench_w11'))",
+      [n],
+    );
+    const { rows } = await this.client.query(
+      `WITH s AS (SELECT count(toygun.start_task(id, 'w11')) AS n FROM toygun.resource WHERE type = 'bench_w11')
+       SELECT pg_current_xact_id()::xid::text AS xid, (SELECT n FROM s)::int AS n`,
+    );
+    return rows[0].xid;
+  }
+
+  // W11 (a): ticks of w11 committed (its runs stopped), by their history's
+  // time, within [commit + lead, commit + lead + len) of the start's commit.
+  async rateTicks(xid, leadS, lenS) {
+    const { rows } = await this.client.query(
+      `SELECT count(*)::int AS n FROM toygun.transition
+        WHERE resource_type = 'bench_w11' AND to_state = '__stop__'
+          AND at >= pg_xact_commit_timestamp($1::xid) + make_interval(secs => $2)
+          AND at < pg_xact_commit_timestamp($1::xid) + make_interval(secs => $2 + $3)`,
+      [xid, leadS, lenS],
+    );
+    return rows[0].n;
+  }
+
+  // W11 (a): the time now, past the start's commit, in seconds.
+  async sinceCommitS(xid) {
+    const { rows } = await this.client.query(
+      "SELECT extract(epoch FROM clock_timestamp() - pg_xact_commit_timestamp($1::xid))::float8 AS s", [xid]);
+    return rows[0].s;
+  }
+
+  // W11 (a): the runs left (held) are removed, and their resources.
+  async rateCleanup() {
+    await this.client.query("DELETE FROM toygun.task WHERE resource_type = 'bench_w11' AND state <> '__stop__'");
+    await this.client.query("VACUUM ANALYZE toygun.task");
+  }
+
+  // W11 (b): clients sessions take tokens of w11_sql in a loop; the tokens
+  // granted within [t0 + lead, t0 + lead + len), t0 a moment after the call.
+  async rateTakers(clients, leadS, lenS) {
+    const sessions = await Promise.all(Array.from({ length: clients }, () => connect(this.db)));
+    try {
+      const { rows } = await this.client.query("SELECT (clock_timestamp() + interval '200 ms')::text AS t0");
+      const counts = await Promise.all(sessions.map((c) =>
+        c.query("SELECT public.bench_take_tokens($1::timestamptz, make_interval(secs => $2), make_interval(secs => $3))::bigint AS n",
+          [rows[0].t0, leadS, lenS])));
+      return counts.map((r) => Number(r.rows[0].n));
+    } finally {
+      await Promise.all(sessions.map((c) => c.end()));
+    }
+  }
+
+  // W10 (a): n runs of tenant A of the limited task w10 on resources of
+  // their own, started in one transaction; the id of its transaction.
+  // Untimed: making the resources.
+  async fairFlood(n) {
+    await this.client.query("TRUNCATE public.bench_w10");
+    await this.client.query(
+      "SELECT count(toygun.create_resource('bench_w10')) FROM generate_series(1, $1 - (SELECT count(*) FROM toygun.resource WHERE type = 'bench_w10'))",
+      [n],
+    );
+    const { rows } = await this.client.query(
+      `WITH s AS (SELECT count(toygun.start_task(id, 'w10', '{"tenant": "A"}')) AS n
+                    FROM toygun.resource WHERE type = 'bench_w10')
+       SELECT pg_current_xact_id()::xid::text AS xid, (SELECT n FROM s)::int AS n`,
+    );
+    return rows[0].xid;
+  }
+
+  // W10: A's runs stopped so far.
+  async fairADone() {
+    const { rows } = await this.client.query(
+      "SELECT count(*)::int AS n FROM toygun.task WHERE name = 'w10' AND state = '__stop__' AND attrs->>'tenant' = 'A'");
+    return rows[0].n;
+  }
+
+  // W10 (b): one run of tenant B on a new resource, committed alone; the id of its transaction.
+  async fairB(seq) {
+    const { rows } = await this.client.query(
+      `SELECT toygun.start_task(toygun.create_resource('bench_w10'), 'w10',
+                                jsonb_build_object('tenant', 'B', 'seq', $1::int)) AS run,
+              pg_current_xact_id()::xid::text AS xid`,
+      [seq],
+    );
+    return rows[0].xid;
+  }
+
+  async fairBDone() {
+    const { rows } = await this.client.query("SELECT count(*)::int AS n FROM public.bench_w10");
+    return rows[0].n;
+  }
+
+  // W10: each B start's commit to its handler's first statement, in ms;
+  // A's ticks per second from the first B commit to the last B handler.
+  async fairLatencies(xids) {
+    const { rows } = await this.client.query(
+      `SELECT (extract(epoch FROM w.at - pg_xact_commit_timestamp(x.xid::xid)) * 1000)::float8 AS ms
+         FROM unnest($1::text[]) WITH ORDINALITY AS x(xid, seq) JOIN public.bench_w10 w ON w.seq = x.seq - 1
+        ORDER BY x.seq`,
+      [xids],
+    );
+    const { rows: a } = await this.client.query(
+      `WITH w AS (SELECT pg_xact_commit_timestamp($1::xid) AS t0, (SELECT max(at) FROM public.bench_w10) AS t1)
+       SELECT count(*)::int AS n, extract(epoch FROM max(w.t1 - w.t0))::float8 AS s
+         FROM toygun.transition x, w
+        WHERE x.resource_type = 'bench_w10' AND x.to_state = '__stop__' AND x.at >= w.t0 AND x.at < w.t1
+          AND x.object_id IN (SELECT id FROM toygun.task WHERE name = 'w10' AND attrs->>'tenant' = 'A')`,
+      [xids[0]],
+    );
+    return { ms: rows.map((r) => r.ms), aTicks: a[0].n, aSeconds: a[0].s };
+  }
+
+  // W10: the runs of A left are removed.
+  async fairCleanup() {
+    await this.client.query("DELETE FROM toygun.task WHERE name = 'w10' AND state <> '__stop__'");
+    await this.client.query("VACUUM ANALYZE toygun.task");
   }
 
   async vacuum() {

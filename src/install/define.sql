@@ -24,6 +24,18 @@
 -- keep (retention, issue 16): how long a stopped object of the type, and each
 -- history row of its objects, is kept; NULL: forever. Left out, the setting
 -- toygun.keep at definition time: default_keep() reads it (NULL for forever).
+-- priority (issue 17): -100..100, the priority of its runs when a start
+-- gives none (start_every and triggers never do); NULL: 0. A new default
+-- applies to later starts: live runs keep theirs.
+-- queue (issue 17): the queue whose workers (toygun.queues) claim its
+-- objects; NULL: 'default'. Made if it does not exist; a redefinition with
+-- another queue moves its live objects there.
+-- rate_limit (issue 17): a toygun.rate_limit each tick of its runs takes a
+-- token of; a run without one waits (no attempt, no history row). NULL: none.
+-- max_running, concurrency_key, max_per_key (issue 17): how many of its runs
+-- are ticked at once, in all and per key (a top-level attrs field, or '$root':
+-- the root ancestor of the run's resource); NULL: no limit. A run waits for
+-- a slot without an attempt; a tick by hand at the limit is refused.
 CREATE FUNCTION toygun.default_keep() RETURNS interval
     AS 'MODULE_PATHNAME', 'toygun_default_keep' LANGUAGE C STABLE PARALLEL SAFE;
 
@@ -41,7 +53,8 @@ CREATE FUNCTION toygun.define_resource(
     move_states jsonb DEFAULT NULL,
     version integer DEFAULT NULL,
     upgrade regprocedure DEFAULT NULL,
-    keep interval DEFAULT toygun.default_keep()) RETURNS void
+    keep interval DEFAULT toygun.default_keep(),
+    queue text DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_resource' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION toygun.define_task(
@@ -63,7 +76,13 @@ CREATE FUNCTION toygun.define_task(
     move_states jsonb DEFAULT NULL,
     version integer DEFAULT NULL,
     upgrade regprocedure DEFAULT NULL,
-    keep interval DEFAULT toygun.default_keep()) RETURNS void
+    keep interval DEFAULT toygun.default_keep(),
+    priority integer DEFAULT NULL,
+    queue text DEFAULT NULL,
+    rate_limit text DEFAULT NULL,
+    max_running integer DEFAULT NULL,
+    concurrency_key text DEFAULT NULL,
+    max_per_key integer DEFAULT NULL) RETURNS void
     AS 'MODULE_PATHNAME', 'toygun_define_task' LANGUAGE C VOLATILE;
 
 -- A function a defined type uses (handler, alarm_handler, should_start,

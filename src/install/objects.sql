@@ -4,8 +4,10 @@ CREATE FUNCTION toygun.create_resource(type text, attrs jsonb DEFAULT '{}', pare
     RETURNS uuid
     AS 'MODULE_PATHNAME', 'toygun_create_resource' LANGUAGE C VOLATILE;
 
+-- priority (issue 17): -100..100, the run's; NULL: its task type's
+-- (define_task's priority). Ignored when a live run is returned.
 CREATE FUNCTION toygun.start_task(resource uuid, name text, args jsonb DEFAULT '{}',
-                                   if_live text DEFAULT 'return') RETURNS uuid
+                                   if_live text DEFAULT 'return', priority integer DEFAULT NULL) RETURNS uuid
     AS 'MODULE_PATHNAME', 'toygun_start_task' LANGUAGE C VOLATILE;
 
 -- The last error of a resource or run: the message of its last failed tick,
@@ -24,7 +26,7 @@ CREATE FUNCTION toygun.task_for(resource uuid, name text) RETURNS toygun.task
                    CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, 'USAGE')
                              OR t.resource_type OPERATOR(pg_catalog.=) ANY (toygun.error_readable_types())
                         THEN toygun.last_error(t.id) END,
-                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version)::toygun.task
+                   t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id, t.flow_key)::toygun.task
           FROM ONLY toygun.task t
           LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name
          WHERE t.resource_id = task_for.resource AND t.name = task_for.name

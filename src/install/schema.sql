@@ -41,6 +41,19 @@ END $$;
 -- read them. No foreign keys: the task row is updated on every tick, and a
 -- foreign key would take FOR KEY SHARE locks on the parent on every update.
 
+-- Queues (issue 17, flow control): a type's objects are claimed only by the
+-- workers toygun.queues gives its queue. Made by define_resource and
+-- define_task (queue => ...); 'default' (0) is installed. paused: no worker
+-- claims from it (pause_queue, resume_queue). pg_dump keeps the queues but
+-- 'default', which the restore's CREATE EXTENSION installs, running.
+CREATE TABLE toygun.queue (
+    id         smallint PRIMARY KEY CHECK (id >= 0 AND id < 256),
+    name       text NOT NULL UNIQUE,
+    paused     boolean NOT NULL DEFAULT false
+);
+INSERT INTO toygun.queue (id, name) VALUES (0, 'default');
+SELECT pg_catalog.pg_extension_config_dump('toygun.queue', 'WHERE id <> 0');
+
 -- A resource type: its states, optional handler and declared fields.
 CREATE TABLE toygun.resource_type (
     name             text PRIMARY KEY,
@@ -57,7 +70,8 @@ CREATE TABLE toygun.resource_type (
     field_types      jsonb,              -- {"field": "type", ...}; NULL: no typed field
     version          integer NOT NULL DEFAULT 1,  -- the schema version of its objects' attrs
     upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
-    keep             interval            -- how long stopped objects and history rows are kept; NULL: forever
+    keep             interval,           -- how long stopped objects and history rows are kept; NULL: forever
+    queue_id         smallint NOT NULL DEFAULT 0  -- toygun.queue: where its resources are claimed (0.4)
 );
 
 -- A task type: an ordered list of states and the handler that runs them,
@@ -84,6 +98,13 @@ CREATE TABLE toygun.task_type (
     version          integer NOT NULL DEFAULT 1,  -- the schema version of its runs' attrs
     upgrade          text,               -- qualified signature of f(jsonb, integer) RETURNS jsonb, or NULL
     keep             interval,           -- how long stopped runs and history rows are kept; NULL: forever
+    priority         smallint NOT NULL DEFAULT 0,  -- the priority of its runs when a start gives none (0.4)
+    queue_id         smallint NOT NULL DEFAULT 0,  -- toygun.queue: where its runs are claimed (0.4)
+    rate_limit       text,               -- the toygun.rate_limit its ticks take a token of; NULL: none (0.4)
+    max_running      integer,            -- concurrency limits (0.4, issue 17): runs ticked at once; NULL: any
+    concurrency_key  text,               -- a top-level attrs field, or '$root': runs with one key share max_per_key
+    max_per_key      integer,            -- runs of one key ticked at once; NULL: any
+    limit_id         smallint UNIQUE,    -- 1..64 while it has a limit: the high bits of its runs' flow_key
     PRIMARY KEY (resource_type, name)
 );
 
@@ -102,11 +123,16 @@ CREATE TABLE toygun.resource (
     last_error  text,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    version     integer NOT NULL DEFAULT 1   -- the schema version its attrs are in (0.4)
+    version     integer NOT NULL DEFAULT 1,  -- the schema version its attrs are in (0.4)
+    queue_id    smallint NOT NULL DEFAULT 0  -- its type's queue, copied at its creation (0.4, issue 17)
 );
 CREATE INDEX resource_type_idx ON toygun.resource (type);
 CREATE INDEX resource_parent_idx ON toygun.resource (parent_id) WHERE parent_id IS NOT NULL;
-CREATE INDEX resource_due_idx ON toygun.resource (run_at) WHERE run_at IS NOT NULL;
+-- Each scheduled resource is in one claim index: queue 0's in resource_due_idx,
+-- the others' in resource_queue_idx (issue 17); the claims repeat each
+-- predicate literally, so that a generic plan matches it.
+CREATE INDEX resource_due_idx ON toygun.resource (run_at) WHERE run_at IS NOT NULL AND queue_id = 0;
+CREATE INDEX resource_queue_idx ON toygun.resource (queue_id, run_at) WHERE run_at IS NOT NULL AND queue_id <> 0;
 
 -- Runs are ordered by seq (start order), never by a transaction's constant now().
 CREATE SEQUENCE toygun.task_seq;
@@ -127,13 +153,27 @@ CREATE TABLE toygun.task (
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     seq         bigint NOT NULL DEFAULT pg_catalog.nextval('toygun.task_seq'),
     parent_run  uuid,                -- the run whose handler started it (0.4)
-    version     integer NOT NULL DEFAULT 1   -- the schema version its attrs are in (0.4)
+    version     integer NOT NULL DEFAULT 1,  -- the schema version its attrs are in (0.4)
+    priority    smallint NOT NULL DEFAULT 0, -- -100..100: higher is claimed first (0.4, issue 17)
+    queue_id    smallint NOT NULL DEFAULT 0, -- its task type's queue, copied at its start (0.4, issue 17)
+    flow_key    bigint               -- limited types only: limit_id << 48 | a 48-bit hash of its key (0.4, issue 17)
 );
 ALTER SEQUENCE toygun.task_seq OWNED BY toygun.task.seq;
 -- At most one live (not __stop__) run per resource and task name.
 CREATE UNIQUE INDEX task_live_idx ON toygun.task (resource_id, name) WHERE state <> '__stop__';
 CREATE INDEX task_runs_idx ON toygun.task (resource_id, name, seq);
-CREATE INDEX task_due_idx ON toygun.task (run_at) WHERE run_at IS NOT NULL;
+-- Flow control (issue 17): each scheduled run is in exactly one claim index.
+-- Runs of queue 0 at priority 0 in task_due_idx, as before; the others in
+-- task_lane_idx, where a claim reads one (queue, level) at a time in run_at
+-- order; runs of types with a concurrency limit in task_flow_idx, by key. The
+-- claims repeat each predicate literally, so that a generic plan matches the
+-- partial index.
+CREATE INDEX task_due_idx ON toygun.task (run_at)
+    WHERE run_at IS NOT NULL AND queue_id = 0 AND priority = 0 AND flow_key IS NULL;
+CREATE INDEX task_lane_idx ON toygun.task (queue_id, priority, run_at)
+    WHERE run_at IS NOT NULL AND (queue_id <> 0 OR priority <> 0) AND flow_key IS NULL;
+CREATE INDEX task_flow_idx ON toygun.task (flow_key, run_at)
+    WHERE run_at IS NOT NULL AND flow_key IS NOT NULL;
 
 -- Rows of resources and runs are updated on every tick: leave room on each
 -- page for the new version (a HOT update, when no indexed value changes),

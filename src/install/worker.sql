@@ -1,11 +1,12 @@
 
 -- The background workers, from shared memory: one row per running worker.
 -- transactions counts the worker's own commits, deaths the ticks in this
--- slot that ended their worker's process since the server started.
+-- slot that ended their worker's process since the server started; queue
+-- the queue toygun.queues gives its slot (issue 17).
 CREATE FUNCTION toygun.worker_status()
     RETURNS TABLE (pid integer, slot integer, idle boolean, started_at timestamptz,
                    ticks bigint, failures bigint, last_tick_at timestamptz,
-                   transactions bigint, deaths bigint)
+                   transactions bigint, deaths bigint, queue text)
     AS 'MODULE_PATHNAME', 'toygun_worker_status' LANGUAGE C VOLATILE;
 
 -- Live objects per type and state: how many, how many due now, panicked,

@@ -11,7 +11,7 @@ WORK=${TG_WORK:-/tmp/toygun-scenario}/bench
 OUT=$WORK/out.txt
 mkdir -p "$WORK"
 
-plan 7
+plan 11
 
 # npm installs the peers into a folder of ours, not into the checkout
 bench/run.sh --smoke --dir "$WORK/cluster" --peers "$WORK/peers" >"$OUT" 2>"$WORK/progress.txt"
@@ -26,5 +26,9 @@ is "$(rows 'W5 idle' 'toygun|graphile-worker|pg-boss')" 3 "W5 printed a row for 
 is "$(rows 'W6 memory' 'toygun')" 1 "W6 printed toygun's row"
 is "$(rows 'W7 wake' 'toygun')" 1 "W7 printed toygun's row"
 is "$(rows 'W8 wait' 'toygun')" 1 "W8 printed toygun's row"
+is "$(rows 'W1p priority' 'toygun|graphile-worker|pg-boss')" 3 "W1p printed a row for each system"
+is "$(rows 'W9 priority' 'toygun')" 1 "W9 printed toygun's row"
+is "$(rows 'W10 fairness' 'toygun')" 1 "W10 printed toygun's row"
+is "$(rows 'W11 rate' 'toygun')" 1 "W11 printed toygun's row"
 is "$(grep -c 'FAILED' "$OUT")" 0 "no workload failed"
 sed -n '/^| workload/,/^$/p' "$OUT" | sed 's/^/# /'

@@ -26,7 +26,7 @@ tg_start "$B" || bail "server B did not start"
 qa() { tg_psql "$A" app -c "$1"; }
 qb() { tg_psql "$B" app -c "$1"; }
 
-plan 22
+plan 23
 
 # --- cluster A: an application in a schema of its own, owned by app_owner ---------
 
@@ -108,6 +108,13 @@ SELECT toygun.transition_resource(toygun.create_resource('kept'), 'b');
 INSERT INTO toygun.transition (object_id, step, from_state, to_state, resource_type, expires_at)
 VALUES (gen_random_uuid(), 0, '__new__', 'a', 'kept', '2400-01-01');
 SQL
+# flow control (issue 17): a queue, paused, and a rate limit a task type names
+tg_psql "$A" app -q <<'SQL' >/dev/null || bail "flow control"
+SET client_min_messages = error;
+SELECT toygun.define_rate_limit('kept_api', 5, '1 second', 2);
+SELECT toygun.define_task('kept', 'paced', '{x}', 'app.job(toygun.task)', queue => 'kept_q', rate_limit => 'kept_api');
+SELECT toygun.pause_queue('kept_q');
+SQL
 is "$(qa "SELECT string_agg(DISTINCT CASE WHEN tableoid::regclass::text ~ '_[0-9]' THEN 'time' ELSE tableoid::regclass::text END, ' ')
             FROM toygun.transition")" "time toygun.transition_default toygun.transition_forever" \
 	"A's history is in time partitions, in transition_forever and in transition_default"
@@ -142,7 +149,7 @@ SECRETS_A=$(qa "$SECRETS")
 SEQS_A=$(qa "$SEQS")
 CRON_A=$(qa "$CRON")
 is "$(qa "SELECT string_agg(c::regclass::text, ' ' ORDER BY c::regclass::text) FROM pg_extension, unnest(extconfig) c WHERE extname = 'toygun'")" \
-	"toygun.alarm toygun.channel toygun.failure toygun.message toygun.message_seq toygun.outbox toygun.outbox_seq toygun.rename toygun.rename_seq toygun.resource toygun.resource_type toygun.route toygun.schedule toygun.schedule_seq toygun.schedule_start toygun.task toygun.task_seq toygun.task_type toygun.transition_default toygun.transition_forever toygun.trigger toygun.type_grant" \
+	"toygun.alarm toygun.channel toygun.failure toygun.message toygun.message_seq toygun.outbox toygun.outbox_seq toygun.queue toygun.rate_limit toygun.rename toygun.rename_seq toygun.resource toygun.resource_type toygun.route toygun.schedule toygun.schedule_seq toygun.schedule_start toygun.task toygun.task_seq toygun.task_type toygun.transition_default toygun.transition_forever toygun.trigger toygun.type_grant" \
 	"every toygun table and sequence is marked with pg_extension_config_dump (toygun.breaker, runtime state, on purpose not)"
 is "${SECRETS_A%% *}" 16 "A holds 16 secrets: 7 tokens, 6 passwords, 3 of the application's own"
 
@@ -173,7 +180,7 @@ is "$(qb "$SECRETS")" "$SECRETS_A" "every secret decrypts in B to the same value
 is "$(qb "$SEQS")" "$SEQS_A" "toygun's sequences are where they were: $SEQS_A"
 is "$(qb "$CRON")" "$CRON_A" "the periodic start's pg_cron job is restored with its id"
 is "$(qb "SELECT string_agg(toygun_owner || '/' || p.proowner::regrole, ' ' ORDER BY t.name) FROM
-            (SELECT name, owner::text AS toygun_owner, handler FROM toygun.task_type) t,
+            (SELECT name, owner::text AS toygun_owner, handler FROM toygun.task_type WHERE resource_type = 'acct') t,
             pg_proc p WHERE p.oid = t.handler::regprocedure")" "app_owner/app_owner" \
 	"the handler resolves in B, owned by the type's owner"
 is "$(qb "SELECT string_agg(resource_type || ' ' || grantee || ' ' || right_name || ' by ' || granted_by, ', '
@@ -194,6 +201,12 @@ is "$(qb "SELECT count(*) FROM toygun.resource o
                  <> o.step || '/' || (o.step - 1)") $(qb "SELECT count(*) FROM toygun.task o
            WHERE (SELECT count(*) || '/' || coalesce(max(step), -1) FROM toygun.transition h WHERE h.object_id = o.id)
                  <> o.step || '/' || (o.step - 1)")" "0 0" "every history in B is gapless, from step 0"
+
+is "$(qb "SELECT string_agg(name || ':' || paused, ' ' ORDER BY id) || ' / ' ||
+               (SELECT string_agg(r.name || ' ' || r.rate || '/' || r.per || ' ' || r.burst || ' ' || d.name, ' ')
+                  FROM toygun.rate_limit r JOIN toygun.task_type d ON d.rate_limit = r.name)
+          FROM toygun.queue")" "default:false kept_q:true / kept_api 5/00:00:01 2 paced" \
+	"queues (a pause too) and rate limits are restored; default is installed running"
 
 # a new run in B: its seq follows the restored ones, its secret decrypts
 NEW=$(tg_psql "$B" app -U app_owner -c "SELECT toygun.start_task(r, 'job', '{\"mode\": \"stop\", \"password\": \"pw-b\"}')

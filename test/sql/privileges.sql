@@ -29,9 +29,9 @@ GRANT INSERT, SELECT ON public.p_seen TO PUBLIC;
 SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) FROM pg_proc p
             WHERE p.pronamespace = 'toygun'::regnamespace
               AND NOT has_function_privilege('tg_p_mallory', p.oid, 'EXECUTE')),
-          ARRAY['toygun.decrypt(toygun.secret,text)', 'toygun.guard_drop()', 'toygun.keyring()',
-                'toygun.maintain()', 'toygun.rotate_secrets()'],
-          'every function but decrypt, keyring, maintain, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
+          ARRAY['toygun._flow_key(text,text,uuid,jsonb)', 'toygun.decrypt(toygun.secret,text)',
+                'toygun.guard_drop()', 'toygun.keyring()', 'toygun.maintain()', 'toygun.rotate_secrets()'],
+          'every function but _flow_key (internal), decrypt, keyring, maintain, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
 SELECT is_empty($$
     SELECT c.relname, p.priv FROM pg_class c,
            unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
@@ -78,7 +78,7 @@ SELECT is_empty($$ SELECT * FROM pg_temp.mismatches(ARRAY[
     [$q$ALTER TYPE toygun.next ADD ATTRIBUTE x int$q$, '42501'],
     [$q$DROP TYPE toygun.secret CASCADE$q$, '42501'],
     [$q$CREATE OR REPLACE FUNCTION toygun.go(state text, attrs jsonb DEFAULT NULL) RETURNS toygun.next LANGUAGE sql AS 'SELECT NULL::toygun.next'$q$, '42501'],
-    [$q$ALTER FUNCTION toygun.start_task(uuid, text, jsonb, text) SECURITY DEFINER$q$, '42501'],
+    [$q$ALTER FUNCTION toygun.start_task(uuid, text, jsonb, text, integer) SECURITY DEFINER$q$, '42501'],
     [$q$ALTER FUNCTION toygun.tick_task(uuid) SET search_path = p_mallory$q$, '42501'],
     [$q$DROP FUNCTION toygun.field(toygun.task, text)$q$, '42501'],
     [$q$GRANT EXECUTE ON FUNCTION toygun.decrypt(toygun.secret, text) TO tg_p_mallory$q$, '42501'],
@@ -207,7 +207,7 @@ SELECT throws_ok(format('SELECT toygun.tick_task(%L)', :'borrowed'), '42501',
 -- Encrypted fields: no way around field()'s check, and no way to stop a rotation
 -- alice's row, as a role that could read it would see it (mallory cannot: its rows are private)
 CREATE TEMP TABLE p_alice_row AS
-    SELECT r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, r.created_at, r.updated_at, r.version
+    SELECT r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, r.created_at, r.updated_at, r.version, r.queue_id
       FROM toygun.resource r WHERE id = :'ar';
 GRANT SELECT ON p_alice_row TO PUBLIC;
 SET ROLE tg_p_mallory;
@@ -217,10 +217,10 @@ SELECT toygun.create_resource('p_mallorys', jsonb_build_object('token', (SELECT 
                                                                'junk', '{"$secret": "tg1:not-a-secret"}'::jsonb)) AS mr2 \gset
 SELECT toygun.define_resource('p_mallorys', encrypted_fields => '{token,junk}');
 -- (an ordinary role may not read last_error, so it names the columns of the row it passes)
-SELECT throws_ok(format($$SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version)::toygun.resource, 'token') FROM toygun.resource r WHERE id = %L$$, :'mr2'), 'XX001',
+SELECT throws_ok(format($$SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version, r.queue_id)::toygun.resource, 'token') FROM toygun.resource r WHERE id = %L$$, :'mr2'), 'XX001',
                  'secret could not be decrypted',
                  'another role''s sealed value copied into one''s own encrypted field does not decrypt there');
-SELECT throws_ok($$SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version)::toygun.resource, 'token') FROM p_alice_row r$$, '42501', NULL,
+SELECT throws_ok($$SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version, r.queue_id)::toygun.resource, 'token') FROM p_alice_row r$$, '42501', NULL,
                  'and the original stays out of reach');
 RESET ROLE;
 SET LOCAL client_min_messages = error;

@@ -176,7 +176,7 @@ SELECT toygun.create_resource('vaulted', '{"token": "s3cret", "label": "x"}') AS
 SELECT toygun.grant_type('vaulted', 'tg_r_app', '{read,start,operate}');
 SELECT toygun.grant_type('vaulted', 'tg_r_ops', '{read_secrets}');
 CREATE TEMP TABLE vrow AS SELECT r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts,
-                                 NULL::text AS last_error, r.created_at, r.updated_at, r.version
+                                 NULL::text AS last_error, r.created_at, r.updated_at, r.version, r.queue_id
                             FROM toygun.resource r WHERE id = :'v';
 GRANT SELECT ON vrow TO PUBLIC;
 SELECT is(pg_temp.as_role('tg_r_app', $$SELECT toygun.field(ROW(v.*)::toygun.resource, 'token') FROM vrow v$$),
@@ -300,7 +300,7 @@ SELECT toygun.start_task(toygun.create_resource('vaulted'), 'deploy', '{"key": "
 SELECT is((SELECT count(*) FROM toygun.task WHERE id = :'run'), 1::bigint, 'app starts a run and reads it');
 RESET ROLE;
 SELECT alike(pg_temp.as_role('tg_r_issue_app', format($$SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name,
-                  t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq, t.parent_run, t.version)::toygun.task, 'key')
+                  t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id, t.flow_key)::toygun.task, 'key')
                   FROM toygun.task t WHERE id = %L$$, :'run')), '42501 %right "read_secrets"%', 'app cannot read its secrets');
 SELECT alike(pg_temp.as_role('tg_r_issue_app', format($$SELECT toygun.transition_task(%L, 'two')$$, :'run')),
              '42501 %right "operate"%', 'app cannot repair');
@@ -319,7 +319,7 @@ SELECT is((SELECT array_agg(coalesce(made_by::text, '-') || ':' || coalesce(reas
           '{tg_r_issue_ops:stuck after the outage,tg_r_issue_ops:customer left}',
           'each move by hand keeps its maker and its reason');
 SELECT alike(pg_temp.as_role('tg_r_issue_ops', format($$SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name,
-                  t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq, t.parent_run, t.version)::toygun.task, 'key')
+                  t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id, t.flow_key)::toygun.task, 'key')
                   FROM toygun.task t WHERE id = %L$$, :'run')), '42501 %right "read_secrets"%', 'ops cannot read secrets');
 SELECT is(pg_temp.as_role('tg_r_issue_else', $q$DO $do$ BEGIN
               IF EXISTS (SELECT FROM toygun.task WHERE resource_type = 'vaulted') THEN RAISE 'saw'; END IF; END $do$ $q$),

@@ -109,7 +109,8 @@ SELECT is(pg_temp.value_as_role('tg_k_atk', $$SELECT count(*) FROM pg_stats WHER
 -- run and its real sealed value. The stored run's type decides.
 CREATE TEMP TABLE krow AS SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step,
                                  t.run_at, t.attempts, NULL::text AS last_error, t.created_at,
-                                 t.updated_at, t.seq, t.parent_run, t.version
+                                 t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id,
+                                 t.flow_key
                             FROM toygun.task t WHERE id = :'kt';
 GRANT SELECT ON krow TO PUBLIC;
 SELECT alike(pg_temp.as_role('tg_k_atk', $$SELECT toygun.field(ROW(k.*)::toygun.task, 'ttoken') FROM krow k$$),
@@ -117,7 +118,7 @@ SELECT alike(pg_temp.as_role('tg_k_atk', $$SELECT toygun.field(ROW(k.*)::toygun.
 SELECT alike(pg_temp.as_role('tg_k_atk',
                              $$SELECT toygun.field(ROW(k.id, k.resource_id, 'katk', 'job', k.state, k.attrs, k.step,
                                                        k.run_at, k.attempts, NULL, k.created_at, k.updated_at,
-                                                       k.seq, k.parent_run, k.version)::toygun.task, 'ttoken') FROM krow k$$),
+                                                       k.seq, k.parent_run, k.version, k.priority, k.queue_id, k.flow_key)::toygun.task, 'ttoken') FROM krow k$$),
              '42501 %read_secrets%', 'also when the row claims the attacker''s own type');
 
 -- Creating objects on the tables: triggers, rules, child tables, row locks.

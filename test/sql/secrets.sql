@@ -214,7 +214,7 @@ SELECT throws_ok(format($$SELECT toygun.field(r, 'spare') FROM toygun.resource r
                  'invalid input syntax for type toygun.secret', 'a truncated stored field');
 SELECT throws_ok(format($$SELECT toygun.field(t, 'password') FROM toygun.task t WHERE id = %L$$, :'t2'), 'XX001',
                  NULL, 'the run still refuses the copied field');
-SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'safe', 'open', 'x', %L, 0, NULL, 0, NULL, now(), now(), 0, NULL, 1)::toygun.task, 'password')$$,
+SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'safe', 'open', 'x', %L, 0, NULL, 0, NULL, now(), now(), 0, NULL, 1, 0, 0, NULL)::toygun.task, 'password')$$,
                         gen_random_uuid(), :'r', jsonb_build_object('password', :'sealed_token'::jsonb)),
                  'P0002', NULL, 'field() of a made-up run that is not stored is refused');
 
@@ -227,13 +227,13 @@ SELECT throws_ok(format($$SELECT toygun.start_task(%L, 'open', '{"pin": 1}')$$, 
 -- Who may decrypt: a role that may read the type's rows, but not its secrets
 SELECT toygun.grant_type('safe', 'tg_mallory', '{read}');
 SET ROLE tg_mallory;
-SELECT throws_ok(format($$SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq, t.parent_run, t.version)::toygun.task, 'password') FROM toygun.task t WHERE id = %L$$, :'t'), '42501',
+SELECT throws_ok(format($$SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id, t.flow_key)::toygun.task, 'password') FROM toygun.task t WHERE id = %L$$, :'t'), '42501',
                  'permission denied to read encrypted field "password" of task type "safe.open": it needs right "read_secrets" on resource type "safe"',
                  'a role without right read_secrets on the type cannot read its encrypted fields');
-SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'safe', 'open', 'x', '{"password": {"$secret": "x"}}', 0, NULL, 0, NULL, now(), now(), 0, NULL, 1)::toygun.task, 'password')$$,
+SELECT throws_ok(format($$SELECT toygun.field(ROW(%L, %L, 'safe', 'open', 'x', '{"password": {"$secret": "x"}}', 0, NULL, 0, NULL, now(), now(), 0, NULL, 1, 0, 0, NULL)::toygun.task, 'password')$$,
                         :'t', :'r'),
                  '42501', NULL, 'nor through a row it made up');
-SELECT is((SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version)::toygun.resource, 'label')
+SELECT is((SELECT toygun.field(ROW(r.id, r.type, r.parent_id, r.state, r.attrs, r.step, r.run_at, r.attempts, NULL, r.created_at, r.updated_at, r.version, r.queue_id)::toygun.resource, 'label')
              FROM toygun.resource r WHERE id = :'r'), '"a"',
           'a role with read reads a plain field, as it reads the table');
 SELECT throws_ok(format('SELECT toygun.decrypt(%L, %L)', :'s', 'ctx-4711'), '42501',
@@ -246,7 +246,7 @@ SELECT throws_ok($$SELECT * FROM toygun.keyring()$$, '42501', 'permission denied
 SELECT throws_ok($$SHOW toygun.keyring_file$$, '42501', NULL, 'only superusers see the keyring setting');
 RESET ROLE;
 SET ROLE tg_member;
-SELECT is((SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq, t.parent_run, t.version)::toygun.task, 'password')
+SELECT is((SELECT toygun.field(ROW(t.id, t.resource_id, t.resource_type, t.name, t.state, t.attrs, t.step, t.run_at, t.attempts, NULL, t.created_at, t.updated_at, t.seq, t.parent_run, t.version, t.priority, t.queue_id, t.flow_key)::toygun.task, 'password')
              FROM toygun.task t WHERE id = :'t'), '"pw-marker-next"',
           'a member of the defining role reads its encrypted fields');
 SELECT throws_ok(format('SELECT toygun.decrypt(%L, %L)', :'s', 'ctx-4711'), '42501', NULL,
