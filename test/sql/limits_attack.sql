@@ -7,20 +7,7 @@
 -- redefinition that changes the limits: specs/flow_rekey_race.spec.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(8);
-
--- the SQLSTATE, message and hint of the error a statement raises
-CREATE FUNCTION pg_temp.error_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    m text;
-    h text;
-BEGIN
-    EXECUTE q;
-    RETURN NULL;
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS m = MESSAGE_TEXT, h = PG_EXCEPTION_HINT;
-    RETURN SQLSTATE || ': ' || m || ' | ' || coalesce(h, '');
-END $$;
+SELECT plan(9);
 
 CREATE FUNCTION public.la_stay(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stay() $$;
 SELECT toygun.define_resource('la');
@@ -82,10 +69,13 @@ SELECT toygun.define_task('deep', 'job', '{s}', 'public.la_stay(toygun.task)',
 INSERT INTO toygun.resource (id, type, parent_id, state)
 SELECT md5('deep' || i)::uuid, 'deep', CASE WHEN i > 0 THEN md5('deep' || (i - 1))::uuid END, 'running'
   FROM generate_series(0, 10001) i;
-SELECT is(pg_temp.error_of(format($$SELECT toygun.start_task(%L, 'job')$$, md5('deep10001')::uuid)),
-          format('54000: resource %s is more than 10000 levels below its root: a run on it has no ''$root'' key | Start the run on a resource nearer its root, or define the type with another concurrency_key.',
-                 md5('deep10001')::uuid),
-          'a run on a resource more than 10,000 levels below its root: 54000');
+SELECT throws_ok(format($$SELECT toygun.start_task(%L, 'job')$$, md5('deep10001')::uuid), '54000',
+                 format('resource %s is more than 10000 levels below its root: a run on it has no ''$root'' key',
+                        md5('deep10001')::uuid),
+                 'a run on a resource more than 10,000 levels below its root: 54000');
+SELECT is(pg_temp.hint_of(format($$SELECT toygun.start_task(%L, 'job')$$, md5('deep10001')::uuid)),
+          'Start the run on a resource nearer its root, or define the type with another concurrency_key.',
+          'its hint');
 
 SELECT * FROM finish();
 ROLLBACK;
