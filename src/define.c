@@ -1563,7 +1563,16 @@ toygun_define_task(PG_FUNCTION_ARGS)
 		if (!limited || was == NULL || was->limit_id != flow.limit_id ||
 			(was->key == NULL) != (flow.key == NULL) ||
 			(was->key != NULL && strcmp(was->key, flow.key) != 0))
+		{
+			/*
+			 * As move_to_queue: a start that read the old limits and has
+			 * not committed inserted a run this rekey would not see, left
+			 * with the old key for good (in task_flow_idx under a limit_id
+			 * no worker claims, once the type has no limits): wait for it.
+			 */
+			toygun_lock_name_use(TOYGUN_TASK, resource_type, name, true);
 			toygun_flow_rekey(resource_type, name, queue_id, limited);
+		}
 	}
 	/* a default above or below 0: the workers look for the level's runs from its first start */
 	toygun_levels_note_at_commit(queue_id, priority);

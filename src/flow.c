@@ -60,6 +60,8 @@ PG_FUNCTION_INFO_V1(toygun_limit_status);
 #define FLOW_KEYS_PER_CLAIM 256
 /* How long a worker that found every due key at its limit sleeps at most (a release wakes it sooner). */
 #define FLOW_BLOCKED_SLEEP_MS 250
+/* The most ancestors '$root' walks up (a deeper resource's run is refused: 54000). */
+#define FLOW_ROOT_MAX_DEPTH 10000
 #define FLOW_HASH_MASK ((INT64CONST(1) << 48) - 1)
 /* field2 of a type's slot: a key's high word never has this bit (limit_id < 2^15) */
 #define FLOW_TYPE_BIT 0x80000000U
@@ -260,12 +262,24 @@ root_of(pg_uuid_t *resource)
 						   "  SELECT r.id, r.parent_id, 0 FROM ONLY toygun.resource r WHERE r.id = $1"
 						   "  UNION ALL"
 						   "  SELECT r.id, r.parent_id, up.depth + 1 FROM up JOIN ONLY toygun.resource r"
-						   "    ON r.id = up.parent_id WHERE up.depth < 10000)"
-						   " SELECT id::pg_catalog.text FROM up ORDER BY depth DESC LIMIT 1",
+						   "    ON r.id = up.parent_id WHERE up.depth < " CppAsString2(FLOW_ROOT_MAX_DEPTH) ")"
+						   " SELECT id::pg_catalog.text, depth >= " CppAsString2(FLOW_ROOT_MAX_DEPTH) " AND parent_id IS NOT NULL"
+						   "   FROM up ORDER BY depth DESC LIMIT 1",
 						   1, argtypes),
 			   values, NULL, 1);
 	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
 		root = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		/* the walk stopped at its bound below a parent: not the root, and one tree's resources would part */
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("resource %s is more than %d levels below its root: a run on it has no '$root' key",
+							toygun_uuid_text(resource), FLOW_ROOT_MAX_DEPTH),
+					 errhint("Start the run on a resource nearer its root, or define the type with another concurrency_key.")));
+	}
 	return root ? root : pstrdup(toygun_uuid_text(resource));
 }
 
@@ -685,7 +699,8 @@ toygun_flow_batch_held(void)
 /*
  * toygun.limit_status(): the slots held now, as the lock manager has them:
  * per limited type (flow_key NULL) the slots of its max_running, and per
- * key those of its max_per_key. Read by the view toygun.flow.
+ * key those of its max_per_key; only of the types the caller may read.
+ * Read by the view toygun.flow.
  */
 Datum
 toygun_limit_status(PG_FUNCTION_ARGS)
@@ -697,8 +712,30 @@ toygun_limit_status(PG_FUNCTION_ARGS)
 	HASH_SEQ_STATUS seq;
 	int64	   *entry;
 	int			i;
+	static SPIPlanPtr plan;
+	bool		readable[TOYGUN_FLOW_MAX_TYPES + 1];
+	uint64		u;
 
 	InitMaterializedSRF(fcinfo, 0);
+	/* the limited types the caller may read: another owner's keys and counts are not shown */
+	memset(readable, 0, sizeof(readable));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	toygun_run(toygun_plan(&plan,
+						   "SELECT limit_id FROM ONLY toygun.task_type"
+						   " WHERE limit_id IS NOT NULL AND resource_type OPERATOR(pg_catalog.=)"
+						   "       ANY (toygun.readable_types())",
+						   0, NULL),
+			   NULL, NULL, 0);
+	for (u = 0; u < SPI_processed; u++)
+	{
+		bool		isnull;
+		int16		id = DatumGetInt16(SPI_getbinval(SPI_tuptable->vals[u], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (!isnull && id >= 1 && id <= TOYGUN_FLOW_MAX_TYPES)
+			readable[id] = true;
+	}
+	SPI_finish();
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64) * 2;
 	ctl.entrysize = sizeof(int64) * 3;
@@ -720,7 +757,7 @@ toygun_limit_status(PG_FUNCTION_ARGS)
 						l->locktag.locktag_field3);
 		k[1] = (l->locktag.locktag_field2 & FLOW_TYPE_BIT) != 0;
 		/* the lock that hands out limit ids is no slot */
-		if (k[0] >> 48 < 1 || k[0] >> 48 > TOYGUN_FLOW_MAX_TYPES)
+		if (k[0] >> 48 < 1 || k[0] >> 48 > TOYGUN_FLOW_MAX_TYPES || !readable[k[0] >> 48])
 			continue;
 		entry = hash_search(counts, k, HASH_ENTER, &found);
 		if (!found)

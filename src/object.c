@@ -929,7 +929,11 @@ steps_array(ToygunObject *obj, int which)
 
 /*
  * A stopped object leaving __stop__ (toygun_save_object): into its type's
- * queue, if that is not the one it stopped in. Returns the row as saved.
+ * queue, if that is not the one it stopped in; a run with the flow_key its
+ * type gives it now (issue 17: a redefinition's rekey skips stopped runs,
+ * so a run stopped before its type lost, gained or changed its limits has
+ * a key of the old ones, in task_flow_idx under a limit_id no worker of
+ * its type claims). Returns the row as saved.
  */
 static Datum
 requeue(ToygunObject *obj, ToygunDef *def, Datum saved)
@@ -943,7 +947,10 @@ requeue(ToygunObject *obj, ToygunDef *def, Datum saved)
 	values[1] = Int16GetDatum(def->queue_id);
 	toygun_run(toygun_plan(&plans[obj->kind == TOYGUN_TASK],
 						   obj->kind == TOYGUN_TASK
-						   ? "UPDATE ONLY toygun.task t SET queue_id = $2 WHERE id = $1 AND queue_id <> $2 RETURNING t"
+						   ? "UPDATE ONLY toygun.task t SET queue_id = $2, flow_key = n.k"
+						   "  FROM (SELECT toygun._flow_key(resource_type, name, resource_id, attrs) AS k"
+						   "          FROM ONLY toygun.task WHERE id = $1) n"
+						   " WHERE t.id = $1 AND (t.queue_id <> $2 OR t.flow_key IS DISTINCT FROM n.k) RETURNING t"
 						   : "UPDATE ONLY toygun.resource r SET queue_id = $2 WHERE id = $1 AND queue_id <> $2 RETURNING r",
 						   2, argtypes),
 			   values, NULL, 0);
@@ -1076,7 +1083,8 @@ saved:
 	/*
 	 * A stopped object keeps the queue it stopped in (issue 17); brought
 	 * back by hand (rewind_task, transition_*), it goes to its type's queue
-	 * now, the one its type's workers claim from, not a queue the type left.
+	 * now, the one its type's workers claim from, not a queue the type left,
+	 * and a run gets the concurrency key of its type's limits now.
 	 */
 	if (obj->nsteps > 0 && strcmp(old_state, TOYGUN_STOP) == 0 && strcmp(obj->state, TOYGUN_STOP) != 0 &&
 		toygun_has_queues())
