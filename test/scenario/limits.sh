@@ -61,13 +61,15 @@ SELECT toygun.resume_queue('default');
 SQL
 
 STOPPED="SELECT count(*) FROM toygun.task WHERE name = 'lim' AND state = '__stop__'"
-# overlap of committed ticks' intervals, per tenant and in all, of a type
+# overlap of committed ticks' intervals, per tenant and in all, of a type: for
+# each tick (by its row: two ticks can start in the same microsecond), how many
+# ticks had started and not committed when it started
 overlap() {
 	local by=$1 type=$2
-	q "WITH iv AS (SELECT $by AS g, started AS s, pg_xact_commit_timestamp(xmin) AS e
+	q "WITH iv AS (SELECT ctid AS id, $by AS g, started AS s, pg_xact_commit_timestamp(xmin) AS e
                      FROM tick_log WHERE type = '$type')
-       SELECT coalesce(max(n), 0) FROM (SELECT a.g, a.s, count(*) AS n FROM iv a JOIN iv b
-                                          ON b.g = a.g AND b.s <= a.s AND a.s < b.e GROUP BY 1, 2) x"
+       SELECT coalesce(max(n), 0) FROM (SELECT a.id, count(*) AS n FROM iv a JOIN iv b
+                                          ON b.g = a.g AND b.s <= a.s AND a.s < b.e GROUP BY a.id) x"
 }
 
 # halfway, a worker dies with kill -9: the server restarts, shared memory and the lock table afresh
