@@ -293,6 +293,31 @@ level_in(ToygunLevels *levels, int p)
 }
 
 /*
+ * Claim up to n due runs of the levels in use from level from down to
+ * level to, 0 left out, highest first, into out[0..] and objs[0..].
+ * *lowest, if given: the lowest level claimed.
+ */
+static int
+claim_levels(ToygunLevels *levels, int from, int to, int n, Claimed *out, ToygunObject **objs,
+			 int *lowest)
+{
+	int			got = 0;
+	int			p;
+
+	for (p = from; p >= to && got < n; p--)
+		if (p != 0 && level_in(levels, p))
+		{
+			int			k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
+
+			note_claimed(out, objs, got, got + k);
+			got += k;
+			if (k > 0 && lowest != NULL)
+				*lowest = p;
+		}
+	return got;
+}
+
+/*
  * Claim up to n due runs of the worker's queue (issue 17): each priority
  * level above 0, highest first, then level 0 (as before priorities, with
  * its claim floor), then each level below 0, each from what is left of n.
@@ -307,19 +332,10 @@ claim_tasks(int n, Claimed *out, ToygunObject **objs, int *lowest)
 	bool		any = toygun_levels_read(my_queue, &levels);
 	int			got = 0;
 	int			k;
-	int			p;
 
 	claim_last[TOYGUN_TASK] = DT_NOBEGIN;
 	if (any)
-		for (p = TOYGUN_PRIORITY_MAX; p > 0 && got < n; p--)
-			if (level_in(&levels, p))
-			{
-				k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
-				note_claimed(out, objs, got, got + k);
-				got += k;
-				if (k > 0)
-					*lowest = p;
-			}
+		got += claim_levels(&levels, TOYGUN_PRIORITY_MAX, 1, n, out, objs, lowest);
 	/* runs of types with concurrency limits, at level 0 with slots (issue 17): a bool and an int test without */
 	if (got < n && toygun_flow_limited(my_queue))
 	{
@@ -336,16 +352,8 @@ claim_tasks(int n, Claimed *out, ToygunObject **objs, int *lowest)
 		if (k > 0)
 			*lowest = 0;
 	}
-	if (any)
-		for (p = -1; p >= TOYGUN_PRIORITY_MIN && got < n; p--)
-			if (level_in(&levels, p))
-			{
-				k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
-				note_claimed(out, objs, got, got + k);
-				got += k;
-				if (k > 0)
-					*lowest = p;
-			}
+	if (any && got < n)
+		got += claim_levels(&levels, -1, TOYGUN_PRIORITY_MIN, n - got, out + got, objs + got, lowest);
 	return got;
 }
 
@@ -359,20 +367,10 @@ static int
 claim_above(int level, int n, Claimed *out, ToygunObject **objs)
 {
 	ToygunLevels levels;
-	int			got = 0;
-	int			p;
 
 	if (!toygun_levels_read(my_queue, &levels))
 		return 0;
-	for (p = TOYGUN_PRIORITY_MAX; p > Max(level, 0) && got < n; p--)
-		if (level_in(&levels, p))
-		{
-			int			k = toygun_claim_level(my_queue, p, n - got, DT_NOBEGIN, objs + got);
-
-			note_claimed(out, objs, got, got + k);
-			got += k;
-		}
-	return got;
+	return claim_levels(&levels, TOYGUN_PRIORITY_MAX, Max(level, 0) + 1, n, out, objs, NULL);
 }
 
 /* The batch ticked every row it claimed, and committed: claim after them next. */
