@@ -217,6 +217,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- limit_id (with its unique constraint and index), task.flow_key (and its column grant),
 -- task_flow_idx, limit_status and _flow_key (and its revoked grant); task_due_idx, task_lane_idx,
 -- define_task, task_for and the view toygun.flow change again, already counted
+-- issue 18's metrics: _tick_metrics, _prometheus_label, metrics (its body reads ONLY
+-- toygun.task_type) and its grant
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 
