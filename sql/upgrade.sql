@@ -220,6 +220,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 18's operator's tools: _new_id, operable_types, secret_readable_types, ops_whoami,
 -- ops_status, list_runs and its body _list_runs, run_detail and list_alarms (each a member and
 -- a function; _list_runs and run_detail read ONLY toygun.task), task_panic_idx, task_failing_idx
+-- issue 18's metrics: _tick_metrics, _prometheus_label, metrics (its body reads ONLY
+-- toygun.task_type) and its grant
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

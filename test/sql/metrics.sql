@@ -1,0 +1,85 @@
+-- toygun.metrics() (issue 18): Prometheus's text format (HELP and TYPE
+-- lines, one sample per line, labels escaped), and rights: a role sees the
+-- series of the types it may read, and nothing of another owner's types.
+-- The tick counters under a real worker: test/scenario/metrics.sh.
+BEGIN;
+\ir ../fixtures.sql
+SELECT plan(16);
+
+CREATE ROLE tg_m_owner;
+CREATE ROLE tg_m_stranger;
+CREATE ROLE tg_m_reader;
+GRANT USAGE ON SCHEMA public TO tg_m_owner;
+-- a type whose names need escaping in a label value
+SET ROLE tg_m_owner;
+SELECT toygun.define_resource(E'm"q\\x');
+RESET ROLE;
+SELECT toygun.grant_type('dummy', 'tg_m_reader', '{read}');
+SELECT toygun.create_resource('dummy') AS r1 \gset
+SELECT toygun.start_task(:'r1', 'test') AS t1 \gset
+SELECT toygun.panic_task(toygun.start_task(toygun.create_resource('dummy'), 'test'), 'broken') IS NOT NULL AS panicked \gset
+SET ROLE tg_m_owner;
+SELECT toygun.create_resource(E'm"q\\x') AS mq \gset
+RESET ROLE;
+
+CREATE TEMP TABLE m AS SELECT toygun.metrics() AS text;
+CREATE TEMP VIEW lines AS SELECT l FROM m, regexp_split_to_table(m.text, E'\n') AS l WHERE l <> '';
+GRANT SELECT ON m, lines TO PUBLIC;
+
+SELECT ok((SELECT right(text, 1) = E'\n' FROM m), 'the exposition ends with a newline');
+SELECT is((SELECT count(*) FROM lines
+            WHERE l !~ '^# (HELP|TYPE) toygun_[a-z_]+ '
+              AND l !~ '^toygun_[a-z_]+(\{[a-z_]+="([^"\\]|\\.)*"(,[a-z_]+="([^"\\]|\\.)*")*\})? -?[0-9.e+-]+$'),
+          0::bigint, 'every line is a HELP or TYPE line or a sample with quoted labels and a number');
+SELECT set_eq($$ SELECT substring(l from '^# TYPE (\S+ \S+)$') FROM lines WHERE l LIKE '# TYPE %' $$,
+              $$ VALUES ('toygun_ticks_total counter'), ('toygun_tick_failures_total counter'),
+                        ('toygun_panics_total counter'), ('toygun_tick_duration_seconds histogram'),
+                        ('toygun_metrics_overflow_ticks_total counter'), ('toygun_live gauge'),
+                        ('toygun_due gauge'), ('toygun_panicked gauge'), ('toygun_failing gauge'),
+                        ('toygun_oldest_due_seconds gauge'), ('toygun_workers gauge'),
+                        ('toygun_worker_up gauge'), ('toygun_queue_paused gauge'),
+                        ('toygun_breaker_open gauge'), ('toygun_rate_limit_tokens gauge'),
+                        ('toygun_limit_running gauge') $$,
+              'every family has its TYPE line');
+SELECT is((SELECT count(*) FROM lines WHERE l LIKE '# HELP %'), 16::bigint, 'and its HELP line');
+SELECT ok((SELECT bool_and(position(E'# HELP ' || f || ' ' IN text) < position(E'# TYPE ' || f || ' ' IN text)
+                           AND position(E'# TYPE ' || f || ' ' IN text)
+                               < COALESCE(NULLIF(position(E'\n' || f || '{' IN text), 0), 2147483647))
+             FROM m, (VALUES ('toygun_live'), ('toygun_due'), ('toygun_workers')) AS v(f)),
+          'HELP, then TYPE, then the samples of a family');
+SELECT ok((SELECT l FROM lines WHERE l LIKE 'toygun_live{resource_type="dummy",task="test",state="__panic__"} %')
+          = 'toygun_live{resource_type="dummy",task="test",state="__panic__"} 1',
+          'live objects per type and state');
+SELECT is((SELECT l FROM lines WHERE l LIKE 'toygun_panicked{resource_type="dummy",task="test"} %'),
+          'toygun_panicked{resource_type="dummy",task="test"} 1', 'panicked objects per type');
+SELECT is((SELECT l FROM lines WHERE l LIKE 'toygun_due{resource_type="dummy",task="test"} %'),
+          'toygun_due{resource_type="dummy",task="test"} 1', 'due objects per type');
+SELECT ok((SELECT substring(l from ' (\S+)$')::float8 >= 0 FROM lines
+            WHERE l LIKE 'toygun_oldest_due_seconds{resource_type="dummy",task="test"} %'),
+          'the age of the oldest due object, in seconds');
+SELECT is((SELECT count(*) FROM lines WHERE l LIKE 'toygun_live{resource_type="dummy",task="",state="__new__"} %'),
+          1::bigint, 'a resource type''s series have an empty task label');
+SELECT is((SELECT l FROM lines WHERE l LIKE 'toygun_live{resource_type="m%'),
+          E'toygun_live{resource_type="m\\"q\\\\x",task="",state="__new__"} 1',
+          'a label value''s quote and backslash are escaped');
+SELECT is(toygun._prometheus_label(E'a\nb'), E'a\\nb', 'and a newline');
+
+-- rights: as the caller
+SELECT is(pg_temp.as_role('tg_m_stranger', 'CREATE TEMP TABLE ms AS SELECT toygun.metrics() AS text'), 'ok',
+          'any role may call metrics()');
+SELECT is((SELECT count(*) FROM ms, regexp_split_to_table(ms.text, E'\n') AS l
+            WHERE l ~ 'resource_type="(dummy|m)'), 0::bigint,
+          'a stranger sees no series of another owner''s types');
+SELECT is((SELECT count(*) FROM ms, regexp_split_to_table(ms.text, E'\n') AS l WHERE l LIKE '# TYPE %'),
+          16::bigint, 'but every family');
+SELECT is(pg_temp.as_role('tg_m_reader',
+                          $$ DO $d$ BEGIN
+                               IF toygun.metrics() !~ 'toygun_panicked\{resource_type="dummy",task="test"\} 1'
+                                  OR toygun.metrics() ~ 'resource_type="m' THEN
+                                 RAISE EXCEPTION 'wrong';
+                               END IF;
+                             END $d$ $$), 'ok',
+          'a role granted read on a type sees its series, and no other owner''s');
+
+SELECT * FROM finish();
+ROLLBACK;
