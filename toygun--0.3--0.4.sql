@@ -1490,3 +1490,6 @@ BEGIN ATOMIC
     SELECT pg_catalog.string_agg(l.line, E'\n' ORDER BY l.n, l.sort COLLATE "C") || E'\n' FROM lines l;
 END;
 GRANT EXECUTE ON FUNCTION toygun.metrics() TO PUBLIC;
+
+-- issue 18's deliverer: when a retry is due, and who delivered a row.
+ALTER TABLE toygun.outbox ADD COLUMN next_attempt_at timestamptz, ADD COLUMN delivered_by text;
