@@ -1491,5 +1491,7 @@ BEGIN ATOMIC
 END;
 GRANT EXECUTE ON FUNCTION toygun.metrics() TO PUBLIC;
 
--- issue 18's deliverer: when a retry is due, and who delivered a row.
+-- issue 18's deliverer: when a retry is due, and who delivered a row; one
+-- alarm's events to a channel are sent in order, looked up by alarm.
 ALTER TABLE toygun.outbox ADD COLUMN next_attempt_at timestamptz, ADD COLUMN delivered_by text;
+CREATE INDEX outbox_alarm_pending_idx ON toygun.outbox (alarm_id, id) WHERE delivered_at IS NULL;

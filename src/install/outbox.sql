@@ -47,6 +47,9 @@ CREATE TABLE toygun.outbox (
 );
 ALTER SEQUENCE toygun.outbox_seq OWNED BY toygun.outbox.id;
 CREATE INDEX outbox_pending_idx ON toygun.outbox (id) WHERE delivered_at IS NULL;
+-- a deliverer sends one alarm's events to a channel in order: it claims a row
+-- only when no earlier row of its alarm and channel is pending
+CREATE INDEX outbox_alarm_pending_idx ON toygun.outbox (alarm_id, id) WHERE delivered_at IS NULL;
 SELECT pg_catalog.pg_extension_config_dump('toygun.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.outbox_seq', '');
 REVOKE ALL ON toygun.channel, toygun.route, toygun.outbox FROM PUBLIC;

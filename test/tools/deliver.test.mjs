@@ -213,6 +213,21 @@ test('503 twice then 200: exactly three requests, spaced by the backoff', async 
   assert.equal(done.next_attempt_at, null);
 });
 
+test('one alarm\'s close waits for its open to be delivered to that channel', async () => {
+  let n = 0;
+  const recv = await receiver((req, rec, res) => { res.statusCode = ++n === 1 ? 503 : 200; res.end(); });
+  await channel('order', 'webhook', { url: recv.url(`/order/${SECRET}`) });
+  const [{ id: alarm }] = await q(`SELECT toygun.raise_alarm(toygun.create_resource('box'), 'order', 'm') AS id`);
+  await q(`SELECT toygun.close_alarm($1, 'fixed')`, [alarm]);
+  const [open, close] = await rowsOf('order');
+  assert.deepEqual([open.event, close.event], ['open', 'close']);
+  start({ baseMs: 300, senders: 2 });
+  await until('both delivered', async () => (await rowsOf('order')).every((r) => r.delivered_at));
+  // the open failed once and waited 300 ms; the close, free to claim, waited for it
+  assert.deepEqual(recv.requests.map((r) => `${r.body.event}:${r.headers['x-toygun-outbox-id']}`),
+                   [`open:${open.id}`, `open:${open.id}`, `close:${close.id}`]);
+});
+
 test('Retry-After longer than the backoff is honoured', async () => {
   let n = 0;
   const recv = await receiver((req, rec, res) => {

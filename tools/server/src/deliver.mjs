@@ -38,13 +38,18 @@ export const DEFAULTS = Object.freeze({
 const CHANNELS = { webhook, slack, pagerduty, email };
 
 // The claim: the oldest undelivered row that is due, not failed, of a kind this
-// deliverer sends, and not held by another sender. Also in specs/outbox_claim.spec.
+// deliverer sends, not held by another sender, and with no earlier row of its
+// alarm to its channel still pending (in flight, or waiting for a retry): a
+// resolve never overtakes its trigger. Also in specs/outbox_claim.spec.
 export const CLAIM_SQL = `
 SELECT o.id, o.channel, o.alarm_id, o.event, o.payload, o.attempts, c.kind, c.config
   FROM toygun.outbox o JOIN toygun.channel c ON c.name = o.channel
  WHERE o.delivered_at IS NULL AND o.attempts < $1
    AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= pg_catalog.now())
    AND c.kind = ANY ($2::text[])
+   AND NOT EXISTS (SELECT FROM toygun.outbox e          -- one alarm's events to a channel in order
+                    WHERE e.alarm_id = o.alarm_id AND e.id < o.id AND e.channel = o.channel
+                      AND e.delivered_at IS NULL AND e.attempts < $1)
  ORDER BY o.id
  LIMIT 1
    FOR UPDATE OF o SKIP LOCKED`;
