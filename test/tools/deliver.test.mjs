@@ -12,7 +12,8 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { initCluster, ROOT } from './cluster.mjs';
-import { startDeliverer, backoffMs } from '../../tools/server/src/deliver.mjs';
+import fs from 'node:fs';
+import { startDeliverer, backoffMs, CLAIM_SQL } from '../../tools/server/src/deliver.mjs';
 import { deliverOptions } from '../../tools/server/src/deliver-options.mjs';
 
 const require = createRequire(path.join(ROOT, 'tools/server/package.json'));
@@ -413,6 +414,17 @@ test('backoff: min(base x 2^attempts, 1 h), +-20 %, Retry-After when longer', ()
   assert.equal(backoffMs(1, o, 60000, () => 0.5), 60000);
   assert.equal(backoffMs(3, o, 1000, () => 0.5), 20000);
   assert.equal(backoffMs(1, o, 99 * 3600000, () => 0.5), 3600000);
+});
+
+test('specs/outbox_claim.spec tests the deliverer\'s own claim statement', () => {
+  const norm = (x) => x.replace(/--[^\n]*/g, '').replace(/\s+/g, ' ').replace(/;\s*$/, '').trim();
+  const ours = norm(CLAIM_SQL.slice(CLAIM_SQL.indexOf('FROM toygun.outbox o'))
+    .replaceAll('$1', '10').replace('$2::text[]', "ARRAY['webhook', 'slack', 'pagerduty', 'email']::text[]"));
+  const spec = fs.readFileSync(path.join(ROOT, 'specs/outbox_claim.spec'), 'utf8');
+  for (const step of ['claim1', 'claim2']) {
+    const body = new RegExp(`step ${step}\\t\\{([^}]*)\\}`).exec(spec)[1];
+    assert.equal(norm(body.slice(body.indexOf('FROM toygun.outbox o'))), ours, step);
+  }
 });
 
 test('no log line holds a channel\'s URL or key', () => {
