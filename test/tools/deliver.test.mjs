@@ -355,6 +355,26 @@ test('a deliverer killed while a receiver holds its request re-sends only that r
   assert.equal(end.delivered_by, 'runner');
 });
 
+test('connections ended by the server are made again, and delivery goes on', async () => {
+  const recv = await receiver();
+  await channel('again', 'webhook', { url: recv.url(`/again/${SECRET}`) });
+  const d = start({ reconnectMs: 100 });
+  assert.equal(await d.ready, true);
+  const count = async () => (await q(`SELECT count(*)::int AS n FROM pg_stat_activity
+                                       WHERE application_name = 'toygun-deliverer' AND usename = 'dlv'`))[0].n;
+  await until('three connections', async () => await count() === 3);
+  const old = (await q(`SELECT array_agg(pid) AS p FROM pg_stat_activity WHERE application_name = 'toygun-deliverer'`))[0].p;
+  await q(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'toygun-deliverer'`);
+  // the listener comes back and wakes the senders, whose claims find their connections gone
+  await until('three new connections', async () => (await q(`SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE application_name = 'toygun-deliverer' AND usename = 'dlv' AND NOT pid = ANY ($1)`, [old]))[0].n === 3
+    && (await q(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ANY ($1)`, [old]))[0].n === 0, 10000);
+  const [row] = await raise('again');
+  await until('delivered after the reconnect', async () => (await rowsOf('again'))[0].delivered_at, 10000);
+  assert.equal(recv.byId(row.id).length, 1);
+  assert.ok(logs.some((l) => /deliverer: listener: lost its connection/.test(l)));
+});
+
 test('a dropped channel\'s rows end failed, naming the channel', async () => {
   const recv = await receiver();
   await channel('gone', 'webhook', { url: recv.url(`/gone/${SECRET}`) });
