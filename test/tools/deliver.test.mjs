@@ -193,6 +193,31 @@ test('each channel kind gets its request as the extension wrote the payload, wok
   await d.stop();
 });
 
+test('e-mail: a refused recipient (550) is permanent; without an SMTP URL e-mail rows wait', async () => {
+  const smtp = new SMTPServer({
+    authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
+    onRcptTo(address, session, cb) {
+      cb(address.address.startsWith('nobody@') ? Object.assign(new Error('no such mailbox'), { responseCode: 550 }) : null);
+    },
+    onData(stream, session, cb) { stream.resume(); stream.on('end', () => cb()); },
+  });
+  await new Promise((resolve) => smtp.listen(0, '127.0.0.1', resolve));
+  closers.push(() => new Promise((resolve) => smtp.close(() => resolve())));
+  await channel('nomail', 'email', { to: 'nobody@example.com' });
+  const [row] = await raise('nomail');
+  const off = start({}, 'no smtp ');
+  assert.equal(await off.ready, true);
+  await sleep(500);
+  const [waiting] = await rowsOf('nomail');
+  assert.equal(waiting.attempts, 0, 'not claimed without an SMTP URL');
+  assert.ok(logs.some((l) => /^no smtp deliverer: on: .*\(e-mail off: no SMTP URL; e-mail rows wait\)/.test(l)));
+  await off.stop();
+  start({ smtpUrl: `smtp://127.0.0.1:${smtp.server.address().port}` });
+  const r = await until('failed', async () => { const [x] = await rowsOf('nomail'); return x.attempts === 10 ? x : null; });
+  assert.equal(r.id, row.id);
+  assert.match(r.last_error, /^550 from 127\.0\.0\.1:\d+: .*no such mailbox/);
+});
+
 test('503 twice then 200: exactly three requests, spaced by the backoff', async () => {
   let n = 0;
   const recv = await receiver((req, rec, res) => { res.statusCode = ++n <= 2 ? 503 : 200; res.end(n <= 2 ? 'busy' : 'ok'); });
