@@ -218,6 +218,25 @@ test('e-mail: a refused recipient (550) is permanent; without an SMTP URL e-mail
   assert.match(r.last_error, /^550 from 127\.0\.0\.1:\d+: .*no such mailbox/);
 });
 
+test('a webhook URL with a user and password is sent as Basic auth; stop() lets a send in flight finish and marks it', async () => {
+  const recv = await receiver((req, rec, res) => setTimeout(() => res.end('ok'), 700));
+  const url = recv.url(`/cred/${SECRET}`).replace('http://', 'http://hook%20user:p%40ss@');
+  await channel('cred', 'webhook', { url });
+  const d = start();
+  assert.equal(await d.ready, true);
+  const [row] = await raise('cred');
+  await until('the request in flight', () => recv.requests.length === 1, 10000);
+  const t0 = Date.now();
+  await d.stop();
+  const [r] = await rowsOf('cred');
+  assert.ok(r.delivered_at, 'marked delivered before stop() resolved');
+  assert.equal(r.attempts, 1);
+  assert.ok(Date.now() - t0 >= 300, 'stop() waited for the answer');
+  assert.equal(recv.requests[0].headers.authorization, `Basic ${Buffer.from('hook user:p@ss').toString('base64')}`);
+  assert.equal(recv.requests[0].path, `/cred/${SECRET}`);
+  assert.equal(recv.byId(row.id).length, 1);
+});
+
 test('503 twice then 200: exactly three requests, spaced by the backoff', async () => {
   let n = 0;
   const recv = await receiver((req, rec, res) => { res.statusCode = ++n <= 2 ? 503 : 200; res.end(n <= 2 ? 'busy' : 'ok'); });
@@ -472,8 +491,11 @@ test('specs/outbox_claim.spec tests the deliverer\'s own claim statement', () =>
   }
 });
 
-test('no log line holds a channel\'s URL or key', () => {
+test('no log line or last_error holds a channel\'s URL, password or key', async () => {
   assert.ok(logs.length > 50);
-  const leaks = logs.filter((l) => l.includes(SECRET) || l.includes(ROUTING_KEY));
+  const leaks = logs.filter((l) => [SECRET, ROUTING_KEY, 'p@ss', 'p%40ss'].some((x) => l.includes(x)));
   assert.deepEqual(leaks, []);
+  assert.ok((await q(`SELECT count(*)::int AS n FROM toygun.outbox WHERE last_error IS NOT NULL`))[0].n > 5);
+  assert.deepEqual(await q(`SELECT id, last_error FROM toygun.outbox
+                             WHERE last_error ~ $1`, [`${SECRET}|${ROUTING_KEY}|p@ss|p%40ss`]), []);
 });
