@@ -70,8 +70,8 @@ static const char *const bucket_le[TOYGUN_METRIC_BUCKETS] = {
  * The series' rings: one-minute buckets of the last hour, then thirty-minute
  * buckets of the last day, in one array of an entry. A bucket is a word per
  * counter, ticks and failures: the period above SERIES_COUNT_BITS, the count
- * below (2^36, 68 billion, saturated: more than a million ticks a second for
- * half an hour). 28 bits of minutes since 2000 last until 2510.
+ * below (up to 2^36, 68 billion, where it stays: 38 million ticks a second
+ * for half an hour). 28 bits of minutes since 2000 last until 2510.
  */
 #define SERIES_COUNT_BITS 36
 #define SERIES_COUNT_MAX ((UINT64CONST(1) << SERIES_COUNT_BITS) - 1)
@@ -312,10 +312,14 @@ void
 toygun_metrics_flush(void)
 {
 	TimestampTz now;
+	uint64		periods[lengthof(rings)];
 
 	if (npending == 0)
 		return;
+	/* the current period of each ring; 0 (never a bucket's) before 2000 or after 2510 */
 	now = GetCurrentTimestamp();
+	for (int r = 0; r < lengthof(rings); r++)
+		periods[r] = now > 0 && now / rings[r].width_us <= SERIES_PERIOD_MAX ? now / rings[r].width_us : 0;
 	for (int p = 0; p < npending; p++)
 	{
 		Pending    *n = &pending[p];
@@ -336,10 +340,10 @@ toygun_metrics_flush(void)
 			}
 		for (int r = 0; r < lengthof(rings); r++)
 		{
-			uint64		period = now / rings[r].width_us;
+			uint64		period = periods[r];
 			int			b = rings[r].first + period % rings[r].buckets;
 
-			if (now < 0 || period > SERIES_PERIOD_MAX)
+			if (period == 0)
 				continue;
 			if (ticks)
 				series_add(&m->series[b][SERIES_TICKS], period, ticks);
