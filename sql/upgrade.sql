@@ -222,6 +222,7 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- a function; _list_runs and run_detail read ONLY toygun.task), task_panic_idx, task_failing_idx
 -- issue 18's metrics: _tick_metrics, _prometheus_label, metrics (its body reads ONLY
 -- toygun.task_type) and its grant
+-- issue 18's chart series: metrics_series (a member, and a function with its grant)
 -- issue 18's deliverer: outbox.next_attempt_at and outbox.delivered_by, outbox_alarm_pending_idx
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');

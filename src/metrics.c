@@ -20,6 +20,19 @@
  * (toygun_metrics_flush). A batch that rolls back throws its notes away
  * (toygun_metrics_discard): its ticks are ticked again, and noted then.
  *
+ * Each entry also keeps two rings of (ticks, failures) for the dashboard's
+ * charts (toygun.metrics_series()): 60 one-minute buckets and 48
+ * thirty-minute buckets, added to by the same flush. A bucket's counter is
+ * one 64-bit word holding the period it counts (minutes or half hours since
+ * 2000-01-01 UTC, PostgreSQL's epoch) above the count: the flush adds with a
+ * compare-and-swap that either adds to the count of the same period or
+ * replaces an older period's word with the new period and the count. A reset
+ * and an add can thus never interleave (there is no moment when the stamp
+ * says one period and the count holds another's), and a reader takes a word
+ * whose period is not the one it asks for as zero. A flush whose period is
+ * older than the word's (the clock went back an hour, or a process slept
+ * that long between reading the clock and adding) is dropped.
+ *
  * Everything here starts from zero when the server starts, and after a
  * crash: Prometheus takes a counter that went down as a reset.
  */
@@ -32,13 +45,16 @@
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "catalog/pg_type.h"
 
 #include "toygun.h"
 
 PG_FUNCTION_INFO_V1(toygun_tick_metrics);
+PG_FUNCTION_INFO_V1(toygun_metrics_series);
 
 #define METRICS_SHMEM "toygun metrics"
 
@@ -48,6 +64,40 @@ static const int64 bucket_us[TOYGUN_METRIC_BUCKETS - 1] = {
 };
 static const char *const bucket_le[TOYGUN_METRIC_BUCKETS] = {
 	"0.001", "0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "10", "+Inf"
+};
+
+/*
+ * The series' rings: one-minute buckets of the last hour, then thirty-minute
+ * buckets of the last day, in one array of an entry. A bucket is a word per
+ * counter, ticks and failures: the period above SERIES_COUNT_BITS, the count
+ * below (up to 2^36, 68 billion, where it stays: 38 million ticks a second
+ * for half an hour). 28 bits of minutes since 2000 last until 2510.
+ */
+#define SERIES_COUNT_BITS 36
+#define SERIES_COUNT_MAX ((UINT64CONST(1) << SERIES_COUNT_BITS) - 1)
+#define SERIES_PERIOD_MAX ((UINT64CONST(1) << (64 - SERIES_COUNT_BITS)) - 1)
+#define SERIES_MINUTES 60
+#define SERIES_HALF_HOURS 48
+#define SERIES_BUCKETS (SERIES_MINUTES + SERIES_HALF_HOURS)
+
+typedef struct SeriesRing
+{
+	const char *window;			/* as metrics_series() takes it */
+	int			first;			/* its first bucket in ToygunMetric.series */
+	int			buckets;
+	int64		width_us;		/* of a bucket */
+} SeriesRing;
+
+static const SeriesRing rings[] = {
+	{"1h", 0, SERIES_MINUTES, INT64CONST(60) * USECS_PER_SEC},
+	{"24h", SERIES_MINUTES, SERIES_HALF_HOURS, INT64CONST(1800) * USECS_PER_SEC},
+};
+
+enum
+{
+	SERIES_TICKS,
+	SERIES_FAILURES,
+	SERIES_COUNTERS
 };
 
 struct ToygunMetric
@@ -60,6 +110,7 @@ struct ToygunMetric
 	pg_atomic_uint64 panics;
 	pg_atomic_uint64 sum_us;
 	pg_atomic_uint64 buckets[TOYGUN_METRIC_BUCKETS];	/* per bucket, not cumulative */
+	pg_atomic_uint64 series[SERIES_BUCKETS][SERIES_COUNTERS];	/* period << 36 | count */
 };
 
 typedef struct MetricsShared
@@ -131,6 +182,9 @@ metrics_shmem_startup(void)
 			pg_atomic_init_u64(&m->sum_us, 0);
 			for (int b = 0; b < TOYGUN_METRIC_BUCKETS; b++)
 				pg_atomic_init_u64(&m->buckets[b], 0);
+			for (int b = 0; b < SERIES_BUCKETS; b++)
+				for (int c = 0; c < SERIES_COUNTERS; c++)
+					pg_atomic_init_u64(&m->series[b][c], 0);
 		}
 		/* the overflow: no name, always in use */
 		pg_atomic_write_u32(&metrics->entries[metrics->size].used, 1);
@@ -224,14 +278,53 @@ toygun_metric_of(ToygunDef *def)
 	return def->metric;
 }
 
+/* Add n to a series counter for period: see the head of this file. */
+static void
+series_add(pg_atomic_uint64 *word, uint64 period, uint64 n)
+{
+	uint64		old = pg_atomic_read_u64(word);
+	uint64		new;
+
+	do
+	{
+		uint64		old_period = old >> SERIES_COUNT_BITS;
+
+		if (old_period > period)
+			return;				/* the bucket counts a later period already */
+		if (old_period == period)
+			new = old + Min(n, SERIES_COUNT_MAX - (old & SERIES_COUNT_MAX));
+		else
+			new = (period << SERIES_COUNT_BITS) | Min(n, SERIES_COUNT_MAX);
+	} while (!pg_atomic_compare_exchange_u64(word, &old, new));
+}
+
+/* The count of a series counter for period: zero if it counts another. */
+static uint64
+series_read(pg_atomic_uint64 *word, uint64 period)
+{
+	uint64		v = pg_atomic_read_u64(word);
+
+	return v >> SERIES_COUNT_BITS == period ? v & SERIES_COUNT_MAX : 0;
+}
+
 /* Add this process's notes to shared memory. */
 void
 toygun_metrics_flush(void)
 {
+	TimestampTz now;
+	uint64		periods[lengthof(rings)];
+
+	if (npending == 0)
+		return;
+	/* the current period of each ring; 0 (never a bucket's) before 2000 or after 2510 */
+	now = GetCurrentTimestamp();
+	for (int r = 0; r < lengthof(rings); r++)
+		periods[r] = now > 0 && now / rings[r].width_us <= SERIES_PERIOD_MAX ? now / rings[r].width_us : 0;
 	for (int p = 0; p < npending; p++)
 	{
 		Pending    *n = &pending[p];
 		ToygunMetric *m = n->m;
+		uint64		ticks = 0;
 
 		if (n->failures)
 			pg_atomic_fetch_add_u64(&m->failures, n->failures);
@@ -241,7 +334,22 @@ toygun_metrics_flush(void)
 			pg_atomic_fetch_add_u64(&m->sum_us, n->sum_us);
 		for (int b = 0; b < TOYGUN_METRIC_BUCKETS; b++)
 			if (n->buckets[b])
+			{
 				pg_atomic_fetch_add_u64(&m->buckets[b], n->buckets[b]);
+				ticks += n->buckets[b];
+			}
+		for (int r = 0; r < lengthof(rings); r++)
+		{
+			uint64		period = periods[r];
+			int			b = rings[r].first + period % rings[r].buckets;
+
+			if (period == 0)
+				continue;
+			if (ticks)
+				series_add(&m->series[b][SERIES_TICKS], period, ticks);
+			if (n->failures)
+				series_add(&m->series[b][SERIES_FAILURES], period, n->failures);
+		}
 	}
 	npending = 0;
 }
@@ -290,28 +398,23 @@ toygun_metrics_note(ToygunMetric *m, int64 duration_us, bool failed, bool panick
 }
 
 /*
- * toygun._tick_metrics(): a row per type whose ticks were counted and that
- * the caller may read (its resource type is in toygun.readable_types()),
- * and a row for the overflow (resource_type NULL) if it counted any:
- * resource_type, task (NULL for a resource type), ticks, failures, panics,
- * duration_sum (seconds), le (the buckets' bounds) and buckets (cumulative,
- * as Prometheus has them).
+ * Which entries the caller may read, by index, the overflow last: a type's
+ * if its resource type is in toygun.readable_types(), as the row security
+ * of the runs has it; the overflow, which mixes every owner's types, only
+ * with the privileges of the extension's owner (a superuser has them). An
+ * entry added after this reads as unreadable. Allocated in the caller's
+ * memory context.
  */
-Datum
-toygun_tick_metrics(PG_FUNCTION_ARGS)
+static bool *
+readable_entries(void)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *readable = NULL;
-	int			nreadable = 0;
-	Datum		le[TOYGUN_METRIC_BUCKETS];
-	ArrayType  *le_array;
+	MemoryContext caller = CurrentMemoryContext;
+	bool	   *readable = palloc0(sizeof(bool) * (metrics->size + 1));
+	ArrayType  *array = NULL;
+	Datum	   *names = NULL;
+	int			nnames = 0;
 	bool		isnull;
-	int			i;
 
-	toygun_require_preload("toygun._tick_metrics()");
-	InitMaterializedSRF(fcinfo, 0);
-
-	/* the types the caller may read, as the row security of the runs has them */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute("SELECT toygun.readable_types()", true, 1) != SPI_OK_SELECT || SPI_processed != 1)
@@ -321,16 +424,54 @@ toygun_tick_metrics(PG_FUNCTION_ARGS)
 
 		if (!isnull)
 		{
-			MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+			MemoryContext old = MemoryContextSwitchTo(caller);
 
-			deconstruct_array(DatumGetArrayTypePCopy(d), TEXTOID, -1, false, TYPALIGN_INT,
-							  &readable, NULL, &nreadable);
-			for (i = 0; i < nreadable; i++)
-				readable[i] = PointerGetDatum(text_to_cstring(DatumGetTextPP(readable[i])));
+			array = DatumGetArrayTypePCopy(d);
 			MemoryContextSwitchTo(old);
 		}
 	}
 	SPI_finish();
+	if (array != NULL)
+	{
+		deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &nnames);
+		for (int j = 0; j < nnames; j++)
+			names[j] = PointerGetDatum(text_to_cstring(DatumGetTextPP(names[j])));
+	}
+
+	for (int i = 0; i < metrics->size; i++)
+	{
+		ToygunMetric *m = &metrics->entries[i];
+
+		if (pg_atomic_read_u32(&m->used) == 0)
+			continue;
+		pg_read_barrier();
+		for (int j = 0; j < nnames && !readable[i]; j++)
+			readable[i] = strcmp(DatumGetCString(names[j]), m->resource_type) == 0;
+	}
+	readable[metrics->size] = has_privs_of_role(GetUserId(), toygun_extension_owner());
+	return readable;
+}
+
+/*
+ * toygun._tick_metrics(): a row per type whose ticks were counted and that
+ * the caller may read (readable_entries()), and a row for the overflow
+ * (resource_type NULL) if it counted any and the caller may read it:
+ * resource_type, task (NULL for a resource type), ticks, failures, panics,
+ * duration_sum (seconds), le (the buckets' bounds) and buckets (cumulative,
+ * as Prometheus has them).
+ */
+Datum
+toygun_tick_metrics(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	bool	   *readable;
+	Datum		le[TOYGUN_METRIC_BUCKETS];
+	ArrayType  *le_array;
+	int			i;
+
+	toygun_require_preload("toygun._tick_metrics()");
+	InitMaterializedSRF(fcinfo, 0);
+	readable = readable_entries();
 
 	for (i = 0; i < TOYGUN_METRIC_BUCKETS; i++)
 		le[i] = CStringGetTextDatum(bucket_le[i]);
@@ -346,16 +487,10 @@ toygun_tick_metrics(PG_FUNCTION_ARGS)
 		uint64		sum = 0;
 		int			j;
 
-		if (pg_atomic_read_u32(&m->used) == 0)
+		if (!readable[i])
 			continue;
-		pg_read_barrier();
 		if (!overflow)
 		{
-			for (j = 0; j < nreadable; j++)
-				if (strcmp(DatumGetCString(readable[j]), m->resource_type) == 0)
-					break;
-			if (j == nreadable)
-				continue;
 			values[0] = CStringGetTextDatum(m->resource_type);
 			values[1] = CStringGetTextDatum(m->task);
 			nulls[1] = m->task[0] == '\0';
@@ -378,6 +513,72 @@ toygun_tick_metrics(PG_FUNCTION_ARGS)
 		values[7] = PointerGetDatum(construct_array(cumulative, TOYGUN_METRIC_BUCKETS, INT8OID,
 													8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * toygun.metrics_series(window): the series' buckets of the window that
+ * counted something, oldest first, of the entries the caller may read
+ * (readable_entries()): '1h', the one-minute buckets of the last hour (the
+ * current minute's and the 59 before), or '24h', the thirty-minute buckets
+ * of the last 24 hours. Rows: at (the bucket's start), resource_type, task
+ * (NULL for a resource type; both NULL for the overflow), ticks, failures.
+ */
+Datum
+toygun_metrics_series(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const char *window = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const SeriesRing *ring = NULL;
+	bool	   *readable;
+	uint64		last;
+
+	for (int r = 0; r < lengthof(rings) && window != NULL; r++)
+		if (strcmp(window, rings[r].window) == 0)
+			ring = &rings[r];
+	if (ring == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("toygun.metrics_series() has no window %s",
+						window ? quote_literal_cstr(window) : "NULL"),
+				 errhint("Use '1h' for the one-minute buckets of the last hour, or '24h' for the thirty-minute buckets of the last 24 hours.")));
+	toygun_require_preload("toygun.metrics_series()");
+	InitMaterializedSRF(fcinfo, 0);
+	readable = readable_entries();
+
+	last = GetCurrentTimestamp() / ring->width_us;
+	for (uint64 period = last - ring->buckets + 1; period <= last; period++)
+	{
+		int			b = ring->first + period % ring->buckets;
+
+		for (int i = 0; i <= metrics->size; i++)
+		{
+			ToygunMetric *m = &metrics->entries[i];
+			Datum		values[5];
+			bool		nulls[5] = {false, false, false, false, false};
+			uint64		ticks,
+						failures;
+
+			if (!readable[i])
+				continue;
+			ticks = series_read(&m->series[b][SERIES_TICKS], period);
+			failures = series_read(&m->series[b][SERIES_FAILURES], period);
+			if (ticks == 0 && failures == 0)
+				continue;
+			values[0] = TimestampTzGetDatum((TimestampTz) (period * ring->width_us));
+			if (i < metrics->size)
+			{
+				values[1] = CStringGetTextDatum(m->resource_type);
+				values[2] = CStringGetTextDatum(m->task);
+				nulls[2] = m->task[0] == '\0';
+			}
+			else
+				nulls[1] = nulls[2] = true;
+			values[3] = Int64GetDatum((int64) ticks);
+			values[4] = Int64GetDatum((int64) failures);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
 	}
 	return (Datum) 0;
 }

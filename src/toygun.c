@@ -53,7 +53,7 @@ define_settings(void)
 	if (process_shared_preload_libraries_in_progress)
 		DefineCustomIntVariable("toygun.metrics_types",
 								"Task types and resource types whose ticks toygun.metrics() counts one by one.",
-								"Past that many, the ticks of further types are counted together, as toygun_metrics_overflow_ticks_total. Each takes about 250 bytes of shared memory.",
+								"Past that many, the ticks of further types are counted together, as toygun_metrics_overflow_ticks_total. Each takes about 2 kB of shared memory.",
 								&toygun_metrics_types,
 								1024, 16, 1000000,
 								PGC_POSTMASTER,

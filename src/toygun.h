@@ -378,6 +378,7 @@ typedef struct ToygunCall
 	int			guc_nestlevel;
 } ToygunCall;
 
+extern Oid	toygun_extension_owner(void);
 extern void toygun_begin_call(ToygunCall *call);
 extern void toygun_end_call(ToygunCall *call);
 extern void toygun_begin_handler_call(ToygunCall *call, ToygunDef *def);
@@ -579,7 +580,8 @@ extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const cha
 
 /*
  * metrics.c: counters of the workers' ticks per type (issue 18), in shared
- * memory: noted per tick in the worker, added to shared memory per batch.
+ * memory: noted per tick in the worker, added to shared memory per batch,
+ * to totals and to the last hour's and day's buckets (metrics_series()).
  */
 #define TOYGUN_METRIC_BUCKETS 10	/* the tick duration histogram's, +Inf included */
 typedef struct ToygunMetric ToygunMetric;

@@ -145,3 +145,16 @@ BEGIN ATOMIC
     SELECT pg_catalog.string_agg(l.line, E'\n' ORDER BY l.n, l.sort COLLATE "C") || E'\n' FROM lines l;
 END;
 GRANT EXECUTE ON FUNCTION toygun.metrics() TO PUBLIC;
+
+-- The dashboard's charts (issue 18): the workers' ticks and failed ticks per
+-- type over time, from the same flush as _tick_metrics()'s counters, kept in
+-- shared memory in two rings per type (src/metrics.c). "window" '1h' gives
+-- the one-minute buckets of the last hour, '24h' the thirty-minute buckets of
+-- the last 24 hours; at is a bucket's start; only buckets that counted
+-- something, oldest first. Read as the caller: the types it may read
+-- (readable_types()), and the overflow (resource_type NULL) only with the
+-- extension owner's privileges. From zero when the server starts.
+CREATE FUNCTION toygun.metrics_series("window" text DEFAULT '1h')
+    RETURNS TABLE (at timestamptz, resource_type text, task text, ticks bigint, failures bigint)
+    AS 'MODULE_PATHNAME', 'toygun_metrics_series' LANGUAGE C VOLATILE;
+GRANT EXECUTE ON FUNCTION toygun.metrics_series(text) TO PUBLIC;

@@ -1,10 +1,12 @@
 -- toygun.metrics() (issue 18): Prometheus's text format (HELP and TYPE
 -- lines, one sample per line, labels escaped), and rights: a role sees the
 -- series of the types it may read, and nothing of another owner's types.
--- The tick counters under a real worker: test/scenario/metrics.sh.
+-- toygun.metrics_series() (the dashboard's charts): its signature, its
+-- windows, and a stranger's view. The tick counters and the series under a
+-- real worker: test/scenario/metrics.sh.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(16);
+SELECT plan(24);
 
 CREATE ROLE tg_m_owner;
 CREATE ROLE tg_m_stranger;
@@ -80,6 +82,34 @@ SELECT is(pg_temp.as_role('tg_m_reader',
                                END IF;
                              END $d$ $$), 'ok',
           'a role granted read on a type sees its series, and no other owner''s');
+
+-- metrics_series(): the signature the dashboard's server calls
+SELECT is(pg_get_function_arguments('toygun.metrics_series(text)'::regprocedure),
+          '"window" text DEFAULT ''1h''::text', 'metrics_series takes a window, ''1h'' by default');
+SELECT is(pg_get_function_result('toygun.metrics_series(text)'::regprocedure),
+          'TABLE(at timestamp with time zone, resource_type text, task text, ticks bigint, failures bigint)',
+          'and returns bucket start, type, ticks and failures');
+SELECT is_empty($q$ SELECT * FROM pg_temp.mismatches(ARRAY[
+              ['SELECT * FROM toygun.metrics_series()', 'ok'],
+              ['SELECT * FROM toygun.metrics_series(''1h'')', 'ok'],
+              ['SELECT * FROM toygun.metrics_series("window" => ''24h'')', 'ok'],
+              ['SELECT * FROM toygun.metrics_series(''2h'')', '22023'],
+              ['SELECT * FROM toygun.metrics_series(''1H'')', '22023'],
+              ['SELECT * FROM toygun.metrics_series('''')', '22023'],
+              ['SELECT * FROM toygun.metrics_series(NULL)', '22023']]) $q$,
+          'windows ''1h'' and ''24h''; any other is 22023');
+SELECT throws_ok('SELECT * FROM toygun.metrics_series(''7d'')', '22023',
+                 'toygun.metrics_series() has no window ''7d''', 'the error names the window');
+SELECT is(pg_temp.hint_of('SELECT * FROM toygun.metrics_series(''7d'')'),
+          'Use ''1h'' for the one-minute buckets of the last hour, or ''24h'' for the thirty-minute buckets of the last 24 hours.',
+          'and the hint names both windows');
+-- no worker ticks inside this transaction: the only counts are other tests' (none of ours)
+SELECT is(pg_temp.as_role('tg_m_stranger', 'CREATE TEMP TABLE ss AS SELECT * FROM toygun.metrics_series(''1h'')
+                                            UNION ALL SELECT * FROM toygun.metrics_series(''24h'')'), 'ok',
+          'any role may call metrics_series()');
+SELECT is((SELECT count(*) FROM ss), 0::bigint, 'a stranger sees no rows: no type of its own, no overflow');
+SELECT is((SELECT count(*) FROM toygun.metrics_series('24h') WHERE at > now() OR at < now() - interval '24 hours 30 minutes'),
+          0::bigint, 'no bucket outside its window');
 
 SELECT * FROM finish();
 ROLLBACK;
