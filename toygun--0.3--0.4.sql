@@ -1103,6 +1103,86 @@ CREATE FUNCTION toygun.secret_readable_types() RETURNS text[]
 -- each tick an insert).
 CREATE INDEX task_panic_idx ON toygun.task (resource_type, name, id) WHERE state = '__panic__';
 CREATE INDEX task_failing_idx ON toygun.task (id) WHERE attempts > 0 AND state <> '__stop__';
+-- The same for resources (their own handlers' ticks): what the gauges count.
+CREATE INDEX resource_panic_idx ON toygun.resource (type) WHERE state = '__panic__';
+CREATE INDEX resource_failing_idx ON toygun.resource (type) WHERE attempts > 0 AND state <> '__stop__';
+
+-- The gauges of toygun.metrics() and toygun.ops_status(), per resource type
+-- and task (NULL: the resources' own), as the caller reads them (row-level
+-- security: its readable types only), from indexes only, never a scan of the
+-- runs: panicked and failing from the partial indexes above (small by
+-- nature); due and the oldest due age from the due heads of the claim
+-- indexes, at most cap due objects of each (run_at order where the index
+-- has it). due_capped: a head held cap rows, so due counts (and, for types
+-- not in the head, the oldest due age) are lower bounds; a caller's count
+-- stops at cap of its own rows, never of another's. Unlike toygun.stats, no
+-- live count per state: that needs every live row.
+CREATE FUNCTION toygun.ops_gauges(cap integer DEFAULT 10000)
+    RETURNS TABLE (kind text, resource_type text, task text, due bigint, due_capped boolean,
+                   panicked bigint, failing bigint, oldest_due_age interval)
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+    WITH heads AS (
+        -- the claim predicates written literally, so that each reads its partial index
+        SELECT 'task'::text AS kind, h.resource_type, h.name, h.run_at, h.n
+          FROM (SELECT t.resource_type, t.name, t.run_at, pg_catalog.count(*) OVER () AS n
+                  FROM ONLY toygun.task t
+                 WHERE t.run_at IS NOT NULL AND t.queue_id = 0 AND t.priority = 0 AND t.flow_key IS NULL
+                   AND t.run_at <= pg_catalog.clock_timestamp()
+                 ORDER BY t.run_at LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 'task', h.resource_type, h.name, h.run_at, h.n
+          FROM (SELECT t.resource_type, t.name, t.run_at, pg_catalog.count(*) OVER () AS n
+                  FROM (SELECT t0.resource_type, t0.name, t0.run_at FROM ONLY toygun.task t0
+                         WHERE t0.run_at IS NOT NULL AND (t0.queue_id <> 0 OR t0.priority <> 0)
+                           AND t0.flow_key IS NULL AND t0.run_at <= pg_catalog.clock_timestamp()
+                         LIMIT ops_gauges.cap) t) h
+        UNION ALL
+        SELECT 'task', h.resource_type, h.name, h.run_at, h.n
+          FROM (SELECT t.resource_type, t.name, t.run_at, pg_catalog.count(*) OVER () AS n
+                  FROM (SELECT t0.resource_type, t0.name, t0.run_at FROM ONLY toygun.task t0
+                         WHERE t0.run_at IS NOT NULL AND t0.flow_key IS NOT NULL
+                           AND t0.run_at <= pg_catalog.clock_timestamp()
+                         LIMIT ops_gauges.cap) t) h
+        UNION ALL
+        SELECT 'resource', h.type, NULL, h.run_at, h.n
+          FROM (SELECT r.type, r.run_at, pg_catalog.count(*) OVER () AS n
+                  FROM ONLY toygun.resource r
+                 WHERE r.run_at IS NOT NULL AND r.queue_id = 0 AND r.run_at <= pg_catalog.clock_timestamp()
+                 ORDER BY r.run_at LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 'resource', h.type, NULL, h.run_at, h.n
+          FROM (SELECT r.type, r.run_at, pg_catalog.count(*) OVER () AS n
+                  FROM (SELECT r0.type, r0.run_at FROM ONLY toygun.resource r0
+                         WHERE r0.run_at IS NOT NULL AND r0.queue_id <> 0
+                           AND r0.run_at <= pg_catalog.clock_timestamp()
+                         LIMIT ops_gauges.cap) r) h
+    ),
+    capped AS (SELECT COALESCE(pg_catalog.bool_or(h.n >= ops_gauges.cap), false) AS capped FROM heads h),
+    counts AS (
+        SELECT h.kind, h.resource_type, h.name, pg_catalog.count(*) AS due,
+               pg_catalog.clock_timestamp() - pg_catalog.min(h.run_at) AS oldest_due_age,
+               0::bigint AS panicked, 0::bigint AS failing
+          FROM heads h GROUP BY h.kind, h.resource_type, h.name
+        UNION ALL
+        SELECT 'task', t.resource_type, t.name, 0, NULL, pg_catalog.count(*), 0
+          FROM ONLY toygun.task t WHERE t.state = '__panic__' GROUP BY t.resource_type, t.name
+        UNION ALL
+        SELECT 'task', t.resource_type, t.name, 0, NULL, 0, pg_catalog.count(*)
+          FROM ONLY toygun.task t WHERE t.attempts > 0 AND t.state <> '__stop__' GROUP BY t.resource_type, t.name
+        UNION ALL
+        SELECT 'resource', r.type, NULL, 0, NULL, pg_catalog.count(*), 0
+          FROM ONLY toygun.resource r WHERE r.state = '__panic__' GROUP BY r.type
+        UNION ALL
+        SELECT 'resource', r.type, NULL, 0, NULL, 0, pg_catalog.count(*)
+          FROM ONLY toygun.resource r WHERE r.attempts > 0 AND r.state <> '__stop__' GROUP BY r.type
+    )
+    SELECT c.kind, c.resource_type, c.name, pg_catalog.sum(c.due)::bigint, (SELECT capped FROM capped),
+           pg_catalog.sum(c.panicked)::bigint, pg_catalog.sum(c.failing)::bigint, pg_catalog.max(c.oldest_due_age)
+      FROM counts c GROUP BY c.kind, c.resource_type, c.name
+     ORDER BY c.kind DESC, c.resource_type, c.name;
+    END;
+GRANT EXECUTE ON FUNCTION toygun.ops_gauges(integer) TO PUBLIC;
 
 -- Who the caller is to toygun: its role, and per resource type it may read or
 -- act on, its rights. What the tools may offer; every call still checks.
@@ -1129,20 +1209,25 @@ END $$;
 
 -- The state of the system as the caller may see it: workers and queues, and
 -- over the runs of its readable types the live, due, failing and panicked
--- counts, the oldest due run's age (seconds), and its open alarms.
+-- counts, the oldest due run's age (seconds), and its open alarms. Bounded
+-- reads: due, failing, panicked and the oldest due from toygun.ops_gauges()
+-- (due stops at 10,000 per claim index: due_capped), live stops at 10,000
+-- (live_capped; toygun.stats counts them all, reading every live run).
 CREATE FUNCTION toygun.ops_status() RETURNS jsonb
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     result jsonb;
+    live bigint := (SELECT count(*) FROM (SELECT FROM ONLY toygun.task t WHERE t.state <> '__stop__' LIMIT 10000) x);
 BEGIN
     SELECT jsonb_build_object(
-               'live', COALESCE(sum(s.live), 0), 'due', COALESCE(sum(s.due), 0),
-               'failing', COALESCE(sum(s.failing), 0), 'panicked', COALESCE(sum(s.panicked), 0),
-               'oldest_due_age', extract(epoch FROM max(s.oldest_due_age)))
+               'live', live, 'live_capped', live >= 10000,
+               'due', COALESCE(sum(g.due), 0), 'due_capped', COALESCE(bool_or(g.due_capped), false),
+               'failing', COALESCE(sum(g.failing), 0), 'panicked', COALESCE(sum(g.panicked), 0),
+               'oldest_due_age', extract(epoch FROM max(g.oldest_due_age)))
       INTO result
-      FROM toygun.stats s WHERE s.kind = 'task';
+      FROM toygun.ops_gauges() g WHERE g.kind = 'task';
     RETURN result || jsonb_build_object(
         'workers', (SELECT jsonb_build_object('running', count(*), 'busy', count(*) FILTER (WHERE NOT w.idle))
                       FROM toygun.worker_status() w),
@@ -1171,6 +1256,9 @@ DECLARE
     lim integer := p_limit;
     after_id uuid;
     errors text[] := toygun.error_readable_types();
+    types text[];
+    few boolean := false;
+    cap constant integer := 5000;
     q text;
     n integer := 0;
     r record;
@@ -1199,13 +1287,46 @@ BEGIN
         RAISE EXCEPTION 'task type "%" does not exist', COALESCE(p_type || '.', '') || p_task
             USING ERRCODE = 'undefined_object', HINT = 'toygun.task_type lists the task types.';
     END IF;
+    -- Which index the page is read from. The newest-first walk of task_pkey
+    -- (below) is quick while the runs the caller may see are a good share of
+    -- all; when they are few (a rare type or task, a role that reads few
+    -- types) it would walk the whole table. So when the types the page can
+    -- show have fewer than cap resources with fewer than cap runs in all,
+    -- found through resource_type_idx and task_runs_idx, the page is read
+    -- from those runs, sorted, instead: at most cap rows either way. Both
+    -- reads are the caller's, under row-level security: a page and its
+    -- cursor show only rows the caller may read. resource, panicked and
+    -- failing have indexes of their own.
+    IF p_resource IS NULL AND NOT COALESCE(p_panicked, false) AND NOT COALESCE(p_failing, false) THEN
+        types := ARRAY(SELECT d.name FROM toygun.resource_type d
+                        WHERE d.name = ANY (toygun.readable_types())
+                          AND (p_type IS NULL OR d.name = p_type)
+                          AND (p_task IS NULL OR EXISTS (SELECT FROM toygun.task_type x
+                                                          WHERE x.resource_type = d.name AND x.name = p_task)));
+        IF cardinality(types) = 0 THEN
+            RETURN;
+        END IF;
+        IF cardinality(types) < (SELECT count(*) FROM toygun.resource_type) OR p_task IS NOT NULL THEN
+            few := (SELECT count(*) FROM (SELECT FROM ONLY toygun.resource x
+                                           WHERE x.type = ANY (types) LIMIT cap) y) < cap
+                   AND (SELECT count(*)
+                          FROM (SELECT FROM (SELECT x.id FROM ONLY toygun.resource x
+                                              WHERE x.type = ANY (types) OFFSET 0) y
+                                  JOIN ONLY toygun.task t ON t.resource_id = y.id
+                                 WHERE p_task IS NULL OR t.name = p_task
+                                 LIMIT cap) z) < cap;
+        END IF;
+    END IF;
     -- the predicates of the partial indexes written literally, so that the plan can use them
     q := 'SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.step, t.run_at, t.attempts,'
          '       t.priority, t.created_at, t.updated_at,'
          '       CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, ''USAGE'')'
          '                 OR t.resource_type OPERATOR(pg_catalog.=) ANY ($6)'
          '            THEN toygun.last_error(t.id) END AS last_error'
-         '  FROM ONLY toygun.task t'
+         '  FROM ' || CASE WHEN few THEN '(SELECT x.id FROM ONLY toygun.resource x'
+                                         '   WHERE x.type OPERATOR(pg_catalog.=) ANY ($8) OFFSET 0) y'
+                                         '  JOIN ONLY toygun.task t ON t.resource_id = y.id'
+                          ELSE 'ONLY toygun.task t' END ||
          '  LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name'
          ' WHERE true';
     IF after_id IS NOT NULL THEN q := q || ' AND t.id < $1'; END IF;
@@ -1222,7 +1343,7 @@ BEGIN
     -- one row more than asked: whether there is a next page; the page's last row is held back
     -- until then, and carries the cursor if one followed
     FOR r IN EXECUTE q USING after_id, p_type, p_task, p_state, p_resource,
-                             errors, lim + 1 LOOP
+                             errors, lim + 1, types LOOP
         n := n + 1;
         EXIT WHEN n > lim;
         o_id := r.id; o_resource_id := r.resource_id; o_resource_type := r.resource_type; o_task := r.name;
@@ -1366,7 +1487,7 @@ CREATE FUNCTION toygun._prometheus_label(value text) RETURNS text
 
 -- Everything toygun can tell a monitoring system, in Prometheus's text
 -- exposition format (version 0.0.4), read as the caller: the counters of
--- _tick_metrics(), the counts of toygun.stats, the workers and queues, the
+-- _tick_metrics(), the gauges of toygun.ops_gauges(), the workers and queues, the
 -- breakers, rate limits and concurrency limits, each for what the caller
 -- may read. A family is written with its HELP and TYPE lines even when it
 -- has no sample.
@@ -1380,17 +1501,13 @@ BEGIN ATOMIC
                                  toygun._prometheus_label(m.task)) AS labels
           FROM toygun._tick_metrics() m
     ),
-    s AS (
-        SELECT st.*,
-               pg_catalog.format('resource_type="%s",task="%s"',
-                                 toygun._prometheus_label(st.resource_type),
-                                 toygun._prometheus_label(st.task)) AS labels
-          FROM toygun.stats st
-    ),
+    g AS (SELECT * FROM toygun.ops_gauges()),
     per_type AS (
-        SELECT s.labels, sum(s.due) AS due, sum(s.panicked) AS panicked, sum(s.failing) AS failing,
-               COALESCE(max(EXTRACT(epoch FROM s.oldest_due_age)), 0) AS oldest_due
-          FROM s GROUP BY s.labels
+        SELECT pg_catalog.format('resource_type="%s",task="%s"',
+                                 toygun._prometheus_label(g.resource_type),
+                                 toygun._prometheus_label(g.task)) AS labels,
+               g.due, g.panicked, g.failing, COALESCE(EXTRACT(epoch FROM g.oldest_due_age), 0) AS oldest_due
+          FROM g
     ),
     q AS (SELECT * FROM toygun.queue_status()),
     families (n, name, type, help) AS (VALUES
@@ -1399,7 +1516,7 @@ BEGIN ATOMIC
         (3, 'toygun_panics_total', 'counter', 'Objects a worker''s tick, or its last failed attempt, moved to __panic__ since the server started.'),
         (4, 'toygun_tick_duration_seconds', 'histogram', 'How long the workers'' ticks took, failed ones included.'),
         (5, 'toygun_metrics_overflow_ticks_total', 'counter', 'Ticks of the types past toygun.metrics_types, counted together.'),
-        (6, 'toygun_live', 'gauge', 'Objects not stopped, per state.'),
+        (6, 'toygun_due_capped', 'gauge', 'Whether a due count stopped at 10,000 due objects of one claim index: due counts and oldest due ages are then lower bounds.'),
         (7, 'toygun_due', 'gauge', 'Objects due for a tick now.'),
         (8, 'toygun_panicked', 'gauge', 'Objects in __panic__.'),
         (9, 'toygun_failing', 'gauge', 'Objects whose last tick failed.'),
@@ -1435,9 +1552,8 @@ BEGIN ATOMIC
         SELECT 5, '', pg_catalog.format('toygun_metrics_overflow_ticks_total %s',
                                         COALESCE((SELECT c.ticks FROM c WHERE c.resource_type IS NULL), 0))
         UNION ALL
-        SELECT 6, s.labels || s.state,
-               pg_catalog.format('toygun_live{%s,state="%s"} %s', s.labels, toygun._prometheus_label(s.state), s.live)
-          FROM s
+        SELECT 6, '', pg_catalog.format('toygun_due_capped %s',
+                                        CASE WHEN (SELECT pg_catalog.bool_or(g.due_capped) FROM g) THEN 1 ELSE 0 END)
         UNION ALL
         SELECT 7, p.labels, pg_catalog.format('toygun_due{%s} %s', p.labels, p.due) FROM per_type p
         UNION ALL

@@ -97,7 +97,7 @@ INSERT INTO toygun.task (id, resource_id, resource_type, name, state, step, run_
     SELECT toygun._new_id(), rid, type, task,
            CASE fate WHEN 'stopped' THEN '__stop__' WHEN 'panicked' THEN '__panic__' ELSE 'work' END,
            CASE fate WHEN 'stopped' THEN 2 ELSE 1 END,
-           CASE fate WHEN 'failing' THEN now() + interval '1 minute'
+           CASE fate WHEN 'failing' THEN now() + interval '1 day'
                      WHEN 'due' THEN now() - (f - 855) * interval '36 seconds'
                      WHEN 'sleeping' THEN now() + interval '1 year' END,
            CASE fate WHEN 'failing' THEN 2 WHEN 'panicked' THEN 3 ELSE 0 END
