@@ -290,20 +290,24 @@ BEGIN
         END IF;
     END IF;
     -- the predicates of the partial indexes written literally, so that the plan can use them
+    -- the page's rows first, then their error texts and types (for their page only: not for every
+    -- row a sort reads)
     q := 'SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.step, t.run_at, t.attempts,'
          '       t.priority, t.created_at, t.updated_at,'
          '       CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, ''USAGE'')'
          '                 OR t.resource_type OPERATOR(pg_catalog.=) ANY ($6)'
          '            THEN toygun.last_error(t.id) END AS last_error'
-         '  FROM ' || CASE WHEN few THEN '(SELECT x.id FROM ONLY toygun.resource x'
-                                         '   WHERE x.type OPERATOR(pg_catalog.=) ANY ($8)) y,'
-                                         ' LATERAL (SELECT t0.id, t0.resource_id, t0.resource_type, t0.name, t0.state,'
-                                         '                 t0.step, t0.run_at, t0.attempts, t0.priority, t0.created_at,'
-                                         '                 t0.updated_at FROM ONLY toygun.task t0'
-                                         '           WHERE t0.resource_id = y.id OFFSET 0) t'
-                          ELSE 'ONLY toygun.task t' END ||
-         '  LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name'
-         ' WHERE true';
+         '  FROM (SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.step, t.run_at, t.attempts,'
+         '               t.priority, t.created_at, t.updated_at'
+         '          FROM ' || CASE WHEN few THEN '(SELECT x.id FROM ONLY toygun.resource x'
+                                                 '   WHERE x.type OPERATOR(pg_catalog.=) ANY ($8)) y,'
+                                                 ' LATERAL (SELECT t0.id, t0.resource_id, t0.resource_type, t0.name,'
+                                                 '                 t0.state, t0.step, t0.run_at, t0.attempts,'
+                                                 '                 t0.priority, t0.created_at, t0.updated_at'
+                                                 '            FROM ONLY toygun.task t0'
+                                                 '           WHERE t0.resource_id = y.id OFFSET 0) t'
+                                  ELSE 'ONLY toygun.task t' END ||
+         '         WHERE true';
     IF after_id IS NOT NULL THEN q := q || ' AND t.id < $1'; END IF;
     IF p_type IS NOT NULL THEN q := q || ' AND t.resource_type = $2'; END IF;
     IF p_task IS NOT NULL THEN q := q || ' AND t.name = $3'; END IF;
@@ -314,7 +318,9 @@ BEGIN
     IF p_due THEN
         q := q || ' AND t.state <> ''__stop__'' AND t.run_at <= pg_catalog.clock_timestamp()';
     END IF;
-    q := q || ' ORDER BY t.id DESC LIMIT $7';
+    q := q || ' ORDER BY t.id DESC LIMIT $7) t'
+              '  LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name'
+              ' ORDER BY t.id DESC';
     -- one row more than asked: whether there is a next page; the page's last row is held back
     -- until then, and carries the cursor if one followed
     FOR r IN EXECUTE q USING after_id, p_type, p_task, p_state, p_resource,
