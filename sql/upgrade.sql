@@ -222,6 +222,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- a function; _list_runs and run_detail read ONLY toygun.task), task_panic_idx, task_failing_idx
 -- issue 18's metrics: _tick_metrics, _prometheus_label, metrics (its body reads ONLY
 -- toygun.task_type) and its grant
+-- issue 18's bounded reads at 1,000,000 runs: _few_runs and ops_gauges (each a member and a
+-- function reading ONLY toygun.resource and toygun.task; ops_status now reads ONLY toygun.task
+-- too), resource_panic_idx, resource_failing_idx
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 
