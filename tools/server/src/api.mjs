@@ -14,7 +14,6 @@ export function apiRoutes({ config, store, cookies, log }) {
   const fail = (c, e) => {
     const status = statusOf(e);
     if (status === 500) log(`error: ${e.stack || e}`);
-    if (e.name === 'CsrfError') e.errorCode = 'csrf';
     return c.json(errorBody(e), status);
   };
   const jsonBody = async (c) => {

@@ -6,7 +6,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 
 export class CsrfError extends Error {
-  constructor(message) { super(message); this.status = 403; }
+  constructor(message) { super(message); this.name = 'CsrfError'; this.status = 403; this.errorCode = 'csrf'; }
 }
 
 export function newToken() { return randomBytes(32).toString('base64url'); }
