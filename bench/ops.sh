@@ -23,6 +23,13 @@
 # Each case is called CALLS times (default 300, fewer if it takes more than
 # CAP seconds, default 20) as each role, timed in the backend around the
 # statement (client round trips not included): p50, p95 and max in ms.
+# Then, when the HTTP server is in the tree (tools/server/src/main.mjs, its
+# packages installed: npm ci in tools/server) and HTTP is not 0, the same
+# lists through it, signed in as each role with a password (SCRAM), as JSON
+# (GET /api/v1/runs) and as the page (GET /runs), and GET /metrics with HTTP
+# Basic: bench/ops-http.mjs, timed by the client around each request; the
+# server listens on 127.0.0.1:HTTP_PORT (default 8018). SQL=0 skips the SQL
+# figures.
 # DIR keeps the cluster there (made if it has no data yet, reused and left
 # running otherwise) to measure again after a change; without it a temporary
 # cluster is made and removed. PGBIN names another PostgreSQL 15 build,
@@ -31,13 +38,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ "$(id -un)" != postgres ]; then
 	exec runuser -u postgres -- env CALLS="${CALLS:-}" CAP="${CAP:-}" N="${N:-}" DIR="${DIR:-}" \
-		PGBIN="${PGBIN:-}" TG_PORT="${TG_PORT:-}" "$0" "$@"
+		PGBIN="${PGBIN:-}" TG_PORT="${TG_PORT:-}" HTTP_PORT="${HTTP_PORT:-}" HTTP="${HTTP:-}" SQL="${SQL:-}" "$0" "$@"
 fi
 [ -n "${PGBIN:-}" ] || unset PGBIN
 [ -n "${TG_PORT:-}" ] || unset TG_PORT
 source "$ROOT/test/lib/cluster.sh"
 
 CALLS=${CALLS:-300}
+HTTP=${HTTP:-1}
+HTTP_PORT=${HTTP_PORT:-8018}
 CAP=${CAP:-20}
 N=${N:-1000000}
 if [ -n "${DIR:-}" ]; then
@@ -152,6 +161,7 @@ SQL
 	echo "made $(tg_psql "$DIR" bench -c "SELECT count(*) FROM toygun.task") runs in $((SECONDS - started)) s" >&2
 fi
 
+if [ "${SQL:-1}" != 0 ]; then
 tg_psql "$DIR" bench -q -v calls="$CALLS" -v cap="$CAP" <<'SQL'
 SET client_min_messages = warning;
 CREATE TEMP TABLE result (role text, k int, name text, n int, p50 numeric, p95 numeric, max numeric, rows bigint);
@@ -220,3 +230,40 @@ SELECT format('%s runs stored (%s stopped, %s due now, %s failing, %s panicked);
 SELECT format('%-9s  %-42s %5s %8s %8s %8s %5s', 'role', 'case', 'calls', 'p50 ms', 'p95 ms', 'max ms', 'rows');
 SELECT format('%-9s  %-42s %5s %8s %8s %8s %5s', role, name, n, p50, p95, max, rows) FROM result ORDER BY role, k;
 SQL
+fi
+
+# --- through the HTTP server -------------------------------------------------
+NODE=$ROOT/tools/server/node_modules/.bin/node
+if [ "$HTTP" = 0 ]; then
+	exit 0
+elif [ ! -f "$ROOT/tools/server/src/main.mjs" ]; then
+	echo "(no tools/server/src/main.mjs in this tree: no HTTP figures)" >&2
+	exit 0
+elif [ ! -x "$NODE" ]; then
+	echo "(tools/server's packages are not installed, npm ci --no-audit --no-fund in tools/server: no HTTP figures)" >&2
+	exit 0
+fi
+PASSWORD=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+tg_psql "$DIR" bench -q -c "ALTER ROLE ob_owner LOGIN PASSWORD '$PASSWORD'" \
+	-c "ALTER ROLE ob_reader LOGIN PASSWORD '$PASSWORD'" >/dev/null
+if ! grep -q '^local bench ob_owner,ob_reader scram-sha-256' "$DIR/data/pg_hba.conf"; then
+	{ echo "local bench ob_owner,ob_reader scram-sha-256"; cat "$DIR/data/pg_hba.conf"; } >"$DIR/pg_hba.new"
+	mv "$DIR/pg_hba.new" "$DIR/data/pg_hba.conf"
+	tg_psql "$DIR" postgres -c "SELECT pg_reload_conf()" >/dev/null
+fi
+"$NODE" "$ROOT/tools/server/src/main.mjs" --listen "127.0.0.1:$HTTP_PORT" --db-host "$DIR" \
+	--db-port "$TG_PORT" --db-name bench --no-deliver >"$DIR/server.out" 2>"$DIR/server.err" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; [ "$KEEP" = 1 ] || { tg_stop "$DIR" immediate; rm -rf "$DIR"; }' EXIT
+deadline=$((SECONDS + 30))
+until grep -q 'listening on' "$DIR/server.out" 2>/dev/null; do
+	if [ $SECONDS -ge $deadline ] || ! kill -0 $SERVER 2>/dev/null; then
+		echo "the server did not start:" >&2; cat "$DIR/server.err" >&2; exit 1
+	fi
+	sleep 0.2
+done
+URL=$(sed -n 's/^toygun-server listening on //p' "$DIR/server.out" | head -n 1)
+echo
+echo "through the server at $URL (client round trips over loopback)"
+"$NODE" "$ROOT/bench/ops-http.mjs" --url "$URL" --calls "$CALLS" --cap "$CAP" \
+	--role "ob_owner:$PASSWORD" --role "ob_reader:$PASSWORD"
