@@ -50,7 +50,7 @@ BEGIN ATOMIC
         (3, 'toygun_panics_total', 'counter', 'Objects a worker''s tick, or its last failed attempt, moved to __panic__ since the server started.'),
         (4, 'toygun_tick_duration_seconds', 'histogram', 'How long the workers'' ticks took, failed ones included.'),
         (5, 'toygun_metrics_overflow_ticks_total', 'counter', 'Ticks of the types past toygun.metrics_types, counted together.'),
-        (6, 'toygun_due_capped', 'gauge', 'Whether a due count stopped at 10,000 due objects of one claim index: due counts and oldest due ages are then lower bounds.'),
+        (6, 'toygun_due_capped', 'gauge', 'Whether a due count stopped at 5,000 due objects of one claim index: due counts and oldest due ages are then lower bounds.'),
         (7, 'toygun_due', 'gauge', 'Objects due for a tick now.'),
         (8, 'toygun_panicked', 'gauge', 'Objects in __panic__.'),
         (9, 'toygun_failing', 'gauge', 'Objects whose last tick failed.'),

@@ -63,7 +63,7 @@ END $$;
 -- not in the head, the oldest due age) are lower bounds; a caller's count
 -- stops at cap of its own rows, never of another's. Unlike toygun.stats, no
 -- live count per state: that needs every live row.
-CREATE FUNCTION toygun.ops_gauges(cap integer DEFAULT 10000)
+CREATE FUNCTION toygun.ops_gauges(cap integer DEFAULT 5000)
     RETURNS TABLE (kind text, resource_type text, task text, due bigint, due_capped boolean,
                    panicked bigint, failing bigint, oldest_due_age interval)
     LANGUAGE sql STABLE
@@ -180,7 +180,7 @@ END $$;
 -- over the runs of its readable types the live, due, failing and panicked
 -- counts, the oldest due run's age (seconds), and its open alarms. Bounded
 -- reads: due, failing, panicked and the oldest due from toygun.ops_gauges()
--- (due stops at 10,000 per claim index: due_capped), live stops at 10,000
+-- (due stops at 5,000 per claim index: due_capped), live stops at 5,000
 -- (live_capped) unless the caller's runs are few (_few_runs()); toygun.stats
 -- counts them all, reading every live run.
 CREATE FUNCTION toygun.ops_status() RETURNS jsonb
@@ -199,10 +199,10 @@ BEGIN
                         LATERAL (SELECT FROM ONLY toygun.task t
                                   WHERE t.resource_id = y.id AND t.state <> '__stop__' OFFSET 0) t);
     ELSE
-        live := (SELECT count(*) FROM (SELECT FROM ONLY toygun.task t WHERE t.state <> '__stop__' LIMIT 10000) x);
+        live := (SELECT count(*) FROM (SELECT FROM ONLY toygun.task t WHERE t.state <> '__stop__' LIMIT 5000) x);
     END IF;
     SELECT jsonb_build_object(
-               'live', live, 'live_capped', live >= 10000,
+               'live', live, 'live_capped', live >= 5000,
                'due', COALESCE(sum(g.due), 0), 'due_capped', COALESCE(bool_or(g.due_capped), false),
                'failing', COALESCE(sum(g.failing), 0), 'panicked', COALESCE(sum(g.panicked), 0),
                'oldest_due_age', extract(epoch FROM max(g.oldest_due_age)))

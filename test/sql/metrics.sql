@@ -50,7 +50,7 @@ SELECT ok((SELECT bool_and(position(E'# HELP ' || f || ' ' IN text) < position(E
              FROM m, (VALUES ('toygun_panicked'), ('toygun_due'), ('toygun_workers')) AS v(f)),
           'HELP, then TYPE, then the samples of a family');
 SELECT is((SELECT l FROM lines WHERE l LIKE 'toygun_due_capped %'), 'toygun_due_capped 0',
-          'due counts not capped (fewer than 10,000 due)');
+          'due counts not capped (fewer than 5,000 due)');
 SELECT is((SELECT l FROM lines WHERE l LIKE 'toygun_panicked{resource_type="dummy",task="test"} %'),
           'toygun_panicked{resource_type="dummy",task="test"} 1', 'panicked objects per type');
 SELECT is((SELECT l FROM lines WHERE l LIKE 'toygun_due{resource_type="dummy",task="test"} %'),
