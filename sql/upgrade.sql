@@ -224,6 +224,9 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- toygun.task_type) and its grant
 -- issue 18's chart series: metrics_series (a member, and a function with its grant)
 -- issue 18's deliverer: outbox.next_attempt_at and outbox.delivered_by, outbox_alarm_pending_idx
+-- issue 18's bounded reads at 1,000,000 runs: _few_runs and ops_gauges (each a member and a
+-- function reading ONLY toygun.resource and toygun.task; ops_status now reads ONLY toygun.task
+-- too), resource_panic_idx, resource_failing_idx
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -21,7 +21,7 @@ CREATE FUNCTION toygun._prometheus_label(value text) RETURNS text
 
 -- Everything toygun can tell a monitoring system, in Prometheus's text
 -- exposition format (version 0.0.4), read as the caller: the counters of
--- _tick_metrics(), the counts of toygun.stats, the workers and queues, the
+-- _tick_metrics(), the gauges of toygun.ops_gauges(), the workers and queues, the
 -- breakers, rate limits and concurrency limits, each for what the caller
 -- may read. A family is written with its HELP and TYPE lines even when it
 -- has no sample.
@@ -35,17 +35,13 @@ BEGIN ATOMIC
                                  toygun._prometheus_label(m.task)) AS labels
           FROM toygun._tick_metrics() m
     ),
-    s AS (
-        SELECT st.*,
-               pg_catalog.format('resource_type="%s",task="%s"',
-                                 toygun._prometheus_label(st.resource_type),
-                                 toygun._prometheus_label(st.task)) AS labels
-          FROM toygun.stats st
-    ),
+    g AS (SELECT * FROM toygun.ops_gauges()),
     per_type AS (
-        SELECT s.labels, sum(s.due) AS due, sum(s.panicked) AS panicked, sum(s.failing) AS failing,
-               COALESCE(max(EXTRACT(epoch FROM s.oldest_due_age)), 0) AS oldest_due
-          FROM s GROUP BY s.labels
+        SELECT pg_catalog.format('resource_type="%s",task="%s"',
+                                 toygun._prometheus_label(g.resource_type),
+                                 toygun._prometheus_label(g.task)) AS labels,
+               g.due, g.panicked, g.failing, COALESCE(EXTRACT(epoch FROM g.oldest_due_age), 0) AS oldest_due
+          FROM g
     ),
     q AS (SELECT * FROM toygun.queue_status()),
     families (n, name, type, help) AS (VALUES
@@ -54,7 +50,7 @@ BEGIN ATOMIC
         (3, 'toygun_panics_total', 'counter', 'Objects a worker''s tick, or its last failed attempt, moved to __panic__ since the server started.'),
         (4, 'toygun_tick_duration_seconds', 'histogram', 'How long the workers'' ticks took, failed ones included.'),
         (5, 'toygun_metrics_overflow_ticks_total', 'counter', 'Ticks of the types past toygun.metrics_types, counted together.'),
-        (6, 'toygun_live', 'gauge', 'Objects not stopped, per state.'),
+        (6, 'toygun_due_capped', 'gauge', 'Whether a due count stopped at 5,000 due objects of one claim index: due counts and oldest due ages are then lower bounds.'),
         (7, 'toygun_due', 'gauge', 'Objects due for a tick now.'),
         (8, 'toygun_panicked', 'gauge', 'Objects in __panic__.'),
         (9, 'toygun_failing', 'gauge', 'Objects whose last tick failed.'),
@@ -90,9 +86,8 @@ BEGIN ATOMIC
         SELECT 5, '', pg_catalog.format('toygun_metrics_overflow_ticks_total %s',
                                         COALESCE((SELECT c.ticks FROM c WHERE c.resource_type IS NULL), 0))
         UNION ALL
-        SELECT 6, s.labels || s.state,
-               pg_catalog.format('toygun_live{%s,state="%s"} %s', s.labels, toygun._prometheus_label(s.state), s.live)
-          FROM s
+        SELECT 6, '', pg_catalog.format('toygun_due_capped %s',
+                                        CASE WHEN (SELECT pg_catalog.bool_or(g.due_capped) FROM g) THEN 1 ELSE 0 END)
         UNION ALL
         SELECT 7, p.labels, pg_catalog.format('toygun_due{%s} %s', p.labels, p.due) FROM per_type p
         UNION ALL
@@ -134,7 +129,13 @@ BEGIN ATOMIC
                pg_catalog.format('toygun_limit_running{resource_type="%s",task="%s"} %s',
                                  toygun._prometheus_label(f.resource_type), toygun._prometheus_label(f.task),
                                  f.running)
-          FROM toygun.flow f WHERE f.kind = 'task' AND f.running IS NOT NULL
+          FROM (SELECT d.resource_type, d.name AS task,
+                       -- as toygun.flow's running, without its counts of due runs
+                       (SELECT COALESCE(sum(h.running), 0)::integer FROM toygun.limit_status() h
+                         WHERE h.limit_id = d.limit_id AND (h.flow_key IS NULL) = (d.max_running IS NOT NULL))
+                          AS running
+                  FROM ONLY toygun.task_type d
+                 WHERE d.limit_id IS NOT NULL AND d.resource_type = ANY (toygun.readable_types())) f
     ),
     lines (n, sort, line) AS (
         SELECT f.n, '', pg_catalog.format(E'# HELP %s %s\n# TYPE %s %s', f.name, f.help, f.name, f.type)

@@ -21,6 +21,137 @@ CREATE FUNCTION toygun.secret_readable_types() RETURNS text[]
 -- each tick an insert).
 CREATE INDEX task_panic_idx ON toygun.task (resource_type, name, id) WHERE state = '__panic__';
 CREATE INDEX task_failing_idx ON toygun.task (id) WHERE attempts > 0 AND state <> '__stop__';
+-- The same for resources (their own handlers' ticks): what the gauges count.
+CREATE INDEX resource_panic_idx ON toygun.resource (type) WHERE state = '__panic__';
+CREATE INDEX resource_failing_idx ON toygun.resource (type) WHERE attempts > 0 AND state <> '__stop__';
+
+-- Whether the runs of these resource types (of this task, if given) that the
+-- caller may read are few: fewer than 5,000 resources with fewer than 5,000
+-- runs in all, counted through resource_type_idx and task_runs_idx (at most
+-- 5,000 entries each). Then the runs lists and the gauges read those runs
+-- through their resources instead of walking an index of all runs, where a
+-- rare type's rows (or a role that reads few types) would make them walk
+-- the whole table. As the caller, under row-level security.
+CREATE FUNCTION toygun._few_runs(types text[], task text DEFAULT NULL) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp SET jit = off
+    AS $$
+DECLARE
+    few boolean;
+BEGIN
+    -- EXECUTE: planned for these types (a generic plan would hash-join every run)
+    EXECUTE 'SELECT (SELECT count(*) FROM (SELECT FROM ONLY toygun.resource x'
+            '                               WHERE x.type OPERATOR(pg_catalog.=) ANY ($1) LIMIT 5000) y) < 5000'
+            '   AND (SELECT count(*)'
+            '          FROM (SELECT FROM (SELECT x.id FROM ONLY toygun.resource x'
+            '                              WHERE x.type OPERATOR(pg_catalog.=) ANY ($1) LIMIT 5000) y,'
+            '                        LATERAL (SELECT FROM ONLY toygun.task t'
+            '                                  WHERE t.resource_id = y.id AND ($2 IS NULL OR t.name = $2)'
+            '                                 OFFSET 0) t'
+            '                 LIMIT 5000) z) < 5000'
+       INTO few USING types, task;
+    RETURN few;
+END $$;
+
+-- The gauges of toygun.metrics() and toygun.ops_status(), per resource type
+-- and task (NULL: the resources' own), as the caller reads them (row-level
+-- security: its readable types only), from indexes only, never a scan of the
+-- runs: panicked and failing from the partial indexes above (small by
+-- nature); due and the oldest due age from the due heads of the claim
+-- indexes, at most cap due objects of each (run_at order where the index
+-- has it). due_capped: a head held cap rows, so due counts (and, for types
+-- not in the head, the oldest due age) are lower bounds; a caller's count
+-- stops at cap of its own rows, never of another's. Unlike toygun.stats, no
+-- live count per state: that needs every live row.
+CREATE FUNCTION toygun.ops_gauges(cap integer DEFAULT 5000)
+    RETURNS TABLE (kind text, resource_type text, task text, due bigint, due_capped boolean,
+                   panicked bigint, failing bigint, oldest_due_age interval)
+    LANGUAGE sql STABLE
+    -- a head is read in run_at order and stops at cap: never a bitmap of every due row, sorted;
+    -- no JIT: its cost estimates (of branches not taken) would compile for most of a second
+    SET enable_bitmapscan = off SET jit = off
+    -- it reads through indexes only: with the caller's types unknown when it is planned, the
+    -- planner would otherwise read every resource to find theirs
+    SET enable_seqscan = off
+    BEGIN ATOMIC
+    WITH f AS MATERIALIZED (
+        SELECT r.types, CASE WHEN pg_catalog.cardinality(r.types) < (SELECT pg_catalog.count(*) FROM toygun.resource_type)
+                             THEN toygun._few_runs(r.types) ELSE false END AS few
+          FROM (SELECT toygun.readable_types() AS types) r
+    ),
+    heads AS (
+        -- the caller's types are few: all their live runs, through their resources
+        SELECT 0 AS head, 'task'::text AS kind, t.resource_type, t.name, t.run_at
+          FROM (SELECT x.id FROM ONLY toygun.resource x
+                 WHERE (SELECT f.few FROM f) AND x.type = ANY ((SELECT f.types FROM f)::text[])) y,
+               LATERAL (SELECT t0.resource_type, t0.name, t0.run_at FROM ONLY toygun.task t0
+                         WHERE t0.resource_id = y.id AND t0.state <> '__stop__'
+                           AND t0.run_at <= pg_catalog.statement_timestamp() OFFSET 0) t
+        UNION ALL
+        SELECT 0, 'resource', x.type, NULL, x.run_at FROM ONLY toygun.resource x
+         WHERE (SELECT f.few FROM f) AND x.type = ANY ((SELECT f.types FROM f)::text[])
+           AND x.run_at <= pg_catalog.statement_timestamp()
+        UNION ALL
+        -- else the heads of the claim indexes, their predicates written literally, so that
+        -- each reads its partial index; due by the statement's start (an index condition,
+        -- unlike the clock), ages by the clock
+        SELECT 1 AS head, 'task'::text AS kind, h.resource_type, h.name, h.run_at
+          FROM (SELECT t.resource_type, t.name, t.run_at FROM ONLY toygun.task t
+                 WHERE t.run_at IS NOT NULL AND t.queue_id = 0 AND t.priority = 0 AND t.flow_key IS NULL
+                   AND t.run_at <= pg_catalog.statement_timestamp() AND NOT (SELECT f.few FROM f)
+                 ORDER BY t.run_at LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 2, 'task', h.resource_type, h.name, h.run_at
+          FROM (SELECT t.resource_type, t.name, t.run_at FROM ONLY toygun.task t
+                 WHERE t.run_at IS NOT NULL AND (t.queue_id <> 0 OR t.priority <> 0) AND t.flow_key IS NULL
+                   AND t.run_at <= pg_catalog.statement_timestamp() AND NOT (SELECT f.few FROM f)
+                 LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 3, 'task', h.resource_type, h.name, h.run_at
+          FROM (SELECT t.resource_type, t.name, t.run_at FROM ONLY toygun.task t
+                 WHERE t.run_at IS NOT NULL AND t.flow_key IS NOT NULL
+                   AND t.run_at <= pg_catalog.statement_timestamp() AND NOT (SELECT f.few FROM f)
+                 LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 4, 'resource', h.type, NULL, h.run_at
+          FROM (SELECT r.type, r.run_at FROM ONLY toygun.resource r
+                 WHERE r.run_at IS NOT NULL AND r.queue_id = 0 AND r.run_at <= pg_catalog.statement_timestamp()
+                   AND NOT (SELECT f.few FROM f)
+                 ORDER BY r.run_at LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 5, 'resource', h.type, NULL, h.run_at
+          FROM (SELECT r.type, r.run_at FROM ONLY toygun.resource r
+                 WHERE r.run_at IS NOT NULL AND r.queue_id <> 0 AND r.run_at <= pg_catalog.statement_timestamp()
+                   AND NOT (SELECT f.few FROM f)
+                 LIMIT ops_gauges.cap) h
+    ),
+    capped AS (SELECT EXISTS (SELECT FROM heads h WHERE h.head > 0 GROUP BY h.head
+                                HAVING pg_catalog.count(*) >= ops_gauges.cap)
+                          AS capped),
+    counts AS (
+        SELECT h.kind, h.resource_type, h.name, pg_catalog.count(*) AS due,
+               pg_catalog.clock_timestamp() - pg_catalog.min(h.run_at) AS oldest_due_age,
+               0::bigint AS panicked, 0::bigint AS failing
+          FROM heads h GROUP BY h.kind, h.resource_type, h.name
+        UNION ALL
+        SELECT 'task', t.resource_type, t.name, 0, NULL, pg_catalog.count(*), 0
+          FROM ONLY toygun.task t WHERE t.state = '__panic__' GROUP BY t.resource_type, t.name
+        UNION ALL
+        SELECT 'task', t.resource_type, t.name, 0, NULL, 0, pg_catalog.count(*)
+          FROM ONLY toygun.task t WHERE t.attempts > 0 AND t.state <> '__stop__' GROUP BY t.resource_type, t.name
+        UNION ALL
+        SELECT 'resource', r.type, NULL, 0, NULL, pg_catalog.count(*), 0
+          FROM ONLY toygun.resource r WHERE r.state = '__panic__' GROUP BY r.type
+        UNION ALL
+        SELECT 'resource', r.type, NULL, 0, NULL, 0, pg_catalog.count(*)
+          FROM ONLY toygun.resource r WHERE r.attempts > 0 AND r.state <> '__stop__' GROUP BY r.type
+    )
+    SELECT c.kind, c.resource_type, c.name, pg_catalog.sum(c.due)::bigint, (SELECT capped FROM capped),
+           pg_catalog.sum(c.panicked)::bigint, pg_catalog.sum(c.failing)::bigint, pg_catalog.max(c.oldest_due_age)
+      FROM counts c GROUP BY c.kind, c.resource_type, c.name
+     ORDER BY c.kind DESC, c.resource_type, c.name;
+    END;
+GRANT EXECUTE ON FUNCTION toygun.ops_gauges(integer) TO PUBLIC;
 
 -- Who the caller is to toygun: its role, and per resource type it may read or
 -- act on, its rights. What the tools may offer; every call still checks.
@@ -47,20 +178,36 @@ END $$;
 
 -- The state of the system as the caller may see it: workers and queues, and
 -- over the runs of its readable types the live, due, failing and panicked
--- counts, the oldest due run's age (seconds), and its open alarms.
+-- counts, the oldest due run's age (seconds), and its open alarms. Bounded
+-- reads: due, failing, panicked and the oldest due from toygun.ops_gauges()
+-- (due stops at 5,000 per claim index: due_capped), live stops at 5,000
+-- (live_capped) unless the caller's runs are few (_few_runs()); toygun.stats
+-- counts them all, reading every live run.
 CREATE FUNCTION toygun.ops_status() RETURNS jsonb
     LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
+    SET search_path = pg_catalog, pg_temp SET jit = off
     AS $$
 DECLARE
     result jsonb;
+    types text[] := toygun.readable_types();
+    live bigint;
 BEGIN
+    IF cardinality(types) < (SELECT count(*) FROM toygun.resource_type) AND toygun._few_runs(types) THEN
+        -- few: all of them, through their resources (task_live_idx)
+        live := (SELECT count(*)
+                   FROM (SELECT x.id FROM ONLY toygun.resource x WHERE x.type = ANY (types)) y,
+                        LATERAL (SELECT FROM ONLY toygun.task t
+                                  WHERE t.resource_id = y.id AND t.state <> '__stop__' OFFSET 0) t);
+    ELSE
+        live := (SELECT count(*) FROM (SELECT FROM ONLY toygun.task t WHERE t.state <> '__stop__' LIMIT 5000) x);
+    END IF;
     SELECT jsonb_build_object(
-               'live', COALESCE(sum(s.live), 0), 'due', COALESCE(sum(s.due), 0),
-               'failing', COALESCE(sum(s.failing), 0), 'panicked', COALESCE(sum(s.panicked), 0),
-               'oldest_due_age', extract(epoch FROM max(s.oldest_due_age)))
+               'live', live, 'live_capped', live >= 5000,
+               'due', COALESCE(sum(g.due), 0), 'due_capped', COALESCE(bool_or(g.due_capped), false),
+               'failing', COALESCE(sum(g.failing), 0), 'panicked', COALESCE(sum(g.panicked), 0),
+               'oldest_due_age', extract(epoch FROM max(g.oldest_due_age)))
       INTO result
-      FROM toygun.stats s WHERE s.kind = 'task';
+      FROM toygun.ops_gauges() g WHERE g.kind = 'task';
     RETURN result || jsonb_build_object(
         'workers', (SELECT jsonb_build_object('running', count(*), 'busy', count(*) FILTER (WHERE NOT w.idle))
                       FROM toygun.worker_status() w),
@@ -83,12 +230,14 @@ CREATE FUNCTION toygun._list_runs(p_type text, p_task text, p_state text, p_reso
                    o_run_at timestamptz, o_attempts integer, o_priority smallint, o_created_at timestamptz,
                    o_updated_at timestamptz, o_last_error text, o_next text)
     LANGUAGE plpgsql STABLE
-    SET search_path = pg_catalog, pg_temp
+    SET search_path = pg_catalog, pg_temp SET jit = off
     AS $$
 DECLARE
     lim integer := p_limit;
     after_id uuid;
     errors text[] := toygun.error_readable_types();
+    types text[];
+    few boolean := false;
     q text;
     n integer := 0;
     r record;
@@ -117,15 +266,48 @@ BEGIN
         RAISE EXCEPTION 'task type "%" does not exist', COALESCE(p_type || '.', '') || p_task
             USING ERRCODE = 'undefined_object', HINT = 'toygun.task_type lists the task types.';
     END IF;
+    -- Which index the page is read from. The newest-first walk of task_pkey
+    -- (below) is quick while the runs the caller may see are a good share of
+    -- all; when they are few (a rare type or task, a role that reads few
+    -- types) it would walk the whole table. So when the types the page can
+    -- show are few (_few_runs(): fewer than 5,000 resources and runs), the
+    -- page is read from those runs through their resources, sorted,
+    -- instead: at most about 5,000 rows either way. Both
+    -- reads are the caller's, under row-level security: a page and its
+    -- cursor show only rows the caller may read. resource, panicked and
+    -- failing have indexes of their own.
+    IF p_resource IS NULL AND NOT COALESCE(p_panicked, false) AND NOT COALESCE(p_failing, false) THEN
+        types := ARRAY(SELECT d.name FROM toygun.resource_type d
+                        WHERE d.name = ANY (toygun.readable_types())
+                          AND (p_type IS NULL OR d.name = p_type)
+                          AND (p_task IS NULL OR EXISTS (SELECT FROM toygun.task_type x
+                                                          WHERE x.resource_type = d.name AND x.name = p_task)));
+        IF cardinality(types) = 0 THEN
+            RETURN;
+        END IF;
+        IF cardinality(types) < (SELECT count(*) FROM toygun.resource_type) OR p_task IS NOT NULL THEN
+            few := toygun._few_runs(types, p_task);
+        END IF;
+    END IF;
     -- the predicates of the partial indexes written literally, so that the plan can use them
+    -- the page's rows first, then their error texts and types (for their page only: not for every
+    -- row a sort reads)
     q := 'SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.step, t.run_at, t.attempts,'
          '       t.priority, t.created_at, t.updated_at,'
          '       CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, ''USAGE'')'
          '                 OR t.resource_type OPERATOR(pg_catalog.=) ANY ($6)'
          '            THEN toygun.last_error(t.id) END AS last_error'
-         '  FROM ONLY toygun.task t'
-         '  LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name'
-         ' WHERE true';
+         '  FROM (SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.step, t.run_at, t.attempts,'
+         '               t.priority, t.created_at, t.updated_at'
+         '          FROM ' || CASE WHEN few THEN '(SELECT x.id FROM ONLY toygun.resource x'
+                                                 '   WHERE x.type OPERATOR(pg_catalog.=) ANY ($8)) y,'
+                                                 ' LATERAL (SELECT t0.id, t0.resource_id, t0.resource_type, t0.name,'
+                                                 '                 t0.state, t0.step, t0.run_at, t0.attempts,'
+                                                 '                 t0.priority, t0.created_at, t0.updated_at'
+                                                 '            FROM ONLY toygun.task t0'
+                                                 '           WHERE t0.resource_id = y.id OFFSET 0) t'
+                                  ELSE 'ONLY toygun.task t' END ||
+         '         WHERE true';
     IF after_id IS NOT NULL THEN q := q || ' AND t.id < $1'; END IF;
     IF p_type IS NOT NULL THEN q := q || ' AND t.resource_type = $2'; END IF;
     IF p_task IS NOT NULL THEN q := q || ' AND t.name = $3'; END IF;
@@ -136,11 +318,13 @@ BEGIN
     IF p_due THEN
         q := q || ' AND t.state <> ''__stop__'' AND t.run_at <= pg_catalog.clock_timestamp()';
     END IF;
-    q := q || ' ORDER BY t.id DESC LIMIT $7';
+    q := q || ' ORDER BY t.id DESC LIMIT $7) t'
+              '  LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name'
+              ' ORDER BY t.id DESC';
     -- one row more than asked: whether there is a next page; the page's last row is held back
     -- until then, and carries the cursor if one followed
     FOR r IN EXECUTE q USING after_id, p_type, p_task, p_state, p_resource,
-                             errors, lim + 1 LOOP
+                             errors, lim + 1, types LOOP
         n := n + 1;
         EXIT WHEN n > lim;
         o_id := r.id; o_resource_id := r.resource_id; o_resource_type := r.resource_type; o_task := r.name;

@@ -34,7 +34,7 @@ tg() {
 # json EXPR: evaluate a Python expression over the JSON in $OUT (as j)
 json() { /usr/bin/python3 -c "import json,sys; j=json.load(open('$OUT')); print($1)"; }
 
-plan 55
+plan 57
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" -c "CREATE DATABASE plain" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -220,5 +220,15 @@ PGHOST=$DIR PGPORT=$TG_PORT PGUSER=alice "$TOYGUN" -d plain status >"$OUT" 2>"$E
 is "$?" 8 "a database without toygun: 8"
 grep -q "toygun 0.4 is not installed in database plain" "$ERR" && grep -q "ALTER EXTENSION toygun UPDATE" "$ERR"
 ok $? "saying so, with the hint"
+
+# --- counts that stop at their cap (ops_status: live stops at 5,000 unless the caller's runs are few)
+q "WITH r AS (INSERT INTO toygun.resource (id, type, state, step)
+                  SELECT gen_random_uuid(), 'box', 'ready', 1 FROM generate_series(1, 5000) RETURNING id)
+   INSERT INTO toygun.task (id, resource_id, resource_type, name, state, step, run_at)
+       SELECT toygun._new_id(), r.id, 'box', 'idle', 'one', 1, now() + interval '1 year' FROM r" >/dev/null
+tg alice status
+grep -Eq '^live runs: +5000\+$' "$OUT"; ok $? "status marks a count that stopped at its cap with +"
+tg alice --json status
+is "$(json "j['live'], j['live_capped']")" "5000 True" "status --json: live and live_capped"
 
 exit $((TAP_FAILED > 0))

@@ -2,7 +2,7 @@
 -- ops_status, ops_whoami, under rights; and the UUIDv7 ids of periodic starts.
 BEGIN;
 \ir ../fixtures.sql
-SELECT plan(46);
+SELECT plan(62);
 
 CREATE ROLE tg_ops_reader;      -- read on ops_a
 CREATE ROLE tg_ops_secrets;     -- read and read_secrets on ops_a
@@ -128,6 +128,102 @@ SELECT is(toygun.run_detail(:'panicked') #>> '{history,-1,reason}', 'testing the
           'run_detail: the history, with the reason of a move');
 SELECT is(toygun.run_detail(:'panicked') #>> '{alarms,0,kind}', 'panic', 'run_detail: the run''s alarms');
 SELECT is(jsonb_array_length(toygun.run_detail(:'failing') -> 'failures'), 0, 'run_detail: no failure rows');
+
+-- Bounded reads at any size (bench/ops.sh: 1,000,000 runs). A type of 5,100
+-- stopped runs (over _few_runs()'s 5,000) is listed by the newest-first walk
+-- of task_pkey; ops_a (few) through its resources; both give the same pages.
+SELECT toygun.define_resource('ops_big');
+SELECT toygun.define_task('ops_big', 'job', '{a}', 'dummy_another(toygun.task)');
+INSERT INTO toygun.resource (id, type, state, step)
+    SELECT md5('ops_big' || i)::uuid, 'ops_big', 'ready', 1 FROM generate_series(1, 100) i;
+INSERT INTO toygun.task (id, resource_id, resource_type, name, state, step)
+    SELECT toygun._new_id(), md5('ops_big' || (i % 100 + 1))::uuid, 'ops_big', 'job', '__stop__', 2
+      FROM generate_series(1, 5100) i ORDER BY i;
+SELECT toygun.start_task((SELECT resource FROM a_runs WHERE n = 5), 'other') AS newest \gset
+ANALYZE toygun.task, toygun.resource;
+SELECT ok(toygun._few_runs('{ops_a}') AND NOT toygun._few_runs('{ops_big}')
+          AND NOT toygun._few_runs('{ops_a,ops_big}') AND toygun._few_runs('{ops_big}', 'nope'),
+          '_few_runs: under 5,000 runs of the types (and task) or not');
+SELECT results_eq($$ SELECT id FROM toygun.list_runs(type => 'ops_big') $$,
+                  $$ SELECT id FROM toygun.task WHERE resource_type = 'ops_big' ORDER BY id DESC LIMIT 50 $$,
+                  'list_runs of a type of many runs: its newest 50');
+SELECT results_eq($$ SELECT id FROM toygun.list_runs(type => 'ops_big',
+                                                     after => (SELECT next FROM toygun.list_runs(type => 'ops_big')
+                                                                WHERE next IS NOT NULL)) $$,
+                  $$ SELECT id FROM toygun.task WHERE resource_type = 'ops_big' ORDER BY id DESC OFFSET 50 LIMIT 50 $$,
+                  'and its second page by the cursor');
+SELECT results_eq($$ SELECT id FROM toygun.list_runs(type => 'ops_a', "limit" => 3) $$,
+                  $$ SELECT id FROM toygun.task WHERE resource_type = 'ops_a' ORDER BY id DESC LIMIT 3 $$,
+                  'list_runs of a type of few runs (read through its resources): its newest');
+SELECT results_eq($$ SELECT id FROM toygun.list_runs(type => 'ops_a', "limit" => 3,
+                                                     after => (SELECT next FROM toygun.list_runs(type => 'ops_a', "limit" => 3)
+                                                                WHERE next IS NOT NULL)) $$,
+                  $$ SELECT id FROM toygun.task WHERE resource_type = 'ops_a' ORDER BY id DESC OFFSET 3 LIMIT 3 $$,
+                  'and its second page by the cursor');
+SELECT results_eq($$ SELECT id FROM toygun.list_runs(task => 'other', due => true) $$,
+                  $$ SELECT id FROM toygun.task WHERE name = 'other' AND state <> '__stop__' AND run_at <= clock_timestamp()
+                      ORDER BY id DESC $$,
+                  'list_runs of a task of few runs with a filter');
+SELECT results_eq($$ SELECT id FROM toygun.list_runs("limit" => 4) $$,
+                  $$ SELECT id FROM toygun.task ORDER BY id DESC LIMIT 4 $$,
+                  'list_runs with no filter, as a role that reads every type: the newest of all');
+-- a reader of ops_a pages through every run in pages of 2, among the 5,100 of ops_big: each row and
+-- each cursor is of a run it may read
+SET ROLE tg_ops_reader;
+CREATE TEMP TABLE reader_pages (page int, id uuid, resource_type text, next text);
+DO $$
+DECLARE
+    c text;
+BEGIN
+    FOR p IN 1..10 LOOP
+        INSERT INTO reader_pages SELECT p, id, resource_type, next FROM toygun.list_runs("limit" => 2, after => c);
+        c := (SELECT next FROM reader_pages WHERE page = p AND next IS NOT NULL);
+        EXIT WHEN c IS NULL;
+    END LOOP;
+END $$;
+RESET ROLE;
+SELECT results_eq($$ SELECT id FROM reader_pages ORDER BY page, id DESC $$,
+                  $$ SELECT id FROM toygun.task WHERE resource_type = 'ops_a' ORDER BY id DESC $$,
+                  'a reader''s pages show each of its runs once, newest first');
+SELECT is((SELECT count(*) FROM reader_pages p JOIN toygun.task t ON t.id = substr(p.next, 4)::uuid
+            WHERE p.next IS NOT NULL AND t.resource_type = 'ops_a'),
+          (SELECT count(*) FROM reader_pages WHERE next IS NOT NULL),
+          'every cursor names a run the reader may read, never one of ops_big');
+SET ROLE tg_ops_stranger;
+SELECT results_eq($$ SELECT id FROM toygun.list_runs(task => 'job') $$,
+                  $$ SELECT id FROM toygun.task WHERE resource_type = 'ops_b' ORDER BY id DESC $$,
+                  'a stranger''s list of a task two types share: its own type''s runs only');
+RESET ROLE;
+
+-- ops_gauges: what toygun.stats counts (but live), from indexes
+CREATE TEMP VIEW stats_gauges AS
+    SELECT s.kind, s.resource_type, s.task, sum(s.due)::bigint AS due, sum(s.panicked)::bigint AS panicked,
+           sum(s.failing)::bigint AS failing
+      FROM toygun.stats s GROUP BY 1, 2, 3 HAVING sum(s.due) + sum(s.panicked) + sum(s.failing) > 0;
+GRANT SELECT ON stats_gauges TO PUBLIC;
+SELECT results_eq($$ SELECT kind, resource_type, task, due, panicked, failing FROM toygun.ops_gauges()
+                      ORDER BY 1, 2, 3 $$,
+                  $$ SELECT * FROM stats_gauges ORDER BY 1, 2, 3 $$,
+                  'ops_gauges counts due, panicked and failing objects as toygun.stats does');
+SELECT ok(NOT bool_or(due_capped) AND bool_and(oldest_due_age >= '0' OR oldest_due_age IS NULL),
+          'not capped; ages of the oldest due') FROM toygun.ops_gauges();
+SELECT is((SELECT array[sum(due), count(*) FILTER (WHERE due_capped)]::bigint[] FROM toygun.ops_gauges(cap => 2)
+            WHERE kind = 'task'),
+          (SELECT array[2, count(*)]::bigint[] FROM toygun.ops_gauges(cap => 2) WHERE kind = 'task'),
+          'with a cap of 2 due runs a head stops at 2, and says so');
+SET ROLE tg_ops_reader;
+SELECT results_eq($$ SELECT kind, resource_type, task, due, panicked, failing FROM toygun.ops_gauges(cap => 2)
+                      ORDER BY 1, 2, 3 $$,
+                  $$ SELECT * FROM stats_gauges ORDER BY 1, 2, 3 $$,
+                  'a reader of few runs: its own counts in full, through their resources, whatever the cap');
+SELECT is((SELECT toygun.ops_status() -> 'live')::int, (SELECT sum(live)::int FROM toygun.stats WHERE kind = 'task'),
+          'ops_status: the reader''s live runs');
+RESET ROLE;
+SELECT is((SELECT toygun.ops_status() - '{workers,queues,at,open_alarms,oldest_due_age}'::text[]),
+          (SELECT jsonb_build_object('live', sum(live), 'live_capped', false, 'due', sum(due), 'due_capped', false,
+                                     'failing', sum(failing), 'panicked', sum(panicked))
+             FROM toygun.stats WHERE kind = 'task'),
+          'ops_status: live, due, failing and panicked runs, as toygun.stats has them');
 
 -- list_alarms
 SELECT results_eq($$ SELECT object_id, kind FROM toygun.list_alarms() $$,
