@@ -85,7 +85,7 @@ async function poll(what, seconds, fn) {
 before(async () => {
   db = initCluster('api', {
     settings: ["toygun.database_name = 'tg'", 'toygun.workers = 1', "cron.database_name = 'tg'"],
-    hba: ['local all alice scram-sha-256', 'local all bob scram-sha-256', 'local all carol scram-sha-256'],
+    hba: ['local all alice scram-sha-256', 'local all bob scram-sha-256', 'local all carol scram-sha-256', 'local all dave scram-sha-256'],
   });
   db.psql('postgres', 'CREATE DATABASE tg');
   db.psql('tg', `
@@ -95,6 +95,7 @@ CREATE ROLE alice LOGIN PASSWORD 'pw of alice';
 CREATE ROLE bob LOGIN PASSWORD 'pw of bob';
 CREATE ROLE carol LOGIN PASSWORD 'pw of carol';
 CREATE ROLE trusty LOGIN PASSWORD 'pw of trusty';
+CREATE ROLE dave LOGIN PASSWORD 'pw of dave';
 CREATE FUNCTION idle(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stay(wait => '1 hour') $$;
 SELECT toygun.define_resource('box', owner => 'alice');
 SELECT toygun.define_task('box', 'idle', '{one,two}', 'idle(toygun.task)', owner => 'alice',
@@ -102,7 +103,8 @@ SELECT toygun.define_task('box', 'idle', '{one,two}', 'idle(toygun.task)', owner
 SELECT toygun.define_resource('crate', owner => 'bob');
 SELECT toygun.define_task('crate', 'idle', '{one}', 'idle(toygun.task)', owner => 'bob');
 SELECT toygun.grant_type('box', 'carol', '{read,operate}');
-SELECT toygun.grant_type('box', 'trusty', '{read}');`);
+SELECT toygun.grant_type('box', 'trusty', '{read}');
+SELECT toygun.grant_type('box', 'dave', '{read}');`);
   ids.box = db.psql('tg', "SET ROLE alice; SELECT toygun.create_resource('box')").split('\n').pop();
   ids.crate = db.psql('tg', "SET ROLE bob; SELECT toygun.create_resource('crate')").split('\n').pop();
   ids.secret = db.psql('tg', `SET ROLE alice; SELECT toygun.start_task('${ids.box}', 'idle', '{"token": "s3cret-token", "n": 1}')`).split('\n').pop();
@@ -274,6 +276,7 @@ test('the runs page: filters, rows with the contract\'s ids, the run page with i
   const d = await req(srv, 'GET', `/runs/${ids.secret}`, { cookie: c.cookie });
   assert.match(d.text, /id="run-state">__panic__</);
   assert.match(d.text, /<ol id="history"/);
+  assert.match(d.text, /<li>\s*<span class="state">__panic__<\/span> <span class="from">from one<\/span>/);
   assert.match(d.text, /class="reason">test: panicked</);
   assert.match(d.text, /class="note">[^<]*the vendor API is down/);
   for (const action of ['retry', 'rewind', 'transition', 'stop', 'panic'])
@@ -281,10 +284,20 @@ test('the runs page: filters, rows with the contract\'s ids, the run page with i
   assert.match(d.text, /<input name="reason" required/);
   const bob = await apiSignin(srv, 'bob');
   const own = (await req(srv, 'GET', '/api/v1/runs', { cookie: bob.cookie })).json.runs[0].id;
-  const trusty = db.psql('tg', 'SELECT 1');   // (trusty cannot sign in at all; a read-only role is bob on alice's... none)
-  assert.equal(trusty, '1');
   const bd = await req(srv, 'GET', `/runs/${own}`, { cookie: bob.cookie });
   assert.match(bd.text, /form data-action="retry"/, 'the owner may operate its own run');
+});
+
+test('a role that may read but not operate: no repair forms, and a repair by the API is 403 (42501)', async () => {
+  const d = await apiSignin(srv, 'dave');
+  const p = await req(srv, 'GET', `/runs/${ids.secret}`, { cookie: d.cookie });
+  assert.equal(p.status, 200);
+  assert.doesNotMatch(p.text, /data-action=/);
+  assert.match(p.text, /You may not operate this type/);
+  const r = await req(srv, 'POST', `/api/v1/runs/${ids.secret}/retry`, { cookie: d.cookie, csrf: d.csrf, json: { reason: 'try' } });
+  assert.equal(r.status, 403);
+  assert.equal(r.json.error.sqlstate, '42501');
+  assert.match(r.json.error.message, /operate/);
 });
 
 test('a repair through the API: retry with a reason; without one, 400', async () => {

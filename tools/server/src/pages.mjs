@@ -13,7 +13,10 @@ export function pageRoutes({ config, store, cookies, log }) {
   const statsCache = new Map();   // role → {at, rows}: toygun.stats is a full scan of live runs
 
   const signinForm = (c, { error = null, note = null, status = 200, role = '' } = {}) => {
-    const token = newToken();
+    // Reuse the browser's pre-session token: a second GET (another tab, a
+    // redirect of /favicon.ico) must not invalidate the form already shown.
+    const had = getCookie(c, cookies.pre);
+    const token = typeof had === 'string' && /^[A-Za-z0-9_-]{43}$/.test(had) ? had : newToken();
     setCookie(c, cookies.pre, token, cookies.options({ maxAge: 600 }));
     return c.html(page({
       title: 'Sign in',
@@ -64,6 +67,8 @@ The password is checked by PostgreSQL with SCRAM and is not kept.</p>`,
       body.password = null;
     }
   });
+
+  app.get('/favicon.ico', (c) => c.body(null, 204));
 
   // Everything below needs a session.
   app.use('*', async (c, next) => {
@@ -290,13 +295,13 @@ ${repairForm('panic', 'Panic', html`<input name="message" placeholder="message (
 </div>` : html`<p class="note">You may not operate this type: no repairs.</p>`}
 <h2>History</h2>
 <ol id="history" class="timeline">${(d.history ?? []).map((h) => html`<li>
-<span class="state">${h.state}</span> <time>${fmtTime(h.at)}</time>
+<span class="state">${h.to_state ?? h.state}</span>${h.from_state ? html` <span class="from">from ${h.from_state}</span>` : ''} <time>${fmtTime(h.at)}</time>
 <span class="note">${h.note ?? ''}</span>
 <span class="made_by">${h.made_by ?? ''}${h.worker_pid ? ` (worker ${h.worker_pid})` : ''}</span>
 <span class="reason">${h.reason ?? ''}</span></li>`)}</ol>
 <h2>Failures</h2>
-${table('failures', [['at', 'at'], ['state', 'state'], ['attempt', 'attempt'], ['error', 'error']],
-    (d.failures ?? []).map((f) => ({ ...f, at: fmtTime(f.at ?? f.failed_at), error: f.error ?? f.message ?? fmtValue(f.sqlstate) })), 'no failures')}
+${table('failures', [['at', 'at'], ['attempt', 'attempt'], ['duration', 'duration'], ['error', 'error'], ['worker_pid', 'worker']],
+    (d.failures ?? []).map((f) => ({ ...f, at: fmtTime(f.at) })), 'no failures')}
 <h2>Alarms</h2>
 ${table('alarms', [['kind', 'kind'], ['state', 'state'], ['count', 'count'], ['message', 'message'], ['last_raised_at', 'last raised']],
     (d.alarms ?? []).map((a) => ({ ...a, last_raised_at: fmtTime(a.last_raised_at) })), 'no alarms')}`;
