@@ -177,6 +177,23 @@ test('the sign-in form refuses a POST without its pre-session token (login CSRF)
   assert.match(r.text, /CSRF token is missing or wrong/);
 });
 
+test('a browser\'s ways: a second GET of the form keeps its token; Origin null is judged by Sec-Fetch-Site', async () => {
+  const g1 = await req(srv, 'GET', '/signin');
+  const token = /name="_csrf" value="([^"]+)"/.exec(g1.text)[1];
+  const pre = cookieOf(g1.setCookie, 'toygun-signin');
+  const g2 = await req(srv, 'GET', '/signin', { cookie: pre });   // another tab, a redirected /favicon.ico
+  assert.equal(cookieOf(g2.setCookie, 'toygun-signin'), pre);
+  assert.equal(g1.headers.get('referrer-policy'), 'same-origin', 'not no-referrer: Chromium would send Origin: null');
+  const nullCross = await req(srv, 'POST', '/signin', { cookie: pre, origin: 'null', headers: { 'sec-fetch-site': 'cross-site' },
+    form: { _csrf: token, role: 'alice', password: 'pw of alice' } });
+  assert.equal(nullCross.status, 403);
+  const ok = await req(srv, 'POST', '/signin', { cookie: pre, origin: 'null', headers: { 'sec-fetch-site': 'same-origin' },
+    form: { _csrf: token, role: 'alice', password: 'pw of alice' } });
+  assert.equal(ok.status, 303, ok.text);
+  const s = cookieOf(ok.setCookie, 'toygun');
+  await req(srv, 'POST', '/signout', { cookie: s, form: { _csrf: /name="csrf-token" content="([^"]+)"/.exec((await req(srv, 'GET', '/', { cookie: s })).text)[1] } });
+});
+
 test('with --public-url https://...: cookie __Host-toygun, Secure', async () => {
   srvHttps = await startServer(['--public-url', 'https://toygun.example.com']);
   const r = await req(srvHttps, 'POST', '/api/v1/signin',
