@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { initCluster, ROOT } from './cluster.mjs';
+import fs from 'node:fs';
+import { initCluster, ROOT, WORK } from './cluster.mjs';
 
 const NODE = process.execPath;
 const MAIN = path.join(ROOT, 'tools/server/src/main.mjs');
@@ -15,10 +16,10 @@ let db, srv, srvHttps;
 const ids = {};
 
 // A server on a free port; resolves with {url, proc, stop()} once it prints its address.
-function startServer(extra = []) {
+function startServer(extra = [], nodeOptions = [], cwd = undefined) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(NODE, [MAIN, '--listen', '127.0.0.1:0', '--db-host', db.dir, '--db-port', String(db.port),
-      '--db-name', 'tg', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(NODE, [...nodeOptions, MAIN, '--listen', '127.0.0.1:0', '--db-host', db.dir, '--db-port', String(db.port),
+      '--db-name', 'tg', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], cwd });
     let out = '', err = '';
     const timer = setTimeout(() => { proc.kill(); reject(new Error(`server did not start in 15 s: ${err}`)); }, 15000);
     proc.stderr.on('data', (d) => { err += d; });
@@ -446,5 +447,31 @@ test('--max-sessions-per-role: over it, 503 naming the limit', async () => {
     assert.match(r.json.error.message, /--max-sessions-per-role is 1/);
   } finally {
     assert.equal(await lim.stop(), 0);
+  }
+});
+
+test('the password is not kept: not found in a heap snapshot of the server after sign-in and a scrape', async () => {
+  const dir = fs.mkdtempSync(path.join(WORK, 'heap-'));
+  const h = await startServer([], ['--heapsnapshot-signal=SIGUSR2'], dir);
+  try {
+    const s = await apiSignin(h, 'carol');
+    assert.equal((await req(h, 'GET', '/api/v1/status', { cookie: s.cookie })).status, 200);
+    assert.equal((await req(h, 'GET', '/metrics', { auth: 'carol:pw of carol' })).status, 200);
+    const f = await formSignin(h, 'carol', 'pw of carol');
+    assert.equal(f.status, 303);
+    h.proc.kill('SIGUSR2');
+    const file = await poll('the heap snapshot', 30, () => {
+      const x = fs.readdirSync(dir).find((n) => n.endsWith('.heapsnapshot'));
+      if (!x) return null;
+      const p = path.join(dir, x);
+      const size = fs.statSync(p).size;
+      return size > 0 && (() => { try { JSON.parse(fs.readFileSync(p, 'utf8')); return p; } catch { return null; } })();
+    });
+    const text = fs.readFileSync(file, 'utf8');
+    assert.ok(text.includes('toygun-web:carol'), 'the snapshot holds the session (a sanity check of the grep)');
+    assert.ok(!text.includes('pw of carol'), 'the password string is in the server\'s heap');
+  } finally {
+    await h.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
