@@ -374,6 +374,27 @@ test('alarms, schedules, workers and queues answer as the role', async () => {
   assert.equal(w.json.length, 1, 'one worker configured');
 });
 
+test('alarms: snooze through the form, close through the API with a reason; another role sees none', async () => {
+  const a = await apiSignin(srv, 'alice');
+  const st = await req(srv, 'POST', '/api/v1/runs', { cookie: a.cookie, csrf: a.csrf, json: { resource: ids.box, task: 'idle', args: { n: 3 } } });
+  const alarm = db.psql('tg', `SET ROLE alice; SELECT toygun.raise_alarm('${st.json.id}', 'stuck', 'the box is stuck')`).split('\n').pop();
+  const page = await req(srv, 'GET', '/alarms', { cookie: a.cookie });
+  assert.match(page.text, new RegExp(`<tr data-alarm-id="${alarm}">`));
+  assert.match(page.text, new RegExp(`<form data-action="snooze" method="post" action="/alarms/${alarm}/snooze">`));
+  const sn = await req(srv, 'POST', `/alarms/${alarm}/snooze`, { cookie: a.cookie, form: { _csrf: a.csrf, for: '2 hours' } });
+  assert.equal(sn.status, 303, sn.text);
+  assert.equal(db.psql('tg', `SELECT state FROM toygun.alarm WHERE id = '${alarm}'`), 'snoozed');
+  const b = await apiSignin(srv, 'bob');
+  const lb = await req(srv, 'GET', '/api/v1/alarms?state=all', { cookie: b.cookie });
+  assert.deepEqual(lb.json, [], "bob sees none of alice's alarms");
+  const cb = await req(srv, 'POST', `/api/v1/alarms/${alarm}/close`, { cookie: b.cookie, csrf: b.csrf, json: { reason: 'mine now' } });
+  assert.ok([403, 404].includes(cb.status), cb.text);
+  const cl = await req(srv, 'POST', `/api/v1/alarms/${alarm}/close`, { cookie: a.cookie, csrf: a.csrf, json: { reason: 'unstuck it' } });
+  assert.equal(cl.status, 200, cl.text);
+  assert.equal(cl.json.state, 'closed');
+  assert.equal(cl.json.closed_reason, 'unstuck it');
+});
+
 test('/api/v1/series: the chart data, or 501 naming the missing function', async () => {
   const a = await apiSignin(srv, 'alice');
   const has = db.psql('tg', "SELECT to_regprocedure('toygun.metrics_series(text)') IS NOT NULL");
