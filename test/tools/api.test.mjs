@@ -164,7 +164,7 @@ test('sign-in through the form: 303 to /, a session cookie with HttpOnly, SameSi
   const home = await req(srv, 'GET', '/', { cookie: set.split(';')[0] });
   assert.equal(home.status, 200);
   for (const id of ['table id="counts"', 'id="chart-throughput"', 'id="chart-failures"', 'id="oldest-due"',
-    'table id="open-alarms"', 'form id="signout"', '<meta name="csrf-token"'])
+    'table id="open-alarms"', 'form id="signout"', 'id="workers-up"', '<meta name="csrf-token"'])
     assert.ok(home.text.includes(id), `overview has ${id}`);
   assert.match(home.text, /signed in as <strong id="role">alice<\/strong>/);
   assert.equal(home.headers.get('cache-control'), 'no-store');
@@ -457,6 +457,24 @@ test('sign-out ends the session and closes its connection', async () => {
   const o = await req(srv, 'POST', '/api/v1/signout', { cookie: s.cookie, csrf: s.csrf });
   assert.equal(o.status, 200);
   assert.equal((await req(srv, 'GET', '/api/v1/session', { cookie: s.cookie })).status, 401);
+});
+
+test('--session-idle: a session unused that long ends; the next request says so', async () => {
+  const idle = await startServer(['--session-idle', '1']);
+  const count = () => db.psql('tg', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'toygun-web:carol'");
+  try {
+    const before = count();
+    const s = await apiSignin(idle, 'carol');
+    assert.equal(count(), String(Number(before) + 1));
+    assert.equal((await req(idle, 'GET', '/api/v1/session', { cookie: s.cookie })).status, 200);
+    // the server's sweep closes it without a request
+    await poll('its connection to close', 10, () => count() === before);
+    const r = await req(idle, 'GET', '/api/v1/session', { cookie: s.cookie });
+    assert.equal(r.status, 401);
+    assert.match(r.json.error.message, /your session ended \(it was idle too long\)/);
+  } finally {
+    assert.equal(await idle.stop(), 0);
+  }
 });
 
 test('--max-sessions-per-role: over it, 503 naming the limit', async () => {

@@ -62,6 +62,7 @@ The password is checked by PostgreSQL with SCRAM and is not kept.</p>`,
       return c.redirect('/', 303);
     } catch (e) {
       if (client && !(e instanceof AuthError)) client.end().catch(() => {});
+      log(`sign-in refused (form) for role ${JSON.stringify(role)}: ${e.message}`);
       return signinForm(c, { error: e.message, status: e.status || 500, role });
     } finally {
       body.password = null;
@@ -128,6 +129,7 @@ ${e.hint ? html`<p class="hint">hint: ${e.hint}</p>` : ''}${e.code ? html`<p cla
 <div><span class="n">${status.failing ?? 0}</span> failing</div>
 <div><span class="n">${status.panicked ?? 0}</span> panicked</div>
 <div><span class="n">${status.open_alarms ?? 0}</span> open alarms</div>
+<div id="workers-up"><span class="n">${status.workers?.running ?? 0}/${(status.queues ?? []).reduce((n, x) => n + (x.workers ?? 0), 0)}</span> workers up, ${status.workers?.busy ?? 0} busy${(status.queues ?? []).some((x) => x.paused) ? html`; paused: <strong>${(status.queues ?? []).filter((x) => x.paused).map((x) => x.queue).join(', ')}</strong>` : ''}</div>
 <div id="oldest-due">oldest due: <span class="n">${oldest === null || oldest === undefined ? 'nothing due' : `${Number(oldest).toFixed(1)} s`}</span></div>
 </section>
 <section class="charts">
