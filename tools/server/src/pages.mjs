@@ -122,6 +122,7 @@ ${e.hint ? html`<p class="hint">hint: ${e.hint}</p>` : ''}${e.code ? html`<p cla
         return { status: await q.opsStatus(client), alarms: await q.listAlarms(client, { limit: 10 }), counts };
       });
       const oldest = status.oldest_due_age;
+      const win = c.req.query('window') === '24h' ? '24h' : '1h';
       return c.html(page({ title: 'Overview', session: s, body: html`<h1>Overview</h1>
 <section class="totals">
 <div><span class="n">${status.live ?? 0}</span> live</div>
@@ -132,9 +133,10 @@ ${e.hint ? html`<p class="hint">hint: ${e.hint}</p>` : ''}${e.code ? html`<p cla
 <div id="workers-up"><span class="n">${status.workers?.running ?? 0}/${(status.queues ?? []).reduce((n, x) => n + (x.workers ?? 0), 0)}</span> workers up, ${status.workers?.busy ?? 0} busy${(status.queues ?? []).some((x) => x.paused) ? html`; paused: <strong>${(status.queues ?? []).filter((x) => x.paused).map((x) => x.queue).join(', ')}</strong>` : ''}</div>
 <div id="oldest-due">oldest due: <span class="n">${oldest === null || oldest === undefined ? 'nothing due' : `${Number(oldest).toFixed(1)} s`}</span></div>
 </section>
+<p class="tabs">charts: <a href="/?window=1h" class="${win === '1h' ? 'current' : ''}">last hour</a> <a href="/?window=24h" class="${win === '24h' ? 'current' : ''}">last 24 hours</a></p>
 <section class="charts">
-<figure><figcaption>Ticks per minute (last hour)</figcaption><div id="chart-throughput" class="chart" data-series="ticks"></div></figure>
-<figure><figcaption>Failed ticks per minute (last hour)</figcaption><div id="chart-failures" class="chart" data-series="failures"></div></figure>
+<figure><figcaption>Ticks (${win === '1h' ? 'per minute, last hour' : 'per bucket, last 24 hours'})</figcaption><div id="chart-throughput" class="chart" data-series="ticks" data-window="${win}"></div></figure>
+<figure><figcaption>Failed ticks (${win === '1h' ? 'per minute, last hour' : 'per bucket, last 24 hours'})</figcaption><div id="chart-failures" class="chart" data-series="failures" data-window="${win}"></div></figure>
 </section>
 <h2>Counts by type and state</h2>
 <p class="asof">as of ${fmtTime(new Date(counts.at))} (refreshed every ${config.statsEveryMs / 1000} s)</p>
