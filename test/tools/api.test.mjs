@@ -477,6 +477,20 @@ test('--session-idle: a session unused that long ends; the next request says so'
   }
 });
 
+test('--session-max: a session ends that long after sign-in, however busy', async () => {
+  const short = await startServer(['--session-max', '1']);
+  try {
+    const s = await apiSignin(short, 'alice');
+    const r = await poll('the session to reach its age', 10, async () => {
+      const x = await req(short, 'GET', '/api/v1/session', { cookie: s.cookie });   // used all along
+      return x.status === 401 ? x : null;
+    });
+    assert.match(r.json.error.message, /your session ended \(it reached its maximum age\)/);
+  } finally {
+    assert.equal(await short.stop(), 0);
+  }
+});
+
 test('--max-sessions-per-role: over it, 503 naming the limit', async () => {
   const lim = await startServer(['--max-sessions-per-role', '1']);
   try {
