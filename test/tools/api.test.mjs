@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { initCluster, ROOT } from './cluster.mjs';
+import fs from 'node:fs';
+import { initCluster, ROOT, WORK } from './cluster.mjs';
 
 const NODE = process.execPath;
 const MAIN = path.join(ROOT, 'tools/server/src/main.mjs');
@@ -15,10 +16,10 @@ let db, srv, srvHttps;
 const ids = {};
 
 // A server on a free port; resolves with {url, proc, stop()} once it prints its address.
-function startServer(extra = []) {
+function startServer(extra = [], nodeOptions = [], cwd = undefined) {
   return new Promise((resolve, reject) => {
-    const proc = spawn(NODE, [MAIN, '--listen', '127.0.0.1:0', '--db-host', db.dir, '--db-port', String(db.port),
-      '--db-name', 'tg', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(NODE, [...nodeOptions, MAIN, '--listen', '127.0.0.1:0', '--db-host', db.dir, '--db-port', String(db.port),
+      '--db-name', 'tg', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], cwd });
     let out = '', err = '';
     const timer = setTimeout(() => { proc.kill(); reject(new Error(`server did not start in 15 s: ${err}`)); }, 15000);
     proc.stderr.on('data', (d) => { err += d; });
@@ -85,7 +86,7 @@ async function poll(what, seconds, fn) {
 before(async () => {
   db = initCluster('api', {
     settings: ["toygun.database_name = 'tg'", 'toygun.workers = 1', "cron.database_name = 'tg'"],
-    hba: ['local all alice scram-sha-256', 'local all bob scram-sha-256', 'local all carol scram-sha-256'],
+    hba: ['local all alice scram-sha-256', 'local all bob scram-sha-256', 'local all carol scram-sha-256', 'local all dave scram-sha-256'],
   });
   db.psql('postgres', 'CREATE DATABASE tg');
   db.psql('tg', `
@@ -95,6 +96,7 @@ CREATE ROLE alice LOGIN PASSWORD 'pw of alice';
 CREATE ROLE bob LOGIN PASSWORD 'pw of bob';
 CREATE ROLE carol LOGIN PASSWORD 'pw of carol';
 CREATE ROLE trusty LOGIN PASSWORD 'pw of trusty';
+CREATE ROLE dave LOGIN PASSWORD 'pw of dave';
 CREATE FUNCTION idle(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stay(wait => '1 hour') $$;
 SELECT toygun.define_resource('box', owner => 'alice');
 SELECT toygun.define_task('box', 'idle', '{one,two}', 'idle(toygun.task)', owner => 'alice',
@@ -102,7 +104,8 @@ SELECT toygun.define_task('box', 'idle', '{one,two}', 'idle(toygun.task)', owner
 SELECT toygun.define_resource('crate', owner => 'bob');
 SELECT toygun.define_task('crate', 'idle', '{one}', 'idle(toygun.task)', owner => 'bob');
 SELECT toygun.grant_type('box', 'carol', '{read,operate}');
-SELECT toygun.grant_type('box', 'trusty', '{read}');`);
+SELECT toygun.grant_type('box', 'trusty', '{read}');
+SELECT toygun.grant_type('box', 'dave', '{read}');`);
   ids.box = db.psql('tg', "SET ROLE alice; SELECT toygun.create_resource('box')").split('\n').pop();
   ids.crate = db.psql('tg', "SET ROLE bob; SELECT toygun.create_resource('crate')").split('\n').pop();
   ids.secret = db.psql('tg', `SET ROLE alice; SELECT toygun.start_task('${ids.box}', 'idle', '{"token": "s3cret-token", "n": 1}')`).split('\n').pop();
@@ -161,7 +164,7 @@ test('sign-in through the form: 303 to /, a session cookie with HttpOnly, SameSi
   const home = await req(srv, 'GET', '/', { cookie: set.split(';')[0] });
   assert.equal(home.status, 200);
   for (const id of ['table id="counts"', 'id="chart-throughput"', 'id="chart-failures"', 'id="oldest-due"',
-    'table id="open-alarms"', 'form id="signout"', '<meta name="csrf-token"'])
+    'table id="open-alarms"', 'form id="signout"', 'id="workers-up"', '<meta name="csrf-token"'])
     assert.ok(home.text.includes(id), `overview has ${id}`);
   assert.match(home.text, /signed in as <strong id="role">alice<\/strong>/);
   assert.equal(home.headers.get('cache-control'), 'no-store');
@@ -173,6 +176,23 @@ test('the sign-in form refuses a POST without its pre-session token (login CSRF)
   const r = await req(srv, 'POST', '/signin', { form: { role: 'alice', password: 'pw of alice' } });
   assert.equal(r.status, 403);
   assert.match(r.text, /CSRF token is missing or wrong/);
+});
+
+test('a browser\'s ways: a second GET of the form keeps its token; Origin null is judged by Sec-Fetch-Site', async () => {
+  const g1 = await req(srv, 'GET', '/signin');
+  const token = /name="_csrf" value="([^"]+)"/.exec(g1.text)[1];
+  const pre = cookieOf(g1.setCookie, 'toygun-signin');
+  const g2 = await req(srv, 'GET', '/signin', { cookie: pre });   // another tab, a redirected /favicon.ico
+  assert.equal(cookieOf(g2.setCookie, 'toygun-signin'), pre);
+  assert.equal(g1.headers.get('referrer-policy'), 'same-origin', 'not no-referrer: Chromium would send Origin: null');
+  const nullCross = await req(srv, 'POST', '/signin', { cookie: pre, origin: 'null', headers: { 'sec-fetch-site': 'cross-site' },
+    form: { _csrf: token, role: 'alice', password: 'pw of alice' } });
+  assert.equal(nullCross.status, 403);
+  const ok = await req(srv, 'POST', '/signin', { cookie: pre, origin: 'null', headers: { 'sec-fetch-site': 'same-origin' },
+    form: { _csrf: token, role: 'alice', password: 'pw of alice' } });
+  assert.equal(ok.status, 303, ok.text);
+  const s = cookieOf(ok.setCookie, 'toygun');
+  await req(srv, 'POST', '/signout', { cookie: s, form: { _csrf: /name="csrf-token" content="([^"]+)"/.exec((await req(srv, 'GET', '/', { cookie: s })).text)[1] } });
 });
 
 test('with --public-url https://...: cookie __Host-toygun, Secure', async () => {
@@ -274,6 +294,7 @@ test('the runs page: filters, rows with the contract\'s ids, the run page with i
   const d = await req(srv, 'GET', `/runs/${ids.secret}`, { cookie: c.cookie });
   assert.match(d.text, /id="run-state">__panic__</);
   assert.match(d.text, /<ol id="history"/);
+  assert.match(d.text, /<li>\s*<span class="state">__panic__<\/span> <span class="from">from one<\/span>/);
   assert.match(d.text, /class="reason">test: panicked</);
   assert.match(d.text, /class="note">[^<]*the vendor API is down/);
   for (const action of ['retry', 'rewind', 'transition', 'stop', 'panic'])
@@ -281,10 +302,20 @@ test('the runs page: filters, rows with the contract\'s ids, the run page with i
   assert.match(d.text, /<input name="reason" required/);
   const bob = await apiSignin(srv, 'bob');
   const own = (await req(srv, 'GET', '/api/v1/runs', { cookie: bob.cookie })).json.runs[0].id;
-  const trusty = db.psql('tg', 'SELECT 1');   // (trusty cannot sign in at all; a read-only role is bob on alice's... none)
-  assert.equal(trusty, '1');
   const bd = await req(srv, 'GET', `/runs/${own}`, { cookie: bob.cookie });
   assert.match(bd.text, /form data-action="retry"/, 'the owner may operate its own run');
+});
+
+test('a role that may read but not operate: no repair forms, and a repair by the API is 403 (42501)', async () => {
+  const d = await apiSignin(srv, 'dave');
+  const p = await req(srv, 'GET', `/runs/${ids.secret}`, { cookie: d.cookie });
+  assert.equal(p.status, 200);
+  assert.doesNotMatch(p.text, /data-action=/);
+  assert.match(p.text, /You may not operate this type/);
+  const r = await req(srv, 'POST', `/api/v1/runs/${ids.secret}/retry`, { cookie: d.cookie, csrf: d.csrf, json: { reason: 'try' } });
+  assert.equal(r.status, 403);
+  assert.equal(r.json.error.sqlstate, '42501');
+  assert.match(r.json.error.message, /operate/);
 });
 
 test('a repair through the API: retry with a reason; without one, 400', async () => {
@@ -341,6 +372,27 @@ test('alarms, schedules, workers and queues answer as the role', async () => {
   }
   const w = await req(srv, 'GET', '/api/v1/workers', { cookie: a.cookie });
   assert.equal(w.json.length, 1, 'one worker configured');
+});
+
+test('alarms: snooze through the form, close through the API with a reason; another role sees none', async () => {
+  const a = await apiSignin(srv, 'alice');
+  const st = await req(srv, 'POST', '/api/v1/runs', { cookie: a.cookie, csrf: a.csrf, json: { resource: ids.box, task: 'idle', args: { n: 3 } } });
+  const alarm = db.psql('tg', `SET ROLE alice; SELECT toygun.raise_alarm('${st.json.id}', 'stuck', 'the box is stuck')`).split('\n').pop();
+  const page = await req(srv, 'GET', '/alarms', { cookie: a.cookie });
+  assert.match(page.text, new RegExp(`<tr data-alarm-id="${alarm}">`));
+  assert.match(page.text, new RegExp(`<form data-action="snooze" method="post" action="/alarms/${alarm}/snooze">`));
+  const sn = await req(srv, 'POST', `/alarms/${alarm}/snooze`, { cookie: a.cookie, form: { _csrf: a.csrf, for: '2 hours' } });
+  assert.equal(sn.status, 303, sn.text);
+  assert.equal(db.psql('tg', `SELECT state FROM toygun.alarm WHERE id = '${alarm}'`), 'snoozed');
+  const b = await apiSignin(srv, 'bob');
+  const lb = await req(srv, 'GET', '/api/v1/alarms?state=all', { cookie: b.cookie });
+  assert.deepEqual(lb.json, [], "bob sees none of alice's alarms");
+  const cb = await req(srv, 'POST', `/api/v1/alarms/${alarm}/close`, { cookie: b.cookie, csrf: b.csrf, json: { reason: 'mine now' } });
+  assert.ok([403, 404].includes(cb.status), cb.text);
+  const cl = await req(srv, 'POST', `/api/v1/alarms/${alarm}/close`, { cookie: a.cookie, csrf: a.csrf, json: { reason: 'unstuck it' } });
+  assert.equal(cl.status, 200, cl.text);
+  assert.equal(cl.json.state, 'closed');
+  assert.equal(cl.json.closed_reason, 'unstuck it');
 });
 
 test('/api/v1/series: the chart data, or 501 naming the missing function', async () => {
@@ -407,6 +459,38 @@ test('sign-out ends the session and closes its connection', async () => {
   assert.equal((await req(srv, 'GET', '/api/v1/session', { cookie: s.cookie })).status, 401);
 });
 
+test('--session-idle: a session unused that long ends; the next request says so', async () => {
+  const idle = await startServer(['--session-idle', '1']);
+  const count = () => db.psql('tg', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'toygun-web:carol'");
+  try {
+    const before = count();
+    const s = await apiSignin(idle, 'carol');
+    assert.equal(count(), String(Number(before) + 1));
+    assert.equal((await req(idle, 'GET', '/api/v1/session', { cookie: s.cookie })).status, 200);
+    // the server's sweep closes it without a request
+    await poll('its connection to close', 10, () => count() === before);
+    const r = await req(idle, 'GET', '/api/v1/session', { cookie: s.cookie });
+    assert.equal(r.status, 401);
+    assert.match(r.json.error.message, /your session ended \(it was idle too long\)/);
+  } finally {
+    assert.equal(await idle.stop(), 0);
+  }
+});
+
+test('--session-max: a session ends that long after sign-in, however busy', async () => {
+  const short = await startServer(['--session-max', '1']);
+  try {
+    const s = await apiSignin(short, 'alice');
+    const r = await poll('the session to reach its age', 10, async () => {
+      const x = await req(short, 'GET', '/api/v1/session', { cookie: s.cookie });   // used all along
+      return x.status === 401 ? x : null;
+    });
+    assert.match(r.json.error.message, /your session ended \(it reached its maximum age\)/);
+  } finally {
+    assert.equal(await short.stop(), 0);
+  }
+});
+
 test('--max-sessions-per-role: over it, 503 naming the limit', async () => {
   const lim = await startServer(['--max-sessions-per-role', '1']);
   try {
@@ -416,5 +500,31 @@ test('--max-sessions-per-role: over it, 503 naming the limit', async () => {
     assert.match(r.json.error.message, /--max-sessions-per-role is 1/);
   } finally {
     assert.equal(await lim.stop(), 0);
+  }
+});
+
+test('the password is not kept: not found in a heap snapshot of the server after sign-in and a scrape', async () => {
+  const dir = fs.mkdtempSync(path.join(WORK, 'heap-'));
+  const h = await startServer([], ['--heapsnapshot-signal=SIGUSR2'], dir);
+  try {
+    const s = await apiSignin(h, 'carol');
+    assert.equal((await req(h, 'GET', '/api/v1/status', { cookie: s.cookie })).status, 200);
+    assert.equal((await req(h, 'GET', '/metrics', { auth: 'carol:pw of carol' })).status, 200);
+    const f = await formSignin(h, 'carol', 'pw of carol');
+    assert.equal(f.status, 303);
+    h.proc.kill('SIGUSR2');
+    const file = await poll('the heap snapshot', 30, () => {
+      const x = fs.readdirSync(dir).find((n) => n.endsWith('.heapsnapshot'));
+      if (!x) return null;
+      const p = path.join(dir, x);
+      const size = fs.statSync(p).size;
+      return size > 0 && (() => { try { JSON.parse(fs.readFileSync(p, 'utf8')); return p; } catch { return null; } })();
+    });
+    const text = fs.readFileSync(file, 'utf8');
+    assert.ok(text.includes('toygun-web:carol'), 'the snapshot holds the session (a sanity check of the grep)');
+    assert.ok(!text.includes('pw of carol'), 'the password string is in the server\'s heap');
+  } finally {
+    await h.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

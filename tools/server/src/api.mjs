@@ -47,6 +47,7 @@ export function apiRoutes({ config, store, cookies, log }) {
       return c.json({ role: s.role, csrf: s.csrf });
     } catch (e) {
       if (client && !(e instanceof AuthError)) client.end().catch(() => {});
+      log(`sign-in refused (API) for role ${JSON.stringify(body?.role ?? null)}: ${e.message}`);
       return fail(c, e);
     } finally {
       if (body) body.password = null;

@@ -29,13 +29,16 @@ export function expectedOrigin(config, req) {
 export function checkOrigin(config, req) {
   const origin = req.header('origin');
   const expected = expectedOrigin(config, req);
-  if (origin) {
+  const site = req.header('sec-fetch-site');
+  // A browser sends "Origin: null" for some same-origin requests (a
+  // privacy-sensitive context); Sec-Fetch-Site, which pages cannot set,
+  // then says where the request came from.
+  if (origin && origin !== 'null') {
     if (origin !== expected)
       throw new CsrfError(`the request came from another site (Origin ${origin}, expected ${expected}); ` +
         'changes are accepted only from the dashboard itself');
     return;
   }
-  const site = req.header('sec-fetch-site');
   if (site === 'same-origin') return;
   throw new CsrfError('the request has no Origin header (nor Sec-Fetch-Site: same-origin); ' +
     `send Origin: ${expected} with every POST`);

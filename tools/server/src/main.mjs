@@ -60,7 +60,9 @@ app.use('*', secureHeaders({
     defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'", 'data:'],
     connectSrc: ["'self'"], frameAncestors: ["'none'"], formAction: ["'self'"], baseUri: ["'none'"], objectSrc: ["'none'"],
   },
-  referrerPolicy: 'no-referrer',
+  // same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null"
+  // with the dashboard's own form posts; other sites still get no Referer.
+  referrerPolicy: 'same-origin',
   strictTransportSecurity: config.secure ? 'max-age=31536000' : false,
   crossOriginEmbedderPolicy: false,
 }));

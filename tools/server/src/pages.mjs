@@ -13,7 +13,10 @@ export function pageRoutes({ config, store, cookies, log }) {
   const statsCache = new Map();   // role → {at, rows}: toygun.stats is a full scan of live runs
 
   const signinForm = (c, { error = null, note = null, status = 200, role = '' } = {}) => {
-    const token = newToken();
+    // Reuse the browser's pre-session token: a second GET (another tab, a
+    // redirect of /favicon.ico) must not invalidate the form already shown.
+    const had = getCookie(c, cookies.pre);
+    const token = typeof had === 'string' && /^[A-Za-z0-9_-]{43}$/.test(had) ? had : newToken();
     setCookie(c, cookies.pre, token, cookies.options({ maxAge: 600 }));
     return c.html(page({
       title: 'Sign in',
@@ -59,11 +62,14 @@ The password is checked by PostgreSQL with SCRAM and is not kept.</p>`,
       return c.redirect('/', 303);
     } catch (e) {
       if (client && !(e instanceof AuthError)) client.end().catch(() => {});
+      log(`sign-in refused (form) for role ${JSON.stringify(role)}: ${e.message}`);
       return signinForm(c, { error: e.message, status: e.status || 500, role });
     } finally {
       body.password = null;
     }
   });
+
+  app.get('/favicon.ico', (c) => c.body(null, 204));
 
   // Everything below needs a session.
   app.use('*', async (c, next) => {
@@ -116,6 +122,7 @@ ${e.hint ? html`<p class="hint">hint: ${e.hint}</p>` : ''}${e.code ? html`<p cla
         return { status: await q.opsStatus(client), alarms: await q.listAlarms(client, { limit: 10 }), counts };
       });
       const oldest = status.oldest_due_age;
+      const win = c.req.query('window') === '24h' ? '24h' : '1h';
       return c.html(page({ title: 'Overview', session: s, body: html`<h1>Overview</h1>
 <section class="totals">
 <div><span class="n">${status.live ?? 0}</span> live</div>
@@ -123,11 +130,13 @@ ${e.hint ? html`<p class="hint">hint: ${e.hint}</p>` : ''}${e.code ? html`<p cla
 <div><span class="n">${status.failing ?? 0}</span> failing</div>
 <div><span class="n">${status.panicked ?? 0}</span> panicked</div>
 <div><span class="n">${status.open_alarms ?? 0}</span> open alarms</div>
+<div id="workers-up"><span class="n">${status.workers?.running ?? 0}/${(status.queues ?? []).reduce((n, x) => n + (x.workers ?? 0), 0)}</span> workers up, ${status.workers?.busy ?? 0} busy${(status.queues ?? []).some((x) => x.paused) ? html`; paused: <strong>${(status.queues ?? []).filter((x) => x.paused).map((x) => x.queue).join(', ')}</strong>` : ''}</div>
 <div id="oldest-due">oldest due: <span class="n">${oldest === null || oldest === undefined ? 'nothing due' : `${Number(oldest).toFixed(1)} s`}</span></div>
 </section>
+<p class="tabs">charts: <a href="/?window=1h" class="${win === '1h' ? 'current' : ''}">last hour</a> <a href="/?window=24h" class="${win === '24h' ? 'current' : ''}">last 24 hours</a></p>
 <section class="charts">
-<figure><figcaption>Ticks per minute (last hour)</figcaption><div id="chart-throughput" class="chart" data-series="ticks"></div></figure>
-<figure><figcaption>Failed ticks per minute (last hour)</figcaption><div id="chart-failures" class="chart" data-series="failures"></div></figure>
+<figure><figcaption>Ticks (${win === '1h' ? 'per minute, last hour' : 'per bucket, last 24 hours'})</figcaption><div id="chart-throughput" class="chart" data-series="ticks" data-window="${win}"></div></figure>
+<figure><figcaption>Failed ticks (${win === '1h' ? 'per minute, last hour' : 'per bucket, last 24 hours'})</figcaption><div id="chart-failures" class="chart" data-series="failures" data-window="${win}"></div></figure>
 </section>
 <h2>Counts by type and state</h2>
 <p class="asof">as of ${fmtTime(new Date(counts.at))} (refreshed every ${config.statsEveryMs / 1000} s)</p>
@@ -290,13 +299,13 @@ ${repairForm('panic', 'Panic', html`<input name="message" placeholder="message (
 </div>` : html`<p class="note">You may not operate this type: no repairs.</p>`}
 <h2>History</h2>
 <ol id="history" class="timeline">${(d.history ?? []).map((h) => html`<li>
-<span class="state">${h.state}</span> <time>${fmtTime(h.at)}</time>
+<span class="state">${h.to_state ?? h.state}</span>${h.from_state ? html` <span class="from">from ${h.from_state}</span>` : ''} <time>${fmtTime(h.at)}</time>
 <span class="note">${h.note ?? ''}</span>
 <span class="made_by">${h.made_by ?? ''}${h.worker_pid ? ` (worker ${h.worker_pid})` : ''}</span>
 <span class="reason">${h.reason ?? ''}</span></li>`)}</ol>
 <h2>Failures</h2>
-${table('failures', [['at', 'at'], ['state', 'state'], ['attempt', 'attempt'], ['error', 'error']],
-    (d.failures ?? []).map((f) => ({ ...f, at: fmtTime(f.at ?? f.failed_at), error: f.error ?? f.message ?? fmtValue(f.sqlstate) })), 'no failures')}
+${table('failures', [['at', 'at'], ['attempt', 'attempt'], ['duration', 'duration'], ['error', 'error'], ['worker_pid', 'worker']],
+    (d.failures ?? []).map((f) => ({ ...f, at: fmtTime(f.at) })), 'no failures')}
 <h2>Alarms</h2>
 ${table('alarms', [['kind', 'kind'], ['state', 'state'], ['count', 'count'], ['message', 'message'], ['last_raised_at', 'last raised']],
     (d.alarms ?? []).map((a) => ({ ...a, last_raised_at: fmtTime(a.last_raised_at) })), 'no alarms')}`;

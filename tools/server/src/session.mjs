@@ -43,15 +43,22 @@ export class SessionStore {
     return s;
   }
 
-  // The live session of an id, or null; `why` of an ended one in endedWhy().
+  // Why a session must end now, or null.
+  expired(s, now = Date.now()) {
+    if (now - s.lastUsed > this.idleMs) return 'it was idle too long';
+    if (now - s.created > this.maxMs) return 'it reached its maximum age';
+    return null;
+  }
+
+  // The live session of an id (marking it used), or null; why an ended one
+  // ended: endedWhy().
   get(id) {
     if (!id) return null;
     const s = this.sessions.get(id);
     if (!s) return null;
-    const now = Date.now();
-    if (now - s.lastUsed > this.idleMs) { this.end(id, 'it was idle too long'); return null; }
-    if (now - s.created > this.maxMs) { this.end(id, 'it reached its maximum age'); return null; }
-    s.lastUsed = now;
+    const why = this.expired(s);
+    if (why) { this.end(id, why); return null; }
+    s.lastUsed = Date.now();
     return s;
   }
 
@@ -76,8 +83,13 @@ export class SessionStore {
     s.client.end().catch(() => {});
   }
 
+  // Ends expired sessions without marking the others used.
   sweep() {
-    for (const id of [...this.sessions.keys()]) this.get(id);
+    const now = Date.now();
+    for (const s of [...this.sessions.values()]) {
+      const why = this.expired(s, now);
+      if (why) this.end(s.id, why);
+    }
   }
 
   async closeAll() {

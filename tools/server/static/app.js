@@ -18,7 +18,8 @@
     if (!els.length) return;
     let data;
     try {
-      const r = await fetch('/api/v1/series?window=1h', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      const win = els[0].dataset.window === '24h' ? '24h' : '1h';
+      const r = await fetch('/api/v1/series?window=' + win, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
       data = await r.json();
       if (!r.ok) { els.forEach((el) => say(el, (data.error && data.error.message) || ('HTTP ' + r.status))); return; }
     } catch (e) {
