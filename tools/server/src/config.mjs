@@ -1,0 +1,95 @@
+// The server's options: command-line flags over TOYGUN_* environment over
+// defaults. parseConfig() throws a UsageError (main.mjs exits 2 with it).
+import { parseArgs } from 'node:util';
+
+export class UsageError extends Error {}
+
+const OPTIONS = {
+  listen: { type: 'string' },
+  'db-host': { type: 'string' },
+  'db-port': { type: 'string' },
+  'db-name': { type: 'string' },
+  'public-url': { type: 'string' },
+  deliver: { type: 'boolean' },
+  'no-deliver': { type: 'boolean' },
+  'max-sessions': { type: 'string' },
+  'max-sessions-per-role': { type: 'string' },
+  'session-idle': { type: 'string' },
+  'session-max': { type: 'string' },
+  'stats-every': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+export const USAGE = `usage: node tools/server/src/main.mjs [options]
+  --listen HOST:PORT          address to listen on (default 127.0.0.1:8018; port 0 picks one)
+  --db-host HOST              PostgreSQL host or socket folder (TOYGUN_DB_HOST, default /var/run/postgresql)
+  --db-port PORT              (TOYGUN_DB_PORT, default 5432)
+  --db-name NAME              database where toygun is installed (TOYGUN_DB_NAME, default toygun)
+  --public-url URL            the address users reach the server at (TOYGUN_PUBLIC_URL); https:// is
+                              required when --listen is not a loopback address
+  --max-sessions N            signed-in sessions at once, each one PostgreSQL connection (default 50)
+  --max-sessions-per-role N   (default 5)
+  --session-idle SECONDS      a session unused this long ends (default 1800)
+  --session-max SECONDS       a session ends this long after sign-in (default 43200)
+  --deliver / --no-deliver    run the alarm deliverer in this process (see the README)
+Unknown options are passed to the deliverer when --deliver is given.`;
+
+function int(name, value, min) {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min)
+    throw new UsageError(`--${name} must be an integer of at least ${min}, not "${value}"`);
+  return n;
+}
+
+export function isLoopback(host) {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+}
+
+export function parseConfig(argv, env = process.env) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, strict: false, allowPositionals: false });
+  } catch (e) {
+    throw new UsageError(e.message);
+  }
+  const v = parsed.values;
+  if (v.help) return { help: true };
+  const listen = v.listen ?? env.TOYGUN_LISTEN ?? '127.0.0.1:8018';
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(listen);
+  if (!m) throw new UsageError(`--listen must be HOST:PORT, not "${listen}"`);
+  const host = m[1].replace(/^\[|\]$/g, '');
+  const port = int('listen port', m[2], 0);
+  const publicUrlText = v['public-url'] ?? env.TOYGUN_PUBLIC_URL ?? null;
+  let publicUrl = null;
+  if (publicUrlText) {
+    try { publicUrl = new URL(publicUrlText); } catch {
+      throw new UsageError(`--public-url is not a URL: "${publicUrlText}"`);
+    }
+    if (publicUrl.protocol !== 'https:' && publicUrl.protocol !== 'http:')
+      throw new UsageError('--public-url must start with https:// (or http:// on loopback)');
+  }
+  const secure = publicUrl?.protocol === 'https:';
+  if (!isLoopback(host) && !secure)
+    throw new UsageError(`refusing to listen on ${host}, which is not a loopback address, without ` +
+      '--public-url https://...: the session cookie and the password of the sign-in form must only ' +
+      'travel over TLS (put a TLS proxy in front and give its address as --public-url)');
+  const deliver = v['no-deliver'] ? false : Boolean(v.deliver);
+  return {
+    host, port,
+    db: {
+      host: v['db-host'] ?? env.TOYGUN_DB_HOST ?? '/var/run/postgresql',
+      port: int('db-port', v['db-port'] ?? env.TOYGUN_DB_PORT ?? '5432', 1),
+      database: v['db-name'] ?? env.TOYGUN_DB_NAME ?? 'toygun',
+    },
+    publicUrl,
+    secure,
+    origin: publicUrl ? publicUrl.origin : null,
+    maxSessions: int('max-sessions', v['max-sessions'] ?? '50', 1),
+    maxSessionsPerRole: int('max-sessions-per-role', v['max-sessions-per-role'] ?? '5', 1),
+    sessionIdleMs: 1000 * int('session-idle', v['session-idle'] ?? '1800', 1),
+    sessionMaxMs: 1000 * int('session-max', v['session-max'] ?? '43200', 1),
+    statsEveryMs: 1000 * int('stats-every', v['stats-every'] ?? '30', 0),
+    deliver,
+    argv,
+  };
+}

@@ -1,0 +1,108 @@
+// toygun-server: the dashboard, the JSON API, /metrics (and, with --deliver,
+// the alarm deliverer) in one process. Usage: main.mjs --help.
+import { Hono } from 'hono';
+import { serve } from '@hono/node-server';
+import { secureHeaders } from 'hono/secure-headers';
+import { getCookie } from 'hono/cookie';
+import { readFileSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { parseConfig, UsageError, USAGE } from './config.mjs';
+import { SessionStore } from './session.mjs';
+import { pageRoutes } from './pages.mjs';
+import { apiRoutes } from './api.mjs';
+import { metricsRoutes } from './metrics.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const log = (msg) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
+
+let config;
+try {
+  config = parseConfig(process.argv.slice(2));
+} catch (e) {
+  if (!(e instanceof UsageError)) throw e;
+  process.stderr.write(`toygun-server: ${e.message}\n${USAGE}\n`);
+  process.exit(2);
+}
+if (config.help) { process.stdout.write(`${USAGE}\n`); process.exit(0); }
+
+// Cookies: __Host- and Secure behind https; plain names on loopback http,
+// where browsers refuse Secure cookies.
+const cookies = {
+  session: config.secure ? '__Host-toygun' : 'toygun',
+  pre: config.secure ? '__Host-toygun-signin' : 'toygun-signin',
+  options: (extra = {}) => ({ path: '/', httpOnly: true, sameSite: 'Strict', secure: config.secure, ...extra }),
+};
+if (!config.secure)
+  log('plain HTTP on loopback: the session cookie is "toygun", without Secure (give --public-url https://... behind a TLS proxy)');
+
+const store = new SessionStore({
+  max: config.maxSessions, maxPerRole: config.maxSessionsPerRole,
+  idleMs: config.sessionIdleMs, maxMs: config.sessionMaxMs, log,
+});
+
+// Static files: ours and uPlot's dist, read once.
+const STATIC = {
+  'app.css': [path.join(HERE, '../static/app.css'), 'text/css; charset=utf-8'],
+  'app.js': [path.join(HERE, '../static/app.js'), 'text/javascript; charset=utf-8'],
+  'uPlot.iife.min.js': [path.join(HERE, '../node_modules/uplot/dist/uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
+  'uPlot.min.css': [path.join(HERE, '../node_modules/uplot/dist/uPlot.min.css'), 'text/css; charset=utf-8'],
+};
+const files = {};
+for (const [name, [file, type]] of Object.entries(STATIC)) {
+  if (!existsSync(file)) { process.stderr.write(`toygun-server: missing ${file} (run npm ci in tools/server)\n`); process.exit(1); }
+  files[name] = { body: readFileSync(file), type };
+}
+
+const app = new Hono();
+app.use('*', secureHeaders({
+  contentSecurityPolicy: {
+    defaultSrc: ["'self'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'", 'data:'],
+    connectSrc: ["'self'"], frameAncestors: ["'none'"], formAction: ["'self'"], baseUri: ["'none'"], objectSrc: ["'none'"],
+  },
+  referrerPolicy: 'no-referrer',
+  strictTransportSecurity: config.secure ? 'max-age=31536000' : false,
+  crossOriginEmbedderPolicy: false,
+}));
+app.use('*', async (c, next) => {
+  c.set('session', store.get(getCookie(c, cookies.session)));
+  await next();
+});
+app.get('/static/:name', (c) => {
+  const f = files[c.req.param('name')];
+  if (!f) return c.text('not found\n', 404);
+  c.header('Cache-Control', 'public, max-age=3600');
+  return c.body(f.body, 200, { 'Content-Type': f.type });
+});
+app.get('/healthz', (c) => c.text('ok\n'));
+const metrics = metricsRoutes({ config, log });
+app.route('/', metrics);
+app.route('/api/v1', apiRoutes({ config, store, cookies, log }));
+app.route('/', pageRoutes({ config, store, cookies, log }));
+
+let deliverer = null;
+if (config.deliver) {
+  const { startDeliverer } = await import('./deliver.mjs');
+  deliverer = await startDeliverer(config, log);
+}
+
+const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
+  const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+  process.stdout.write(`toygun-server listening on http://${host}:${info.port}\n`);
+});
+server.on('error', (e) => {
+  process.stderr.write(`toygun-server: cannot listen on ${config.host}:${config.port}: ${e.message}\n`);
+  process.exit(1);
+});
+
+let stopping = false;
+async function stop(signal) {
+  if (stopping) return;
+  stopping = true;
+  log(`${signal}: closing sessions`);
+  server.close();
+  await Promise.allSettled([store.closeAll(), metrics.closeAll(), deliverer?.stop()]);
+  process.exit(0);
+}
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
