@@ -93,7 +93,7 @@ async function signOut() {
 
 before(async () => {
   rmSync(SHOTS, { recursive: true, force: true });
-  cluster = initCluster('ui', {
+  cluster = initCluster('ui-cluster', {
     settings: [`toygun.database_name = '${DB}'`, 'toygun.workers = 1', "toygun.retry_backoff = '10ms'",
       `cron.database_name = '${DB}'`],
     hba: ['local all ops scram-sha-256', 'local all other scram-sha-256'],
