@@ -17,8 +17,9 @@ sed -i '1i local all pwuser scram-sha-256' "$DIR/data/pg_hba.conf"
 tg_start "$DIR" || bail "server did not start"
 trap 'tg_stop "$DIR" immediate' EXIT
 
-# the command installed as users install it
-make -s -C tools install DESTDIR="$DIR/inst" PREFIX=/usr >/dev/null || bail "make -C tools install failed"
+# the command installed as users install it (the server, with its npm install, is
+# test/tools/serve.test.mjs's)
+make -s -C tools install-cli DESTDIR="$DIR/inst" PREFIX=/usr >/dev/null || bail "make -C tools install-cli failed"
 TOYGUN=$DIR/inst/usr/bin/toygun
 [ -x "$TOYGUN" ] || bail "no toygun in $DIR/inst/usr/bin"
 
