@@ -491,6 +491,42 @@ test('specs/outbox_claim.spec tests the deliverer\'s own claim statement', () =>
   }
 });
 
+// the server process itself: main.mjs with --deliver runs the deliverer with
+// the flags deliver-options.mjs reads, and a misspelt flag is refused
+const MAIN = path.join(ROOT, 'tools/server/src/main.mjs');
+function serve(args) {
+  const proc = spawn(process.execPath, [MAIN, '--listen', '127.0.0.1:0', '--db-host', cluster.dir,
+                                        '--db-port', String(cluster.port), '--db-name', 'tg', ...args],
+                     { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = { text: '', err: '' };
+  proc.stdout.on('data', (c) => { out.text += c; });
+  proc.stderr.on('data', (c) => { out.err += c; });
+  const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  closers.push(() => { proc.kill('SIGTERM'); return exited; });
+  return { proc, out, exited };
+}
+
+test('the server started with --deliver sends the outbox (main.mjs, its flags)', async () => {
+  const recv = await receiver();
+  await channel('served', 'webhook', { url: recv.url(`/${SECRET}/served`) });
+  const dsn = `postgresql://dlv@/tg?host=${encodeURIComponent(cluster.dir)}&port=${cluster.port}`;
+  const s = serve(['--deliver', '--deliverer-db', dsn, '--deliver-base-ms', '200', '--deliver-poll-ms', '1000']);
+  await until('the server to listen', () => /listening on http/.test(s.out.text), 20000);
+  const rows = await raise('served', 2);
+  await until('both rows at the receiver', () => rows.every((r) => recv.byId(r.id).length === 1));
+  await until('both rows marked', async () =>
+    (await rowsOf('served')).every((r) => r.delivered_at && r.delivered_by));
+  s.proc.kill('SIGTERM');
+  assert.equal(await s.exited, 0);
+  assert.ok(!s.out.err.includes(SECRET), 'the server logged a channel URL');
+});
+
+test('the server refuses a misspelt option with exit 2, naming it', async () => {
+  const s = serve(['--deliver-max-attempt', '3']);
+  assert.equal(await s.exited, 2);
+  assert.match(s.out.err, /deliver-max-attempt/);
+});
+
 test('no log line or last_error holds a channel\'s URL, password or key', async () => {
   assert.ok(logs.length > 50);
   const leaks = logs.filter((l) => [SECRET, ROUTING_KEY, 'p@ss', 'p%40ss'].some((x) => l.includes(x)));

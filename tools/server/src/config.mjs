@@ -1,6 +1,7 @@
 // The server's options: command-line flags over TOYGUN_* environment over
 // defaults. parseConfig() throws a UsageError (main.mjs exits 2 with it).
 import { parseArgs } from 'node:util';
+import { deliverOptions } from './deliver-options.mjs';
 
 export class UsageError extends Error {}
 
@@ -17,6 +18,15 @@ const OPTIONS = {
   'session-idle': { type: 'string' },
   'session-max': { type: 'string' },
   'stats-every': { type: 'string' },
+  // the deliverer's (deliver-options.mjs reads them)
+  'deliverer-db': { type: 'string' },
+  'pagerduty-url': { type: 'string' },
+  'smtp-url': { type: 'string' },
+  'smtp-from': { type: 'string' },
+  'deliver-max-attempts': { type: 'string' },
+  'deliver-base-ms': { type: 'string' },
+  'deliver-senders': { type: 'string' },
+  'deliver-poll-ms': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -31,8 +41,15 @@ export const USAGE = `usage: node tools/server/src/main.mjs [options]
   --max-sessions-per-role N   (default 5)
   --session-idle SECONDS      a session unused this long ends (default 1800)
   --session-max SECONDS       a session ends this long after sign-in (default 43200)
-  --deliver / --no-deliver    run the alarm deliverer in this process (see the README)
-Unknown options are passed to the deliverer when --deliver is given.`;
+  --deliver / --no-deliver    run the alarm deliverer in this process (TOYGUN_DELIVER=1; see the README)
+  --deliverer-db URL          the deliverer's own connection (TOYGUN_DELIVERER_DB; else libpq's PG* environment)
+  --pagerduty-url URL         PagerDuty Events v2 endpoint (TOYGUN_PAGERDUTY_URL)
+  --smtp-url smtp[s]://...    SMTP server of e-mail channels (TOYGUN_SMTP_URL; without it e-mail rows wait)
+  --smtp-from ADDRESS         (TOYGUN_SMTP_FROM)
+  --deliver-max-attempts N    attempts before a row is failed (default 10)
+  --deliver-base-ms MS        first retry's delay, doubled each attempt up to 1 h (default 5000)
+  --deliver-senders N         rows sent at once (default 2)
+  --deliver-poll-ms MS        look for due retries at least this often (default 30000)`;
 
 function int(name, value, min) {
   const n = Number(value);
@@ -48,7 +65,7 @@ export function isLoopback(host) {
 export function parseConfig(argv, env = process.env) {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, strict: false, allowPositionals: false });
+    parsed = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false });
   } catch (e) {
     throw new UsageError(e.message);
   }
@@ -73,7 +90,12 @@ export function parseConfig(argv, env = process.env) {
     throw new UsageError(`refusing to listen on ${host}, which is not a loopback address, without ` +
       '--public-url https://...: the session cookie and the password of the sign-in form must only ' +
       'travel over TLS (put a TLS proxy in front and give its address as --public-url)');
-  const deliver = v['no-deliver'] ? false : Boolean(v.deliver);
+  let deliverer;
+  try {
+    deliverer = deliverOptions(argv, env);
+  } catch (e) {
+    throw new UsageError(e.message);
+  }
   return {
     host, port,
     db: {
@@ -89,7 +111,7 @@ export function parseConfig(argv, env = process.env) {
     sessionIdleMs: 1000 * int('session-idle', v['session-idle'] ?? '1800', 1),
     sessionMaxMs: 1000 * int('session-max', v['session-max'] ?? '43200', 1),
     statsEveryMs: 1000 * int('stats-every', v['stats-every'] ?? '30', 0),
-    deliver,
-    argv,
+    deliver: deliverer.enabled,
+    deliverer,
   };
 }

@@ -12,6 +12,7 @@ import { SessionStore } from './session.mjs';
 import { pageRoutes } from './pages.mjs';
 import { apiRoutes } from './api.mjs';
 import { metricsRoutes } from './metrics.mjs';
+import { startDeliverer } from './deliver.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const log = (msg) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
@@ -82,11 +83,7 @@ app.route('/', metrics);
 app.route('/api/v1', apiRoutes({ config, store, cookies, log }));
 app.route('/', pageRoutes({ config, store, cookies, log }));
 
-let deliverer = null;
-if (config.deliver) {
-  const { startDeliverer } = await import('./deliver.mjs');
-  deliverer = await startDeliverer(config, log);
-}
+const deliverer = config.deliver ? startDeliverer(config.deliverer, log) : null;
 
 const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
   const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
