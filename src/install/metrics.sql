@@ -44,6 +44,7 @@ BEGIN ATOMIC
           FROM g
     ),
     q AS (SELECT * FROM toygun.queue_status()),
+    ob AS (SELECT * FROM toygun._outbox_gauges()),
     families (n, name, type, help) AS (VALUES
         (1, 'toygun_ticks_total', 'counter', 'Ticks by the workers (successful and failed) since the server started.'),
         (2, 'toygun_tick_failures_total', 'counter', 'Failed ticks by the workers since the server started.'),
@@ -61,6 +62,13 @@ BEGIN ATOMIC
         (14, 'toygun_breaker_open', 'gauge', 'Whether a task type''s circuit breaker is open (1), half open (0.5) or closed (0).'),
         (15, 'toygun_rate_limit_tokens', 'gauge', 'Tokens a take could have now, per rate limit.'),
         (16, 'toygun_limit_running', 'gauge', 'Slots of a task type''s concurrency limit its runs hold now.')
+        UNION ALL
+        -- the outbox's: the extension owner's only (no row, so no lines, for others)
+        SELECT 17, 'toygun_outbox_pending', 'gauge', 'Outbox rows not yet delivered and not failed (new, or waiting for a retry).'
+          FROM ob
+        UNION ALL
+        SELECT 18, 'toygun_outbox_failed', 'gauge', 'Outbox rows the deliverer gave up on (toygun.redeliver sends one again).'
+          FROM ob
     ),
     samples (n, sort, line) AS (
         SELECT 1, c.labels, pg_catalog.format('toygun_ticks_total{%s} %s', c.labels, c.ticks)
@@ -136,6 +144,10 @@ BEGIN ATOMIC
                           AS running
                   FROM ONLY toygun.task_type d
                  WHERE d.limit_id IS NOT NULL AND d.resource_type = ANY (toygun.readable_types())) f
+        UNION ALL
+        SELECT 17, '', pg_catalog.format('toygun_outbox_pending %s', ob.pending) FROM ob
+        UNION ALL
+        SELECT 18, '', pg_catalog.format('toygun_outbox_failed %s', ob.failed) FROM ob
     ),
     lines (n, sort, line) AS (
         SELECT f.n, '', pg_catalog.format(E'# HELP %s %s\n# TYPE %s %s', f.name, f.help, f.name, f.type)

@@ -43,9 +43,10 @@ SELECT set_eq($$ SELECT substring(l from '^# TYPE (\S+ \S+)$') FROM lines WHERE 
                         ('toygun_oldest_due_seconds gauge'), ('toygun_workers gauge'),
                         ('toygun_worker_up gauge'), ('toygun_queue_paused gauge'),
                         ('toygun_breaker_open gauge'), ('toygun_rate_limit_tokens gauge'),
-                        ('toygun_limit_running gauge') $$,
+                        ('toygun_limit_running gauge'),
+                        ('toygun_outbox_pending gauge'), ('toygun_outbox_failed gauge') $$,
               'every family has its TYPE line');
-SELECT is((SELECT count(*) FROM lines WHERE l LIKE '# HELP %'), 16::bigint, 'and its HELP line');
+SELECT is((SELECT count(*) FROM lines WHERE l LIKE '# HELP %'), 18::bigint, 'and its HELP line');
 SELECT ok((SELECT bool_and(position(E'# HELP ' || f || ' ' IN text) < position(E'# TYPE ' || f || ' ' IN text)
                            AND position(E'# TYPE ' || f || ' ' IN text)
                                < COALESCE(NULLIF(position(E'\n' || f || '{' IN text), 0), 2147483647))
@@ -74,7 +75,7 @@ SELECT is((SELECT count(*) FROM ms, regexp_split_to_table(ms.text, E'\n') AS l
             WHERE l ~ 'resource_type="(dummy|m)'), 0::bigint,
           'a stranger sees no series of another owner''s types');
 SELECT is((SELECT count(*) FROM ms, regexp_split_to_table(ms.text, E'\n') AS l WHERE l LIKE '# TYPE %'),
-          16::bigint, 'but every family');
+          16::bigint, 'but every family (the outbox''s two are the owner''s only)');
 SELECT is(pg_temp.as_role('tg_m_reader',
                           $$ DO $d$ BEGIN
                                IF toygun.metrics() !~ 'toygun_panicked\{resource_type="dummy",task="test"\} 1'
