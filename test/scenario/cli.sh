@@ -35,7 +35,7 @@ tg() {
 # json EXPR: evaluate a Python expression over the JSON in $OUT (as j)
 json() { /usr/bin/python3 -c "import json,sys; j=json.load(open('$OUT')); print($1)"; }
 
-plan 57
+plan 67
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" -c "CREATE DATABASE plain" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -151,6 +151,35 @@ tg alice alarms close "$alarm2" --reason "known"
 is "$RC" 0 "alarms close exits 0"
 tg alice --json alarms --all
 is "$(json "sorted(a['state'] for a in j)")" "['closed', 'closed']" "alarms --all lists both, closed"
+tg alice alarms --all --limit 2
+grep -q "next page" "$ERR"; is "$?" 1 "alarms: a full page with no alarm after it prints no next cursor"
+tg alice alarms --all --limit 1
+grep -q "next page: --after $(q "SELECT id FROM toygun.alarms ORDER BY id DESC LIMIT 1")" "$ERR"; ok $? "one with an alarm after it does"
+
+# --- the outbox (the extension owner's: here the superuser's)
+q "SELECT toygun.define_channel('hook', 'webhook', '{\"url\": \"https://hooks.example.com/x\"}');
+   SELECT toygun.define_route('kind:disk', 'hook');
+   SELECT toygun.raise_alarm(toygun.create_resource('box'), 'disk', 'full ' || i) FROM generate_series(1, 3) i" >/dev/null
+read -r ob1 ob2 ob3 <<<"$(q "SELECT string_agg(id::text, ' ' ORDER BY id) FROM toygun.outbox")"
+q "UPDATE toygun.outbox SET attempts = 10, last_error = '404 from hooks.example.com' WHERE id = $ob1;
+   UPDATE toygun.outbox SET attempts = 1, delivered_at = now() WHERE id = $ob2" >/dev/null
+tg postgres outbox
+is "$RC/$(grep -c hook "$OUT")" "0/1" "outbox: the pending rows"
+tg postgres --json outbox --failed
+is "$(json "len(j['outbox']), j['outbox'][0]['id'], j['outbox'][0]['state'], j['outbox'][0]['last_error'], j['next']")" \
+	"1 $ob1 failed 404 from hooks.example.com None" "outbox --failed --json: the failed row, its error"
+tg postgres outbox --all --limit 2
+grep -q "next page: --after $ob2" "$ERR"; ok $? "outbox --all --limit 2: a next cursor, as a row follows"
+tg postgres outbox redeliver "$ob1"
+is "$RC/$(q "SELECT attempts || coalesce(last_error, '-') FROM toygun.outbox WHERE id = $ob1")" "0/0-" \
+	"outbox redeliver: the failed row is pending again"
+tg postgres outbox redeliver "$ob2"
+is "$RC" 6 "outbox redeliver of a delivered row: refused by state (6)"
+tg postgres outbox redeliver 999999
+is "$RC" 4 "outbox redeliver of no row: not found (4)"
+tg alice outbox
+is "$RC" 5 "outbox as a role that does not own the extension: permission denied (5)"
+grep -q "permission denied to read the toygun outbox" "$ERR"; ok $? "saying so"
 
 tg alice --json transition "$idle" two --expect one --reason "moved by hand"
 is "$(json "j['state']")" two "transition --expect moves the run and prints its row"
