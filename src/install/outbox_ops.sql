@@ -5,6 +5,10 @@
 -- delivered, an error, and no retry to come (attempts reached its maximum,
 -- a permanent error, or a dropped channel); pending: the other undelivered
 -- rows (new, or waiting for a retry at next_attempt_at).
+
+-- An alarm's deliveries (the dashboard's alarms page), delivered ones too.
+CREATE INDEX outbox_alarm_idx ON toygun.outbox (alarm_id, id);
+
 CREATE FUNCTION toygun._outbox_owner() RETURNS boolean
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp

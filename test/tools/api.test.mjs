@@ -86,7 +86,8 @@ async function poll(what, seconds, fn) {
 before(async () => {
   db = initCluster('api', {
     settings: ["toygun.database_name = 'tg'", 'toygun.workers = 1', "cron.database_name = 'tg'"],
-    hba: ['local all alice scram-sha-256', 'local all bob scram-sha-256', 'local all carol scram-sha-256', 'local all dave scram-sha-256'],
+    hba: ['local all alice scram-sha-256', 'local all bob scram-sha-256', 'local all carol scram-sha-256', 'local all dave scram-sha-256',
+      'local all boss scram-sha-256'],
   });
   db.psql('postgres', 'CREATE DATABASE tg');
   db.psql('tg', `
@@ -97,6 +98,8 @@ CREATE ROLE bob LOGIN PASSWORD 'pw of bob';
 CREATE ROLE carol LOGIN PASSWORD 'pw of carol';
 CREATE ROLE trusty LOGIN PASSWORD 'pw of trusty';
 CREATE ROLE dave LOGIN PASSWORD 'pw of dave';
+CREATE ROLE boss LOGIN PASSWORD 'pw of boss';
+GRANT postgres TO boss;   -- a member of the extension owner's role: the outbox is its
 CREATE FUNCTION idle(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stay(wait => '1 hour') $$;
 SELECT toygun.define_resource('box', owner => 'alice');
 SELECT toygun.define_task('box', 'idle', '{one,two}', 'idle(toygun.task)', owner => 'alice',
@@ -527,4 +530,97 @@ test('the password is not kept: not found in a heap snapshot of the server after
     await h.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the outbox: the owner sees each alarm\'s deliveries and the failed ones, redelivers; others see none of it', async () => {
+  db.psql('tg', `SELECT toygun.define_channel('hook', 'webhook', '{"url": "http://127.0.0.1:9/x"}');
+SELECT toygun.define_channel('hook2', 'webhook', '{"url": "http://127.0.0.1:9/y"}');
+SELECT toygun.define_route('kind:ob', 'hook'); SELECT toygun.define_route('kind:ob', 'hook2');`);
+  const alarm = db.psql('tg', `SET ROLE alice; SELECT toygun.raise_alarm('${ids.box}', 'ob', 'to two channels')`).split('\n').pop();
+  const [failed, done] = db.psql('tg', `SELECT string_agg(id::text, ' ' ORDER BY id) FROM toygun.outbox WHERE alarm_id = '${alarm}'`).split(' ');
+  db.psql('tg', `UPDATE toygun.outbox SET attempts = 10, last_error = '404 from 127.0.0.1:9' WHERE id = ${failed};
+UPDATE toygun.outbox SET attempts = 1, delivered_at = now() WHERE id = ${done}`);
+
+  const boss = await apiSignin(srv, 'boss');
+  const p = await req(srv, 'GET', '/alarms', { cookie: boss.cookie });
+  assert.equal(p.status, 200, p.text.slice(0, 300));
+  assert.match(p.text, /<section id="outbox-failed"[^>]*>\s*<p><strong>1 failed delivery<\/strong>/, 'a banner counts the failed row');
+  assert.match(p.text, new RegExp(`<form data-action="redeliver" method="post" action="/outbox/${failed}/redeliver">`));
+  const row = new RegExp(`<tr data-alarm-id="${alarm}">[\\s\\S]*?</tr>`).exec(p.text)[0];
+  assert.match(row, /<td class="deliveries">/);
+  assert.match(row, new RegExp(`data-outbox-id="${failed}"><span class="channel">hook</span> \\(open\\): <span class="delivery-state">failed after 10 attempts</span> <span class="last_error">404 from 127.0.0.1:9</span>`));
+  assert.match(row, new RegExp(`data-outbox-id="${done}"><span class="channel">hook2</span> \\(open\\): <span class="delivery-state">delivered `));
+
+  const alice = await apiSignin(srv, 'alice');
+  const pa = await req(srv, 'GET', '/alarms', { cookie: alice.cookie });
+  assert.equal(pa.status, 200);
+  assert.match(pa.text, new RegExp(`<tr data-alarm-id="${alarm}">`), 'alice sees her alarm');
+  assert.doesNotMatch(pa.text, /outbox|deliver|hook/i, 'and nothing of the outbox');
+  const la = await req(srv, 'GET', '/api/v1/outbox', { cookie: alice.cookie });
+  assert.equal(la.status, 403);
+  assert.equal(la.json.error.sqlstate, '42501');
+  assert.match(la.json.error.hint, /extension's owner/);
+  const ra = await req(srv, 'POST', `/api/v1/outbox/${failed}/redeliver`, { cookie: alice.cookie, csrf: alice.csrf });
+  assert.equal(ra.status, 403);
+
+  const lf = await req(srv, 'GET', '/api/v1/outbox?state=failed', { cookie: boss.cookie });
+  assert.equal(lf.status, 200, lf.text);
+  assert.deepEqual(lf.json.outbox.map((o) => [o.id, o.state, o.channel, o.last_error]), [[failed, 'failed', 'hook', '404 from 127.0.0.1:9']]);
+  assert.equal(lf.json.next, null);
+  const l1 = await req(srv, 'GET', '/api/v1/outbox?state=all&limit=1', { cookie: boss.cookie });
+  assert.deepEqual([l1.json.outbox[0].id, l1.json.next], [done, done], 'a page of one, and a cursor as a row follows');
+  const l2 = await req(srv, 'GET', `/api/v1/outbox?state=all&limit=1&after=${done}`, { cookie: boss.cookie });
+  assert.deepEqual([l2.json.outbox[0].id, l2.json.next], [failed, null], 'the last page: no cursor');
+  const bad = await req(srv, 'GET', '/api/v1/outbox?state=lost', { cookie: boss.cookie });
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.error.message, /outbox state "lost"/);
+
+  const mb = await req(srv, 'GET', '/metrics', { auth: 'boss:pw of boss' });
+  assert.match(mb.text, /\ntoygun_outbox_failed 1\n/);
+  const ma = await req(srv, 'GET', '/metrics', { auth: 'alice:pw of alice' });
+  assert.doesNotMatch(ma.text, /toygun_outbox/);
+
+  const noToken = await req(srv, 'POST', `/outbox/${failed}/redeliver`, { cookie: boss.cookie, form: {} });
+  assert.equal(noToken.status, 403, 'the form needs its CSRF token');
+  const rf = await req(srv, 'POST', `/outbox/${failed}/redeliver`, { cookie: boss.cookie, form: { _csrf: boss.csrf } });
+  assert.equal(rf.status, 303, rf.text);
+  assert.match(rf.headers.get('location'), /^\/alarms\?done=/);
+  assert.equal(db.psql('tg', `SELECT attempts || ' ' || coalesce(last_error, '-') FROM toygun.outbox WHERE id = ${failed}`), '0 -',
+    'redelivered: pending again');
+  const after = await req(srv, 'GET', '/alarms', { cookie: boss.cookie });
+  assert.doesNotMatch(after.text, /id="outbox-failed"/, 'no banner once nothing failed');
+  const twice = await req(srv, 'POST', `/api/v1/outbox/${done}/redeliver`, { cookie: boss.cookie, csrf: boss.csrf });
+  assert.equal(twice.status, 409);
+  assert.equal(twice.json.error.sqlstate, '55000');
+  const none = await req(srv, 'POST', '/api/v1/outbox/999999/redeliver', { cookie: boss.cookie, csrf: boss.csrf });
+  assert.equal(none.status, 404);
+  assert.match(none.json.error.message, /no outbox row 999999/);
+  const ok = await req(srv, 'POST', `/api/v1/outbox/${failed}/redeliver`, { cookie: boss.cookie, csrf: boss.csrf });
+  assert.equal(ok.status, 200, ok.text);
+  assert.deepEqual([ok.json.id, ok.json.state, ok.json.attempts], [failed, 'pending', 0]);
+});
+
+test('the overview shows a capped count as 5000+; the workers page and /api/v1/flow show toygun.flow', async () => {
+  db.psql('tg', `SET ROLE bob; SELECT toygun.define_rate_limit('crate-rl', 10, '1 minute'); RESET ROLE;
+SELECT toygun.define_task('crate', 'limited', '{one}', 'idle(toygun.task)', owner => 'bob', rate_limit => 'crate-rl');
+WITH r AS (INSERT INTO toygun.resource (id, type, state, step)
+               SELECT gen_random_uuid(), 'crate', 'ready', 1 FROM generate_series(1, 5000) RETURNING id)
+INSERT INTO toygun.task (id, resource_id, resource_type, name, state, step, run_at)
+    SELECT toygun._new_id(), r.id, 'crate', 'idle', 'one', 1, now() + interval '1 year' FROM r`);
+  const bob = await apiSignin(srv, 'bob');
+  const o = await req(srv, 'GET', '/', { cookie: bob.cookie });
+  assert.equal(o.status, 200, o.text.slice(0, 300));
+  assert.match(o.text, /<div id="count-live"><span class="n">5000\+<\/span> live<\/div>/);
+  const alice = await apiSignin(srv, 'alice');
+  const oa = await req(srv, 'GET', '/', { cookie: alice.cookie });
+  assert.match(oa.text, /<div id="count-live"><span class="n">\d+<\/span> live<\/div>/, 'alice\'s few runs: exact');
+  const f = await req(srv, 'GET', '/api/v1/flow', { cookie: bob.cookie });
+  assert.equal(f.status, 200, f.text);
+  const lim = f.json.find((x) => x.kind === 'task' && x.task === 'limited');
+  assert.deepEqual([lim.resource_type, lim.rate_limit, lim.queue], ['crate', 'crate-rl', 'default']);
+  assert.ok(lim.tokens !== null, 'the owner of the limit sees its tokens');
+  assert.ok(f.json.some((x) => x.kind === 'queue'), 'and the queues');
+  const w = await req(srv, 'GET', '/workers', { cookie: bob.cookie });
+  assert.match(w.text, /<table id="flow-queues">/);
+  assert.match(w.text, /<table id="flow">[\s\S]*crate-rl[\s\S]*<\/table>/);
 });

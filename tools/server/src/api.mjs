@@ -111,6 +111,15 @@ export function apiRoutes({ config, store, cookies, log }) {
       throw new HttpError(404, `no alarm action "${action}" (snooze or close)`);
     } catch (e) { return fail(c, e); }
   });
+  // the outbox: the extension owner's (others: 403, 42501)
+  app.get('/outbox', (c) => answer(c, (client) => q.listOutbox(client, c.req.query())));
+  app.post('/outbox/:id/:action', async (c) => {
+    try {
+      if (c.req.param('action') !== 'redeliver') throw new HttpError(404, `no outbox action "${c.req.param('action')}" (redeliver)`);
+      return c.json(await run(c, (client) => q.redeliver(client, c.req.param('id'))));
+    } catch (e) { return fail(c, e); }
+  });
+  app.get('/flow', (c) => answer(c, (client) => q.flow(client)));
   app.get('/schedules', (c) => answer(c, (client) => q.schedules(client, c.req.query('type'))));
   app.get('/workers', (c) => answer(c, (client) => q.workers(client)));
   app.get('/queues', (c) => answer(c, (client) => q.queues(client)));

@@ -11,6 +11,7 @@ import { html, page, table, csrfField, attrsView, fmtTime, fmtValue } from './re
 export function pageRoutes({ config, store, cookies, log }) {
   const app = new Hono();
   const statsCache = new Map();   // role → {at, rows}: toygun.stats is a full scan of live runs
+  const flowCache = new Map();    // role → {at, rows}: toygun.flow counts every due row of a queue
 
   const signinForm = (c, { error = null, note = null, status = 200, role = '' } = {}) => {
     // Reuse the browser's pre-session token: a second GET (another tab, a
@@ -125,8 +126,8 @@ ${e.hint ? html`<p class="hint">hint: ${e.hint}</p>` : ''}${e.code ? html`<p cla
       const win = c.req.query('window') === '24h' ? '24h' : '1h';
       return c.html(page({ title: 'Overview', session: s, body: html`<h1>Overview</h1>
 <section class="totals">
-<div><span class="n">${status.live ?? 0}</span> live</div>
-<div><span class="n">${status.due ?? 0}</span> due</div>
+<div id="count-live"><span class="n">${capped(status, 'live')}</span> live</div>
+<div id="count-due"><span class="n">${capped(status, 'due')}</span> due</div>
 <div><span class="n">${status.failing ?? 0}</span> failing</div>
 <div><span class="n">${status.panicked ?? 0}</span> panicked</div>
 <div><span class="n">${status.open_alarms ?? 0}</span> open alarms</div>
@@ -212,11 +213,20 @@ ${nextUrl ? html`<p><a id="next" href="${nextUrl}">next page →</a></p>` : ''}`
     const s = c.get('session');
     const state = c.req.query('state') || 'open';
     try {
-      const alarms = await run(c, (client) => q.listAlarms(client, { state, limit: 200 }));
+      const { alarms, outbox } = await run(c, async (client) => {
+        const alarms = await q.listAlarms(client, { state, limit: 200 });
+        // the outbox, to the extension's owner only: others see no trace of it
+        if (!await q.outboxOwner(client)) return { alarms, outbox: null };
+        return { alarms, outbox: {
+          deliveries: await q.deliveriesOf(client, alarms.map((a) => a.id)),
+          failed: await q.listOutbox(client, { state: 'failed', limit: 100 }),
+        } };
+      });
       const done = c.req.query('done');
       return c.html(page({ title: 'Alarms', session: s, flash: done ? `${done}: done` : null, body: html`<h1>Alarms</h1>
+${outbox && outbox.failed.outbox.length ? failedBanner(s, outbox.failed) : ''}
 <p class="tabs">${['open', 'active', 'snoozed', 'closed', 'all'].map((x) => html`<a href="/alarms?state=${x}" class="${x === state ? 'current' : ''}">${x}</a> `)}</p>
-${alarmTable(s, alarms, 'alarms', true)}` }));
+${alarmTable(s, alarms, 'alarms', true, outbox?.deliveries)}` }));
     } catch (e) { return errorPage(c, e); }
   });
 
@@ -229,6 +239,15 @@ ${alarmTable(s, alarms, 'alarms', true)}` }));
       else throw new HttpError(404, `no alarm action "${action}" (snooze or close)`);
     } catch (e) { return errorPage(c, e); }
     return c.redirect(`/alarms?done=${action}`, 303);
+  });
+
+  app.post('/outbox/:id/:action', async (c) => {
+    const id = c.req.param('id');
+    try {
+      if (c.req.param('action') !== 'redeliver') throw new HttpError(404, `no outbox action "${c.req.param('action')}" (redeliver)`);
+      await run(c, (client) => q.redeliver(client, id));
+    } catch (e) { return errorPage(c, e); }
+    return c.redirect(`/alarms?done=${encodeURIComponent(`redeliver of outbox row ${id}`)}`, 303);
   });
 
   app.get('/schedules', async (c) => {
@@ -245,29 +264,71 @@ ${table('schedules', [['resource_type', 'type'], ['task', 'task'], ['schedule', 
   app.get('/workers', async (c) => {
     const s = c.get('session');
     try {
-      const { w, qs } = await run(c, async (client) => ({ w: await q.workers(client), qs: await q.queues(client) }));
+      const { w, qs, fl } = await run(c, async (client) => {
+        let fl = flowCache.get(s.role);
+        if (!fl || Date.now() - fl.at > config.statsEveryMs) {
+          fl = { at: Date.now(), rows: await q.flow(client) };
+          flowCache.set(s.role, fl);
+        }
+        return { w: await q.workers(client), qs: await q.queues(client), fl };
+      });
+      const limits = fl.rows.filter((x) => x.kind === 'task');
       return c.html(page({ title: 'Workers', session: s, body: html`<h1>Workers</h1>
 ${table('workers', [['slot', 'slot'], ['pid', 'pid'], ['queue', 'queue'], ['idle', 'idle'], ['started_at', 'started'], ['ticks', 'ticks'],
     ['failures', 'failures'], ['transactions', 'transactions'], ['deaths', 'deaths'], ['last_tick_at', 'last tick']], w, 'no workers running')}
 <h2>Queues</h2>
-${table('queues', [['queue', 'queue'], ['id', 'id'], ['workers', 'workers'], ['running', 'running'], ['busy', 'busy'], ['paused', 'paused']], qs, 'no queues')}` }));
+${table('queues', [['queue', 'queue'], ['id', 'id'], ['workers', 'workers'], ['running', 'running'], ['busy', 'busy'], ['paused', 'paused']], qs, 'no queues')}
+<h2>Flow control</h2>
+<p class="asof">toygun.flow as of ${fmtTime(new Date(fl.at))} (refreshed every ${config.statsEveryMs / 1000} s)</p>
+${table('flow-queues', [['queue', 'queue'], ['workers', 'workers'], ['running', 'running'], ['busy', 'busy'], ['paused', 'paused'], ['due', 'due']],
+    fl.rows.filter((x) => x.kind === 'queue'), 'no queues')}
+${table('flow', [['resource_type', 'type'], ['task', 'task'], ['queue', 'queue'], ['rate_limit', 'rate limit'], ['tokens', 'tokens'],
+    ['waiting_for_token', 'waiting for a token'], ['running', 'limit slots held'], ['waiting_for_slot', 'waiting for a slot'], ['due', 'due'], ['paused', 'paused']],
+  limits, 'no task type you may read has a rate limit or a concurrency limit')}` }));
     } catch (e) { return errorPage(c, e); }
   });
 
   return app;
 }
 
-function alarmTable(s, alarms, id, forms) {
-  return html`<table id="${id}"><thead><tr><th>kind</th><th>type</th><th>task</th><th>object</th><th>state</th><th>count</th><th>last raised</th><th>message</th>${forms ? html`<th>actions</th>` : ''}</tr></thead>
+// ops_status's count, as "5000+" when it stopped at its cap (live_capped, due_capped)
+function capped(status, key) {
+  const n = status[key] ?? 0;
+  return status[`${key}_capped`] ? `${n}+` : String(n);
+}
+
+// The owner's banner: the failed outbox rows, each with a redeliver form.
+function failedBanner(s, failed) {
+  const n = failed.outbox.length;
+  return html`<section id="outbox-failed" class="banner error">
+<p><strong>${n}${failed.next ? '+' : ''} failed ${n === 1 && !failed.next ? 'delivery' : 'deliveries'}</strong>: the deliverer gave up on ${n === 1 && !failed.next ? 'this alarm notification' : 'these alarm notifications'}. Fix the channel (toygun.define_channel), then send again.</p>
+<table id="outbox-failed-rows"><thead><tr><th>outbox id</th><th>channel</th><th>event</th><th>alarm</th><th>attempts</th><th>last error</th><th></th></tr></thead>
+<tbody>${failed.outbox.map((o) => html`<tr data-outbox-id="${o.id}"><td>${o.id}</td><td class="channel">${o.channel}</td><td>${o.event}</td>
+<td><code>${o.alarm_id}</code></td><td>${o.attempts}</td><td class="last_error">${o.last_error ?? ''}</td>
+<td><form data-action="redeliver" method="post" action="/outbox/${o.id}/redeliver">${csrfField(s)}<button type="submit">Redeliver</button></form></td></tr>`)}</tbody></table>
+</section>`;
+}
+
+function deliveryLine(o) {
+  const what = o.state === 'delivered' ? `delivered ${fmtTime(o.delivered_at)}`
+    : o.state === 'failed' ? `failed after ${o.attempts} attempt${o.attempts === 1 ? '' : 's'}`
+    : o.next_attempt_at ? `pending, ${o.attempts} attempt${o.attempts === 1 ? '' : 's'}, next ${fmtTime(o.next_attempt_at)}`
+    : `pending${o.attempts ? `, ${o.attempts} attempts` : ''}`;
+  return html`<li class="delivery ${o.state}" data-outbox-id="${o.id}"><span class="channel">${o.channel}</span> (${o.event}): <span class="delivery-state">${what}</span>${o.last_error && o.state !== 'delivered' ? html` <span class="last_error">${o.last_error}</span>` : ''}</li>`;
+}
+
+function alarmTable(s, alarms, id, forms, deliveries = null) {
+  return html`<table id="${id}"><thead><tr><th>kind</th><th>type</th><th>task</th><th>object</th><th>state</th><th>count</th><th>last raised</th><th>message</th>${deliveries ? html`<th>deliveries</th>` : ''}${forms ? html`<th>actions</th>` : ''}</tr></thead>
 <tbody>${alarms.length ? alarms.map((a) => html`<tr data-alarm-id="${a.id}">
 <td class="kind">${a.kind}</td><td>${a.resource_type}</td><td>${a.task ?? ''}</td>
 <td>${a.object_kind === 'task' ? html`<a href="/runs/${a.object_id}">${a.object_id}</a>` : a.object_id}</td>
 <td class="state">${a.state}${a.snoozed_until && a.state === 'snoozed' ? ` until ${fmtTime(a.snoozed_until)}` : ''}</td>
 <td>${a.count}</td><td>${fmtTime(a.last_raised_at)}</td><td class="message">${a.message}</td>
+${deliveries ? html`<td class="deliveries">${(deliveries.get(a.id) ?? []).length ? html`<ul>${deliveries.get(a.id).map(deliveryLine)}</ul>` : 'none routed'}</td>` : ''}
 ${forms ? html`<td>${a.state === 'closed' ? (a.closed_reason ?? '') : html`
 <form data-action="snooze" method="post" action="/alarms/${a.id}/snooze">${csrfField(s)}<input name="for" value="1 hour" size="8" aria-label="snooze for"><button type="submit">Snooze</button></form>
 <form data-action="close" method="post" action="/alarms/${a.id}/close">${csrfField(s)}<input name="reason" placeholder="reason" aria-label="reason"><button type="submit">Close</button></form>`}</td>` : ''}
-</tr>`) : html`<tr class="empty"><td colspan="${forms ? 9 : 8}">no alarms</td></tr>`}</tbody></table>`;
+</tr>`) : html`<tr class="empty"><td colspan="${8 + (forms ? 1 : 0) + (deliveries ? 1 : 0)}">no alarms</td></tr>`}</tbody></table>`;
 }
 
 function runBody(s, d) {

@@ -162,3 +162,67 @@ export async function series(client, window) {
     'FROM toygun.metrics_series($1) GROUP BY at ORDER BY at', [window]);
   return { window, points: r.rows.map((x) => ({ at: x.at, ticks: Number(x.ticks), failures: Number(x.failures) })) };
 }
+
+// toygun.flow: queues, rate limits and concurrency limits as the caller sees
+// them. Its due counts read every due row of a queue or type: the pages cache it.
+export async function flow(client) {
+  return (await client.query(
+    'SELECT kind, queue, resource_type, task, rate_limit, workers, running, busy, paused, due, ' +
+    'waiting_for_token, tokens, waiting_for_slot FROM toygun.flow ' +
+    'ORDER BY kind, queue, resource_type NULLS FIRST, task NULLS FIRST')).rows;
+}
+
+// The outbox is the extension owner's (a member of its role, or a superuser):
+// the pages show it to them only; the API answers others with 403 (42501).
+export async function outboxOwner(client) {
+  return (await client.query(
+    "SELECT pg_catalog.pg_has_role((SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'toygun'), " +
+    "'USAGE') AS owner")).rows[0].owner === true;
+}
+
+const OUTBOX_STATES = ['pending', 'failed', 'delivered', 'all'];
+
+export async function listOutbox(client, f) {
+  const limit = f.limit === undefined || f.limit === '' ? 50 : Number(f.limit);
+  if (!Number.isInteger(limit)) throw new HttpError(400, `limit must be an integer, not "${f.limit}"`);
+  const after = opt(f.after);
+  if (after !== null && !/^[1-9][0-9]{0,18}$/.test(String(after)))
+    throw new HttpError(400, `after must be an outbox id (a whole number), not "${after}"`, { sqlstate: '22P02' });
+  const state = opt(f.state) ?? 'pending';
+  const sql = 'SELECT * FROM toygun.list_outbox(state => $1, "limit" => $2, after => $3::bigint)';
+  const r = await client.query(sql, [state, limit, after]);
+  // a next page only when another row follows
+  let next = null;
+  if (r.rows.length === limit) {
+    const last = r.rows[r.rows.length - 1].id;
+    if ((await client.query(sql, [state, 1, last])).rows.length) next = String(last);
+  }
+  return { outbox: r.rows, next };
+}
+export { OUTBOX_STATES };
+
+// The outbox rows of these alarms (the owner's alarms page), oldest first.
+export async function deliveriesOf(client, alarmIds) {
+  if (!alarmIds.length) return new Map();
+  const r = await client.query(
+    "SELECT o.id, o.alarm_id, o.channel, o.event, o.attempts, o.delivered_at, o.next_attempt_at, o.last_error, " +
+    "CASE WHEN o.delivered_at IS NOT NULL THEN 'delivered' " +
+    "WHEN o.next_attempt_at IS NULL AND o.last_error IS NOT NULL THEN 'failed' ELSE 'pending' END AS state " +
+    'FROM toygun.outbox o WHERE o.alarm_id = ANY ($1::uuid[]) ORDER BY o.id', [alarmIds]);
+  const m = new Map();
+  for (const row of r.rows) {
+    if (!m.has(row.alarm_id)) m.set(row.alarm_id, []);
+    m.get(row.alarm_id).push(row);
+  }
+  return m;
+}
+
+export async function redeliver(client, id) {
+  if (!/^[1-9][0-9]{0,18}$/.test(String(id)))
+    throw new HttpError(400, `the outbox id must be a whole number, not "${id}"`, { sqlstate: '22P02' });
+  const r = await client.query('SELECT toygun.redeliver($1::bigint) AS ok', [id]);
+  if (!r.rows[0].ok)
+    throw new HttpError(404, `no outbox row ${id}`, { sqlstate: 'P0002', hint: 'GET /api/v1/outbox?state=all lists them' });
+  const row = (await client.query('SELECT * FROM toygun.list_outbox(\'all\', 1, $1::bigint + 1)', [id])).rows[0];
+  return row;
+}
