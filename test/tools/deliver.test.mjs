@@ -326,6 +326,26 @@ test('an unreachable receiver is retried, then failed at maxAttempts', async () 
   assert.ok(logs.some((l) => /channel "down" \(webhook\): failed after 3 attempts/.test(l)));
 });
 
+test('toygun.list_outbox agrees with the deliverer\'s marks, and toygun.redeliver sends a failed row again, woken by NOTIFY', async () => {
+  let fixed = false;
+  const recv = await receiver((req, rec, res) => { res.statusCode = fixed ? 200 : 404; res.end(fixed ? 'ok' : 'no such hook'); });
+  await channel('mended', 'webhook', { url: recv.url(`/hook/${SECRET}`) });
+  const [row] = await raise('mended');
+  start({ pollMs: 60000, baseMs: 10 });   // a minute between polls: only NOTIFY wakes it in time
+  await until('the 404 row failed', async () => { const [x] = await rowsOf('mended'); return x.last_error ? x : null; });
+  const state = async () => (await q("SELECT state FROM toygun.list_outbox('all', 1000) WHERE id = $1", [row.id]))[0].state;
+  assert.equal(await state(), 'failed', 'a permanent error: failed, as the deliverer marked it');
+  assert.ok((await q("SELECT id FROM toygun.list_outbox('failed')")).some((x) => x.id === row.id));
+  fixed = true;
+  assert.deepEqual(await q('SELECT toygun.redeliver($1) AS ok', [row.id]), [{ ok: true }]);
+  const done = await until('the redelivered row delivered', async () => {
+    const [x] = await rowsOf('mended'); return x.delivered_at ? x : null; }, 10000);
+  assert.equal(done.attempts, 1, 'attempts counted from 0 again');
+  assert.equal(recv.byId(row.id).length, 2, 'sent twice: the refused attempt and the redelivery');
+  assert.equal(await state(), 'delivered');
+  await assert.rejects(q('SELECT toygun.redeliver($1)', [row.id]), (e) => e.code === '55000');
+});
+
 test('two deliverers on 200 rows deliver each exactly once', async () => {
   const recv = await receiver((req, rec, res) => setTimeout(() => res.end('ok'), Math.random() * 4));
   await channel('bulk', 'webhook', { url: recv.url(`/bulk/${SECRET}`) });
