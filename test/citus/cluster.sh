@@ -140,11 +140,30 @@ got=$(c 1 -c "SELECT count(*) FROM ($(claim_on "$s1")) x")
 is "$got" 0 "a second claimer on node 1 skips the $held runs of $s1 the first holds"
 sleep 3
 
-# 14-15: a shard moved between nodes: its runs are claimed on the new node
+# 14-15: a shard moved between nodes (logical replication, as the rebalancer
+# does) waits at its cutover for a claimer holding the shard's metadata lock
+# in share mode (the lock the design's worker holds per batch, doc/citus.md
+# §3), and then its runs are claimed on the new node
 sid=${s1##*_}
-c 0 -c "SELECT citus_move_shard_placement($sid, '127.0.0.1', $((CITUS_PORT0 + 1)), '127.0.0.1', $((CITUS_PORT0 + 2)), 'block_writes')" \
+# the control: another of node 1's shards moved with nobody holding its lock
+s2=$(c 1 -c "$local_shards_sql" | sed -n 2p)
+held2=$(c 1 -c "SELECT count(*) FROM ONLY $s2 WHERE run_at IS NOT NULL")
+t0=$(date +%s.%N)
+c 0 -c "SELECT citus_move_shard_placement(${s2##*_}, '127.0.0.1', $((CITUS_PORT0 + 1)), '127.0.0.1', $((CITUS_PORT0 + 2)))" \
+	>/dev/null 2>"$WORK/move0.err" || bail "the control move failed: $(head -n 1 "$WORK/move0.err")"
+control=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+n1=$((n1 - held2)); n2=$((n2 + held2))
+(c 1 -c "BEGIN" -c "SELECT lock_shard_metadata(5, ARRAY[$sid]::bigint[])" -c "$(claim_on "$s1")" \
+	-c "SELECT pg_sleep(4)" -c "COMMIT" >/dev/null 2>"$WORK/hold.err" &)
+sleep 1
+t0=$(date +%s.%N)
+c 0 -c "SELECT citus_move_shard_placement($sid, '127.0.0.1', $((CITUS_PORT0 + 1)), '127.0.0.1', $((CITUS_PORT0 + 2)))" \
 	>/dev/null 2>"$WORK/move.err"
-ok $? "citus_move_shard_placement of shard $sid (and its co-located resource shard) from node 1 to node 2"
+status=$?
+waited=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+note "the move took $waited s beside a claimer holding the shard's metadata lock for 3 s more; alone, $control s"
+[ $status -eq 0 ] && awk -v w="$waited" -v c="$control" 'BEGIN { exit !(w >= c + 2) }'
+ok $? "citus_move_shard_placement of shard $sid (and its co-located shards) from node 1 to node 2 waits for the claimer's batch"
 m1=$(local_due 1); m2=$(local_due 2)
 note "after the move: node 1 $m1, node 2 $m2"
 [ "$m1" -eq $((n1 - held)) ] && [ "$m2" -eq $((n2 + held)) ]
