@@ -36,9 +36,9 @@ skip() { echo "1..0 # SKIP $*"; exit 0; }
 command -v debootstrap >/dev/null || skip "debootstrap is not installed"
 command -v git >/dev/null && git -C "$TG_ROOT" rev-parse -q --verify "$PREV_COMMIT^{commit}" >/dev/null ||
 	skip "no git history in $TG_ROOT: the $PREV_VERSION package is built from commit $PREV_COMMIT"
-curl_ok() { timeout 20 bash -c "exec 3<>/dev/tcp/$1/80" 2>/dev/null; }
+reachable() { timeout 20 bash -c "exec 3<>/dev/tcp/$1/80" 2>/dev/null; }
 host=${MIRROR#*://}; host=${host%%/*}
-curl_ok "$host" || skip "the Debian mirror $MIRROR is not reachable"
+reachable "$host" || skip "the Debian mirror $MIRROR is not reachable"
 
 n=0
 failed=0
@@ -284,6 +284,13 @@ show=$(as_pg env PGDATABASE=app toygun --json show "${cli_t:-x}" 2>>"$LOG")
 check "toygun --json show reads it" grep -q '__stop__' <<<"$show"
 cli_status() { as_pg env PGDATABASE=app toygun status >"$TG_WORK/status" 2>>"$LOG"; }
 check "toygun status exits 0" cli_status
+# the server is not packaged: the packaged command says where it looked and how to point it
+serve_says() {
+	! as_pg toygun serve >/dev/null 2>"$TG_WORK/serve.err" &&
+		grep -q "toygun's server is not installed (looked in /usr/lib/toygun/server" "$TG_WORK/serve.err" &&
+		grep -q TOYGUN_SERVER_DIR "$TG_WORK/serve.err"
+}
+check "toygun serve (no server package) says it is not installed and names TOYGUN_SERVER_DIR" serve_says
 check "the chroot still has no compiler" no_compiler
 
 # --- removal ------------------------------------------------------------------------
