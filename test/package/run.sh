@@ -3,7 +3,8 @@
 #
 #  - versions: toygun.control's default_version is META.json's version and its
 #    provides' version, CHANGELOG.md's latest heading and debian/changelog's;
-#  - make dist: toygun-<version>.zip, every file under toygun-<version>/;
+#  - make dist: toygun-<semver>.zip, every file under toygun-<semver>/, and it
+#    builds and installs (make, make install DESTDIR=) as pgxn install would;
 #  - bin/toygun package builds this checkout's .debs and, with --from, the
 #    previous release's (0.3, from the commit where toygun.control said 0.3);
 #  - a fresh Debian bookworm (debootstrap --variant=minbase) in a chroot, with
@@ -114,6 +115,18 @@ if make -s -C "$TG_ROOT" dist DISTDIR="$TG_WORK/dist" >>"$LOG" 2>&1 &&
 	check "the zip holds META.json, the control file, the Makefile, the sources and upgrade scripts${missing:+ (missing:$missing)}" [ -z "$missing" ]
 	check "the zip holds no build products or node_modules" \
 		[ -z "$(grep -E '\.(o|so|bc)$|node_modules|/toygun--'"$VERSION"'\.sql$' <<<"$list")" ]
+	# what pgxn install does with it (make, make install), into a private tree
+	zip_builds() {
+		local d=$TG_WORK/dist
+		unzip -q "$d/toygun-$SEMVER.zip" -d "$d" &&
+			make -s -C "$d/toygun-$SEMVER" >>"$LOG" 2>&1 &&
+			make -s -C "$d/toygun-$SEMVER" install DESTDIR="$d/stage" >>"$LOG" 2>&1 &&
+			[ -f "$d/stage/usr/lib/postgresql/15/lib/toygun.so" ] &&
+			[ -f "$d/stage/usr/share/postgresql/15/extension/toygun--$VERSION.sql" ] &&
+			[ -f "$d/stage/usr/share/postgresql/15/extension/toygun--$PREV_VERSION--$VERSION.sql" ]
+	}
+	check "the unpacked zip builds and installs with PGXS (make, make install DESTDIR=...)" zip_builds
+	rm -rf "$TG_WORK/dist/toygun-$SEMVER" "$TG_WORK/dist/stage"
 else
 	notok "make dist writes toygun-$SEMVER.zip"
 fi
