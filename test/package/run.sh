@@ -69,7 +69,6 @@ as_pg() {
 psql_() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 q() { psql_ -d app -c "$1" 2>>"$LOG"; }
 pg_ctl_() { as_pg pg_ctl -D /var/lib/postgresql/tg "$@" >>"$LOG" 2>&1; }
-apt_install() { in_root apt-get install -y -q --no-install-recommends "$@" >>"$LOG" 2>&1; }
 
 cleanup() {
 	if [ -f "$R/var/lib/postgresql/tg/postmaster.pid" ]; then
@@ -83,6 +82,15 @@ cleanup() {
 trap cleanup EXIT
 
 # --- versions and the PGXN distribution --------------------------------------
+
+# the previous release is what it says it is
+prev_is_last() {
+	local first
+	first=$(git -C "$TG_ROOT" rev-list --reverse "$PREV_COMMIT..HEAD" -- toygun.control | head -n 1)
+	git -C "$TG_ROOT" show "$PREV_COMMIT:toygun.control" | grep -qx "default_version = '$PREV_VERSION'" &&
+		[ -n "$first" ] && [ "$(git -C "$TG_ROOT" rev-parse "$first^")" = "$(git -C "$TG_ROOT" rev-parse "$PREV_COMMIT^{commit}")" ]
+}
+check "commit $PREV_COMMIT is the last whose toygun.control says $PREV_VERSION" prev_is_last
 
 VERSION=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$TG_ROOT/toygun.control")
 # PGXN wants a semantic version: 0.4 is 0.4.0 in META.json and the zip's name
@@ -149,8 +157,11 @@ ARCH=$(dpkg --print-architecture)
 EXT=postgresql-15-toygun_${VERSION}_$ARCH.deb
 CLI=toygun-cli_${VERSION}_all.deb
 OLD=postgresql-15-toygun_${PREV_VERSION}_$ARCH.deb
-check "the packages are $EXT, $CLI and $OLD" \
-	[ -f "$DEBS/new/$EXT" ] && [ -f "$DEBS/new/$CLI" ] && [ -f "$DEBS/old/$OLD" ]
+have_debs() {
+	[ -f "$DEBS/new/$EXT" ] && [ -f "$DEBS/new/$CLI" ] && [ -f "$DEBS/old/$OLD" ] &&
+		! ls "$DEBS/old/"toygun-cli_* >/dev/null 2>&1
+}
+check "the packages are $EXT, $CLI and $OLD ($PREV_VERSION had no CLI)" have_debs
 deps=$(dpkg-deb -f "$DEBS/new/$EXT" Depends)
 check "$EXT depends on libsodium23 and postgresql-15 ($deps)" \
 	grep -qE '(^|, )libsodium23( |,|$).*(^|, )postgresql-15( |,|$)|(^|, )postgresql-15( |,|$).*(^|, )libsodium23( |,|$)' <<<"$deps"
@@ -191,7 +202,8 @@ check "the chroot has no compiler, make or PostgreSQL/libsodium headers" no_comp
 
 t=$SECONDS
 in_root apt-get update -q >>"$LOG" 2>&1
-if apt_install "/tmp/debs/$OLD"; then
+# as the README says it: apt-get install ./...deb, recommends included (pg_cron)
+if in_root apt-get install -y -q "/tmp/debs/$OLD" >>"$LOG" 2>&1; then
 	ok "apt-get install ./$OLD in the chroot ($((SECONDS - t)) s, PostgreSQL 15 with it)"
 else
 	notok "apt-get install ./$OLD in the chroot"
@@ -210,6 +222,8 @@ shared_preload_libraries = 'toygun'
 toygun.database_name = 'app'
 toygun.keyring_file = '/var/lib/postgresql/keyring'
 EOF
+check "apt installed postgresql-15-cron, which the package recommends" \
+	[ "$(in_root dpkg-query -W -f='${Status}' postgresql-15-cron 2>/dev/null)" = "install ok installed" ]
 check "a cluster preloading toygun $PREV_VERSION starts in the chroot" pg_ctl_ start -w -t 60 -l /var/lib/postgresql/tg.log
 psql_ -d postgres -c "CREATE DATABASE app" 2>>"$LOG"
 q "CREATE EXTENSION toygun" >/dev/null
@@ -247,7 +261,7 @@ old_hist=$(q "SELECT string_agg(from_state || '>' || to_state, ',' ORDER BY step
 # --- the current packages over it: apt-get install, restart, ALTER EXTENSION UPDATE ---
 
 t=$SECONDS
-if apt_install "/tmp/debs/$EXT" "/tmp/debs/$CLI"; then
+if in_root apt-get install -y -q "/tmp/debs/$EXT" "/tmp/debs/$CLI" >>"$LOG" 2>&1; then
 	ok "apt-get install ./$EXT ./$CLI over $PREV_VERSION ($((SECONDS - t)) s)"
 else
 	notok "apt-get install ./$EXT ./$CLI over $PREV_VERSION"
@@ -255,6 +269,7 @@ else
 fi
 check "dpkg has postgresql-15-toygun $VERSION and toygun-cli $VERSION" \
 	[ "$(in_root dpkg-query -W -f='${Version} ' postgresql-15-toygun toygun-cli)" = "$VERSION $VERSION " ]
+
 check "the server restarts on the new toygun.so" pg_ctl_ restart -w -t 60 -m fast -l /var/lib/postgresql/tg.log
 q "ALTER EXTENSION toygun UPDATE" >/dev/null
 check "ALTER EXTENSION toygun UPDATE takes it to $VERSION" \
