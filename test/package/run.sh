@@ -37,9 +37,10 @@ skip() { echo "1..0 # SKIP $*"; exit 0; }
 command -v debootstrap >/dev/null || skip "debootstrap is not installed"
 command -v git >/dev/null && git -C "$TG_ROOT" rev-parse -q --verify "$PREV_COMMIT^{commit}" >/dev/null ||
 	skip "no git history in $TG_ROOT: the $PREV_VERSION package is built from commit $PREV_COMMIT"
-reachable() { timeout 20 bash -c "exec 3<>/dev/tcp/$1/80" 2>/dev/null; }
+reachable() { timeout 20 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
 host=${MIRROR#*://}; host=${host%%/*}
-reachable "$host" || skip "the Debian mirror $MIRROR is not reachable"
+case $MIRROR in https:*) mport=443 ;; *) mport=80 ;; esac
+reachable "$host" "$mport" || skip "the Debian mirror $MIRROR is not reachable"
 
 n=0
 failed=0
@@ -61,9 +62,12 @@ in_root() {
 	unshare -m -- sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$R" \
 		env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
 }
-# as_pg CMD...: CMD in the chroot as its postgres user (initdb refuses root)
+# as_pg CMD...: CMD in the chroot as its postgres user (initdb refuses root), by
+# the ids in the chroot's /etc/passwd (the machine's postgres may have others)
+PG_IDS=
 as_pg() {
-	chroot --userspec=postgres:postgres "$R" env -i PATH=/usr/lib/postgresql/15/bin:/usr/bin:/bin \
+	[ -n "$PG_IDS" ] || PG_IDS=$(chroot "$R" id -u postgres):$(chroot "$R" id -g postgres)
+	chroot --userspec="$PG_IDS" "$R" env -i PATH=/usr/lib/postgresql/15/bin:/usr/bin:/bin \
 		HOME=/var/lib/postgresql LANG=C.UTF-8 PGHOST=/tmp PGPORT=$PORT PGUSER=postgres "$@"
 }
 psql_() { as_pg psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
