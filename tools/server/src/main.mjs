@@ -3,6 +3,7 @@
 import { Hono } from 'hono';
 import { serve } from '@hono/node-server';
 import { secureHeaders } from 'hono/secure-headers';
+import { bodyLimit } from 'hono/body-limit';
 import { getCookie } from 'hono/cookie';
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -67,6 +68,21 @@ app.use('*', secureHeaders({
   strictTransportSecurity: config.secure ? 'max-age=31536000' : false,
   crossOriginEmbedderPolicy: false,
 }));
+// Bodies: a sign-in needs a few KiB, anything else at most 1 MiB (a transition's
+// attrs); larger ones are refused with 413 before they are read (Content-Length)
+// or as soon as they pass the limit (chunked), so nobody unsigned-in can make
+// the server hold megabytes or send them to PostgreSQL as a "password".
+export const SIGNIN_BODY_MAX = 8 * 1024;
+export const BODY_MAX = 1024 * 1024;
+const tooLarge = (max) => (c) => {
+  const message = `the request body is larger than ${max} bytes, the server's limit for ${c.req.path}`;
+  if (c.req.path.startsWith('/api/'))
+    return c.json({ error: { sqlstate: null, message, detail: null, hint: null, code: 'too_large' } }, 413);
+  return c.text(`${message}\n`, 413);
+};
+for (const p of ['/signin', '/api/v1/signin'])
+  app.use(p, bodyLimit({ maxSize: SIGNIN_BODY_MAX, onError: tooLarge(SIGNIN_BODY_MAX) }));
+app.use('*', bodyLimit({ maxSize: BODY_MAX, onError: tooLarge(BODY_MAX) }));
 app.use('*', async (c, next) => {
   c.set('session', store.get(getCookie(c, cookies.session)));
   await next();

@@ -190,7 +190,10 @@ ${nextUrl ? html`<p><a id="next" href="${nextUrl}">next page →</a></p>` : ''}`
       if (statusOf(e) === 404) return notFound(c);
       return errorPage(c, e);
     }
-    const flash = c.req.query('done') ? `${c.req.query('done')}: done` : null;
+    // the flash names one of our actions, never text from the URL (a link could
+    // otherwise make the dashboard say anything)
+    const done = c.req.query('done');
+    const flash = q.ACTIONS.includes(done) ? `${done}: done` : null;
     return c.html(page({ title: `Run ${id}`, session: s, flash, body: runBody(s, d) }));
   });
 
@@ -214,7 +217,7 @@ ${nextUrl ? html`<p><a id="next" href="${nextUrl}">next page →</a></p>` : ''}`
     try {
       const alarms = await run(c, (client) => q.listAlarms(client, { state, limit: 200 }));
       const done = c.req.query('done');
-      return c.html(page({ title: 'Alarms', session: s, flash: done ? `${done}: done` : null, body: html`<h1>Alarms</h1>
+      return c.html(page({ title: 'Alarms', session: s, flash: done === 'snooze' || done === 'close' ? `${done}: done` : null, body: html`<h1>Alarms</h1>
 <p class="tabs">${['open', 'active', 'snoozed', 'closed', 'all'].map((x) => html`<a href="/alarms?state=${x}" class="${x === state ? 'current' : ''}">${x}</a> `)}</p>
 ${alarmTable(s, alarms, 'alarms', true)}` }));
     } catch (e) { return errorPage(c, e); }

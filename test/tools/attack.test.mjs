@@ -1,0 +1,168 @@
+// A hostile review of the server (issue 18): what a hostile tenant, a curious
+// colleague with a weak role and an attacker on the network try. Each test
+// is one attack and the answer the server must give. Run as the postgres OS
+// user with PGBIN, TG_PORT and TG_WORK (see test/tools/cluster.mjs).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import fs from 'node:fs';
+import { initCluster, ROOT, WORK } from './cluster.mjs';
+
+const NODE = process.execPath;
+const MAIN = path.join(ROOT, 'tools/server/src/main.mjs');
+let db, srv;
+const ids = {};
+
+function startServer(extra = [], dbHost = null) {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(NODE, [MAIN, '--listen', '127.0.0.1:0', '--db-host', dbHost ?? db.dir, '--db-port', String(db.port),
+      '--db-name', 'tg', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    const timer = setTimeout(() => { proc.kill(); reject(new Error(`server did not start in 15 s: ${err}`)); }, 15000);
+    proc.stderr.on('data', (d) => { err += d; });
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /toygun-server listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ url: m[1], proc, stderr: () => err,
+          stop: () => new Promise((r) => { if (proc.exitCode !== null) return r(proc.exitCode); proc.once('exit', (code) => r(code)); proc.kill('SIGTERM'); }) });
+      }
+    });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${err}`)); });
+  });
+}
+
+async function req(s, method, p, opts = {}) {
+  const headers = { ...(opts.headers || {}) };
+  if (opts.cookie) headers.cookie = opts.cookie;
+  if (opts.csrf) headers['x-csrf-token'] = opts.csrf;
+  if (method !== 'GET' && opts.origin !== null) headers.origin = opts.origin ?? s.url;
+  if (opts.auth) headers.authorization = 'Basic ' + Buffer.from(opts.auth).toString('base64');
+  let body = opts.body;
+  if (opts.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(opts.json); }
+  if (opts.form) { headers['content-type'] = 'application/x-www-form-urlencoded'; body = new URLSearchParams(opts.form).toString(); }
+  const r = await fetch(s.url + p, { method, headers, body, redirect: 'manual' });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch { /* html or text */ }
+  return { status: r.status, headers: r.headers, text, json, setCookie: r.headers.getSetCookie() };
+}
+
+const cookieOf = (setCookie, name) => {
+  const c = setCookie.find((x) => x.startsWith(name + '='));
+  return c ? c.split(';')[0] : null;
+};
+
+async function apiSignin(s, role, password = `pw of ${role}`) {
+  const r = await req(s, 'POST', '/api/v1/signin', { json: { role, password } });
+  assert.equal(r.status, 200, `sign-in as ${role}: ${r.text}`);
+  return { cookie: cookieOf(r.setCookie, 'toygun'), csrf: r.json.csrf };
+}
+
+async function poll(what, seconds, fn) {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`waited ${seconds} s for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// A POST of a big body with curl (which reads an early answer while it
+// sends; Node's clients lose it when the server closes first): {status, text}.
+function bigPost(s, p, contentType, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const args = ['-s', '-o', '-', '-w', '\n%{http_code}', '-X', 'POST', '-H', `content-type: ${contentType}`, '-H', `origin: ${s.url}`,
+      ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]), '--data-binary', '@-', s.url + p];
+    const proc = spawn('curl', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d) => { out += d; });
+    proc.stdin.on('error', () => {});
+    proc.on('error', reject);
+    proc.on('exit', () => {
+      const i = out.lastIndexOf('\n');
+      resolve({ status: Number(out.slice(i + 1)), text: out.slice(0, i) });
+    });
+    proc.stdin.end(body);
+  });
+}
+
+const XSS = '"><img src=x onerror=alert(1)><script>alert(2)</script>';
+
+before(async () => {
+  db = initCluster('attack', {
+    settings: ["toygun.database_name = 'tg'", 'toygun.workers = 1', "cron.database_name = 'tg'"],
+    hba: ['local all +scrammed scram-sha-256'],
+  });
+  db.psql('postgres', 'CREATE DATABASE tg');
+  db.psql('tg', `
+CREATE EXTENSION pg_cron;
+CREATE EXTENSION toygun;
+CREATE ROLE alice LOGIN PASSWORD 'pw of alice';
+CREATE ROLE bob LOGIN PASSWORD 'pw of bob';
+CREATE ROLE dave LOGIN PASSWORD 'pw of dave';
+CREATE ROLE erin LOGIN PASSWORD 'pw of erin';
+CREATE ROLE frank LOGIN PASSWORD 'pw of frank';
+CREATE ROLE gina LOGIN PASSWORD 'pw of gina';
+CREATE ROLE "odd"" -c role=postgres" LOGIN PASSWORD 'pw of odd';
+CREATE ROLE scrammed NOLOGIN;
+GRANT scrammed TO alice, bob, dave, erin, frank, gina, "odd"" -c role=postgres";
+CREATE FUNCTION idle(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stay(wait => '1 hour') $$;
+SELECT toygun.define_resource('box', owner => 'alice');
+SELECT toygun.define_task('box', 'idle', '{one,two}', 'idle(toygun.task)', owner => 'alice');
+SELECT toygun.define_resource('crate', owner => 'bob');
+SELECT toygun.define_task('crate', 'idle', '{one}', 'idle(toygun.task)', owner => 'bob');
+SELECT toygun.grant_type('box', 'dave', '{read}');
+SELECT toygun.grant_type('box', 'erin', '{read}');
+SELECT toygun.grant_type('box', 'frank', '{read}');
+SELECT toygun.grant_type('box', 'gina', '{read}');`);
+  ids.box = db.psql('tg', "SET ROLE alice; SELECT toygun.create_resource('box')").split('\n').pop();
+  ids.crate = db.psql('tg', "SET ROLE bob; SELECT toygun.create_resource('crate')").split('\n').pop();
+  ids.boxRun = db.psql('tg', `SET ROLE alice; SELECT toygun.start_task('${ids.box}', 'idle', '{"${XSS.replace(/"/g, '\\"')}": "${XSS.replace(/"/g, '\\"')}"}')`).split('\n').pop();
+  ids.crateRun = db.psql('tg', `SET ROLE bob; SELECT toygun.start_task('${ids.crate}', 'idle')`).split('\n').pop();
+  db.waitFor('tg', `SELECT count(*) = 2 FROM toygun.task WHERE state = 'one'`, 30);
+  db.psql('tg', `SET ROLE bob; SELECT toygun.panic_task('${ids.crateRun}', 'crate secret message', 'crate secret reason')`);
+  srv = await startServer(['--max-sessions-per-role', '20']);
+});
+
+after(async () => {
+  if (srv) await srv.stop();
+  db?.stop();
+});
+
+test('a huge body is refused (413) before it is read: sign-in forms, the API, a page POST', async () => {
+  const big = 'x'.repeat(2 * 1024 * 1024);
+  const a = await bigPost(srv, '/api/v1/signin', 'application/json', JSON.stringify({ role: 'alice', password: big }));
+  assert.equal(a.status, 413, a.text.slice(0, 200));
+  assert.match(JSON.parse(a.text).error.message, /body is larger than 8192 bytes/);
+  const f = await bigPost(srv, '/signin', 'application/x-www-form-urlencoded', new URLSearchParams({ role: 'alice', password: big, _csrf: 'x' }).toString());
+  assert.equal(f.status, 413);
+  // a sign-in body needs no more than a few KiB
+  const mid = await req(srv, 'POST', '/api/v1/signin', { json: { role: 'alice', password: 'y'.repeat(20000) } });
+  assert.equal(mid.status, 413);
+  const s = await apiSignin(srv, 'alice');
+  const r = await bigPost(srv, `/api/v1/runs/${ids.boxRun}/retry`, 'application/json', JSON.stringify({ reason: big }),
+    { cookie: s.cookie, 'x-csrf-token': s.csrf });
+  assert.equal(r.status, 413);
+  const p = await bigPost(srv, `/runs/${ids.boxRun}/retry`, 'application/x-www-form-urlencoded', `reason=${big}`, { cookie: s.cookie });
+  assert.equal(p.status, 413);
+  // a body under the limit is read as before
+  const ok = await req(srv, 'POST', `/api/v1/runs/${ids.boxRun}/retry`, { cookie: s.cookie, csrf: s.csrf, json: { reason: 'r'.repeat(100000) } });
+  assert.notEqual(ok.status, 413);
+});
+
+test('a flash message is never text from the URL (no content spoofing)', async () => {
+  const s = await apiSignin(srv, 'alice');
+  const lure = 'Your session expired, sign in at evil.example';
+  const r = await req(srv, 'GET', `/runs/${ids.boxRun}?done=${encodeURIComponent(lure)}`, { cookie: s.cookie });
+  assert.equal(r.status, 200);
+  assert.doesNotMatch(r.text, /evil\.example/);
+  const a = await req(srv, 'GET', `/alarms?done=${encodeURIComponent(lure)}`, { cookie: s.cookie });
+  assert.doesNotMatch(a.text, /evil\.example/);
+  const ok = await req(srv, 'GET', `/runs/${ids.boxRun}?done=retry`, { cookie: s.cookie });
+  assert.match(ok.text, /class="flash[^"]*">retry: done/);
+});
