@@ -166,3 +166,37 @@ test('a flash message is never text from the URL (no content spoofing)', async (
   const ok = await req(srv, 'GET', `/runs/${ids.boxRun}?done=retry`, { cookie: s.cookie });
   assert.match(ok.text, /class="flash[^"]*">retry: done/);
 });
+
+test('sign-ins in progress are capped (--max-signins-pending): a flood cannot hold every backend', async () => {
+  // a "PostgreSQL" that accepts connections and never answers: each sign-in stays in progress
+  const dir = fs.mkdtempSync(path.join(WORK, 'hang-'));
+  const held = [];
+  const fake = net.createServer((sock) => { held.push(sock); sock.on('error', () => {}); });
+  await new Promise((r) => fake.listen(path.join(dir, `.s.PGSQL.${db.port}`), r));
+  let s;
+  try {
+    s = await startServer(['--max-signins-pending', '3'], dir);
+    const tries = Array.from({ length: 8 }, (_, i) =>
+      req(s, 'POST', '/api/v1/signin', { json: { role: `r${i}`, password: 'x' } }));
+    // five answer at once, refused; three wait on the silent server
+    const quick = await new Promise((resolve) => {
+      const done = [];
+      tries.forEach((p) => p.then((r) => { done.push(r); if (done.length === 5) resolve(done); }, () => {}));
+      setTimeout(() => resolve(done), 5000);
+    });
+    assert.equal(quick.length, 5, 'five answers within 5 s');
+    for (const r of quick) {
+      assert.equal(r.status, 503);
+      assert.match(r.json.error.message, /too many sign-ins in progress.*--max-signins-pending is 3/);
+    }
+    assert.equal(held.length, 3, 'only three connections were opened');
+    // /metrics' new connections count too
+    const m = await req(s, 'GET', '/metrics', { auth: 'x:y' });
+    assert.equal(m.status, 503);
+    assert.match(m.text, /too many sign-ins in progress/);
+  } finally {
+    await s?.stop();
+    for (const sock of held) sock.destroy();
+    fake.close();
+  }
+});

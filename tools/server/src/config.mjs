@@ -15,6 +15,7 @@ const OPTIONS = {
   'no-deliver': { type: 'boolean' },
   'max-sessions': { type: 'string' },
   'max-sessions-per-role': { type: 'string' },
+  'max-signins-pending': { type: 'string' },
   'session-idle': { type: 'string' },
   'session-max': { type: 'string' },
   'stats-every': { type: 'string' },
@@ -39,6 +40,8 @@ export const USAGE = `usage: node tools/server/src/main.mjs [options]
                               required when --listen is not a loopback address
   --max-sessions N            signed-in sessions at once, each one PostgreSQL connection (default 50)
   --max-sessions-per-role N   (default 5)
+  --max-signins-pending N     sign-ins (and new /metrics connections) checked at once; more are
+                              refused with 503 (default 10)
   --session-idle SECONDS      a session unused this long ends (default 1800)
   --session-max SECONDS       a session ends this long after sign-in (default 43200)
   --deliver / --no-deliver    run the alarm deliverer in this process (TOYGUN_DELIVER=1; see the README)
@@ -108,6 +111,7 @@ export function parseConfig(argv, env = process.env) {
     origin: publicUrl ? publicUrl.origin : null,
     maxSessions: int('max-sessions', v['max-sessions'] ?? '50', 1),
     maxSessionsPerRole: int('max-sessions-per-role', v['max-sessions-per-role'] ?? '5', 1),
+    maxSigninsPending: int('max-signins-pending', v['max-signins-pending'] ?? '10', 1),
     sessionIdleMs: 1000 * int('session-idle', v['session-idle'] ?? '1800', 1),
     sessionMaxMs: 1000 * int('session-max', v['session-max'] ?? '43200', 1),
     statsEveryMs: 1000 * int('stats-every', v['stats-every'] ?? '30', 0),

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parseConfig, UsageError, USAGE } from './config.mjs';
 import { SessionStore } from './session.mjs';
+import { setMaxPending } from './auth.mjs';
 import { pageRoutes } from './pages.mjs';
 import { apiRoutes } from './api.mjs';
 import { metricsRoutes } from './metrics.mjs';
@@ -38,6 +39,7 @@ const cookies = {
 if (!config.secure)
   log('plain HTTP on loopback: the session cookie is "toygun", without Secure (give --public-url https://... behind a TLS proxy)');
 
+setMaxPending(config.maxSigninsPending);
 const store = new SessionStore({
   max: config.maxSessions, maxPerRole: config.maxSessionsPerRole,
   idleMs: config.sessionIdleMs, maxMs: config.sessionMaxMs, log,
