@@ -200,3 +200,47 @@ test('sign-ins in progress are capped (--max-signins-pending): a flood cannot ho
     fake.close();
   }
 });
+
+test('a role made NOLOGIN, expired (VALID UNTIL) or dropped loses its session at its next request', async () => {
+  const e = await apiSignin(srv, 'erin');
+  const f = await apiSignin(srv, 'frank');
+  const g = await apiSignin(srv, 'gina');
+  const gp = await apiSignin(srv, 'gina');
+  for (const x of [e, f, g]) assert.equal((await req(srv, 'GET', '/api/v1/status', { cookie: x.cookie })).status, 200);
+  db.psql('tg', "ALTER ROLE erin NOLOGIN; ALTER ROLE frank VALID UNTIL '2000-01-01'; " +
+    "SELECT toygun.revoke_type('box', 'gina'); REVOKE scrammed FROM gina; DROP ROLE gina");
+  for (const [x, who] of [[e, 'erin'], [f, 'frank'], [g, 'gina']]) {
+    const r = await req(srv, 'GET', '/api/v1/status', { cookie: x.cookie });
+    assert.equal(r.status, 401, `${who}: ${r.text}`);
+    assert.match(r.json.error.message, /your session ended \(the role may no longer sign in/);
+  }
+  const p = await req(srv, 'GET', '/runs', { cookie: gp.cookie });
+  assert.equal(p.status, 303, 'a page goes to the sign-in form');
+  assert.match(p.headers.get('location'), /^\/signin/);
+  assert.equal(db.psql('tg', "SELECT count(*) FROM pg_stat_activity WHERE application_name IN ('toygun-web:erin', 'toygun-web:frank', 'toygun-web:gina')"), '0',
+    'their connections are closed');
+  // and /metrics' cached connection of a role made NOLOGIN stops answering at its next scrape
+  const m1 = await req(srv, 'GET', '/metrics', { auth: 'dave:pw of dave' });
+  assert.equal(m1.status, 200);
+  db.psql('tg', 'ALTER ROLE dave NOLOGIN');
+  try {
+    const m2 = await req(srv, 'GET', '/metrics', { auth: 'dave:pw of dave' });
+    assert.equal(m2.status, 401, m2.text);
+    assert.match(m2.text, /may no longer sign in/);
+  } finally { db.psql('tg', 'ALTER ROLE dave LOGIN'); }
+});
+
+test('/metrics: a cached connection is checked again by SCRAM after --metrics-reauth; an old password then fails', async () => {
+  const s = await startServer(['--metrics-reauth', '2']);
+  try {
+    assert.equal((await req(s, 'GET', '/metrics', { auth: 'alice:pw of alice' })).status, 200);
+    db.psql('tg', "ALTER ROLE alice PASSWORD 'new pw of alice'");
+    // within the bound the warm connection still answers; after it the old password is refused
+    await poll('the old password to be refused', 10, async () =>
+      (await req(s, 'GET', '/metrics', { auth: 'alice:pw of alice' })).status === 401);
+    assert.equal((await req(s, 'GET', '/metrics', { auth: 'alice:new pw of alice' })).status, 200);
+  } finally {
+    db.psql('tg', "ALTER ROLE alice PASSWORD 'pw of alice'");
+    await s.stop();
+  }
+});

@@ -19,6 +19,7 @@ const OPTIONS = {
   'session-idle': { type: 'string' },
   'session-max': { type: 'string' },
   'stats-every': { type: 'string' },
+  'metrics-reauth': { type: 'string' },
   // the deliverer's (deliver-options.mjs reads them)
   'deliverer-db': { type: 'string' },
   'pagerduty-url': { type: 'string' },
@@ -44,6 +45,8 @@ export const USAGE = `usage: node tools/server/src/main.mjs [options]
                               refused with 503 (default 10)
   --session-idle SECONDS      a session unused this long ends (default 1800)
   --session-max SECONDS       a session ends this long after sign-in (default 43200)
+  --metrics-reauth SECONDS    /metrics keeps a scraper's connection at most this long, then checks
+                              its password by SCRAM again (default 300)
   --deliver / --no-deliver    run the alarm deliverer in this process (TOYGUN_DELIVER=1; see the README)
   --deliverer-db URL          the deliverer's own connection (TOYGUN_DELIVERER_DB; else libpq's PG* environment)
   --pagerduty-url URL         PagerDuty Events v2 endpoint (TOYGUN_PAGERDUTY_URL)
@@ -114,6 +117,7 @@ export function parseConfig(argv, env = process.env) {
     maxSigninsPending: int('max-signins-pending', v['max-signins-pending'] ?? '10', 1),
     sessionIdleMs: 1000 * int('session-idle', v['session-idle'] ?? '1800', 1),
     sessionMaxMs: 1000 * int('session-max', v['session-max'] ?? '43200', 1),
+    metricsReauthMs: 1000 * int('metrics-reauth', v['metrics-reauth'] ?? '300', 1),
     statsEveryMs: 1000 * int('stats-every', v['stats-every'] ?? '30', 0),
     deliver: deliverer.enabled,
     deliverer,

@@ -95,6 +95,7 @@ The password is checked by PostgreSQL with SCRAM and is not kept.</p>`,
 
   const run = (c, fn) => store.run(c.get('session'), fn);
   const errorPage = (c, e) => {
+    if (e.ended) return c.redirect('/signin?ended=1', 303);
     const status = statusOf(e);
     if (status >= 500 && status !== 501 && status !== 503) log(`error: ${e.stack || e}`);
     return c.html(page({ title: 'Error', session: c.get('session'),
