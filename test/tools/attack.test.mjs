@@ -244,3 +244,87 @@ test('/metrics: a cached connection is checked again by SCRAM after --metrics-re
     await s.stop();
   }
 });
+
+test('a weak role (read on box) learns nothing of crate through any route', async () => {
+  const d = await apiSignin(srv, 'dave');
+  const get = (p) => req(srv, 'GET', p, { cookie: d.cookie });
+  const nowhere = '01890000-0000-7000-8000-000000000000';
+  // a run of another type answers exactly as a run that does not exist
+  const other = await get(`/api/v1/runs/${ids.crateRun}`);
+  const none = await get(`/api/v1/runs/${nowhere}`);
+  assert.equal(other.status, 404);
+  assert.equal(none.status, 404);
+  assert.equal(other.text.replaceAll(ids.crateRun, 'ID'), none.text.replaceAll(nowhere, 'ID'));
+  const page = await get(`/runs/${ids.crateRun}`);
+  assert.equal(page.status, 404);
+  assert.doesNotMatch(page.text, /crate/);
+  // repairs: refused as not found, not as forbidden (which would say it exists)
+  for (const action of ['retry', 'stop', 'panic']) {
+    const r1 = await req(srv, 'POST', `/api/v1/runs/${ids.crateRun}/${action}`, { cookie: d.cookie, csrf: d.csrf, json: { reason: 'x' } });
+    const r2 = await req(srv, 'POST', `/api/v1/runs/${nowhere}/${action}`, { cookie: d.cookie, csrf: d.csrf, json: { reason: 'x' } });
+    assert.equal(r1.status, r2.status, `${action}: ${r1.text} vs ${r2.text}`);
+    assert.equal(r1.text.replaceAll(ids.crateRun, 'ID'), r2.text.replaceAll(nowhere, 'ID'));
+  }
+  // lists, with crafted cursors and filters
+  const cursor = `r1:${'ffffffff-ffff-7fff-bfff-ffffffffffff'}`;
+  for (const p of ['/api/v1/runs', '/api/v1/runs?panicked=1', '/api/v1/runs?failing=1', '/api/v1/runs?due=1',
+    `/api/v1/runs?after=${cursor}`, `/api/v1/runs?after=r1:${ids.crateRun}`, `/api/v1/runs?resource=${ids.crate}`,
+    `/api/v1/runs?state=__panic__`, '/api/v1/alarms?state=all', '/api/v1/alarms?type=crate&state=all',
+    '/api/v1/schedules', '/api/v1/schedules?type=crate', '/api/v1/series?window=1h', '/api/v1/status',
+    '/', '/runs?panicked=1', '/alarms?state=all', '/schedules']) {
+    const r = await get(p);
+    assert.ok(r.status === 200 || r.status === 404, `${p}: ${r.status} ${r.text.slice(0, 200)}`);
+    assert.doesNotMatch(r.text, new RegExp(`crate(?!&quot;|\\b" does)|${ids.crateRun}|${ids.crate}`), `${p} shows nothing of crate: ${r.text.slice(0, 300)}`);
+  }
+  assert.equal((await get('/api/v1/status')).json.panicked, 0, "crate's panicked run is not counted");
+  // a filter on another's type shows no run (type names themselves are public:
+  // toygun.resource_type is readable by every role, so 42704 for a type that
+  // does not exist tells nothing new)
+  const t1 = await get('/api/v1/runs?type=crate');
+  assert.deepEqual(t1.json, { runs: [], next: null });
+  const m = await req(srv, 'GET', '/metrics', { auth: 'dave:pw of dave' });
+  assert.equal(m.status, 200);
+  assert.doesNotMatch(m.text, /crate/);
+});
+
+test('nothing a tenant writes is markup on any page: run, alarms, overview, filters echoed back, sign-in form', async () => {
+  const a = await apiSignin(srv, 'alice');
+  const r = await req(srv, 'POST', `/api/v1/runs/${ids.boxRun}/panic`, { cookie: a.cookie, csrf: a.csrf, json: { reason: XSS, message: XSS } });
+  assert.equal(r.status, 200, r.text);
+  const q = encodeURIComponent(XSS);
+  const pages = [`/runs/${ids.boxRun}`, '/alarms?state=all', '/', `/runs?state=${q}&task=${q}&resource=${q}`, `/runs?task=idle&state=${q}`,
+    `/alarms?state=${q}`, `/schedules?type=${q}`];
+  for (const p of pages) {
+    const x = await req(srv, 'GET', p, { cookie: a.cookie });
+    assert.doesNotMatch(x.text, /<img src=x|<script>alert/, `${p} holds no raw markup of a tenant`);
+  }
+  const run = await req(srv, 'GET', `/runs/${ids.boxRun}`, { cookie: a.cookie });
+  assert.match(run.text, /&lt;script&gt;alert\(2\)&lt;\/script&gt;/, 'shown, escaped');
+  const g = await req(srv, 'GET', '/signin');
+  const token = /name="_csrf" value="([^"]+)"/.exec(g.text)[1];
+  const f = await req(srv, 'POST', '/signin', { cookie: cookieOf(g.setCookie, 'toygun-signin'), form: { _csrf: token, role: XSS, password: 'x' } });
+  assert.doesNotMatch(f.text, /<img src=x|<script>alert/);
+  // every page says: no framing, no inline script, not cached
+  assert.match(run.headers.get('content-security-policy'), /frame-ancestors 'none'/);
+  assert.match(run.headers.get('content-security-policy'), /script-src 'self'(;|$)/);
+  assert.equal(run.headers.get('cache-control'), 'no-store');
+});
+
+test('sign-in with odd role names and passwords: refused or checked by PostgreSQL, nothing injected', async () => {
+  const odd = 'odd" -c role=postgres';
+  const s = await apiSignin(srv, odd, 'pw of odd');
+  const w = await req(srv, 'GET', '/api/v1/session', { cookie: s.cookie });
+  assert.equal(w.json.whoami.role, odd);
+  assert.equal(w.json.whoami.superuser, false);
+  for (const role of ['alice\u0000', 'alice options=-crole=postgres', "alice' OR '1'='1", 'postgres', 'host=/tmp user=postgres']) {
+    const r = await req(srv, 'POST', '/api/v1/signin', { json: { role, password: 'x' } });
+    assert.ok([400, 401].includes(r.status), `${JSON.stringify(role)}: ${r.status} ${r.text}`);
+  }
+  for (const password of [' ', 'pw of alice\u0000', ['pw of alice'], { toString: 'pw of alice' }]) {
+    const r = await req(srv, 'POST', '/api/v1/signin', { json: { role: 'alice', password } });
+    assert.ok([400, 401].includes(r.status), `${JSON.stringify(password)}: ${r.status} ${r.text}`);
+  }
+  // a session id chosen by an attacker is not a session
+  const fixed = await req(srv, 'GET', '/api/v1/session', { cookie: 'toygun=' + 'A'.repeat(43) });
+  assert.equal(fixed.status, 401);
+});

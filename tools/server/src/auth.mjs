@@ -38,6 +38,8 @@ export async function connectAs(db, role, password, applicationName) {
     throw new AuthError('sign-in needs a role name (1 to 63 characters)', 400);
   if (typeof password !== 'string' || password === '')
     throw new AuthError('sign-in needs a password', 400);
+  if (role.includes('\0') || password.includes('\0'))
+    throw new AuthError('a role name or password cannot hold a NUL character', 400);
   if (pending >= maxPending)
     throw new AuthError(`too many sign-ins in progress: the server's limit --max-signins-pending is ${maxPending}; ` +
       'try again in a moment', 503);

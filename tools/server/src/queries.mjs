@@ -55,6 +55,10 @@ export async function repair(client, id, action, b) {
   const reason = typeof b.reason === 'string' ? b.reason.trim() : '';
   if (!reason) throw new HttpError(400, 'a reason is required for repairs made from the dashboard or the API',
     { hint: 'give "reason": it is kept in the run\'s history' });
+  // A run the caller may not read is answered as one that does not exist: the
+  // repair functions' 42501 would name its type and its owner.
+  const seen = await client.query('SELECT EXISTS (SELECT FROM ONLY toygun.task t WHERE t.id = $1::uuid) AS ok', [id]);
+  if (!seen.rows[0].ok) throw new HttpError(404, `task ${id} does not exist`, { sqlstate: 'P0002' });
   let r;
   switch (action) {
     case 'retry':
