@@ -328,3 +328,16 @@ test('sign-in with odd role names and passwords: refused or checked by PostgreSQ
   const fixed = await req(srv, 'GET', '/api/v1/session', { cookie: 'toygun=' + 'A'.repeat(43) });
   assert.equal(fixed.status, 401);
 });
+
+test("the overview's cached counts follow a revoke at once: cached per role and its readable types", async () => {
+  const d = await apiSignin(srv, 'dave');
+  const before = await req(srv, 'GET', '/', { cookie: d.cookie });
+  assert.match(before.text, /<td class="resource_type">box<\/td>/);
+  db.psql('tg', "SELECT toygun.revoke_type('box', 'dave')");
+  try {
+    const after = await req(srv, 'GET', '/', { cookie: d.cookie });
+    assert.doesNotMatch(after.text, /<td class="resource_type">box<\/td>/, 'no counts of a type no longer readable');
+  } finally {
+    db.psql('tg', "SELECT toygun.grant_type('box', 'dave', '{read}')");
+  }
+});

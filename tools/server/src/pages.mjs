@@ -10,7 +10,7 @@ import { html, page, table, csrfField, attrsView, fmtTime, fmtValue } from './re
 
 export function pageRoutes({ config, store, cookies, log }) {
   const app = new Hono();
-  const statsCache = new Map();   // role → {at, rows}: toygun.stats is a full scan of live runs
+  const statsCache = new Map();   // [role, readable types] → {at, rows}: toygun.stats is a full scan of live runs
 
   const signinForm = (c, { error = null, note = null, status = 200, role = '' } = {}) => {
     // Reuse the browser's pre-session token: a second GET (another tab, a
@@ -115,10 +115,16 @@ ${e.hint ? html`<p class="hint">hint: ${e.hint}</p>` : ''}${e.code ? html`<p cla
     const s = c.get('session');
     try {
       const { status, alarms, counts } = await run(c, async (client) => {
-        let counts = statsCache.get(s.role);
+        // cached per role and the types it reads now: a grant or a revoke
+        // shows at once, and two roles never share counts
+        const types = (await client.query('SELECT toygun.readable_types() AS t')).rows[0].t;
+        const key = JSON.stringify([s.role, types]);
+        let counts = statsCache.get(key);
         if (!counts || Date.now() - counts.at > config.statsEveryMs) {
           counts = { at: Date.now(), rows: await q.stats(client) };
-          statsCache.set(s.role, counts);
+          statsCache.delete(key);
+          statsCache.set(key, counts);
+          if (statsCache.size > 200) statsCache.delete(statsCache.keys().next().value);
         }
         return { status: await q.opsStatus(client), alarms: await q.listAlarms(client, { limit: 10 }), counts };
       });
