@@ -341,3 +341,14 @@ test("the overview's cached counts follow a revoke at once: cached per role and 
     db.psql('tg', "SELECT toygun.grant_type('box', 'dave', '{read}')");
   }
 });
+
+test('alarm lists show the first 4,000 characters of a message: a tenant cannot make every list page megabytes', async () => {
+  db.psql('tg', `SET ROLE alice; SELECT toygun.raise_alarm('${ids.box}', 'huge', repeat('y', 1000000))`);
+  const a = await apiSignin(srv, 'alice');
+  const r = await req(srv, 'GET', '/api/v1/alarms?state=all', { cookie: a.cookie });
+  const huge = r.json.find((x) => x.kind === 'huge');
+  assert.equal(huge.message.length, 4001);
+  assert.ok(huge.message.endsWith('…'));
+  const p = await req(srv, 'GET', '/alarms', { cookie: a.cookie });
+  assert.ok(p.text.length < 100000, `the alarms page is ${p.text.length} characters`);
+});

@@ -96,7 +96,9 @@ export async function listAlarms(client, f) {
   const after = opt(f.after);
   if (after !== null) needUuid(after, 'after');
   const r = await client.query(
-    'SELECT id, object_id, object_kind, resource_type, task, kind, state, message, first_raised_at, ' +
+    // a message is written by whoever raised the alarm: lists show its first 4,000 characters
+    "SELECT id, object_id, object_kind, resource_type, task, kind, state, CASE WHEN length(message) > 4000 " +
+    "THEN left(message, 4000) || '…' ELSE message END AS message, first_raised_at, " +
     'last_raised_at, count, snoozed_until, closed_at, closed_reason, closed_by::text AS closed_by ' +
     'FROM toygun.list_alarms(state => $1, kind => $2, type => $3, "limit" => $4, after => $5::uuid)',
     [opt(f.state) ?? 'open', opt(f.kind), opt(f.type), limit, after]);
