@@ -352,3 +352,18 @@ test('alarm lists show the first 4,000 characters of a message: a tenant cannot 
   const p = await req(srv, 'GET', '/alarms', { cookie: a.cookie });
   assert.ok(p.text.length < 100000, `the alarms page is ${p.text.length} characters`);
 });
+
+test('sign-out closes the PostgreSQL connection; the old cookie and CSRF token are dead', async () => {
+  const b = await apiSignin(srv, 'bob');
+  const app = "application_name = 'toygun-web:bob'";
+  const before = Number(db.psql('tg', `SELECT count(*) FROM pg_stat_activity WHERE ${app}`));
+  assert.ok(before >= 1);
+  const o = await req(srv, 'POST', '/api/v1/signout', { cookie: b.cookie, csrf: b.csrf });
+  assert.equal(o.status, 200);
+  await poll('the backend to go', 10, async () => Number(db.psql('tg', `SELECT count(*) FROM pg_stat_activity WHERE ${app}`)) === before - 1);
+  const r = await req(srv, 'POST', `/api/v1/runs/${ids.crateRun}/retry`, { cookie: b.cookie, csrf: b.csrf, json: { reason: 'replayed' } });
+  assert.equal(r.status, 401);
+  // and the server's log never holds a session id or a password
+  assert.doesNotMatch(srv.stderr(), new RegExp(b.cookie.split('=')[1]));
+  assert.doesNotMatch(srv.stderr(), /pw of /);
+});
