@@ -367,3 +367,18 @@ test('sign-out closes the PostgreSQL connection; the old cookie and CSRF token a
   assert.doesNotMatch(srv.stderr(), new RegExp(b.cookie.split('=')[1]));
   assert.doesNotMatch(srv.stderr(), /pw of /);
 });
+
+test("snooze or close of another type's alarm answers as an alarm that does not exist", async () => {
+  const alarm = db.psql('tg', `SELECT id FROM toygun.alarm WHERE object_id = '${ids.crateRun}' LIMIT 1`);
+  assert.match(alarm, /^[0-9a-f-]{36}$/);
+  const nowhere = '01890000-0000-7000-8000-000000000001';
+  const d = await apiSignin(srv, 'dave');
+  for (const [action, body] of [['close', { reason: 'x' }], ['snooze', { for: '1 hour' }]]) {
+    const r1 = await req(srv, 'POST', `/api/v1/alarms/${alarm}/${action}`, { cookie: d.cookie, csrf: d.csrf, json: body });
+    const r2 = await req(srv, 'POST', `/api/v1/alarms/${nowhere}/${action}`, { cookie: d.cookie, csrf: d.csrf, json: body });
+    assert.equal(r1.status, r2.status, `${action}: ${r1.text} vs ${r2.text}`);
+    assert.equal(r1.text.replaceAll(alarm, 'ID'), r2.text.replaceAll(nowhere, 'ID'));
+  }
+  assert.equal(db.psql('tg', `SELECT state || coalesce(snoozed_until::text, '') FROM toygun.alarm WHERE id = '${alarm}'`), 'active',
+    'unchanged');
+});

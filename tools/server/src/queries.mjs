@@ -105,8 +105,17 @@ export async function listAlarms(client, f) {
   return r.rows;
 }
 
+// An alarm the caller may not read is answered as one that does not exist
+// (snooze_alarm's and close_alarm's 42501 would name its type and owner).
+async function needReadableAlarm(client, id) {
+  const r = await client.query('SELECT EXISTS (SELECT FROM toygun.alarms a WHERE a.id = $1::uuid) AS ok', [id]);
+  if (!r.rows[0].ok)
+    throw new HttpError(404, `alarm ${id} does not exist`, { sqlstate: 'P0002', hint: 'toygun.alarms lists the alarms you may read.' });
+}
+
 export async function snoozeAlarm(client, id, b) {
   needUuid(id, 'the alarm id');
+  await needReadableAlarm(client, id);
   let r;
   if (b.for !== undefined && b.for !== '') {
     r = await client.query('SELECT a.id, a.state, a.snoozed_until FROM toygun.snooze_alarm($1::uuid, ' +
@@ -122,6 +131,7 @@ export async function snoozeAlarm(client, id, b) {
 
 export async function closeAlarm(client, id, b) {
   needUuid(id, 'the alarm id');
+  await needReadableAlarm(client, id);
   const r = await client.query('SELECT a.id, a.state, a.closed_at, a.closed_reason FROM toygun.close_alarm($1::uuid, $2) a',
     [id, opt(b.reason)]);
   return r.rows[0];
