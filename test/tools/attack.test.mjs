@@ -382,3 +382,18 @@ test("snooze or close of another type's alarm answers as an alarm that does not 
   assert.equal(db.psql('tg', `SELECT state || coalesce(snoozed_until::text, '') FROM toygun.alarm WHERE id = '${alarm}'`), 'active',
     'unchanged');
 });
+
+test('DNS rebinding: without --public-url, a Host that is not a loopback name is refused (421)', async () => {
+  const curl = (host) => new Promise((resolve) => {
+    const proc = spawn('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', `Host: ${host}`, `${srv.url}/signin`]);
+    let out = '';
+    proc.stdout.on('data', (d) => { out += d; });
+    proc.on('exit', () => resolve(Number(out)));
+  });
+  const port = new URL(srv.url).port;
+  assert.equal(await curl(`evil.example:${port}`), 421);
+  assert.equal(await curl(`127.0.0.1.nip.io:${port}`), 421);
+  assert.equal(await curl(`127.0.0.1:${port}`), 200);
+  assert.equal(await curl(`localhost:${port}`), 200);
+  assert.equal(await curl(`[::1]:${port}`), 200);
+});

@@ -65,7 +65,7 @@ function int(name, value, min) {
 }
 
 export function isLoopback(host) {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 export function parseConfig(argv, env = process.env) {

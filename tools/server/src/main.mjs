@@ -8,7 +8,7 @@ import { getCookie } from 'hono/cookie';
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { parseConfig, UsageError, USAGE } from './config.mjs';
+import { parseConfig, UsageError, USAGE, isLoopback } from './config.mjs';
 import { SessionStore } from './session.mjs';
 import { setMaxPending } from './auth.mjs';
 import { pageRoutes } from './pages.mjs';
@@ -70,6 +70,20 @@ app.use('*', secureHeaders({
   strictTransportSecurity: config.secure ? 'max-age=31536000' : false,
   crossOriginEmbedderPolicy: false,
 }));
+// DNS rebinding: without --public-url the Origin checked on changes is the
+// request's own Host, and a hostile site whose name resolves to 127.0.0.1
+// would be "same origin" with itself. So then only loopback names are served.
+// (With --public-url, Origins must be its origin: a rebound name fails that.)
+if (!config.publicUrl) {
+  app.use('*', async (c, next) => {
+    const host = (c.req.header('host') || '').replace(/:\d+$/, '');
+    if (!isLoopback(host))
+      return c.text(`this server answers only to a loopback name (localhost, 127.0.0.1, [::1]), not "${host}"; ` +
+        'give --public-url for the name people use\n', 421);
+    await next();
+  });
+}
+
 // Bodies: a sign-in needs a few KiB, anything else at most 1 MiB (a transition's
 // attrs); larger ones are refused with 413 before they are read (Content-Length)
 // or as soon as they pass the limit (chunked), so nobody unsigned-in can make
