@@ -397,3 +397,11 @@ test('DNS rebinding: without --public-url, a Host that is not a loopback name is
   assert.equal(await curl(`localhost:${port}`), 200);
   assert.equal(await curl(`[::1]:${port}`), 200);
 });
+
+test('log forging: a typed role name with a newline cannot add a line to the server log', async () => {
+  const forged = 'x\n2026-01-01T00:00:00.000Z signed in: postgres';
+  const r = await req(srv, 'POST', '/api/v1/signin', { json: { role: forged, password: 'x' } });
+  assert.equal(r.status, 401);
+  await poll('the refusal to be logged', 5, async () => /sign-in refused \(API\)[^\n]*2026-01-01/.test(srv.stderr()));
+  assert.doesNotMatch(srv.stderr(), /^2026-01-01T00:00:00\.000Z signed in: postgres/m);
+});

@@ -17,7 +17,10 @@ import { metricsRoutes } from './metrics.mjs';
 import { startDeliverer } from './deliver.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const log = (msg) => process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
+// One line per message: control characters (a typed role name's newline, in an
+// error that quotes it) are written as \xNN, so nobody can forge log lines.
+const oneLine = (msg) => String(msg).replace(/[\x00-\x1f\x7f-\x9f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+const log = (msg) => process.stderr.write(`${new Date().toISOString()} ${oneLine(msg)}\n`);
 
 let config;
 try {
