@@ -108,9 +108,10 @@ CREATE ROLE dave LOGIN PASSWORD 'pw of dave';
 CREATE ROLE erin LOGIN PASSWORD 'pw of erin';
 CREATE ROLE frank LOGIN PASSWORD 'pw of frank';
 CREATE ROLE gina LOGIN PASSWORD 'pw of gina';
+CREATE ROLE oscar LOGIN PASSWORD 'pw of oscar';
 CREATE ROLE "odd"" -c role=postgres" LOGIN PASSWORD 'pw of odd';
 CREATE ROLE scrammed NOLOGIN;
-GRANT scrammed TO alice, bob, dave, erin, frank, gina, "odd"" -c role=postgres";
+GRANT scrammed TO alice, bob, dave, erin, frank, gina, oscar, "odd"" -c role=postgres";
 CREATE FUNCTION idle(t toygun.task) RETURNS toygun.next LANGUAGE sql AS $$ SELECT toygun.stay(wait => '1 hour') $$;
 SELECT toygun.define_resource('box', owner => 'alice');
 SELECT toygun.define_task('box', 'idle', '{one,two}', 'idle(toygun.task)', owner => 'alice');
@@ -119,7 +120,8 @@ SELECT toygun.define_task('crate', 'idle', '{one}', 'idle(toygun.task)', owner =
 SELECT toygun.grant_type('box', 'dave', '{read}');
 SELECT toygun.grant_type('box', 'erin', '{read}');
 SELECT toygun.grant_type('box', 'frank', '{read}');
-SELECT toygun.grant_type('box', 'gina', '{read}');`);
+SELECT toygun.grant_type('box', 'gina', '{read}');
+SELECT toygun.grant_type('box', 'oscar', '{operate}');`);
   ids.box = db.psql('tg', "SET ROLE alice; SELECT toygun.create_resource('box')").split('\n').pop();
   ids.crate = db.psql('tg', "SET ROLE bob; SELECT toygun.create_resource('crate')").split('\n').pop();
   ids.boxRun = db.psql('tg', `SET ROLE alice; SELECT toygun.start_task('${ids.box}', 'idle', '{"${XSS.replace(/"/g, '\\"')}": "${XSS.replace(/"/g, '\\"')}"}')`).split('\n').pop();
@@ -404,4 +406,21 @@ test('log forging: a typed role name with a newline cannot add a line to the ser
   assert.equal(r.status, 401);
   await poll('the refusal to be logged', 5, async () => /sign-in refused \(API\)[^\n]*2026-01-01/.test(srv.stderr()));
   assert.doesNotMatch(srv.stderr(), /^2026-01-01T00:00:00\.000Z signed in: postgres/m);
+});
+
+test("a start on another type's resource answers as a resource that does not exist", async () => {
+  const nowhere = '01890000-0000-7000-8000-000000000002';
+  const d = await apiSignin(srv, 'dave');
+  const r1 = await req(srv, 'POST', '/api/v1/runs', { cookie: d.cookie, csrf: d.csrf, json: { resource: ids.crate, task: 'idle' } });
+  const r2 = await req(srv, 'POST', '/api/v1/runs', { cookie: d.cookie, csrf: d.csrf, json: { resource: nowhere, task: 'idle' } });
+  assert.equal(r1.status, r2.status, `${r1.text} vs ${r2.text}`);
+  assert.equal(r1.text.replaceAll(ids.crate, 'ID'), r2.text.replaceAll(nowhere, 'ID'));
+});
+
+test('a role with operate but not read (no right implies another) still repairs: only refusals are rewritten', async () => {
+  const o = await apiSignin(srv, 'oscar');
+  const r = await req(srv, 'POST', `/api/v1/runs/${ids.boxRun}/retry`, { cookie: o.cookie, csrf: o.csrf, json: { reason: 'operate only' } });
+  assert.equal(r.status, 200, r.text);
+  const c = await req(srv, 'POST', `/api/v1/runs/${ids.crateRun}/retry`, { cookie: o.cookie, csrf: o.csrf, json: { reason: 'x' } });
+  assert.equal(c.status, 404, c.text);
 });
