@@ -424,3 +424,11 @@ test('a role with operate but not read (no right implies another) still repairs:
   const c = await req(srv, 'POST', `/api/v1/runs/${ids.crateRun}/retry`, { cookie: o.cookie, csrf: o.csrf, json: { reason: 'x' } });
   assert.equal(c.status, 404, c.text);
 });
+
+test('/static/ names of Object.prototype (__proto__, constructor) are 404, not a 500 with a stack in the log', async () => {
+  for (const n of ['__proto__', 'constructor', 'toString']) {
+    const r = await req(srv, 'GET', `/static/${n}`);
+    assert.equal(r.status, 404, n);
+  }
+  assert.equal((await req(srv, 'GET', '/static/app.js')).status, 200);
+});

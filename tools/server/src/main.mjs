@@ -107,7 +107,8 @@ app.use('*', async (c, next) => {
   await next();
 });
 app.get('/static/:name', (c) => {
-  const f = files[c.req.param('name')];
+  const name = c.req.param('name');
+  const f = Object.hasOwn(files, name) ? files[name] : null;   // not __proto__ & co.
   if (!f) return c.text('not found\n', 404);
   c.header('Cache-Control', 'public, max-age=3600');
   return c.body(f.body, 200, { 'Content-Type': f.type });
