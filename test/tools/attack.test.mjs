@@ -9,68 +9,10 @@ import net from 'node:net';
 import path from 'node:path';
 import fs from 'node:fs';
 import { initCluster, ROOT, WORK } from './cluster.mjs';
+import { startServer, req, cookieOf, apiSignin, poll } from './http.mjs';
 
-const NODE = process.execPath;
-const MAIN = path.join(ROOT, 'tools/server/src/main.mjs');
 let db, srv;
 const ids = {};
-
-function startServer(extra = [], dbHost = null) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(NODE, [MAIN, '--listen', '127.0.0.1:0', '--db-host', dbHost ?? db.dir, '--db-port', String(db.port),
-      '--db-name', 'tg', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    const timer = setTimeout(() => { proc.kill(); reject(new Error(`server did not start in 15 s: ${err}`)); }, 15000);
-    proc.stderr.on('data', (d) => { err += d; });
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = /toygun-server listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ url: m[1], proc, stderr: () => err,
-          stop: () => new Promise((r) => { if (proc.exitCode !== null) return r(proc.exitCode); proc.once('exit', (code) => r(code)); proc.kill('SIGTERM'); }) });
-      }
-    });
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${err}`)); });
-  });
-}
-
-async function req(s, method, p, opts = {}) {
-  const headers = { ...(opts.headers || {}) };
-  if (opts.cookie) headers.cookie = opts.cookie;
-  if (opts.csrf) headers['x-csrf-token'] = opts.csrf;
-  if (method !== 'GET' && opts.origin !== null) headers.origin = opts.origin ?? s.url;
-  if (opts.auth) headers.authorization = 'Basic ' + Buffer.from(opts.auth).toString('base64');
-  let body = opts.body;
-  if (opts.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(opts.json); }
-  if (opts.form) { headers['content-type'] = 'application/x-www-form-urlencoded'; body = new URLSearchParams(opts.form).toString(); }
-  const r = await fetch(s.url + p, { method, headers, body, redirect: 'manual' });
-  const text = await r.text();
-  let json = null;
-  try { json = JSON.parse(text); } catch { /* html or text */ }
-  return { status: r.status, headers: r.headers, text, json, setCookie: r.headers.getSetCookie() };
-}
-
-const cookieOf = (setCookie, name) => {
-  const c = setCookie.find((x) => x.startsWith(name + '='));
-  return c ? c.split(';')[0] : null;
-};
-
-async function apiSignin(s, role, password = `pw of ${role}`) {
-  const r = await req(s, 'POST', '/api/v1/signin', { json: { role, password } });
-  assert.equal(r.status, 200, `sign-in as ${role}: ${r.text}`);
-  return { cookie: cookieOf(r.setCookie, 'toygun'), csrf: r.json.csrf };
-}
-
-async function poll(what, seconds, fn) {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`waited ${seconds} s for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 // A POST of a big body with curl (which reads an early answer while it
 // sends; Node's clients lose it when the server closes first): {status, text}.
@@ -128,7 +70,7 @@ SELECT toygun.grant_type('box', 'oscar', '{operate}');`);
   ids.crateRun = db.psql('tg', `SET ROLE bob; SELECT toygun.start_task('${ids.crate}', 'idle')`).split('\n').pop();
   db.waitFor('tg', `SELECT count(*) = 2 FROM toygun.task WHERE state = 'one'`, 30);
   db.psql('tg', `SET ROLE bob; SELECT toygun.panic_task('${ids.crateRun}', 'crate secret message', 'crate secret reason')`);
-  srv = await startServer(['--max-sessions-per-role', '20']);
+  srv = await startServer(db, ['--max-sessions-per-role', '20']);
 });
 
 after(async () => {
@@ -177,7 +119,7 @@ test('sign-ins in progress are capped (--max-signins-pending): a flood cannot ho
   await new Promise((r) => fake.listen(path.join(dir, `.s.PGSQL.${db.port}`), r));
   let s;
   try {
-    s = await startServer(['--max-signins-pending', '3'], dir);
+    s = await startServer(db, ['--max-signins-pending', '3'], { dbHost: dir });
     const tries = Array.from({ length: 8 }, (_, i) =>
       req(s, 'POST', '/api/v1/signin', { json: { role: `r${i}`, password: 'x' } }));
     // five answer at once, refused; three wait on the silent server
@@ -233,7 +175,7 @@ test('a role made NOLOGIN, expired (VALID UNTIL) or dropped loses its session at
 });
 
 test('/metrics: a cached connection is checked again by SCRAM after --metrics-reauth; an old password then fails', async () => {
-  const s = await startServer(['--metrics-reauth', '2']);
+  const s = await startServer(db, ['--metrics-reauth', '2']);
   try {
     assert.equal((await req(s, 'GET', '/metrics', { auth: 'alice:pw of alice' })).status, 200);
     db.psql('tg', "ALTER ROLE alice PASSWORD 'new pw of alice'");
