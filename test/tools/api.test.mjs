@@ -377,7 +377,7 @@ test('a session ends when its backend is terminated: next request 401, the sign-
   const s = await apiSignin(srv, 'bob');
   assert.equal((await req(srv, 'GET', '/api/v1/status', { cookie: s.cookie })).status, 200);
   db.psql('tg', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'toygun-web:bob'");
-  const r = await poll('the session to end', 10, async () => {
+  const r = await poll('the session to end', 30, async () => {
     const x = await req(srv, 'GET', '/api/v1/status', { cookie: s.cookie });
     return x.status === 401 ? x : null;
   });

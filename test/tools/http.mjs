@@ -1,33 +1,19 @@
 // The server under test and HTTP requests to it, shared by the tools' tests
 // (api.test.mjs, attack.test.mjs).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { ROOT } from './cluster.mjs';
+import { spawnServer } from './spawn-server.mjs';
 
 const MAIN = path.join(ROOT, 'tools/server/src/main.mjs');
 
-// A server on a free port of database tg of cluster db; resolves with
-// {url, proc, stderr(), stop()} once it prints its address.
+// A server on a free port of database tg of cluster db: spawnServer's
+// {url, proc, output(), stop()}, and stderr() (its log; the output).
 // opts: dbHost (instead of db.dir), nodeOptions, cwd.
-export function startServer(db, extra = [], { dbHost = null, nodeOptions = [], cwd = undefined } = {}) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...nodeOptions, MAIN, '--listen', '127.0.0.1:0', '--db-host', dbHost ?? db.dir,
-      '--db-port', String(db.port), '--db-name', 'tg', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], cwd });
-    let out = '', err = '';
-    const timer = setTimeout(() => { proc.kill(); reject(new Error(`server did not start in 15 s: ${err}`)); }, 15000);
-    proc.stderr.on('data', (d) => { err += d; });
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = /toygun-server listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ url: m[1], proc, stderr: () => err,
-          stop: () => new Promise((r) => { if (proc.exitCode !== null) return r(proc.exitCode); proc.once('exit', (code) => r(code)); proc.kill('SIGTERM'); }) });
-      }
-    });
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${err}`)); });
-  });
+export async function startServer(db, extra = [], { dbHost = null, nodeOptions = [], cwd = undefined } = {}) {
+  const s = await spawnServer(process.execPath, [...nodeOptions, MAIN, '--listen', '127.0.0.1:0', '--db-host', dbHost ?? db.dir,
+    '--db-port', String(db.port), '--db-name', 'tg', ...extra], { cwd });
+  return { ...s, stderr: s.output };
 }
 
 // One HTTP request; no redirects followed. opts: headers, cookie, csrf,
