@@ -11,7 +11,7 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # are checked in, frozen.
 INSTALL_PIECES = $(addprefix src/install/,schema.sql outcome.sql define.sql rights.sql failure.sql breaker.sql message.sql objects.sql \
                  worker.sql secret.sql schedule.sql triggers.sql alarms.sql outbox.sql grants.sql renames.sql versions.sql \
-                 retention.sql queues.sql rate.sql flow.sql)
+                 retention.sql queues.sql rate.sql flow.sql ops.sql outbox_ops.sql metrics.sql)
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 
@@ -40,3 +40,15 @@ $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PIECES) Makefile
 	( printf '%s\n' '-- generated from src/install/*.sql by make; do not edit' \
 	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
 	  cat $(INSTALL_PIECES) ) > $@
+
+# make dist: the PGXN distribution, HEAD's files (git archive) under one top
+# folder, toygun-<version>/, in toygun-<version>.zip. PGXN wants a semantic
+# version, so toygun.control's 0.4 is 0.4.0 there and in META.json
+# (test/package/run.sh checks that they agree).
+DISTVERSION = $(shell echo '$(EXTVERSION)' | sed -E 's/^([0-9]+\.[0-9]+)$$/\1.0/')
+DISTDIR    ?= .
+.PHONY: dist
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(DISTVERSION)/ \
+		-o $(DISTDIR)/$(EXTENSION)-$(DISTVERSION).zip HEAD
+	@echo $(DISTDIR)/$(EXTENSION)-$(DISTVERSION).zip

@@ -1080,3 +1080,742 @@ CREATE VIEW toygun.flow WITH (security_invoker = true) AS
         ON d.limit_id IS NOT NULL AND d.resource_type = ANY (toygun.readable_types())
      WHERE d.rate_limit IS NOT NULL OR d.limit_id IS NOT NULL;
 GRANT SELECT ON toygun.flow TO PUBLIC;
+
+-- The operator's tools (issue 18): the SQL under the CLI and the dashboard.
+-- Every function reads as its caller, under the tables' row-level security:
+-- a role sees only the types it may read, and nothing here has powers of its own.
+
+-- A run id for SQL that starts many runs in one statement (periodic starts):
+-- UUIDv7, as the ids of runs started by hand, so ids sort by start.
+CREATE FUNCTION toygun._new_id() RETURNS uuid
+    AS 'MODULE_PATHNAME', 'toygun_new_id' LANGUAGE C VOLATILE;
+
+-- The resource types on which the current user has operate, read_secrets
+-- (as owner, or by a grant to it or to PUBLIC), sorted, as readable_types().
+CREATE FUNCTION toygun.operable_types() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'toygun_operable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
+CREATE FUNCTION toygun.secret_readable_types() RETURNS text[]
+    AS 'MODULE_PATHNAME', 'toygun_secret_readable_types' LANGUAGE C STABLE PARALLEL RESTRICTED;
+
+-- The runs lists' filters on panicked and failing runs: partial indexes that a
+-- run enters only when it panics or its tick fails, never on a successful
+-- tick or a stop (a tick is never HOT: every index a ticking run meets costs
+-- each tick an insert).
+CREATE INDEX task_panic_idx ON toygun.task (resource_type, name, id) WHERE state = '__panic__';
+CREATE INDEX task_failing_idx ON toygun.task (id) WHERE attempts > 0 AND state <> '__stop__';
+-- The same for resources (their own handlers' ticks): what the gauges count.
+CREATE INDEX resource_panic_idx ON toygun.resource (type) WHERE state = '__panic__';
+CREATE INDEX resource_failing_idx ON toygun.resource (type) WHERE attempts > 0 AND state <> '__stop__';
+
+-- Whether the runs of these resource types (of this task, if given) that the
+-- caller may read are few: fewer than 5,000 resources with fewer than 5,000
+-- runs in all, counted through resource_type_idx and task_runs_idx (at most
+-- 5,000 entries each). Then the runs lists and the gauges read those runs
+-- through their resources instead of walking an index of all runs, where a
+-- rare type's rows (or a role that reads few types) would make them walk
+-- the whole table. As the caller, under row-level security.
+CREATE FUNCTION toygun._few_runs(types text[], task text DEFAULT NULL) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp SET jit = off
+    AS $$
+DECLARE
+    few boolean;
+BEGIN
+    -- EXECUTE: planned for these types (a generic plan would hash-join every run)
+    EXECUTE 'SELECT (SELECT count(*) FROM (SELECT FROM ONLY toygun.resource x'
+            '                               WHERE x.type OPERATOR(pg_catalog.=) ANY ($1) LIMIT 5000) y) < 5000'
+            '   AND (SELECT count(*)'
+            '          FROM (SELECT FROM (SELECT x.id FROM ONLY toygun.resource x'
+            '                              WHERE x.type OPERATOR(pg_catalog.=) ANY ($1) LIMIT 5000) y,'
+            '                        LATERAL (SELECT FROM ONLY toygun.task t'
+            '                                  WHERE t.resource_id = y.id AND ($2 IS NULL OR t.name = $2)'
+            '                                 OFFSET 0) t'
+            '                 LIMIT 5000) z) < 5000'
+       INTO few USING types, task;
+    RETURN few;
+END $$;
+
+-- The gauges of toygun.metrics() and toygun.ops_status(), per resource type
+-- and task (NULL: the resources' own), as the caller reads them (row-level
+-- security: its readable types only), from indexes only, never a scan of the
+-- runs: panicked and failing from the partial indexes above (small by
+-- nature); due and the oldest due age from the due heads of the claim
+-- indexes, at most cap due objects of each (run_at order where the index
+-- has it). due_capped: a head held cap rows, so due counts (and, for types
+-- not in the head, the oldest due age) are lower bounds; a caller's count
+-- stops at cap of its own rows, never of another's. Unlike toygun.stats, no
+-- live count per state: that needs every live row.
+CREATE FUNCTION toygun.ops_gauges(cap integer DEFAULT 5000)
+    RETURNS TABLE (kind text, resource_type text, task text, due bigint, due_capped boolean,
+                   panicked bigint, failing bigint, oldest_due_age interval)
+    LANGUAGE sql STABLE
+    -- a head is read in run_at order and stops at cap: never a bitmap of every due row, sorted;
+    -- no JIT: its cost estimates (of branches not taken) would compile for most of a second
+    SET enable_bitmapscan = off SET jit = off
+    -- it reads through indexes only: with the caller's types unknown when it is planned, the
+    -- planner would otherwise read every resource to find theirs
+    SET enable_seqscan = off
+    BEGIN ATOMIC
+    WITH f AS MATERIALIZED (
+        SELECT r.types, CASE WHEN pg_catalog.cardinality(r.types) < (SELECT pg_catalog.count(*) FROM toygun.resource_type)
+                             THEN toygun._few_runs(r.types) ELSE false END AS few
+          FROM (SELECT toygun.readable_types() AS types) r
+    ),
+    heads AS (
+        -- the caller's types are few: all their live runs, through their resources
+        SELECT 0 AS head, 'task'::text AS kind, t.resource_type, t.name, t.run_at
+          FROM (SELECT x.id FROM ONLY toygun.resource x
+                 WHERE (SELECT f.few FROM f) AND x.type = ANY ((SELECT f.types FROM f)::text[])) y,
+               LATERAL (SELECT t0.resource_type, t0.name, t0.run_at FROM ONLY toygun.task t0
+                         WHERE t0.resource_id = y.id AND t0.state <> '__stop__'
+                           AND t0.run_at <= pg_catalog.statement_timestamp() OFFSET 0) t
+        UNION ALL
+        SELECT 0, 'resource', x.type, NULL, x.run_at FROM ONLY toygun.resource x
+         WHERE (SELECT f.few FROM f) AND x.type = ANY ((SELECT f.types FROM f)::text[])
+           AND x.run_at <= pg_catalog.statement_timestamp()
+        UNION ALL
+        -- else the heads of the claim indexes, their predicates written literally, so that
+        -- each reads its partial index; due by the statement's start (an index condition,
+        -- unlike the clock), ages by the clock
+        SELECT 1 AS head, 'task'::text AS kind, h.resource_type, h.name, h.run_at
+          FROM (SELECT t.resource_type, t.name, t.run_at FROM ONLY toygun.task t
+                 WHERE t.run_at IS NOT NULL AND t.queue_id = 0 AND t.priority = 0 AND t.flow_key IS NULL
+                   AND t.run_at <= pg_catalog.statement_timestamp() AND NOT (SELECT f.few FROM f)
+                 ORDER BY t.run_at LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 2, 'task', h.resource_type, h.name, h.run_at
+          FROM (SELECT t.resource_type, t.name, t.run_at FROM ONLY toygun.task t
+                 WHERE t.run_at IS NOT NULL AND (t.queue_id <> 0 OR t.priority <> 0) AND t.flow_key IS NULL
+                   AND t.run_at <= pg_catalog.statement_timestamp() AND NOT (SELECT f.few FROM f)
+                 LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 3, 'task', h.resource_type, h.name, h.run_at
+          FROM (SELECT t.resource_type, t.name, t.run_at FROM ONLY toygun.task t
+                 WHERE t.run_at IS NOT NULL AND t.flow_key IS NOT NULL
+                   AND t.run_at <= pg_catalog.statement_timestamp() AND NOT (SELECT f.few FROM f)
+                 LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 4, 'resource', h.type, NULL, h.run_at
+          FROM (SELECT r.type, r.run_at FROM ONLY toygun.resource r
+                 WHERE r.run_at IS NOT NULL AND r.queue_id = 0 AND r.run_at <= pg_catalog.statement_timestamp()
+                   AND NOT (SELECT f.few FROM f)
+                 ORDER BY r.run_at LIMIT ops_gauges.cap) h
+        UNION ALL
+        SELECT 5, 'resource', h.type, NULL, h.run_at
+          FROM (SELECT r.type, r.run_at FROM ONLY toygun.resource r
+                 WHERE r.run_at IS NOT NULL AND r.queue_id <> 0 AND r.run_at <= pg_catalog.statement_timestamp()
+                   AND NOT (SELECT f.few FROM f)
+                 LIMIT ops_gauges.cap) h
+    ),
+    capped AS (SELECT EXISTS (SELECT FROM heads h WHERE h.head > 0 GROUP BY h.head
+                                HAVING pg_catalog.count(*) >= ops_gauges.cap)
+                          AS capped),
+    counts AS (
+        SELECT h.kind, h.resource_type, h.name, pg_catalog.count(*) AS due,
+               pg_catalog.clock_timestamp() - pg_catalog.min(h.run_at) AS oldest_due_age,
+               0::bigint AS panicked, 0::bigint AS failing
+          FROM heads h GROUP BY h.kind, h.resource_type, h.name
+        UNION ALL
+        SELECT 'task', t.resource_type, t.name, 0, NULL, pg_catalog.count(*), 0
+          FROM ONLY toygun.task t WHERE t.state = '__panic__' GROUP BY t.resource_type, t.name
+        UNION ALL
+        SELECT 'task', t.resource_type, t.name, 0, NULL, 0, pg_catalog.count(*)
+          FROM ONLY toygun.task t WHERE t.attempts > 0 AND t.state <> '__stop__' GROUP BY t.resource_type, t.name
+        UNION ALL
+        SELECT 'resource', r.type, NULL, 0, NULL, pg_catalog.count(*), 0
+          FROM ONLY toygun.resource r WHERE r.state = '__panic__' GROUP BY r.type
+        UNION ALL
+        SELECT 'resource', r.type, NULL, 0, NULL, 0, pg_catalog.count(*)
+          FROM ONLY toygun.resource r WHERE r.attempts > 0 AND r.state <> '__stop__' GROUP BY r.type
+    )
+    SELECT c.kind, c.resource_type, c.name, pg_catalog.sum(c.due)::bigint, (SELECT capped FROM capped),
+           pg_catalog.sum(c.panicked)::bigint, pg_catalog.sum(c.failing)::bigint, pg_catalog.max(c.oldest_due_age)
+      FROM counts c GROUP BY c.kind, c.resource_type, c.name
+     ORDER BY c.kind DESC, c.resource_type, c.name;
+    END;
+GRANT EXECUTE ON FUNCTION toygun.ops_gauges(integer) TO PUBLIC;
+
+-- Who the caller is to toygun: its role, and per resource type it may read or
+-- act on, its rights. What the tools may offer; every call still checks.
+CREATE FUNCTION toygun.ops_whoami() RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    r text[] := toygun.readable_types();
+    s text[] := toygun.startable_types();
+    o text[] := toygun.operable_types();
+    x text[] := toygun.secret_readable_types();
+BEGIN
+    RETURN jsonb_build_object(
+        'role', current_user::text,
+        'superuser', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+        'types', COALESCE((
+            SELECT jsonb_object_agg(t, to_jsonb(array_remove(ARRAY[
+                       CASE WHEN t = ANY (r) THEN 'read' END, CASE WHEN t = ANY (s) THEN 'start' END,
+                       CASE WHEN t = ANY (o) THEN 'operate' END, CASE WHEN t = ANY (x) THEN 'read_secrets' END],
+                       NULL)) ORDER BY t)
+              FROM (SELECT DISTINCT unnest(r || s || o || x) AS t) u), '{}'));
+END $$;
+
+-- The state of the system as the caller may see it: workers and queues, and
+-- over the runs of its readable types the live, due, failing and panicked
+-- counts, the oldest due run's age (seconds), and its open alarms. Bounded
+-- reads: due, failing, panicked and the oldest due from toygun.ops_gauges()
+-- (due stops at 5,000 per claim index: due_capped), live stops at 5,000
+-- (live_capped) unless the caller's runs are few (_few_runs()); toygun.stats
+-- counts them all, reading every live run.
+CREATE FUNCTION toygun.ops_status() RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp SET jit = off
+    AS $$
+DECLARE
+    result jsonb;
+    types text[] := toygun.readable_types();
+    live bigint;
+BEGIN
+    IF cardinality(types) < (SELECT count(*) FROM toygun.resource_type) AND toygun._few_runs(types) THEN
+        -- few: all of them, through their resources (task_live_idx)
+        live := (SELECT count(*)
+                   FROM (SELECT x.id FROM ONLY toygun.resource x WHERE x.type = ANY (types)) y,
+                        LATERAL (SELECT FROM ONLY toygun.task t
+                                  WHERE t.resource_id = y.id AND t.state <> '__stop__' OFFSET 0) t);
+    ELSE
+        live := (SELECT count(*) FROM (SELECT FROM ONLY toygun.task t WHERE t.state <> '__stop__' LIMIT 5000) x);
+    END IF;
+    SELECT jsonb_build_object(
+               'live', live, 'live_capped', live >= 5000,
+               'due', COALESCE(sum(g.due), 0), 'due_capped', COALESCE(bool_or(g.due_capped), false),
+               'failing', COALESCE(sum(g.failing), 0), 'panicked', COALESCE(sum(g.panicked), 0),
+               'oldest_due_age', extract(epoch FROM max(g.oldest_due_age)))
+      INTO result
+      FROM toygun.ops_gauges() g WHERE g.kind = 'task';
+    RETURN result || jsonb_build_object(
+        'workers', (SELECT jsonb_build_object('running', count(*), 'busy', count(*) FILTER (WHERE NOT w.idle))
+                      FROM toygun.worker_status() w),
+        'queues', (SELECT COALESCE(jsonb_agg(jsonb_build_object('queue', q.queue, 'workers', q.workers,
+                                                                'running', q.running, 'busy', q.busy,
+                                                                'paused', q.paused) ORDER BY q.id), '[]')
+                     FROM toygun.queue_status() q),
+        'open_alarms', (SELECT count(*) FROM toygun.alarms a WHERE a.state <> 'closed'),
+        'at', clock_timestamp());
+END $$;
+
+-- One page of runs, newest first (run ids are UUIDv7: start order). Filters:
+-- resource type, task name, state, resource; panicked, failing (a failed tick
+-- not yet followed by a successful one), due (live and run_at passed). after:
+-- the next of the previous page's last row, which is NULL at the end.
+-- toygun.list_runs's body (PL/pgSQL takes no parameter and result column of one name)
+CREATE FUNCTION toygun._list_runs(p_type text, p_task text, p_state text, p_resource uuid, p_panicked boolean,
+                                  p_failing boolean, p_due boolean, p_limit integer, p_after text)
+    RETURNS TABLE (o_id uuid, o_resource_id uuid, o_resource_type text, o_task text, o_state text, o_step bigint,
+                   o_run_at timestamptz, o_attempts integer, o_priority smallint, o_created_at timestamptz,
+                   o_updated_at timestamptz, o_last_error text, o_next text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp SET jit = off
+    AS $$
+DECLARE
+    lim integer := p_limit;
+    after_id uuid;
+    errors text[] := toygun.error_readable_types();
+    types text[];
+    few boolean := false;
+    q text;
+    n integer := 0;
+    r record;
+BEGIN
+    IF lim IS NULL OR lim < 1 OR lim > 1000 THEN
+        RAISE EXCEPTION 'limit % is out of range for toygun.list_runs', COALESCE(lim::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Ask for 1 to 1000 runs a page.';
+    END IF;
+    IF p_after IS NOT NULL THEN
+        IF p_after !~ '^r1:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+            RAISE EXCEPTION 'cursor "%" is not a cursor of toygun.list_runs', p_after
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass the next column of a previous page''s last row, or NULL for the first page.';
+        END IF;
+        after_id := substr(p_after, 4)::uuid;
+    END IF;
+    IF p_type IS NOT NULL
+       AND NOT EXISTS (SELECT FROM toygun.resource_type d WHERE d.name = p_type) THEN
+        RAISE EXCEPTION 'resource type "%" does not exist', p_type
+            USING ERRCODE = 'undefined_object', HINT = 'toygun.resource_type lists the resource types.';
+    END IF;
+    IF p_task IS NOT NULL
+       AND NOT EXISTS (SELECT FROM toygun.task_type d
+                        WHERE d.name = p_task
+                          AND (p_type IS NULL OR d.resource_type = p_type)) THEN
+        RAISE EXCEPTION 'task type "%" does not exist', COALESCE(p_type || '.', '') || p_task
+            USING ERRCODE = 'undefined_object', HINT = 'toygun.task_type lists the task types.';
+    END IF;
+    -- Which index the page is read from. The newest-first walk of task_pkey
+    -- (below) is quick while the runs the caller may see are a good share of
+    -- all; when they are few (a rare type or task, a role that reads few
+    -- types) it would walk the whole table. So when the types the page can
+    -- show are few (_few_runs(): fewer than 5,000 resources and runs), the
+    -- page is read from those runs through their resources, sorted,
+    -- instead: at most about 5,000 rows either way. Both
+    -- reads are the caller's, under row-level security: a page and its
+    -- cursor show only rows the caller may read. resource, panicked and
+    -- failing have indexes of their own.
+    IF p_resource IS NULL AND NOT COALESCE(p_panicked, false) AND NOT COALESCE(p_failing, false) THEN
+        types := ARRAY(SELECT d.name FROM toygun.resource_type d
+                        WHERE d.name = ANY (toygun.readable_types())
+                          AND (p_type IS NULL OR d.name = p_type)
+                          AND (p_task IS NULL OR EXISTS (SELECT FROM toygun.task_type x
+                                                          WHERE x.resource_type = d.name AND x.name = p_task)));
+        IF cardinality(types) = 0 THEN
+            RETURN;
+        END IF;
+        IF cardinality(types) < (SELECT count(*) FROM toygun.resource_type) OR p_task IS NOT NULL THEN
+            few := toygun._few_runs(types, p_task);
+        END IF;
+    END IF;
+    -- the predicates of the partial indexes written literally, so that the plan can use them
+    -- the page's rows first, then their error texts and types (for their page only: not for every
+    -- row a sort reads)
+    q := 'SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.step, t.run_at, t.attempts,'
+         '       t.priority, t.created_at, t.updated_at,'
+         '       CASE WHEN pg_catalog.pg_has_role(d.owner::pg_catalog.oid, ''USAGE'')'
+         '                 OR t.resource_type OPERATOR(pg_catalog.=) ANY ($6)'
+         '            THEN toygun.last_error(t.id) END AS last_error'
+         '  FROM (SELECT t.id, t.resource_id, t.resource_type, t.name, t.state, t.step, t.run_at, t.attempts,'
+         '               t.priority, t.created_at, t.updated_at'
+         '          FROM ' || CASE WHEN few THEN '(SELECT x.id FROM ONLY toygun.resource x'
+                                                 '   WHERE x.type OPERATOR(pg_catalog.=) ANY ($8)) y,'
+                                                 ' LATERAL (SELECT t0.id, t0.resource_id, t0.resource_type, t0.name,'
+                                                 '                 t0.state, t0.step, t0.run_at, t0.attempts,'
+                                                 '                 t0.priority, t0.created_at, t0.updated_at'
+                                                 '            FROM ONLY toygun.task t0'
+                                                 '           WHERE t0.resource_id = y.id OFFSET 0) t'
+                                  ELSE 'ONLY toygun.task t' END ||
+         '         WHERE true';
+    IF after_id IS NOT NULL THEN q := q || ' AND t.id < $1'; END IF;
+    IF p_type IS NOT NULL THEN q := q || ' AND t.resource_type = $2'; END IF;
+    IF p_task IS NOT NULL THEN q := q || ' AND t.name = $3'; END IF;
+    IF p_state IS NOT NULL THEN q := q || ' AND t.state = $4'; END IF;
+    IF p_resource IS NOT NULL THEN q := q || ' AND t.resource_id = $5'; END IF;
+    IF p_panicked THEN q := q || ' AND t.state = ''__panic__'''; END IF;
+    IF p_failing THEN q := q || ' AND t.attempts > 0 AND t.state <> ''__stop__'''; END IF;
+    IF p_due THEN
+        q := q || ' AND t.state <> ''__stop__'' AND t.run_at <= pg_catalog.clock_timestamp()';
+    END IF;
+    q := q || ' ORDER BY t.id DESC LIMIT $7) t'
+              '  LEFT JOIN ONLY toygun.task_type d ON d.resource_type = t.resource_type AND d.name = t.name'
+              ' ORDER BY t.id DESC';
+    -- one row more than asked: whether there is a next page; the page's last row is held back
+    -- until then, and carries the cursor if one followed
+    FOR r IN EXECUTE q USING after_id, p_type, p_task, p_state, p_resource,
+                             errors, lim + 1, types LOOP
+        n := n + 1;
+        EXIT WHEN n > lim;
+        o_id := r.id; o_resource_id := r.resource_id; o_resource_type := r.resource_type; o_task := r.name;
+        o_state := r.state; o_step := r.step; o_run_at := r.run_at; o_attempts := r.attempts;
+        o_priority := r.priority; o_created_at := r.created_at; o_updated_at := r.updated_at;
+        o_last_error := r.last_error; o_next := NULL;
+        IF n < lim THEN RETURN NEXT; END IF;
+    END LOOP;
+    IF n >= lim THEN
+        o_next := CASE WHEN n > lim THEN 'r1:' || o_id::text END;
+        RETURN NEXT;
+    END IF;
+END $$;
+
+-- The runs list itself, over its body above.
+CREATE FUNCTION toygun.list_runs(type text DEFAULT NULL, task text DEFAULT NULL, state text DEFAULT NULL,
+                                 resource uuid DEFAULT NULL, panicked boolean DEFAULT false,
+                                 failing boolean DEFAULT false, due boolean DEFAULT false,
+                                 "limit" integer DEFAULT 50, after text DEFAULT NULL)
+    RETURNS TABLE (id uuid, resource_id uuid, resource_type text, task text, state text, step bigint,
+                   run_at timestamptz, attempts integer, priority smallint, created_at timestamptz,
+                   updated_at timestamptz, last_error text, next text)
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+        SELECT * FROM toygun._list_runs(list_runs.type, list_runs.task, list_runs.state, list_runs.resource,
+                                        list_runs.panicked, list_runs.failing, list_runs.due,
+                                        list_runs."limit", list_runs.after);
+    END;
+
+-- One run as the tools show it: its row, its attrs with encrypted fields sealed
+-- ({"$sealed": true}) unless the caller has read_secrets, its history, failures
+-- and alarms, its type's states, and what the caller may do to it.
+CREATE FUNCTION toygun.run_detail(id uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    t toygun.task;
+    d record;
+    attrs jsonb;
+    f text;
+    may_secrets boolean;
+    may_operate boolean;
+BEGIN
+    SELECT x.id, x.resource_id, x.resource_type, x.name, x.state, x.attrs, x.step, x.run_at, x.attempts,
+           NULL::text, x.created_at, x.updated_at, x.seq, x.parent_run, x.version, x.priority,
+           x.queue_id, x.flow_key
+      INTO t FROM ONLY toygun.task x WHERE x.id = run_detail.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'run % does not exist', run_detail.id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Runs of types you may not read are not shown: toygun.readable_types() lists those you may.';
+    END IF;
+    SELECT tt.states, tt.encrypted_fields, tt.owner INTO d
+      FROM toygun.task_type tt WHERE tt.resource_type = t.resource_type AND tt.name = t.name;
+    may_secrets := t.resource_type = ANY (toygun.secret_readable_types())
+                   OR pg_has_role(d.owner::oid, 'USAGE');
+    may_operate := t.resource_type = ANY (toygun.operable_types()) OR pg_has_role(d.owner::oid, 'USAGE');
+    -- the error text as task_for() shows it: not through a grant of read to PUBLIC
+    IF pg_has_role(d.owner::oid, 'USAGE') OR t.resource_type = ANY (toygun.error_readable_types()) THEN
+        t.last_error := toygun.last_error(t.id);
+    END IF;
+    attrs := t.attrs;
+    -- a declared encrypted field, or any value stored as a secret (ciphertext either way)
+    FOR f IN SELECT k FROM jsonb_each(t.attrs) e(k, v)
+              WHERE k = ANY (COALESCE(d.encrypted_fields, '{}'))
+                 OR (jsonb_typeof(v) = 'object' AND v ? '$secret') LOOP
+        IF may_secrets AND f = ANY (COALESCE(d.encrypted_fields, '{}')) THEN
+            BEGIN
+                attrs := jsonb_set(attrs, ARRAY[f], COALESCE(toygun.field(t, f), 'null'));
+            EXCEPTION WHEN insufficient_privilege THEN
+                attrs := jsonb_set(attrs, ARRAY[f], '{"$sealed": true}');
+            END;
+        ELSE
+            attrs := jsonb_set(attrs, ARRAY[f], '{"$sealed": true}');
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object(
+        'run', to_jsonb(t) - 'attrs' - 'seq',
+        'attrs', attrs,
+        'history', (SELECT COALESCE(jsonb_agg(to_jsonb(h) ORDER BY h.step), '[]')
+                      FROM toygun.history(t.id) h),
+        'failures', (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                                'failure_no', x.failure_no, 'attempt', x.attempt, 'at', x.at,
+                                'duration', extract(epoch FROM x.duration), 'error', x.error,
+                                'worker_pid', x.worker_pid) ORDER BY x.failure_no), '[]')
+                       FROM toygun.failure x WHERE x.object_id = t.id),
+        'alarms', (SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY a.first_raised_at, a.id), '[]')
+                     FROM toygun.alarms a WHERE a.object_id = t.id),
+        'type', jsonb_build_object('states', to_jsonb(d.states), 'encrypted_fields', to_jsonb(d.encrypted_fields)),
+        'may', jsonb_build_object('operate', may_operate, 'read_secrets', may_secrets));
+END $$;
+
+-- Alarms, newest first (alarm ids are UUIDv7), by state: open (active or
+-- snoozed), active, snoozed, closed or all; by kind and resource type. after:
+-- the id of the previous page's last alarm.
+CREATE FUNCTION toygun.list_alarms(state text DEFAULT 'open', kind text DEFAULT NULL, type text DEFAULT NULL,
+                                   "limit" integer DEFAULT 50, after uuid DEFAULT NULL)
+    RETURNS SETOF toygun.alarms
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF list_alarms.state IS NULL OR list_alarms.state NOT IN ('open', 'active', 'snoozed', 'closed', 'all') THEN
+        RAISE EXCEPTION 'alarm state "%" is not one toygun.list_alarms knows', COALESCE(list_alarms.state, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Ask for open, active, snoozed, closed or all.';
+    END IF;
+    IF list_alarms."limit" IS NULL OR list_alarms."limit" < 1 OR list_alarms."limit" > 1000 THEN
+        RAISE EXCEPTION 'limit % is out of range for toygun.list_alarms', COALESCE(list_alarms."limit"::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Ask for 1 to 1000 alarms a page.';
+    END IF;
+    RETURN QUERY
+        SELECT a.* FROM toygun.alarms a
+         WHERE (list_alarms.after IS NULL OR a.id < list_alarms.after)
+           AND (list_alarms.kind IS NULL OR a.kind = list_alarms.kind)
+           AND (list_alarms.type IS NULL OR a.resource_type = list_alarms.type)
+           AND CASE list_alarms.state WHEN 'all' THEN true
+                                      WHEN 'open' THEN a.state <> 'closed'
+                                      ELSE a.state = list_alarms.state END
+         ORDER BY a.id DESC LIMIT list_alarms."limit";
+END $$;
+
+-- The outbox to the operator (issue 18): what is pending, failed and
+-- delivered, and sending a row again. The extension's owner only (and
+-- superusers), as the outbox itself: a row's channel, payload and error may
+-- name what only the owner sees. Failed, as the deliverer marks it: not
+-- delivered, an error, and no retry to come (attempts reached its maximum,
+-- a permanent error, or a dropped channel); pending: the other undelivered
+-- rows (new, or waiting for a retry at next_attempt_at).
+
+-- An alarm's deliveries (the dashboard's alarms page), delivered ones too.
+CREATE INDEX outbox_alarm_idx ON toygun.outbox (alarm_id, id);
+
+CREATE FUNCTION toygun._outbox_owner() RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN pg_catalog.pg_has_role((SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'toygun'),
+                                  'USAGE');
+
+-- toygun.list_outbox's body (PL/pgSQL takes no parameter and result column of one name)
+CREATE FUNCTION toygun._list_outbox(p_state text, p_limit integer, p_after bigint)
+    RETURNS TABLE (o_id bigint, o_channel text, o_alarm_id uuid, o_event text, o_state text, o_attempts integer,
+                   o_created_at timestamptz, o_next_attempt_at timestamptz, o_delivered_at timestamptz,
+                   o_delivered_by text, o_last_error text)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF NOT toygun._outbox_owner() THEN
+        RAISE EXCEPTION 'permission denied to read the toygun outbox'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Only the extension''s owner (or a member of its role, or a superuser) reads toygun.outbox.';
+    END IF;
+    IF p_state IS NULL OR p_state NOT IN ('pending', 'failed', 'delivered', 'all') THEN
+        RAISE EXCEPTION 'outbox state "%" is not one toygun.list_outbox knows', COALESCE(p_state, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Ask for pending, failed, delivered or all.';
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
+        RAISE EXCEPTION 'limit % is out of range for toygun.list_outbox', COALESCE(p_limit::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Ask for 1 to 1000 outbox rows a page.';
+    END IF;
+    -- newest first; the undelivered ones through outbox_pending_idx
+    RETURN QUERY
+        SELECT o.id, o.channel, o.alarm_id, o.event,
+               CASE WHEN o.delivered_at IS NOT NULL THEN 'delivered'
+                    WHEN o.next_attempt_at IS NULL AND o.last_error IS NOT NULL THEN 'failed'
+                    ELSE 'pending' END,
+               o.attempts, o.created_at, o.next_attempt_at, o.delivered_at, o.delivered_by, o.last_error
+          FROM toygun.outbox o
+         WHERE (p_after IS NULL OR o.id < p_after)
+           AND CASE p_state
+                   WHEN 'all' THEN true
+                   WHEN 'delivered' THEN o.delivered_at IS NOT NULL
+                   WHEN 'failed' THEN o.delivered_at IS NULL AND o.next_attempt_at IS NULL AND o.last_error IS NOT NULL
+                   ELSE o.delivered_at IS NULL AND NOT (o.next_attempt_at IS NULL AND o.last_error IS NOT NULL)
+               END
+         ORDER BY o.id DESC LIMIT p_limit;
+END $$;
+
+-- Outbox rows newest first, by state: pending, failed, delivered or all.
+-- after: the id of the previous page's last row.
+CREATE FUNCTION toygun.list_outbox(state text DEFAULT 'pending', "limit" integer DEFAULT 50, after bigint DEFAULT NULL)
+    RETURNS TABLE (id bigint, channel text, alarm_id uuid, event text, state text, attempts integer,
+                   created_at timestamptz, next_attempt_at timestamptz, delivered_at timestamptz,
+                   delivered_by text, last_error text)
+    LANGUAGE sql STABLE
+    BEGIN ATOMIC
+        SELECT * FROM toygun._list_outbox(list_outbox.state, list_outbox."limit", list_outbox.after);
+    END;
+
+-- Send an undelivered row again: attempts, last_error and next_attempt_at
+-- are reset, so a deliverer claims it at once (NOTIFY toygun_outbox at
+-- commit). False: no such row. A delivered row is refused (55000).
+CREATE FUNCTION toygun.redeliver(outbox_id bigint) RETURNS boolean
+    LANGUAGE plpgsql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    done timestamptz;
+BEGIN
+    IF NOT toygun._outbox_owner() THEN
+        RAISE EXCEPTION 'permission denied to redeliver toygun outbox row %', redeliver.outbox_id
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Only the extension''s owner (or a member of its role, or a superuser) sends outbox rows again.';
+    END IF;
+    SELECT o.delivered_at INTO done FROM toygun.outbox o WHERE o.id = redeliver.outbox_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF done IS NOT NULL THEN
+        RAISE EXCEPTION 'toygun outbox row % was delivered at %', redeliver.outbox_id, done
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'A delivered row is not sent twice; raise the alarm again if it must reach its channel anew.';
+    END IF;
+    UPDATE toygun.outbox o SET attempts = 0, last_error = NULL, next_attempt_at = NULL
+     WHERE o.id = redeliver.outbox_id;
+    PERFORM pg_catalog.pg_notify('toygun_outbox', redeliver.outbox_id::text);
+    RETURN true;
+END $$;
+
+-- toygun.metrics()'s outbox gauges: the owner's only (no row for others).
+CREATE FUNCTION toygun._outbox_gauges() RETURNS TABLE (pending bigint, failed bigint)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF toygun._outbox_owner() THEN
+        RETURN QUERY
+            SELECT pg_catalog.count(*) FILTER (WHERE NOT (o.next_attempt_at IS NULL AND o.last_error IS NOT NULL)),
+                   pg_catalog.count(*) FILTER (WHERE o.next_attempt_at IS NULL AND o.last_error IS NOT NULL)
+              FROM toygun.outbox o WHERE o.delivered_at IS NULL;
+    END IF;
+END $$;
+GRANT EXECUTE ON FUNCTION toygun._outbox_gauges() TO PUBLIC;
+
+-- Metrics (issue 18). The workers count their ticks per task type and
+-- resource type in shared memory (src/metrics.c): ticks (successful and
+-- failed), failures, panics (objects a tick or a last failed attempt moved
+-- to __panic__) and a histogram of tick durations. _tick_metrics() returns
+-- a row per type the caller may read (its resource type is in
+-- readable_types()) that a worker ticked since the server started, and a
+-- row with resource_type NULL for the ticks of types past
+-- toygun.metrics_types. Every counter starts from zero when the server
+-- starts.
+CREATE FUNCTION toygun._tick_metrics()
+    RETURNS TABLE (resource_type text, task text, ticks bigint, failures bigint, panics bigint,
+                   duration_sum double precision, le text[], buckets bigint[])
+    AS 'MODULE_PATHNAME', 'toygun_tick_metrics' LANGUAGE C VOLATILE;
+
+-- A label value as Prometheus's text format writes it: \, " and newline escaped.
+CREATE FUNCTION toygun._prometheus_label(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(
+               COALESCE(value, ''), E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n');
+
+-- Everything toygun can tell a monitoring system, in Prometheus's text
+-- exposition format (version 0.0.4), read as the caller: the counters of
+-- _tick_metrics(), the gauges of toygun.ops_gauges(), the workers and queues, the
+-- breakers, rate limits and concurrency limits, each for what the caller
+-- may read. A family is written with its HELP and TYPE lines even when it
+-- has no sample.
+CREATE FUNCTION toygun.metrics() RETURNS text
+    LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    WITH c AS (
+        SELECT m.*,
+               pg_catalog.format('resource_type="%s",task="%s"',
+                                 toygun._prometheus_label(m.resource_type),
+                                 toygun._prometheus_label(m.task)) AS labels
+          FROM toygun._tick_metrics() m
+    ),
+    g AS (SELECT * FROM toygun.ops_gauges()),
+    per_type AS (
+        SELECT pg_catalog.format('resource_type="%s",task="%s"',
+                                 toygun._prometheus_label(g.resource_type),
+                                 toygun._prometheus_label(g.task)) AS labels,
+               g.due, g.panicked, g.failing, COALESCE(EXTRACT(epoch FROM g.oldest_due_age), 0) AS oldest_due
+          FROM g
+    ),
+    q AS (SELECT * FROM toygun.queue_status()),
+    ob AS (SELECT * FROM toygun._outbox_gauges()),
+    families (n, name, type, help) AS (VALUES
+        (1, 'toygun_ticks_total', 'counter', 'Ticks by the workers (successful and failed) since the server started.'),
+        (2, 'toygun_tick_failures_total', 'counter', 'Failed ticks by the workers since the server started.'),
+        (3, 'toygun_panics_total', 'counter', 'Objects a worker''s tick, or its last failed attempt, moved to __panic__ since the server started.'),
+        (4, 'toygun_tick_duration_seconds', 'histogram', 'How long the workers'' ticks took, failed ones included.'),
+        (5, 'toygun_metrics_overflow_ticks_total', 'counter', 'Ticks of the types past toygun.metrics_types, counted together.'),
+        (6, 'toygun_due_capped', 'gauge', 'Whether a due count stopped at 5,000 due objects of one claim index: due counts and oldest due ages are then lower bounds.'),
+        (7, 'toygun_due', 'gauge', 'Objects due for a tick now.'),
+        (8, 'toygun_panicked', 'gauge', 'Objects in __panic__.'),
+        (9, 'toygun_failing', 'gauge', 'Objects whose last tick failed.'),
+        (10, 'toygun_oldest_due_seconds', 'gauge', 'How long the longest-waiting due object has waited; 0: none due.'),
+        (11, 'toygun_workers', 'gauge', 'Worker processes per queue: configured (toygun.queues), running, busy ticking.'),
+        (12, 'toygun_worker_up', 'gauge', 'Whether the worker of each configured slot is running.'),
+        (13, 'toygun_queue_paused', 'gauge', 'Whether a queue is paused (toygun.pause_queue).'),
+        (14, 'toygun_breaker_open', 'gauge', 'Whether a task type''s circuit breaker is open (1), half open (0.5) or closed (0).'),
+        (15, 'toygun_rate_limit_tokens', 'gauge', 'Tokens a take could have now, per rate limit.'),
+        (16, 'toygun_limit_running', 'gauge', 'Slots of a task type''s concurrency limit its runs hold now.')
+        UNION ALL
+        -- the outbox's: the extension owner's only (no row, so no lines, for others)
+        SELECT 17, 'toygun_outbox_pending', 'gauge', 'Outbox rows not yet delivered and not failed (new, or waiting for a retry).'
+          FROM ob
+        UNION ALL
+        SELECT 18, 'toygun_outbox_failed', 'gauge', 'Outbox rows the deliverer gave up on (toygun.redeliver sends one again).'
+          FROM ob
+    ),
+    samples (n, sort, line) AS (
+        SELECT 1, c.labels, pg_catalog.format('toygun_ticks_total{%s} %s', c.labels, c.ticks)
+          FROM c WHERE c.resource_type IS NOT NULL
+        UNION ALL
+        SELECT 2, c.labels, pg_catalog.format('toygun_tick_failures_total{%s} %s', c.labels, c.failures)
+          FROM c WHERE c.resource_type IS NOT NULL
+        UNION ALL
+        SELECT 3, c.labels, pg_catalog.format('toygun_panics_total{%s} %s', c.labels, c.panics)
+          FROM c WHERE c.resource_type IS NOT NULL
+        UNION ALL
+        SELECT 4, pg_catalog.format('%s %s', c.labels, pg_catalog.to_char(b.i, 'FM00')),
+               pg_catalog.format('toygun_tick_duration_seconds_bucket{%s,le="%s"} %s', c.labels, b.le, b.count)
+          FROM c, unnest(c.le, c.buckets) WITH ORDINALITY AS b(le, count, i)
+         WHERE c.resource_type IS NOT NULL
+        UNION ALL
+        SELECT 4, c.labels || ' 98', pg_catalog.format('toygun_tick_duration_seconds_sum{%s} %s', c.labels, c.duration_sum)
+          FROM c WHERE c.resource_type IS NOT NULL
+        UNION ALL
+        SELECT 4, c.labels || ' 99', pg_catalog.format('toygun_tick_duration_seconds_count{%s} %s', c.labels, c.ticks)
+          FROM c WHERE c.resource_type IS NOT NULL
+        UNION ALL
+        SELECT 5, '', pg_catalog.format('toygun_metrics_overflow_ticks_total %s',
+                                        COALESCE((SELECT c.ticks FROM c WHERE c.resource_type IS NULL), 0))
+        UNION ALL
+        SELECT 6, '', pg_catalog.format('toygun_due_capped %s',
+                                        CASE WHEN (SELECT pg_catalog.bool_or(g.due_capped) FROM g) THEN 1 ELSE 0 END)
+        UNION ALL
+        SELECT 7, p.labels, pg_catalog.format('toygun_due{%s} %s', p.labels, p.due) FROM per_type p
+        UNION ALL
+        SELECT 8, p.labels, pg_catalog.format('toygun_panicked{%s} %s', p.labels, p.panicked) FROM per_type p
+        UNION ALL
+        SELECT 9, p.labels, pg_catalog.format('toygun_failing{%s} %s', p.labels, p.failing) FROM per_type p
+        UNION ALL
+        SELECT 10, p.labels, pg_catalog.format('toygun_oldest_due_seconds{%s} %s', p.labels, p.oldest_due)
+          FROM per_type p
+        UNION ALL
+        SELECT 11, q.queue || w.o::text, pg_catalog.format('toygun_workers{queue="%s",state="%s"} %s',
+                                                          toygun._prometheus_label(q.queue), w.state, w.count)
+          FROM q, LATERAL (VALUES (1, 'configured', q.workers), (2, 'running', q.running),
+                                  (3, 'busy', q.busy)) AS w(o, state, count)
+        UNION ALL
+        SELECT 12, pg_catalog.to_char(g.slot, 'FM0000000'),
+               pg_catalog.format('toygun_worker_up{slot="%s"} %s', g.slot,
+                                 CASE WHEN EXISTS (SELECT FROM toygun.worker_status() w WHERE w.slot = g.slot)
+                                      THEN 1 ELSE 0 END)
+          FROM pg_catalog.generate_series(0, (SELECT COALESCE(sum(q.workers), 0)::integer - 1 FROM q)) AS g(slot)
+        UNION ALL
+        SELECT 13, q.queue, pg_catalog.format('toygun_queue_paused{queue="%s"} %s',
+                                              toygun._prometheus_label(q.queue), CASE WHEN q.paused THEN 1 ELSE 0 END)
+          FROM q
+        UNION ALL
+        SELECT 14, d.resource_type || ' ' || d.name,
+               pg_catalog.format('toygun_breaker_open{resource_type="%s",task="%s"} %s',
+                                 toygun._prometheus_label(d.resource_type), toygun._prometheus_label(d.name),
+                                 CASE b.state WHEN 'open' THEN '1' WHEN 'half_open' THEN '0.5' ELSE '0' END)
+          FROM ONLY toygun.task_type d
+          LEFT JOIN ONLY toygun.breaker b ON b.resource_type = d.resource_type AND b.task = d.name
+         WHERE d.breaker IS NOT NULL AND d.resource_type = ANY (toygun.readable_types())
+        UNION ALL
+        SELECT 15, r.name, pg_catalog.format('toygun_rate_limit_tokens{rate_limit="%s"} %s',
+                                             toygun._prometheus_label(r.name), r.tokens)
+          FROM toygun.rate_limit_status() r WHERE r.tokens IS NOT NULL
+        UNION ALL
+        SELECT 16, f.resource_type || ' ' || f.task,
+               pg_catalog.format('toygun_limit_running{resource_type="%s",task="%s"} %s',
+                                 toygun._prometheus_label(f.resource_type), toygun._prometheus_label(f.task),
+                                 f.running)
+          FROM (SELECT d.resource_type, d.name AS task,
+                       -- as toygun.flow's running, without its counts of due runs
+                       (SELECT COALESCE(sum(h.running), 0)::integer FROM toygun.limit_status() h
+                         WHERE h.limit_id = d.limit_id AND (h.flow_key IS NULL) = (d.max_running IS NOT NULL))
+                          AS running
+                  FROM ONLY toygun.task_type d
+                 WHERE d.limit_id IS NOT NULL AND d.resource_type = ANY (toygun.readable_types())) f
+        UNION ALL
+        SELECT 17, '', pg_catalog.format('toygun_outbox_pending %s', ob.pending) FROM ob
+        UNION ALL
+        SELECT 18, '', pg_catalog.format('toygun_outbox_failed %s', ob.failed) FROM ob
+    ),
+    lines (n, sort, line) AS (
+        SELECT f.n, '', pg_catalog.format(E'# HELP %s %s\n# TYPE %s %s', f.name, f.help, f.name, f.type)
+          FROM families f
+        UNION ALL
+        SELECT s.n, E'\x01' || s.sort, s.line FROM samples s
+    )
+    SELECT pg_catalog.string_agg(l.line, E'\n' ORDER BY l.n, l.sort COLLATE "C") || E'\n' FROM lines l;
+END;
+GRANT EXECUTE ON FUNCTION toygun.metrics() TO PUBLIC;
+
+-- The dashboard's charts (issue 18): the workers' ticks and failed ticks per
+-- type over time, from the same flush as _tick_metrics()'s counters, kept in
+-- shared memory in two rings per type (src/metrics.c). "window" '1h' gives
+-- the one-minute buckets of the last hour, '24h' the thirty-minute buckets of
+-- the last 24 hours; at is a bucket's start; only buckets that counted
+-- something, oldest first. Read as the caller: the types it may read
+-- (readable_types()), and the overflow (resource_type NULL) only with the
+-- extension owner's privileges. From zero when the server starts.
+CREATE FUNCTION toygun.metrics_series("window" text DEFAULT '1h')
+    RETURNS TABLE (at timestamptz, resource_type text, task text, ticks bigint, failures bigint)
+    AS 'MODULE_PATHNAME', 'toygun_metrics_series' LANGUAGE C VOLATILE;
+GRANT EXECUTE ON FUNCTION toygun.metrics_series(text) TO PUBLIC;
+
+-- issue 18's deliverer: when a retry is due, and who delivered a row; one
+-- alarm's events to a channel are sent in order, looked up by alarm.
+ALTER TABLE toygun.outbox ADD COLUMN next_attempt_at timestamptz, ADD COLUMN delivered_by text;
+CREATE INDEX outbox_alarm_pending_idx ON toygun.outbox (alarm_id, id) WHERE delivered_at IS NULL;

@@ -217,6 +217,16 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- limit_id (with its unique constraint and index), task.flow_key (and its column grant),
 -- task_flow_idx, limit_status and _flow_key (and its revoked grant); task_due_idx, task_lane_idx,
 -- define_task, task_for and the view toygun.flow change again, already counted
+-- issue 18's operator's tools: _new_id, operable_types, secret_readable_types, ops_whoami,
+-- ops_status, list_runs and its body _list_runs, run_detail and list_alarms (each a member and
+-- a function; _list_runs and run_detail read ONLY toygun.task), task_panic_idx, task_failing_idx
+-- issue 18's metrics: _tick_metrics, _prometheus_label, metrics (its body reads ONLY
+-- toygun.task_type) and its grant
+-- issue 18's chart series: metrics_series (a member, and a function with its grant)
+-- issue 18's deliverer: outbox.next_attempt_at and outbox.delivered_by, outbox_alarm_pending_idx
+-- issue 18's bounded reads at 1,000,000 runs: _few_runs and ops_gauges (each a member and a
+-- function reading ONLY toygun.resource and toygun.task; ops_status now reads ONLY toygun.task
+-- too), resource_panic_idx, resource_failing_idx
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

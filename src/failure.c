@@ -91,6 +91,8 @@ keep_failure(ToygunObject *obj, int attempt, ToygunFailure *failure)
  * finished, changed, or locked by someone else (when !wait): it is no
  * longer ours to charge.
  */
+bool		toygun_failure_panicked = false;
+
 bool
 toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 					  bool may_panic, bool wait, ItemPointer version)
@@ -102,6 +104,7 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 	int			attempts;
 	int			max_attempts;
 
+	toygun_failure_panicked = false;
 	if (obj == NULL || strcmp(obj->state, TOYGUN_STOP) == 0 ||
 		strcmp(obj->state, TOYGUN_PANIC) == 0 ||
 		(version != NULL && !ItemPointerEquals(&obj->tid, version)))
@@ -140,6 +143,7 @@ toygun_record_failure(ToygunKind kind, pg_uuid_t *id, ToygunFailure *failure,
 
 		toygun_transition(obj, def, TOYGUN_PANIC, toygun_panic_attrs(message),
 						  psprintf("panicked after %d failed ticks", attempts));
+		toygun_failure_panicked = true;
 	}
 	else
 	{

@@ -22,6 +22,8 @@ PG_FUNCTION_INFO_V1(toygun_revoke_type);
 PG_FUNCTION_INFO_V1(toygun_readable_types);
 PG_FUNCTION_INFO_V1(toygun_error_readable_types);
 PG_FUNCTION_INFO_V1(toygun_startable_types);
+PG_FUNCTION_INFO_V1(toygun_operable_types);
+PG_FUNCTION_INFO_V1(toygun_secret_readable_types);
 
 /* In ToygunRight order. */
 static const char *const right_names[] = {"read", "start", "operate", "read_secrets"};
@@ -358,4 +360,22 @@ Datum
 toygun_startable_types(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_DATUM(types_with_right(TOYGUN_RIGHT_START));
+}
+
+/*
+ * operable_types(), secret_readable_types(): the resource types on which the
+ * current user has operate, read_secrets (as owner, or by a grant to it or to
+ * PUBLIC), sorted; what the operator's tools may offer (issue 18). The calls
+ * themselves still check each right on the task type.
+ */
+Datum
+toygun_operable_types(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(types_with_right(TOYGUN_RIGHT_OPERATE));
+}
+
+Datum
+toygun_secret_readable_types(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(types_with_right(TOYGUN_RIGHT_READ_SECRETS));
 }

@@ -574,8 +574,14 @@ fire(Firing *f)
 		started = fire_asking(f, fire_values, fire_nulls, &declined);
 		goto record;
 	}
-	/* the runs start at their type's schema version (issue 16): 1, the default, or $7 */
-#define FIRE_SQL(cols, vals) \
+	/*
+	 * the runs start at their type's schema version (issue 16): 1, the default,
+	 * or $7; their ids are UUIDv7 (toygun._new_id(), issue 18) where the schema
+	 * has it, as the ids of runs started by hand, so that the runs list's
+	 * newest-first order (by id) holds them too; a schema not yet updated to
+	 * 0.4 keeps the random ids it had
+	 */
+#define FIRE_SQL(newid, cols, vals) \
 	"WITH live AS (" \
 	LIVE_RESOURCES_SQL \
 	"     FOR SHARE OF r" \
@@ -586,7 +592,7 @@ fire(Firing *f)
 	"  RETURNING resource_id" \
 	"), started AS (" \
 	"  INSERT INTO toygun.task (id, resource_id, resource_type, name, attrs, run_at" cols ")" \
-	"  SELECT pg_catalog.gen_random_uuid(), claimed.resource_id, $1, $2, $5," \
+	"  SELECT " newid ", claimed.resource_id, $1, $2, $5," \
 	"         pg_catalog.clock_timestamp()" vals \
 	"    FROM claimed" \
 	"  ON CONFLICT (resource_id, name) WHERE state <> '__stop__' DO NOTHING" \
@@ -608,12 +614,12 @@ fire(Firing *f)
 		/* a limited type's runs with their keys (issue 17): per resource with '$root' */
 		if (def->flow != NULL)
 			toygun_run(toygun_plan(&fire_flow_plan,
-								   FIRE_SQL(", version, priority, queue_id, flow_key",
+								   FIRE_SQL("toygun._new_id()", ", version, priority, queue_id, flow_key",
 											", $7, $8, $9, toygun._flow_key($1, $2, claimed.resource_id, $5)"),
 								   9, types),
 					   fire_values, fire_nulls, 0);
 		else
-			toygun_run(toygun_plan(&fire_priority_plan, FIRE_SQL(", version, priority, queue_id", ", $7, $8, $9"), 9, types),
+			toygun_run(toygun_plan(&fire_priority_plan, FIRE_SQL("toygun._new_id()", ", version, priority, queue_id", ", $7, $8, $9"), 9, types),
 					   fire_values, fire_nulls, 0);
 	}
 	else if (def->version > 1)
@@ -623,11 +629,11 @@ fire(Firing *f)
 		memcpy(types, fire_types, sizeof(fire_types));
 		types[6] = INT4OID;
 		fire_values[6] = Int32GetDatum(def->version);
-		toygun_run(toygun_plan(&fire_version_plan, FIRE_SQL(", version", ", $7"), 7, types),
+		toygun_run(toygun_plan(&fire_version_plan, FIRE_SQL("pg_catalog.gen_random_uuid()", ", version", ", $7"), 7, types),
 				   fire_values, fire_nulls, 0);
 	}
 	else
-		toygun_run(toygun_plan(&fire_plan, FIRE_SQL("", ""), 6, fire_types),
+		toygun_run(toygun_plan(&fire_plan, FIRE_SQL("pg_catalog.gen_random_uuid()", "", ""), 6, fire_types),
 				   fire_values, fire_nulls, 0);
 	started = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 

@@ -22,8 +22,8 @@
 #define TOYGUN_INTERNAL_SEARCH_PATH "pg_catalog, pg_temp"
 
 /* The role that owns toygun's tables: the one that created the extension. */
-static Oid
-extension_owner(void)
+Oid
+toygun_extension_owner(void)
 {
 	Oid			nsp = get_namespace_oid("toygun", false);
 	Oid			rel = get_relname_relid("task", nsp);
@@ -65,7 +65,7 @@ become(ToygunCall *call, Oid role, const char *search_path, int flags)
 void
 toygun_begin_call(ToygunCall *call)
 {
-	become(call, extension_owner(), TOYGUN_INTERNAL_SEARCH_PATH, SECURITY_LOCAL_USERID_CHANGE);
+	become(call, toygun_extension_owner(), TOYGUN_INTERNAL_SEARCH_PATH, SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 }

@@ -49,6 +49,16 @@ define_settings(void)
 								   PGC_POSTMASTER,
 								   GUC_SUPERUSER_ONLY,
 								   NULL, NULL, NULL);
+	/* metrics (issue 18): metrics.c */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("toygun.metrics_types",
+								"Task types and resource types whose ticks toygun.metrics() counts one by one.",
+								"Past that many, the ticks of further types are counted together, as toygun_metrics_overflow_ticks_total. Each takes about 2 kB of shared memory.",
+								&toygun_metrics_types,
+								1024, 16, 1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
 	DefineCustomIntVariable("toygun.workers",
 							"Number of worker processes that tick due runs.",
 							"0 stops ticking in the background; each worker uses one of max_worker_processes.",
@@ -216,6 +226,7 @@ _PG_init(void)
 	toygun_wake_init();
 	toygun_waits_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
 	toygun_rate_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
+	toygun_metrics_init(process_shared_preload_libraries_in_progress && !IsBinaryUpgrade);
 
 	/* Without preloading, everything but the background ticking and wait() works. */
 	if (!process_shared_preload_libraries_in_progress || IsBinaryUpgrade)

@@ -95,6 +95,8 @@ typedef struct ToygunDef
 	struct ToygunRate *rate;
 	/* task types: their concurrency limits (issue 17, flow.c), or NULL */
 	struct ToygunFlow *flow;
+	/* its ticks' counters in shared memory (issue 18, metrics.c); NULL: not looked up yet */
+	struct ToygunMetric *metric;
 } ToygunDef;
 
 /* A transition made in memory, written when the object is saved. */
@@ -376,6 +378,7 @@ typedef struct ToygunCall
 	int			guc_nestlevel;
 } ToygunCall;
 
+extern Oid	toygun_extension_owner(void);
 extern void toygun_begin_call(ToygunCall *call);
 extern void toygun_end_call(ToygunCall *call);
 extern void toygun_begin_handler_call(ToygunCall *call, ToygunDef *def);
@@ -574,6 +577,22 @@ extern bool toygun_flow_batch_held(void);
 /* outbox.c: notifications of alarms, by route and channel */
 extern void toygun_outbox_alarm(pg_uuid_t *alarm_id, const char *kind, const char *resource_type,
 								const char *event);
+
+/*
+ * metrics.c: counters of the workers' ticks per type (issue 18), in shared
+ * memory: noted per tick in the worker, added to shared memory per batch,
+ * to totals and to the last hour's and day's buckets (metrics_series()).
+ */
+#define TOYGUN_METRIC_BUCKETS 10	/* the tick duration histogram's, +Inf included */
+typedef struct ToygunMetric ToygunMetric;
+extern int	toygun_metrics_types;
+extern void toygun_metrics_init(bool preloaded);
+extern ToygunMetric *toygun_metric_of(ToygunDef *def);
+extern void toygun_metrics_note(ToygunMetric *m, int64 duration_us, bool failed, bool panicked);
+extern void toygun_metrics_flush(void);
+extern void toygun_metrics_discard(void);
+/* failure.c: set by toygun_record_failure when the failure panicked its object */
+extern bool toygun_failure_panicked;
 
 /* tick.c */
 /* children.c: waiting for children */

@@ -251,6 +251,17 @@ toygun_new_uuid(void)
 	return id;
 }
 
+/*
+ * toygun._new_id(): toygun_new_uuid() for SQL, where one statement makes many
+ * ids (a periodic start's runs): UUIDv7, so they sort by start as the others.
+ */
+PG_FUNCTION_INFO_V1(toygun_new_id);
+Datum
+toygun_new_id(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_UUID_P(toygun_new_uuid());
+}
+
 /* attrs, args and outcome attrs must be JSON objects. */
 void
 toygun_check_object_attrs(const char *what, Jsonb *attrs)

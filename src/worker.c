@@ -111,7 +111,11 @@ typedef struct Claimed
 	char	   *error;			/* set when its tick failed */
 	TimestampTz started_at;		/* when its failed tick began */
 	TimestampTz ended_at;		/* and when it failed */
+	ToygunMetric *metric;		/* its type's counters, when its tick failed (metrics.c) */
 } Claimed;
+
+/* The counters of the type of the tick under way, or NULL (metrics.c). */
+static ToygunMetric *tick_metric = NULL;
 
 static void
 tick_timeout_handler(void)
@@ -479,6 +483,7 @@ tick_claimed(ToygunObject *obj, TimestampTz started_at)
 	}
 	old = MemoryContextSwitchTo(tick_context);
 	def = toygun_object_def(obj);
+	tick_metric = toygun_metric_of(def);
 	report_tick(obj, def);
 	tick_timed_out = false;
 	toygun_inflight_begin(obj->kind, &obj->id, &obj->tid, started_at);
@@ -497,6 +502,10 @@ tick_claimed(ToygunObject *obj, TimestampTz started_at)
 	/* a handler that caught the cancel and returned fails all the same */
 	fail_if_timed_out();
 	toygun_inflight_end();
+	/* counted in shared memory once the batch commits (toygun_metrics_flush) */
+	toygun_metrics_note(tick_metric, GetCurrentTimestamp() - started_at, false,
+						strcmp(obj->state, TOYGUN_PANIC) == 0);
+	tick_metric = NULL;
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(tick_context);
 	return end_batch;
@@ -597,12 +606,15 @@ retick(Claimed *c)
 	ErrorData  *edata;
 
 	c->started_at = GetCurrentTimestamp();
+	tick_metric = NULL;
 	edata = in_subtransaction(retick_body, c, &end_batch);
 	if (edata != NULL)
 	{
 		c->error = failure_message(edata);
 		c->ended_at = GetCurrentTimestamp();
+		c->metric = tick_metric;
 	}
+	tick_metric = NULL;
 	return end_batch;
 }
 
@@ -682,6 +694,8 @@ replay(Claimed *claimed, int n)
 			if (claimed[j].error != NULL)
 			{
 				record_failure(&claimed[j]);
+				toygun_metrics_note(claimed[j].metric, claimed[j].ended_at - claimed[j].started_at,
+									true, toygun_failure_panicked);
 				failures++;
 			}
 		toygun_end_work();
@@ -757,11 +771,15 @@ tick_all(Claimed *claimed, ToygunObject **objs, int *n, int level, bool *preempt
 			claimed[failing].error = failure_message(edata);
 			claimed[failing].started_at = tick_started;
 			claimed[failing].ended_at = GetCurrentTimestamp();
+			claimed[failing].metric = tick_metric;
 		}
 		else
 			ereport(LOG, (errmsg("toygun: a batch failed to commit: %s", edata->message)));
 		AbortCurrentTransaction();
 		(void) toygun_contain_end_tick();
+		/* the batch's ticks rolled back: replay() ticks them again, and notes them then */
+		toygun_metrics_discard();
+		tick_metric = NULL;
 		ticked = -1;
 	}
 	PG_END_TRY();
@@ -829,6 +847,9 @@ run_batch(long *sleep_ms, bool *full)
 
 	MemoryContextReset(batch_context);
 	MemoryContextSwitchTo(batch_context);
+	/* notes of a batch that ended in an error (run_batch_safely) never committed */
+	toygun_metrics_discard();
+	tick_metric = NULL;
 	claimed = palloc(sizeof(Claimed) * 2 * limit);
 	objs = palloc(sizeof(ToygunObject *) * 2 * limit);
 
@@ -898,6 +919,7 @@ run_batch(long *sleep_ms, bool *full)
 			claimed_all_ticked();
 	}
 	toygun_count_batch(my_slot, ticked, failures);
+	toygun_metrics_flush();
 	return n;
 }
 

@@ -26,9 +26,11 @@ CREATE INDEX route_channel_idx ON toygun.route (channel);
 SELECT pg_catalog.pg_extension_config_dump('toygun.route', '');
 
 -- What a deliverer sends: it takes rows FOR UPDATE SKIP LOCKED, sends each
--- payload to its channel, and sets delivered_at (or counts attempts and
--- sets last_error). Rows are kept: deleting delivered ones is the
--- deliverer's (or the operator's) choice.
+-- payload to its channel, and sets delivered_at and delivered_by (or counts
+-- attempts, sets last_error and, for a retry, next_attempt_at). Rows are
+-- kept: deleting delivered ones is the deliverer's (or the operator's)
+-- choice. The pending index holds the undelivered rows, failed ones too
+-- (attempts at the deliverer's maximum) until they are delivered or deleted.
 CREATE SEQUENCE toygun.outbox_seq;
 CREATE TABLE toygun.outbox (
     id           bigint PRIMARY KEY DEFAULT pg_catalog.nextval('toygun.outbox_seq'),
@@ -39,10 +41,15 @@ CREATE TABLE toygun.outbox (
     created_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     attempts     integer NOT NULL DEFAULT 0,
     delivered_at timestamptz,
-    last_error   text
+    last_error   text,
+    next_attempt_at timestamptz,     -- a retry waits until then (NULL: at once)
+    delivered_by text                -- the deliverer that sent it (host:pid)
 );
 ALTER SEQUENCE toygun.outbox_seq OWNED BY toygun.outbox.id;
 CREATE INDEX outbox_pending_idx ON toygun.outbox (id) WHERE delivered_at IS NULL;
+-- a deliverer sends one alarm's events to a channel in order: it claims a row
+-- only when no earlier row of its alarm and channel is pending
+CREATE INDEX outbox_alarm_pending_idx ON toygun.outbox (alarm_id, id) WHERE delivered_at IS NULL;
 SELECT pg_catalog.pg_extension_config_dump('toygun.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('toygun.outbox_seq', '');
 REVOKE ALL ON toygun.channel, toygun.route, toygun.outbox FROM PUBLIC;

@@ -11,7 +11,7 @@ tg_init "$DIR" "shared_preload_libraries = ''" >/dev/null || bail "initdb failed
 tg_start "$DIR" || bail "server did not start"
 trap 'tg_stop "$DIR" immediate' EXIT
 
-plan 6
+plan 8
 
 OUT=$(tg_psql "$DIR" postgres -c "CREATE EXTENSION toygun" 2>&1)
 echo "$OUT" | grep -q "WARNING:  toygun is not in shared_preload_libraries, so no worker will tick runs"
@@ -37,3 +37,10 @@ ok $? "with a hint"
 ERR=$(tg_psql "$DIR" postgres -c "SELECT * FROM toygun.wait('00000000-0000-0000-0000-000000000001')" 2>&1)
 echo "$ERR" | grep -q "ERROR:  toygun.wait() needs toygun in shared_preload_libraries"
 ok $? "wait() fails clearly"
+
+ERR=$(tg_psql "$DIR" postgres -c "SELECT toygun.metrics()" 2>&1)
+echo "$ERR" | grep -q "ERROR:  toygun._tick_metrics() needs toygun in shared_preload_libraries"
+ok $? "metrics() fails clearly"
+ERR=$(tg_psql "$DIR" postgres -c "SELECT * FROM toygun.metrics_series('24h')" 2>&1)
+echo "$ERR" | grep -q "ERROR:  toygun.metrics_series() needs toygun in shared_preload_libraries"
+ok $? "and so does metrics_series()"
