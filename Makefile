@@ -40,3 +40,15 @@ $(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PIECES) Makefile
 	( printf '%s\n' '-- generated from src/install/*.sql by make; do not edit' \
 	         '\echo Use "CREATE EXTENSION $(EXTENSION)" to load this file. \quit'; \
 	  cat $(INSTALL_PIECES) ) > $@
+
+# make dist: the PGXN distribution, HEAD's files (git archive) under one top
+# folder, toygun-<version>/, in toygun-<version>.zip. PGXN wants a semantic
+# version, so toygun.control's 0.4 is 0.4.0 there and in META.json
+# (test/package/run.sh checks that they agree).
+DISTVERSION = $(shell echo '$(EXTVERSION)' | sed -E 's/^([0-9]+\.[0-9]+)$$/\1.0/')
+DISTDIR    ?= .
+.PHONY: dist
+dist:
+	git archive --format=zip --prefix=$(EXTENSION)-$(DISTVERSION)/ \
+		-o $(DISTDIR)/$(EXTENSION)-$(DISTVERSION).zip HEAD
+	@echo $(DISTDIR)/$(EXTENSION)-$(DISTVERSION).zip

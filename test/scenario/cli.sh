@@ -35,7 +35,7 @@ tg() {
 # json EXPR: evaluate a Python expression over the JSON in $OUT (as j)
 json() { /usr/bin/python3 -c "import json,sys; j=json.load(open('$OUT')); print($1)"; }
 
-plan 67
+plan 71
 
 tg_psql "$DIR" postgres -c "CREATE DATABASE tg" -c "CREATE DATABASE plain" >/dev/null
 tg_psql "$DIR" tg -q <<'SQL' >/dev/null || bail "setup failed"
@@ -260,5 +260,25 @@ tg alice status
 grep -Eq '^live runs: +5000\+$' "$OUT"; ok $? "status marks a count that stopped at its cap with +"
 tg alice --json status
 is "$(json "j['live'], j['live_capped']")" "5000 True" "status --json: live and live_capped"
+
+# --- a tenant's text cannot drive the operator's terminal: control characters
+# (ESC sequences that clear the screen, set the title or write the clipboard)
+# in messages, reasons and errors are shown escaped, never sent raw
+tg alice start "$box" idle
+esc=$(cat "$OUT")
+wait_for 30 "SELECT state = 'one' FROM toygun.task WHERE id = '$esc'"
+tg alice panic "$esc" --reason $'fine\e]52;c;ZXZpbA==\a\e[2J\rforged' --message $'boom\e[2J\u009b31m'
+tg alice show "$esc"
+! grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$OUT" && grep -q 'fine\\x1b\]52' "$OUT"
+ok $? "show: control characters of a tenant's reason and message shown as \\xNN"
+tg alice alarms
+! grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$OUT" && ! grep -q $'\xc2\x9b' "$OUT"
+ok $? "alarms: the same (C1 controls too)"
+tg alice transition "$esc" $'no\e[2Jstate' --reason r
+[ "$RC" != 0 ] && ! grep -q $'[\x01-\x08\x0b-\x1f\x7f]' "$ERR"
+ok $? "an error message echoing a tenant's text: escaped on stderr too"
+tg alice --json show "$esc"
+json "j['history'][-1]['reason']" | grep -q $'fine\e]52'
+ok $? "--json keeps the exact text (JSON escapes it)"
 
 exit $((TAP_FAILED > 0))

@@ -9,79 +9,12 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
 import { initCluster, ROOT, WORK } from './cluster.mjs';
+import { startServer, req, cookieOf, apiSignin, formSignin, poll } from './http.mjs';
 
 const NODE = process.execPath;
 const MAIN = path.join(ROOT, 'tools/server/src/main.mjs');
 let db, srv, srvHttps;
 const ids = {};
-
-// A server on a free port; resolves with {url, proc, stop()} once it prints its address.
-function startServer(extra = [], nodeOptions = [], cwd = undefined) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(NODE, [...nodeOptions, MAIN, '--listen', '127.0.0.1:0', '--db-host', db.dir, '--db-port', String(db.port),
-      '--db-name', 'tg', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], cwd });
-    let out = '', err = '';
-    const timer = setTimeout(() => { proc.kill(); reject(new Error(`server did not start in 15 s: ${err}`)); }, 15000);
-    proc.stderr.on('data', (d) => { err += d; });
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const m = /toygun-server listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ url: m[1], proc, stderr: () => err,
-          stop: () => new Promise((r) => { proc.once('exit', (code) => r(code)); proc.kill('SIGTERM'); }) });
-      }
-    });
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}: ${err}`)); });
-  });
-}
-
-// One HTTP request; no redirects followed. opts: cookie, csrf, origin (default: the server's own), json, form, auth.
-async function req(s, method, p, opts = {}) {
-  const headers = { ...(opts.headers || {}) };
-  if (opts.cookie) headers.cookie = opts.cookie;
-  if (opts.csrf) headers['x-csrf-token'] = opts.csrf;
-  if (method !== 'GET' && opts.origin !== null) headers.origin = opts.origin ?? s.url;
-  if (opts.auth) headers.authorization = 'Basic ' + Buffer.from(opts.auth).toString('base64');
-  let body;
-  if (opts.json !== undefined) { headers['content-type'] = 'application/json'; body = JSON.stringify(opts.json); }
-  if (opts.form) { headers['content-type'] = 'application/x-www-form-urlencoded'; body = new URLSearchParams(opts.form).toString(); }
-  const r = await fetch(s.url + p, { method, headers, body, redirect: 'manual' });
-  const text = await r.text();
-  let json = null;
-  try { json = JSON.parse(text); } catch { /* html or text */ }
-  return { status: r.status, headers: r.headers, text, json, setCookie: r.headers.getSetCookie() };
-}
-
-const cookieOf = (setCookie, name) => {
-  const c = setCookie.find((x) => x.startsWith(name + '='));
-  return c ? c.split(';')[0] : null;
-};
-
-// Sign in through the API: {cookie, csrf}.
-async function apiSignin(s, role, password = `pw of ${role}`) {
-  const r = await req(s, 'POST', '/api/v1/signin', { json: { role, password } });
-  assert.equal(r.status, 200, `sign-in as ${role}: ${r.text}`);
-  return { cookie: cookieOf(r.setCookie, 'toygun'), csrf: r.json.csrf, setCookie: r.setCookie };
-}
-
-// Sign in through the form, as a browser does: GET the form (token + pre-session cookie), POST it.
-async function formSignin(s, role, password) {
-  const g = await req(s, 'GET', '/signin');
-  const token = /name="_csrf" value="([^"]+)"/.exec(g.text)[1];
-  const pre = cookieOf(g.setCookie, 'toygun-signin');
-  return req(s, 'POST', '/signin', { cookie: pre, form: { _csrf: token, role, password } });
-}
-
-async function poll(what, seconds, fn) {
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`waited ${seconds} s for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 before(async () => {
   db = initCluster('api', {
@@ -115,7 +48,7 @@ SELECT toygun.grant_type('box', 'dave', '{read}');`);
   ids.crateRun = db.psql('tg', `SET ROLE bob; SELECT toygun.start_task('${ids.crate}', 'idle')`).split('\n').pop();
   db.waitFor('tg', `SELECT count(*) = 2 FROM toygun.task WHERE state = 'one'`, 30);
   db.psql('tg', `SET ROLE alice; SELECT toygun.panic_task('${ids.secret}', 'the vendor API is down', 'test: panicked')`);
-  srv = await startServer(['--max-sessions-per-role', '20']);
+  srv = await startServer(db, ['--max-sessions-per-role', '20']);
 });
 
 after(async () => {
@@ -199,7 +132,7 @@ test('a browser\'s ways: a second GET of the form keeps its token; Origin null i
 });
 
 test('with --public-url https://...: cookie __Host-toygun, Secure', async () => {
-  srvHttps = await startServer(['--public-url', 'https://toygun.example.com']);
+  srvHttps = await startServer(db, ['--public-url', 'https://toygun.example.com']);
   const r = await req(srvHttps, 'POST', '/api/v1/signin',
     { json: { role: 'alice', password: 'pw of alice' }, origin: 'https://toygun.example.com' });
   assert.equal(r.status, 200, r.text);
@@ -444,7 +377,7 @@ test('a session ends when its backend is terminated: next request 401, the sign-
   const s = await apiSignin(srv, 'bob');
   assert.equal((await req(srv, 'GET', '/api/v1/status', { cookie: s.cookie })).status, 200);
   db.psql('tg', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'toygun-web:bob'");
-  const r = await poll('the session to end', 10, async () => {
+  const r = await poll('the session to end', 30, async () => {
     const x = await req(srv, 'GET', '/api/v1/status', { cookie: s.cookie });
     return x.status === 401 ? x : null;
   });
@@ -463,7 +396,7 @@ test('sign-out ends the session and closes its connection', async () => {
 });
 
 test('--session-idle: a session unused that long ends; the next request says so', async () => {
-  const idle = await startServer(['--session-idle', '1']);
+  const idle = await startServer(db, ['--session-idle', '1']);
   const count = () => db.psql('tg', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'toygun-web:carol'");
   try {
     const before = count();
@@ -481,7 +414,7 @@ test('--session-idle: a session unused that long ends; the next request says so'
 });
 
 test('--session-max: a session ends that long after sign-in, however busy', async () => {
-  const short = await startServer(['--session-max', '1']);
+  const short = await startServer(db, ['--session-max', '1']);
   try {
     const s = await apiSignin(short, 'alice');
     const r = await poll('the session to reach its age', 10, async () => {
@@ -495,7 +428,7 @@ test('--session-max: a session ends that long after sign-in, however busy', asyn
 });
 
 test('--max-sessions-per-role: over it, 503 naming the limit', async () => {
-  const lim = await startServer(['--max-sessions-per-role', '1']);
+  const lim = await startServer(db, ['--max-sessions-per-role', '1']);
   try {
     await apiSignin(lim, 'alice');
     const r = await req(lim, 'POST', '/api/v1/signin', { json: { role: 'alice', password: 'pw of alice' } });
@@ -508,7 +441,7 @@ test('--max-sessions-per-role: over it, 503 naming the limit', async () => {
 
 test('the password is not kept: not found in a heap snapshot of the server after sign-in and a scrape', async () => {
   const dir = fs.mkdtempSync(path.join(WORK, 'heap-'));
-  const h = await startServer([], ['--heapsnapshot-signal=SIGUSR2'], dir);
+  const h = await startServer(db, [], { nodeOptions: ['--heapsnapshot-signal=SIGUSR2'], cwd: dir });
   try {
     const s = await apiSignin(h, 'carol');
     assert.equal((await req(h, 'GET', '/api/v1/status', { cookie: s.cookie })).status, 200);

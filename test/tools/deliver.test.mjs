@@ -313,6 +313,22 @@ test('404 and a redirect are permanent after one attempt; the redirect is not fo
   assert.ok(logs.some((l) => /outbox \d+ .* to channel "gone404" \(webhook\): failed permanently at attempt 1 \(404 from/.test(l)));
 });
 
+test('a tenant\'s huge alarm message is not sent: its row fails at once, naming the limit; others go on', async () => {
+  const recv = await receiver();
+  await channel('huge', 'webhook', { url: recv.url(`/huge/${SECRET}`) });
+  await raise('huge', 1, 'x'.repeat(2 * 1024 * 1024));
+  await raise('huge', 1, 'a normal message');
+  start({ pollMs: 200, baseMs: 10 });
+  const rows = await until('both rows done', async () => {
+    const r = await rowsOf('huge');
+    return r.every((x) => x.delivered_at || x.attempts === 10) ? r : null;
+  });
+  assert.equal(rows[0].delivered_at, null);
+  assert.match(rows[0].last_error, /^payload of \d+ bytes is larger than the deliverer's limit of 262144 bytes/);
+  assert.ok(rows[1].delivered_at, 'the next row is delivered');
+  assert.equal(recv.requests.length, 1, 'only the normal one was sent');
+});
+
 test('an unreachable receiver is retried, then failed at maxAttempts', async () => {
   const recv = await receiver();
   const url = recv.url(`/down/${SECRET}`);

@@ -18,9 +18,10 @@ export function freePort() {
   });
 }
 
-// spawnServer(command, args, {seconds}) → {url, proc, output(), stop()}
-export async function spawnServer(command, args, { seconds = 20, env = process.env } = {}) {
-  const proc = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+// spawnServer(command, args, {seconds, env, cwd}) → {url, proc, output(), stop()};
+// output() is what it wrote to stdout and stderr.
+export async function spawnServer(command, args, { seconds = 20, env = process.env, cwd = undefined } = {}) {
+  const proc = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d) => { out += d; });
   proc.stderr.on('data', (d) => { out += d; });

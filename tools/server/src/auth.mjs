@@ -23,6 +23,14 @@ function hbaMessage(role, method) {
     'scram-sha-256';
 }
 
+// Sign-ins in progress (forms, API, /metrics' new connections): each holds a
+// PostgreSQL backend (or a connection slot) until its SCRAM exchange ends, and
+// needs no session, so without a cap a flood of wrong passwords would take
+// every connection PostgreSQL has. setMaxPending(n) from --max-signins-pending.
+let pending = 0;
+let maxPending = 10;
+export function setMaxPending(n) { maxPending = n; }
+
 // connectAs(db, role, password, applicationName) → a connected pg.Client
 // whose password has been forgotten. Throws AuthError.
 export async function connectAs(db, role, password, applicationName) {
@@ -30,6 +38,20 @@ export async function connectAs(db, role, password, applicationName) {
     throw new AuthError('sign-in needs a role name (1 to 63 characters)', 400);
   if (typeof password !== 'string' || password === '')
     throw new AuthError('sign-in needs a password', 400);
+  if (role.includes('\0') || password.includes('\0'))
+    throw new AuthError('a role name or password cannot hold a NUL character', 400);
+  if (pending >= maxPending)
+    throw new AuthError(`too many sign-ins in progress: the server's limit --max-signins-pending is ${maxPending}; ` +
+      'try again in a moment', 503);
+  pending++;
+  try {
+    return await connect(db, role, password, applicationName);
+  } finally {
+    pending--;
+  }
+}
+
+async function connect(db, role, password, applicationName) {
   const client = new pg.Client({
     host: db.host, port: db.port, database: db.database, user: role, password,
     application_name: applicationName, connectionTimeoutMillis: 10000,

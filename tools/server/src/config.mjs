@@ -15,9 +15,11 @@ const OPTIONS = {
   'no-deliver': { type: 'boolean' },
   'max-sessions': { type: 'string' },
   'max-sessions-per-role': { type: 'string' },
+  'max-signins-pending': { type: 'string' },
   'session-idle': { type: 'string' },
   'session-max': { type: 'string' },
   'stats-every': { type: 'string' },
+  'metrics-reauth': { type: 'string' },
   // the deliverer's (deliver-options.mjs reads them)
   'deliverer-db': { type: 'string' },
   'pagerduty-url': { type: 'string' },
@@ -39,8 +41,12 @@ export const USAGE = `usage: node tools/server/src/main.mjs [options]
                               required when --listen is not a loopback address
   --max-sessions N            signed-in sessions at once, each one PostgreSQL connection (default 50)
   --max-sessions-per-role N   (default 5)
+  --max-signins-pending N     sign-ins (and new /metrics connections) checked at once; more are
+                              refused with 503 (default 10)
   --session-idle SECONDS      a session unused this long ends (default 1800)
   --session-max SECONDS       a session ends this long after sign-in (default 43200)
+  --metrics-reauth SECONDS    /metrics keeps a scraper's connection at most this long, then checks
+                              its password by SCRAM again (default 300)
   --deliver / --no-deliver    run the alarm deliverer in this process (TOYGUN_DELIVER=1; see the README)
   --deliverer-db URL          the deliverer's own connection (TOYGUN_DELIVERER_DB; else libpq's PG* environment)
   --pagerduty-url URL         PagerDuty Events v2 endpoint (TOYGUN_PAGERDUTY_URL)
@@ -59,7 +65,7 @@ function int(name, value, min) {
 }
 
 export function isLoopback(host) {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\./.test(host);
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 export function parseConfig(argv, env = process.env) {
@@ -108,8 +114,10 @@ export function parseConfig(argv, env = process.env) {
     origin: publicUrl ? publicUrl.origin : null,
     maxSessions: int('max-sessions', v['max-sessions'] ?? '50', 1),
     maxSessionsPerRole: int('max-sessions-per-role', v['max-sessions-per-role'] ?? '5', 1),
+    maxSigninsPending: int('max-signins-pending', v['max-signins-pending'] ?? '10', 1),
     sessionIdleMs: 1000 * int('session-idle', v['session-idle'] ?? '1800', 1),
     sessionMaxMs: 1000 * int('session-max', v['session-max'] ?? '43200', 1),
+    metricsReauthMs: 1000 * int('metrics-reauth', v['metrics-reauth'] ?? '300', 1),
     statsEveryMs: 1000 * int('stats-every', v['stats-every'] ?? '30', 0),
     deliver: deliverer.enabled,
     deliverer,

@@ -37,6 +37,10 @@ export const DEFAULTS = Object.freeze({
 
 const CHANNELS = { webhook, slack, pagerduty, email };
 
+// The largest payload sent (its JSON, bytes): far above any real alarm, far
+// below what would stall a sender (Slack takes 40,000 characters a message).
+export const MAX_PAYLOAD = 256 * 1024;
+
 // The claim: the oldest undelivered row that is due, not failed, of a kind this
 // deliverer sends, not held by another sender, and with no earlier row of its
 // alarm to its channel still pending (in flight, or waiting for a retry): a
@@ -270,8 +274,14 @@ export function startDeliverer(options = {}, log) {
     const where = `outbox ${row.id} (${row.event} of alarm ${row.alarm_id}) to channel "${row.channel}" (${row.kind})`;
     const started = Date.now();
     let out;
+    // a tenant that may raise alarms writes their messages: one of megabytes
+    // would tie up a sender and its receiver on every attempt; it fails at once
+    const size = Buffer.byteLength(JSON.stringify(row.payload ?? null));
     try {
-      out = await CHANNELS[row.kind].send(row, ctx);
+      out = size > MAX_PAYLOAD
+        ? { result: 'permanent', detail: `payload of ${size} bytes is larger than the deliverer's limit of ${MAX_PAYLOAD} bytes ` +
+            '(an alarm message that long is not sent; shorten it)' }
+        : await CHANNELS[row.kind].send(row, ctx);
     } catch (err) {   // a bug or a payload of an unexpected shape: retried, and logged
       out = { result: 'retry', detail: `could not send: ${err.message}` };
     }

@@ -6,6 +6,7 @@
 import { Hono } from 'hono';
 import { createHmac, randomBytes } from 'node:crypto';
 import { connectAs } from './auth.mjs';
+import { ROLE_VALID_SQL, ROLE_GONE } from './session.mjs';
 
 const IDLE_MS = 10 * 60 * 1000;
 const MAX_CACHED = 20;
@@ -41,6 +42,9 @@ export function metricsRoutes({ config, log }) {
     const role = decoded.slice(0, colon);
     const k = createHmac('sha256', key).update(role).update('\0').update(decoded.slice(colon + 1)).digest('base64');
     let e = cache.get(k);
+    // a password change is not seen by a connection already open: a cached one
+    // is dropped after --metrics-reauth, and the next scrape is checked by SCRAM again
+    if (e && Date.now() - e.created > config.metricsReauthMs) { drop(k); e = null; }
     if (!e) {
       let client;
       try {
@@ -53,19 +57,23 @@ export function metricsRoutes({ config, log }) {
         const oldest = [...cache.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed)[0];
         drop(oldest[0]);
       }
-      e = { client, lastUsed: Date.now(), queue: Promise.resolve() };
+      e = { client, created: Date.now(), lastUsed: Date.now(), queue: Promise.resolve() };
       cache.set(k, e);
       client.once('end', () => { if (cache.get(k) === e) cache.delete(k); });
     }
     e.lastUsed = Date.now();
-    const p = e.queue.then(() => e.client.query('SELECT toygun.metrics() AS m'));
+    // LOGIN and VALID UNTIL checked at each scrape, as a session's requests are
+    const p = e.queue.then(() => e.client.query(
+      `SELECT (${ROLE_VALID_SQL}) AS ok, CASE WHEN (${ROLE_VALID_SQL}) THEN toygun.metrics() END AS m`));
     e.queue = p.catch(() => {});
     try {
       const r = await p;
+      if (!r.rows[0].ok) { drop(k); return unauthorized(c, `sign-in refused for role "${role}": ${ROLE_GONE}`); }
       c.header('Content-Type', 'text/plain; version=0.0.4; charset=utf-8');
       return c.body(r.rows[0].m ?? '');
     } catch (err) {
       if (!err.code || err.code.startsWith('08') || err.code === '57P01') drop(k);
+      if (err.code === '42704') { drop(k); return unauthorized(c, `sign-in refused for role "${role}": ${ROLE_GONE}`); }
       const status = err.code === '42883' || err.code === '3F000' ? 501 : err.code === '55000' ? 503 : 500;
       return c.text(`toygun.metrics() failed: ${err.message}${err.code ? ` (SQLSTATE ${err.code})` : ''}\n`, status);
     }

@@ -10,8 +10,21 @@ import { html, page, table, csrfField, attrsView, fmtTime, fmtValue } from './re
 
 export function pageRoutes({ config, store, cookies, log }) {
   const app = new Hono();
-  const statsCache = new Map();   // role → {at, rows}: toygun.stats is a full scan of live runs
-  const flowCache = new Map();    // role → {at, rows}: toygun.flow counts every due row of a queue
+  const statsCache = new Map();   // [role, readable types] → {at, rows}: toygun.stats is a full scan of live runs
+  const flowCache = new Map();    // [role, readable types] → {at, rows}: toygun.flow counts every due row of a queue
+  // A result kept for --stats-every, per role and the types it reads now:
+  // a grant or a revoke shows at once, and two roles never share one.
+  // At most 200 kept, the least recently used dropped first.
+  async function cached(cache, client, role, load) {
+    const types = (await client.query('SELECT toygun.readable_types() AS t')).rows[0].t;
+    const key = JSON.stringify([role, types]);
+    let kept = cache.get(key);
+    if (!kept || Date.now() - kept.at > config.statsEveryMs) kept = { at: Date.now(), rows: await load() };
+    cache.delete(key);
+    cache.set(key, kept);
+    if (cache.size > 200) cache.delete(cache.keys().next().value);
+    return kept;
+  }
 
   const signinForm = (c, { error = null, note = null, status = 200, role = '' } = {}) => {
     // Reuse the browser's pre-session token: a second GET (another tab, a
@@ -96,6 +109,7 @@ The password is checked by PostgreSQL with SCRAM and is not kept.</p>`,
 
   const run = (c, fn) => store.run(c.get('session'), fn);
   const errorPage = (c, e) => {
+    if (e.ended) return c.redirect('/signin?ended=1', 303);
     const status = statusOf(e);
     if (status >= 500 && status !== 501 && status !== 503) log(`error: ${e.stack || e}`);
     return c.html(page({ title: 'Error', session: c.get('session'),
@@ -115,11 +129,7 @@ ${e.hint ? html`<p class="hint">hint: ${e.hint}</p>` : ''}${e.code ? html`<p cla
     const s = c.get('session');
     try {
       const { status, alarms, counts } = await run(c, async (client) => {
-        let counts = statsCache.get(s.role);
-        if (!counts || Date.now() - counts.at > config.statsEveryMs) {
-          counts = { at: Date.now(), rows: await q.stats(client) };
-          statsCache.set(s.role, counts);
-        }
+        const counts = await cached(statsCache, client, s.role, () => q.stats(client));
         return { status: await q.opsStatus(client), alarms: await q.listAlarms(client, { limit: 10 }), counts };
       });
       const oldest = status.oldest_due_age;
@@ -191,7 +201,10 @@ ${nextUrl ? html`<p><a id="next" href="${nextUrl}">next page →</a></p>` : ''}`
       if (statusOf(e) === 404) return notFound(c);
       return errorPage(c, e);
     }
-    const flash = c.req.query('done') ? `${c.req.query('done')}: done` : null;
+    // the flash names one of our actions, never text from the URL (a link could
+    // otherwise make the dashboard say anything)
+    const done = c.req.query('done');
+    const flash = q.ACTIONS.includes(done) ? `${done}: done` : null;
     return c.html(page({ title: `Run ${id}`, session: s, flash, body: runBody(s, d) }));
   });
 
@@ -223,7 +236,7 @@ ${nextUrl ? html`<p><a id="next" href="${nextUrl}">next page →</a></p>` : ''}`
         } };
       });
       const done = c.req.query('done');
-      return c.html(page({ title: 'Alarms', session: s, flash: done ? `${done}: done` : null, body: html`<h1>Alarms</h1>
+      return c.html(page({ title: 'Alarms', session: s, flash: ['snooze', 'close', 'redeliver'].includes(done) ? `${done}: done` : null, body: html`<h1>Alarms</h1>
 ${outbox && outbox.failed.outbox.length ? failedBanner(s, outbox.failed) : ''}
 <p class="tabs">${['open', 'active', 'snoozed', 'closed', 'all'].map((x) => html`<a href="/alarms?state=${x}" class="${x === state ? 'current' : ''}">${x}</a> `)}</p>
 ${alarmTable(s, alarms, 'alarms', true, outbox?.deliveries)}` }));
@@ -247,7 +260,7 @@ ${alarmTable(s, alarms, 'alarms', true, outbox?.deliveries)}` }));
       if (c.req.param('action') !== 'redeliver') throw new HttpError(404, `no outbox action "${c.req.param('action')}" (redeliver)`);
       await run(c, (client) => q.redeliver(client, id));
     } catch (e) { return errorPage(c, e); }
-    return c.redirect(`/alarms?done=${encodeURIComponent(`redeliver of outbox row ${id}`)}`, 303);
+    return c.redirect('/alarms?done=redeliver', 303);
   });
 
   app.get('/schedules', async (c) => {
@@ -265,11 +278,7 @@ ${table('schedules', [['resource_type', 'type'], ['task', 'task'], ['schedule', 
     const s = c.get('session');
     try {
       const { w, qs, fl } = await run(c, async (client) => {
-        let fl = flowCache.get(s.role);
-        if (!fl || Date.now() - fl.at > config.statsEveryMs) {
-          fl = { at: Date.now(), rows: await q.flow(client) };
-          flowCache.set(s.role, fl);
-        }
+        const fl = await cached(flowCache, client, s.role, () => q.flow(client));
         return { w: await q.workers(client), qs: await q.queues(client), fl };
       });
       const limits = fl.rows.filter((x) => x.kind === 'task');

@@ -14,6 +14,18 @@ export function needUuid(v, what) {
   return v;
 }
 
+// The SQL functions answer a call without its right with 42501 naming the
+// object's type and owner, even when the caller may not read the object, where
+// a missing id is P0002. So a 42501 on an object the caller cannot see becomes
+// the missing id's answer (a right without read, e.g. operate alone, still
+// works: only a refusal is rewritten). → the error to throw.
+async function hidden(client, e, seenSql, id, message, hint = null) {
+  if (e.code !== '42501') return e;
+  let seen = true;
+  try { seen = (await client.query(seenSql, [id])).rows[0].ok; } catch { return e; }
+  return seen ? e : new HttpError(404, message, { sqlstate: 'P0002', hint });
+}
+
 export async function listRuns(client, f) {
   const limit = f.limit === undefined || f.limit === '' ? 50 : Number(f.limit);
   if (!Number.isInteger(limit)) throw new HttpError(400, `limit must be an integer, not "${f.limit}"`);
@@ -41,10 +53,15 @@ export async function startRun(client, b) {
   const priority = b.priority === undefined || b.priority === null || b.priority === '' ? null : Number(b.priority);
   if (priority !== null && !Number.isInteger(priority)) throw new HttpError(400, `priority must be an integer, not "${b.priority}"`);
   const args = typeof b.args === 'string' ? b.args : JSON.stringify(b.args ?? {});
-  const r = await client.query(
-    'SELECT toygun.start_task($1::uuid, $2, $3::jsonb, if_live => $4, priority => $5::integer) AS id',
-    [b.resource, b.task, args, opt(b.if_live) ?? 'return', priority]);
-  return { id: r.rows[0].id };
+  try {
+    const r = await client.query(
+      'SELECT toygun.start_task($1::uuid, $2, $3::jsonb, if_live => $4, priority => $5::integer) AS id',
+      [b.resource, b.task, args, opt(b.if_live) ?? 'return', priority]);
+    return { id: r.rows[0].id };
+  } catch (e) {
+    throw await hidden(client, e, 'SELECT EXISTS (SELECT FROM ONLY toygun.resource x WHERE x.id = $1::uuid) AS ok',
+      b.resource, `resource ${b.resource} does not exist`);
+  }
 }
 
 export const ACTIONS = ['retry', 'rewind', 'transition', 'stop', 'panic'];
@@ -55,6 +72,15 @@ export async function repair(client, id, action, b) {
   const reason = typeof b.reason === 'string' ? b.reason.trim() : '';
   if (!reason) throw new HttpError(400, 'a reason is required for repairs made from the dashboard or the API',
     { hint: 'give "reason": it is kept in the run\'s history' });
+  try {
+    return await repairAs(client, id, action, b, reason);
+  } catch (e) {
+    throw await hidden(client, e, 'SELECT EXISTS (SELECT FROM ONLY toygun.task t WHERE t.id = $1::uuid) AS ok', id,
+      `task ${id} does not exist`);
+  }
+}
+
+async function repairAs(client, id, action, b, reason) {
   let r;
   switch (action) {
     case 'retry':
@@ -92,15 +118,28 @@ export async function listAlarms(client, f) {
   const after = opt(f.after);
   if (after !== null) needUuid(after, 'after');
   const r = await client.query(
-    'SELECT id, object_id, object_kind, resource_type, task, kind, state, message, first_raised_at, ' +
+    // a message is written by whoever raised the alarm: lists show its first 4,000 characters
+    "SELECT id, object_id, object_kind, resource_type, task, kind, state, CASE WHEN length(message) > 4000 " +
+    "THEN left(message, 4000) || '…' ELSE message END AS message, first_raised_at, " +
     'last_raised_at, count, snoozed_until, closed_at, closed_reason, closed_by::text AS closed_by ' +
     'FROM toygun.list_alarms(state => $1, kind => $2, type => $3, "limit" => $4, after => $5::uuid)',
     [opt(f.state) ?? 'open', opt(f.kind), opt(f.type), limit, after]);
   return r.rows;
 }
 
+const ALARM_SEEN = 'SELECT EXISTS (SELECT FROM toygun.alarms a WHERE a.id = $1::uuid) AS ok';
+const alarmMissing = (id) => [`alarm ${id} does not exist`, 'toygun.alarms lists the alarms you may read.'];
+
 export async function snoozeAlarm(client, id, b) {
   needUuid(id, 'the alarm id');
+  try {
+    return await snoozeAs(client, id, b);
+  } catch (e) {
+    throw await hidden(client, e, ALARM_SEEN, id, ...alarmMissing(id));
+  }
+}
+
+async function snoozeAs(client, id, b) {
   let r;
   if (b.for !== undefined && b.for !== '') {
     r = await client.query('SELECT a.id, a.state, a.snoozed_until FROM toygun.snooze_alarm($1::uuid, ' +
@@ -116,8 +155,13 @@ export async function snoozeAlarm(client, id, b) {
 
 export async function closeAlarm(client, id, b) {
   needUuid(id, 'the alarm id');
-  const r = await client.query('SELECT a.id, a.state, a.closed_at, a.closed_reason FROM toygun.close_alarm($1::uuid, $2) a',
+  let r;
+  try {
+    r = await client.query('SELECT a.id, a.state, a.closed_at, a.closed_reason FROM toygun.close_alarm($1::uuid, $2) a',
     [id, opt(b.reason)]);
+  } catch (e) {
+    throw await hidden(client, e, ALARM_SEEN, id, ...alarmMissing(id));
+  }
   return r.rows[0];
 }
 

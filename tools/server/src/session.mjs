@@ -3,6 +3,28 @@
 // Requests of one session run one after another on its connection.
 import { randomBytes } from 'node:crypto';
 
+// Whether the session's role may still sign in: it exists, has LOGIN and its
+// VALID UNTIL has not passed. PostgreSQL checks these only when a connection
+// opens; a session's connection lives on, so each request checks them first.
+// (A dropped role makes session_user fail: also false.)
+export const ROLE_VALID_SQL =
+  'SELECT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = pg_catalog.session_user() ' +
+  'AND r.rolcanlogin AND (r.rolvaliduntil IS NULL OR r.rolvaliduntil > pg_catalog.now())) AS ok';
+export const ROLE_GONE = 'the role may no longer sign in: dropped, NOLOGIN or past its VALID UNTIL';
+
+export async function roleValid(client) {
+  try {
+    return (await client.query(ROLE_VALID_SQL)).rows[0].ok === true;
+  } catch (e) {
+    if (!e.code || e.code.startsWith('08') || e.code === '57P01') throw e;   // the connection itself
+    return false;
+  }
+}
+
+export class SessionEnded extends Error {
+  constructor(why) { super(`your session ended (${why}); sign in again`); this.status = 401; this.ended = true; }
+}
+
 export class SessionLimit extends Error {
   constructor(message) { super(message); this.status = 503; }
 }
@@ -64,9 +86,16 @@ export class SessionStore {
 
   endedWhy(id) { return id ? this.ended.get(id) ?? null : null; }
 
-  // run(session, fn): fn(client) after the session's earlier requests.
+  // run(session, fn): fn(client) after the session's earlier requests, once
+  // the role is checked to be still allowed to sign in.
   run(s, fn) {
-    const p = s.queue.then(() => fn(s.client));
+    const p = s.queue.then(async () => {
+      if (!(await roleValid(s.client))) {
+        this.end(s.id, ROLE_GONE);
+        throw new SessionEnded(ROLE_GONE);
+      }
+      return fn(s.client);
+    });
     s.queue = p.catch(() => {});
     return p;
   }
