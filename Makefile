@@ -11,7 +11,8 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 # are checked in, frozen.
 INSTALL_PIECES = $(addprefix src/install/,schema.sql outcome.sql define.sql rights.sql failure.sql breaker.sql message.sql objects.sql \
                  worker.sql secret.sql schedule.sql triggers.sql alarms.sql outbox.sql grants.sql renames.sql versions.sql \
-                 retention.sql queues.sql rate.sql flow.sql ops.sql outbox_ops.sql metrics.sql)
+                 retention.sql queues.sql rate.sql flow.sql ops.sql outbox_ops.sql metrics.sql \
+                 citus.sql)
 DATA_built  = $(EXTENSION)--$(EXTVERSION).sql
 DATA        = $(filter-out $(DATA_built),$(wildcard $(EXTENSION)--*.sql))
 

@@ -30,8 +30,8 @@ SELECT is((SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedu
             WHERE p.pronamespace = 'toygun'::regnamespace
               AND NOT has_function_privilege('tg_p_mallory', p.oid, 'EXECUTE')),
           ARRAY['toygun._flow_key(text,text,uuid,jsonb)', 'toygun.decrypt(toygun.secret,text)',
-                'toygun.guard_drop()', 'toygun.keyring()', 'toygun.maintain()', 'toygun.rotate_secrets()'],
-          'every function but _flow_key (internal), decrypt, keyring, maintain, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
+                'toygun.distribute()', 'toygun.guard_drop()', 'toygun.keyring()', 'toygun.maintain()', 'toygun.rotate_secrets()'],
+          'every function but _flow_key (internal), decrypt, distribute, keyring, maintain, rotate_secrets and the drop guard''s event trigger function may be executed by an ordinary role');
 SELECT is_empty($$
     SELECT c.relname, p.priv FROM pg_class c,
            unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) p(priv)
