@@ -675,8 +675,8 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	char	   *name = check_limit_name(fcinfo, 0);
 	RateLocal	def;
 	double		per_ns;
-	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, INT4OID, OIDOID};
-	Datum		values[5];
+	Oid			argtypes[6] = {TEXTOID, INT4OID, INTERVALOID, INT4OID, OIDOID, OIDARRAYOID};
+	Datum		values[6];
 	Oid			owner;
 
 	toygun_check_not_null(fcinfo, 1, "rate");
@@ -742,15 +742,21 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	values[2] = IntervalPGetDatum(&def.per);
 	values[3] = Int32GetDatum(def.burst);
 	values[4] = ObjectIdGetDatum(call.caller);
-	/* a row another role made meanwhile is left as it is: refused below */
+	values[5] = toygun_usable_roles(call.caller);
+
+	/*
+	 * A row another role made meanwhile is left as it is: refused below. No
+	 * function call in DO UPDATE (Citus refuses it on a reference table):
+	 * defined_at is the default's now(), the owner one of the caller's roles.
+	 */
 	toygun_run(toygun_plan(&upsert_plan,
 						   "INSERT INTO toygun.rate_limit AS l (name, rate, per, burst, owner)"
 						   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"
 						   " ON CONFLICT (name) DO UPDATE SET rate = excluded.rate, per = excluded.per,"
-						   "  burst = excluded.burst, defined_at = pg_catalog.now()"
-						   " WHERE pg_catalog.pg_has_role($5, l.owner::pg_catalog.oid, 'USAGE')"
+						   "  burst = excluded.burst, defined_at = excluded.defined_at"
+						   " WHERE l.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($6)"
 						   " RETURNING l.xmax = 0",
-						   5, argtypes),
+						   6, argtypes),
 			   values, NULL, 0);
 	check_written(name, call.caller, "redefine");
 	{
@@ -770,7 +776,7 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 {
 	ToygunCall	call;
 	char	   *name = check_limit_name(fcinfo, 0);
-	Oid			argtypes[2] = {TEXTOID, OIDOID};
+	Oid			argtypes[2] = {TEXTOID, OIDARRAYOID};
 	Datum		values[2];
 	Oid			owner;
 	char	   *types;
@@ -784,10 +790,11 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 				 errmsg("rate limit \"%s\" does not exist", name),
 				 errhint("toygun.rate_limit_status() lists the rate limits you own.")));
 	require_owner_privileges(name, owner, call.caller, "drop");
-	values[1] = ObjectIdGetDatum(call.caller);
+	/* the owner one of the caller's roles, as in define_rate_limit's upsert */
+	values[1] = toygun_usable_roles(call.caller);
 	toygun_run(toygun_plan(&delete_plan,
 						   "DELETE FROM ONLY toygun.rate_limit WHERE name = $1"
-						   "   AND pg_catalog.pg_has_role($2, owner::pg_catalog.oid, 'USAGE')",
+						   "   AND owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
 						   2, argtypes),
 			   values, NULL, 0);
 	check_written(name, call.caller, "drop");
