@@ -59,7 +59,6 @@ static SPIPlanPtr upsert_task_type_0_3_plan;
 /* version and upgrade (issue 16, schema versions): define_task's and define_resource's last two */
 #define TASK_VERSION_ARG 16
 #define RESOURCE_VERSION_ARG 11
-static SPIPlanPtr rearm_resources_plan;
 
 /* keep (retention, issue 16): define_task's and define_resource's last */
 #define TASK_KEEP_ARG 18
@@ -1461,14 +1460,20 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	/* Resources parked for want of a handler are due again once there is one. */
 	if (handler != NULL)
 	{
-		Oid			rearm_types[1] = {TEXTOID};
+		Oid			rearm_types[2] = {TEXTOID, TIMESTAMPTZOID};
+		Datum		rearm_values[2];
 
-		toygun_run(toygun_plan(&rearm_resources_plan,
-							   "UPDATE ONLY toygun.resource SET run_at = pg_catalog.clock_timestamp()"
-							   " WHERE type = $1 AND run_at IS NULL"
-							   "   AND state NOT IN ('__stop__', '__panic__')",
-							   1, rearm_types),
-				   values, NULL, 0);
+		/*
+		 * The time as a parameter (clock_timestamp() now), planned with its
+		 * values: Citus refuses a volatile function in an UPDATE of a
+		 * distributed table, and plans no generic multi-shard write.
+		 */
+		rearm_values[0] = values[0];
+		rearm_values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+		toygun_run_once("UPDATE ONLY toygun.resource SET run_at = $2"
+						" WHERE type = $1 AND run_at IS NULL"
+						"   AND state NOT IN ('__stop__', '__panic__')",
+						2, rearm_types, rearm_values, NULL, 0);
 		if (SPI_processed > 0)
 			toygun_wake_at_commit();
 	}
@@ -1585,6 +1590,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 								encrypted, nencrypted, priority, &flow);
 
 	toygun_begin_call(&call);
+	if (limited)
+		toygun_refuse_on_citus("define_task with max_running or max_per_key",
+							   "The live runs of a type with concurrency limits get their flow key from toygun._flow_key(), a volatile function Citus refuses in an UPDATE of a distributed table; and the limits are counted per node (doc/citus.md, section 2.3).");
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
 	toygun_check_acting_for(rtype, call.caller);
 	/* a role that may not redefine it is refused before it takes the lock */

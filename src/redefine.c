@@ -202,6 +202,9 @@ toygun_redefine_move(ToygunDef *def, ToygunRedefine *r, Oid caller)
 		ids[i] = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
+	if (n > 0)
+		toygun_refuse_on_citus("move_states with live objects to move",
+							   "Each object moved is locked by its id, which does not say which shard holds it (doc/citus.md, section 2.1).");
 	for (i = 0; i < n; i++)
 	{
 		ToygunObject *obj = toygun_lock_object(def->kind, &ids[i], true, false);

@@ -33,6 +33,7 @@ CREATE FUNCTION toygun.distribute() RETURNS void
 DECLARE
     is_coordinator boolean;
     def text;
+    unsafe_triggers text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'toygun.distribute() needs Citus in this database'
@@ -83,6 +84,7 @@ BEGIN
     -- Citus copies a table's triggers onto its shards only with this set
     -- (for this transaction): toygun's trigger reads nothing, it only sends
     -- an invalidation on the node it runs on
+    unsafe_triggers := pg_catalog.current_setting('citus.enable_unsafe_triggers');
     PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
     FOREACH def IN ARRAY ARRAY['queue', 'resource_type', 'task_type', 'trigger', 'type_grant',
                                'rate_limit', 'schedule', 'rename'] LOOP
@@ -92,7 +94,7 @@ BEGIN
                                   def, def);
         PERFORM pg_catalog.create_reference_table(pg_catalog.format('toygun.%I', def));
     END LOOP;
-    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'off', true);
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
 END
 $$;
 REVOKE ALL ON FUNCTION toygun.distribute() FROM PUBLIC;
