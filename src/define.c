@@ -1173,15 +1173,16 @@ definition_search_path(const char *label, ToygunDef *existing, Oid owner, Oid ca
 
 /*
  * The roles whose privileges role has (pg_has_role(role, r, 'USAGE') for
- * each r, every role for a superuser), as an oid[]: the upserts of
- * definitions replace a row only if its owner is one of them. The list is
+ * each r), as an oid[], or NULL (*isnull) for a superuser, who has every
+ * role's, even one dropped since: the upserts of definitions replace a row
+ * only if the list is NULL or holds its owner. The list is
  * passed as a parameter instead of calling pg_has_role() in the upsert's
  * WHERE, because Citus refuses (or, in a generic plan, crashes on) a
  * function call in ON CONFLICT DO UPDATE of a reference table; an
  * equality against a constant array is the same test and plans everywhere.
  */
 Datum
-toygun_usable_roles(Oid role)
+toygun_usable_roles(Oid role, char *isnull)
 {
 	Relation	rel;
 	SysScanDesc scan;
@@ -1190,6 +1191,12 @@ toygun_usable_roles(Oid role)
 	int			n = 0,
 				size = 16;
 
+	*isnull = ' ';
+	if (superuser_arg(role))
+	{
+		*isnull = 'n';
+		return (Datum) 0;
+	}
 	oids = palloc(size * sizeof(Datum));
 	rel = table_open(AuthIdRelationId, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
@@ -1209,6 +1216,31 @@ toygun_usable_roles(Oid role)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+/*
+ * A role stored in a definition (an owner, a grantee): its OID, which on a
+ * Citus cluster is the coordinator's. Roles are propagated by name, and
+ * each node gives its own OID to a role, so a reference table's OID names
+ * another role, or none, on the worker nodes: a handler would run as, or a
+ * right go to, the wrong role there. Only the bootstrap superuser (the same
+ * OID everywhere) and PUBLIC (0) are refused nothing, until the definitions
+ * store role names (doc/citus.md, section 9).
+ */
+void
+toygun_refuse_role_on_citus(Oid role, const char *what)
+{
+	char	   *name;
+
+	if (role == BOOTSTRAP_SUPERUSERID || role == InvalidOid || !toygun_definitions_on_citus())
+		return;
+	name = GetUserNameFromId(role, true);
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s for role \"%s\" does not work on Citus yet", what, name ? name : "?"),
+			 errdetail("The definition tables store role OIDs, and each node of the cluster gives a role an OID of its own: on the worker nodes it would name another role, or none."),
+			 errhint("Define it as the bootstrap superuser (role \"%s\"), or grant to PUBLIC; see doc/citus.md, section 9.",
+					 GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false))));
 }
 
 /*
@@ -1338,7 +1370,7 @@ check_upserted(const char *label)
 	"  handler = excluded.handler, fields = excluded.fields," \
 	"  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner," \
 	"  search_path = excluded.search_path, defined_at = excluded.defined_at" sets \
-	" WHERE d.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($8)"
+	" WHERE $8 IS NULL OR d.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($8)"
 
 Datum
 toygun_define_resource(PG_FUNCTION_ARGS)
@@ -1399,6 +1431,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	existing = toygun_find_def(TOYGUN_RESOURCE, type, NULL, true);
 	check_redefine(existing, call.caller);
 	owner = definition_owner(fcinfo, 5, label, existing, call.caller);
+	toygun_refuse_role_on_citus(owner, psprintf("a definition of %s", label));
 	if (!PG_ARGISNULL(2))
 		handler = check_function(PG_GETARG_OID(2), "resource", owner);
 	/* alarm_handler: install scripts before it pass none */
@@ -1421,7 +1454,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	values[4] = toygun_cstring_array(encrypted, nencrypted > 0 ? nencrypted : 0);
 	values[5] = ObjectIdGetDatum(owner);
 	values[6] = CStringGetTextDatum(search_path);
-	values[7] = toygun_usable_roles(call.caller);
+	values[7] = toygun_usable_roles(call.caller, &nulls[7]);
 	values[8] = parent_type ? CStringGetTextDatum(parent_type) : (Datum) 0;
 	nulls[8] = parent_type ? ' ' : 'n';
 	values[9] = stop_state ? CStringGetTextDatum(stop_state) : (Datum) 0;
@@ -1508,7 +1541,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	"  handler = excluded.handler, fields = excluded.fields," \
 	"  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner," \
 	"  search_path = excluded.search_path, defined_at = excluded.defined_at" sets \
-	" WHERE d.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($9)"
+	" WHERE $9 IS NULL OR d.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($9)"
 
 Datum
 toygun_define_task(PG_FUNCTION_ARGS)
@@ -1603,6 +1636,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	existing = toygun_find_def(TOYGUN_TASK, resource_type, name, true);
 	check_redefine(existing, call.caller);
 	owner = definition_owner(fcinfo, 6, label, existing, call.caller);
+	toygun_refuse_role_on_citus(owner, psprintf("a definition of %s", label));
 	/* starts check this again: membership can be revoked later */
 	toygun_check_task_owner(rtype, label, owner);
 	/* the limit exists, and the owner may use it; its row is locked against a drop */
@@ -1643,7 +1677,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	values[5] = toygun_cstring_array(encrypted, nencrypted > 0 ? nencrypted : 0);
 	values[6] = ObjectIdGetDatum(owner);
 	values[7] = CStringGetTextDatum(search_path);
-	values[8] = toygun_usable_roles(call.caller);
+	values[8] = toygun_usable_roles(call.caller, &nulls[8]);
 	memcpy(&values[9], policy.values, sizeof(policy.values));
 	memcpy(&nulls[9], policy.nulls, sizeof(policy.nulls));
 	for (i = 0; i < 3; i++)

@@ -677,6 +677,7 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	double		per_ns;
 	Oid			argtypes[6] = {TEXTOID, INT4OID, INTERVALOID, INT4OID, OIDOID, OIDARRAYOID};
 	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			owner;
 
 	toygun_check_not_null(fcinfo, 1, "rate");
@@ -742,7 +743,8 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	values[2] = IntervalPGetDatum(&def.per);
 	values[3] = Int32GetDatum(def.burst);
 	values[4] = ObjectIdGetDatum(call.caller);
-	values[5] = toygun_usable_roles(call.caller);
+	values[5] = toygun_usable_roles(call.caller, &nulls[5]);
+	toygun_refuse_role_on_citus(call.caller, psprintf("rate limit \"%s\"", name));
 
 	/*
 	 * A row another role made meanwhile is left as it is: refused below. No
@@ -754,10 +756,10 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 						   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"
 						   " ON CONFLICT (name) DO UPDATE SET rate = excluded.rate, per = excluded.per,"
 						   "  burst = excluded.burst, defined_at = excluded.defined_at"
-						   " WHERE l.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($6)"
+						   " WHERE $6 IS NULL OR l.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($6)"
 						   " RETURNING l.xmax = 0",
 						   6, argtypes),
-			   values, NULL, 0);
+			   values, nulls, 0);
 	check_written(name, call.caller, "redefine");
 	{
 		bool		isnull;
@@ -778,6 +780,7 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 	char	   *name = check_limit_name(fcinfo, 0);
 	Oid			argtypes[2] = {TEXTOID, OIDARRAYOID};
 	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
 	Oid			owner;
 	char	   *types;
 
@@ -791,12 +794,12 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 				 errhint("toygun.rate_limit_status() lists the rate limits you own.")));
 	require_owner_privileges(name, owner, call.caller, "drop");
 	/* the owner one of the caller's roles, as in define_rate_limit's upsert */
-	values[1] = toygun_usable_roles(call.caller);
+	values[1] = toygun_usable_roles(call.caller, &nulls[1]);
 	toygun_run(toygun_plan(&delete_plan,
 						   "DELETE FROM ONLY toygun.rate_limit WHERE name = $1"
-						   "   AND owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2)",
+						   "   AND ($2 IS NULL OR owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2))",
 						   2, argtypes),
-			   values, NULL, 0);
+			   values, nulls, 0);
 	check_written(name, call.caller, "drop");
 	/* after the delete's row lock: a define_task naming it committed meanwhile is seen */
 	toygun_run(toygun_plan(&named_plan,

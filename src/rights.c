@@ -225,6 +225,8 @@ toygun_grant_type(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 2, "rights");
 	rights = rights_array(fcinfo, 2);
 	type = begin_grant(fcinfo, &call, &grantee);
+	toygun_refuse_role_on_citus(grantee, "grant_type");
+	toygun_refuse_role_on_citus(call.caller, "grant_type");
 	values[0] = CStringGetTextDatum(type);
 	values[1] = ObjectIdGetDatum(grantee);
 	values[2] = rights;

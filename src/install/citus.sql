@@ -22,9 +22,10 @@
 -- coordinator (doc/citus.md says which and why).
 
 -- The trigger distribute() puts on each definition table, naming the table.
+-- Any role may execute it, as any trigger function: it runs only as a
+-- trigger (refused otherwise), and only a table's owner puts a trigger on it.
 CREATE FUNCTION toygun.definitions_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'toygun_definitions_changed_trigger' LANGUAGE C;
-REVOKE ALL ON FUNCTION toygun.definitions_changed() FROM PUBLIC;
 
 CREATE FUNCTION toygun.distribute() RETURNS void
     LANGUAGE plpgsql
