@@ -318,6 +318,8 @@ set_paused(FunctionCallInfo fcinfo, bool paused)
 	toygun_check_not_null(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	toygun_begin_call(&call);
+	toygun_refuse_on_citus(paused ? "pause_queue" : "resume_queue",
+						   "A node's workers read whether a queue is paused once, into shared memory, which only a pause or resume committed on that node changes; Citus applies the coordinator's to the other nodes' rows in a prepared transaction (doc/citus.md, section 9).");
 	/* inside the call, the user is the extension's owner */
 	if (!has_privs_of_role(call.caller, GetUserId()))
 		ereport(ERROR,

@@ -727,7 +727,11 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	/* checked before the row is locked: a stranger holds no lock on another's limit */
 	owner = limit_owner(name);
 	if (OidIsValid(owner))
+	{
 		require_owner_privileges(name, owner, call.caller, "redefine");
+		toygun_refuse_on_citus("define_rate_limit of an existing rate limit",
+							   "Each node keeps its limits' buckets and cached definitions in its own memory, which only a change made on that node resets; a change made on the coordinator reaches the other nodes' rows, not their buckets (doc/citus.md, section 9).");
+	}
 	else
 	{
 		toygun_run(toygun_plan(&count_plan, "SELECT FROM ONLY toygun.rate_limit", 0, NULL),
@@ -793,6 +797,7 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 				 errmsg("rate limit \"%s\" does not exist", name),
 				 errhint("toygun.rate_limit_status() lists the rate limits you own.")));
 	require_owner_privileges(name, owner, call.caller, "drop");
+	toygun_refuse_on_citus("drop_rate_limit", "Each node keeps its limits' buckets and cached definitions in its own memory, which only a change made on that node resets; a change made on the coordinator reaches the other nodes' rows, not their buckets (doc/citus.md, section 9).");
 	/* the owner one of the caller's roles, as in define_rate_limit's upsert */
 	values[1] = toygun_usable_roles(call.caller, &nulls[1]);
 	toygun_run(toygun_plan(&delete_plan,
