@@ -227,6 +227,8 @@ SELECT count(*) > 0 AS changed_in_0_3 FROM fp_diff('fp_02_updated', 'fp_03_updat
 -- issue 18's bounded reads at 1,000,000 runs: _few_runs and ops_gauges (each a member and a
 -- function reading ONLY toygun.resource and toygun.task; ops_status now reads ONLY toygun.task
 -- too), resource_panic_idx, resource_failing_idx
+-- issue 19's definitions_changed, the trigger distribute() puts on the definition tables on
+-- Citus (a member and a function)
 SELECT count(*) AS changed_in_0_4, count(*) FILTER (WHERE line ~ 'ONLY toygun\.') AS reading_only
   FROM fp_diff('fp_03_updated', 'fp_updated');
 

@@ -5,11 +5,16 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
@@ -28,6 +33,7 @@
 
 PG_FUNCTION_INFO_V1(toygun_define_resource);
 PG_FUNCTION_INFO_V1(toygun_define_task);
+PG_FUNCTION_INFO_V1(toygun_definitions_changed_trigger);
 
 static SPIPlanPtr find_resource_type_plan;
 static SPIPlanPtr find_task_type_plan;
@@ -53,7 +59,6 @@ static SPIPlanPtr upsert_task_type_0_3_plan;
 /* version and upgrade (issue 16, schema versions): define_task's and define_resource's last two */
 #define TASK_VERSION_ARG 16
 #define RESOURCE_VERSION_ARG 11
-static SPIPlanPtr rearm_resources_plan;
 
 /* keep (retention, issue 16): define_task's and define_resource's last */
 #define TASK_KEEP_ARG 18
@@ -1167,6 +1172,170 @@ definition_search_path(const char *label, ToygunDef *existing, Oid owner, Oid ca
 }
 
 /*
+ * The roles whose privileges role has (pg_has_role(role, r, 'USAGE') for
+ * each r), as an oid[], or NULL (*isnull) for a superuser, who has every
+ * role's, even one dropped since: the upserts of definitions replace a row
+ * only if the list is NULL or holds its owner. The list is
+ * passed as a parameter instead of calling pg_has_role() in the upsert's
+ * WHERE, because Citus refuses (or, in a generic plan, crashes on) a
+ * function call in ON CONFLICT DO UPDATE of a reference table; an
+ * equality against a constant array is the same test and plans everywhere.
+ */
+Datum
+toygun_usable_roles(Oid role, char *isnull)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Datum	   *oids = NULL;
+	int			n = 0,
+				size = 16;
+
+	*isnull = ' ';
+	if (superuser_arg(role))
+	{
+		*isnull = 'n';
+		return (Datum) 0;
+	}
+	oids = palloc(size * sizeof(Datum));
+	rel = table_open(AuthIdRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Oid			r = ((Form_pg_authid) GETSTRUCT(tup))->oid;
+
+		if (!has_privs_of_role(role, r))
+			continue;
+		if (n == size)
+		{
+			size *= 2;
+			oids = repalloc(oids, size * sizeof(Datum));
+		}
+		oids[n++] = ObjectIdGetDatum(r);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+}
+
+/*
+ * A role stored in a definition (an owner, a grantee): its OID, which on a
+ * Citus cluster is the coordinator's. Roles are propagated by name, and
+ * each node gives its own OID to a role, so a reference table's OID names
+ * another role, or none, on the worker nodes: a handler would run as, or a
+ * right go to, the wrong role there. Only the bootstrap superuser (the same
+ * OID everywhere) and PUBLIC (0) are refused nothing, until the definitions
+ * store role names (doc/citus.md, section 9).
+ */
+void
+toygun_refuse_role_on_citus(Oid role, const char *what)
+{
+	char	   *name;
+
+	if (role == BOOTSTRAP_SUPERUSERID || role == InvalidOid || !toygun_definitions_on_citus())
+		return;
+	name = GetUserNameFromId(role, true);
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s for role \"%s\" does not work on Citus yet", what, name ? name : "?"),
+			 errdetail("The definition tables store role OIDs, and each node of the cluster gives a role an OID of its own: on the worker nodes it would name another role, or none."),
+			 errhint("Define it as the bootstrap superuser (role \"%s\"), or grant to PUBLIC; see doc/citus.md, section 9.",
+					 GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false))));
+}
+
+/*
+ * Run a statement planned for these parameter values (SPI_execute_with_args),
+ * not a generic plan kept by toygun_plan(): for the statements of the
+ * definition calls that read or write toygun's tables with conditions Citus
+ * plans only with the values bound (a multi-shard read of the distributed
+ * tables, a reference table's write with a subquery). Those calls are rare;
+ * planning each time costs them little.
+ */
+int
+toygun_run_once(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				const char *nulls, long count)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/*
+ * definitions_changed(table), a statement trigger: toygun.distribute() puts
+ * it on the definition tables as it makes them Citus reference tables, and
+ * Citus copies it onto each node's shard of them. A definition written on
+ * the coordinator reaches a worker node as Citus's own INSERT/UPDATE/DELETE
+ * on that node's shard, in the distributed transaction: no toygun code runs
+ * there, and a heap write sends no invalidation, so that node's backends
+ * (its toygun worker) would keep their cached definitions. This trigger runs
+ * in the backend that applies the write and sends the relcache invalidation
+ * define_* sends, for the table its argument names (the relation every
+ * backend's caches watch, not the shard), delivered when the transaction
+ * commits (COMMIT PREPARED for Citus's two-phase commit).
+ */
+Datum
+toygun_definitions_changed_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Oid			relid;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("toygun.definitions_changed() is a trigger function"),
+				 errhint("toygun.distribute() puts it on the definition tables; do not call it.")));
+	if (trigdata->tg_trigger->tgnargs != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" must name one table of schema toygun",
+						trigdata->tg_trigger->tgname),
+				 errhint("CREATE TRIGGER ... EXECUTE FUNCTION toygun.definitions_changed('resource_type')")));
+	relid = get_relname_relid(trigdata->tg_trigger->tgargs[0], get_namespace_oid("toygun", false));
+	if (OidIsValid(relid))
+		CacheInvalidateRelcacheByRelid(relid);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * Whether the definitions are Citus reference tables (toygun.distribute()
+ * ran): for the definition calls that do not work there yet, which refuse
+ * with a clear error instead of Citus's. Without Citus in the database,
+ * false without a query.
+ */
+bool
+toygun_definitions_on_citus(void)
+{
+	bool		isnull;
+	Datum		d;
+
+	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
+		return false;
+	if (SPI_execute("SELECT pg_catalog.count(*) > 0 FROM pg_catalog.pg_dist_partition"
+					" WHERE logicalrelid OPERATOR(pg_catalog.=) 'toygun.resource_type'::pg_catalog.regclass",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading pg_dist_partition failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return !isnull && DatumGetBool(d);
+}
+
+/*
+ * The error for a definition call that does not work with the definitions
+ * as Citus reference tables yet (doc/citus.md, section 9).
+ */
+void
+toygun_refuse_on_citus(const char *call, const char *why)
+{
+	if (toygun_definitions_on_citus())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s does not work on Citus yet", call),
+				 errdetail("%s", why),
+				 errhint("See doc/citus.md, section 9, for the definition calls that work on a Citus cluster.")));
+}
+
+/*
  * A redefinition that found a row it may not replace: the lock makes this
  * unreachable in READ COMMITTED, but the upsert checks again, for every
  * isolation level (a snapshot older than the lock does not see the row).
@@ -1200,8 +1369,8 @@ check_upserted(const char *label)
 	" ON CONFLICT (name) DO UPDATE SET states = excluded.states," \
 	"  handler = excluded.handler, fields = excluded.fields," \
 	"  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner," \
-	"  search_path = excluded.search_path, defined_at = pg_catalog.now()" sets \
-	" WHERE pg_catalog.pg_has_role($8, d.owner::pg_catalog.oid, 'USAGE')"
+	"  search_path = excluded.search_path, defined_at = excluded.defined_at" sets \
+	" WHERE $8 IS NULL OR d.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($8)"
 
 Datum
 toygun_define_resource(PG_FUNCTION_ARGS)
@@ -1230,7 +1399,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	Datum		values[16];
 	char		nulls[16] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			argtypes[16] = {TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-	TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID,
+	TEXTARRAYOID, OIDOID, TEXTOID, OIDARRAYOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INT4OID, TEXTOID,
 	INTERVALOID, INT2OID};
 
 	toygun_check_not_null(fcinfo, 0, "type");
@@ -1262,6 +1431,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	existing = toygun_find_def(TOYGUN_RESOURCE, type, NULL, true);
 	check_redefine(existing, call.caller);
 	owner = definition_owner(fcinfo, 5, label, existing, call.caller);
+	toygun_refuse_role_on_citus(owner, psprintf("a definition of %s", label));
 	if (!PG_ARGISNULL(2))
 		handler = check_function(PG_GETARG_OID(2), "resource", owner);
 	/* alarm_handler: install scripts before it pass none */
@@ -1284,7 +1454,7 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	values[4] = toygun_cstring_array(encrypted, nencrypted > 0 ? nencrypted : 0);
 	values[5] = ObjectIdGetDatum(owner);
 	values[6] = CStringGetTextDatum(search_path);
-	values[7] = ObjectIdGetDatum(call.caller);
+	values[7] = toygun_usable_roles(call.caller, &nulls[7]);
 	values[8] = parent_type ? CStringGetTextDatum(parent_type) : (Datum) 0;
 	nulls[8] = parent_type ? ' ' : 'n';
 	values[9] = stop_state ? CStringGetTextDatum(stop_state) : (Datum) 0;
@@ -1323,14 +1493,20 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	/* Resources parked for want of a handler are due again once there is one. */
 	if (handler != NULL)
 	{
-		Oid			rearm_types[1] = {TEXTOID};
+		Oid			rearm_types[2] = {TEXTOID, TIMESTAMPTZOID};
+		Datum		rearm_values[2];
 
-		toygun_run(toygun_plan(&rearm_resources_plan,
-							   "UPDATE ONLY toygun.resource SET run_at = pg_catalog.clock_timestamp()"
-							   " WHERE type = $1 AND run_at IS NULL"
-							   "   AND state NOT IN ('__stop__', '__panic__')",
-							   1, rearm_types),
-				   values, NULL, 0);
+		/*
+		 * The time as a parameter (clock_timestamp() now), planned with its
+		 * values: Citus refuses a volatile function in an UPDATE of a
+		 * distributed table, and plans no generic multi-shard write.
+		 */
+		rearm_values[0] = values[0];
+		rearm_values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+		toygun_run_once("UPDATE ONLY toygun.resource SET run_at = $2"
+						" WHERE type = $1 AND run_at IS NULL"
+						"   AND state NOT IN ('__stop__', '__panic__')",
+						2, rearm_types, rearm_values, NULL, 0);
 		if (SPI_processed > 0)
 			toygun_wake_at_commit();
 	}
@@ -1364,8 +1540,8 @@ toygun_define_resource(PG_FUNCTION_ARGS)
 	" ON CONFLICT (resource_type, name) DO UPDATE SET states = excluded.states," \
 	"  handler = excluded.handler, fields = excluded.fields," \
 	"  encrypted_fields = excluded.encrypted_fields, owner = excluded.owner," \
-	"  search_path = excluded.search_path, defined_at = pg_catalog.now()" sets \
-	" WHERE pg_catalog.pg_has_role($9, d.owner::pg_catalog.oid, 'USAGE')"
+	"  search_path = excluded.search_path, defined_at = excluded.defined_at" sets \
+	" WHERE $9 IS NULL OR d.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($9)"
 
 Datum
 toygun_define_task(PG_FUNCTION_ARGS)
@@ -1403,7 +1579,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	char		nulls[27] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', 'n',
 	'n', 'n', 'n', 'n'};
 	Oid			argtypes[27] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID,
-		TEXTARRAYOID, OIDOID, TEXTOID, OIDOID, INT4OID, INTERVALOID, INTERVALOID,
+		TEXTARRAYOID, OIDOID, TEXTOID, OIDARRAYOID, INT4OID, INTERVALOID, INTERVALOID,
 		TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, INT4OID, TEXTOID, INTERVALOID, INT2OID, INT2OID, TEXTOID,
 	INT4OID, TEXTOID, INT4OID, INT2OID};
 
@@ -1447,6 +1623,9 @@ toygun_define_task(PG_FUNCTION_ARGS)
 								encrypted, nencrypted, priority, &flow);
 
 	toygun_begin_call(&call);
+	if (limited)
+		toygun_refuse_on_citus("define_task with max_running or max_per_key",
+							   "The live runs of a type with concurrency limits get their flow key from toygun._flow_key(), a volatile function Citus refuses in an UPDATE of a distributed table; and the limits are counted per node (doc/citus.md, section 2.3).");
 	rtype = toygun_find_def(TOYGUN_RESOURCE, resource_type, NULL, false);
 	toygun_check_acting_for(rtype, call.caller);
 	/* a role that may not redefine it is refused before it takes the lock */
@@ -1457,6 +1636,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	existing = toygun_find_def(TOYGUN_TASK, resource_type, name, true);
 	check_redefine(existing, call.caller);
 	owner = definition_owner(fcinfo, 6, label, existing, call.caller);
+	toygun_refuse_role_on_citus(owner, psprintf("a definition of %s", label));
 	/* starts check this again: membership can be revoked later */
 	toygun_check_task_owner(rtype, label, owner);
 	/* the limit exists, and the owner may use it; its row is locked against a drop */
@@ -1497,7 +1677,7 @@ toygun_define_task(PG_FUNCTION_ARGS)
 	values[5] = toygun_cstring_array(encrypted, nencrypted > 0 ? nencrypted : 0);
 	values[6] = ObjectIdGetDatum(owner);
 	values[7] = CStringGetTextDatum(search_path);
-	values[8] = ObjectIdGetDatum(call.caller);
+	values[8] = toygun_usable_roles(call.caller, &nulls[8]);
 	memcpy(&values[9], policy.values, sizeof(policy.values));
 	memcpy(&nulls[9], policy.nulls, sizeof(policy.nulls));
 	for (i = 0; i < 3; i++)

@@ -439,20 +439,18 @@ toygun_flow_assign(const char *resource_type, const char *name, const char *labe
 void
 toygun_flow_rekey(const char *resource_type, const char *name, int16 queue_id, bool limited)
 {
-	static SPIPlanPtr plans[2];
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
 
 	values[0] = CStringGetTextDatum(resource_type);
 	values[1] = CStringGetTextDatum(name);
-	toygun_run(toygun_plan(&plans[limited ? 1 : 0],
-						   limited
-						   ? "UPDATE ONLY toygun.task SET flow_key = toygun._flow_key(resource_type, name, resource_id, attrs)"
-						   "  WHERE resource_type = $1 AND name = $2 AND state <> '__stop__'"
-						   : "UPDATE ONLY toygun.task SET flow_key = NULL"
-						   "  WHERE resource_type = $1 AND name = $2 AND state <> '__stop__' AND flow_key IS NOT NULL",
-						   2, argtypes),
-			   values, NULL, 0);
+	/* planned with its values: Citus plans no generic multi-shard write */
+	toygun_run_once(limited
+					? "UPDATE ONLY toygun.task SET flow_key = toygun._flow_key(resource_type, name, resource_id, attrs)"
+					"  WHERE resource_type = $1 AND name = $2 AND state <> '__stop__'"
+					: "UPDATE ONLY toygun.task SET flow_key = NULL"
+					"  WHERE resource_type = $1 AND name = $2 AND state <> '__stop__' AND flow_key IS NOT NULL",
+					2, argtypes, values, NULL, 0);
 	if (SPI_processed > 0)
 		toygun_wake_queue_at_commit(queue_id, 0);
 }

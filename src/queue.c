@@ -231,7 +231,6 @@ toygun_queue_lookup(const char *name, bool *paused)
 int16
 toygun_queue_for_define(Datum name_datum, const char *label)
 {
-	static SPIPlanPtr insert_plan;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	char	   *name;
@@ -251,14 +250,13 @@ toygun_queue_for_define(Datum name_datum, const char *label)
 	for (attempt = 0; id < 0 && attempt < 8; attempt++)
 	{
 		values[0] = CStringGetTextDatum(name);
-		toygun_run(toygun_plan(&insert_plan,
-							   "INSERT INTO toygun.queue (id, name)"
-							   " SELECT i, $1 FROM pg_catalog.generate_series(0, 255) AS i"
-							   "  WHERE NOT EXISTS (SELECT FROM ONLY toygun.queue q WHERE q.id = i)"
-							   "  ORDER BY i LIMIT 1"
-							   " ON CONFLICT DO NOTHING RETURNING id",
-							   1, argtypes),
-				   values, NULL, 0);
+		/* planned with its value: Citus plans this INSERT ... SELECT only so */
+		toygun_run_once("INSERT INTO toygun.queue (id, name)"
+						" SELECT i, $1 FROM pg_catalog.generate_series(0, 255) AS i"
+						"  WHERE NOT EXISTS (SELECT FROM ONLY toygun.queue q WHERE q.id = i)"
+						"  ORDER BY i LIMIT 1"
+						" ON CONFLICT DO NOTHING RETURNING id",
+						1, argtypes, values, NULL, 0);
 		if (SPI_processed > 0)
 		{
 			bool		isnull;
@@ -320,6 +318,8 @@ set_paused(FunctionCallInfo fcinfo, bool paused)
 	toygun_check_not_null(fcinfo, 0, "name");
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	toygun_begin_call(&call);
+	toygun_refuse_on_citus(paused ? "pause_queue" : "resume_queue",
+						   "A node's workers read whether a queue is paused once, into shared memory, which only a pause or resume committed on that node changes; Citus applies the coordinator's to the other nodes' rows in a prepared transaction (doc/citus.md, section 9).");
 	/* inside the call, the user is the extension's owner */
 	if (!has_privs_of_role(call.caller, GetUserId()))
 		ereport(ERROR,

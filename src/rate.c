@@ -675,8 +675,9 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	char	   *name = check_limit_name(fcinfo, 0);
 	RateLocal	def;
 	double		per_ns;
-	Oid			argtypes[5] = {TEXTOID, INT4OID, INTERVALOID, INT4OID, OIDOID};
-	Datum		values[5];
+	Oid			argtypes[6] = {TEXTOID, INT4OID, INTERVALOID, INT4OID, OIDOID, OIDARRAYOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			owner;
 
 	toygun_check_not_null(fcinfo, 1, "rate");
@@ -726,7 +727,11 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	/* checked before the row is locked: a stranger holds no lock on another's limit */
 	owner = limit_owner(name);
 	if (OidIsValid(owner))
+	{
 		require_owner_privileges(name, owner, call.caller, "redefine");
+		toygun_refuse_on_citus("define_rate_limit of an existing rate limit",
+							   "Each node keeps its limits' buckets and cached definitions in its own memory, which only a change made on that node resets; a change made on the coordinator reaches the other nodes' rows, not their buckets (doc/citus.md, section 9).");
+	}
 	else
 	{
 		toygun_run(toygun_plan(&count_plan, "SELECT FROM ONLY toygun.rate_limit", 0, NULL),
@@ -742,16 +747,23 @@ toygun_define_rate_limit(PG_FUNCTION_ARGS)
 	values[2] = IntervalPGetDatum(&def.per);
 	values[3] = Int32GetDatum(def.burst);
 	values[4] = ObjectIdGetDatum(call.caller);
-	/* a row another role made meanwhile is left as it is: refused below */
+	values[5] = toygun_usable_roles(call.caller, &nulls[5]);
+	toygun_refuse_role_on_citus(call.caller, psprintf("rate limit \"%s\"", name));
+
+	/*
+	 * A row another role made meanwhile is left as it is: refused below. No
+	 * function call in DO UPDATE (Citus refuses it on a reference table):
+	 * defined_at is the default's now(), the owner one of the caller's roles.
+	 */
 	toygun_run(toygun_plan(&upsert_plan,
 						   "INSERT INTO toygun.rate_limit AS l (name, rate, per, burst, owner)"
 						   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"
 						   " ON CONFLICT (name) DO UPDATE SET rate = excluded.rate, per = excluded.per,"
-						   "  burst = excluded.burst, defined_at = pg_catalog.now()"
-						   " WHERE pg_catalog.pg_has_role($5, l.owner::pg_catalog.oid, 'USAGE')"
+						   "  burst = excluded.burst, defined_at = excluded.defined_at"
+						   " WHERE $6 IS NULL OR l.owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($6)"
 						   " RETURNING l.xmax = 0",
-						   5, argtypes),
-			   values, NULL, 0);
+						   6, argtypes),
+			   values, nulls, 0);
 	check_written(name, call.caller, "redefine");
 	{
 		bool		isnull;
@@ -770,8 +782,9 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 {
 	ToygunCall	call;
 	char	   *name = check_limit_name(fcinfo, 0);
-	Oid			argtypes[2] = {TEXTOID, OIDOID};
+	Oid			argtypes[2] = {TEXTOID, OIDARRAYOID};
 	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
 	Oid			owner;
 	char	   *types;
 
@@ -784,12 +797,14 @@ toygun_drop_rate_limit(PG_FUNCTION_ARGS)
 				 errmsg("rate limit \"%s\" does not exist", name),
 				 errhint("toygun.rate_limit_status() lists the rate limits you own.")));
 	require_owner_privileges(name, owner, call.caller, "drop");
-	values[1] = ObjectIdGetDatum(call.caller);
+	toygun_refuse_on_citus("drop_rate_limit", "Each node keeps its limits' buckets and cached definitions in its own memory, which only a change made on that node resets; a change made on the coordinator reaches the other nodes' rows, not their buckets (doc/citus.md, section 9).");
+	/* the owner one of the caller's roles, as in define_rate_limit's upsert */
+	values[1] = toygun_usable_roles(call.caller, &nulls[1]);
 	toygun_run(toygun_plan(&delete_plan,
 						   "DELETE FROM ONLY toygun.rate_limit WHERE name = $1"
-						   "   AND pg_catalog.pg_has_role($2, owner::pg_catalog.oid, 'USAGE')",
+						   "   AND ($2 IS NULL OR owner::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($2))",
 						   2, argtypes),
-			   values, NULL, 0);
+			   values, nulls, 0);
 	check_written(name, call.caller, "drop");
 	/* after the delete's row lock: a define_task naming it committed meanwhile is seen */
 	toygun_run(toygun_plan(&named_plan,

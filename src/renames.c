@@ -212,6 +212,8 @@ toygun_rename_state(PG_FUNCTION_ARGS)
 				 errhint("Rename a state the type declares, to a name that does not start with \"__\".")));
 
 	toygun_begin_call(&call);
+	toygun_refuse_on_citus("rename_state",
+						   "A rename locks and updates the runs, resources and history of the type on every node, which needs statements by shard (doc/citus.md, section 7).");
 	def = lock_type(type, NULL, call.caller);
 	if (task != NULL)
 		def = lock_type(type, task, call.caller);
@@ -277,6 +279,8 @@ toygun_rename_task(PG_FUNCTION_ARGS)
 	new_name = new_name_arg(fcinfo, 2, "task", old);
 
 	toygun_begin_call(&call);
+	toygun_refuse_on_citus("rename_task",
+						   "A rename locks and updates the runs, resources and history of the type on every node, which needs statements by shard (doc/citus.md, section 7).");
 	(void) lock_type(type, NULL, call.caller);
 	(void) lock_type(type, old, call.caller);
 	/* the new name is a definition to be, locked as define_task locks it */
@@ -320,6 +324,8 @@ toygun_rename_resource_type(PG_FUNCTION_ARGS)
 	new_name = new_name_arg(fcinfo, 1, "resource type", old);
 
 	toygun_begin_call(&call);
+	toygun_refuse_on_citus("rename_resource_type",
+						   "A rename locks and updates the runs, resources and history of the type on every node, which needs statements by shard (doc/citus.md, section 7).");
 	(void) lock_type(old, NULL, call.caller);
 	toygun_lock_definition(TOYGUN_RESOURCE, new_name, NULL);
 	if (toygun_find_def(TOYGUN_RESOURCE, new_name, NULL, true) != NULL)

@@ -183,7 +183,6 @@ rights_array(FunctionCallInfo fcinfo, int argno)
 static char *
 begin_grant(FunctionCallInfo fcinfo, ToygunCall *call, Oid *grantee)
 {
-	static SPIPlanPtr prune_plan = NULL;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	ToygunDef  *def;
@@ -203,13 +202,12 @@ begin_grant(FunctionCallInfo fcinfo, ToygunCall *call, Oid *grantee)
 	def = toygun_find_def(TOYGUN_RESOURCE, type, NULL, false);
 	toygun_check_acting_for(def, call->caller);
 	values[0] = CStringGetTextDatum(type);
-	toygun_run(toygun_plan(&prune_plan,
-						   "DELETE FROM ONLY toygun.type_grant g WHERE g.resource_type = $1"
-						   "   AND g.grantee::pg_catalog.oid <> 0"
-						   "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
-						   "                    WHERE r.oid = g.grantee::pg_catalog.oid)",
-						   1, argtypes),
-			   values, NULL, 0);
+	/* planned with its value: Citus plans this subquery only so */
+	toygun_run_once("DELETE FROM ONLY toygun.type_grant g WHERE g.resource_type = $1"
+					"   AND g.grantee::pg_catalog.oid <> 0"
+					"   AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r"
+					"                    WHERE r.oid = g.grantee::pg_catalog.oid)",
+					1, argtypes, values, NULL, 0);
 	return type;
 }
 
@@ -217,7 +215,6 @@ begin_grant(FunctionCallInfo fcinfo, ToygunCall *call, Oid *grantee)
 Datum
 toygun_grant_type(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
 	ToygunCall	call;
 	char	   *type;
 	Oid			grantee;
@@ -228,17 +225,18 @@ toygun_grant_type(PG_FUNCTION_ARGS)
 	toygun_check_not_null(fcinfo, 2, "rights");
 	rights = rights_array(fcinfo, 2);
 	type = begin_grant(fcinfo, &call, &grantee);
+	toygun_refuse_role_on_citus(grantee, "grant_type");
+	toygun_refuse_role_on_citus(call.caller, "grant_type");
 	values[0] = CStringGetTextDatum(type);
 	values[1] = ObjectIdGetDatum(grantee);
 	values[2] = rights;
 	values[3] = ObjectIdGetDatum(call.caller);
-	toygun_run(toygun_plan(&plan,
-						   "INSERT INTO toygun.type_grant (resource_type, grantee, right_name, granted_by)"
-						   " SELECT $1, $2::pg_catalog.regrole, r, $4::pg_catalog.regrole"
-						   "   FROM pg_catalog.unnest($3) r"
-						   " ON CONFLICT DO NOTHING",
-						   4, argtypes),
-			   values, NULL, 0);
+	/* planned with its values: Citus plans this INSERT ... SELECT only so */
+	toygun_run_once("INSERT INTO toygun.type_grant (resource_type, grantee, right_name, granted_by)"
+					" SELECT $1, $2::pg_catalog.regrole, r, $4::pg_catalog.regrole"
+					"   FROM pg_catalog.unnest($3) r"
+					" ON CONFLICT DO NOTHING",
+					4, argtypes, values, NULL, 0);
 	toygun_end_call(&call);
 	PG_RETURN_VOID();
 }

@@ -262,6 +262,8 @@ toygun_start_every(PG_FUNCTION_ARGS)
 	cron = toygun_parse_schedule(schedule, &spec);
 
 	toygun_begin_call(&call);
+	toygun_refuse_on_citus("start_every",
+						   "A periodic start fires from one pg_cron job, on this node; on Citus each node must fire its own shards (doc/citus.md, section 6).");
 	def = schedule_def(type, task);
 	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 	check_starts(def);
@@ -358,6 +360,8 @@ toygun_stop_every(PG_FUNCTION_ARGS)
 	task = toygun_check_name("task name", PG_GETARG_TEXT_PP(1));
 
 	toygun_begin_call(&call);
+	toygun_refuse_on_citus("stop_every",
+						   "A periodic start fires from one pg_cron job, on this node; on Citus each node must fire its own shards (doc/citus.md, section 6).");
 	def = schedule_def(type, task);
 	toygun_check_right(def, call.caller, TOYGUN_RIGHT_START);
 

@@ -437,6 +437,12 @@ extern void toygun_lock_definition(ToygunKind kind, const char *resource_type, c
 extern void toygun_lock_name_use(ToygunKind kind, const char *resource_type, const char *name,
 								 bool rename);
 extern void toygun_definitions_changed(ToygunKind kind);
+extern Datum toygun_usable_roles(Oid role, char *isnull);
+extern int	toygun_run_once(const char *sql, int nargs, Oid *argtypes, Datum *values,
+							const char *nulls, long count);
+extern bool toygun_definitions_on_citus(void);
+extern void toygun_refuse_on_citus(const char *call, const char *why);
+extern void toygun_refuse_role_on_citus(Oid role, const char *what);
 
 /* object.c: the object model (commands.c has the SQL functions on objects) */
 extern ToygunObject *toygun_lock_object(ToygunKind kind, pg_uuid_t *id, bool missing_ok, bool skip_locked);

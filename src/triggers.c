@@ -250,6 +250,7 @@ toygun_define_trigger(PG_FUNCTION_ARGS)
 	values[2] = CStringGetTextDatum(task);
 	values[3] = JsonbPGetDatum(args);
 	values[4] = ObjectIdGetDatum(call.caller);
+	toygun_refuse_role_on_citus(call.caller, "define_trigger");
 	toygun_run(toygun_plan(&plan,
 						   "INSERT INTO toygun.trigger (resource_type, on_state, task, args, owner)"
 						   " VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole)"

@@ -9,13 +9,32 @@
 --     instead of once per query;
 --   - a unique key without the distribution column: the runs' primary key
 --     becomes (resource_id, id) (ids are made unique by toygun, not by callers).
--- Everything else stays a table of each node (doc/citus.md says which and why).
+-- The definitions (types, triggers, grants, queues, rate limits, schedules,
+-- renames) become reference tables: a copy on every node, written from the
+-- coordinator by Citus to all of them in one distributed transaction, so
+-- that a type defined once is known on every node. Their policies lose
+-- their subqueries as above, and each gets the trigger
+-- toygun.definitions_changed(), which Citus copies onto every node's shard:
+-- it tells that node's backends (its toygun worker's cached definitions)
+-- that the table changed, as define_* does on the node it runs on.
+-- The breaker stays a table of each node (its state changes on every
+-- failure), and the outbox, its channels and routes stay on the
+-- coordinator (doc/citus.md says which and why).
+
+-- The trigger distribute() puts on each definition table, naming the table.
+-- Any role may execute it, as any trigger function: it runs only as a
+-- trigger (refused otherwise), and only a table's owner puts a trigger on it.
+CREATE FUNCTION toygun.definitions_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'toygun_definitions_changed_trigger' LANGUAGE C;
+
 CREATE FUNCTION toygun.distribute() RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     is_coordinator boolean;
+    def text;
+    unsafe_triggers text;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'toygun.distribute() needs Citus in this database'
@@ -51,6 +70,32 @@ BEGIN
 
     PERFORM pg_catalog.create_distributed_table('toygun.resource', 'id');
     PERFORM pg_catalog.create_distributed_table('toygun.task', 'resource_id', colocate_with => 'toygun.resource');
+
+    -- The definitions: reference tables, their policies per row
+    DROP POLICY readable ON toygun.trigger;
+    CREATE POLICY readable ON toygun.trigger FOR SELECT
+        USING (resource_type OPERATOR(pg_catalog.=) ANY (toygun.readable_types()));
+    DROP POLICY readable ON toygun.rename;
+    CREATE POLICY readable ON toygun.rename FOR SELECT
+        USING (resource_type OPERATOR(pg_catalog.=) ANY (toygun.readable_types()));
+    DROP POLICY readable ON toygun.schedule;
+    CREATE POLICY readable ON toygun.schedule FOR SELECT
+        USING (resource_type OPERATOR(pg_catalog.=) ANY (toygun.readable_types())
+            OR resource_type OPERATOR(pg_catalog.=) ANY (toygun.startable_types()));
+    -- Citus copies a table's triggers onto its shards only with this set
+    -- (for this transaction): toygun's trigger reads nothing, it only sends
+    -- an invalidation on the node it runs on
+    unsafe_triggers := pg_catalog.current_setting('citus.enable_unsafe_triggers');
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    FOREACH def IN ARRAY ARRAY['queue', 'resource_type', 'task_type', 'trigger', 'type_grant',
+                               'rate_limit', 'schedule', 'rename'] LOOP
+        EXECUTE pg_catalog.format('CREATE TRIGGER definitions_changed'
+                                  ' AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON toygun.%I'
+                                  ' FOR EACH STATEMENT EXECUTE FUNCTION toygun.definitions_changed(%L)',
+                                  def, def);
+        PERFORM pg_catalog.create_reference_table(pg_catalog.format('toygun.%I', def));
+    END LOOP;
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', unsafe_triggers, true);
 END
 $$;
 REVOKE ALL ON FUNCTION toygun.distribute() FROM PUBLIC;
