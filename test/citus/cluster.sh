@@ -104,7 +104,7 @@ local_due() {
 	c "$n" -c "BEGIN" "${args[@]}" -c "COMMIT" | awk '{ s += $1 } END { print s + 0 }'
 }
 
-plan 22
+plan 23
 
 # 1-3: three nodes, Citus, toygun everywhere
 for n in 0 1 2; do
@@ -321,7 +321,11 @@ note "moved shard $sid3 (${s3}) to node 2 ($(head -n 1 "$WORK/move3.err")): $mov
 [ $status -eq 0 ] && [ "$moved" -gt 0 ] && [ "$on2" -eq "$moved" ] && [ "$on1" -eq 0 ]
 ok $? "a shard group moved to node 2 (citus_move_shard_placement) keeps being ticked there: runs made due after the move are ticked on node 2"
 
-# 22: definitions as reference tables (last: it crashes the coordinator's backends)
+# 22: the history moves with its runs only once it is distributed with them
+todo 1 "a moved run's whole history moves with it (toygun.transition distributed by the tree's key, co-located)" \
+	"the history is a local table per node in this experiment: the moved shard's runs keep their earlier history on node 1 (doc/citus.md §2.1, §11 step 1)"
+
+# 23: definitions as reference tables (last: it crashes the coordinator's backends)
 c 0 -c "CREATE DATABASE refdefs" >/dev/null 2>&1
 c 0 -d refdefs -c "CREATE EXTENSION citus" -c "CREATE EXTENSION toygun" \
 	-c "SELECT create_reference_table('toygun.resource_type')" >/dev/null 2>&1
