@@ -317,7 +317,7 @@ ids=$(c 0 -c "SELECT string_agg(id::text, ',') FROM ($starts) s(id)")
 wait_for 30 0 "SELECT count(*) = 0 FROM toygun.task WHERE name = 'hop' AND state <> '__stop__'"
 fresh="SELECT count(DISTINCT h.object_id) FROM toygun.transition h WHERE h.to_state = '__stop__' AND h.object_id = ANY ('{$ids}'::uuid[])"
 on1=$(c 1 -c "$fresh"); on2=$(c 2 -c "$fresh AND $mine")
-note "moved shard $sid3 (${s3}) to node 2 ($(head -n 1 "$WORK/move3.err")): $moved resources; runs started on them after the move stopped by node 2's worker: $on2, by node 1's: $on1"
+note "moved shard $sid3 (${s3}) to node 2: $moved resources; runs started on them after the move stopped by node 2's worker: $on2, by node 1's: $on1"
 [ $status -eq 0 ] && [ "$moved" -gt 0 ] && [ "$on2" -eq "$moved" ] && [ "$on1" -eq 0 ]
 ok $? "a shard group moved to node 2 (citus_move_shard_placement) keeps being ticked there: runs made due after the move are ticked on node 2"
 
