@@ -168,26 +168,25 @@ toygun_citus_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 	GroupPlan  *entry;
 	bool		found;
 
-	entry = hash_search(g->plans, &cache, HASH_ENTER, &found);
-	if (!found)
+	entry = hash_search(g->plans, &cache, HASH_FIND, NULL);
+	if (entry == NULL)
 	{
 		char	   *shard_sql = rewrite_sql(sql, g);
+		SPIPlanPtr	plan = NULL;
 
-		entry->plan = NULL;
+		/* prepared before it is entered: an error leaves no entry behind */
 		if (shard_sql != NULL)
 		{
-			SPIPlanPtr	plan = SPI_prepare_cursor(shard_sql, nargs, argtypes,
-												  CURSOR_OPT_GENERIC_PLAN);
-
-			if (plan == NULL || SPI_keepplan(plan) != 0)
-			{
-				hash_search(g->plans, &cache, HASH_REMOVE, NULL);
+			plan = SPI_prepare_cursor(shard_sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+			if (plan == NULL)
 				elog(ERROR, "SPI_prepare failed for \"%s\": %s", shard_sql,
 					 SPI_result_code_string(SPI_result));
-			}
-			entry->plan = plan;
+			if (SPI_keepplan(plan) != 0)
+				elog(ERROR, "SPI_keepplan failed");
 			pfree(shard_sql);
 		}
+		entry = hash_search(g->plans, &cache, HASH_ENTER, &found);
+		entry->plan = plan;
 	}
 	if (entry->plan != NULL)
 		return entry->plan;
@@ -423,6 +422,7 @@ toygun_citus_lock_batch_group(void)
 	Datum		values[1];
 	bool		isnull;
 	int64		here;
+	const char *manual;
 
 	if (g == NULL)
 		return false;
@@ -455,7 +455,8 @@ toygun_citus_lock_batch_group(void)
 	 * to them. Set in the transaction: an abort undoes it, the next batch
 	 * sets it again.
 	 */
-	if (strcmp(GetConfigOption("citus.enable_manual_changes_to_shards", true, false) ?: "off", "on") != 0)
+	manual = GetConfigOption("citus.enable_manual_changes_to_shards", true, false);
+	if (manual == NULL || strcmp(manual, "on") != 0)
 		SetConfigOption("citus.enable_manual_changes_to_shards", "on", PGC_SUSET, PGC_S_SESSION);
 	toygun_citus_group = g;
 	return true;

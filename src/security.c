@@ -97,6 +97,10 @@ toygun_begin_handler_call(ToygunCall *call, ToygunDef *def)
 	 */
 	call->citus_group = toygun_citus_group;
 	toygun_citus_group = NULL;
+	/* and user code may not write to the shard tables directly, as the worker may */
+	if (call->citus_group != NULL)
+		(void) set_config_option("citus.enable_manual_changes_to_shards", "off",
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
 
 void
