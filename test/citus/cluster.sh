@@ -259,9 +259,16 @@ child=$(c 0 -c "SELECT id FROM toygun.task WHERE resource_id = '$b' AND parent_r
 p1=$(c 1 -c "SELECT count(*) FROM toygun.transition h WHERE object_id = '$parent' AND to_state = '__stop__' AND $mine")
 c2=$(c 2 -c "SELECT count(*) FROM toygun.transition h WHERE object_id = '${child:-00000000-0000-0000-0000-000000000000}' AND to_state = '__stop__' AND $mine")
 c1=$(c 1 -c "SELECT count(*) FROM toygun.transition h WHERE object_id = '${child:-00000000-0000-0000-0000-000000000000}'")
-note "parent $parent on node 1 (stopped by node 1's worker: $p1), child ${child:-none} on node 2 (stopped by node 2's worker: $c2; history rows on node 1: $c1)"
-[ -n "$child" ] && [ "$p1" = 1 ] && [ "$c2" = 1 ] && [ "$c1" = 0 ]
-ok $? "a run whose handler (node 1) starts a run on a resource node 2 holds: the child is on node 2 and ticked there"
+# and one on another resource of the same node: Citus executes the start locally, in the
+# transaction that wrote the shard tables directly
+a2=$(c 0 -c "$all WHERE $(node_of_sql r.id) = $((CITUS_PORT0 + 1)) AND r.id <> '$a' LIMIT 1")
+parent2=$(c 0 -c "SELECT toygun.start_task('$a2', 'spawn', jsonb_build_object('target', '$a'))")
+wait_for 30 0 "SELECT EXISTS (SELECT FROM toygun.task WHERE resource_id = '$a' AND parent_run = '$parent2' AND state = '__stop__')"
+child2=$(c 0 -c "SELECT id FROM toygun.task WHERE resource_id = '$a' AND parent_run = '$parent2'")
+l1=$(c 1 -c "SELECT count(*) FROM toygun.transition h WHERE object_id = '${child2:-00000000-0000-0000-0000-000000000000}' AND to_state = '__stop__' AND $mine")
+note "parent $parent on node 1 (stopped by node 1's worker: $p1), child ${child:-none} on node 2 (stopped by node 2's worker: $c2; history rows on node 1: $c1); a child on node 1 too: ${child2:-none} (stopped by node 1's worker: $l1)"
+[ -n "$child" ] && [ "$p1" = 1 ] && [ "$c2" = 1 ] && [ "$c1" = 0 ] && [ -n "$child2" ] && [ "$l1" = 1 ]
+ok $? "a run whose handler (node 1) starts a run on a resource node 2 holds: the child is on node 2 and ticked there (and one on node 1 is ticked on node 1)"
 
 # 19-20: a node's worker killed (SIGKILL) mid-batch: the postmaster restarts
 # that node; every run still reaches __stop__, each step once
