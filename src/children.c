@@ -163,6 +163,34 @@ toygun_sweep_children(void)
 	/* an install not yet updated to 0.4 has no messages */
 	if (!OidIsValid(get_relname_relid("message", get_namespace_oid("toygun", false))))
 		return false;
+	/*
+	 * On a Citus node the sweep is per shard group (citus.c), and the
+	 * messages a node's local table (not distributed) holds are for the
+	 * parents of any of its groups: a message is for this group only if
+	 * its parent is in the group's shard, and one whose parent is not
+	 * here is not known to be gone (it is in another group), so it stays.
+	 */
+	if (toygun_citus_group != NULL)
+	{
+		static SPIPlanPtr citus_plan = NULL;
+
+		toygun_run(toygun_plan(&citus_plan,
+							   "WITH pending AS (SELECT DISTINCT m.run_id FROM ONLY toygun.message m WHERE NOT m.swept"
+							   "                    AND EXISTS (SELECT FROM ONLY toygun.task t WHERE t.id = m.run_id)),"
+							   " held AS (SELECT t.id, t.run_at > pg_catalog.clock_timestamp()"
+							   "                 AND t.state NOT IN ('__stop__', '__panic__') AS waiting"
+							   "            FROM ONLY toygun.task t WHERE t.id IN (SELECT run_id FROM pending)"
+							   "             FOR NO KEY UPDATE SKIP LOCKED),"
+							   " woken AS (UPDATE ONLY toygun.task t SET run_at = pg_catalog.clock_timestamp()"
+							   "             FROM held h WHERE t.id = h.id AND h.waiting RETURNING t.id),"
+							   " swept AS (UPDATE ONLY toygun.message m SET swept = true"
+							   "            WHERE NOT m.swept AND m.run_id IN (SELECT id FROM held)"
+							   "           RETURNING m.run_id)"
+							   " SELECT EXISTS (SELECT FROM pending p WHERE p.run_id NOT IN (SELECT id FROM held))",
+							   0, NULL),
+				   NULL, NULL, 1);
+		return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	toygun_run(toygun_plan(&plan,
 						   "WITH pending AS (SELECT DISTINCT m.run_id FROM ONLY toygun.message m WHERE NOT m.swept),"
 						   " held AS (SELECT t.id, t.run_at > pg_catalog.clock_timestamp()"

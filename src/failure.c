@@ -232,7 +232,17 @@ charge_one(ToygunInflight *rec, bool restarted, bool *culprit)
 		failure.worker_pid = rec->pid;
 		/* no tick's limits here: no tenant's code either (contain.c) */
 		toygun_bar_tenant_code(true);
-		charged = toygun_record_failure(rec->kind, &rec->id, &failure, *culprit, true, &rec->version);
+
+		/*
+		 * On a Citus node the run is in one of the node's shard groups
+		 * (citus.c): charged there, under the group's lock; if no group
+		 * here holds it, its shard moved away and it is not charged.
+		 */
+		if (toygun_citus_round() && !toygun_citus_find_object(rec->kind, &rec->id))
+			charged = false;
+		else
+			charged = toygun_record_failure(rec->kind, &rec->id, &failure, *culprit, true, &rec->version);
+		toygun_citus_end_batch(false);
 		toygun_bar_tenant_code(false);
 		if (!charged)
 		{
@@ -248,6 +258,7 @@ charge_one(ToygunInflight *rec, bool restarted, bool *culprit)
 		ErrorData  *edata;
 
 		toygun_bar_tenant_code(false);
+		toygun_citus_end_batch(true);
 		MemoryContextSwitchTo(oldcontext);
 		edata = CopyErrorData();
 		FlushErrorState();

@@ -507,9 +507,27 @@ toygun_is_task(pg_uuid_t *id)
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		values[1];
 
+	ToygunShardGroup *volatile saved = toygun_citus_group;
+
 	values[0] = UUIDPGetDatum(id);
-	toygun_run(toygun_plan(&plan, "SELECT FROM ONLY toygun.task WHERE id = $1", 1, argtypes),
-			   values, NULL, 1);
+
+	/*
+	 * On a Citus node, asked (by a start in a handler) of the run the
+	 * worker is ticking: it is in the batch's shard group, which the
+	 * handler's call suspended, and a lookup by id through Citus is not
+	 * routable (doc/citus.md §2.1).
+	 */
+	toygun_citus_resume();
+	PG_TRY();
+	{
+		toygun_run(toygun_plan(&plan, "SELECT FROM ONLY toygun.task WHERE id = $1", 1, argtypes),
+				   values, NULL, 1);
+	}
+	PG_FINALLY();
+	{
+		toygun_citus_group = saved;
+	}
+	PG_END_TRY();
 	return SPI_processed > 0;
 }
 

@@ -525,7 +525,13 @@ toygun_store_update(ToygunObject *obj, ToygunDef *def, Datum run_at, bool run_at
 	Store	   *st;
 	bool		written = false;
 
-	if (!toygun_direct_writes || store_busy || !ItemPointerIsValid(&obj->tid))
+	/*
+	 * On a Citus node's shard group (citus.c) the row is in a shard table,
+	 * not in toygun.task or toygun.resource: the SQL path writes it there,
+	 * through the statements rewritten for the group.
+	 */
+	if (!toygun_direct_writes || store_busy || !ItemPointerIsValid(&obj->tid) ||
+		toygun_citus_group != NULL)
 		return false;
 	st = get_store();
 	open_table(st, t);

@@ -376,6 +376,7 @@ typedef struct ToygunCall
 	Oid			save_userid;
 	int			save_sec_context;
 	int			guc_nestlevel;
+	struct ToygunShardGroup *citus_group;	/* suspended while user code runs (citus.c) */
 } ToygunCall;
 
 extern Oid	toygun_extension_owner(void);
@@ -698,5 +699,20 @@ extern void toygun_redefine_check(ToygunKind kind, const char *resource_type, co
 								  const char *label, ToygunDef *existing, char **states,
 								  int nstates, Jsonb *moves, ToygunRedefine *r);
 extern void toygun_redefine_move(ToygunDef *def, ToygunRedefine *r, Oid caller);
+
+/* citus.c: a worker on a Citus node works one local shard group at a time */
+typedef struct ToygunShardGroup ToygunShardGroup;
+extern PGDLLIMPORT ToygunShardGroup *toygun_citus_group;
+extern SPIPlanPtr toygun_citus_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
+extern bool toygun_citus_round(void);
+extern bool toygun_citus_in_use(void);
+extern bool toygun_citus_begin_batch(void);
+extern bool toygun_citus_lock_batch_group(void);
+extern void toygun_citus_end_batch(bool failed);
+extern void toygun_citus_resume(void);
+extern int	toygun_citus_ngroups(void);
+extern void toygun_citus_use_group(int i);
+extern bool toygun_citus_is_batch_group(int i);
+extern bool toygun_citus_find_object(ToygunKind kind, pg_uuid_t *id);
 
 #endif							/* TOYGUN_H */

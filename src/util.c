@@ -32,6 +32,9 @@
 SPIPlanPtr
 toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
+	/* a Citus node's worker on one of its shard groups (citus.c): the group's plan */
+	if (unlikely(toygun_citus_group != NULL))
+		return toygun_citus_plan(cache, sql, nargs, argtypes);
 	if (*cache == NULL)
 	{
 		/* generic plans: these statements are simple, and planning them each time is not */

@@ -62,6 +62,11 @@
 #define CHARGE_WAIT_MS 30000
 /* How often a worker whose queue does not exist yet looks for it (a define making it wakes it too). */
 #define QUEUE_SLEEP_MS 5000
+/*
+ * On a Citus node, the longest an idle worker sleeps: a start routed from
+ * another node does not wake it (doc/citus.md §5), so it looks this often.
+ */
+#define CITUS_MAX_SLEEP_MS 1000
 
 static int	my_slot;
 
@@ -401,6 +406,32 @@ next_due_ms(void)
 	(void) toygun_levels_read(my_queue, &levels);
 	if (!toygun_next_due(my_queue, &levels, &next))
 		next = DT_NOEND;
+	/* on a Citus node, the other shard groups too: one with runs due is claimed next */
+	if (toygun_citus_in_use())
+	{
+		int			ngroups = toygun_citus_ngroups();
+
+		for (int g = 0; g < ngroups; g++)
+		{
+			TimestampTz at;
+
+			if (toygun_citus_is_batch_group(g))
+				continue;
+			toygun_citus_use_group(g);
+			if (toygun_next_due(my_queue, &levels, &at))
+			{
+				if (at <= now)
+				{
+					toygun_citus_resume();
+					return 0;
+				}
+				next = Min(next, at);
+			}
+		}
+		toygun_citus_resume();
+		if (next == DT_NOEND || TimestampDifferenceExceeds(now, next, CITUS_MAX_SLEEP_MS))
+			return CITUS_MAX_SLEEP_MS;
+	}
 	/* limited runs (issue 17): as the last claim saw them, or a short wait for a slot */
 	ms = toygun_flow_sleep_ms();
 	if (ms >= 0)
@@ -577,6 +608,8 @@ in_subtransaction(bool (*body) (Claimed *c), Claimed *c, bool *result)
 	{
 		edata = catch_error();
 		RollbackAndReleaseCurrentSubTransaction();
+		/* an error in user code left the shard group suspended */
+		toygun_citus_resume();
 		(void) toygun_contain_end_tick();
 	}
 	PG_END_TRY();
@@ -683,6 +716,13 @@ replay(Claimed *claimed, int n)
 	while (i < n)
 	{
 		toygun_begin_work();
+		/* on a Citus node, each transaction holds its shard group's metadata lock */
+		if (toygun_citus_in_use() && !toygun_citus_lock_batch_group())
+		{
+			/* the group left the node: its runs are claimed where it went */
+			toygun_end_work();
+			break;
+		}
 		for (end = i; end < n && end < i + REPLAY_CHUNK; end++)
 			if (claimed[end].error == NULL && retick(&claimed[end]))
 			{
@@ -777,6 +817,7 @@ tick_all(Claimed *claimed, ToygunObject **objs, int *n, int level, bool *preempt
 			ereport(LOG, (errmsg("toygun: a batch failed to commit: %s", edata->message)));
 		AbortCurrentTransaction();
 		(void) toygun_contain_end_tick();
+		toygun_citus_resume();
 		/* the batch's ticks rolled back: replay() ticks them again, and notes them then */
 		toygun_metrics_discard();
 		tick_metric = NULL;
@@ -864,6 +905,18 @@ run_batch(long *sleep_ms, bool *full)
 		*sleep_ms = QUEUE_SLEEP_MS;
 		return 0;
 	}
+	/*
+	 * On a Citus node (citus.c): this batch works on one of the node's
+	 * shard groups, round-robin, under its shards' metadata lock; every
+	 * statement below is on the group's shard tables. A node with none
+	 * (a coordinator) has nothing to claim.
+	 */
+	if (toygun_citus_round() && !toygun_citus_begin_batch())
+	{
+		toygun_end_work();
+		*sleep_ms = CITUS_MAX_SLEEP_MS;
+		return 0;
+	}
 	held = toygun_sweep_children();
 	if (!held)
 		held_sleep_ms = HELD_PARENT_SLEEP_MS;
@@ -888,6 +941,7 @@ run_batch(long *sleep_ms, bool *full)
 			held_sleep_ms = Min(held_sleep_ms * 2, HELD_PARENT_MAX_SLEEP_MS);
 		}
 		toygun_end_work();
+		toygun_citus_end_batch(false);
 		return 0;
 	}
 	/*
@@ -898,6 +952,7 @@ run_batch(long *sleep_ms, bool *full)
 	if (toygun_inflight_charges_pending() && claimed_dead_run(claimed, n))
 	{
 		toygun_end_work();
+		toygun_citus_end_batch(false);
 		*sleep_ms = DEAD_RUN_SLEEP_MS;
 		return 0;
 	}
@@ -918,6 +973,7 @@ run_batch(long *sleep_ms, bool *full)
 		if (ticked == n && !preempted)
 			claimed_all_ticked();
 	}
+	toygun_citus_end_batch(false);
 	toygun_count_batch(my_slot, ticked, failures);
 	toygun_metrics_flush();
 	return n;
@@ -1011,6 +1067,7 @@ run_batch_safely(long *sleep_ms, bool *full)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		(void) toygun_contain_end_tick();
+		toygun_citus_end_batch(true);
 		*sleep_ms = ERROR_SLEEP_MS;
 		n = 0;
 	}
@@ -1096,12 +1153,14 @@ toygun_worker_main(Datum arg)
 			 */
 			if (toygun_flow_batch_held() || full)
 				toygun_wake_worker(my_queue);
-			/* retention: busy, a round at least every toygun.maintain_interval */
-			(void) toygun_maintain_in_worker(false);
+			/* retention: busy, a round at least every toygun.maintain_interval (not on Citus nodes) */
+			if (!toygun_citus_in_use())
+				(void) toygun_maintain_in_worker(false);
 			continue;
 		}
 
 		/* retention: nothing due, a round (retention.c), and sleep no longer than until the next */
+		if (!toygun_citus_in_use())
 		{
 			long		next = toygun_maintain_in_worker(true);
 
