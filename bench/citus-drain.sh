@@ -3,8 +3,8 @@
 # §3.5), one worker node against two. A coordinator and two worker nodes on
 # this machine, worker node 1 and the coordinator pinned to core 0, worker node
 # 2 to core 1 (taskset; every process of a server inherits its postmaster's
-# core), toygun.workers = 1 on each, toygun's tables distributed as
-# test/citus/distribute.sql does (8 shards). Each round: all shard groups on
+# core), toygun.workers = 1 on each, toygun's tables distributed by
+# toygun.distribute() (8 shards). Each round: all shard groups on
 # node 1 (the others moved there), N one-state runs started on the coordinator,
 # the workers let go, the drain timed from the nodes' history; then the shards
 # spread 4 and 4 and the same again. Prints runs per second and the ratio.
@@ -81,12 +81,10 @@ c 0 -c "SELECT citus_set_coordinator_host('127.0.0.1', $CITUS_PORT0)" \
 	-c "SELECT citus_add_node('127.0.0.1', $((CITUS_PORT0 + 1)))" \
 	-c "SELECT citus_add_node('127.0.0.1', $((CITUS_PORT0 + 2)))" >/dev/null
 c 0 -c "CREATE EXTENSION pg_cron" -c "CREATE EXTENSION toygun" >/dev/null
-c 0 -f test/citus/distribute.sql >/dev/null
-c 0 -c "CREATE FUNCTION public.one(t toygun.task) RETURNS toygun.next LANGUAGE sql AS 'SELECT toygun.stop()'" >/dev/null
-for n in 0 1 2; do
-	c "$n" -c "SELECT toygun.define_resource('bench')" \
-		-c "SELECT toygun.define_task('bench', 'one', '{go}', 'public.one(toygun.task)')" >/dev/null
-done
+c 0 -c "SELECT toygun.distribute()" >/dev/null
+c 0 -c "CREATE FUNCTION public.one(t toygun.task) RETURNS toygun.next LANGUAGE sql AS 'SELECT toygun.stop()'" \
+	-c "SELECT toygun.define_resource('bench')" \
+	-c "SELECT toygun.define_task('bench', 'one', '{go}', 'public.one(toygun.task)')" >/dev/null
 # the resources, ticked once each (a resource's first tick) before any timing
 c 0 -c "SELECT count(toygun.create_resource('bench')) FROM generate_series(1, $N)" >/dev/null
 pause off

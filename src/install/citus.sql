@@ -68,6 +68,10 @@ BEGIN
     ALTER TABLE toygun.task DROP CONSTRAINT task_pkey;
     ALTER TABLE toygun.task ADD PRIMARY KEY (resource_id, id);
 
+    -- toygun's statements by a run's id alone (locks, outcome writes on a
+    -- node's shard) need an index on id now that the key starts with resource_id
+    CREATE INDEX task_id_idx ON toygun.task (id);
+
     PERFORM pg_catalog.create_distributed_table('toygun.resource', 'id');
     PERFORM pg_catalog.create_distributed_table('toygun.task', 'resource_id', colocate_with => 'toygun.resource');
 
