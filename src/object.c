@@ -574,6 +574,20 @@ toygun_def_for_caller(ToygunKind kind, pg_uuid_t *id, Oid caller, ToygunRight ri
 	char	   *name;
 	ToygunDef  *def;
 
+	/*
+	 * On Citus (toygun.distribute()) runs are placed by their resource's
+	 * id, which a run's id does not carry: Citus cannot route a statement
+	 * by the run's id alone, and would fail it with an error of its own.
+	 * The worker's statements (a shard group active) read the node's
+	 * shards instead (citus.c).
+	 */
+	if (kind == TOYGUN_TASK && toygun_citus_group == NULL && toygun_definitions_on_citus())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a run cannot be found by its id alone on Citus yet (%s)", toygun_uuid_text(id)),
+				 errdetail("toygun.distribute() places runs by their resource's id, and a run's id does not say which node holds it."),
+				 errhint("On Citus, create resources, start runs and define types; each node's worker ticks the runs it holds. The README's section on Citus lists the calls that work.")));
+
 	values[0] = UUIDPGetDatum(id);
 	if (kind == TOYGUN_TASK)
 		toygun_run(toygun_plan(&task_plan,

@@ -122,7 +122,7 @@ local_due() {
 	c "$n" -c "BEGIN" "${args[@]}" -c "COMMIT" | awk '{ s += $1 } END { print s + 0 }'
 }
 
-plan 20
+plan 21
 
 # 1-4: three nodes, Citus, toygun everywhere
 for n in 0 1 2; do
@@ -249,7 +249,11 @@ ok $? "the 200 runs are ticked to __stop__ by the worker of the node holding eac
 err=$(c 0 -c "SELECT state FROM toygun.tick_task((SELECT id FROM toygun.task LIMIT 1))" 2>&1 >/dev/null)
 todo $? "tick_task(id) by hand on the coordinator" "$(echo "${err#ERROR:  }" | head -n 1) (a lookup by id alone is not routable: doc/citus.md, ids that route)"
 
-# 16: a handler on node 1 starts a run on a resource node 2 holds
+err=$(c 0 -c "SELECT toygun.stop_task((SELECT id FROM toygun.task LIMIT 1))" 2>&1 >/dev/null | head -n 1)
+[[ $err == "ERROR:  a run cannot be found by its id alone on Citus yet ("*")" ]]
+ok $? "stop_task(id) on the coordinator: a clear error (${err#ERROR:  }), not Citus's"
+
+# 17: a handler on node 1 starts a run on a resource node 2 holds
 c 0 >/dev/null <<'SQL' || bail "spawn handler failed"
 CREATE FUNCTION public.spawn(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
 BEGIN
@@ -280,7 +284,7 @@ note "parent $parent on node 1 (stopped by node 1's worker: $p1), child ${child:
 [ -n "$child" ] && [ "$p1" = 1 ] && [ "$c2" = 1 ] && [ "$c1" = 0 ] && [ -n "$child2" ] && [ "$l1" = 1 ]
 ok $? "a run whose handler (node 1) starts a run on a resource node 2 holds: the child is on node 2 and ticked there (and one on node 1 is ticked on node 1)"
 
-# 17-18: a node's worker killed (SIGKILL) mid-batch: the postmaster restarts
+# 18-19: a node's worker killed (SIGKILL) mid-batch: the postmaster restarts
 # that node; every run still reaches __stop__, each step once
 c 0 >/dev/null <<'SQL' || bail "slow handler failed"
 CREATE FUNCTION public.slow(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
@@ -318,7 +322,7 @@ note "slow runs whose history on their node is not steps 0..step-1 exactly once:
 [ "$g1" = 0 ] && [ "$g2" = 0 ]
 ok $? "histories stay gapless per run on its node: no step lost, none ticked twice"
 
-# 19: a shard group moved from node 1 to node 2 keeps being ticked there
+# 20: a shard group moved from node 1 to node 2 keeps being ticked there
 s3=$(c 1 -c "$local_shards_sql" | head -n 1)
 sid3=${s3##*_}
 c 0 -c "SELECT citus_move_shard_placement($sid3, '127.0.0.1', $((CITUS_PORT0 + 1)), '127.0.0.1', $((CITUS_PORT0 + 2)))" \
@@ -336,7 +340,7 @@ note "moved shard $sid3 (${s3}) to node 2: $moved resources; runs started on the
 [ $status -eq 0 ] && [ "$moved" -gt 0 ] && [ "$on2" -eq "$moved" ] && [ "$on1" -eq 0 ]
 ok $? "a shard group moved to node 2 (citus_move_shard_placement) keeps being ticked there: runs made due after the move are ticked on node 2"
 
-# 20: the history moves with its runs only once it is distributed with them
+# 21: the history moves with its runs only once it is distributed with them
 todo 1 "a moved run's whole history moves with it (toygun.transition distributed by the tree's key, co-located)" \
 	"the history is a table of each node (toygun.distribute() leaves it local): the moved shard's runs keep their earlier history on node 1 (doc/citus.md §2.1, §11 step 1)"
 
