@@ -81,18 +81,15 @@ static int	ngroups = 0;
 static int	next_group = 0;
 /* the group of the batch under way (what a resume after user code restores) */
 static ToygunShardGroup *batch_group = NULL;
+/* the group user code suspended, and the transaction nest level it began at */
+static ToygunShardGroup *suspended_group = NULL;
+static int	suspended_level = 0;
 static bool in_use = false;
 static bool stale = true;
 static TimestampTz read_at = 0;
 
-/*
- * Citus invalidates a distributed table's relcache entry when its shards'
- * placements change (a move); store.c counts the invalidations of
- * toygun's tables (PostgreSQL has few relcache callback slots, and Citus
- * and toygun use most of them). A change of the count since the groups
- * were read means they may have changed.
- */
-static uint64 read_generation = 0;
+/* toygun.task, as the groups were last read: its invalidations make them stale */
+static Oid	task_relid = InvalidOid;
 static bool logged_skips = false;
 
 static inline bool
@@ -102,9 +99,67 @@ ident_char(char c)
 }
 
 /*
+ * The length of the literal, quoted identifier, comment or dollar-quoted
+ * string that starts at p, copied as it is; 0 if none starts there.
+ * toygun's statements are its own constants: this knows their shapes
+ * (standard strings, E'' strings with backslashes, "identifiers", -- and
+ * block comments, $tag$ bodies), not every corner of SQL.
+ */
+static size_t
+skip_quoted(const char *sql, const char *p)
+{
+	const char *q = p;
+
+	if (*q == '\'' || *q == '"')
+	{
+		char		quote = *q++;
+		bool		backslashes = quote == '\'' && q - 1 > sql && (q[-2] == 'E' || q[-2] == 'e') &&
+			(q - 2 == sql || !ident_char(q[-3]));
+
+		while (*q)
+		{
+			if (backslashes && *q == '\\' && q[1])
+				q += 2;
+			else if (*q == quote && q[1] == quote)
+				q += 2;
+			else if (*q == quote)
+				return q + 1 - p;
+			else
+				q++;
+		}
+		return q - p;
+	}
+	if (q[0] == '-' && q[1] == '-')
+		return strcspn(q, "\n");
+	if (q[0] == '/' && q[1] == '*')
+	{
+		const char *end = strstr(q + 2, "*/");
+
+		return end ? end + 2 - p : strlen(q);
+	}
+	if (*q == '$' && (q == sql || !ident_char(q[-1])))
+	{
+		const char *tag_end = q + 1;
+		const char *end;
+		char	   *tag;
+
+		while (*tag_end && *tag_end != '$' && ident_char(*tag_end))
+			tag_end++;
+		if (*tag_end != '$')
+			return 0;			/* a parameter ($1), not a quote */
+		tag = pnstrdup(q, tag_end + 1 - q);
+		end = strstr(tag_end + 1, tag);
+		end = end ? end + strlen(tag) : q + strlen(q);
+		pfree(tag);
+		return end - p;
+	}
+	return 0;
+}
+
+/*
  * sql with each whole-word name of g's distributed tables replaced by g's
- * shard table, outside string literals and quoted identifiers; NULL if it
- * names none. "toygun.task" does not match "toygun.task_type".
+ * shard table, outside literals, quoted identifiers and comments; NULL if
+ * it names none. "toygun.task" does not match "toygun.task_type".
  */
 static char *
 rewrite_sql(const char *sql, ToygunShardGroup *g)
@@ -117,16 +172,12 @@ rewrite_sql(const char *sql, ToygunShardGroup *g)
 	while (*p)
 	{
 		int			i;
+		size_t		quoted = skip_quoted(sql, p);
 
-		if (*p == '\'' || *p == '"')
+		if (quoted > 0)
 		{
-			char		q = *p;
-
-			appendStringInfoChar(&buf, *p++);
-			while (*p && *p != q)
-				appendStringInfoChar(&buf, *p++);
-			if (*p)
-				appendStringInfoChar(&buf, *p++);
+			appendBinaryStringInfo(&buf, p, quoted);
+			p += quoted;
 			continue;
 		}
 		if (p == sql || (!ident_char(p[-1]) && p[-1] != '.'))
@@ -158,8 +209,8 @@ rewrite_sql(const char *sql, ToygunShardGroup *g)
 
 /*
  * toygun_plan() with a group active: the statement's plan on the group's
- * shards, made once per statement and group; the plan of the statement
- * itself when it names no distributed table.
+ * shards, made once per statement and group; NULL when it names no
+ * distributed table (toygun_plan() uses its one plan for every group).
  */
 SPIPlanPtr
 toygun_citus_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
@@ -188,20 +239,45 @@ toygun_citus_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		entry = hash_search(g->plans, &cache, HASH_ENTER, &found);
 		entry->plan = plan;
 	}
-	if (entry->plan != NULL)
-		return entry->plan;
-	/* no distributed table in it: the one plan for every group and none */
-	toygun_citus_group = NULL;
-	PG_TRY();
+	return entry->plan;
+}
+
+/* A plan of citus.c's own (catalog reads, locks), made once and kept. */
+static SPIPlanPtr
+own_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
 	{
-		(void) toygun_plan(cache, sql, nargs, argtypes);
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*cache = plan;
 	}
-	PG_FINALLY();
-	{
-		toygun_citus_group = g;
-	}
-	PG_END_TRY();
 	return *cache;
+}
+
+static void
+run(SPIPlanPtr plan, Datum *values, const char *nulls, long count)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Citus invalidates a distributed table's relcache entry when its shards'
+ * placements change (a move): any invalidation of toygun.task, or of all
+ * relations, means the groups may have changed.
+ */
+static void
+citus_relcache_callback(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == task_relid)
+		stale = true;
 }
 
 static void
@@ -261,10 +337,10 @@ read_groups(void)
 											  ALLOCSET_SMALL_SIZES);
 	stale = false;
 	read_at = GetCurrentTimestamp();
-	read_generation = toygun_store_generation();
+	task_relid = get_relname_relid("task", nsp);
 
 	/* is toygun.task distributed? */
-	toygun_run(toygun_plan(&dist_plan,
+	run(own_plan(&dist_plan,
 						   "SELECT d.logicalrelid, c.relname = 'task'"
 						   "  FROM pg_catalog.pg_dist_partition d"
 						   "  JOIN pg_catalog.pg_class c ON c.oid = d.logicalrelid"
@@ -282,7 +358,7 @@ read_groups(void)
 	found = MemoryContextAlloc(citus_context, sizeof(ToygunShardGroup *) * (ngroups + 1));
 	if (in_use)
 	{
-		toygun_run(toygun_plan(&shards_plan,
+		run(own_plan(&shards_plan,
 							   "SELECT d.colocationid, s.shardminvalue, s.shardid,"
 							   "       'toygun.' || pg_catalog.quote_ident(c.relname),"
 							   "       pg_catalog.shard_name(s.logicalrelid, s.shardid)"
@@ -291,6 +367,10 @@ read_groups(void)
 							   "  JOIN pg_catalog.pg_dist_shard s ON s.logicalrelid = d.logicalrelid"
 							   "  JOIN pg_catalog.pg_dist_placement p ON p.shardid = s.shardid"
 							   " WHERE c.relnamespace = $1 AND d.partmethod = 'h'"
+							   /* toygun's own tables only: a user's table in schema toygun is not rewritten */
+							   "   AND c.relname IN ('resource', 'task')"
+							   "   AND d.colocationid = (SELECT colocationid FROM pg_catalog.pg_dist_partition"
+							   "                          WHERE logicalrelid = 'toygun.task'::pg_catalog.regclass)"
 							   "   AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)"
 							   " ORDER BY d.colocationid, s.shardminvalue::pg_catalog.int4, c.relname",
 							   1, (Oid[]) {OIDOID}),
@@ -380,12 +460,19 @@ read_groups(void)
 bool
 toygun_citus_round(void)
 {
+	static bool registered = false;
+
 	if (!OidIsValid(get_relname_relid("pg_dist_partition", PG_CATALOG_NAMESPACE)))
 	{
 		in_use = false;
 		return false;
 	}
-	if (stale || read_generation != toygun_store_generation() ||
+	if (!registered)
+	{
+		toygun_on_relcache(citus_relcache_callback);
+		registered = true;
+	}
+	if (stale ||
 		TimestampDifferenceExceeds(read_at, GetCurrentTimestamp(), GROUPS_REFRESH_MS))
 		read_groups();
 	if (in_use && !logged_skips)
@@ -431,11 +518,11 @@ toygun_citus_lock_batch_group(void)
 	for (int i = 0; i < g->n; i++)
 		ids[i] = Int64GetDatum(g->shardids[i]);
 	values[0] = PointerGetDatum(construct_array(ids, g->n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	toygun_run(toygun_plan(&lock_plan,
+	run(own_plan(&lock_plan,
 						   "SELECT pg_catalog.lock_shard_metadata(" CppAsString2(SHARD_METADATA_SHARE_LOCK) ", $1)",
 						   1, (Oid[]) {INT8ARRAYOID}),
 			   values, NULL, 0);
-	toygun_run(toygun_plan(&check_plan,
+	run(own_plan(&check_plan,
 						   "SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_placement"
 						   " WHERE shardid = ANY ($1)"
 						   "   AND groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)",
@@ -452,12 +539,13 @@ toygun_citus_lock_batch_group(void)
 	/*
 	 * Citus refuses writes to shard tables from outside its own executor
 	 * unless this is on; only the statements rewritten for the group write
-	 * to them. Set in the transaction: an abort undoes it, the next batch
-	 * sets it again.
+	 * to them. Set for the transaction (GUC_ACTION_LOCAL): its end, commit
+	 * or abort, undoes it; the next batch sets it again.
 	 */
 	manual = GetConfigOption("citus.enable_manual_changes_to_shards", true, false);
 	if (manual == NULL || strcmp(manual, "on") != 0)
-		SetConfigOption("citus.enable_manual_changes_to_shards", "on", PGC_SUSET, PGC_S_SESSION);
+		(void) set_config_option("citus.enable_manual_changes_to_shards", "on", PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
 	toygun_citus_group = g;
 	return true;
 }
@@ -493,6 +581,8 @@ toygun_citus_end_batch(bool failed)
 {
 	toygun_citus_group = NULL;
 	batch_group = NULL;
+	suspended_group = NULL;
+	suspended_level = 0;
 	if (failed)
 		stale = true;
 }
@@ -502,6 +592,65 @@ void
 toygun_citus_resume(void)
 {
 	toygun_citus_group = batch_group;
+	suspended_group = NULL;
+	suspended_level = 0;
+}
+
+/*
+ * An abort of the subtransaction in which user code began (or of one
+ * around it) ends that code: the group is active again. Errors in user
+ * code are often caught where the worker does not hear of them (an alarm
+ * handler's error is kept in its alarm, a failed upgrade in its failure),
+ * and the batch's next statements must be the group's, not Citus's.
+ */
+static void
+citus_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB && suspended_group != NULL &&
+		GetCurrentTransactionNestLevel() <= suspended_level)
+	{
+		toygun_citus_group = suspended_group;
+		suspended_group = NULL;
+		suspended_level = 0;
+	}
+}
+
+/*
+ * User code is about to run (security.c): no group for its statements,
+ * which Citus routes like a client's. Returns the group to give back to
+ * toygun_citus_unsuspend() when it returns; NULL if none was active (on
+ * one node, or user code called from user code).
+ */
+ToygunShardGroup *
+toygun_citus_suspend(void)
+{
+	static bool registered = false;
+	ToygunShardGroup *g = toygun_citus_group;
+
+	if (g == NULL)
+		return NULL;
+	if (!registered)
+	{
+		RegisterSubXactCallback(citus_subxact_callback, NULL);
+		registered = true;
+	}
+	toygun_citus_group = NULL;
+	suspended_group = g;
+	suspended_level = GetCurrentTransactionNestLevel();
+	return g;
+}
+
+/* User code returned: the group it suspended (or none) is active again. */
+void
+toygun_citus_unsuspend(ToygunShardGroup *saved)
+{
+	toygun_citus_group = saved;
+	if (saved != NULL)
+	{
+		suspended_group = NULL;
+		suspended_level = 0;
+	}
 }
 
 /* The number of the node's shard groups. */
@@ -546,7 +695,7 @@ toygun_citus_find_object(ToygunKind kind, pg_uuid_t *id)
 		batch_group = groups[i];
 		if (!toygun_citus_lock_batch_group())
 			continue;
-		toygun_run(toygun_plan(&plans[kind],
+		run(toygun_citus_plan(&plans[kind],
 							   kind == TOYGUN_TASK
 							   ? "SELECT FROM ONLY toygun.task WHERE id = $1"
 							   : "SELECT FROM ONLY toygun.resource WHERE id = $1",

@@ -150,7 +150,7 @@ flow_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 void
 toygun_flow_init(void)
 {
-	CacheRegisterRelcacheCallback(types_invalidated, (Datum) 0);
+	toygun_on_relcache(types_invalidated);
 	RegisterXactCallback(flow_xact_callback, NULL);
 	RegisterSubXactCallback(flow_subxact_callback, NULL);
 }

@@ -99,7 +99,7 @@ load_routes(void)
 
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(routes_relcache_inval, (Datum) 0);
+		toygun_on_relcache(routes_relcache_inval);
 		callback_registered = true;
 	}
 	route_relid = get_relname_relid("route", get_namespace_oid("toygun", false));

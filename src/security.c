@@ -93,12 +93,12 @@ toygun_begin_handler_call(ToygunCall *call, ToygunDef *def)
 	 * On a Citus node, user code's statements go through Citus, which
 	 * routes them to whichever node holds what they address: the rewrite
 	 * of toygun's statements for the tick's shard group is not for them.
-	 * An error leaves it suspended; the worker resumes it itself.
+	 * An error in user code ends with the abort of the subtransaction it
+	 * ran in, which makes the group active again (citus.c).
 	 */
-	call->citus_group = toygun_citus_group;
-	toygun_citus_group = NULL;
+	call->citus_group = toygun_citus_suspend();
 	/* and user code may not write to the shard tables directly, as the worker may */
-	if (call->citus_group != NULL)
+	if (call->citus_group != NULL || toygun_citus_in_use())
 		(void) set_config_option("citus.enable_manual_changes_to_shards", "off",
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }
@@ -108,7 +108,7 @@ toygun_end_handler_call(ToygunCall *call)
 {
 	SetUserIdAndSecContext(call->save_userid, call->save_sec_context);
 	AtEOXact_GUC(false, call->guc_nestlevel);
-	toygun_citus_group = call->citus_group;
+	toygun_citus_unsuspend(call->citus_group);
 }
 
 char *

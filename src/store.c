@@ -526,12 +526,13 @@ toygun_store_update(ToygunObject *obj, ToygunDef *def, Datum run_at, bool run_at
 	bool		written = false;
 
 	/*
-	 * On a Citus node's shard group (citus.c) the row is in a shard table,
-	 * not in toygun.task or toygun.resource: the SQL path writes it there,
+	 * On a Citus node (citus.c) the row is in a shard table, not in
+	 * toygun.task or toygun.resource (whose own files hold nothing, or the
+	 * rows from before they were distributed): the SQL path writes it there,
 	 * through the statements rewritten for the group.
 	 */
 	if (!toygun_direct_writes || store_busy || !ItemPointerIsValid(&obj->tid) ||
-		toygun_citus_group != NULL)
+		toygun_citus_group != NULL || toygun_citus_in_use())
 		return false;
 	st = get_store();
 	open_table(st, t);
@@ -776,7 +777,7 @@ toygun_store_init(void)
 {
 	RegisterXactCallback(store_xact_callback, NULL);
 	RegisterSubXactCallback(store_subxact_callback, NULL);
-	CacheRegisterRelcacheCallback(store_relcache_callback, (Datum) 0);
+	toygun_on_relcache(store_relcache_callback);
 	prev_utility_hook = ProcessUtility_hook;
 	ProcessUtility_hook = store_utility;
 }

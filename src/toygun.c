@@ -219,6 +219,7 @@ _PG_init(void)
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("could not initialize libsodium")));
 	define_settings();
+	toygun_relcache_init();
 	toygun_define_init();
 	toygun_object_init();
 	toygun_store_init();

@@ -703,6 +703,8 @@ extern void toygun_redefine_move(ToygunDef *def, ToygunRedefine *r, Oid caller);
 /* citus.c: a worker on a Citus node works one local shard group at a time */
 typedef struct ToygunShardGroup ToygunShardGroup;
 extern PGDLLIMPORT ToygunShardGroup *toygun_citus_group;
+extern ToygunShardGroup *toygun_citus_suspend(void);
+extern void toygun_citus_unsuspend(ToygunShardGroup *saved);
 extern SPIPlanPtr toygun_citus_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes);
 extern bool toygun_citus_round(void);
 extern bool toygun_citus_in_use(void);
@@ -714,5 +716,9 @@ extern int	toygun_citus_ngroups(void);
 extern void toygun_citus_use_group(int i);
 extern bool toygun_citus_is_batch_group(int i);
 extern bool toygun_citus_find_object(ToygunKind kind, pg_uuid_t *id);
+
+/* relcache.c: toygun's one relcache callback slot */
+extern void toygun_relcache_init(void);
+extern void toygun_on_relcache(void (*f) (Datum arg, Oid relid));
 
 #endif							/* TOYGUN_H */

@@ -34,7 +34,13 @@ toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
 	/* a Citus node's worker on one of its shard groups (citus.c): the group's plan */
 	if (unlikely(toygun_citus_group != NULL))
-		return toygun_citus_plan(cache, sql, nargs, argtypes);
+	{
+		SPIPlanPtr	plan = toygun_citus_plan(cache, sql, nargs, argtypes);
+
+		if (plan != NULL)
+			return plan;
+		/* it names no distributed table: one plan for every group, and for none */
+	}
 	if (*cache == NULL)
 	{
 		/* generic plans: these statements are simple, and planning them each time is not */
@@ -48,6 +54,25 @@ toygun_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+/*
+ * Run a statement planned for these parameter values (SPI_execute_with_args),
+ * not a generic plan kept by toygun_plan(): for the statements of the
+ * definition calls that read or write toygun's tables with conditions Citus
+ * plans only with the values bound (a multi-shard read of the distributed
+ * tables, a reference table's write with a subquery). Those calls are rare;
+ * planning each time costs them little.
+ */
+int
+toygun_run_once(const char *sql, int nargs, Oid *argtypes, Datum *values,
+				const char *nulls, long count)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, count);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	return rc;
 }
 
 int

@@ -281,6 +281,19 @@ note_claimed(Claimed *out, ToygunObject **objs, int from, int to)
 #define LEVELS_CENSUS_MS 1000
 static TimestampTz levels_census_at = 0;
 
+/*
+ * Forget where the last claims stopped and which priority levels are in
+ * use: the queue changed, or (on Citus) the next batch reads another shard
+ * group, whose due runs may be older than the last group's floor.
+ */
+static void
+forget_claims(void)
+{
+	claim_floor[TOYGUN_RESOURCE] = claim_floor[TOYGUN_TASK] = DT_NOBEGIN;
+	claim_last[TOYGUN_RESOURCE] = claim_last[TOYGUN_TASK] = DT_NOBEGIN;
+	levels_census_at = 0;
+}
+
 /* Recompute the levels of the queue in use, with a snapshot taken after the census begins. */
 static void
 levels_census(void)
@@ -858,9 +871,7 @@ resolve_queue(void)
 		toygun_queue_paused_load(id, paused);
 	if (id != my_queue || name == NULL || strcmp(name, my_queue_name) != 0)
 	{
-		claim_floor[TOYGUN_RESOURCE] = claim_floor[TOYGUN_TASK] = DT_NOBEGIN;
-		claim_last[TOYGUN_RESOURCE] = claim_last[TOYGUN_TASK] = DT_NOBEGIN;
-		levels_census_at = 0;
+		forget_claims();
 		claim_limit = 0;
 	}
 	strlcpy(my_queue_name, name ? name : "", sizeof(my_queue_name));
@@ -911,11 +922,16 @@ run_batch(long *sleep_ms, bool *full)
 	 * statement below is on the group's shard tables. A node with none
 	 * (a coordinator) has nothing to claim.
 	 */
-	if (toygun_citus_round() && !toygun_citus_begin_batch())
+	if (toygun_citus_round())
 	{
-		toygun_end_work();
-		*sleep_ms = CITUS_MAX_SLEEP_MS;
-		return 0;
+		if (!toygun_citus_begin_batch())
+		{
+			toygun_end_work();
+			*sleep_ms = CITUS_MAX_SLEEP_MS;
+			return 0;
+		}
+		/* where the last claims stopped, and the levels in use, were another group's */
+		forget_claims();
 	}
 	held = toygun_sweep_children();
 	if (!held)

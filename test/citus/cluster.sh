@@ -122,7 +122,7 @@ local_due() {
 	c "$n" -c "BEGIN" "${args[@]}" -c "COMMIT" | awk '{ s += $1 } END { print s + 0 }'
 }
 
-plan 21
+plan 24
 
 # 1-4: three nodes, Citus, toygun everywhere
 for n in 0 1 2; do
@@ -340,7 +340,62 @@ note "moved shard $sid3 (${s3}) to node 2: $moved resources; runs started on the
 [ $status -eq 0 ] && [ "$moved" -gt 0 ] && [ "$on2" -eq "$moved" ] && [ "$on1" -eq 0 ]
 ok $? "a shard group moved to node 2 (citus_move_shard_placement) keeps being ticked there: runs made due after the move are ticked on node 2"
 
-# 21: the history moves with its runs only once it is distributed with them
+# 21-23: the unlucky and the hostile on Citus: runs that panic, whose
+# resource type's alarm handler raises (toygun keeps its error in the alarm
+# and goes on with the batch), beside runs of another type in the same
+# batches; a user's own distributed table in schema toygun
+c 0 >/dev/null <<'SQL' || bail "panic handlers failed"
+CREATE FUNCTION public.doom(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE LOG 'toygun-test manual=%', current_setting('citus.enable_manual_changes_to_shards', true);
+  RETURN toygun.panic('doomed');
+END $$;
+CREATE FUNCTION public.grumpy(a toygun.alarm) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'the alarm handler refuses';
+END $$;
+CREATE FUNCTION public.fine(t toygun.task) RETURNS toygun.next LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE LOG 'toygun-test manual=%', current_setting('citus.enable_manual_changes_to_shards', true);
+  RETURN toygun.stop();
+END $$;
+SELECT toygun.define_resource('grumpy', alarm_handler => 'public.grumpy(toygun.alarm)');
+SELECT toygun.define_task('grumpy', 'doom', '{a}', 'public.doom(toygun.task)');
+SELECT toygun.define_task('grumpy', 'fine', '{a}', 'public.fine(toygun.task)');
+CREATE TABLE toygun.audit (k text PRIMARY KEY, v integer);
+SELECT create_distributed_table('toygun.audit', 'k', colocate_with => 'none');
+SQL
+pause_workers on
+c 0 -c "DO \$\$ DECLARE r uuid; BEGIN FOR i IN 1..40 LOOP r := toygun.create_resource('grumpy');
+	PERFORM toygun.start_task(r, 'doom'); PERFORM toygun.start_task(r, 'fine'); END LOOP; END \$\$" >/dev/null ||
+	bail "starting grumpy runs failed"
+# a worker's death: its FATAL, or the launcher's note of a worker that died in a tick
+deaths() { cat "$WORK"/n[12]/server.log | grep -cE 'toygun worker FATAL|died during a tick'; }
+fatal0=$(deaths)
+pause_workers off
+wait_for 60 0 "SELECT count(*) = 80 FROM toygun.task WHERE resource_type = 'grumpy' AND state IN ('__panic__', '__stop__')"
+panicked=$(c 0 -c "SELECT count(*) FROM toygun.task WHERE resource_type = 'grumpy' AND name = 'doom' AND state = '__panic__'")
+stopped=$(c 0 -c "SELECT count(*) FROM toygun.task WHERE resource_type = 'grumpy' AND name = 'fine' AND state = '__stop__' AND attempts = 0")
+fatal=$(($(deaths) - fatal0))
+note "doomed runs panicked: $panicked of 40; fine runs stopped at their first attempt: $stopped of 40; toygun workers that died: $fatal"
+[ "$panicked" = 40 ] && [ "$stopped" = 40 ] && [ "$fatal" = 0 ]
+ok $? "runs that panic, with an alarm handler that raises, beside other runs: every panic commits, no other run fails an attempt, no worker dies"
+on=$(cat "$WORK"/n[12]/server.log | grep -c 'toygun-test manual=on')
+off=$(cat "$WORK"/n[12]/server.log | grep -c 'toygun-test manual=off')
+note "handlers that saw citus.enable_manual_changes_to_shards on: $on; off: $off"
+[ "$on" = 0 ] && [ "$off" -ge 80 ]
+ok $? "user code never runs with direct writes to shard tables allowed"
+errors0=$(cat "$WORK"/n[12]/server.log | grep -c 'toygun worker ERROR')
+c 0 -c "DO \$\$ DECLARE r uuid; BEGIN FOREACH r IN ARRAY ARRAY(SELECT id FROM toygun.resource WHERE type = 'grumpy') LOOP
+	PERFORM toygun.start_task(r, 'fine'); END LOOP; END \$\$" >/dev/null || bail "starting more fine runs failed"
+wait_for 60 0 "SELECT count(*) = 0 FROM toygun.task WHERE resource_type = 'grumpy' AND name = 'fine' AND state <> '__stop__'"
+status=$?
+errors=$(($(cat "$WORK"/n[12]/server.log | grep -c 'toygun worker ERROR') - errors0))
+note "with toygun.audit distributed on its own (colocate_with none): worker errors $errors"
+[ $status = 0 ] && [ "$errors" = 0 ]
+ok $? "a user's own distributed table in schema toygun is not taken for one of toygun's (its shards are no shard group of the worker)"
+
+# 24: the history moves with its runs only once it is distributed with them
 todo 1 "a moved run's whole history moves with it (toygun.transition distributed by the tree's key, co-located)" \
 	"the history is a table of each node (toygun.distribute() leaves it local): the moved shard's runs keep their earlier history on node 1 (doc/citus.md §2.1, §11 step 1)"
 
