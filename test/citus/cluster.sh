@@ -28,15 +28,7 @@ source test/lib/cluster.sh
 source test/lib/tap.sh
 source test/citus/lib.sh
 
-if ! citus_available; then
-	echo "1..0 # SKIP Citus is not installed in $PGBIN's PostgreSQL (bin/build-citus SRC PG_CONFIG DESTDIR installs it; doc/citus.md)"
-	exit 0
-fi
-
-WORK=${TG_WORK:-/tmp/tgcitus-test}/citus
-mkdir -p "$WORK"
-stop_all() { for n in 0 1 2; do TG_PORT=$((CITUS_PORT0 + n)) tg_stop "$WORK/n$n" immediate; done; }
-trap stop_all EXIT
+citus_test_start citus
 
 # todo OK-STATUS DESCRIPTION REASON: a TODO test (prove does not count its failure)
 todo() {
@@ -44,7 +36,6 @@ todo() {
 	TAP_N=$((TAP_N + 1))
 	if [ "$status" -eq 0 ]; then echo "ok $TAP_N - $what # TODO $why"; else echo "not ok $TAP_N - $what # TODO $why"; fi
 }
-c() { citus_psql "$@"; }
 # wait_for SECONDS NODE SQL: poll until SQL on NODE says t; false after SECONDS
 wait_for() {
 	local deadline=$((SECONDS + $1)) n=$2 sql=$3

@@ -25,18 +25,8 @@ source test/lib/cluster.sh
 source test/lib/tap.sh
 source test/citus/lib.sh
 
-if ! citus_available; then
-	echo "1..0 # SKIP Citus is not installed in $PGBIN's PostgreSQL (bin/build-citus SRC PG_CONFIG DESTDIR installs it; doc/citus.md)"
-	exit 0
-fi
+citus_test_start citus-defs
 
-WORK=${TG_WORK:-/tmp/tgcitus-test}/citus-defs
-rm -rf "$WORK"
-mkdir -p "$WORK"
-stop_all() { for n in 0 1 2; do TG_PORT=$((CITUS_PORT0 + n)) tg_stop "$WORK/n$n" immediate; done; }
-trap stop_all EXIT
-
-c() { citus_psql "$@"; }
 # on_workers SQL: its one-line result on node 1 and on node 2, space-separated
 on_workers() { for n in 1 2; do c "$n" -c "$1" | tr '\n' ' ' | sed 's/ $//'; echo -n '|'; done; }
 # refused N SQL: the SQLSTATE and message of SQL's error on node N

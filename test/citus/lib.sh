@@ -38,3 +38,22 @@ citus_psql() {
 	local n=$1; shift
 	psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $((CITUS_PORT0 + n)) -U postgres -d postgres -At "$@"
 }
+
+# citus_test_start SUBDIR: where Citus is not installed, the one TAP line
+# that says so, and exit; else WORK=$TG_WORK/SUBDIR, empty, and the three
+# nodes stopped when the test exits.
+citus_test_start() {
+	if ! citus_available; then
+		echo "1..0 # SKIP Citus is not installed in $PGBIN's PostgreSQL (bin/build-citus SRC PG_CONFIG DESTDIR installs it; doc/citus.md)"
+		exit 0
+	fi
+	WORK=${TG_WORK:-/tmp/tgcitus-test}/$1
+	rm -rf "$WORK"
+	mkdir -p "$WORK"
+	trap citus_stop_all EXIT
+}
+citus_stop_all() {
+	local n
+	for n in 0 1 2; do TG_PORT=$((CITUS_PORT0 + n)) tg_stop "$WORK/n$n" immediate; done
+}
+c() { citus_psql "$@"; }
