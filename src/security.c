@@ -98,7 +98,7 @@ toygun_begin_handler_call(ToygunCall *call, ToygunDef *def)
 	 */
 	call->citus_group = toygun_citus_suspend();
 	/* and user code may not write to the shard tables directly, as the worker may */
-	if (call->citus_group != NULL || toygun_citus_in_use())
+	if (toygun_citus_in_use())
 		(void) set_config_option("citus.enable_manual_changes_to_shards", "off",
 								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 }

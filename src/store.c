@@ -532,7 +532,7 @@ toygun_store_update(ToygunObject *obj, ToygunDef *def, Datum run_at, bool run_at
 	 * through the statements rewritten for the group.
 	 */
 	if (!toygun_direct_writes || store_busy || !ItemPointerIsValid(&obj->tid) ||
-		toygun_citus_group != NULL || toygun_citus_in_use())
+		toygun_citus_in_use())
 		return false;
 	st = get_store();
 	open_table(st, t);

@@ -620,9 +620,8 @@ in_subtransaction(bool (*body) (Claimed *c), Claimed *c, bool *result)
 	PG_CATCH();
 	{
 		edata = catch_error();
+		/* on Citus, the abort makes the group user code suspended active again (citus.c) */
 		RollbackAndReleaseCurrentSubTransaction();
-		/* an error in user code left the shard group suspended */
-		toygun_citus_resume();
 		(void) toygun_contain_end_tick();
 	}
 	PG_END_TRY();
